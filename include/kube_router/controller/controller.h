@@ -1,0 +1,44 @@
+// The controller contract. A ControllerRunner (runner.h) gives each controller its own thread
+// and inbox; every method below runs on that thread, so a controller's dataplane needs no locks.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/status.h"
+#include "kube_router/k8s/types.h"
+
+namespace kr {
+
+enum class SyncReason {
+  kStartup,    // first sync after Init
+  kRequested,  // OnUpdate asked for it (coalesced)
+  kPeriodic,   // the sync period elapsed: a full reconcile that repairs drift
+};
+
+class Controller {
+ public:
+  virtual ~Controller() = default;
+
+  // Short name used in logs, health answers and metrics ("NetworkPolicy", "NetworkRoutes",
+  // "NetworkServices").
+  virtual std::string Name() const = 0;
+  virtual std::chrono::milliseconds SyncPeriod() const = 0;
+  // The resource kinds whose events this controller wants in its inbox.
+  virtual std::vector<k8s::ResourceKind> WatchedKinds() const = 0;
+
+  // One-time preparation (sysctls, top-level chains, sockets) before the first Sync.
+  virtual Status Init() { return Status::Ok(); }
+  // Cheap: note what changed. Returns true when a Sync should follow (requests coalesce).
+  virtual bool OnUpdate(const k8s::Event& event) = 0;
+  // Level-triggered reconcile of the dataplane with the caches.
+  virtual Status Sync(SyncReason reason) = 0;
+  // Called once after the loop stops (e.g. a graceful BGP shutdown). Not Cleanup.
+  virtual void Shutdown() {}
+  // Removes exactly what this controller owns (--cleanup-config). Safe to call when nothing
+  // is programmed; returns a human-readable list of what was removed.
+  virtual Result<std::vector<std::string>> Cleanup() = 0;
+};
+
+}  // namespace kr

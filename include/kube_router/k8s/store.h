@@ -1,0 +1,143 @@
+// Thread-safe caches of decoded objects, keyed "namespace/name". Informers write; controllers
+// read. Objects are immutable once stored (shared_ptr<const T>), so a reader may keep one as
+// long as it likes; List() returns a consistent snapshot of the whole store.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kube_router/k8s/types.h"
+
+namespace kr::k8s {
+
+template <typename T>
+class Store {
+ public:
+  using Ptr = std::shared_ptr<const T>;
+  // Maps an object to the index values it is filed under (e.g. a Pod to its namespace).
+  using IndexFunc = std::function<std::vector<std::string>(const T&)>;
+
+  // Indexes must be added before the first write.
+  void AddIndex(const std::string& name, IndexFunc fn) {
+    std::unique_lock lock(mu_);
+    indexes_[name].fn = std::move(fn);
+  }
+
+  // Inserts or replaces; returns the previous object (null if none).
+  Ptr Upsert(const std::string& key, Ptr object) {
+    std::unique_lock lock(mu_);
+    Ptr old;
+    auto it = items_.find(key);
+    if (it != items_.end()) {
+      old = it->second;
+      Unindex(key, *old);
+      it->second = object;
+    } else {
+      items_.emplace(key, object);
+    }
+    Index(key, *object);
+    return old;
+  }
+
+  // Removes; returns the removed object (null if absent).
+  Ptr Remove(const std::string& key) {
+    std::unique_lock lock(mu_);
+    auto it = items_.find(key);
+    if (it == items_.end()) return nullptr;
+    Ptr old = it->second;
+    Unindex(key, *old);
+    items_.erase(it);
+    return old;
+  }
+
+  Ptr Get(const std::string& key) const {
+    std::shared_lock lock(mu_);
+    auto it = items_.find(key);
+    return it == items_.end() ? nullptr : it->second;
+  }
+
+  std::vector<Ptr> List() const {
+    std::shared_lock lock(mu_);
+    std::vector<Ptr> out;
+    out.reserve(items_.size());
+    for (const auto& [key, obj] : items_) out.push_back(obj);
+    return out;
+  }
+
+  std::vector<std::string> Keys() const {
+    std::shared_lock lock(mu_);
+    std::vector<std::string> out;
+    out.reserve(items_.size());
+    for (const auto& [key, obj] : items_) out.push_back(key);
+    return out;
+  }
+
+  // Objects filed under `value` in index `name` (empty for an unknown index).
+  std::vector<Ptr> ByIndex(const std::string& name, const std::string& value) const {
+    std::shared_lock lock(mu_);
+    std::vector<Ptr> out;
+    auto idx = indexes_.find(name);
+    if (idx == indexes_.end()) return out;
+    auto bucket = idx->second.buckets.find(value);
+    if (bucket == idx->second.buckets.end()) return out;
+    for (const auto& [key, unused] : bucket->second) out.push_back(items_.at(key));
+    return out;
+  }
+
+  size_t Size() const {
+    std::shared_lock lock(mu_);
+    return items_.size();
+  }
+
+ private:
+  struct IndexData {
+    IndexFunc fn;
+    std::unordered_map<std::string, std::map<std::string, bool>> buckets;  // value -> keys
+  };
+
+  void Index(const std::string& key, const T& obj) {
+    for (auto& [name, idx] : indexes_) {
+      for (const auto& v : idx.fn(obj)) idx.buckets[v][key] = true;
+    }
+  }
+  void Unindex(const std::string& key, const T& obj) {
+    for (auto& [name, idx] : indexes_) {
+      for (const auto& v : idx.fn(obj)) {
+        auto b = idx.buckets.find(v);
+        if (b == idx.buckets.end()) continue;
+        b->second.erase(key);
+        if (b->second.empty()) idx.buckets.erase(b);
+      }
+    }
+  }
+
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, Ptr> items_;
+  std::map<std::string, IndexData> indexes_;
+};
+
+// Index names set up by MakeCluster().
+inline constexpr char kIndexNamespace[] = "namespace";        // Pods, Policies, Slices
+inline constexpr char kIndexNodeName[] = "node";              // Pods by spec.nodeName
+inline constexpr char kIndexServiceName[] = "service";        // Slices by "ns/service-name"
+
+// Every cache the controllers read. Informers fill it; controllers only read it.
+struct Cluster {
+  Store<Service> services;
+  Store<EndpointSlice> endpoint_slices;
+  Store<Pod> pods;
+  Store<Node> nodes;
+  Store<Namespace> namespaces;
+  Store<NetworkPolicy> network_policies;
+};
+
+// A Cluster with the standard indexes installed.
+std::unique_ptr<Cluster> MakeCluster();
+
+}  // namespace kr::k8s

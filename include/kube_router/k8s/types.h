@@ -1,0 +1,214 @@
+// Plain C++ models of the Kubernetes objects the controllers read, holding only the fields
+// kube-router uses (see shared reference kubernetes-api.md §1.9). Decoders fill them; nothing
+// here knows about JSON.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace kr::k8s {
+
+using Labels = std::map<std::string, std::string>;
+
+struct ObjectMeta {
+  std::string name;
+  std::string namespace_;  // empty for cluster-scoped objects
+  std::string uid;
+  std::string resource_version;
+  Labels labels;
+  Labels annotations;
+  bool being_deleted = false;  // deletionTimestamp is set
+
+  // "namespace/name", or "name" for cluster-scoped objects: the store key.
+  std::string Key() const { return namespace_.empty() ? name : namespace_ + "/" + name; }
+};
+
+// intstr.IntOrString: a number or a name (named ports, targetPort).
+struct IntOrString {
+  bool is_string = false;
+  int32_t number = 0;
+  std::string text;
+  bool operator==(const IntOrString&) const = default;
+};
+
+struct LabelSelectorRequirement {
+  std::string key;
+  std::string op;  // In, NotIn, Exists, DoesNotExist (anything else is invalid)
+  std::vector<std::string> values;
+  bool operator==(const LabelSelectorRequirement&) const = default;
+};
+
+struct LabelSelector {
+  Labels match_labels;
+  std::vector<LabelSelectorRequirement> match_expressions;
+  bool operator==(const LabelSelector&) const = default;
+};
+
+// ---- core/v1 Service ----
+struct ServicePort {
+  std::string name;
+  std::string protocol = "TCP";
+  int32_t port = 0;
+  IntOrString target_port;
+  int32_t node_port = 0;
+};
+
+struct LoadBalancerIngress {
+  std::string ip;
+  std::string hostname;
+};
+
+struct Service {
+  ObjectMeta meta;
+  std::string type = "ClusterIP";  // ClusterIP, NodePort, LoadBalancer, ExternalName
+  std::string cluster_ip;          // "None" for headless
+  std::vector<std::string> cluster_ips;
+  std::vector<std::string> ip_families;
+  std::vector<ServicePort> ports;
+  Labels selector;
+  std::vector<std::string> external_ips;
+  std::string load_balancer_ip;
+  std::string load_balancer_class;
+  std::vector<std::string> load_balancer_source_ranges;
+  std::string session_affinity = "None";  // None, ClientIP
+  int32_t session_affinity_timeout_seconds = 10800;
+  std::string external_traffic_policy = "Cluster";  // Cluster, Local
+  std::string internal_traffic_policy = "Cluster";
+  int32_t health_check_node_port = 0;
+  std::vector<LoadBalancerIngress> load_balancer_ingress;  // status.loadBalancer.ingress
+};
+
+// ---- discovery.k8s.io/v1 EndpointSlice ----
+struct Endpoint {
+  std::vector<std::string> addresses;
+  bool ready = true;  // a missing `ready` condition means ready
+  bool serving = true;
+  bool terminating = false;
+  std::string node_name;
+  std::string zone;
+  std::string hostname;
+};
+
+struct EndpointPort {
+  std::string name;
+  std::optional<int32_t> port;
+  std::string protocol = "TCP";
+};
+
+struct EndpointSlice {
+  ObjectMeta meta;
+  std::string address_type = "IPv4";  // IPv4, IPv6, FQDN
+  std::string service_name;           // label kubernetes.io/service-name
+  std::vector<Endpoint> endpoints;
+  std::vector<EndpointPort> ports;
+};
+
+// ---- core/v1 Node ----
+struct NodeAddress {
+  std::string type;  // InternalIP, ExternalIP, Hostname
+  std::string address;
+};
+
+struct Node {
+  ObjectMeta meta;
+  std::string pod_cidr;
+  std::vector<std::string> pod_cidrs;
+  std::string provider_id;
+  std::vector<NodeAddress> addresses;
+};
+
+// ---- core/v1 Pod ----
+struct ContainerPort {
+  std::string name;
+  int32_t container_port = 0;
+  std::string protocol = "TCP";
+};
+
+struct Pod {
+  ObjectMeta meta;
+  std::string node_name;
+  bool host_network = false;
+  std::vector<ContainerPort> container_ports;  // all containers' ports, in order
+  std::string pod_ip;
+  std::vector<std::string> pod_ips;
+  std::string host_ip;
+  std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
+};
+
+// ---- core/v1 Namespace ----
+struct Namespace {
+  ObjectMeta meta;
+};
+
+// ---- networking.k8s.io/v1 NetworkPolicy ----
+struct IpBlock {
+  std::string cidr;
+  std::vector<std::string> except;
+};
+
+struct NetworkPolicyPeer {
+  std::optional<LabelSelector> pod_selector;        // nil vs {} matters
+  std::optional<LabelSelector> namespace_selector;  // nil = the policy's namespace
+  std::optional<IpBlock> ip_block;
+};
+
+struct NetworkPolicyPort {
+  std::string protocol = "TCP";
+  std::optional<IntOrString> port;  // absent = all ports
+  std::optional<int32_t> end_port;
+};
+
+struct NetworkPolicyRule {
+  std::vector<NetworkPolicyPeer> peers;  // from (ingress) / to (egress); empty = everyone
+  std::vector<NetworkPolicyPort> ports;  // empty = all ports
+};
+
+struct NetworkPolicy {
+  ObjectMeta meta;
+  LabelSelector pod_selector;
+  // Defaulted by the decoder when absent: Ingress, plus Egress iff egress rules are present.
+  bool policy_ingress = true;
+  bool policy_egress = false;
+  std::vector<NetworkPolicyRule> ingress;
+  std::vector<NetworkPolicyRule> egress;
+};
+
+// ---- events delivered to controllers ----
+enum class ResourceKind { kService, kEndpointSlice, kPod, kNode, kNamespace, kNetworkPolicy };
+enum class EventType { kAdded, kUpdated, kDeleted };
+
+const char* ResourceKindName(ResourceKind kind);
+
+using AnyObject =
+    std::variant<std::monostate, std::shared_ptr<const Service>,
+                 std::shared_ptr<const EndpointSlice>, std::shared_ptr<const Pod>,
+                 std::shared_ptr<const Node>, std::shared_ptr<const Namespace>,
+                 std::shared_ptr<const NetworkPolicy>>;
+
+// One change in a cache. `old_object` is empty for kAdded, `new_object` for kDeleted.
+struct Event {
+  ResourceKind kind = ResourceKind::kPod;
+  EventType type = EventType::kAdded;
+  std::string key;
+  AnyObject old_object;
+  AnyObject new_object;
+};
+
+}  // namespace kr::k8s
+
+namespace kr::k8s {
+
+// Where informers deliver events. Post must not block on slow consumers (each controller
+// queues into its own inbox).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void Post(const Event& event) = 0;
+};
+
+}  // namespace kr::k8s

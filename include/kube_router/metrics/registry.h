@@ -1,0 +1,68 @@
+// A small Prometheus registry: counters, gauges and histograms with constant label sets,
+// rendered in the text exposition format (version 0.0.4). Thread-safe; metric objects are
+// owned by the registry and live as long as it does, so callers may keep references.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace kr::metrics {
+
+using LabelSet = std::map<std::string, std::string>;
+
+class Counter {
+ public:
+  virtual ~Counter() = default;
+  virtual void Inc(double by = 1) = 0;
+  virtual double Value() const = 0;
+};
+
+class Gauge {
+ public:
+  virtual ~Gauge() = default;
+  virtual void Set(double v) = 0;
+  virtual void Add(double by) = 0;
+  virtual double Value() const = 0;
+};
+
+class Histogram {
+ public:
+  virtual ~Histogram() = default;
+  virtual void Observe(double v) = 0;
+  virtual uint64_t Count() const = 0;
+};
+
+class Registry {
+ public:
+  // The process-wide registry served on /metrics.
+  static Registry& Default();
+
+  Registry();
+  ~Registry();
+
+  // Same name + labels returns the same object. A name registered with another type or help
+  // text is a programming error and aborts in debug builds.
+  Counter& GetCounter(const std::string& name, const std::string& help,
+                      const LabelSet& labels = {});
+  Gauge& GetGauge(const std::string& name, const std::string& help, const LabelSet& labels = {});
+  Histogram& GetHistogram(const std::string& name, const std::string& help,
+                          const std::vector<double>& buckets, const LabelSet& labels = {});
+  // Drops one labelled series (e.g. a BGP peer that was removed).
+  void RemoveSeries(const std::string& name, const LabelSet& labels);
+
+  // Prometheus text format, families sorted by name.
+  std::string Render() const;
+
+  // Default buckets for durations in seconds (Prometheus' defaults).
+  static std::vector<double> DefaultBuckets();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kr::metrics

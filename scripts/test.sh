@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command: installs dependencies, builds the release (static) and ASan+UBSan
+# flavours, checks the agent binary is static, and runs every test tier:
+#   unit  - pure logic, no root
+#   netns - real kernel in throwaway network namespaces (root)
+#   vm    - Debian guest kernel under qemu for IPVS/IPIP (root)
+#   fuzz  - fuzz corpora replayed with deterministic mutations
+# The ASan+UBSan build runs the unit, fuzz and netns tiers again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/install-deps.sh
+  tiers='unit|netns|vm|fuzz'
+  asan_tiers='unit|netns|fuzz'
+else
+  echo "test.sh: not root: dependencies must already be installed; netns and vm tiers need root" >&2
+  tiers='unit|fuzz'
+  asan_tiers='unit|fuzz'
+fi
+
+jobs=$(nproc)
+scripts/build.sh release
+if ! ldd build/kube-router 2>&1 | grep -q "not a dynamic executable"; then
+  echo "test.sh: build/kube-router is not a static executable" >&2
+  ldd build/kube-router >&2 || true
+  exit 1
+fi
+echo "test.sh: build/kube-router is fully static"
+scripts/build.sh asan
+
+status=0
+ctest --test-dir build -L "$tiers" -j "$jobs" --output-on-failure --no-tests=error || status=1
+ctest --test-dir build-asan -L "$asan_tiers" -j "$jobs" --output-on-failure --no-tests=error ||
+  status=1
+exit $status
