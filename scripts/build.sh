@@ -14,5 +14,6 @@ case "$flavour" in
   dev) dir=build-dev; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_STATIC=OFF) ;;
   *) echo "usage: $0 [release|asan|dev] [cmake --build args...]" >&2; exit 2 ;;
 esac
+dir=${KR_BUILD_DIR:-$dir}  # helpers working side by side use their own build dirs
 cmake -S . -B "$dir" -G Ninja "${args[@]}" >/dev/null
 cmake --build "$dir" "$@"

@@ -1,0 +1,42 @@
+// The agent's window on the API server: connects (kubeconfig, --master, or in-cluster), runs one
+// informer per resource kind (list + watch with client-go semantics), keeps the Cluster caches
+// and delivers every change to the EventSink.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/status.h"
+#include "kube_router/k8s/store.h"
+#include "kube_router/k8s/types.h"
+
+namespace kr::k8s {
+
+struct ConnectionOptions {
+  std::string master;      // --master: overrides the kubeconfig's server
+  std::string kubeconfig;  // --kubeconfig; empty = in-cluster config
+};
+
+class Watcher {
+ public:
+  virtual ~Watcher() = default;
+
+  // Validates the configuration (a bad kubeconfig fails here, naming the file and field) and
+  // starts one informer thread per kind. `cluster` and `sink` must outlive the Watcher.
+  static Result<std::unique_ptr<Watcher>> Start(const ConnectionOptions& options,
+                                                const std::vector<ResourceKind>& kinds,
+                                                Cluster* cluster, EventSink* sink);
+
+  // Blocks until every informer has completed its first list, or fails naming the kinds that
+  // have not synced within `timeout` (--cache-sync-timeout).
+  virtual Status WaitForSync(std::chrono::milliseconds timeout) = 0;
+  // Stops every informer thread; returns within a few seconds.
+  virtual void Stop() = 0;
+};
+
+// --hostname-override, else $NODE_NAME, else the kernel's host name (no NSS lookup).
+std::string ResolveNodeName(const std::string& hostname_override);
+
+}  // namespace kr::k8s
