@@ -18,10 +18,10 @@ bool IsRoot() { return geteuid() == 0; }
 Netns::Netns(const std::string& prefix) {
   static std::atomic<int> counter{0};
   name_ = prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
-  Exec({"ip", "netns", "delete", name_});  // a leftover from a crashed run
+  (void)Exec({"ip", "netns", "delete", name_});  // a leftover from a crashed run
   auto r = ExecChecked({"ip", "netns", "add", name_});
   if (!r.ok()) throw std::runtime_error("cannot create netns " + name_ + ": " + r.error());
-  ExecChecked({"ip", "netns", "exec", name_, "ip", "link", "set", "lo", "up"});
+  (void)ExecChecked({"ip", "netns", "exec", name_, "ip", "link", "set", "lo", "up"});
 }
 
 Netns::~Netns() {
@@ -32,7 +32,7 @@ Netns::~Netns() {
     pid_t pid;
     while (in >> pid) kill(pid, SIGKILL);
   }
-  Exec({"ip", "netns", "delete", name_});
+  (void)Exec({"ip", "netns", "delete", name_});
 }
 
 std::vector<std::string> Netns::Wrap(const std::vector<std::string>& argv) const {
