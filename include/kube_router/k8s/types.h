@@ -69,6 +69,7 @@ struct Service {
   std::string cluster_ip;          // "None" for headless
   std::vector<std::string> cluster_ips;
   std::vector<std::string> ip_families;
+  std::string ip_family_policy;  // SingleStack, PreferDualStack, RequireDualStack
   std::vector<ServicePort> ports;
   Labels selector;
   std::vector<std::string> external_ips;

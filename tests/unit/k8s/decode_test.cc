@@ -1,0 +1,198 @@
+#include "kube_router/k8s/decode.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace kr::k8s {
+namespace {
+
+using nlohmann::json;
+
+json LoadTestdata(const std::string& file) {
+  std::ifstream in(std::string(KR_SOURCE_DIR) + "/tests/unit/k8s/testdata/" + file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str());
+}
+
+TEST(DecodeTest, FullyPopulatedServiceFromApiRepo) {
+  auto r = DecodeService(LoadTestdata("core.v1.Service.json"));
+  ASSERT_TRUE(r.ok()) << r.error();
+  const Service& s = *r;
+  EXPECT_EQ(s.meta.Key(), "namespaceValue/nameValue");
+  EXPECT_EQ(s.meta.resource_version, "resourceVersionValue");
+  EXPECT_TRUE(s.meta.being_deleted);
+  EXPECT_EQ(s.meta.labels.at("labelsKey"), "labelsValue");
+  EXPECT_EQ(s.type, "typeValue");
+  ASSERT_EQ(s.ports.size(), 1u);
+  EXPECT_EQ(s.ports[0].port, 3);
+  EXPECT_EQ(s.ports[0].node_port, 5);
+  EXPECT_TRUE(s.ports[0].target_port.is_string);
+  EXPECT_EQ(s.ports[0].target_port.text, "targetPortValue");
+  EXPECT_EQ(s.session_affinity_timeout_seconds, 1);
+  EXPECT_EQ(s.health_check_node_port, 12);
+  EXPECT_EQ(s.ip_family_policy, "ipFamilyPolicyValue");
+  ASSERT_EQ(s.load_balancer_ingress.size(), 1u);
+  EXPECT_EQ(s.load_balancer_ingress[0].ip, "ipValue");
+}
+
+TEST(DecodeTest, FullyPopulatedEndpointSlice) {
+  auto r = DecodeEndpointSlice(LoadTestdata("discovery.k8s.io.v1.EndpointSlice.json"));
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_EQ(r->endpoints.size(), 1u);
+  EXPECT_EQ(r->endpoints[0].addresses, std::vector<std::string>{"addressesValue"});
+  EXPECT_TRUE(r->endpoints[0].terminating);
+  EXPECT_EQ(r->endpoints[0].node_name, "nodeNameValue");
+  ASSERT_EQ(r->ports.size(), 1u);
+  EXPECT_EQ(r->ports[0].port, 3);
+  EXPECT_EQ(r->address_type, "addressTypeValue");
+}
+
+TEST(DecodeTest, FullyPopulatedPodNodeNamespacePolicy) {
+  auto pod = DecodePod(LoadTestdata("core.v1.Pod.json"));
+  ASSERT_TRUE(pod.ok()) << pod.error();
+  EXPECT_EQ(pod->node_name, "nodeNameValue");
+  EXPECT_TRUE(pod->host_network);
+  EXPECT_FALSE(pod->container_ports.empty());
+  EXPECT_EQ(pod->pod_ip, "podIPValue");
+  EXPECT_EQ(pod->phase, "phaseValue");
+
+  auto node = DecodeNode(LoadTestdata("core.v1.Node.json"));
+  ASSERT_TRUE(node.ok()) << node.error();
+  EXPECT_EQ(node->meta.Key(), "nameValue");
+  EXPECT_EQ(node->pod_cidr, "podCIDRValue");
+  ASSERT_EQ(node->addresses.size(), 1u);
+  EXPECT_EQ(node->addresses[0].address, "addressValue");
+
+  auto ns = DecodeNamespace(LoadTestdata("core.v1.Namespace.json"));
+  ASSERT_TRUE(ns.ok()) << ns.error();
+
+  auto np = DecodeNetworkPolicy(LoadTestdata("networking.k8s.io.v1.NetworkPolicy.json"));
+  ASSERT_TRUE(np.ok()) << np.error();
+  ASSERT_EQ(np->ingress.size(), 1u);
+  ASSERT_EQ(np->ingress[0].peers.size(), 1u);
+  EXPECT_TRUE(np->ingress[0].peers[0].namespace_selector.has_value());
+  ASSERT_TRUE(np->ingress[0].peers[0].ip_block.has_value());
+  EXPECT_EQ(np->ingress[0].peers[0].ip_block->except, std::vector<std::string>{"exceptValue"});
+  ASSERT_EQ(np->egress.size(), 1u);
+  EXPECT_EQ(np->egress[0].ports[0].end_port, 3);
+}
+
+TEST(DecodeTest, ListItemsWithoutKindAndDefaults) {
+  auto r = DecodeService(json::parse(R"({"metadata":{"name":"a","namespace":"ns"},
+      "spec":{"ports":[{"port":80}]}})"));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->type, "ClusterIP");
+  EXPECT_EQ(r->ports[0].protocol, "TCP");
+  EXPECT_FALSE(r->ports[0].target_port.is_string);
+  EXPECT_EQ(r->ports[0].target_port.number, 80);  // targetPort defaults to port
+  EXPECT_EQ(r->session_affinity_timeout_seconds, 10800);
+}
+
+TEST(DecodeTest, EndpointConditionsNilMeansReady) {
+  auto r = DecodeEndpointSlice(json::parse(R"({"metadata":{"name":"s","namespace":"n",
+      "labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4",
+      "endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"],
+      "conditions":{"ready":false}}],"ports":[{"name":"","port":null}]})"));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->service_name, "web");
+  EXPECT_TRUE(r->endpoints[0].ready);
+  EXPECT_FALSE(r->endpoints[1].ready);
+  EXPECT_FALSE(r->endpoints[1].serving);  // nil serving follows ready
+  EXPECT_FALSE(r->ports[0].port.has_value());
+}
+
+TEST(DecodeTest, PolicyTypesDefaulting) {
+  struct Case {
+    const char* name;
+    const char* spec;
+    bool ingress, egress;
+  } cases[] = {
+      {"absent, no egress", R"({"podSelector":{}})", true, false},
+      {"absent, egress rules", R"({"egress":[{}]})", true, true},
+      {"absent, empty egress", R"({"egress":[]})", true, false},
+      {"egress only", R"({"policyTypes":["Egress"]})", false, true},
+      {"both", R"({"policyTypes":["Ingress","Egress"]})", true, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    json obj = {{"metadata", {{"name", "p"}, {"namespace", "n"}}}, {"spec", json::parse(c.spec)}};
+    auto r = DecodeNetworkPolicy(obj);
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(r->policy_ingress, c.ingress);
+    EXPECT_EQ(r->policy_egress, c.egress);
+  }
+}
+
+TEST(DecodeTest, NilVersusEmptySelectors) {
+  auto r = DecodeNetworkPolicy(json::parse(R"({"metadata":{"name":"p","namespace":"n"},
+      "spec":{"ingress":[{"from":[{"podSelector":{"matchLabels":{"a":"b"}}},
+      {"namespaceSelector":{}}],"ports":[{"port":"http"},{"protocol":"UDP","port":53}]}]}})"));
+  ASSERT_TRUE(r.ok()) << r.error();
+  const auto& peers = r->ingress[0].peers;
+  EXPECT_FALSE(peers[0].namespace_selector.has_value());
+  EXPECT_TRUE(peers[0].pod_selector.has_value());
+  EXPECT_TRUE(peers[1].namespace_selector.has_value());
+  EXPECT_TRUE(peers[1].namespace_selector->match_labels.empty());
+  EXPECT_FALSE(peers[1].pod_selector.has_value());
+  const auto& ports = r->ingress[0].ports;
+  EXPECT_TRUE(ports[0].port->is_string);
+  EXPECT_EQ(ports[0].protocol, "TCP");
+  EXPECT_EQ(ports[1].port->number, 53);
+  EXPECT_EQ(ports[1].protocol, "UDP");
+}
+
+TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
+  struct Case {
+    ResourceKind kind;
+    const char* text;
+    const char* want_in_error;
+  } cases[] = {
+      {ResourceKind::kService, R"({"metadata":{"namespace":"n"}})", "metadata.name"},
+      {ResourceKind::kService, R"([1,2])", "object"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a","namespace":"n"},
+          "spec":{"ports":[{"port":"eighty"}]}})",
+       "n/a: spec.ports[0].port"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ports":[{"port":1e3}]}})",
+       "spec.ports[0].port"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},
+          "spec":{"ports":[{"port":4294967297}]}})",
+       "out of range"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p","labels":{"a":1}}})", "metadata.labels[a]"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p"},"spec":{"containers":"x"}})",
+       "spec.containers"},
+      {ResourceKind::kNode, R"({"metadata":{"name":"n"},"status":{"addresses":[7]}})",
+       "status.addresses[0]"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},
+          "endpoints":[{"conditions":{"ready":"yes"}}]})",
+       "endpoints[0].conditions.ready"},
+      {ResourceKind::kNetworkPolicy, R"({"metadata":{"name":"p"},
+          "spec":{"ingress":[{"from":[{"ipBlock":{"cidr":5}}]}]}})",
+       "spec.ingress[0].from[0].ipBlock.cidr"},
+      {ResourceKind::kNamespace, R"({"metadata":"x"})", "metadata"},
+      {ResourceKind::kNamespace, R"({"metadata":{"name":"x"})", "invalid JSON"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.text);
+    auto r = DecodeObjectText(c.kind, c.text);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find(c.want_in_error), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find(ResourceKindName(c.kind)), std::string::npos) << r.error();
+  }
+}
+
+TEST(DecodeTest, DecodeObjectPicksTheKindAndMetaOfFindsMetadata) {
+  auto r = DecodeObjectText(ResourceKind::kNode, R"({"metadata":{"name":"n1",
+      "resourceVersion":"7"}})");
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_TRUE(std::holds_alternative<std::shared_ptr<const Node>>(*r));
+  ASSERT_NE(MetaOf(*r), nullptr);
+  EXPECT_EQ(MetaOf(*r)->resource_version, "7");
+  EXPECT_EQ(MetaOf(AnyObject{}), nullptr);
+}
+
+}  // namespace
+}  // namespace kr::k8s
