@@ -1,0 +1,191 @@
+// Stateful in-memory fakes of the netlink role interfaces, for controller unit tests. Each
+// keeps a copy of "kernel" state that a test asserts on, follows the kernel's rules where a
+// controller could notice the difference (duplicate adds fail, deletes of missing objects fail,
+// IPv6 routes get metric 1024 by default, deleting a link drops its addresses), and can be
+// told to fail a given operation on demand.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kube_router/netlink/ipvs.h"
+#include "kube_router/netlink/links.h"
+#include "kube_router/netlink/route_table.h"
+#include "kube_router/netlink/sysctl.h"
+
+namespace kr::netlink {
+
+// Queued one-shot failures per operation: FailNext(op) makes the next call of op fail with
+// `message` (`times` calls in a row). Other operations are not affected.
+template <typename Op>
+class FailureInjector {
+ public:
+  void FailNext(Op op, std::string message = "injected failure", int times = 1) {
+    for (int i = 0; i < times; ++i) pending_[op].push_back(message);
+  }
+  // The error the current call of `op` must return, if one is queued (consumes it).
+  std::optional<Status> Take(Op op) {
+    auto it = pending_.find(op);
+    if (it == pending_.end() || it->second.empty()) return std::nullopt;
+    Status error = Status::Error(it->second.front());
+    it->second.pop_front();
+    return error;
+  }
+  void Clear() { pending_.clear(); }
+
+ private:
+  std::map<Op, std::deque<std::string>> pending_;
+};
+
+class FakeLinks;
+
+class FakeRouteTable : public RouteTable {
+ public:
+  enum class Op { kList, kApply };
+
+  // With `links`, adds and replaces over a device the fake does not know fail ("No such
+  // device"), as in the kernel.
+  explicit FakeRouteTable(const FakeLinks* links = nullptr) : links_(links) {}
+
+  Result<std::vector<Route>> List(const RouteFilter& filter) override;
+  Result<std::vector<RouteChangeError>> Apply(const std::vector<RouteChange>& changes) override;
+
+  FailureInjector<Op>& failures() { return failures_; }
+  // Every change to `destination` is refused (until cleared), in every later batch.
+  void RejectDestination(const IpPrefix& destination, std::string message = "injected refusal");
+  void ClearRejections() { rejected_.clear(); }
+
+  // Test access to the state.
+  const std::vector<Route>& routes() const { return routes_; }
+  std::vector<Route> RoutesWithProtocol(uint8_t protocol) const;
+  // Puts a route in place as if someone else (or the kernel) had added it.
+  void Seed(const Route& route);
+  size_t apply_calls() const { return apply_calls_; }
+
+ private:
+  Status ApplyOne(const RouteChange& change);
+
+  const FakeLinks* links_;
+  std::vector<Route> routes_;
+  std::map<IpPrefix, std::string> rejected_;
+  FailureInjector<Op> failures_;
+  size_t apply_calls_ = 0;
+};
+
+class FakeLinks : public Links {
+ public:
+  enum class Op {
+    kList,
+    kGet,
+    kCreateTunnel,
+    kCreateBridge,
+    kCreateDummy,
+    kDelete,
+    kSetUp,
+    kSetMtu,
+    kListAddresses,
+    kAddAddress,
+    kDeleteAddress,
+  };
+
+  Result<std::vector<Link>> List() override;
+  Result<std::optional<Link>> Get(const std::string& name) override;
+  Status CreateTunnel(const TunnelSpec& spec) override;
+  Status CreateBridge(const std::string& name, uint32_t mtu) override;
+  Status CreateDummy(const std::string& name) override;
+  Status Delete(const std::string& name) override;
+  Status SetUp(const std::string& name, bool up) override;
+  Status SetMtu(const std::string& name, uint32_t mtu) override;
+  Result<std::vector<Address>> ListAddresses(const std::string& device) override;
+  Status AddAddress(const Address& address) override;
+  Status DeleteAddress(const Address& address) override;
+
+  FailureInjector<Op>& failures() { return failures_; }
+  // Adds a link as if it existed before the agent (e.g. "eth0"); its index is assigned.
+  void Seed(Link link);
+  bool Has(const std::string& name) const { return links_.count(name) > 0; }
+  const std::map<std::string, Link>& links() const { return links_; }
+  const std::vector<Address>& addresses() const { return addresses_; }
+
+ private:
+  Status Create(Link link);
+  Link* Find(const std::string& name);
+
+  std::map<std::string, Link> links_;
+  std::vector<Address> addresses_;
+  int next_index_ = 1;
+  FailureInjector<Op> failures_;
+};
+
+class FakeIpvs : public Ipvs {
+ public:
+  enum class Op {
+    kListServices,
+    kAddService,
+    kUpdateService,
+    kDeleteService,
+    kListDestinations,
+    kAddDestination,
+    kUpdateDestination,
+    kDeleteDestination,
+    kFlush,
+    kSetTimeouts,
+  };
+
+  Result<std::vector<IpvsService>> ListServices() override;
+  Status AddService(const IpvsService& service) override;
+  Status UpdateService(const IpvsService& service) override;
+  Status DeleteService(const IpvsService& service) override;
+  Result<std::vector<IpvsDestination>> ListDestinations(const IpvsService& service) override;
+  Status AddDestination(const IpvsService& service, const IpvsDestination& dest) override;
+  Status UpdateDestination(const IpvsService& service, const IpvsDestination& dest) override;
+  Status DeleteDestination(const IpvsService& service, const IpvsDestination& dest) override;
+  Status Flush() override;
+  Status SetTimeouts(const IpvsTimeouts& timeouts) override;
+
+  FailureInjector<Op>& failures() { return failures_; }
+  // Sets the connection counts ListDestinations reports for a destination (graceful
+  // termination tests).
+  Status SetConnections(const IpvsService& service, const IpvsDestination& dest, uint32_t active,
+                        uint32_t inactive);
+  const IpvsTimeouts& timeouts() const { return timeouts_; }
+  size_t service_count() const { return services_.size(); }
+
+ private:
+  struct Entry {
+    IpvsService service;
+    std::vector<IpvsDestination> destinations;
+  };
+  Entry* Find(const IpvsService& service);
+
+  std::vector<Entry> services_;
+  IpvsTimeouts timeouts_;
+  FailureInjector<Op> failures_;
+};
+
+class FakeSysctl : public Sysctl {
+ public:
+  enum class Op { kGet, kSet };
+
+  // Only seeded keys exist (as /proc/sys has a fixed set of files): Get and Set of any other
+  // key fail.
+  Result<std::string> Get(const std::string& key) override;
+  Status Set(const std::string& key, const std::string& value) override;
+
+  void Seed(const std::string& key, const std::string& value);
+  FailureInjector<Op>& failures() { return failures_; }
+  // Keys written through Set, in order (a key set twice appears twice).
+  const std::vector<std::string>& writes() const { return writes_; }
+
+ private:
+  std::map<std::string, std::string> values_;  // by SysctlPath(key)
+  std::vector<std::string> writes_;
+  FailureInjector<Op> failures_;
+};
+
+}  // namespace kr::netlink

@@ -1,0 +1,128 @@
+// Value-type helpers shared by the real adapters and the fakes.
+#include <string>
+
+#include "kube_router/netlink/ipvs.h"
+#include "kube_router/netlink/links.h"
+#include "kube_router/netlink/route_table.h"
+#include "kube_router/netlink/sysctl.h"
+#include "sha256.h"
+
+namespace kr::netlink {
+
+std::string Route::ToString() const {
+  std::string out;
+  if (type == RouteType::kLocal) out += "local ";
+  if (type == RouteType::kBlackhole) out += "blackhole ";
+  out += destination.ToString();
+  if (gateway) out += " via " + gateway->ToString();
+  if (!device.empty()) out += " dev " + device;
+  if (source) out += " src " + source->ToString();
+  out += " table " + std::to_string(table) + " proto " + std::to_string(protocol);
+  if (scope != Scope::kUniverse) out += " scope " + std::to_string(static_cast<int>(scope));
+  if (metric != 0) out += " metric " + std::to_string(metric);
+  if (onlink) out += " onlink";
+  return out;
+}
+
+bool RouteFilter::Matches(const Route& route) const {
+  if (family && route.destination.address().family() != *family) return false;
+  if (table && route.table != *table) return false;
+  if (protocol && route.protocol != *protocol) return false;
+  if (device && route.device != *device) return false;
+  return true;
+}
+
+namespace {
+Status ApplySingle(RouteTable& table, RouteChange::Op op, const Route& route) {
+  auto errors = table.Apply({RouteChange{op, route}});
+  if (!errors.ok()) return errors.status();
+  if (!errors->empty()) return Status::Error(route.ToString() + ": " + errors->front().message);
+  return Status::Ok();
+}
+}  // namespace
+
+Status RouteTable::Add(const Route& route) {
+  return ApplySingle(*this, RouteChange::Op::kAdd, route);
+}
+Status RouteTable::Replace(const Route& route) {
+  return ApplySingle(*this, RouteChange::Op::kReplace, route);
+}
+Status RouteTable::Delete(const Route& route) {
+  return ApplySingle(*this, RouteChange::Op::kDelete, route);
+}
+
+std::string Address::ToString() const {
+  return address.ToString() + "/" + std::to_string(prefix_length) + " dev " + device;
+}
+
+std::string OverlayTunnelName(const IpAddress& next_hop) {
+  std::string text;
+  for (char c : next_hop.ToString()) {
+    if (c != '.' && c != ':') text += c;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (uint8_t byte : Sha256(text)) {
+    hex += kHex[byte >> 4];
+    hex += kHex[byte & 0xf];
+  }
+  return "tun-" + hex.substr(0, 11);
+}
+
+namespace {
+const char* ProtocolName(IpvsProtocol protocol) {
+  switch (protocol) {
+    case IpvsProtocol::kTcp:
+      return "TCP";
+    case IpvsProtocol::kUdp:
+      return "UDP";
+    case IpvsProtocol::kSctp:
+      return "SCTP";
+  }
+  return "?";
+}
+
+std::string HostPort(const IpAddress& address, uint16_t port) {
+  std::string host = address.is_v6() ? "[" + address.ToString() + "]" : address.ToString();
+  return host + ":" + std::to_string(port);
+}
+}  // namespace
+
+bool IpvsService::SameIdentity(const IpvsService& other) const {
+  if (fwmark != 0 || other.fwmark != 0) {
+    return fwmark == other.fwmark && address.family() == other.address.family();
+  }
+  return address == other.address && protocol == other.protocol && port == other.port;
+}
+
+std::string IpvsService::ToString() const {
+  std::string out = fwmark != 0
+                        ? "FWM " + std::to_string(fwmark) + (address.is_v6() ? " IPv6" : " IPv4")
+                        : std::string(ProtocolName(protocol)) + " " + HostPort(address, port);
+  out += " " + scheduler;
+  if (flags & ipvs_flags::kPersistent) out += " persistent " + std::to_string(timeout);
+  return out;
+}
+
+bool IpvsDestination::SameConfig(const IpvsDestination& other) const {
+  return SameIdentity(other) && forward == other.forward && weight == other.weight &&
+         upper_threshold == other.upper_threshold && lower_threshold == other.lower_threshold;
+}
+
+std::string IpvsDestination::ToString() const {
+  const char* method = forward == IpvsForward::kMasquerade ? "masq"
+                       : forward == IpvsForward::kTunnel   ? "tunnel"
+                                                           : "route";
+  return HostPort(address, port) + " " + method + " weight " + std::to_string(weight);
+}
+
+std::string SysctlPath(const std::string& key) {
+  if (key.find('/') != std::string::npos) return key;
+  std::string path = key;
+  for (char& c : path) {
+    if (c == '.') c = '/';
+  }
+  return path;
+}
+
+}  // namespace kr::netlink
