@@ -1,0 +1,93 @@
+// Pure planners for the BGP side of the routing controller: which peers this node wants,
+// which prefixes it advertises, and the import/export policy (kube-router.md §6.3-§6.5).
+// No I/O; every function is a deterministic function of its arguments.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/base/status.h"
+#include "kube_router/k8s/types.h"
+#include "kube_router/routing/node_config.h"
+#include "kube_router/routing/routing_config.h"
+
+namespace kr::routing {
+
+// Service annotations read for advertisement (kube-router.md §3.1).
+inline constexpr char kAnnotationServiceLocal[] = "kube-router.io/service.local";
+inline constexpr char kAnnotationAdvertiseClusterIp[] =
+    "kube-router.io/service.advertise.clusterip";
+inline constexpr char kAnnotationAdvertiseExternalIp[] =
+    "kube-router.io/service.advertise.externalip";
+inline constexpr char kAnnotationAdvertiseLbIp[] =
+    "kube-router.io/service.advertise.loadbalancerip";
+inline constexpr char kAnnotationSkipLbIps[] = "kube-router.io/service.skiplbips";
+
+enum class RouteKind { kPodCidr, kClusterIp, kExternalIp, kLoadBalancerIp };
+const char* RouteKindName(RouteKind kind);
+
+struct Advertisement {
+  IpPrefix prefix;
+  IpAddress next_hop;
+  RouteKind kind = RouteKind::kPodCidr;
+  auto operator<=>(const Advertisement&) const = default;
+};
+
+// The AS this node speaks: --cluster-asn in full-mesh mode, else the node's
+// kube-router.io/node.asn (required then; the error names the node).
+Result<uint32_t> LocalAsn(const RoutingConfig& config, const NodeInfo& self);
+
+// iBGP peers among `nodes` (self is skipped): nobody with --enable-ibgp=false; an RR client
+// peers only with RR servers; without full mesh only nodes with our AS; an RR server marks
+// RR clients as its reflector clients. Nodes without an address of our family are skipped.
+std::vector<PeerSpec> PlanInternalPeers(const RoutingConfig& config, const NodeInfo& self,
+                                        uint32_t local_asn, const std::vector<NodeInfo>& nodes);
+
+// External peers: the global --peer-router-* list if any, else the node's own annotations.
+std::vector<PeerSpec> PlanExternalPeers(const RoutingConfig& config, const NodeInfo& self);
+
+// This node's pod CIDRs with the node address as next hop (same family only).
+std::vector<Advertisement> PlanPodCidrAdvertisements(const NodeInfo& self);
+
+// Service VIPs (/32, /128) to advertise from this node, honouring the --advertise-* flags,
+// the per-service advertise annotations, skiplbips, internalTrafficPolicy=Local (cluster IP)
+// and externalTrafficPolicy=Local / service.local (external and LB IPs): with Local a VIP is
+// advertised only by nodes that have a local endpoint. Sorted and free of duplicates.
+std::vector<Advertisement> PlanServiceAdvertisements(
+    const RoutingConfig& config, const NodeInfo& self,
+    const std::vector<std::shared_ptr<const k8s::Service>>& services,
+    const std::vector<std::shared_ptr<const k8s::EndpointSlice>>& slices);
+
+// Every service VIP of the cluster (cluster IPs, external IPs, LB ingress IPs), advertised or
+// not: never imported from a peer.
+std::set<IpAddress> AllServiceVips(
+    const std::vector<std::shared_ptr<const k8s::Service>>& services);
+
+// What to send to one peer for one advertisement (kube-router's export policy: pod CIDRs to
+// iBGP peers; VIPs, and pod CIDRs with --advertise-pod-cidr, to external peers, where the
+// node's communities, AS-path prepend and --override-nexthop apply).
+struct ExportDecision {
+  bool accept = false;
+  std::vector<uint32_t> communities;
+  std::optional<PathPrepend> prepend;
+  bool next_hop_self = false;
+  bool operator==(const ExportDecision&) const = default;
+};
+ExportDecision DecideExport(const RoutingConfig& config, const NodeInfo& self, const PeerSpec& peer,
+                            RouteKind kind);
+
+// Import policy: reject default routes, our own service VIPs, and the node's
+// customimportreject prefixes (and anything inside them).
+struct ImportFilter {
+  std::set<IpAddress> service_vips;
+  std::vector<IpPrefix> reject;
+};
+bool AcceptImport(const ImportFilter& filter, const IpPrefix& prefix);
+
+}  // namespace kr::routing

@@ -1,0 +1,74 @@
+// Pure planner: best paths learned over BGP -> the kernel routes and IPIP tunnels this node
+// should have (kube-router.md §6.6). Routes carry kube-router's protocol number (17) so the
+// controller can tell its own routes from everybody else's and never touches the others.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/routing/routing_config.h"
+
+namespace kr::routing {
+
+// rtnetlink protocol of every route we install ("zebra" in /etc/iproute2/rt_protos).
+inline constexpr uint8_t kRouteProtocol = 17;
+inline constexpr char kTunnelPrefix[] = "tun-";
+
+struct LearnedPath {
+  IpPrefix prefix;
+  IpAddress next_hop;
+  auto operator<=>(const LearnedPath&) const = default;
+};
+
+// A route the underlay already has (main table, not ours): how a next hop is reached.
+struct UnderlayRoute {
+  IpPrefix destination;
+  std::optional<IpAddress> gateway;  // nullopt: directly connected
+  auto operator<=>(const UnderlayRoute&) const = default;
+};
+
+struct DesiredTunnel {
+  std::string name;
+  IpAddress local;
+  IpAddress remote;
+  auto operator<=>(const DesiredTunnel&) const = default;
+};
+
+struct DesiredRoute {
+  IpPrefix destination;
+  std::optional<IpAddress> gateway;  // via
+  std::string device;                // dev (tunnels); empty: the kernel picks by gateway
+  std::optional<IpAddress> source;   // src (tunnel routes use the node address)
+  auto operator<=>(const DesiredRoute&) const = default;
+};
+
+struct RoutePlan {
+  std::vector<DesiredRoute> routes;    // sorted by destination
+  std::vector<DesiredTunnel> tunnels;  // sorted by name
+  std::vector<std::string> skipped;    // one line per path we could not route, with why
+};
+
+// kube-router's tunnel name for a remote node: "tun-" + the first 11 hex digits of
+// sha256(address text without '.' and ':'), 15 characters (pkg/tunnels).
+std::string TunnelName(const IpAddress& remote);
+// True for names TunnelName can produce: what Cleanup may delete.
+bool IsOurTunnelName(const std::string& name);
+
+// For each path (one per prefix; the speaker's best path):
+//  * the next hop is on a directly connected underlay subnet, and not --overlay-type=full:
+//    route via the next hop;
+//  * otherwise with --enable-overlay: an IPIP tunnel to the next hop and a route through it
+//    with the node address as source;
+//  * otherwise: route via the underlay gateway that reaches the next hop.
+// Paths for our own pod CIDRs, or whose next hop is this node, are skipped.
+RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
+                     const std::vector<IpPrefix>& own_pod_cidrs,
+                     const std::vector<LearnedPath>& paths,
+                     const std::vector<UnderlayRoute>& underlay);
+
+}  // namespace kr::routing

@@ -1,0 +1,57 @@
+// The routing controller's own configuration. The app maps Options (--run-router flags) onto
+// it, so the controller and its tests do not depend on the flag parser.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/routing/node_config.h"
+
+namespace kr::routing {
+
+enum class OverlayType { kSubnet, kFull };
+
+struct RoutingConfig {
+  std::string node_name;
+
+  // BGP (kube-router.md §2.4).
+  uint32_t cluster_asn = 64512;         // --cluster-asn
+  bool nodes_full_mesh = true;          // --nodes-full-mesh
+  bool enable_ibgp = true;              // --enable-ibgp
+  uint16_t bgp_port = kDefaultBgpPort;  // --bgp-port: local listen port and iBGP remote port
+  std::optional<IpAddress> router_id;   // --router-id; default: the node IPv4 address
+  std::chrono::seconds hold_time{90};   // --bgp-holdtime
+  bool graceful_restart = false;        // --bgp-graceful-restart
+  // --peer-router-ips/-asns/-passwords/-ports, already validated (BuildPeerList).
+  std::vector<PeerSpec> global_peers;
+  uint8_t peer_multihop_ttl = 0;  // --peer-router-multihop-ttl
+  bool override_nexthop = false;  // --override-nexthop
+
+  // What to advertise.
+  bool advertise_pod_cidr = true;          // --advertise-pod-cidr (to external peers)
+  bool advertise_cluster_ip = false;       // --advertise-cluster-ip
+  bool advertise_external_ip = false;      // --advertise-external-ip
+  bool advertise_loadbalancer_ip = false;  // --advertise-loadbalancer-ip
+
+  // Routes into the kernel.
+  bool enable_overlay = true;  // --enable-overlay
+  OverlayType overlay_type = OverlayType::kSubnet;
+  std::chrono::milliseconds routes_sync_period{std::chrono::minutes(5)};
+
+  bool enable_pod_egress = true;  // --enable-pod-egress
+  bool enable_cni = true;         // --enable-cni
+  bool auto_mtu = true;           // --auto-mtu
+  // KUBE_ROUTER_CNI_CONF_FILE, else this.
+  std::string cni_conf_file = "/etc/cni/net.d/10-kuberouter.conflist";
+
+  // Read-only status view (JSON). Loopback only unless the operator says otherwise; port 0
+  // turns it off.
+  std::string status_address = "127.0.0.1";
+  uint16_t status_port = 0;
+};
+
+}  // namespace kr::routing

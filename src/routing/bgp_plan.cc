@@ -1,0 +1,226 @@
+#include "kube_router/routing/bgp_plan.h"
+
+#include <algorithm>
+#include <map>
+
+namespace kr::routing {
+namespace {
+
+bool SameFamily(const IpAddress& a, const IpAddress& b) { return a.family() == b.family(); }
+
+IpPrefix HostPrefix(const IpAddress& ip) { return IpPrefix(ip, ip.bit_length()); }
+
+// A per-service "true"/"false" annotation overriding a flag; anything else keeps the flag.
+bool FlagOrAnnotation(const k8s::Service& service, const char* key, bool flag) {
+  auto it = service.meta.annotations.find(key);
+  if (it == service.meta.annotations.end()) return flag;
+  if (it->second == "true") return true;
+  if (it->second == "false") return false;
+  return flag;
+}
+
+// Services whose EndpointSlices list an endpoint on this node, as "namespace/name".
+std::set<std::string> ServicesWithLocalEndpoints(
+    const NodeInfo& self, const std::vector<std::shared_ptr<const k8s::EndpointSlice>>& slices) {
+  std::set<std::string> local;
+  std::string node_ip = self.ip ? self.ip->ToString() : "";
+  for (const auto& slice : slices) {
+    if (!slice || slice->service_name.empty()) continue;
+    for (const auto& endpoint : slice->endpoints) {
+      if (!endpoint.ready && !endpoint.serving) continue;
+      bool on_this_node = endpoint.node_name == self.name ||
+                          std::find(endpoint.addresses.begin(), endpoint.addresses.end(),
+                                    node_ip) != endpoint.addresses.end();
+      if (on_this_node) {
+        local.insert(slice->meta.namespace_ + "/" + slice->service_name);
+        break;
+      }
+    }
+  }
+  return local;
+}
+
+bool Advertisable(const k8s::Service& service) {
+  if (service.type == "ExternalName") return false;
+  return true;
+}
+
+std::vector<std::string> ClusterIps(const k8s::Service& service) {
+  std::vector<std::string> ips = service.cluster_ips;
+  if (ips.empty() && !service.cluster_ip.empty()) ips.push_back(service.cluster_ip);
+  std::erase_if(ips, [](const std::string& ip) { return ip.empty() || ip == "None"; });
+  return ips;
+}
+
+}  // namespace
+
+const char* RouteKindName(RouteKind kind) {
+  switch (kind) {
+    case RouteKind::kPodCidr:
+      return "pod-route";
+    case RouteKind::kClusterIp:
+      return "cluster-ip";
+    case RouteKind::kExternalIp:
+      return "external-ip";
+    case RouteKind::kLoadBalancerIp:
+      return "loadbalancer-ip";
+  }
+  return "unknown";
+}
+
+Result<uint32_t> LocalAsn(const RoutingConfig& config, const NodeInfo& self) {
+  if (config.nodes_full_mesh) return config.cluster_asn;
+  if (!self.asn) {
+    return Status::Error("node " + self.name + ": --nodes-full-mesh=false needs the annotation " +
+                         kAnnotationNodeAsn);
+  }
+  return *self.asn;
+}
+
+std::vector<PeerSpec> PlanInternalPeers(const RoutingConfig& config, const NodeInfo& self,
+                                        uint32_t local_asn, const std::vector<NodeInfo>& nodes) {
+  std::vector<PeerSpec> peers;
+  if (!config.enable_ibgp || !self.ip) return peers;
+  for (const auto& node : nodes) {
+    if (node.name == self.name || !node.ip || !SameFamily(*node.ip, *self.ip)) continue;
+    if (*node.ip == *self.ip) continue;
+    // kube-router bgp_peers.go (syncInternalPeers).
+    if (self.rr_client_cluster_id && !node.rr_server_cluster_id) continue;
+    if (!config.nodes_full_mesh && node.asn != std::optional<uint32_t>(local_asn)) continue;
+    PeerSpec peer;
+    peer.address = *node.ip;
+    peer.asn = local_asn;
+    peer.port = config.bgp_port;
+    peer.local_address = self.ip;
+    peer.node_name = node.name;
+    if (self.rr_server_cluster_id && node.rr_client_cluster_id) {
+      peer.route_reflector_client = true;
+      peer.cluster_id = *self.rr_server_cluster_id;
+    }
+    peers.push_back(std::move(peer));
+  }
+  std::sort(peers.begin(), peers.end(),
+            [](const PeerSpec& a, const PeerSpec& b) { return a.address < b.address; });
+  return peers;
+}
+
+std::vector<PeerSpec> PlanExternalPeers(const RoutingConfig& config, const NodeInfo& self) {
+  std::vector<PeerSpec> peers =
+      config.global_peers.empty() ? self.external_peers : config.global_peers;
+  for (auto& peer : peers) {
+    peer.external = true;
+    if (!peer.local_address && self.ip && SameFamily(*self.ip, peer.address)) {
+      peer.local_address = self.ip;
+    }
+    if (config.peer_multihop_ttl >= 2) peer.multihop_ttl = config.peer_multihop_ttl;
+  }
+  // A peer of the other family than our address cannot be reached from it (kube-router
+  // skips those too).
+  std::erase_if(peers, [&](const PeerSpec& peer) {
+    const std::optional<IpAddress>& local = peer.local_address ? peer.local_address : self.ip;
+    return local && !SameFamily(*local, peer.address);
+  });
+  return peers;
+}
+
+std::vector<Advertisement> PlanPodCidrAdvertisements(const NodeInfo& self) {
+  std::vector<Advertisement> out;
+  if (!self.ip) return out;
+  for (const auto& cidr : self.pod_cidrs) {
+    if (cidr.address().family() != self.ip->family()) continue;
+    out.push_back({cidr, *self.ip, RouteKind::kPodCidr});
+  }
+  return out;
+}
+
+std::vector<Advertisement> PlanServiceAdvertisements(
+    const RoutingConfig& config, const NodeInfo& self,
+    const std::vector<std::shared_ptr<const k8s::Service>>& services,
+    const std::vector<std::shared_ptr<const k8s::EndpointSlice>>& slices) {
+  std::set<Advertisement> out;
+  if (!self.ip) return {};
+  const std::set<std::string> local = ServicesWithLocalEndpoints(self, slices);
+  auto add = [&](const std::string& text, RouteKind kind) {
+    auto ip = IpAddress::Parse(text);
+    if (!ip || !SameFamily(*ip, *self.ip)) return;
+    out.insert({HostPrefix(*ip), *self.ip, kind});
+  };
+  for (const auto& service : services) {
+    if (!service || !Advertisable(*service)) continue;
+    const bool has_local = local.count(service->meta.Key()) > 0;
+    // kube-router ecmp_vip.go: Local policies advertise only from nodes with an endpoint.
+    const bool internal_local = service->internal_traffic_policy == "Local";
+    auto service_local = service->meta.annotations.find(kAnnotationServiceLocal);
+    const bool external_local =
+        service->external_traffic_policy == "Local" ||
+        (service_local != service->meta.annotations.end() && service_local->second == "true");
+
+    if (FlagOrAnnotation(*service, kAnnotationAdvertiseClusterIp, config.advertise_cluster_ip) &&
+        (!internal_local || has_local)) {
+      for (const auto& ip : ClusterIps(*service)) add(ip, RouteKind::kClusterIp);
+    }
+    if (external_local && !has_local) continue;
+    if (FlagOrAnnotation(*service, kAnnotationAdvertiseExternalIp, config.advertise_external_ip)) {
+      for (const auto& ip : service->external_ips) add(ip, RouteKind::kExternalIp);
+    }
+    const bool skip_lb = service->meta.annotations.count(kAnnotationSkipLbIps) > 0;
+    if (!skip_lb &&
+        FlagOrAnnotation(*service, kAnnotationAdvertiseLbIp, config.advertise_loadbalancer_ip)) {
+      for (const auto& ingress : service->load_balancer_ingress) {
+        if (!ingress.ip.empty()) add(ingress.ip, RouteKind::kLoadBalancerIp);
+      }
+    }
+  }
+  // One VIP shared by two services is advertised once (the first kind wins).
+  std::vector<Advertisement> unique;
+  for (const auto& ad : out) {
+    if (!unique.empty() && unique.back().prefix == ad.prefix) continue;
+    unique.push_back(ad);
+  }
+  return unique;
+}
+
+std::set<IpAddress> AllServiceVips(
+    const std::vector<std::shared_ptr<const k8s::Service>>& services) {
+  std::set<IpAddress> vips;
+  auto add = [&](const std::string& text) {
+    if (auto ip = IpAddress::Parse(text)) vips.insert(*ip);
+  };
+  for (const auto& service : services) {
+    if (!service) continue;
+    for (const auto& ip : ClusterIps(*service)) add(ip);
+    for (const auto& ip : service->external_ips) add(ip);
+    for (const auto& ingress : service->load_balancer_ingress) add(ingress.ip);
+  }
+  return vips;
+}
+
+ExportDecision DecideExport(const RoutingConfig& config, const NodeInfo& self, const PeerSpec& peer,
+                            RouteKind kind) {
+  ExportDecision decision;
+  if (!peer.external) {
+    // iBGP carries only pod CIDRs; VIPs go to external routers only.
+    decision.accept = kind == RouteKind::kPodCidr;
+    return decision;
+  }
+  decision.accept = kind != RouteKind::kPodCidr || config.advertise_pod_cidr;
+  if (!decision.accept) return decision;
+  decision.communities = self.communities;
+  decision.prepend = self.prepend;
+  decision.next_hop_self = config.override_nexthop;
+  return decision;
+}
+
+bool AcceptImport(const ImportFilter& filter, const IpPrefix& prefix) {
+  if (prefix.length() == 0) return false;  // default route
+  if (prefix.length() == prefix.address().bit_length() &&
+      filter.service_vips.count(prefix.address())) {
+    return false;
+  }
+  for (const auto& reject : filter.reject) {
+    if (reject.is_v4() == prefix.is_v4() && reject.Contains(prefix)) return false;
+  }
+  return true;
+}
+
+}  // namespace kr::routing

@@ -1,0 +1,89 @@
+#include "kube_router/routing/route_plan.h"
+
+#include <algorithm>
+#include <set>
+
+#include "sha256.h"
+
+namespace kr::routing {
+namespace {
+
+constexpr size_t kTunnelHashDigits = 11;  // "tun-" + 11 = 15, the kernel's IFNAMSIZ - 1
+
+// Longest-prefix match among the underlay routes.
+const UnderlayRoute* Lookup(const std::vector<UnderlayRoute>& underlay, const IpAddress& ip) {
+  const UnderlayRoute* best = nullptr;
+  for (const auto& route : underlay) {
+    if (route.destination.address().family() != ip.family()) continue;
+    if (!route.destination.Contains(ip)) continue;
+    if (!best || route.destination.length() > best->destination.length()) best = &route;
+  }
+  return best;
+}
+
+}  // namespace
+
+std::string TunnelName(const IpAddress& remote) {
+  std::string text = remote.ToString();
+  std::erase_if(text, [](char c) { return c == '.' || c == ':'; });
+  auto digest = Sha256(text);
+  static const char kHex[] = "0123456789abcdef";
+  std::string name = kTunnelPrefix;
+  for (size_t i = 0; name.size() < sizeof(kTunnelPrefix) - 1 + kTunnelHashDigits; ++i) {
+    name.push_back(kHex[(digest[i / 2] >> (i % 2 == 0 ? 4 : 0)) & 0xF]);
+  }
+  return name;
+}
+
+bool IsOurTunnelName(const std::string& name) {
+  const std::string prefix = kTunnelPrefix;
+  if (name.size() != prefix.size() + kTunnelHashDigits) return false;
+  if (name.compare(0, prefix.size(), prefix) != 0) return false;
+  return std::all_of(name.begin() + prefix.size(), name.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
+                     const std::vector<IpPrefix>& own_pod_cidrs,
+                     const std::vector<LearnedPath>& paths,
+                     const std::vector<UnderlayRoute>& underlay) {
+  RoutePlan plan;
+  std::set<DesiredTunnel> tunnels;
+  std::set<DesiredRoute> routes;
+  std::set<IpPrefix> seen;
+  for (const auto& path : paths) {
+    const std::string what = path.prefix.ToString() + " via " + path.next_hop.ToString();
+    if (path.next_hop == node_ip ||
+        std::find(own_pod_cidrs.begin(), own_pod_cidrs.end(), path.prefix) != own_pod_cidrs.end()) {
+      continue;  // our own advertisement reflected back
+    }
+    if (path.next_hop.family() != node_ip.family()) {
+      plan.skipped.push_back(what + ": next hop family differs from the node address");
+      continue;
+    }
+    if (!seen.insert(path.prefix).second) {
+      plan.skipped.push_back(what + ": a second path for the same prefix");
+      continue;
+    }
+    const UnderlayRoute* underlay_route = Lookup(underlay, path.next_hop);
+    const bool directly_connected = underlay_route && !underlay_route->gateway;
+    if (directly_connected && config.overlay_type != OverlayType::kFull) {
+      routes.insert({path.prefix, path.next_hop, "", std::nullopt});
+    } else if (config.enable_overlay) {
+      DesiredTunnel tunnel{TunnelName(path.next_hop), node_ip, path.next_hop};
+      routes.insert({path.prefix, std::nullopt, tunnel.name, node_ip});
+      tunnels.insert(std::move(tunnel));
+    } else if (underlay_route && underlay_route->gateway) {
+      routes.insert({path.prefix, underlay_route->gateway, "", std::nullopt});
+    } else if (directly_connected) {
+      routes.insert({path.prefix, path.next_hop, "", std::nullopt});
+    } else {
+      plan.skipped.push_back(what + ": no underlay route reaches the next hop");
+    }
+  }
+  plan.routes.assign(routes.begin(), routes.end());
+  plan.tunnels.assign(tunnels.begin(), tunnels.end());
+  return plan;
+}
+
+}  // namespace kr::routing

@@ -1,0 +1,122 @@
+#include "kube_router/routing/route_plan.h"
+
+#include <gtest/gtest.h>
+
+#include "../../../src/routing/sha256.h"
+
+namespace kr::routing {
+namespace {
+
+IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
+IpPrefix Cidr(const std::string& text) { return *IpPrefix::Parse(text); }
+
+std::string Hex(const std::array<uint8_t, 32>& digest) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : digest) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xF]);
+  }
+  return out;
+}
+
+TEST(Sha256Test, KnownVectors) {
+  // FIPS 180-4 example "abc", and a multi-block message (checked with Python's hashlib).
+  EXPECT_EQ(Hex(Sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Hex(Sha256(std::string(1000, 'a'))),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+}
+
+TEST(TunnelNameTest, MatchesKubeRouterNaming) {
+  EXPECT_EQ(TunnelName(Ip("192.168.1.10")), "tun-28c98c87e81");
+  EXPECT_EQ(TunnelName(Ip("10.0.0.2")), "tun-56acd2f8550");
+  EXPECT_EQ(TunnelName(Ip("fd00::1")), "tun-5393ee7fb5c");
+  EXPECT_TRUE(IsOurTunnelName("tun-28c98c87e81"));
+  EXPECT_FALSE(IsOurTunnelName("tun-28c98c87e8"));
+  EXPECT_FALSE(IsOurTunnelName("tun-28c98c87eZ1"));
+  EXPECT_FALSE(IsOurTunnelName("tunl0"));
+  EXPECT_FALSE(IsOurTunnelName("eth0"));
+}
+
+class PlanRoutesTest : public ::testing::Test {
+ protected:
+  IpAddress node_ = Ip("192.0.2.1");
+  std::vector<IpPrefix> own_ = {Cidr("10.1.1.0/24")};
+  // 192.0.2.0/24 is on-link; everything else goes via the router 192.0.2.254.
+  std::vector<UnderlayRoute> underlay_ = {{Cidr("192.0.2.0/24"), std::nullopt},
+                                          {Cidr("0.0.0.0/0"), Ip("192.0.2.254")}};
+  RoutingConfig config_;
+};
+
+TEST_F(PlanRoutesTest, SameSubnetIsDirect) {
+  auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.2.0/24"), Ip("192.0.2.2")}}, underlay_);
+  ASSERT_EQ(plan.routes.size(), 1u);
+  EXPECT_EQ(plan.routes[0], (DesiredRoute{Cidr("10.1.2.0/24"), Ip("192.0.2.2"), "", std::nullopt}));
+  EXPECT_TRUE(plan.tunnels.empty());
+}
+
+TEST_F(PlanRoutesTest, OtherSubnetUsesTunnelWithOverlay) {
+  auto plan =
+      PlanRoutes(config_, node_, own_, {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}}, underlay_);
+  ASSERT_EQ(plan.tunnels.size(), 1u);
+  EXPECT_EQ(plan.tunnels[0].name, TunnelName(Ip("198.51.100.3")));
+  EXPECT_EQ(plan.tunnels[0].local, node_);
+  EXPECT_EQ(plan.tunnels[0].remote, Ip("198.51.100.3"));
+  ASSERT_EQ(plan.routes.size(), 1u);
+  EXPECT_EQ(plan.routes[0],
+            (DesiredRoute{Cidr("10.1.3.0/24"), std::nullopt, plan.tunnels[0].name, node_}));
+}
+
+TEST_F(PlanRoutesTest, FullOverlayTunnelsEvenOnLink) {
+  config_.overlay_type = OverlayType::kFull;
+  auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.2.0/24"), Ip("192.0.2.2")}}, underlay_);
+  ASSERT_EQ(plan.tunnels.size(), 1u);
+  EXPECT_EQ(plan.routes[0].device, plan.tunnels[0].name);
+}
+
+TEST_F(PlanRoutesTest, NoOverlayGoesViaUnderlayGateway) {
+  config_.enable_overlay = false;
+  auto plan = PlanRoutes(
+      config_, node_, own_,
+      {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}, {Cidr("10.1.2.0/24"), Ip("192.0.2.2")}},
+      underlay_);
+  EXPECT_TRUE(plan.tunnels.empty());
+  ASSERT_EQ(plan.routes.size(), 2u);
+  EXPECT_EQ(plan.routes[0].gateway, Ip("192.0.2.2"));
+  EXPECT_EQ(plan.routes[1].gateway, Ip("192.0.2.254"));
+}
+
+TEST_F(PlanRoutesTest, UnreachableNextHopIsSkippedWithReason) {
+  config_.enable_overlay = false;
+  auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}},
+                         {{Cidr("192.0.2.0/24"), std::nullopt}});
+  EXPECT_TRUE(plan.routes.empty());
+  ASSERT_EQ(plan.skipped.size(), 1u);
+  EXPECT_NE(plan.skipped[0].find("10.1.3.0/24"), std::string::npos);
+}
+
+TEST_F(PlanRoutesTest, OwnRoutesAndOtherFamilyAreIgnored) {
+  auto plan = PlanRoutes(config_, node_, own_,
+                         {{Cidr("10.1.1.0/24"), Ip("192.0.2.2")},
+                          {Cidr("10.1.5.0/24"), node_},
+                          {Cidr("fd00:5::/64"), Ip("2001:db8::5")}},
+                         underlay_);
+  EXPECT_TRUE(plan.routes.empty());
+  EXPECT_EQ(plan.skipped.size(), 1u);
+}
+
+TEST_F(PlanRoutesTest, ManyNodesOneTunnelPerRemote) {
+  std::vector<LearnedPath> paths;
+  for (int i = 2; i < 12; ++i) {
+    paths.push_back(
+        {Cidr("10.2." + std::to_string(i) + ".0/24"), Ip("198.51.100." + std::to_string(i))});
+  }
+  // A second prefix behind the same remote node shares its tunnel.
+  paths.push_back({Cidr("10.3.2.0/24"), Ip("198.51.100.2")});
+  auto plan = PlanRoutes(config_, node_, own_, paths, underlay_);
+  EXPECT_EQ(plan.routes.size(), 11u);
+  EXPECT_EQ(plan.tunnels.size(), 10u);
+}
+
+}  // namespace
+}  // namespace kr::routing
