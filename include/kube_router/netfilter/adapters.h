@@ -1,0 +1,21 @@
+// Real netfilter adapters: the iptables(-nft|-legacy)-save/-restore and ipset programs, and
+// procfs sysctls. Only the agent executable and root-only tests link these.
+#pragma once
+
+#include <memory>
+
+#include "kube_router/netfilter/ipset.h"
+#include "kube_router/netfilter/iptables.h"
+#include "kube_router/netfilter/sysctl.h"
+
+namespace kr::netfilter {
+
+// Whichever backend already holds rules, preferring nft when both or neither do (the rule
+// iptables-wrapper follows); legacy only when nft holds no rule and legacy does.
+IptablesMode DetectIptablesMode();
+
+std::unique_ptr<Iptables> MakeIptables(IptablesMode mode, IpFamily family);
+std::unique_ptr<Ipset> MakeIpset();
+std::unique_ptr<Sysctl> MakeProcSysctl();
+
+}  // namespace kr::netfilter

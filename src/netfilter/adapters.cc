@@ -1,0 +1,123 @@
+#include "kube_router/netfilter/adapters.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "kube_router/base/exec.h"
+#include "kube_router/base/log.h"
+
+namespace kr::netfilter {
+namespace {
+
+std::string Tool(IptablesMode mode, IpFamily family, const char* verb) {
+  return std::string(family == IpFamily::kV4 ? "iptables-" : "ip6tables-") +
+         IptablesModeName(mode) + "-" + verb;
+}
+
+class ExecIptables : public Iptables {
+ public:
+  ExecIptables(IptablesMode mode, IpFamily family) : mode_(mode), family_(family) {}
+
+  IpFamily family() const override { return family_; }
+
+  Result<TableSnapshot> Save(const std::string& table) override {
+    auto out = ExecChecked({Tool(mode_, family_, "save"), "-t", table});
+    if (!out.ok()) return out.status();
+    return ParseSave(*out, table);
+  }
+
+  Status Apply(const TableUpdate& update) override {
+    if (update.empty()) return Status::Ok();
+    // --wait: the legacy backend shares one lock with every other iptables writer.
+    auto out = ExecChecked({Tool(mode_, family_, "restore"), "--noflush", "--wait"},
+                           RenderRestore(update));
+    return out.status();
+  }
+
+ private:
+  IptablesMode mode_;
+  IpFamily family_;
+};
+
+class ExecIpset : public Ipset {
+ public:
+  Result<std::vector<std::string>> ListNames() override {
+    auto out = ExecChecked({"ipset", "list", "-n"});
+    if (!out.ok()) return out.status();
+    std::vector<std::string> names;
+    std::istringstream in(*out);
+    std::string name;
+    while (std::getline(in, name)) {
+      if (!name.empty()) names.push_back(name);
+    }
+    return names;
+  }
+
+  Result<std::map<std::string, IpsetSet>> List() override {
+    auto out = ExecChecked({"ipset", "save"});
+    if (!out.ok()) return out.status();
+    return ParseIpsetSave(*out);
+  }
+
+  Status Apply(const IpsetUpdate& update) override {
+    if (update.empty()) return Status::Ok();
+    std::set<std::string> existing;
+    auto names = ListNames();
+    if (!names.ok()) return names.status();
+    existing.insert(names->begin(), names->end());
+    // -exist: adding a present entry or deleting an absent one is not an error for a delta.
+    return ExecChecked({"ipset", "restore", "-exist"}, RenderIpsetRestore(update, existing))
+        .status();
+  }
+};
+
+class ProcSysctl : public Sysctl {
+ public:
+  Result<std::string> Get(const std::string& key) override {
+    std::ifstream in("/proc/sys/" + key);
+    if (!in) return Status::Error("sysctl " + key + " does not exist");
+    std::string value;
+    std::getline(in, value);
+    return value;
+  }
+  Status Set(const std::string& key, const std::string& value) override {
+    std::ofstream out("/proc/sys/" + key);
+    if (!out) return Status::Error("cannot open sysctl " + key + " for writing");
+    out << value << "\n";
+    out.flush();
+    if (!out) return Status::Error("cannot write sysctl " + key);
+    return Status::Ok();
+  }
+};
+
+size_t CountRules(IptablesMode mode) {
+  size_t rules = 0;
+  for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+    auto out = Exec({Tool(mode, family, "save")});
+    if (!out.ok() || out->exit_code != 0) continue;
+    std::istringstream in(out->out);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.starts_with("-A ")) ++rules;
+    }
+  }
+  return rules;
+}
+
+}  // namespace
+
+IptablesMode DetectIptablesMode() {
+  size_t nft = CountRules(IptablesMode::kNft);
+  if (nft > 0) return IptablesMode::kNft;
+  size_t legacy = CountRules(IptablesMode::kLegacy);
+  return legacy > 0 ? IptablesMode::kLegacy : IptablesMode::kNft;
+}
+
+std::unique_ptr<Iptables> MakeIptables(IptablesMode mode, IpFamily family) {
+  return std::make_unique<ExecIptables>(mode, family);
+}
+std::unique_ptr<Ipset> MakeIpset() { return std::make_unique<ExecIpset>(); }
+std::unique_ptr<Sysctl> MakeProcSysctl() { return std::make_unique<ProcSysctl>(); }
+
+}  // namespace kr::netfilter

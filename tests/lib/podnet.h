@@ -1,0 +1,73 @@
+// A pod network in network namespaces for root-only tests: one namespace per node holding a
+// `kube-bridge` (the pod CIDR's gateway address), one namespace per pod joined to its node's
+// bridge by a veth pair, and nodes joined to each other by veth links with routes to each
+// other's pod CIDRs. Traffic never leaves these namespaces.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/netns.h"
+
+namespace kr::testing {
+
+// Moves the calling thread into a network namespace until destruction. Programs the thread
+// starts (posix_spawn, fork) and /proc/sys/net opened by it belong to that namespace.
+class ScopedNetns {
+ public:
+  explicit ScopedNetns(const std::string& netns_name);
+  ~ScopedNetns();
+  ScopedNetns(const ScopedNetns&) = delete;
+  ScopedNetns& operator=(const ScopedNetns&) = delete;
+
+ private:
+  int original_fd_ = -1;
+};
+
+enum class Proto { kTcp, kUdp };
+
+class PodNetwork {
+ public:
+  struct Node {
+    std::string name;
+    std::unique_ptr<Netns> ns;
+    std::string pod_cidr;  // "10.71.N.0/24"
+    std::string gateway;   // "10.71.N.1" on kube-bridge
+    std::string node_ip;   // "10.70.0.(N+1)" on the inter-node link
+    int next_host = 2;
+  };
+  struct Pod {
+    std::string name;  // "namespace/name"
+    int node = 0;
+    std::unique_ptr<Netns> ns;
+    std::string ip;
+  };
+
+  // `prefix` names the namespaces (keep it short, e.g. "np").
+  explicit PodNetwork(std::string prefix);
+  ~PodNetwork();
+
+  // Adds node number nodes().size(); nodes are joined in a star around node 0.
+  Node& AddNode(const std::string& name);
+  Pod& AddPod(int node, const std::string& name);
+  // Listens on `port` inside the pod (socat; answers "pong").
+  void Serve(const std::string& pod, int port, Proto proto);
+  // True when `from` gets an answer from ip:port within `timeout_ms`.
+  bool Probe(const std::string& from, const std::string& ip, int port, Proto proto,
+             int timeout_ms = 1000) const;
+
+  std::vector<Node>& nodes() { return nodes_; }
+  Pod& pod(const std::string& name) { return pods_.at(name); }
+
+ private:
+  std::string prefix_;
+  std::vector<Node> nodes_;
+  std::map<std::string, Pod> pods_;
+  TempDir logs_;
+  std::vector<std::unique_ptr<Process>> servers_;
+  int next_link_ = 0;
+};
+
+}  // namespace kr::testing
