@@ -1,0 +1,119 @@
+// The controller runtime. A ControllerRunner owns one Controller and gives it a thread and an
+// inbox; an EventDispatcher fans API events out to every runner whose controller watches that
+// kind. Posting an event only appends to an inbox under a short lock, so a controller stuck in
+// a long Sync never blocks the watchers, the dispatcher or another controller.
+//
+// Loop of each runner thread (see docs/runtime.md):
+//   Init (retried until it succeeds) → Sync(kStartup) →
+//   loop { wait for inbox | RequestSync | period elapsed | stop
+//          drain inbox → OnUpdate(event) for each
+//          Sync(kPeriodic) when the period elapsed, else Sync(kRequested) if asked
+//          tell the SyncObserver (health heartbeat only after success) }
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kube_router/base/status.h"
+#include "kube_router/controller/controller.h"
+#include "kube_router/k8s/types.h"
+
+namespace kr {
+
+// Told about every Sync outcome, on the controller's thread. Health and metrics listen here.
+// Implementations must be thread-safe (several runners report concurrently).
+class SyncObserver {
+ public:
+  virtual ~SyncObserver() = default;
+  virtual void OnSyncSucceeded(const std::string& controller, SyncReason reason,
+                               std::chrono::nanoseconds took) = 0;
+  virtual void OnSyncFailed(const std::string& controller, SyncReason reason,
+                            const Status& error) = 0;
+};
+
+// Pending events of one controller. Events for the same object coalesce into one that spans
+// from the first pending old state to the latest new state (Added then Deleted cancels out),
+// so the inbox never holds more entries than there are objects, however slow the controller.
+class Inbox {
+ public:
+  void Push(const k8s::Event& event);
+  std::vector<k8s::Event> TakeAll();
+  size_t size() const { return order_.size(); }
+  bool empty() const { return order_.empty(); }
+
+ private:
+  std::list<k8s::Event> order_;  // first-arrival order
+  std::unordered_map<std::string, std::list<k8s::Event>::iterator> by_object_;
+};
+
+class ControllerRunner {
+ public:
+  // `observer` may be null and must outlive the runner.
+  ControllerRunner(std::unique_ptr<Controller> controller, SyncObserver* observer);
+  ~ControllerRunner();  // Stop()
+  ControllerRunner(const ControllerRunner&) = delete;
+  ControllerRunner& operator=(const ControllerRunner&) = delete;
+
+  // Starts the controller thread. Call once.
+  void Start();
+  // Asks the loop to finish, waits for the Sync in progress (if any), calls the controller's
+  // Shutdown on its thread and joins. Idempotent.
+  void Stop();
+
+  // Queues an event for OnUpdate on the controller's thread. Never waits for the controller.
+  void Post(const k8s::Event& event);
+  // Coalescing: many requests while a Sync runs cause exactly one more Sync.
+  void RequestSync();
+
+  const std::string& name() const { return name_; }
+  const std::vector<k8s::ResourceKind>& watched_kinds() const { return kinds_; }
+  Controller& controller() { return *controller_; }
+  std::chrono::milliseconds sync_period() const { return period_; }
+
+  // Introspection for tests and metrics.
+  size_t PendingEvents() const;
+  uint64_t SuccessfulSyncs() const;
+  uint64_t FailedSyncs() const;
+
+ private:
+  void Loop(std::stop_token stop);
+  bool RunInit(std::stop_token stop);
+  bool RunSync(SyncReason reason);
+
+  std::unique_ptr<Controller> controller_;
+  SyncObserver* observer_;
+  const std::string name_;
+  const std::vector<k8s::ResourceKind> kinds_;
+  const std::chrono::milliseconds period_;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any wake_;
+  Inbox inbox_;                  // guarded by mu_
+  bool sync_requested_ = false;  // guarded by mu_
+  uint64_t successful_syncs_ = 0;
+  uint64_t failed_syncs_ = 0;
+  std::jthread thread_;
+};
+
+// Routes every event to the inbox of each runner whose controller watches its kind.
+class EventDispatcher : public k8s::EventSink {
+ public:
+  // Runners must be added before events flow and must outlive the dispatcher's use.
+  void Add(ControllerRunner* runner);
+  void Post(const k8s::Event& event) override;
+  // Union of the kinds the added controllers watch, in ResourceKind order.
+  std::vector<k8s::ResourceKind> WatchedKinds() const;
+
+ private:
+  std::vector<ControllerRunner*> runners_;
+};
+
+}  // namespace kr

@@ -1,0 +1,229 @@
+#include "kube_router/controller/runner.h"
+
+#include <algorithm>
+#include <exception>
+
+#include "kube_router/base/log.h"
+
+namespace kr {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// After a failed Init or Sync the next attempt comes sooner than the full period: 1s, 2s, 4s
+// ... capped at the period, so a transient failure does not cost a whole period.
+constexpr std::chrono::milliseconds kFirstRetry{1000};
+
+std::string ObjectId(const k8s::Event& e) {
+  return std::string(k8s::ResourceKindName(e.kind)) + "/" + e.key;
+}
+
+const char* ReasonName(SyncReason r) {
+  switch (r) {
+    case SyncReason::kStartup:
+      return "startup";
+    case SyncReason::kRequested:
+      return "requested";
+    case SyncReason::kPeriodic:
+      return "periodic";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void Inbox::Push(const k8s::Event& event) {
+  std::string id = ObjectId(event);
+  auto found = by_object_.find(id);
+  if (found == by_object_.end()) {
+    order_.push_back(event);
+    by_object_.emplace(std::move(id), std::prev(order_.end()));
+    return;
+  }
+  k8s::Event& pending = *found->second;
+  // The merged event keeps the first old state and the latest new state.
+  if (pending.type == k8s::EventType::kAdded) {
+    if (event.type == k8s::EventType::kDeleted) {  // never seen by the controller: drop both
+      order_.erase(found->second);
+      by_object_.erase(found);
+      return;
+    }
+  } else if (event.type == k8s::EventType::kDeleted) {
+    pending.type = k8s::EventType::kDeleted;
+  } else {
+    pending.type = k8s::EventType::kUpdated;  // Deleted then re-Added = an update
+  }
+  pending.new_object = event.new_object;
+}
+
+std::vector<k8s::Event> Inbox::TakeAll() {
+  std::vector<k8s::Event> out(std::make_move_iterator(order_.begin()),
+                              std::make_move_iterator(order_.end()));
+  order_.clear();
+  by_object_.clear();
+  return out;
+}
+
+ControllerRunner::ControllerRunner(std::unique_ptr<Controller> controller, SyncObserver* observer)
+    : controller_(std::move(controller)),
+      observer_(observer),
+      name_(controller_->Name()),
+      kinds_(controller_->WatchedKinds()),
+      period_(controller_->SyncPeriod()) {}
+
+ControllerRunner::~ControllerRunner() { Stop(); }
+
+void ControllerRunner::Start() {
+  thread_ = std::jthread([this](std::stop_token stop) { Loop(stop); });
+}
+
+void ControllerRunner::Stop() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();  // also wakes wake_.wait(lock, stop, ...)
+  thread_.join();
+}
+
+void ControllerRunner::Post(const k8s::Event& event) {
+  {
+    std::lock_guard lock(mu_);
+    inbox_.Push(event);
+  }
+  wake_.notify_one();
+}
+
+void ControllerRunner::RequestSync() {
+  {
+    std::lock_guard lock(mu_);
+    sync_requested_ = true;
+  }
+  wake_.notify_one();
+}
+
+size_t ControllerRunner::PendingEvents() const {
+  std::lock_guard lock(mu_);
+  return inbox_.size();
+}
+
+uint64_t ControllerRunner::SuccessfulSyncs() const {
+  std::lock_guard lock(mu_);
+  return successful_syncs_;
+}
+
+uint64_t ControllerRunner::FailedSyncs() const {
+  std::lock_guard lock(mu_);
+  return failed_syncs_;
+}
+
+bool ControllerRunner::RunInit(std::stop_token stop) {
+  auto retry = kFirstRetry;
+  while (!stop.stop_requested()) {
+    Status s;
+    try {
+      s = controller_->Init();
+    } catch (const std::exception& e) {
+      s = Status::Error(std::string("exception: ") + e.what());
+    }
+    if (s.ok()) return true;
+    KR_LOG_ERROR("{}: initialisation failed, retrying in {}ms: {}", name_, retry.count(),
+                 s.message());
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, stop, retry, [] { return false; });
+    retry = std::min<std::chrono::milliseconds>(retry * 2, period_);
+  }
+  return false;
+}
+
+bool ControllerRunner::RunSync(SyncReason reason) {
+  auto start = Clock::now();
+  Status s;
+  try {
+    s = controller_->Sync(reason);
+  } catch (const std::exception& e) {
+    // A controller bug must not take the agent down; report it like any failed sync.
+    s = Status::Error(std::string("exception: ") + e.what());
+  }
+  auto took = Clock::now() - start;
+  {
+    std::lock_guard lock(mu_);
+    ++(s.ok() ? successful_syncs_ : failed_syncs_);
+  }
+  if (s.ok()) {
+    KR_VLOG(1, "{}: {} sync done in {}ms", name_, ReasonName(reason),
+            std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+    if (observer_) observer_->OnSyncSucceeded(name_, reason, took);
+  } else {
+    KR_LOG_ERROR("{}: {} sync failed: {}", name_, ReasonName(reason), s.message());
+    if (observer_) observer_->OnSyncFailed(name_, reason, s);
+  }
+  return s.ok();
+}
+
+void ControllerRunner::Loop(std::stop_token stop) {
+  KR_LOG_INFO("{}: starting (sync period {}ms)", name_, period_.count());
+  if (RunInit(stop)) {
+    bool ok = RunSync(SyncReason::kStartup);
+    auto retry = kFirstRetry;
+    // Until the next sync is due; after a failure, sooner (see kFirstRetry).
+    auto next_due = Clock::now() + (ok ? period_ : retry);
+    while (true) {
+      std::vector<k8s::Event> events;
+      bool requested = false;
+      {
+        std::unique_lock lock(mu_);
+        wake_.wait_until(lock, stop, next_due,
+                         [this] { return !inbox_.empty() || sync_requested_; });
+        if (stop.stop_requested()) break;
+        events = inbox_.TakeAll();
+        requested = sync_requested_;
+        sync_requested_ = false;
+      }
+      for (const k8s::Event& event : events) {
+        try {
+          if (controller_->OnUpdate(event)) requested = true;
+        } catch (const std::exception& e) {
+          KR_LOG_ERROR("{}: dropping event for {} {}: exception: {}", name_,
+                       k8s::ResourceKindName(event.kind), event.key, e.what());
+        }
+      }
+      bool periodic = Clock::now() >= next_due;
+      if (!periodic && !requested) continue;
+      ok = RunSync(periodic ? SyncReason::kPeriodic : SyncReason::kRequested);
+      if (ok) {
+        retry = kFirstRetry;
+        if (periodic) next_due = Clock::now() + period_;
+      } else {
+        auto soon = Clock::now() + retry;
+        next_due = periodic ? soon : std::min(next_due, soon);
+        retry = std::min<std::chrono::milliseconds>(retry * 2, period_);
+      }
+    }
+  }
+  try {
+    controller_->Shutdown();
+  } catch (const std::exception& e) {
+    KR_LOG_ERROR("{}: shutdown failed: exception: {}", name_, e.what());
+  }
+  KR_LOG_INFO("{}: stopped", name_);
+}
+
+void EventDispatcher::Add(ControllerRunner* runner) { runners_.push_back(runner); }
+
+void EventDispatcher::Post(const k8s::Event& event) {
+  for (ControllerRunner* runner : runners_) {
+    const auto& kinds = runner->watched_kinds();
+    if (std::find(kinds.begin(), kinds.end(), event.kind) != kinds.end()) runner->Post(event);
+  }
+}
+
+std::vector<k8s::ResourceKind> EventDispatcher::WatchedKinds() const {
+  std::vector<k8s::ResourceKind> kinds;
+  for (const ControllerRunner* runner : runners_) {
+    for (k8s::ResourceKind k : runner->watched_kinds()) {
+      if (std::find(kinds.begin(), kinds.end(), k) == kinds.end()) kinds.push_back(k);
+    }
+  }
+  std::sort(kinds.begin(), kinds.end());
+  return kinds;
+}
+
+}  // namespace kr
