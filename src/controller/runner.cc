@@ -69,7 +69,9 @@ ControllerRunner::ControllerRunner(std::unique_ptr<Controller> controller, SyncO
       observer_(observer),
       name_(controller_->Name()),
       kinds_(controller_->WatchedKinds()),
-      period_(controller_->SyncPeriod()) {}
+      period_(controller_->SyncPeriod()) {
+  controller_->SetSyncRequester([this] { RequestSync(); });
+}
 
 ControllerRunner::~ControllerRunner() { Stop(); }
 

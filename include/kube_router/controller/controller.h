@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ class Controller {
   // The resource kinds whose events this controller wants in its inbox.
   virtual std::vector<k8s::ResourceKind> WatchedKinds() const = 0;
 
+  // Gives the controller a thread-safe, coalescing way to ask for a Sync from outside its
+  // inbox (e.g. BGP best-path events on the speaker thread). The runner calls it once, before
+  // Init. Controllers that only react to API events ignore it.
+  virtual void SetSyncRequester(std::function<void()> request_sync) { (void)request_sync; }
   // One-time preparation (sysctls, top-level chains, sockets) before the first Sync.
   virtual Status Init() { return Status::Ok(); }
   // Cheap: note what changed. Returns true when a Sync should follow (requests coalesce).
