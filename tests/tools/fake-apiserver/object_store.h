@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+// The state of the fake API server: every object, one monotonically increasing
+// resourceVersion, and a bounded history of changes that watches replay. Compaction (manual or
+// when the history is full) makes older resourceVersions answer 410 Gone, as etcd compaction
+// does. Thread-safe: HTTP handler threads call it concurrently; watches block in WaitEvents.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "resources.h"
+
+namespace fake_apiserver {
+
+using nlohmann::json;
+
+// A Kubernetes API error: becomes a metav1.Status body.
+struct ApiError {
+  int code = 500;
+  std::string reason;  // NotFound, AlreadyExists, Conflict, Expired, BadRequest, ...
+  std::string message;
+};
+json StatusBody(const ApiError& error);
+
+template <typename T>
+using Outcome = std::variant<T, ApiError>;
+
+// Which objects a list or watch wants.
+struct Filter {
+  std::string namespace_;  // empty = all namespaces
+  // labelSelector / fieldSelector terms: key (field path for fields), op ("=", "!=", "exists",
+  // "!exists"), value.
+  struct Term {
+    std::string key, op, value;
+  };
+  std::vector<Term> labels;
+  std::vector<Term> fields;
+  bool Matches(const json& object) const;
+};
+// Parses the equality-based selector syntax ("a=b,c!=d,e,!f"); set-based terms are rejected.
+Outcome<std::vector<Filter::Term>> ParseSelector(const std::string& text);
+
+struct WatchEvent {
+  uint64_t rv = 0;
+  std::string type;  // ADDED, MODIFIED, DELETED
+  json object;
+};
+
+// Counters a watch compares against to notice fault-injection requests.
+struct WatchSignals {
+  uint64_t drop = 0, close = 0, expire = 0, bookmark = 0, stop = 0;
+};
+
+enum class PatchType { kMerge, kStrategicMerge, kJsonPatch };
+
+class ObjectStore {
+ public:
+  explicit ObjectStore(size_t history_limit = 200000);
+
+  // Adds an object from a manifest (kept as is, status included); replaces an existing one.
+  Outcome<json> Load(const ResourceType& type, json object);
+
+  Outcome<json> Create(const ResourceType& type, const std::string& ns, json object);
+  Outcome<json> Get(const ResourceType& type, const std::string& ns, const std::string& name);
+  // PUT. `status_only` (the /status subresource) changes only .status, otherwise .status is
+  // preserved from the stored object, as the real server does.
+  Outcome<json> Update(const ResourceType& type, const std::string& ns, const std::string& name,
+                       json object, bool status_only);
+  Outcome<json> Patch(const ResourceType& type, const std::string& ns, const std::string& name,
+                      PatchType patch_type, const json& patch, bool status_only);
+  Outcome<json> Delete(const ResourceType& type, const std::string& ns, const std::string& name);
+
+  // A list document (kind XList) with metadata.resourceVersion and, when `limit` cut it short,
+  // metadata.continue.
+  Outcome<json> List(const ResourceType& type, const Filter& filter, size_t limit,
+                     const std::string& continue_token);
+
+  uint64_t CurrentRv();
+  // 410 when events after `rv` are no longer all in the history.
+  std::optional<ApiError> CheckWatchable(uint64_t rv);
+  // Objects of `type` matching `filter` as synthetic ADDED events, and the RV they are at.
+  std::vector<WatchEvent> Snapshot(const ResourceType& type, const Filter& filter, uint64_t* at_rv);
+  struct WaitResult {
+    WatchSignals signals;
+    uint64_t now_rv = 0;   // every event up to here has been examined
+    bool too_old = false;  // events after `after_rv` were compacted away: answer 410
+  };
+  // Blocks until there are changes after `after_rv`, the signals differ from `seen`, or
+  // `deadline` passes. Appends the events for `type` matching `filter` to `out`.
+  WaitResult WaitEvents(const ResourceType& type, const Filter& filter, uint64_t after_rv,
+                        const WatchSignals& seen, std::chrono::steady_clock::time_point deadline,
+                        std::vector<WatchEvent>* out);
+  WatchSignals Signals();
+
+  // Fault injection.
+  void Compact();
+  void DropWatches();
+  void CloseWatches();
+  void ExpireWatches();
+  void BookmarkNow();
+  void StopAll();
+
+ private:
+  using Objects = std::map<std::string, json>;  // key "ns/name" or "name"
+  static std::string Id(const ResourceType& type) { return type.group + "/" + type.plural; }
+  static std::string Key(const ResourceType& type, const std::string& ns, const std::string& name);
+  // Stamps a new resourceVersion, records the event, wakes watches. Caller holds mu_.
+  json Commit(const ResourceType& type, const std::string& event_type, json object);
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, Objects> objects_;
+  uint64_t rv_ = 1;
+  uint64_t compacted_rv_ = 0;  // highest RV no longer in history_
+  struct HistoryEntry {
+    std::string resource;
+    WatchEvent event;
+  };
+  std::deque<HistoryEntry> history_;
+  size_t history_limit_;
+  WatchSignals signals_;
+};
+
+}  // namespace fake_apiserver
