@@ -1,0 +1,113 @@
+#include <gtest/gtest.h>
+
+#include "kube_router/controller/runner.h"
+
+namespace kr {
+namespace {
+
+using k8s::Event;
+using k8s::EventType;
+using k8s::ResourceKind;
+
+Event PodEvent(EventType type, const std::string& key, const std::string& old_ip,
+               const std::string& new_ip) {
+  Event e;
+  e.kind = ResourceKind::kPod;
+  e.type = type;
+  e.key = key;
+  auto make = [&](const std::string& ip) -> k8s::AnyObject {
+    if (ip.empty()) return std::monostate{};
+    auto pod = std::make_shared<k8s::Pod>();
+    pod->pod_ip = ip;
+    return std::shared_ptr<const k8s::Pod>(pod);
+  };
+  e.old_object = make(old_ip);
+  e.new_object = make(new_ip);
+  return e;
+}
+
+std::string Ip(const k8s::AnyObject& o) {
+  auto* pod = std::get_if<std::shared_ptr<const k8s::Pod>>(&o);
+  return pod ? (*pod)->pod_ip : "";
+}
+
+TEST(Inbox, KeepsFirstArrivalOrderAcrossObjects) {
+  Inbox inbox;
+  inbox.Push(PodEvent(EventType::kAdded, "ns/b", "", "1"));
+  inbox.Push(PodEvent(EventType::kAdded, "ns/a", "", "2"));
+  Event node = PodEvent(EventType::kAdded, "ns/b", "", "");
+  node.kind = ResourceKind::kNode;  // same key, other kind: another object
+  inbox.Push(node);
+  auto events = inbox.TakeAll();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].key, "ns/b");
+  EXPECT_EQ(events[1].key, "ns/a");
+  EXPECT_EQ(events[2].kind, ResourceKind::kNode);
+  EXPECT_TRUE(inbox.empty());
+}
+
+TEST(Inbox, CoalescesEventsOfOneObject) {
+  struct Case {
+    std::string name;
+    std::vector<Event> pushed;
+    bool dropped;
+    EventType type;
+    std::string old_ip, new_ip;
+  };
+  const Case cases[] = {
+      {"add+update",
+       {PodEvent(EventType::kAdded, "k", "", "1"), PodEvent(EventType::kUpdated, "k", "1", "2")},
+       false,
+       EventType::kAdded,
+       "",
+       "2"},
+      {"add+delete",
+       {PodEvent(EventType::kAdded, "k", "", "1"), PodEvent(EventType::kDeleted, "k", "1", "")},
+       true,
+       EventType::kAdded,
+       "",
+       ""},
+      {"update+update",
+       {PodEvent(EventType::kUpdated, "k", "0", "1"), PodEvent(EventType::kUpdated, "k", "1", "2")},
+       false,
+       EventType::kUpdated,
+       "0",
+       "2"},
+      {"update+delete",
+       {PodEvent(EventType::kUpdated, "k", "0", "1"), PodEvent(EventType::kDeleted, "k", "1", "")},
+       false,
+       EventType::kDeleted,
+       "0",
+       ""},
+      {"delete+add",
+       {PodEvent(EventType::kDeleted, "k", "0", ""), PodEvent(EventType::kAdded, "k", "", "5")},
+       false,
+       EventType::kUpdated,
+       "0",
+       "5"},
+      {"add+update+delete+add",
+       {PodEvent(EventType::kAdded, "k", "", "1"), PodEvent(EventType::kUpdated, "k", "1", "2"),
+        PodEvent(EventType::kDeleted, "k", "2", ""), PodEvent(EventType::kAdded, "k", "", "3")},
+       false,
+       EventType::kAdded,
+       "",
+       "3"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Inbox inbox;
+    for (const Event& e : c.pushed) inbox.Push(e);
+    auto events = inbox.TakeAll();
+    if (c.dropped) {
+      EXPECT_TRUE(events.empty());
+      continue;
+    }
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].type, c.type);
+    EXPECT_EQ(Ip(events[0].old_object), c.old_ip);
+    EXPECT_EQ(Ip(events[0].new_object), c.new_ip);
+  }
+}
+
+}  // namespace
+}  // namespace kr

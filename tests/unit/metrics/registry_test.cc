@@ -1,0 +1,94 @@
+#include "kube_router/metrics/registry.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace kr::metrics {
+namespace {
+
+TEST(Registry, SameNameAndLabelsIsTheSameObject) {
+  Registry r;
+  Counter& a = r.GetCounter("kube_router_things_total", "Things.", {{"kind", "a"}});
+  Counter& b = r.GetCounter("kube_router_things_total", "Things.", {{"kind", "a"}});
+  Counter& c = r.GetCounter("kube_router_things_total", "Things.", {{"kind", "b"}});
+  EXPECT_EQ(&a, &b);
+  EXPECT_NE(&a, &c);
+  a.Inc();
+  b.Inc(2);
+  EXPECT_EQ(a.Value(), 3);
+  EXPECT_EQ(c.Value(), 0);
+}
+
+TEST(Registry, RendersCountersAndGaugesSortedByName) {
+  Registry r;
+  r.GetGauge("kube_router_z_gauge", "Last one.").Set(-2.5);
+  r.GetCounter("kube_router_a_total", "First one.", {{"b", "2"}, {"a", "x\"y\\z\nw"}}).Inc(7);
+  EXPECT_EQ(r.Render(),
+            "# HELP kube_router_a_total First one.\n"
+            "# TYPE kube_router_a_total counter\n"
+            "kube_router_a_total{a=\"x\\\"y\\\\z\\nw\",b=\"2\"} 7\n"
+            "# HELP kube_router_z_gauge Last one.\n"
+            "# TYPE kube_router_z_gauge gauge\n"
+            "kube_router_z_gauge -2.5\n");
+}
+
+TEST(Registry, CounterIgnoresNegativeIncrements) {
+  Registry r;
+  Counter& c = r.GetCounter("c_total", "C.");
+  c.Inc(5);
+  c.Inc(-3);
+  EXPECT_EQ(c.Value(), 5);
+}
+
+TEST(Registry, HistogramBucketsAreCumulative) {
+  Registry r;
+  Histogram& h = r.GetHistogram("kube_router_sync_time", "Sync.", {1, 0.1, 10});
+  for (double v : {0.05, 0.5, 0.5, 5.0, 50.0}) h.Observe(v);
+  EXPECT_EQ(h.Count(), 5u);
+  EXPECT_EQ(r.Render(),
+            "# HELP kube_router_sync_time Sync.\n"
+            "# TYPE kube_router_sync_time histogram\n"
+            "kube_router_sync_time_bucket{le=\"0.1\"} 1\n"
+            "kube_router_sync_time_bucket{le=\"1\"} 3\n"
+            "kube_router_sync_time_bucket{le=\"10\"} 4\n"
+            "kube_router_sync_time_bucket{le=\"+Inf\"} 5\n"
+            "kube_router_sync_time_sum 56.05\n"
+            "kube_router_sync_time_count 5\n");
+}
+
+TEST(Registry, RemovedSeriesDisappearButStayValid) {
+  Registry r;
+  Gauge& peer = r.GetGauge("kube_router_bgp_peer_info", "Peers.", {{"address", "10.0.0.1"}});
+  r.GetGauge("kube_router_bgp_peer_info", "Peers.", {{"address", "10.0.0.2"}}).Set(1);
+  r.RemoveSeries("kube_router_bgp_peer_info", {{"address", "10.0.0.1"}});
+  peer.Set(3);  // still safe to use
+  std::string text = r.Render();
+  EXPECT_EQ(text.find("10.0.0.1"), std::string::npos) << text;
+  EXPECT_NE(text.find("10.0.0.2"), std::string::npos) << text;
+  r.RemoveSeries("kube_router_bgp_peer_info", {{"address", "10.0.0.2"}});
+  EXPECT_EQ(r.Render(), "");  // a family without series is not rendered
+}
+
+TEST(Registry, ConcurrentUpdatesAreNotLost) {
+  Registry r;
+  Counter& c = r.GetCounter("c_total", "C.");
+  Histogram& h = r.GetHistogram("h", "H.", Registry::DefaultBuckets());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i) {
+        c.Inc();
+        h.Observe(0.01);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(c.Value(), 40000);
+  EXPECT_EQ(h.Count(), 40000u);
+}
+
+TEST(Registry, DefaultIsASingleton) { EXPECT_EQ(&Registry::Default(), &Registry::Default()); }
+
+}  // namespace
+}  // namespace kr::metrics
