@@ -1,0 +1,25 @@
+// The real adapters: rtnetlink (libnl-route) for routes and links, generic netlink (libnl-genl)
+// for IPVS. This header is the only public entry to them and holds no libnl types; only the
+// executable and root-only tests link kr_netlink_libnl.
+//
+// Each adapter opens its own netlink socket when it is made. The socket belongs to the network
+// namespace the calling thread is in at that moment and stays there, so a test can make an
+// adapter inside a throwaway namespace and use it after switching back.
+#pragma once
+
+#include <memory>
+
+#include "kube_router/base/status.h"
+#include "kube_router/netlink/ipvs.h"
+#include "kube_router/netlink/links.h"
+#include "kube_router/netlink/route_table.h"
+
+namespace kr::netlink {
+
+// `batch_size`: route requests sent per sendmsg (kernel-limits.md measured 256 as fast).
+Result<std::unique_ptr<RouteTable>> MakeNetlinkRouteTable(size_t batch_size = 256);
+Result<std::unique_ptr<Links>> MakeNetlinkLinks();
+// Fails when the kernel has no IPVS (module ip_vs not loaded and not loadable).
+Result<std::unique_ptr<Ipvs>> MakeNetlinkIpvs();
+
+}  // namespace kr::netlink

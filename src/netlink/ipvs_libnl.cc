@@ -1,0 +1,156 @@
+// Ipvs over the kernel's generic-netlink family "IPVS" (libnl-genl for the transport, messages
+// from ipvs_codec).
+#include <linux/ip_vs.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+
+#include <functional>
+
+#include "ipvs_codec.h"
+#include "kube_router/netlink/libnl.h"
+#include "nl_util.h"
+
+namespace kr::netlink {
+namespace {
+
+using detail::MsgPtr;
+using detail::NlError;
+using detail::SocketPtr;
+
+class NetlinkIpvs : public Ipvs {
+ public:
+  NetlinkIpvs(SocketPtr sock, int family) : sock_(std::move(sock)), family_(family) {}
+
+  Result<std::vector<IpvsService>> ListServices() override {
+    auto msg = detail::BuildIpvsRequest(family_, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, nullptr, nullptr,
+                                        false);
+    if (!msg.ok()) return msg.status();
+    std::vector<IpvsService> out;
+    std::string bad;
+    Status s = Dump(std::move(*msg), [&](nlattr** tb) {
+      auto service = detail::ParseIpvsService(tb[IPVS_CMD_ATTR_SERVICE]);
+      if (service.ok()) {
+        out.push_back(std::move(*service));
+      } else {
+        bad = service.error();
+      }
+    });
+    if (!s.ok()) return s.Context("list IPVS services");
+    // One unreadable entry must not hide the others; the caller sees all it can use.
+    if (!bad.empty() && out.empty()) return Status::Error("list IPVS services: " + bad);
+    return out;
+  }
+
+  Status AddService(const IpvsService& s) override {
+    return Do(IPVS_CMD_NEW_SERVICE, &s, nullptr, true).Context("add IPVS service " + s.ToString());
+  }
+  Status UpdateService(const IpvsService& s) override {
+    return Do(IPVS_CMD_SET_SERVICE, &s, nullptr, true)
+        .Context("update IPVS service " + s.ToString());
+  }
+  Status DeleteService(const IpvsService& s) override {
+    return Do(IPVS_CMD_DEL_SERVICE, &s, nullptr, false)
+        .Context("delete IPVS service " + s.ToString());
+  }
+
+  Result<std::vector<IpvsDestination>> ListDestinations(const IpvsService& service) override {
+    auto msg =
+        detail::BuildIpvsRequest(family_, IPVS_CMD_GET_DEST, NLM_F_DUMP, &service, nullptr, false);
+    if (!msg.ok()) return msg.status();
+    std::vector<IpvsDestination> out;
+    Status parse_error;
+    Status s = Dump(std::move(*msg), [&](nlattr** tb) {
+      auto dest = detail::ParseIpvsDestination(tb[IPVS_CMD_ATTR_DEST], service.address.family());
+      if (dest.ok()) {
+        out.push_back(std::move(*dest));
+      } else {
+        parse_error = dest.status();
+      }
+    });
+    if (!s.ok()) return s.Context("list destinations of " + service.ToString());
+    if (!parse_error.ok()) return parse_error.Context("list destinations of " + service.ToString());
+    return out;
+  }
+
+  Status AddDestination(const IpvsService& s, const IpvsDestination& d) override {
+    return Do(IPVS_CMD_NEW_DEST, &s, &d, true)
+        .Context("add destination " + d.ToString() + " to " + s.ToString());
+  }
+  Status UpdateDestination(const IpvsService& s, const IpvsDestination& d) override {
+    return Do(IPVS_CMD_SET_DEST, &s, &d, true)
+        .Context("update destination " + d.ToString() + " of " + s.ToString());
+  }
+  Status DeleteDestination(const IpvsService& s, const IpvsDestination& d) override {
+    return Do(IPVS_CMD_DEL_DEST, &s, &d, false)
+        .Context("delete destination " + d.ToString() + " of " + s.ToString());
+  }
+
+  Status Flush() override {
+    return Do(IPVS_CMD_FLUSH, nullptr, nullptr, false).Context("flush IPVS");
+  }
+
+  Status SetTimeouts(const IpvsTimeouts& timeouts) override {
+    auto msg = detail::BuildIpvsTimeouts(family_, timeouts);
+    if (!msg.ok()) return msg.status();
+    return SendAndWait(std::move(*msg)).Context("set IPVS timeouts");
+  }
+
+ private:
+  Status Do(uint8_t command, const IpvsService* s, const IpvsDestination* d, bool full) {
+    auto msg = detail::BuildIpvsRequest(family_, command, 0, s, d, full);
+    if (!msg.ok()) return msg.status();
+    return SendAndWait(std::move(*msg));
+  }
+
+  Status SendAndWait(MsgPtr msg) {
+    if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) return Status::Error(NlError(err));
+    if (int err = nl_wait_for_ack(sock_.get()); err < 0) return Status::Error(NlError(err));
+    return Status::Ok();
+  }
+
+  // Sends a dump request and calls `each` with the parsed top-level attributes of every answer.
+  Status Dump(MsgPtr msg, const std::function<void(nlattr**)>& each) {
+    struct Context {
+      const std::function<void(nlattr**)>* each;
+      std::string error;
+    } ctx{&each, {}};
+    auto on_valid = [](nl_msg* answer, void* arg) -> int {
+      auto* c = static_cast<Context*>(arg);
+      nlattr* tb[IPVS_CMD_ATTR_MAX + 1] = {};
+      if (int err = genlmsg_parse(nlmsg_hdr(answer), 0, tb, IPVS_CMD_ATTR_MAX, nullptr); err < 0) {
+        c->error = "malformed IPVS answer: " + NlError(err);
+        return NL_SKIP;
+      }
+      (*c->each)(tb);
+      return NL_OK;
+    };
+    if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) return Status::Error(NlError(err));
+    nl_cb* cb = nl_cb_clone(nl_socket_get_cb(sock_.get()));
+    if (cb == nullptr) return Status::Error("out of memory");
+    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, &ctx);
+    int err = nl_recvmsgs(sock_.get(), cb);
+    nl_cb_put(cb);
+    if (err < 0) return Status::Error(NlError(err));
+    if (!ctx.error.empty()) return Status::Error(ctx.error);
+    return Status::Ok();
+  }
+
+  SocketPtr sock_;
+  int family_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Ipvs>> MakeNetlinkIpvs() {
+  auto sock = detail::Connect(NETLINK_GENERIC);
+  if (!sock.ok()) return sock.status();
+  int family = genl_ctrl_resolve(sock->get(), IPVS_GENL_NAME);
+  if (family < 0) {
+    return Status::Error(
+        std::string("IPVS is not available in this kernel (generic netlink family ") +
+        IPVS_GENL_NAME + ": " + NlError(family) + "); is ip_vs loaded?");
+  }
+  return std::unique_ptr<Ipvs>(new NetlinkIpvs(std::move(*sock), family));
+}
+
+}  // namespace kr::netlink

@@ -1,0 +1,278 @@
+// Links over rtnetlink (libnl-route): tunnels, bridges, dummies, link state and addresses.
+#include <linux/if.h>
+#include <netinet/in.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/ip6tnl.h>
+#include <netlink/route/link/ipip.h>
+
+#include <array>
+#include <cstring>
+
+#include "kube_router/netlink/libnl.h"
+#include "nl_util.h"
+
+namespace kr::netlink {
+namespace {
+
+using detail::AddrPtr;
+using detail::CachePtr;
+using detail::NlError;
+using detail::SocketPtr;
+
+struct LinkDeleter {
+  void operator()(rtnl_link* link) const { rtnl_link_put(link); }
+};
+struct AddrObjDeleter {
+  void operator()(rtnl_addr* addr) const { rtnl_addr_put(addr); }
+};
+using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
+using AddrObjPtr = std::unique_ptr<rtnl_addr, AddrObjDeleter>;
+
+// libnl keeps IPIP end points as the raw network-order 32-bit value.
+uint32_t NetworkOrderV4(const IpAddress& ip) {
+  uint32_t out;
+  std::memcpy(&out, ip.bytes().data(), 4);
+  return out;
+}
+IpAddress FromNetworkOrderV4(uint32_t raw) {
+  std::array<uint8_t, 4> b;
+  std::memcpy(b.data(), &raw, 4);
+  return IpAddress::V4(uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3]);
+}
+in6_addr ToIn6(const IpAddress& ip) {
+  in6_addr out{};
+  std::memcpy(&out, ip.bytes().data(), 16);
+  return out;
+}
+IpAddress FromIn6(const in6_addr& raw) {
+  std::array<uint8_t, 16> b;
+  std::memcpy(b.data(), &raw, 16);
+  return IpAddress::V6(b);
+}
+
+Link FromKernel(rtnl_link* kernel) {
+  Link link;
+  link.name = rtnl_link_get_name(kernel) ? rtnl_link_get_name(kernel) : "";
+  link.index = rtnl_link_get_ifindex(kernel);
+  link.kind = rtnl_link_get_type(kernel) ? rtnl_link_get_type(kernel) : "";
+  link.mtu = rtnl_link_get_mtu(kernel);
+  link.up = (rtnl_link_get_flags(kernel) & IFF_UP) != 0;
+  if (link.kind == "ipip") {
+    link.tunnel_local = FromNetworkOrderV4(rtnl_link_ipip_get_local(kernel));
+    link.tunnel_remote = FromNetworkOrderV4(rtnl_link_ipip_get_remote(kernel));
+  } else if (link.kind == "ip6tnl") {
+    in6_addr local{}, remote{};
+    if (rtnl_link_ip6_tnl_get_local(kernel, &local) == 0) link.tunnel_local = FromIn6(local);
+    if (rtnl_link_ip6_tnl_get_remote(kernel, &remote) == 0) link.tunnel_remote = FromIn6(remote);
+  }
+  return link;
+}
+
+class NetlinkLinks : public Links {
+ public:
+  explicit NetlinkLinks(SocketPtr sock) : sock_(std::move(sock)) {}
+
+  Result<std::vector<Link>> List() override {
+    auto cache = LinkCache();
+    if (!cache.ok()) return cache.status();
+    std::vector<Link> out;
+    for (nl_object* obj = nl_cache_get_first(cache->get()); obj != nullptr;
+         obj = nl_cache_get_next(obj)) {
+      out.push_back(FromKernel(reinterpret_cast<rtnl_link*>(obj)));
+    }
+    return out;
+  }
+
+  Result<std::optional<Link>> Get(const std::string& name) override {
+    rtnl_link* raw = nullptr;
+    int err = rtnl_link_get_kernel(sock_.get(), 0, name.c_str(), &raw);
+    if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return std::optional<Link>();
+    if (err < 0) return Status::Error("cannot read link " + name + ": " + NlError(err));
+    LinkPtr link(raw);
+    return std::optional<Link>(FromKernel(link.get()));
+  }
+
+  Status CreateTunnel(const TunnelSpec& spec) override {
+    if (spec.local.family() != spec.remote.family()) {
+      return Status::Error("tunnel " + spec.name + ": local and remote families differ");
+    }
+    LinkPtr link;
+    if (spec.local.is_v4()) {
+      link.reset(rtnl_link_ipip_alloc());
+      if (!link) return Status::Error("out of memory");
+      rtnl_link_ipip_set_local(link.get(), NetworkOrderV4(spec.local));
+      rtnl_link_ipip_set_remote(link.get(), NetworkOrderV4(spec.remote));
+      rtnl_link_ipip_set_ttl(link.get(), spec.ttl);
+    } else {
+      link.reset(rtnl_link_ip6_tnl_alloc());
+      if (!link) return Status::Error("out of memory");
+      in6_addr local = ToIn6(spec.local), remote = ToIn6(spec.remote);
+      rtnl_link_ip6_tnl_set_local(link.get(), &local);
+      rtnl_link_ip6_tnl_set_remote(link.get(), &remote);
+      rtnl_link_ip6_tnl_set_ttl(link.get(), spec.ttl);
+      rtnl_link_ip6_tnl_set_proto(link.get(), IPPROTO_IPV6);  // mode ip6ip6
+    }
+    return Add(std::move(link), spec.name, spec.mtu).Context("create tunnel " + spec.name);
+  }
+
+  Status CreateBridge(const std::string& name, uint32_t mtu) override {
+    return AddOfKind("bridge", name, mtu).Context("create bridge " + name);
+  }
+
+  Status CreateDummy(const std::string& name) override {
+    return AddOfKind("dummy", name, 0).Context("create dummy " + name);
+  }
+
+  Status Delete(const std::string& name) override {
+    LinkPtr link(rtnl_link_alloc());
+    if (!link) return Status::Error("out of memory");
+    rtnl_link_set_name(link.get(), name.c_str());
+    if (int err = rtnl_link_delete(sock_.get(), link.get()); err < 0) {
+      return Status::Error("delete link " + name + ": " + NlError(err));
+    }
+    return Status::Ok();
+  }
+
+  Status SetUp(const std::string& name, bool up) override {
+    return Change(name,
+                  [up](rtnl_link* change) {
+                    if (up) {
+                      rtnl_link_set_flags(change, IFF_UP);
+                    } else {
+                      rtnl_link_unset_flags(change, IFF_UP);
+                    }
+                  })
+        .Context(std::string(up ? "set up " : "set down ") + name);
+  }
+
+  Status SetMtu(const std::string& name, uint32_t mtu) override {
+    return Change(name, [mtu](rtnl_link* change) { rtnl_link_set_mtu(change, mtu); })
+        .Context("set mtu " + std::to_string(mtu) + " on " + name);
+  }
+
+  Result<std::vector<Address>> ListAddresses(const std::string& device) override {
+    auto links = LinkCache();
+    if (!links.ok()) return links.status();
+    nl_cache* raw = nullptr;
+    if (int err = rtnl_addr_alloc_cache(sock_.get(), &raw); err < 0) {
+      return Status::Error("cannot dump addresses: " + NlError(err));
+    }
+    CachePtr cache(raw);
+    std::vector<Address> out;
+    for (nl_object* obj = nl_cache_get_first(cache.get()); obj != nullptr;
+         obj = nl_cache_get_next(obj)) {
+      auto* kernel = reinterpret_cast<rtnl_addr*>(obj);
+      auto ip = detail::FromNlAddr(rtnl_addr_get_local(kernel));
+      if (!ip) continue;
+      char name[IFNAMSIZ] = {};
+      if (!rtnl_link_i2name(links->get(), rtnl_addr_get_ifindex(kernel), name, sizeof(name))) {
+        continue;  // the link went away during the dump
+      }
+      if (!device.empty() && device != name) continue;
+      Address address;
+      address.device = name;
+      address.address = *ip;
+      address.prefix_length = rtnl_addr_get_prefixlen(kernel);
+      address.scope = static_cast<Scope>(rtnl_addr_get_scope(kernel));
+      out.push_back(address);
+    }
+    return out;
+  }
+
+  Status AddAddress(const Address& address) override {
+    auto obj = AddressObject(address);
+    if (!obj.ok()) return obj.status().Context("add address " + address.ToString());
+    if (int err = rtnl_addr_add(sock_.get(), obj->get(), NLM_F_EXCL); err < 0) {
+      return Status::Error("add address " + address.ToString() + ": " + NlError(err));
+    }
+    return Status::Ok();
+  }
+
+  Status DeleteAddress(const Address& address) override {
+    auto obj = AddressObject(address);
+    if (!obj.ok()) return obj.status().Context("delete address " + address.ToString());
+    if (int err = rtnl_addr_delete(sock_.get(), obj->get(), 0); err < 0) {
+      return Status::Error("delete address " + address.ToString() + ": " + NlError(err));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Result<CachePtr> LinkCache() {
+    nl_cache* raw = nullptr;
+    if (int err = rtnl_link_alloc_cache(sock_.get(), AF_UNSPEC, &raw); err < 0) {
+      return Status::Error("cannot dump links: " + NlError(err));
+    }
+    return CachePtr(raw);
+  }
+
+  Status Add(LinkPtr link, const std::string& name, uint32_t mtu) {
+    if (name.empty() || name.size() >= IFNAMSIZ) {
+      return Status::Error("invalid link name '" + name + "'");
+    }
+    rtnl_link_set_name(link.get(), name.c_str());
+    if (mtu != 0) rtnl_link_set_mtu(link.get(), mtu);
+    if (int err = rtnl_link_add(sock_.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0) {
+      return Status::Error(NlError(err));
+    }
+    return Status::Ok();
+  }
+
+  Status AddOfKind(const char* kind, const std::string& name, uint32_t mtu) {
+    LinkPtr link(rtnl_link_alloc());
+    if (!link) return Status::Error("out of memory");
+    if (int err = rtnl_link_set_type(link.get(), kind); err < 0) return Status::Error(NlError(err));
+    return Add(std::move(link), name, mtu);
+  }
+
+  template <typename Edit>
+  Status Change(const std::string& name, Edit edit) {
+    rtnl_link* raw = nullptr;
+    if (int err = rtnl_link_get_kernel(sock_.get(), 0, name.c_str(), &raw); err < 0) {
+      return Status::Error(NlError(err));
+    }
+    LinkPtr current(raw);
+    LinkPtr change(rtnl_link_alloc());
+    if (!change) return Status::Error("out of memory");
+    edit(change.get());
+    if (int err = rtnl_link_change(sock_.get(), current.get(), change.get(), 0); err < 0) {
+      return Status::Error(NlError(err));
+    }
+    return Status::Ok();
+  }
+
+  Result<AddrObjPtr> AddressObject(const Address& address) {
+    if (address.prefix_length < 0 || address.prefix_length > address.address.bit_length()) {
+      return Status::Error("invalid prefix length");
+    }
+    rtnl_link* raw = nullptr;
+    if (int err = rtnl_link_get_kernel(sock_.get(), 0, address.device.c_str(), &raw); err < 0) {
+      return Status::Error("link " + address.device + ": " + NlError(err));
+    }
+    LinkPtr link(raw);
+    AddrObjPtr obj(rtnl_addr_alloc());
+    AddrPtr local = detail::ToNlAddr(address.address, address.prefix_length);
+    if (!obj || !local) return Status::Error("out of memory");
+    rtnl_addr_set_ifindex(obj.get(), rtnl_link_get_ifindex(link.get()));
+    rtnl_addr_set_family(obj.get(), detail::FamilyOf(address.address));
+    if (int err = rtnl_addr_set_local(obj.get(), local.get()); err < 0) {
+      return Status::Error(NlError(err));
+    }
+    rtnl_addr_set_prefixlen(obj.get(), address.prefix_length);
+    rtnl_addr_set_scope(obj.get(), static_cast<int>(address.scope));
+    return obj;
+  }
+
+  SocketPtr sock_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Links>> MakeNetlinkLinks() {
+  auto sock = detail::Connect(NETLINK_ROUTE);
+  if (!sock.ok()) return sock.status();
+  return std::unique_ptr<Links>(new NetlinkLinks(std::move(*sock)));
+}
+
+}  // namespace kr::netlink
