@@ -1,0 +1,59 @@
+// The agent's liveness verdict (/healthz). Every enabled controller must complete a
+// successful Sync at least once per (its sync period + its measured start-up time + grace).
+// Heartbeats come only from successful syncs, never from timers or failed attempts, so a
+// controller that keeps failing turns the agent unhealthy, while losing the API server alone
+// does not: controllers keep syncing from their caches. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "kube_router/controller/runner.h"
+
+namespace kr::health {
+
+using Clock = std::chrono::steady_clock;
+
+// kube-router documents "sync period + 5s" (its code uses 1.5s); we take the documented value.
+inline constexpr std::chrono::milliseconds kDefaultGrace{5000};
+
+struct Verdict {
+  bool healthy = true;
+  std::string detail;  // "OK", or which controllers are late and by how much
+};
+
+class HealthChecker : public SyncObserver {
+ public:
+  explicit HealthChecker(std::chrono::milliseconds grace = kDefaultGrace) : grace_(grace) {}
+
+  // Adds an enabled controller; call before MarkStarted.
+  void Register(const std::string& controller, std::chrono::milliseconds sync_period);
+  // The controllers start now; their start-up time is measured from here. Before this the
+  // agent is still waiting for its caches and reports healthy ("starting").
+  void MarkStarted(Clock::time_point now = Clock::now());
+  // A successful sync of `controller` finished at `now`.
+  void Heartbeat(const std::string& controller, Clock::time_point now = Clock::now());
+
+  Verdict Check(Clock::time_point now = Clock::now()) const;
+
+  // SyncObserver: a heartbeat only after success.
+  void OnSyncSucceeded(const std::string& controller, SyncReason reason,
+                       std::chrono::nanoseconds took) override;
+  void OnSyncFailed(const std::string& controller, SyncReason reason, const Status& error) override;
+
+ private:
+  struct Entry {
+    std::chrono::milliseconds period{0};
+    std::optional<Clock::time_point> last_success;
+    Clock::duration startup{0};  // start → first success
+  };
+  const std::chrono::milliseconds grace_;
+  mutable std::mutex mu_;
+  std::optional<Clock::time_point> started_;
+  std::map<std::string, Entry> controllers_;
+};
+
+}  // namespace kr::health
