@@ -336,7 +336,7 @@ const std::vector<Flag>& Flags() {
                         "Base64 TCP-MD5 passwords, one per external peer in the order of "
                         "--peer-router-ips (blank = none)."),
         UintSliceFlag("peer-router-ports", &O::peer_router_ports,
-                      "Remote port of each external peer (default 179)."),
+                      "Remote port of each external peer; 179 when not given."),
         StringFlag("router-id", &O::router_id,
                    "BGP router ID: an IPv4 address, or \"generate\" to derive one from the "
                    "node IP; empty = the node's IPv4 address."),
