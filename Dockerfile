@@ -1,0 +1,26 @@
+# Multi-stage build on Debian 12: the first stage builds the fully static kube-router with the
+# same script as CI; the runtime image adds only the tools the agent runs (iptables-restore,
+# ipset) and the ones an operator wants next to it (ipvsadm, conntrack, ip).
+#   docker build -t kube-router:latest .
+FROM debian:12 AS build
+WORKDIR /src
+# Build dependencies only: the test tools (qemu, bird2, ...) are not needed to build.
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends build-essential cmake ninja-build pkg-config \
+      nlohmann-json3-dev libyaml-cpp-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev \
+      libcli11-dev libspdlog-dev libfmt-dev libssl-dev libasio-dev zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKR_STATIC=ON \
+      -DKR_BUILD_TESTS=OFF \
+    && cmake --build /build --target kube-router \
+    && strip -o /kube-router /build/kube-router \
+    && (ldd /kube-router 2>&1 | grep -q "not a dynamic executable")
+
+FROM debian:12-slim
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends iptables ipset ipvsadm conntrack iproute2 kmod ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /kube-router /usr/local/bin/kube-router
+COPY cni/10-kuberouter.conflist /etc/kube-router/cni-conf.json
+ENTRYPOINT ["/usr/local/bin/kube-router"]
