@@ -72,7 +72,8 @@ Result<MsgPtr> BuildRouteRequest(const RouteChange& change, int ifindex) {
                 : rtnl_route_build_add_request(route.get(), nl_flags, &raw);
   if (err < 0) return Status::Error("cannot build route message: " + NlError(err));
   MsgPtr msg(raw);
-  nlmsg_hdr(msg.get())->nlmsg_flags |= NLM_F_ACK;
+  // Without NLM_F_REQUEST the kernel acks the message without acting on it.
+  nlmsg_hdr(msg.get())->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
   return msg;
 }
 

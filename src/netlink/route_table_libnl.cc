@@ -86,7 +86,7 @@ class NetlinkRouteTable : public RouteTable {
           continue;
         }
         nlmsghdr* hdr = nlmsg_hdr(msg->get());
-        hdr->nlmsg_seq = nl_socket_use_seq(sock_.get());
+        hdr->nlmsg_seq = next_seq_++;
         hdr->nlmsg_pid = 0;
         index_of_seq[hdr->nlmsg_seq] = i;
         buffer.append(reinterpret_cast<const char*>(hdr), NLMSG_ALIGN(hdr->nlmsg_len));
@@ -144,6 +144,9 @@ class NetlinkRouteTable : public RouteTable {
 
   SocketPtr sock_;
   size_t batch_size_;
+  // Our own sequence numbers: libnl checks the replies to its own requests against its counter,
+  // which must not move under it. Acks are matched to changes only inside CollectAcks.
+  uint32_t next_seq_ = 1;
 };
 
 }  // namespace

@@ -1,0 +1,79 @@
+#!/bin/sh
+# /init of the vm.sh guest (busybox sh, PID 1). Mounts the host root read-only over 9p at /host,
+# makes the places tests write to writable, runs the command vm.sh wrote into the per-run share,
+# records its exit status there and powers off. Any failure before the command runs is printed
+# to the console; vm.sh then reports "no result".
+export PATH=/bin:/sbin
+
+say() { echo "kr-vm: $*"; }
+die() {
+  say "$*"
+  poweroff -f
+}
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+
+for m in $(cat /modules/order); do
+  insmod "/modules/$m" || say "insmod $m failed"
+done
+
+for word in $(cat /proc/cmdline); do
+  case "$word" in
+    kr.out=*) out=${word#kr.out=} ;;
+    kr.modules_dir=*) modules_dir=${word#kr.modules_dir=} ;;
+    kr.modules=*) modules=$(echo "${word#kr.modules=}" | sed 's/,/ /g') ;;
+  esac
+done
+
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /host ||
+  die "cannot mount the host root"
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+mount -t devtmpfs dev /host/dev
+mkdir -p /host/dev/pts /host/dev/shm 2>/dev/null
+mount -t devpts devpts /host/dev/pts
+mount -t tmpfs shm /host/dev/shm
+for dir in /tmp /run /var/tmp /root; do
+  mount -t tmpfs -o mode=1777 tmpfs "/host$dir" || die "cannot mount tmpfs on $dir"
+done
+
+# /etc writable through an overlay whose upper layer lives in guest memory.
+mount -t tmpfs tmpfs /rw
+mkdir -p /rw/etc-upper /rw/etc-work
+mount -t overlay overlay -o lowerdir=/host/etc,upperdir=/rw/etc-upper,workdir=/rw/etc-work \
+  /host/etc || say "no writable /etc (overlay failed)"
+
+# The guest kernel's modules where modprobe looks for them. The host may have no /lib/modules
+# at all, so the directory comes from an overlay over the (merged-/usr) lib directory.
+libdir=$(chroot /host readlink -f /lib)
+mkdir -p /rw/lib-upper/modules /rw/lib-work
+mount -t overlay overlay -o "lowerdir=/host$libdir,upperdir=/rw/lib-upper,workdir=/rw/lib-work" \
+  "/host$libdir" || die "cannot make $libdir writable"
+mount -o bind "/host$modules_dir" "/host$libdir/modules" || die "cannot bind the module tree"
+# The kernel's own module requests run in this initramfs: send them into the chroot.
+cat >/modprobe <<'EOF'
+#!/bin/sh
+exec chroot /host /sbin/modprobe "$@"
+EOF
+chmod 755 /modprobe
+echo /modprobe >/proc/sys/kernel/modprobe
+for m in $modules; do
+  chroot /host /sbin/modprobe "$m" || say "modprobe $m failed"
+done
+
+# The per-run share, writable, at the same path as on the host (the tmpfs mounts above may
+# have hidden it).
+mkdir -p "/host$out" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 krout "/host$out" ||
+  die "cannot mount the result share"
+
+chroot /host /sbin/ip link set lo up || say "cannot bring lo up"
+
+HOME=/root chroot /host /bin/sh "$out/command.sh" >"/host$out/output" 2>&1
+status=$?
+echo "$status" >"/host$out/exit_code"
+sync
+say "command exited with status $status"
+poweroff -f

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Runs one command inside a Debian guest kernel under qemu and returns its exit status.
+#
+#   vm.sh --cache DIR [--timeout SECONDS] [--memory MB] [--modules "ip_vs ipip ..."]
+#         [--out DIR] -- COMMAND [ARGS...]
+#
+# The guest mounts the host's root file system read-only over 9p and runs COMMAND chrooted into
+# it, so binaries built on the host run unchanged. Inside the guest /tmp, /run, /var/tmp and
+# $HOME are fresh tmpfs, /etc is a writable overlay (tests may edit /etc/iproute2/rt_tables),
+# and /lib/modules holds the guest kernel's modules, so both `modprobe` and the kernel's
+# module autoloading work. The guest has no network device.
+#
+# The kernel is fetched from Debian (apt-get download; the versioned package is resolved from
+# linux-image-amd64's Depends at run time), unpacked, and cached in the --cache directory
+# together with a small initramfs; concurrent invocations share the cache under a lock.
+#
+# COMMAND's stdout and stderr are copied to ours. Exit status: COMMAND's, or 125 when the
+# guest failed to boot, hung past --timeout, or never reported a result.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=
+timeout_s=300
+memory_mb=1024
+modules="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_sh ip_vs_dh ipip ip6_tunnel dummy veth"
+out=
+
+usage() {
+  sed -n '2,20p' "$0" >&2
+  exit 2
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cache) cache=$2; shift 2 ;;
+    --timeout) timeout_s=$2; shift 2 ;;
+    --memory) memory_mb=$2; shift 2 ;;
+    --modules) modules=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --) shift; break ;;
+    *) usage ;;
+  esac
+done
+[ -n "$cache" ] && [ $# -gt 0 ] || usage
+
+fail() {
+  echo "vm.sh: $*" >&2
+  exit 125
+}
+
+[ "$(id -u)" -eq 0 ] || fail "must run as root (apt-get download, qemu with a 9p export of /)"
+for tool in qemu-system-x86_64 dpkg-deb depmod modprobe cpio busybox flock timeout; do
+  command -v "$tool" >/dev/null || fail "missing $tool (run scripts/install-deps.sh)"
+done
+
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd)
+
+# ---- kernel and initramfs (once per cache directory) ----
+
+apt_download() {
+  # apt-get download needs package lists; a machine where install-deps.sh found everything
+  # installed may never have run `apt-get update`.
+  apt-get download "$1" >/dev/null 2>&1 && return 0
+  apt-get update -qq >/dev/null 2>&1 || true
+  apt-get download "$1" >/dev/null 2>&1 || fail "apt-get download $1 failed"
+}
+
+build_cache() {
+  local work=$cache/work.$$
+  rm -rf "$work"
+  mkdir -p "$work"
+  (
+    cd "$work"
+    apt_download linux-image-amd64
+    local pkg
+    pkg=$(dpkg-deb -f linux-image-amd64_*.deb Depends | tr ',' '\n' | grep -o 'linux-image-[^ ]*' |
+      head -n1)
+    [ -n "$pkg" ] || fail "cannot read the kernel package from linux-image-amd64's Depends"
+    apt_download "$pkg"
+    dpkg-deb -x "$pkg"_*.deb root
+  )
+  local version
+  version=$(ls "$work/root/lib/modules")
+  [ -n "$version" ] && [ -f "$work/root/boot/vmlinuz-$version" ] || fail "unexpected kernel package layout"
+  depmod -b "$work/root" "$version"
+
+  # The initramfs only needs what mounts the host root (virtio, 9p) and overlayfs; everything
+  # else is loaded from the full module tree after the chroot.
+  local initrd=$work/initrd
+  mkdir -p "$initrd"/{bin,sbin,proc,sys,dev,host,rw,modules}
+  cp /bin/busybox "$initrd/bin/busybox"
+  for applet in sh mount umount mkdir cat echo insmod chroot poweroff sleep sync grep sed; do
+    ln -s busybox "$initrd/bin/$applet"
+  done
+  local order=$initrd/modules/order
+  : >"$order"
+  for m in virtio_pci 9pnet_virtio 9p overlay; do
+    modprobe -d "$work/root" -S "$version" --show-depends "$m" | awk '$1 == "insmod" {print $2}' |
+      while read -r ko; do
+        base=$(basename "$ko")
+        grep -qx "$base" "$order" && continue
+        cp "$ko" "$initrd/modules/$base"
+        echo "$base" >>"$order"
+      done
+  done
+  cp "$here/guest-init.sh" "$initrd/init"
+  chmod 755 "$initrd/init"
+  (cd "$initrd" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
+
+  rm -rf "$cache/kernel"
+  mkdir -p "$cache/kernel"
+  mv "$work/root/boot/vmlinuz-$version" "$cache/kernel/vmlinuz"
+  mv "$work/initrd.cpio" "$cache/kernel/initrd.cpio"
+  mv "$work/root/lib/modules" "$cache/kernel/modules"
+  echo "$version" >"$cache/kernel/version"
+  rm -rf "$work"
+}
+
+(
+  flock 9
+  # A changed guest-init.sh must reach the initramfs: rebuild when it is newer than the cache.
+  if [ ! -f "$cache/kernel/version" ] || [ "$here/guest-init.sh" -nt "$cache/kernel/version" ]; then
+    build_cache
+  fi
+) 9>"$cache/lock"
+version=$(cat "$cache/kernel/version")
+
+# ---- one boot ----
+
+if [ -z "$out" ]; then
+  mkdir -p "$cache/runs"
+  out=$(mktemp -d "$cache/runs/run.XXXXXX")
+  cleanup_out=1
+fi
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+case "$out$cache$PWD" in *[[:space:]]*) fail "paths with white space are not supported" ;; esac
+rm -f "$out/exit_code" "$out/output" "$out/console.log"
+
+# The command, quoted for the guest's /bin/sh; run from the same directory as on the host.
+{
+  echo "cd $(printf '%q' "$PWD") 2>/dev/null || cd /"
+  printf 'exec'
+  printf ' %q' "$@"
+  echo
+} >"$out/command.sh"
+
+append="console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable kr.out=$out"
+append+=" kr.modules_dir=$cache/kernel/modules kr.version=$version kr.modules=${modules// /,}"
+
+qemu_status=0
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
+  -machine q35 -cpu max,la57=off,erms=off,fsrm=off -smp 1 -m "$memory_mb" \
+  -nodefaults -display none -no-reboot \
+  -serial "file:$out/console.log" -monitor none \
+  -kernel "$cache/kernel/vmlinuz" -initrd "$cache/kernel/initrd.cpio" -append "$append" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$out,mount_tag=krout,security_model=none,multidevs=remap" ||
+  qemu_status=$?
+
+[ -f "$out/output" ] && cat "$out/output"
+if [ ! -f "$out/exit_code" ]; then
+  echo "vm.sh: the guest reported no result (qemu status $qemu_status; 124 = timeout after" \
+    "${timeout_s}s). Last console lines:" >&2
+  tail -n 40 "$out/console.log" >&2 || true
+  exit 125
+fi
+status=$(cat "$out/exit_code")
+if [ "$status" -ne 0 ]; then
+  echo "vm.sh: command exited with status $status; last console lines:" >&2
+  tail -n 20 "$out/console.log" >&2 || true
+fi
+[ -n "${cleanup_out:-}" ] && rm -rf "$out"
+exit "$status"
