@@ -9,8 +9,12 @@ namespace {
 constexpr uint32_t kDefaultLocalPref = 100;
 
 uint32_t LocalPref(const Route& r) { return r.attributes.local_pref.value_or(kDefaultLocalPref); }
-size_t PathLength(const Route& r) { return r.attributes.as_path ? r.attributes.as_path->Length() : 0; }
-int OriginRank(const Route& r) { return static_cast<int>(r.attributes.origin.value_or(Origin::kIncomplete)); }
+size_t PathLength(const Route& r) {
+  return r.attributes.as_path ? r.attributes.as_path->Length() : 0;
+}
+int OriginRank(const Route& r) {
+  return static_cast<int>(r.attributes.origin.value_or(Origin::kIncomplete));
+}
 // RFC 4456 9: a reflected route is compared by its ORIGINATOR_ID instead of the router ID.
 uint32_t RouterIdOf(const Route& r) {
   return r.attributes.originator_id ? r.attributes.originator_id->v4_host_order()
@@ -75,7 +79,8 @@ void LocRib::Remove(const IpPrefix& prefix, const std::optional<IpAddress>& sour
   auto t = table_.find(prefix);
   if (t == table_.end()) return;
   auto& paths = t->second;
-  auto it = std::find_if(paths.begin(), paths.end(), [&](const Route& r) { return r.peer == source; });
+  auto it =
+      std::find_if(paths.begin(), paths.end(), [&](const Route& r) { return r.peer == source; });
   if (it == paths.end()) return;
   bool was_best = it == paths.begin();
   paths.erase(it);

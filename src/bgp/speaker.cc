@@ -4,6 +4,8 @@
 // split horizon, RFC 4456 reflection), graceful restart (RFC 4724) and route refresh
 // (RFC 2918). Everything here runs on the event-loop thread except the public entry points,
 // which only post tasks.
+#include "kube_router/bgp/speaker.h"
+
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -19,7 +21,6 @@
 #include "kube_router/bgp/fsm.h"
 #include "kube_router/bgp/message.h"
 #include "kube_router/bgp/rib.h"
-#include "kube_router/bgp/speaker.h"
 #include "socket_util.h"
 
 namespace kr::bgp {
@@ -36,7 +37,7 @@ struct Peer;
 
 struct Session {
   Peer* peer = nullptr;
-  bool outgoing = false;  // the persistent session that initiates connections
+  bool outgoing = false;           // the persistent session that initiates connections
   bool initiated_locally = false;  // the current TCP connection was opened by us
   int fd = -1;
   bool connecting = false;
@@ -146,7 +147,8 @@ class SpeakerImpl final : public Speaker {
   std::vector<Route> BestPaths() override {
     return Query<std::vector<Route>>([this] {
       std::vector<Route> out;
-      rib_.ForEach([&](const IpPrefix&, const std::vector<Route>& paths) { out.push_back(paths[0]); });
+      rib_.ForEach(
+          [&](const IpPrefix&, const std::vector<Route>& paths) { out.push_back(paths[0]); });
       return out;
     });
   }
@@ -366,8 +368,8 @@ void SpeakerImpl::OnAccept(int listen_fd) {
   while (true) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     IpAddress from = net::FromSockaddr(ss);
     auto it = peers_.find(from);
@@ -386,8 +388,8 @@ void SpeakerImpl::OnAccept(int listen_fd) {
         p.established->graceful_down = true;
         Fire(*p.established, FsmEvent::kTcpConnectionFails);
       } else {
-        auto bytes = Encode(NotificationMessage{err::kCease, err::kCollisionResolution, {}},
-                            CodecOptions{});
+        auto bytes =
+            Encode(NotificationMessage{err::kCease, err::kCollisionResolution, {}}, CodecOptions{});
         [[maybe_unused]] auto n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
         close(fd);
         continue;
@@ -482,11 +484,11 @@ void SpeakerImpl::ReadMessages(Session& s) {
     pos += len;
     if (auto* e = std::get_if<BgpError>(&decoded)) {
       s.pending_error = *e;
-      s.peer->last_error = "sent NOTIFICATION " + NotificationName(e->code, e->subcode) + ": " +
-                           e->reason;
+      s.peer->last_error =
+          "sent NOTIFICATION " + NotificationName(e->code, e->subcode) + ": " + e->reason;
       KR_LOG_WARN("BGP peer {}: malformed message: {}", s.peer->config.address.ToString(),
                   e->reason);
-      Fire(s, e->code == err::kHeader  ? FsmEvent::kBgpHeaderErr
+      Fire(s, e->code == err::kHeader ? FsmEvent::kBgpHeaderErr
               : e->code == err::kOpen ? FsmEvent::kBgpOpenMsgErr
                                       : FsmEvent::kUpdateMsgErr);
       break;
@@ -562,7 +564,8 @@ void SpeakerImpl::HandleOpen(Session& s, const OpenMessage& open) {
       keep_other = other->initiated_locally == we_win;
     }
     KR_LOG_INFO("BGP peer {}: connection collision, keeping the {} connection",
-                p.config.address.ToString(), keep_other == other->initiated_locally ? "outgoing" : "incoming");
+                p.config.address.ToString(),
+                keep_other == other->initiated_locally ? "outgoing" : "incoming");
     if (keep_other) {
       Fire(s, FsmEvent::kOpenCollisionDump);
       return;
@@ -633,8 +636,8 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
       // Reported as an event from the loop, not from inside this transition.
       loop_.Post([this, addr = p.config.address] {
         auto it = peers_.find(addr);
-        if (it != peers_.end() && it->second->out && it->second->out->state == PeerState::kConnect &&
-            it->second->out->fd < 0) {
+        if (it != peers_.end() && it->second->out &&
+            it->second->out->state == PeerState::kConnect && it->second->out->fd < 0) {
           Fire(*it->second->out, FsmEvent::kTcpConnectionFails);
         }
       });
@@ -832,7 +835,8 @@ void SpeakerImpl::PeerUp(Session& s) {
     });
   }
   // The other connection lost the race.
-  if (Session* other = Other(s); other && other->fd >= 0) Fire(*other, FsmEvent::kOpenCollisionDump);
+  if (Session* other = Other(s); other && other->fd >= 0)
+    Fire(*other, FsmEvent::kOpenCollisionDump);
   p.adj_out.clear();
   SendAll(p, std::nullopt);
 }
@@ -875,14 +879,16 @@ void SpeakerImpl::Learn(Peer& peer, Route route, std::vector<LocRib::Change>& ch
   entry.route = route;
   bool accept = true;
   // Loop prevention (RFC 4271 9.1.2, RFC 4456 8).
-  if (!route.ibgp && route.attributes.as_path && route.attributes.as_path->Contains(config_.local_asn))
+  if (!route.ibgp && route.attributes.as_path &&
+      route.attributes.as_path->Contains(config_.local_asn))
     accept = false;
   if (route.attributes.originator_id && *route.attributes.originator_id == config_.router_id)
     accept = false;
   if (std::find(route.attributes.cluster_list.begin(), route.attributes.cluster_list.end(),
                 config_.cluster_id->v4_host_order()) != route.attributes.cluster_list.end())
     accept = false;
-  if (accept && import_policy_) accept = import_policy_(peer.config, route) == PolicyVerdict::kAccept;
+  if (accept && import_policy_)
+    accept = import_policy_(peer.config, route) == PolicyVerdict::kAccept;
   entry.accepted = accept;
   if (accept) {
     if (!was_accepted) ++peer.accepted;
@@ -965,8 +971,7 @@ void SpeakerImpl::DoAddPath(const LocalPath& path) {
   Route r;
   r.prefix = path.prefix;
   // Unspecified = next-hop-self, filled in per session at export.
-  r.next_hop = path.next_hop.value_or(path.prefix.is_v4() ? IpAddress()
-                                                         : *IpAddress::Parse("::"));
+  r.next_hop = path.next_hop.value_or(path.prefix.is_v4() ? IpAddress() : *IpAddress::Parse("::"));
   r.attributes.origin = path.origin;
   r.attributes.as_path = AsPath{};
   r.attributes.as_path->Prepend(path.prepend_asn ? path.prepend_asn : config_.local_asn,
@@ -1025,8 +1030,8 @@ std::optional<OutEntry> SpeakerImpl::ComputeExport(const Route& best, Peer& to) 
   PathAttributes& a = r.attributes;
   for (auto& raw : a.unknown) raw.flags |= 0x20;  // RFC 4271 5: partial once passed on
   if (!a.as_path) a.as_path = AsPath{};
-  bool next_hop_unset = best.local() && (best.next_hop == IpAddress() ||
-                                         best.next_hop == *IpAddress::Parse("::"));
+  bool next_hop_unset =
+      best.local() && (best.next_hop == IpAddress() || best.next_hop == *IpAddress::Parse("::"));
   if (!to_ibgp) {
     a.as_path->Prepend(config_.local_asn);
     a.local_pref.reset();
@@ -1075,7 +1080,8 @@ void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes)
     std::vector<IpPrefix> v4, v6;
     for (const auto& p : nlri) (p.is_v4() ? v4 : v6).push_back(p);
     for (auto* part : {&v4, &v6})
-      for (const auto& bytes : PackAnnouncements(key.first, key.second, *part, s.codec)) Send(s, bytes);
+      for (const auto& bytes : PackAnnouncements(key.first, key.second, *part, s.codec))
+        Send(s, bytes);
   }
 }
 
