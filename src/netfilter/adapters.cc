@@ -1,6 +1,5 @@
 #include "kube_router/netfilter/adapters.h"
 
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -72,25 +71,6 @@ class ExecIpset : public Ipset {
   }
 };
 
-class ProcSysctl : public Sysctl {
- public:
-  Result<std::string> Get(const std::string& key) override {
-    std::ifstream in("/proc/sys/" + key);
-    if (!in) return Status::Error("sysctl " + key + " does not exist");
-    std::string value;
-    std::getline(in, value);
-    return value;
-  }
-  Status Set(const std::string& key, const std::string& value) override {
-    std::ofstream out("/proc/sys/" + key);
-    if (!out) return Status::Error("cannot open sysctl " + key + " for writing");
-    out << value << "\n";
-    out.flush();
-    if (!out) return Status::Error("cannot write sysctl " + key);
-    return Status::Ok();
-  }
-};
-
 size_t CountRules(IptablesMode mode) {
   size_t rules = 0;
   for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
@@ -118,6 +98,5 @@ std::unique_ptr<Iptables> MakeIptables(IptablesMode mode, IpFamily family) {
   return std::make_unique<ExecIptables>(mode, family);
 }
 std::unique_ptr<Ipset> MakeIpset() { return std::make_unique<ExecIpset>(); }
-std::unique_ptr<Sysctl> MakeProcSysctl() { return std::make_unique<ProcSysctl>(); }
 
 }  // namespace kr::netfilter

@@ -171,16 +171,4 @@ Status FakeIpset::Apply(const IpsetUpdate& update) {
   return Status::Ok();
 }
 
-Result<std::string> FakeSysctl::Get(const std::string& key) {
-  auto it = values_.find(key);
-  if (it == values_.end()) return Status::Error("fake sysctl: no " + key);
-  return it->second;
-}
-
-Status FakeSysctl::Set(const std::string& key, const std::string& value) {
-  if (!values_.contains(key)) return Status::Error("fake sysctl: no " + key);
-  values_[key] = value;
-  return Status::Ok();
-}
-
 }  // namespace kr::netfilter

@@ -1,12 +1,11 @@
-// Real netfilter adapters: the iptables(-nft|-legacy)-save/-restore and ipset programs, and
-// procfs sysctls. Only the agent executable and root-only tests link these.
+// Real netfilter adapters: the iptables(-nft|-legacy)-save/-restore and ipset programs. Only the
+// agent executable and root-only tests link these.
 #pragma once
 
 #include <memory>
 
 #include "kube_router/netfilter/ipset.h"
 #include "kube_router/netfilter/iptables.h"
-#include "kube_router/netfilter/sysctl.h"
 
 namespace kr::netfilter {
 
@@ -16,6 +15,5 @@ IptablesMode DetectIptablesMode();
 
 std::unique_ptr<Iptables> MakeIptables(IptablesMode mode, IpFamily family);
 std::unique_ptr<Ipset> MakeIpset();
-std::unique_ptr<Sysctl> MakeProcSysctl();
 
 }  // namespace kr::netfilter

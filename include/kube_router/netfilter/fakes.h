@@ -10,7 +10,6 @@
 
 #include "kube_router/netfilter/ipset.h"
 #include "kube_router/netfilter/iptables.h"
-#include "kube_router/netfilter/sysctl.h"
 
 namespace kr::netfilter {
 
@@ -62,16 +61,6 @@ class FakeIpset : public Ipset {
   int apply_calls_ = 0;
   int replaced_sets_ = 0;
   IpsetUpdate last_update_;
-};
-
-class FakeSysctl : public Sysctl {
- public:
-  Result<std::string> Get(const std::string& key) override;
-  Status Set(const std::string& key, const std::string& value) override;
-  std::map<std::string, std::string>& values() { return values_; }
-
- private:
-  std::map<std::string, std::string> values_;
 };
 
 }  // namespace kr::netfilter

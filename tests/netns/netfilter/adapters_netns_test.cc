@@ -123,17 +123,5 @@ TEST(IpsetAdapter, CreatesSwapsLiveSetsAppliesDeltasAndDestroys) {
   EXPECT_TRUE(names->empty());
 }
 
-TEST(SysctlAdapter, ReadsAndWritesPerNamespaceValues) {
-  ASSERT_TRUE(kr::testing::IsRoot());
-  Netns ns("krnf");
-  ScopedNetns inside(ns.name());
-  auto sysctl = MakeProcSysctl();
-  ASSERT_TRUE(sysctl->Set("net/ipv4/ip_forward", "1").ok());
-  auto value = sysctl->Get("net/ipv4/ip_forward");
-  ASSERT_TRUE(value.ok());
-  EXPECT_EQ(*value, "1");
-  EXPECT_FALSE(sysctl->Get("net/no/such/key").ok());
-}
-
 }  // namespace
 }  // namespace kr::netfilter

@@ -1,0 +1,59 @@
+// The rule compiler: a pure function from the API caches and the node's configuration to the
+// complete set of chains and ipsets this node should hold for one IP family (kube-router's
+// chain layout, reference §4.2-4.3). No I/O; table-tested.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/k8s/types.h"
+#include "kube_router/netfilter/ipset.h"
+#include "kube_router/netfilter/iptables.h"
+
+namespace kr::netpol {
+
+// The controller's own configuration (the agent maps its Options onto it).
+struct NetpolConfig {
+  std::string node_name;
+  std::chrono::milliseconds sync_period{300'000};
+  std::string iptables_mode = "auto";  // auto | nft | legacy
+  bool enable_ipv4 = true;
+  bool enable_ipv6 = false;
+  // Traffic to these is exempted in KUBE-ROUTER-INPUT (the service proxy firewalls it).
+  std::vector<IpPrefix> service_cluster_ip_ranges;
+  std::vector<IpPrefix> service_external_ip_ranges;
+  std::vector<IpPrefix> loadbalancer_ip_ranges;
+  uint16_t node_port_first = 30000;
+  uint16_t node_port_last = 32767;
+};
+
+// Snapshots of the caches the compiler reads.
+struct ClusterView {
+  std::vector<std::shared_ptr<const k8s::Pod>> pods;
+  std::vector<std::shared_ptr<const k8s::Namespace>> namespaces;
+  std::vector<std::shared_ptr<const k8s::NetworkPolicy>> policies;
+};
+
+struct DesiredState {
+  // Every chain of ours in the filter table, keyed by name (top-level, static, policy, pod).
+  std::map<std::string, netfilter::Chain> chains;
+  std::map<std::string, netfilter::IpsetSet> sets;
+  // One line per rejected piece of input: "NetworkPolicy ns/name: what was wrong".
+  std::vector<std::string> problems;
+
+  size_t RuleCount() const;
+};
+
+DesiredState Compile(const ClusterView& view, const NetpolConfig& config,
+                     netfilter::IpFamily family);
+
+// The pod's address of `family` (status.podIPs, else status.podIP), or "" if it has none or
+// must be ignored (hostNetwork, finished).
+std::string PolicyPodIp(const k8s::Pod& pod, netfilter::IpFamily family);
+
+}  // namespace kr::netpol

@@ -1,0 +1,47 @@
+// kube-router's names for the network policy chains and ipsets (reference §4.1). Hashed names
+// are "<prefix>" + the first 16 characters of base32(sha256(...)), which keeps chain names
+// within the 28 characters xtables allows and set names within ipset's 31.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "kube_router/netfilter/iptables.h"
+
+namespace kr::netpol {
+
+inline constexpr char kInputChain[] = "KUBE-ROUTER-INPUT";
+inline constexpr char kForwardChain[] = "KUBE-ROUTER-FORWARD";
+inline constexpr char kOutputChain[] = "KUBE-ROUTER-OUTPUT";
+inline constexpr char kDefaultChain[] = "KUBE-NWPLCY-DEFAULT";
+inline constexpr char kCommonChain[] = "KUBE-NWPLCY-COMMON";
+inline constexpr char kTailChain[] = "KUBE-NWPLCY-TAIL";
+inline constexpr char kPodChainPrefix[] = "KUBE-POD-FW-";
+inline constexpr char kPolicyChainPrefix[] = "KUBE-NWPLCY-";
+inline constexpr char kLocalPodsSet[] = "kube-router-local-pods";
+
+// Marks: "a policy permitted this packet" and "passed network policies".
+inline constexpr char kAllowedMark[] = "0x10000/0x10000";
+inline constexpr char kPassedMark[] = "0x20000/0x20000";
+
+// Standard base32 (RFC 4648 alphabet, no padding needed for 16 characters) of sha256(text).
+std::string HashName(std::string_view text);
+
+std::string PodChainName(const std::string& ns, const std::string& pod);
+std::string PolicyChainName(const std::string& ns, const std::string& policy,
+                            netfilter::IpFamily family);
+// The set of a policy's target pods: KUBE-DST- (ingress) or KUBE-SRC- (egress).
+std::string TargetSetName(bool ingress, const std::string& ns, const std::string& policy,
+                          netfilter::IpFamily family);
+// The peer set of ingress/egress rule `index`; `ip_block` selects the hash:net CIDR set.
+std::string PeerSetName(bool ingress, const std::string& ns, const std::string& policy,
+                        size_t index, bool ip_block, netfilter::IpFamily family);
+// The set of pods exposing named port group `port_index` of rule `index`.
+std::string NamedPortSetName(bool ingress, const std::string& ns, const std::string& policy,
+                             size_t index, size_t port_index, netfilter::IpFamily family);
+
+// True for every chain and set name this controller creates (and may therefore delete).
+bool IsOwnedChain(std::string_view chain);
+bool IsOwnedSet(std::string_view set);
+
+}  // namespace kr::netpol

@@ -1,0 +1,35 @@
+// Wires the controller to the real kernel adapters (kept out of kr_netpol so that unit tests of
+// the controller link only the interfaces and fakes).
+#include "kube_router/base/log.h"
+#include "kube_router/netfilter/adapters.h"
+#include "kube_router/netpol/network_policy_controller.h"
+
+namespace kr::netpol {
+
+Result<std::unique_ptr<Controller>> MakeNetworkPolicyController(const NetpolConfig& config,
+                                                                const k8s::Cluster* cluster) {
+  netfilter::IptablesMode mode = netfilter::IptablesMode::kNft;
+  if (config.iptables_mode == "auto" || config.iptables_mode.empty()) {
+    mode = netfilter::DetectIptablesMode();
+    KR_LOG_INFO("network policy: using the iptables {} backend (detected)",
+                netfilter::IptablesModeName(mode));
+  } else if (auto forced = netfilter::ParseIptablesMode(config.iptables_mode)) {
+    mode = *forced;
+    KR_LOG_INFO("network policy: using the iptables {} backend (forced)",
+                netfilter::IptablesModeName(mode));
+  } else {
+    return Status::Error("--iptables-mode must be auto, nft or legacy, not \"" +
+                         config.iptables_mode + "\"");
+  }
+  NetpolDataplane dataplane;
+  if (config.enable_ipv4)
+    dataplane.iptables_v4 = netfilter::MakeIptables(mode, netfilter::IpFamily::kV4);
+  if (config.enable_ipv6)
+    dataplane.iptables_v6 = netfilter::MakeIptables(mode, netfilter::IpFamily::kV6);
+  dataplane.ipset = netfilter::MakeIpset();
+  dataplane.sysctl = netlink::MakeProcSysctl();
+  return std::unique_ptr<Controller>(
+      std::make_unique<NetworkPolicyController>(config, cluster, std::move(dataplane)));
+}
+
+}  // namespace kr::netpol

@@ -1,0 +1,295 @@
+#include "kube_router/netpol/network_policy_controller.h"
+
+#include <algorithm>
+
+#include "kube_router/base/log.h"
+#include "kube_router/netpol/naming.h"
+
+namespace kr::netpol {
+
+using netfilter::IpFamily;
+using netfilter::IpsetUpdate;
+using netfilter::TableUpdate;
+
+namespace {
+
+struct BuiltinJump {
+  const char* builtin;
+  const char* chain;
+};
+constexpr BuiltinJump kBuiltinJumps[] = {
+    {"INPUT", kInputChain}, {"FORWARD", kForwardChain}, {"OUTPUT", kOutputChain}};
+
+std::string JumpRule(const BuiltinJump& jump) {
+  return "-m comment --comment \"kube-router netpol - " +
+         HashName(std::string(jump.builtin) + jump.chain) + "\" -j " + jump.chain;
+}
+
+template <typename T>
+std::shared_ptr<const T> As(const k8s::AnyObject& object) {
+  auto* p = std::get_if<std::shared_ptr<const T>>(&object);
+  return p ? *p : nullptr;
+}
+
+// Only what the compiler reads: a status heartbeat or an annotation change needs no sync.
+bool PodChangeMatters(const k8s::Pod& a, const k8s::Pod& b) {
+  auto ports = [](const k8s::Pod& p) {
+    std::vector<std::tuple<std::string, int32_t, std::string>> out;
+    for (const auto& cp : p.container_ports)
+      out.emplace_back(cp.name, cp.container_port, cp.protocol);
+    return out;
+  };
+  return a.meta.labels != b.meta.labels || a.pod_ip != b.pod_ip || a.pod_ips != b.pod_ips ||
+         a.phase != b.phase || a.node_name != b.node_name || a.host_network != b.host_network ||
+         ports(a) != ports(b);
+}
+
+}  // namespace
+
+NetworkPolicyController::NetworkPolicyController(NetpolConfig config, const k8s::Cluster* cluster,
+                                                 NetpolDataplane dataplane)
+    : config_(std::move(config)), cluster_(cluster), dataplane_(std::move(dataplane)) {
+  if (dataplane_.iptables_v4) {
+    families_.push_back({IpFamily::kV4, dataplane_.iptables_v4.get(), std::nullopt});
+  }
+  if (dataplane_.iptables_v6) {
+    families_.push_back({IpFamily::kV6, dataplane_.iptables_v6.get(), std::nullopt});
+  }
+}
+
+std::vector<k8s::ResourceKind> NetworkPolicyController::WatchedKinds() const {
+  return {k8s::ResourceKind::kPod, k8s::ResourceKind::kNamespace,
+          k8s::ResourceKind::kNetworkPolicy};
+}
+
+Status NetworkPolicyController::Init() {
+  // Pods on one node talk over kube-bridge; without this sysctl those frames never reach
+  // iptables and every policy is silently ignored for same-node traffic.
+  std::vector<std::string> keys;
+  for (const auto& f : families_) {
+    keys.push_back(f.family == IpFamily::kV4 ? "net.bridge.bridge-nf-call-iptables"
+                                             : "net.bridge.bridge-nf-call-ip6tables");
+  }
+  for (const auto& key : keys) {
+    auto value = dataplane_.sysctl->Get(key);
+    if (value.ok() && *value == "1") continue;
+    if (auto s = dataplane_.sysctl->Set(key, "1"); !s.ok()) {
+      KR_LOG_ERROR(
+          "cannot set {}=1 ({}): traffic between pods on this node bypasses network policies "
+          "(is br_netfilter loaded?)",
+          key, s.message());
+      continue;
+    }
+    KR_LOG_INFO("set {}=1 so that bridged pod traffic is filtered by network policies", key);
+  }
+  return Status::Ok();
+}
+
+bool NetworkPolicyController::OnUpdate(const k8s::Event& event) {
+  switch (event.kind) {
+    case k8s::ResourceKind::kNetworkPolicy:
+      return true;
+    case k8s::ResourceKind::kNamespace: {
+      if (event.type != k8s::EventType::kUpdated) return true;
+      auto a = As<k8s::Namespace>(event.old_object);
+      auto b = As<k8s::Namespace>(event.new_object);
+      return !a || !b || a->meta.labels != b->meta.labels;
+    }
+    case k8s::ResourceKind::kPod: {
+      if (event.type != k8s::EventType::kUpdated) return true;
+      auto a = As<k8s::Pod>(event.old_object);
+      auto b = As<k8s::Pod>(event.new_object);
+      return !a || !b || PodChangeMatters(*a, *b);
+    }
+    default:
+      return false;
+  }
+}
+
+ClusterView NetworkPolicyController::Snapshot() const {
+  ClusterView view;
+  view.pods = cluster_->pods.List();
+  view.namespaces = cluster_->namespaces.List();
+  view.policies = cluster_->network_policies.List();
+  return view;
+}
+
+const DesiredState* NetworkPolicyController::applied(IpFamily family) const {
+  for (const auto& f : families_) {
+    if (f.family == family && f.applied) return &*f.applied;
+  }
+  return nullptr;
+}
+
+void NetworkPolicyController::LogNewProblems(const std::vector<DesiredState>& states) {
+  std::set<std::string> current;
+  for (const auto& state : states) current.insert(state.problems.begin(), state.problems.end());
+  for (const auto& problem : current) {
+    if (!known_problems_.contains(problem)) KR_LOG_WARN("{}", problem);
+  }
+  // A problem that goes away and comes back is logged again.
+  known_problems_ = std::move(current);
+}
+
+Status NetworkPolicyController::Sync(SyncReason reason) {
+  ClusterView view = Snapshot();
+  bool all_applied = std::all_of(families_.begin(), families_.end(),
+                                 [](const FamilyState& f) { return f.applied.has_value(); });
+  Status status =
+      reason == SyncReason::kRequested && all_applied ? IncrementalSync(view) : FullSync(view);
+  if (!status.ok()) {
+    // The kernel may hold part of the change: only a full sync knows what is there.
+    for (auto& f : families_) f.applied.reset();
+  }
+  return status;
+}
+
+Status NetworkPolicyController::FullSync(const ClusterView& view) {
+  std::vector<DesiredState> desired;
+  for (const auto& f : families_) desired.push_back(Compile(view, config_, f.family));
+  LogNewProblems(desired);
+
+  IpsetUpdate sets;
+  std::set<std::string> wanted_sets;
+  for (const auto& state : desired) {
+    for (const auto& [name, set] : state.sets) {
+      sets.replace.push_back(set);
+      wanted_sets.insert(name);
+    }
+  }
+  if (auto s = dataplane_.ipset->Apply(sets); !s.ok()) return s.Context("network policy ipsets");
+
+  for (size_t i = 0; i < families_.size(); ++i) {
+    if (auto s = SyncFamilyChainsFull(families_[i], desired[i]); !s.ok()) return s;
+  }
+
+  auto names = dataplane_.ipset->ListNames();
+  if (!names.ok()) return names.status().Context("listing ipsets");
+  IpsetUpdate stale;
+  for (const auto& name : *names) {
+    if (IsOwnedSet(name) && !wanted_sets.contains(name)) stale.destroy.push_back(name);
+  }
+  if (auto s = dataplane_.ipset->Apply(stale); !s.ok()) {
+    return s.Context("removing stale network policy ipsets");
+  }
+  for (size_t i = 0; i < families_.size(); ++i) families_[i].applied = std::move(desired[i]);
+  return Status::Ok();
+}
+
+Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
+                                                     const DesiredState& desired) {
+  auto snapshot = family.iptables->Save("filter");
+  if (!snapshot.ok()) return snapshot.status().Context("iptables-save");
+  TableUpdate update;
+  for (const auto& [name, chain] : desired.chains) update.replace_chains.push_back(chain);
+  for (const auto& [name, rules] : snapshot->chains) {
+    if (IsOwnedChain(name) && !desired.chains.contains(name)) update.delete_chains.push_back(name);
+  }
+  // Our jump must be the first rule of each built-in chain, and there must be only one.
+  for (const auto& jump : kBuiltinJumps) {
+    const auto& rules = snapshot->chains[jump.builtin];
+    std::vector<size_t> positions;
+    for (size_t i = 0; i < rules.size(); ++i) {
+      if (netfilter::RuleTarget(rules[i]) == jump.chain) positions.push_back(i);
+    }
+    if (positions.size() == 1 && positions[0] == 0) continue;
+    for (size_t pos : positions) update.delete_rules.push_back({jump.builtin, rules[pos]});
+    update.insert_rules.push_back({jump.builtin, 1, JumpRule(jump)});
+  }
+  if (auto s = family.iptables->Apply(update); !s.ok()) {
+    return s.Context(std::string("iptables-restore (") + netfilter::IpFamilyName(family.family) +
+                     ")");
+  }
+  return Status::Ok();
+}
+
+Status NetworkPolicyController::IncrementalSync(const ClusterView& view) {
+  std::vector<DesiredState> desired;
+  for (const auto& f : families_) desired.push_back(Compile(view, config_, f.family));
+  LogNewProblems(desired);
+
+  IpsetUpdate before, after;
+  for (size_t i = 0; i < families_.size(); ++i) {
+    const DesiredState& old = *families_[i].applied;
+    for (const auto& [name, set] : desired[i].sets) {
+      auto it = old.sets.find(name);
+      if (it == old.sets.end()) {
+        before.replace.push_back(set);
+        continue;
+      }
+      if (it->second.entries == set.entries) continue;
+      netfilter::IpsetDelta delta{name, {}, {}};
+      std::set_difference(set.entries.begin(), set.entries.end(), it->second.entries.begin(),
+                          it->second.entries.end(), std::back_inserter(delta.add));
+      std::set_difference(it->second.entries.begin(), it->second.entries.end(), set.entries.begin(),
+                          set.entries.end(), std::back_inserter(delta.del));
+      // An entry whose nomatch flag flipped is both deleted and re-added: delete first.
+      std::erase_if(delta.del, [&](const netfilter::IpsetEntry& e) {
+        return std::any_of(delta.add.begin(), delta.add.end(),
+                           [&](const auto& a) { return a.address == e.address; });
+      });
+      before.deltas.push_back(std::move(delta));
+    }
+    for (const auto& [name, set] : old.sets) {
+      if (!desired[i].sets.contains(name)) after.destroy.push_back(name);
+    }
+  }
+  if (auto s = dataplane_.ipset->Apply(before); !s.ok()) return s.Context("network policy ipsets");
+
+  for (size_t i = 0; i < families_.size(); ++i) {
+    const DesiredState& old = *families_[i].applied;
+    TableUpdate update;
+    for (const auto& [name, chain] : desired[i].chains) {
+      auto it = old.chains.find(name);
+      if (it == old.chains.end() || it->second != chain) update.replace_chains.push_back(chain);
+    }
+    for (const auto& [name, chain] : old.chains) {
+      if (!desired[i].chains.contains(name)) update.delete_chains.push_back(name);
+    }
+    if (auto s = families_[i].iptables->Apply(update); !s.ok()) {
+      return s.Context(std::string("iptables-restore (") +
+                       netfilter::IpFamilyName(families_[i].family) + ")");
+    }
+  }
+  if (auto s = dataplane_.ipset->Apply(after); !s.ok()) {
+    return s.Context("removing stale network policy ipsets");
+  }
+  for (size_t i = 0; i < families_.size(); ++i) families_[i].applied = std::move(desired[i]);
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> NetworkPolicyController::Cleanup() {
+  std::vector<std::string> removed;
+  for (auto& f : families_) {
+    auto snapshot = f.iptables->Save("filter");
+    if (!snapshot.ok()) return snapshot.status().Context("iptables-save");
+    TableUpdate update;
+    for (const auto& [name, rules] : snapshot->chains) {
+      if (IsOwnedChain(name)) {
+        update.delete_chains.push_back(name);
+        removed.push_back(std::string("chain ") + netfilter::IpFamilyName(f.family) + " " + name);
+        continue;
+      }
+      for (const auto& rule : rules) {
+        if (IsOwnedChain(netfilter::RuleTarget(rule))) {
+          update.delete_rules.push_back({name, rule});
+          removed.push_back("rule " + name + " " + rule);
+        }
+      }
+    }
+    if (auto s = f.iptables->Apply(update); !s.ok()) return s.Context("removing our chains");
+    f.applied.reset();
+  }
+  auto names = dataplane_.ipset->ListNames();
+  if (!names.ok()) return names.status().Context("listing ipsets");
+  IpsetUpdate sets;
+  for (const auto& name : *names) {
+    if (!IsOwnedSet(name)) continue;
+    sets.destroy.push_back(name);
+    removed.push_back("ipset " + name);
+  }
+  if (auto s = dataplane_.ipset->Apply(sets); !s.ok()) return s.Context("removing our ipsets");
+  return removed;
+}
+
+}  // namespace kr::netpol

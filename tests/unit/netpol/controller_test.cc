@@ -1,0 +1,231 @@
+// The controller over stateful fakes: assertions are about the resulting kernel state.
+#include <gtest/gtest.h>
+
+#include "kube_router/netfilter/fakes.h"
+#include "kube_router/netlink/fakes.h"
+#include "kube_router/netpol/naming.h"
+#include "kube_router/netpol/network_policy_controller.h"
+#include "objects.h"
+
+namespace kr::netpol {
+namespace {
+
+using netfilter::FakeIpset;
+using netfilter::FakeIptables;
+using netfilter::IpFamily;
+using netfilter::IpsetEntry;
+using namespace testing;  // NOLINT: builders
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cluster_ = k8s::MakeCluster();
+    auto iptables = std::make_unique<FakeIptables>();
+    auto ipset = std::make_unique<FakeIpset>();
+    auto sysctl = std::make_unique<netlink::FakeSysctl>();
+    iptables_ = iptables.get();
+    ipset_ = ipset.get();
+    sysctl_ = sysctl.get();
+    ipset_->CheckReferencesIn(iptables_);
+    sysctl_->Seed("net.bridge.bridge-nf-call-iptables", "0");
+    NetpolConfig config;
+    config.node_name = "node1";
+    NetpolDataplane dataplane;
+    dataplane.iptables_v4 = std::move(iptables);
+    dataplane.ipset = std::move(ipset);
+    dataplane.sysctl = std::move(sysctl);
+    controller_ =
+        std::make_unique<NetworkPolicyController>(config, cluster_.get(), std::move(dataplane));
+    Put(*cluster_, Namespace("x"));
+    Put(*cluster_, Pod("x", "a", "10.0.1.1", "node1", {{"pod", "a"}}));
+    Put(*cluster_, Pod("x", "b", "10.0.1.2", "node1", {{"pod", "b"}}));
+    Put(*cluster_, Pod("x", "c", "10.0.1.3", "node2", {{"pod", "c"}}));
+    Put(*cluster_, Policy("x", "allow-b", Labels({{"pod", "a"}}), true, false,
+                          {{{PodPeer(Labels({{"pod", "b"}}))}, {Port(80)}}}));
+  }
+
+  std::vector<std::string>& Chain(const std::string& name) {
+    return iptables_->table("filter").chains[name];
+  }
+  bool HasChain(const std::string& name) {
+    return iptables_->table("filter").chains.contains(name);
+  }
+  std::set<IpsetEntry> Members(const std::string& set) { return ipset_->sets()[set].entries; }
+
+  k8s::Event PodEvent(k8s::EventType type, const k8s::Pod* old_pod, const k8s::Pod* new_pod) {
+    k8s::Event e;
+    e.kind = k8s::ResourceKind::kPod;
+    e.type = type;
+    if (old_pod) e.old_object = std::make_shared<const k8s::Pod>(*old_pod);
+    if (new_pod) e.new_object = std::make_shared<const k8s::Pod>(*new_pod);
+    return e;
+  }
+
+  std::unique_ptr<k8s::Cluster> cluster_;
+  FakeIptables* iptables_ = nullptr;
+  FakeIpset* ipset_ = nullptr;
+  netlink::FakeSysctl* sysctl_ = nullptr;
+  std::unique_ptr<NetworkPolicyController> controller_;
+  const std::string policy_chain_ = PolicyChainName("x", "allow-b", IpFamily::kV4);
+  const std::string peer_set_ = PeerSetName(true, "x", "allow-b", 0, false, IpFamily::kV4);
+};
+
+TEST_F(ControllerTest, InitEnablesBridgeNetfilter) {
+  ASSERT_TRUE(controller_->Init().ok());
+  EXPECT_EQ(*sysctl_->Get("net.bridge.bridge-nf-call-iptables"), "1");
+}
+
+TEST_F(ControllerTest, FullSyncProgramsChainsSetsAndJumpsAtPositionOne) {
+  Chain("INPUT").push_back("-j ACCEPT");  // someone else's rule stays behind ours
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  for (const char* builtin : {"INPUT", "FORWARD", "OUTPUT"}) {
+    ASSERT_FALSE(Chain(builtin).empty());
+    EXPECT_NE(Chain(builtin)[0].find("-j KUBE-ROUTER-"), std::string::npos) << builtin;
+  }
+  EXPECT_EQ(Chain("INPUT").size(), 2u);
+  EXPECT_TRUE(HasChain(PodChainName("x", "a")));
+  EXPECT_TRUE(HasChain(PodChainName("x", "b")));
+  EXPECT_FALSE(HasChain(PodChainName("x", "c")));  // not on this node
+  EXPECT_TRUE(HasChain(policy_chain_));
+  EXPECT_EQ(Members(peer_set_), (std::set<IpsetEntry>{{"10.0.1.2"}}));
+
+  // A second full sync changes nothing and does not duplicate the jumps.
+  auto before = iptables_->table("filter");
+  ASSERT_TRUE(controller_->Sync(SyncReason::kPeriodic).ok());
+  EXPECT_EQ(iptables_->table("filter"), before);
+}
+
+TEST_F(ControllerTest, LabelChangeUpdatesSetMembershipWithoutRewritingChains) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  auto old_c = *cluster_->pods.Get("x/c");
+  auto new_c = old_c;
+  new_c.meta.labels = {{"pod", "b"}};
+  Put(*cluster_, new_c);
+  ASSERT_TRUE(controller_->OnUpdate(PodEvent(k8s::EventType::kUpdated, &old_c, &new_c)));
+  int replaced_before = ipset_->replaced_sets();
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Members(peer_set_), (std::set<IpsetEntry>{{"10.0.1.2"}, {"10.0.1.3"}}));
+  EXPECT_EQ(ipset_->replaced_sets(), replaced_before);  // a delta, not a rebuild
+  EXPECT_TRUE(iptables_->last_update().replace_chains.empty());
+  EXPECT_TRUE(iptables_->last_update().delete_chains.empty());
+}
+
+TEST_F(ControllerTest, IrrelevantPodChangeRequestsNoSync) {
+  auto a = *cluster_->pods.Get("x/a");
+  auto b = a;
+  b.meta.annotations["note"] = "x";
+  b.meta.resource_version = "42";
+  EXPECT_FALSE(controller_->OnUpdate(PodEvent(k8s::EventType::kUpdated, &a, &b)));
+  b.phase = "Succeeded";
+  EXPECT_TRUE(controller_->OnUpdate(PodEvent(k8s::EventType::kUpdated, &a, &b)));
+}
+
+TEST_F(ControllerTest, NewAndDeletedLocalPodsAddAndRemoveOnlyTheirChains) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  auto d = Pod("x", "d", "10.0.1.4", "node1", {{"pod", "a"}});
+  Put(*cluster_, d);
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_TRUE(HasChain(PodChainName("x", "d")));
+  std::set<std::string> rewritten;
+  for (const auto& c : iptables_->last_update().replace_chains) rewritten.insert(c.name);
+  // The new pod's chain and the top-level chains that jump to it; nothing else.
+  EXPECT_EQ(rewritten, (std::set<std::string>{PodChainName("x", "d"), kInputChain, kForwardChain,
+                                              kOutputChain}));
+  EXPECT_EQ(Members(TargetSetName(true, "x", "allow-b", IpFamily::kV4)),
+            (std::set<IpsetEntry>{{"10.0.1.1"}, {"10.0.1.4"}}));
+
+  cluster_->pods.Remove("x/d");
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_FALSE(HasChain(PodChainName("x", "d")));
+  EXPECT_EQ(Members(TargetSetName(true, "x", "allow-b", IpFamily::kV4)),
+            (std::set<IpsetEntry>{{"10.0.1.1"}}));
+}
+
+TEST_F(ControllerTest, PolicyDeletionRemovesItsChainAndSets) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  cluster_->network_policies.Remove("x/allow-b");
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_FALSE(HasChain(policy_chain_));
+  EXPECT_TRUE(ipset_->sets().empty());
+  // x/a is no longer isolated: both directions go to the default chain.
+  int defaults = 0;
+  for (const auto& rule : Chain(PodChainName("x", "a"))) {
+    defaults += rule.find("-j KUBE-NWPLCY-DEFAULT") != std::string::npos;
+  }
+  EXPECT_EQ(defaults, 2);
+}
+
+TEST_F(ControllerTest, PeriodicSyncRepairsDrift) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  auto good = iptables_->table("filter");
+  auto good_sets = ipset_->sets();
+  // Someone deletes our jump, empties a pod chain and removes a set member.
+  std::erase_if(Chain("FORWARD"), [](const std::string& r) {
+    return r.find("KUBE-ROUTER-FORWARD") != std::string::npos;
+  });
+  Chain("FORWARD").insert(Chain("FORWARD").begin(), "-j DOCKER-USER");
+  iptables_->table("filter").chains["DOCKER-USER"];
+  Chain(PodChainName("x", "a")).clear();
+  ipset_->sets()[peer_set_].entries.clear();
+  ASSERT_TRUE(controller_->Sync(SyncReason::kPeriodic).ok());
+  EXPECT_NE(Chain("FORWARD")[0].find("-j KUBE-ROUTER-FORWARD"), std::string::npos);
+  EXPECT_EQ(Chain("FORWARD")[1], "-j DOCKER-USER");
+  EXPECT_EQ(Chain(PodChainName("x", "a")), good.chains[PodChainName("x", "a")]);
+  EXPECT_EQ(ipset_->sets(), good_sets);
+}
+
+TEST_F(ControllerTest, AFailedSyncIsRetriedAsAFullSync) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  Put(*cluster_, Pod("x", "e", "10.0.1.5", "node1", {{"pod", "b"}}));
+  iptables_->FailNext();
+  EXPECT_FALSE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_FALSE(HasChain(PodChainName("x", "e")));
+  int saves = iptables_->save_calls();
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_GT(iptables_->save_calls(), saves);  // full: it read the table again
+  EXPECT_TRUE(HasChain(PodChainName("x", "e")));
+  EXPECT_EQ(Members(peer_set_), (std::set<IpsetEntry>{{"10.0.1.2"}, {"10.0.1.5"}}));
+}
+
+TEST_F(ControllerTest, BadPolicyDoesNotStopSyncing) {
+  Put(*cluster_, Policy("x", "broken", Labels({{"pod", "b"}}), true, false,
+                        {{{BlockPeer("300.0.0.0/8")}, {}}}));
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  EXPECT_TRUE(HasChain(PolicyChainName("x", "broken", IpFamily::kV4)));
+  EXPECT_TRUE(Chain(PolicyChainName("x", "broken", IpFamily::kV4)).empty());
+  EXPECT_FALSE(Chain(policy_chain_).empty());
+}
+
+TEST_F(ControllerTest, CleanupRemovesExactlyOursAndLeavesDockerAndKubeProxy) {
+  // Foreign state shaped like Docker's and kube-proxy's.
+  auto& filter = iptables_->table("filter");
+  filter.chains["DOCKER"] = {"-d 172.17.0.2/32 -p tcp --dport 80 -j ACCEPT"};
+  filter.chains["DOCKER-USER"] = {"-j RETURN"};
+  filter.chains["KUBE-SERVICES"] = {};
+  filter.chains["KUBE-FIREWALL"] = {"-m mark --mark 0x8000/0x8000 -j DROP"};
+  filter.chains["KUBE-ROUTER-SERVICES"] = {};
+  filter.chains["FORWARD"] = {"-j DOCKER-USER", "-o docker0 -j DOCKER"};
+  filter.chains["INPUT"] = {"-j KUBE-FIREWALL"};
+  ipset_->sets()["KUBE-CLUSTER-IP"] = {
+      "KUBE-CLUSTER-IP", netfilter::IpsetType::kHashIp, IpFamily::kV4, {{"10.96.0.1"}}};
+  ipset_->sets()["docker-nets"] = {
+      "docker-nets", netfilter::IpsetType::kHashNet, IpFamily::kV4, {{"172.17.0.0/16"}}};
+  auto foreign = filter;
+  auto foreign_sets = ipset_->sets();
+
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  EXPECT_NE(iptables_->table("filter"), foreign);
+  auto removed = controller_->Cleanup();
+  ASSERT_TRUE(removed.ok()) << removed.error();
+  EXPECT_FALSE(removed->empty());
+  EXPECT_EQ(iptables_->table("filter"), foreign);
+  EXPECT_EQ(ipset_->sets(), foreign_sets);
+
+  // Cleanup with nothing programmed is safe and removes nothing.
+  removed = controller_->Cleanup();
+  ASSERT_TRUE(removed.ok());
+  EXPECT_TRUE(removed->empty());
+}
+
+}  // namespace
+}  // namespace kr::netpol
