@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -122,7 +123,9 @@ class InteropTest : public ::testing::Test {
     return r.ok() ? r->out + r->err : "";
   }
   bool GobgpEstablished() {
-    return Gobgp("neighbor 10.0.0.1").find("BGP state = established") != std::string::npos;
+    std::string out = Gobgp("neighbor 10.0.0.1");
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out.find("bgp state = established") != std::string::npos;
   }
 
   // ---- our side ----
