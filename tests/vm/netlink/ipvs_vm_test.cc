@@ -1,0 +1,144 @@
+// Ipvs (generic netlink, our own messages) against the Debian guest kernel, checked with
+// ipvsadm. Each test works in a fresh namespace inside the guest (IPVS state is per netns).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "kube_router/netlink/libnl.h"
+#include "lib/netns.h"
+#include "netns/netlink/in_netns.h"
+
+namespace kr::netlink {
+namespace {
+
+using kr::testing::InNetns;
+using kr::testing::Netns;
+
+IpAddress A(const char* text) { return *IpAddress::Parse(text); }
+
+class IpvsVmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(kr::testing::IsRoot());
+    auto ipvs = InNetns(ns_.name(), [] { return MakeNetlinkIpvs(); });
+    ASSERT_TRUE(ipvs.ok()) << ipvs.error() << " (the vm tier loads ip_vs)";
+    ipvs_ = std::move(*ipvs);
+  }
+  std::string Ipvsadm(const std::string& args) {
+    auto out = ns_.Sh("ipvsadm " + args);
+    EXPECT_TRUE(out.ok()) << out.error();
+    return out.ok() ? *out : "";
+  }
+  static bool Has(const std::string& text, const std::string& what) {
+    return text.find(what) != std::string::npos;
+  }
+  // "Masq 3" for the line "  -> 10.244.2.7:8080  Masq  3  0  0" of `ipvsadm -Ln` output.
+  static std::string ForwardAndWeight(const std::string& shown, const std::string& dest) {
+    std::istringstream lines(shown);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream words(line);
+      std::string arrow, address, forward, weight;
+      words >> arrow >> address >> forward >> weight;
+      if (arrow == "->" && address == dest) return forward + " " + weight;
+    }
+    return "(no line for " + dest + ")";
+  }
+
+  Netns ns_{"krvs"};
+  std::unique_ptr<Ipvs> ipvs_;
+};
+
+TEST_F(IpvsVmTest, ServicesAndDestinationsAppearInIpvsadm) {
+  IpvsService web{A("10.96.0.1"), IpvsProtocol::kTcp, 80};
+  IpvsService dns{A("10.96.0.10"), IpvsProtocol::kUdp, 53, 0, "sh", ipvs_flags::kPersistent, 300};
+  IpvsService dsr;
+  dsr.address = A("0.0.0.0");
+  dsr.fwmark = 0x1234;
+  dsr.scheduler = "lc";
+  for (const IpvsService& s : {web, dns, dsr}) {
+    Status added = ipvs_->AddService(s);
+    ASSERT_TRUE(added.ok()) << added.message();
+  }
+  EXPECT_FALSE(ipvs_->AddService(web).ok()) << "the kernel refuses a duplicate";
+
+  ASSERT_TRUE(ipvs_->AddDestination(web, {A("10.244.1.5"), 8080}).ok());
+  ASSERT_TRUE(
+      ipvs_->AddDestination(web, {A("10.244.2.7"), 8080, IpvsForward::kMasquerade, 3}).ok());
+  ASSERT_TRUE(ipvs_->AddDestination(dns, {A("10.244.1.9"), 53, IpvsForward::kRoute}).ok());
+  ASSERT_TRUE(ipvs_->AddDestination(dsr, {A("10.244.3.3"), 0, IpvsForward::kTunnel}).ok());
+
+  const std::string shown = Ipvsadm("-Ln");
+  EXPECT_TRUE(Has(shown, "TCP  10.96.0.1:80 rr")) << shown;
+  EXPECT_EQ(ForwardAndWeight(shown, "10.244.1.5:8080"), "Masq 1") << shown;
+  EXPECT_EQ(ForwardAndWeight(shown, "10.244.2.7:8080"), "Masq 3") << shown;
+  EXPECT_TRUE(Has(shown, "UDP  10.96.0.10:53 sh persistent 300")) << shown;
+  EXPECT_EQ(ForwardAndWeight(shown, "10.244.1.9:53"), "Route 1") << shown;
+  EXPECT_TRUE(Has(shown, "FWM  4660 lc")) << shown;
+  EXPECT_EQ(ForwardAndWeight(shown, "10.244.3.3:0"), "Tunnel 1") << shown;
+
+  auto services = ipvs_->ListServices();
+  ASSERT_TRUE(services.ok()) << services.error();
+  ASSERT_EQ(services->size(), 3u);
+  for (const IpvsService& want : {web, dns, dsr}) {
+    EXPECT_NE(std::find(services->begin(), services->end(), want), services->end())
+        << "not listed as added: " << want.ToString();
+  }
+  auto dests = ipvs_->ListDestinations(web);
+  ASSERT_TRUE(dests.ok()) << dests.error();
+  ASSERT_EQ(dests->size(), 2u);
+}
+
+TEST_F(IpvsVmTest, UpdatesAndDeletesInPlace) {
+  IpvsService svc{A("10.96.0.20"), IpvsProtocol::kTcp, 443};
+  IpvsDestination pod{A("10.244.1.5"), 8443};
+  ASSERT_TRUE(ipvs_->AddService(svc).ok());
+  ASSERT_TRUE(ipvs_->AddDestination(svc, pod).ok());
+  EXPECT_FALSE(ipvs_->AddDestination(svc, pod).ok()) << "duplicate destination";
+
+  // Session affinity switched on, as for sessionAffinity: ClientIP.
+  svc.scheduler = "wrr";
+  svc.flags = ipvs_flags::kPersistent;
+  svc.timeout = 10800;
+  ASSERT_TRUE(ipvs_->UpdateService(svc).ok());
+  pod.weight = 0;  // graceful termination
+  ASSERT_TRUE(ipvs_->UpdateDestination(svc, pod).ok());
+  const std::string shown = Ipvsadm("-Ln -t 10.96.0.20:443");
+  EXPECT_TRUE(Has(shown, "TCP  10.96.0.20:443 wrr persistent 10800")) << shown;
+  EXPECT_EQ(ForwardAndWeight(shown, "10.244.1.5:8443"), "Masq 0") << shown;
+  auto listed = ipvs_->ListServices();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front(), svc);
+
+  ASSERT_TRUE(ipvs_->DeleteDestination(svc, pod).ok());
+  EXPECT_FALSE(ipvs_->DeleteDestination(svc, pod).ok());
+  EXPECT_TRUE(ipvs_->ListDestinations(svc)->empty());
+  ASSERT_TRUE(ipvs_->DeleteService(svc).ok());
+  EXPECT_FALSE(ipvs_->DeleteService(svc).ok());
+  EXPECT_FALSE(Has(Ipvsadm("-Ln"), "10.96.0.20"));
+  EXPECT_FALSE(ipvs_->UpdateService(svc).ok()) << "update of a missing service";
+}
+
+TEST_F(IpvsVmTest, Ipv6ServicesTimeoutsAndFlush) {
+  IpvsService v6{A("fd00:96::1"), IpvsProtocol::kTcp, 80};
+  ASSERT_TRUE(ipvs_->AddService(v6).ok());
+  ASSERT_TRUE(ipvs_->AddDestination(v6, {A("fd00:244:1::5"), 8080}).ok());
+  const std::string shown = Ipvsadm("-Ln");
+  EXPECT_TRUE(Has(shown, "TCP  [fd00:96::1]:80 rr")) << shown;
+  EXPECT_TRUE(Has(shown, "-> [fd00:244:1::5]:8080")) << shown;
+  auto dests = ipvs_->ListDestinations(v6);
+  ASSERT_TRUE(dests.ok());
+  ASSERT_EQ(dests->size(), 1u);
+  EXPECT_EQ(dests->front().address, A("fd00:244:1::5"));
+
+  ASSERT_TRUE(ipvs_->SetTimeouts({901, 0, 301}).ok());
+  const std::string timeouts = Ipvsadm("-L --timeout");
+  EXPECT_TRUE(Has(timeouts, "Timeout (tcp tcpfin udp): 901 120 301")) << timeouts;
+
+  ASSERT_TRUE(ipvs_->Flush().ok());
+  EXPECT_TRUE(ipvs_->ListServices()->empty());
+}
+
+}  // namespace
+}  // namespace kr::netlink
