@@ -2,6 +2,10 @@
 // paths, MP_REACH for IPv6, and each malformed case mapped to its RFC 7606 action.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "hex.h"
 #include "kube_router/bgp/message.h"
 
@@ -461,6 +465,30 @@ TEST(CodecTest, PackAnnouncementsStaysWithinMaximumSize) {
     }
     EXPECT_EQ(seen, prefixes);
   }
+}
+
+}  // namespace
+}  // namespace kr::bgp
+
+namespace kr::bgp {
+namespace {
+
+// The fuzz corpus seeds must be valid messages, or the fuzzer starts from noise.
+TEST(CodecTest, FuzzCorpusSeedsDecode) {
+  const std::filesystem::path dir = std::filesystem::path(KR_SOURCE_DIR) / "tests/fuzz/bgp/corpus";
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    SCOPED_TRACE(entry.path().filename().string());
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+    ASSERT_GE(data.size(), 20u);
+    CodecOptions opt{data[0] == 0};
+    auto r = Decode(std::span<const uint8_t>(data).subspan(1), opt);
+    EXPECT_TRUE(std::holds_alternative<Message>(r)) << std::get<BgpError>(r).reason;
+    ++count;
+  }
+  EXPECT_GE(count, 10);
 }
 
 }  // namespace
