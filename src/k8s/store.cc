@@ -4,21 +4,26 @@ namespace kr::k8s {
 
 const char* ResourceKindName(ResourceKind kind) {
   switch (kind) {
-    case ResourceKind::kService: return "Service";
-    case ResourceKind::kEndpointSlice: return "EndpointSlice";
-    case ResourceKind::kPod: return "Pod";
-    case ResourceKind::kNode: return "Node";
-    case ResourceKind::kNamespace: return "Namespace";
-    case ResourceKind::kNetworkPolicy: return "NetworkPolicy";
+    case ResourceKind::kService:
+      return "Service";
+    case ResourceKind::kEndpointSlice:
+      return "EndpointSlice";
+    case ResourceKind::kPod:
+      return "Pod";
+    case ResourceKind::kNode:
+      return "Node";
+    case ResourceKind::kNamespace:
+      return "Namespace";
+    case ResourceKind::kNetworkPolicy:
+      return "NetworkPolicy";
   }
   return "Unknown";
 }
 
 std::unique_ptr<Cluster> MakeCluster() {
   auto cluster = std::make_unique<Cluster>();
-  cluster->pods.AddIndex(kIndexNamespace, [](const Pod& p) {
-    return std::vector<std::string>{p.meta.namespace_};
-  });
+  cluster->pods.AddIndex(kIndexNamespace,
+                         [](const Pod& p) { return std::vector<std::string>{p.meta.namespace_}; });
   cluster->pods.AddIndex(kIndexNodeName, [](const Pod& p) {
     return p.node_name.empty() ? std::vector<std::string>{} : std::vector<std::string>{p.node_name};
   });

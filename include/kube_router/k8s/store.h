@@ -123,9 +123,9 @@ class Store {
 };
 
 // Index names set up by MakeCluster().
-inline constexpr char kIndexNamespace[] = "namespace";        // Pods, Policies, Slices
-inline constexpr char kIndexNodeName[] = "node";              // Pods by spec.nodeName
-inline constexpr char kIndexServiceName[] = "service";        // Slices by "ns/service-name"
+inline constexpr char kIndexNamespace[] = "namespace";  // Pods, Policies, Slices
+inline constexpr char kIndexNodeName[] = "node";        // Pods by spec.nodeName
+inline constexpr char kIndexServiceName[] = "service";  // Slices by "ns/service-name"
 
 // Every cache the controllers read. Informers fill it; controllers only read it.
 struct Cluster {

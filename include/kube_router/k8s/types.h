@@ -185,11 +185,10 @@ enum class EventType { kAdded, kUpdated, kDeleted };
 
 const char* ResourceKindName(ResourceKind kind);
 
-using AnyObject =
-    std::variant<std::monostate, std::shared_ptr<const Service>,
-                 std::shared_ptr<const EndpointSlice>, std::shared_ptr<const Pod>,
-                 std::shared_ptr<const Node>, std::shared_ptr<const Namespace>,
-                 std::shared_ptr<const NetworkPolicy>>;
+using AnyObject = std::variant<std::monostate, std::shared_ptr<const Service>,
+                               std::shared_ptr<const EndpointSlice>, std::shared_ptr<const Pod>,
+                               std::shared_ptr<const Node>, std::shared_ptr<const Namespace>,
+                               std::shared_ptr<const NetworkPolicy>>;
 
 // One change in a cache. `old_object` is empty for kAdded, `new_object` for kDeleted.
 struct Event {

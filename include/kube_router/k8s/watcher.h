@@ -17,6 +17,10 @@ namespace kr::k8s {
 struct ConnectionOptions {
   std::string master;      // --master: overrides the kubeconfig's server
   std::string kubeconfig;  // --kubeconfig; empty = in-cluster config
+  // Where the in-cluster token, ca.crt and namespace files live (tests point it elsewhere).
+  std::string service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+  // Informer list page size (client-go's pager uses 500).
+  int list_page_size = 500;
 };
 
 class Watcher {

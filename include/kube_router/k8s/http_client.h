@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// A small HTTP/1.1 client on plain sockets and OpenSSL, written for the agent's few needs
+// (static linking rules out cpp-httplib): one connection per request, TLS with CA
+// verification, SNI and hostname checks, client certificates, deadlines, cancellation, and
+// streaming of chunked bodies for watches. Host names resolve from /etc/hosts only: the
+// agent performs no NSS lookups (a static glibc binary cannot load NSS modules).
+// An HttpClient is immutable after Create and may be used from many threads at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/base/status.h"
+
+namespace kr::k8s {
+
+struct Url {
+  bool tls = true;
+  std::string host;  // without brackets for IPv6
+  uint16_t port = 443;
+  std::string base_path;  // "" or "/prefix" (a server URL may carry a path)
+};
+// http(s)://host[:port][/path]; IPv6 literals in brackets.
+Result<Url> ParseUrl(const std::string& url);
+
+// Numeric addresses directly; names from `hosts_file` ("localhost" always works).
+Result<std::vector<IpAddress>> ResolveHost(const std::string& host,
+                                           const std::string& hosts_file = "/etc/hosts");
+
+struct TlsOptions {
+  std::string ca_pem;  // empty: the system's default roots
+  bool insecure_skip_verify = false;
+  std::string server_name;      // expected name in the certificate (and SNI); default: URL host
+  std::string client_cert_pem;  // certificate (chain) presented to the server, with its key
+  std::string client_key_pem;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+  // First value of a header (name in lower case), "" if absent.
+  std::string Header(std::string_view name) const;
+};
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string path = "/";  // with query string; the URL's base path is prepended
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+class HttpClient {
+ public:
+  ~HttpClient();
+  // Fails on a malformed URL or unusable TLS material (naming which).
+  static Result<std::shared_ptr<HttpClient>> Create(const std::string& url, const TlsOptions& tls);
+
+  // Sends the request and reads the whole response. Fails on connection, TLS or protocol
+  // errors, when `timeout` passes, or when *cancel becomes true (checked every 100 ms).
+  Result<HttpResponse> Do(const HttpRequest& request, std::chrono::milliseconds timeout,
+                          const std::atomic<bool>* cancel = nullptr) const;
+
+  // For long responses (watches): `on_head` gets status and headers (returning false ends the
+  // exchange), then `on_body` gets the decoded body bytes as they arrive (returning false ends
+  // it). Ends ok at the end of the body; fails on errors, cancellation, or when no byte
+  // arrives for `idle_timeout`. The returned response has status and headers, no body.
+  Result<HttpResponse> Stream(const HttpRequest& request,
+                              const std::function<bool(const HttpResponse&)>& on_head,
+                              const std::function<bool(std::string_view)>& on_body,
+                              std::chrono::milliseconds idle_timeout,
+                              const std::atomic<bool>* cancel = nullptr) const;
+
+  const Url& url() const { return url_; }
+
+ private:
+  HttpClient() = default;
+  struct TlsContext;
+
+  Url url_;
+  std::unique_ptr<TlsContext> tls_;
+  std::string server_name_;
+};
+
+}  // namespace kr::k8s

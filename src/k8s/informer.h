@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// One informer: list + watch of one resource kind with client-go reflector semantics, keeping
+// a Store current and posting every change to the EventSink. Runs on its own thread.
+//
+//   list (paginated, RV "0" first) -> Replace (diff -> add/update/delete events) -> synced
+//   watch from the list RV (bookmarks on, timeoutSeconds random 300-600 s)
+//     clean close          -> watch again from the last RV
+//     410 (status or ERROR)-> relist with RV "" (consistent read)
+//     other failure        -> backoff with jitter (Retry-After for 429), then watch/relist
+//   A failed or partial list leaves the cache as it was.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "kube_router/k8s/api_client.h"
+#include "kube_router/k8s/backoff.h"
+#include "kube_router/k8s/store.h"
+#include "kube_router/k8s/types.h"
+#include "kube_router/k8s/watch_stream.h"
+
+namespace kr::k8s {
+
+// Type-erased access to one of the Cluster's typed stores.
+class KindStore {
+ public:
+  virtual ~KindStore() = default;
+  virtual AnyObject Get(const std::string& key) const = 0;
+  virtual AnyObject Upsert(const std::string& key, const AnyObject& object) = 0;
+  virtual AnyObject Remove(const std::string& key) = 0;
+  virtual std::vector<std::string> Keys() const = 0;
+};
+std::unique_ptr<KindStore> MakeKindStore(ResourceKind kind, Cluster* cluster);
+
+// Collection path of a kind ("/api/v1/pods").
+std::string CollectionPath(ResourceKind kind);
+
+class Informer {
+ public:
+  Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster* cluster, EventSink* sink,
+           int page_size);
+  ~Informer();
+
+  void Start();
+  void Stop();  // returns once the thread has ended (within ~100 ms of I/O polling)
+  bool synced() const { return synced_.load(); }
+  ResourceKind kind() const { return kind_; }
+  std::string last_error() const;
+
+ private:
+  enum class WatchEnd { kClosed, kGone, kFailed };
+  struct Failure {
+    std::string message;
+    std::optional<std::chrono::seconds> retry_after;  // from a 429
+  };
+
+  void Run();
+  // Lists every page; on success replaces the cache. `gone` is set for 410 answers.
+  bool List(const std::string& resource_version, bool* gone, Failure* failure);
+  WatchEnd Watch(Failure* failure, bool* got_events);
+  void Replace(std::map<std::string, AnyObject> items);
+  void Apply(const WatchEvent& event);
+  void Post(EventType type, const std::string& key, AnyObject old_object, AnyObject new_object);
+  void CountMalformed(const std::string& what);
+  // Sleeps up to `d`; false if stopped meanwhile.
+  bool Sleep(std::chrono::milliseconds d);
+  void SetError(const std::string& error);
+
+  const ResourceKind kind_;
+  const std::shared_ptr<ApiClient> client_;
+  EventSink* const sink_;
+  const std::unique_ptr<KindStore> store_;
+  const int page_size_;
+  std::string last_rv_;
+  Backoff backoff_;
+  std::mt19937 rng_{std::random_device{}()};
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> synced_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string last_error_;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace kr::k8s

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kube_router/k8s/watcher.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "informer.h"
+#include "kube_router/base/log.h"
+#include "kube_router/k8s/api_client.h"
+#include "kube_router/k8s/client_config.h"
+
+namespace kr::k8s {
+namespace {
+
+class InformerWatcher : public Watcher {
+ public:
+  explicit InformerWatcher(std::vector<std::unique_ptr<Informer>> informers)
+      : informers_(std::move(informers)) {
+    for (auto& i : informers_) i->Start();
+  }
+  ~InformerWatcher() override { Stop(); }
+
+  Status WaitForSync(std::chrono::milliseconds timeout) override {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      std::string missing;
+      for (const auto& i : informers_) {
+        if (i->synced()) continue;
+        missing += std::string(missing.empty() ? "" : ", ") + ResourceKindName(i->kind());
+        std::string err = i->last_error();
+        if (!err.empty()) missing += " (last error: " + err + ")";
+      }
+      if (missing.empty()) return Status::Ok();
+      if (std::chrono::steady_clock::now() >= deadline)
+        return Status::Error("caches not synced within " + std::to_string(timeout.count()) +
+                             " ms (--cache-sync-timeout): " + missing);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void Stop() override {
+    for (auto& i : informers_) i->Stop();
+  }
+
+ private:
+  std::vector<std::unique_ptr<Informer>> informers_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Watcher>> Watcher::Start(const ConnectionOptions& options,
+                                                const std::vector<ResourceKind>& kinds,
+                                                Cluster* cluster, EventSink* sink) {
+  auto config = LoadClientConfig(options);
+  if (!config.ok()) return config.status();
+  auto client = ApiClient::Create(*config);
+  if (!client.ok()) return client.status();
+  KR_LOG_INFO("API server {} ({})", config->server, config->source);
+  std::vector<std::unique_ptr<Informer>> informers;
+  for (ResourceKind kind : kinds) {
+    informers.push_back(
+        std::make_unique<Informer>(kind, *client, cluster, sink, options.list_page_size));
+  }
+  return std::unique_ptr<Watcher>(new InformerWatcher(std::move(informers)));
+}
+
+std::string ResolveNodeName(const std::string& hostname_override) {
+  if (!hostname_override.empty()) return hostname_override;
+  if (const char* env = std::getenv("NODE_NAME"); env && *env) return env;
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace kr::k8s

@@ -1,0 +1,133 @@
+// Test helpers: a fake-apiserver process on loopback (port 0) and an event recorder.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kube_router/k8s/http_client.h"
+#include "kube_router/k8s/store.h"
+#include "lib/netns.h"
+
+namespace kr::k8s::testing {
+
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path);
+  out << content;
+}
+
+// Runs build/fake-apiserver with `args` plus --listen 127.0.0.1:0 and --kubeconfig-out; waits
+// until it serves.
+class FakeApiServer {
+ public:
+  FakeApiServer(const std::string& dir, std::vector<std::string> args) : dir_(dir) {
+    kubeconfig_ = dir + "/kubeconfig";
+    std::vector<std::string> argv = {std::string(KR_BINARY_DIR) + "/fake-apiserver", "--listen",
+                                     "127.0.0.1:0", "--kubeconfig-out", kubeconfig_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    process_ = std::make_unique<kr::testing::Process>(argv, dir + "/fake-apiserver.log");
+    bool up = kr::testing::WaitFor(
+        [&] { return std::filesystem::exists(kubeconfig_) || !process_->Running(); },
+        std::chrono::seconds(20));
+    EXPECT_TRUE(up && std::filesystem::exists(kubeconfig_)) << process_->Log();
+    std::string kc = ReadAll(kubeconfig_);
+    auto pos = kc.find("server: ");
+    if (pos != std::string::npos) url_ = kc.substr(pos + 8, kc.find('\n', pos) - pos - 8);
+    TlsOptions tls;
+    tls.insecure_skip_verify = true;  // the control client only drives faults and changes
+    if (!url_.empty()) {
+      auto c = HttpClient::Create(url_, tls);
+      if (c.ok()) control_ = *c;
+    }
+  }
+
+  const std::string& kubeconfig() const { return kubeconfig_; }
+  const std::string& url() const { return url_; }
+  std::string Log() const { return process_->Log(); }
+
+  // A request with optional bearer token; returns the status (-1 on transport failure).
+  int Call(const std::string& method, const std::string& path, const std::string& body = "",
+           const std::string& content_type = "application/json", std::string* out = nullptr,
+           const std::string& token = "") {
+    if (!control_) return -1;
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    if (!body.empty()) req.headers.emplace_back("Content-Type", content_type);
+    if (!token.empty()) req.headers.emplace_back("Authorization", "Bearer " + token);
+    auto res = control_->Do(req, std::chrono::seconds(10));
+    if (!res.ok()) return -1;
+    if (out) *out = res->body;
+    return res->status;
+  }
+  int Fault(const std::string& path_and_query, const std::string& body = "") {
+    return Call("POST", "/_fake/" + path_and_query, body, "text/plain");
+  }
+  int MergePatch(const std::string& path, const nlohmann::json& patch,
+                 const std::string& token = "") {
+    return Call("PATCH", path, patch.dump(), "application/merge-patch+json", nullptr, token);
+  }
+  int Create(const std::string& collection, const nlohmann::json& obj,
+             const std::string& token = "") {
+    return Call("POST", collection, obj.dump(), "application/json", nullptr, token);
+  }
+  int Delete(const std::string& path, const std::string& token = "") {
+    return Call("DELETE", path, "", "application/json", nullptr, token);
+  }
+  // Recent API request lines recorded by the server.
+  std::vector<std::string> Requests() {
+    std::string body;
+    if (Call("GET", "/_fake/requests", "", "", &body) != 200) return {};
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (!j.is_object()) return {};
+    return j["recent"].get<std::vector<std::string>>();
+  }
+
+ private:
+  std::string dir_;
+  std::string kubeconfig_;
+  std::string url_;
+  std::unique_ptr<kr::testing::Process> process_;
+  std::shared_ptr<HttpClient> control_;
+};
+
+class RecordingSink : public EventSink {
+ public:
+  void Post(const Event& e) override {
+    std::lock_guard lock(mu_);
+    events_.push_back(e);
+  }
+  std::vector<Event> Events() {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  size_t Count(EventType type, const std::string& key) {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (const auto& e : events_)
+      if (e.type == type && e.key == key) ++n;
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Event> events_;
+};
+
+}  // namespace kr::k8s::testing
