@@ -1,9 +1,15 @@
 #include "lib/podnet.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <stdexcept>
 
 namespace kr::testing {
@@ -38,10 +44,18 @@ ScopedNetns::~ScopedNetns() {
   }
 }
 
-PodNetwork::PodNetwork(std::string prefix) : prefix_(std::move(prefix)) {}
+PodNetwork::PodNetwork(std::string prefix) : prefix_(std::move(prefix)) {
+  if (pipe2(wake_pipe_, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+}
 
 PodNetwork::~PodNetwork() {
-  servers_.clear();  // before the namespaces go away
+  if (server_thread_.joinable()) {
+    (void)!write(wake_pipe_[1], "x", 1);
+    server_thread_.join();
+  }
+  for (int fd : listen_fds_) close(fd);
+  close(wake_pipe_[0]);
+  close(wake_pipe_[1]);
   pods_.clear();
   nodes_.clear();
 }
@@ -105,32 +119,113 @@ PodNetwork::Pod& PodNetwork::AddPod(int node_index, const std::string& name) {
   return it->second;
 }
 
+namespace {
+
+sockaddr_in Address(const std::string& ip, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) {
+    throw std::runtime_error("bad IPv4 address " + ip);
+  }
+  return addr;
+}
+
+// Waits for `events` on fd until the deadline; false on timeout.
+bool WaitFd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    int r = poll(&p, 1, static_cast<int>(left.count()));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+}  // namespace
+
 void PodNetwork::Serve(const std::string& pod_name, int port, Proto proto) {
   Pod& pod = pods_.at(pod_name);
-  std::string listen = proto == Proto::kTcp
-                           ? "TCP-LISTEN:" + std::to_string(port) + ",fork,reuseaddr"
-                           : "UDP-RECVFROM:" + std::to_string(port) + ",fork";
-  std::string log = logs_.path() + "/server-" + std::to_string(servers_.size()) + ".log";
-  servers_.push_back(
-      std::make_unique<Process>(pod.ns->Wrap({"socat", listen, "SYSTEM:echo pong"}), log));
-  // Ready when the socket is bound (ss shows it), polled rather than slept for.
-  std::string check = std::string("ss -H -ln") + (proto == Proto::kTcp ? "t" : "u") +
-                      " sport = :" + std::to_string(port) + " | grep -q .";
-  if (!WaitFor([&] { return pod.ns->Sh(check).ok(); }, std::chrono::seconds(5))) {
-    throw std::runtime_error("server on " + pod_name + ":" + std::to_string(port) +
-                             " did not start");
+  if (server_thread_.joinable()) throw std::runtime_error("Serve after the first Probe");
+  ScopedNetns inside(pod.ns->name());
+  int fd = socket(AF_INET, (proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr = Address(pod.ip, port);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      (proto == Proto::kTcp && listen(fd, 64) != 0)) {
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("cannot serve " + pod_name + ":" + std::to_string(port));
+  }
+  listen_fds_.push_back(fd);
+  listen_is_tcp_.push_back(proto == Proto::kTcp);
+}
+
+void PodNetwork::ServeLoop() {
+  std::vector<pollfd> fds;
+  for (int fd : listen_fds_) fds.push_back({fd, POLLIN, 0});
+  fds.push_back({wake_pipe_[0], POLLIN, 0});
+  while (true) {
+    if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds.back().revents) return;
+    for (size_t i = 0; i + 1 < fds.size(); ++i) {
+      if (!fds[i].revents) continue;
+      if (listen_is_tcp_[i]) {
+        int conn = accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (conn >= 0) {
+          (void)!send(conn, "pong\n", 5, MSG_NOSIGNAL);
+          close(conn);
+        }
+      } else {
+        char buf[64];
+        sockaddr_in peer{};
+        socklen_t len = sizeof(peer);
+        ssize_t n = recvfrom(fds[i].fd, buf, sizeof(buf), MSG_DONTWAIT,
+                             reinterpret_cast<sockaddr*>(&peer), &len);
+        if (n >= 0) {
+          (void)!sendto(fds[i].fd, "pong\n", 5, 0, reinterpret_cast<sockaddr*>(&peer), len);
+        }
+      }
+    }
   }
 }
 
 bool PodNetwork::Probe(const std::string& from, const std::string& ip, int port, Proto proto,
                        int timeout_ms) const {
+  if (!server_thread_.joinable()) {
+    // Lazily started so that every Serve() happens before the loop reads the socket list.
+    const_cast<PodNetwork*>(this)->server_thread_ =
+        std::thread([self = const_cast<PodNetwork*>(this)] { self->ServeLoop(); });
+  }
   const Pod& pod = pods_.at(from);
-  std::string seconds = std::to_string(timeout_ms / 1000.0);
-  std::string address = (proto == Proto::kTcp ? "TCP:" : "UDP:") + ip + ":" + std::to_string(port) +
-                        (proto == Proto::kTcp ? ",connect-timeout=" + seconds : "");
-  // -t: how long to wait for the answer after our request is sent.
-  auto r = pod.ns->Run({"socat", "-t", seconds, "-T", seconds, "-", address}, "ping\n");
-  return r.ok() && r->exit_code == 0 && r->out.find("pong") != std::string::npos;
+  int fd;
+  {
+    ScopedNetns inside(pod.ns->name());
+    fd =
+        socket(AF_INET,
+               (proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  }
+  if (fd < 0) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  sockaddr_in addr = Address(ip, port);
+  bool answered = false;
+  int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (rc == 0 || errno == EINPROGRESS) {
+    if (proto == Proto::kUdp) (void)!send(fd, "ping\n", 5, 0);
+    // A rejected probe wakes poll with an error (ECONNREFUSED / EHOSTUNREACH) at once.
+    if (WaitFd(fd, POLLIN, deadline)) {
+      char buf[16];
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      answered = n >= 4 && std::string(buf, 4) == "pong";
+    }
+  }
+  close(fd);
+  return answered;
 }
 
 }  // namespace kr::testing

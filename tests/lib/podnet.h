@@ -4,9 +4,11 @@
 // other's pod CIDRs. Traffic never leaves these namespaces.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/netns.h"
@@ -52,9 +54,11 @@ class PodNetwork {
   // Adds node number nodes().size(); nodes are joined in a star around node 0.
   Node& AddNode(const std::string& name);
   Pod& AddPod(int node, const std::string& name);
-  // Listens on `port` inside the pod (socat; answers "pong").
+  // Listens on `port` inside the pod: a TCP connection or a UDP datagram is answered with
+  // "pong" (by a thread of the test process; its sockets live in the pod's namespace).
   void Serve(const std::string& pod, int port, Proto proto);
-  // True when `from` gets an answer from ip:port within `timeout_ms`.
+  // True when `from` gets "pong" from ip:port within `timeout_ms` (a socket opened inside the
+  // pod's namespace). A rejected probe fails at once; a dropped one after the timeout.
   bool Probe(const std::string& from, const std::string& ip, int port, Proto proto,
              int timeout_ms = 1000) const;
 
@@ -65,9 +69,12 @@ class PodNetwork {
   std::string prefix_;
   std::vector<Node> nodes_;
   std::map<std::string, Pod> pods_;
-  TempDir logs_;
-  std::vector<std::unique_ptr<Process>> servers_;
-  int next_link_ = 0;
+  void ServeLoop();
+
+  std::vector<int> listen_fds_;  // TCP listeners and UDP sockets, served by server_thread_
+  std::vector<bool> listen_is_tcp_;
+  int wake_pipe_[2] = {-1, -1};
+  std::thread server_thread_;
 };
 
 }  // namespace kr::testing
