@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "sha256.h"
+#include "kube_router/netlink/links.h"
 
 namespace kr::routing {
 namespace {
@@ -23,17 +23,7 @@ const UnderlayRoute* Lookup(const std::vector<UnderlayRoute>& underlay, const Ip
 
 }  // namespace
 
-std::string TunnelName(const IpAddress& remote) {
-  std::string text = remote.ToString();
-  std::erase_if(text, [](char c) { return c == '.' || c == ':'; });
-  auto digest = Sha256(text);
-  static const char kHex[] = "0123456789abcdef";
-  std::string name = kTunnelPrefix;
-  for (size_t i = 0; name.size() < sizeof(kTunnelPrefix) - 1 + kTunnelHashDigits; ++i) {
-    name.push_back(kHex[(digest[i / 2] >> (i % 2 == 0 ? 4 : 0)) & 0xF]);
-  }
-  return name;
-}
+std::string TunnelName(const IpAddress& remote) { return netlink::OverlayTunnelName(remote); }
 
 bool IsOurTunnelName(const std::string& name) {
   const std::string prefix = kTunnelPrefix;

@@ -24,6 +24,7 @@ struct RoutingConfig {
   bool enable_ibgp = true;              // --enable-ibgp
   uint16_t bgp_port = kDefaultBgpPort;  // --bgp-port: local listen port and iBGP remote port
   std::optional<IpAddress> router_id;   // --router-id; default: the node IPv4 address
+  bool generate_router_id = false;      // --router-id=generate: derived from the node address
   std::chrono::seconds hold_time{90};   // --bgp-holdtime
   bool graceful_restart = false;        // --bgp-graceful-restart
   // --peer-router-ips/-asns/-passwords/-ports, already validated (BuildPeerList).
@@ -48,10 +49,10 @@ struct RoutingConfig {
   // KUBE_ROUTER_CNI_CONF_FILE, else this.
   std::string cni_conf_file = "/etc/cni/net.d/10-kuberouter.conflist";
 
-  // Read-only status view (JSON). Loopback only unless the operator says otherwise; port 0
-  // turns it off.
+  // Read-only status view (JSON), in place of GoBGP's gRPC API: loopback only unless the
+  // operator says otherwise. nullopt turns it off; 0 picks a free port (tests).
   std::string status_address = "127.0.0.1";
-  uint16_t status_port = 0;
+  std::optional<uint16_t> status_port;
 };
 
 }  // namespace kr::routing

@@ -2,30 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include "../../../src/routing/sha256.h"
-
 namespace kr::routing {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
 IpPrefix Cidr(const std::string& text) { return *IpPrefix::Parse(text); }
-
-std::string Hex(const std::array<uint8_t, 32>& digest) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : digest) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xF]);
-  }
-  return out;
-}
-
-TEST(Sha256Test, KnownVectors) {
-  // FIPS 180-4 example "abc", and a multi-block message (checked with Python's hashlib).
-  EXPECT_EQ(Hex(Sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(Hex(Sha256(std::string(1000, 'a'))),
-            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
-}
 
 TEST(TunnelNameTest, MatchesKubeRouterNaming) {
   EXPECT_EQ(TunnelName(Ip("192.168.1.10")), "tun-28c98c87e81");

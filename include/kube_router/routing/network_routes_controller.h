@@ -1,0 +1,128 @@
+// NetworkRoutes controller (--run-router, kube-router pkg/controllers/routing): pod CIDRs over
+// iBGP between nodes, service VIPs to external peers, learned routes into the kernel (proto 17,
+// IPIP tunnels across subnets), pod egress masquerade, and the CNI config with kube-bridge.
+//
+// Threading: Init/OnUpdate/Sync/Cleanup/Shutdown run on the controller's own thread (the
+// runner's), which is the only caller of the dataplane. The BGP speaker calls the policies and
+// the best-path subscriber on its own thread; those touch only state behind `shared_mu_`.
+// StatusJson() may be called from any thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kube_router/bgp/speaker.h"
+#include "kube_router/controller/controller.h"
+#include "kube_router/http/server.h"
+#include "kube_router/k8s/store.h"
+#include "kube_router/metrics/registry.h"
+#include "kube_router/netfilter/ipset.h"
+#include "kube_router/netfilter/iptables.h"
+#include "kube_router/netlink/links.h"
+#include "kube_router/netlink/route_table.h"
+#include "kube_router/netlink/sysctl.h"
+#include "kube_router/routing/bgp_plan.h"
+#include "kube_router/routing/route_plan.h"
+#include "kube_router/routing/routing_config.h"
+
+namespace kr::routing {
+
+// The kernel interfaces the controller drives; all must outlive it. `sysctl` may be null.
+struct RoutingDataplane {
+  netlink::RouteTable* routes = nullptr;
+  netlink::Links* links = nullptr;
+  netfilter::Iptables* iptables = nullptr;  // IPv4; only the nat table is touched
+  netfilter::Ipset* ipset = nullptr;
+  netlink::Sysctl* sysctl = nullptr;
+};
+
+// Creates the speaker once the local node (and so the AS and router ID) is known.
+using SpeakerFactory = std::function<std::unique_ptr<bgp::Speaker>(const bgp::GlobalConfig&)>;
+
+class NetworkRoutesController : public Controller {
+ public:
+  // `cluster` and `metrics` must outlive the controller; `metrics` may be null.
+  // `dataplane_owner`, if given, owns the adapters `dataplane` points to and is released
+  // last (the agent's real adapters; tests keep their fakes themselves).
+  NetworkRoutesController(RoutingConfig config, const k8s::Cluster* cluster,
+                          RoutingDataplane dataplane, SpeakerFactory speaker_factory,
+                          metrics::Registry* metrics,
+                          std::shared_ptr<void> dataplane_owner = nullptr);
+  ~NetworkRoutesController() override;
+
+  std::string Name() const override { return "NetworkRoutes"; }
+  std::chrono::milliseconds SyncPeriod() const override { return config_.routes_sync_period; }
+  std::vector<k8s::ResourceKind> WatchedKinds() const override;
+
+  void SetSyncRequester(std::function<void()> request_sync) override;
+  Status Init() override;
+  bool OnUpdate(const k8s::Event& event) override;
+  Status Sync(SyncReason reason) override;
+  void Shutdown() override;
+  Result<std::vector<std::string>> Cleanup() override;
+
+  // Read-only status view: peers, advertised prefixes, installed routes and tunnels as JSON.
+  // Served on http://<status_address>:<status_port>/status (and /) once Init ran.
+  std::string StatusJson() const;
+  // The status server's port (useful with status_port 0), or 0 when it is off.
+  uint16_t StatusPort() const { return status_server_ ? status_server_->port() : 0; }
+
+ private:
+  // What the speaker-thread callbacks read; replaced as a whole by Sync.
+  struct PolicyState {
+    uint32_t local_asn = 0;
+    NodeInfo self;
+    std::map<IpPrefix, RouteKind> local_kinds;  // our originated prefixes
+    std::set<IpAddress> external_peers;
+    ImportFilter import;
+  };
+
+  Status EnsureSpeaker(const NodeInfo& self, uint32_t local_asn);
+  void SyncPeers(const std::vector<PeerSpec>& desired);
+  void SyncAdvertisements(const std::vector<Advertisement>& desired);
+  Status SyncKernelRoutes(const NodeInfo& self);
+  Status SyncTunnels(const std::vector<DesiredTunnel>& desired);
+  Status SyncPodEgress(const std::vector<NodeInfo>& nodes);
+  Status SyncCni(const NodeInfo& self);
+  void UpdatePeerMetrics();
+  void LogNodeProblems(const std::string& node, const std::vector<std::string>& problems);
+  Result<uint32_t> NodeMtu(const NodeInfo& self);
+
+  bgp::PolicyVerdict ExportRoute(const bgp::PeerConfig& to, bgp::Route& route) const;
+  bgp::PolicyVerdict ImportRoute(const bgp::Route& route) const;
+  void OnBestPath(const bgp::BestPathChange& change);
+
+  std::shared_ptr<void> dataplane_owner_;  // first member: destroyed last
+  const RoutingConfig config_;
+  const k8s::Cluster* cluster_;
+  RoutingDataplane dataplane_;
+  SpeakerFactory speaker_factory_;
+  metrics::Registry* metrics_;
+  std::unique_ptr<metrics::Registry> own_metrics_;  // when none was given
+
+  // Controller-thread state.
+  std::unique_ptr<bgp::Speaker> speaker_;
+  std::optional<bgp::GlobalConfig> speaker_config_;
+  std::map<IpAddress, PeerSpec> peers_;                            // configured on the speaker
+  std::map<IpPrefix, Advertisement> advertised_;                   // originated on the speaker
+  std::map<std::string, std::vector<std::string>> node_problems_;  // last logged per node
+  std::map<IpAddress, metrics::LabelSet> peer_info_series_;        // current bgp_peer_info labels
+  std::vector<netlink::Route> installed_routes_;
+  std::vector<DesiredTunnel> installed_tunnels_;
+
+  // Shared with the speaker thread and StatusJson().
+  mutable std::mutex shared_mu_;
+  std::shared_ptr<const PolicyState> policy_;  // guarded by shared_mu_
+  std::map<IpPrefix, LearnedPath> learned_;    // guarded by shared_mu_
+  std::function<void()> request_sync_;         // set before Init
+  std::string status_json_ = "{}";             // guarded by shared_mu_
+  std::unique_ptr<http::Server> status_server_;
+};
+
+}  // namespace kr::routing

@@ -1,0 +1,456 @@
+#include "kube_router/routing/network_routes_controller.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kube_router/netfilter/fakes.h"
+#include "kube_router/netlink/fakes.h"
+#include "kube_router/routing/cni_config.h"
+#include "kube_router/routing/pod_egress.h"
+#include "unit/routing/fake_speaker.h"
+
+namespace kr::routing {
+namespace {
+
+using routing::testing::FakeSpeaker;
+
+IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
+IpPrefix Cidr(const std::string& text) { return *IpPrefix::Parse(text); }
+
+std::shared_ptr<const k8s::Node> MakeNode(const std::string& name, const std::string& ip,
+                                          const std::string& cidr, k8s::Labels annotations = {}) {
+  auto node = std::make_shared<k8s::Node>();
+  node->meta.name = name;
+  node->meta.annotations = std::move(annotations);
+  node->addresses = {{"InternalIP", ip}};
+  node->pod_cidr = cidr;
+  return node;
+}
+
+class RoutesControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("routing-unit-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    config_.node_name = "n1";
+    config_.cni_conf_file = (dir_ / "net.d" / "10-kuberouter.conflist").string();
+
+    // This node: 192.0.2.1/24 on eth0 with a default route via 192.0.2.254.
+    links_.Seed({"eth0", 0, "", 1500, true, std::nullopt, std::nullopt});
+    EXPECT_TRUE(links_.AddAddress({"eth0", Ip("192.0.2.1"), 24, netlink::Scope::kUniverse}).ok());
+    netlink::Route connected;
+    connected.destination = Cidr("192.0.2.0/24");
+    connected.device = "eth0";
+    connected.protocol = netlink::kProtocolKernel;
+    connected.scope = netlink::Scope::kLink;
+    routes_.Seed(connected);
+    netlink::Route fallback;
+    fallback.destination = Cidr("0.0.0.0/0");
+    fallback.gateway = Ip("192.0.2.254");
+    fallback.device = "eth0";
+    fallback.protocol = netlink::kProtocolBoot;
+    routes_.Seed(fallback);
+
+    AddNode(MakeNode("n1", "192.0.2.1", "10.1.1.0/24"));
+    AddNode(MakeNode("n2", "192.0.2.2", "10.1.2.0/24"));
+    AddNode(MakeNode("n3", "198.51.100.3", "10.1.3.0/24"));
+  }
+  void TearDown() override {
+    controller_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  void AddNode(std::shared_ptr<const k8s::Node> node) {
+    cluster_->nodes.Upsert(node->meta.Key(), node);
+  }
+
+  NetworkRoutesController& Controller() {
+    if (!controller_) {
+      controller_ = std::make_unique<NetworkRoutesController>(
+          config_, cluster_.get(),
+          RoutingDataplane{&routes_, &links_, &iptables_, &ipset_, nullptr},
+          [this](const bgp::GlobalConfig& global) {
+            auto speaker = std::make_unique<FakeSpeaker>(global);
+            speaker_ = speaker.get();
+            return speaker;
+          },
+          &metrics_);
+      controller_->SetSyncRequester([this] { ++sync_requests_; });
+      EXPECT_TRUE(controller_->Init().ok());
+    }
+    return *controller_;
+  }
+
+  void SyncOk(SyncReason reason = SyncReason::kRequested) {
+    Status status = Controller().Sync(reason);
+    ASSERT_TRUE(status.ok()) << status.message();
+  }
+
+  std::vector<std::string> OurRoutes() {
+    std::vector<std::string> out;
+    for (const auto& route : routes_.RoutesWithProtocol(kRouteProtocol)) {
+      out.push_back(route.destination.ToString() + " " +
+                    (route.gateway ? "via " + route.gateway->ToString() : "dev " + route.device));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::vector<std::string> Tunnels() {
+    std::vector<std::string> out;
+    for (const auto& [name, link] : links_.links()) {
+      if (link.kind == "ipip") out.push_back(name + (link.up ? " up" : " down"));
+    }
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  RoutingConfig config_;
+  std::unique_ptr<k8s::Cluster> cluster_ = k8s::MakeCluster();
+  netlink::FakeLinks links_;
+  netlink::FakeRouteTable routes_{&links_};
+  netfilter::FakeIptables iptables_;
+  netfilter::FakeIpset ipset_;
+  metrics::Registry metrics_;
+  FakeSpeaker* speaker_ = nullptr;
+  int sync_requests_ = 0;
+  std::unique_ptr<NetworkRoutesController> controller_;
+};
+
+TEST_F(RoutesControllerTest, NodesInPeersAndPodCidrAdvertisementOut) {
+  SyncOk(SyncReason::kStartup);
+  ASSERT_NE(speaker_, nullptr);
+  EXPECT_TRUE(speaker_->running());
+  EXPECT_EQ(speaker_->config().local_asn, 64512u);
+  EXPECT_EQ(speaker_->config().router_id, Ip("192.0.2.1"));
+  ASSERT_EQ(speaker_->peers().size(), 2u);
+  EXPECT_EQ(speaker_->peers().at(Ip("192.0.2.2")).remote_asn, 64512u);
+  EXPECT_TRUE(speaker_->peers().count(Ip("198.51.100.3")));
+  ASSERT_EQ(speaker_->paths().size(), 1u);
+  const auto& path = speaker_->paths().begin()->second;
+  EXPECT_EQ(path.prefix, Cidr("10.1.1.0/24"));
+  EXPECT_EQ(path.next_hop, Ip("192.0.2.1"));
+  // The export policy lets the pod CIDR through to iBGP peers.
+  auto exported = speaker_->ExportedTo(Ip("192.0.2.2"));
+  ASSERT_EQ(exported.size(), 1u);
+  EXPECT_EQ(exported[0].prefix, Cidr("10.1.1.0/24"));
+}
+
+TEST_F(RoutesControllerTest, LearnedPathsBecomeKernelRoutesDirectOrThroughTunnel) {
+  SyncOk();
+  EXPECT_TRUE(speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2")));
+  EXPECT_TRUE(speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3")));
+  EXPECT_EQ(sync_requests_, 2);  // best-path events ask for a sync
+  SyncOk();
+  const std::string tunnel = TunnelName(Ip("198.51.100.3"));
+  EXPECT_EQ(OurRoutes(),
+            (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2", "10.1.3.0/24 dev " + tunnel}));
+  EXPECT_EQ(Tunnels(), (std::vector<std::string>{tunnel + " up"}));
+  const auto& link = links_.links().at(tunnel);
+  EXPECT_EQ(link.tunnel_local, Ip("192.0.2.1"));
+  EXPECT_EQ(link.tunnel_remote, Ip("198.51.100.3"));
+  for (const auto& route : routes_.RoutesWithProtocol(kRouteProtocol)) {
+    if (!route.gateway) {
+      EXPECT_EQ(route.source, Ip("192.0.2.1"));
+    }
+  }
+  // Foreign routes are untouched.
+  EXPECT_EQ(routes_.routes().size(), 4u);
+}
+
+TEST_F(RoutesControllerTest, WithdrawAndNodeDeletionRemoveRoutesAndTunnels) {
+  SyncOk();
+  speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));
+  speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3"));
+  SyncOk();
+  ASSERT_EQ(OurRoutes().size(), 2u);
+
+  speaker_->Withdraw(Cidr("10.1.2.0/24"));
+  SyncOk();
+  EXPECT_EQ(OurRoutes().size(), 1u);
+
+  cluster_->nodes.Remove("n3");
+  SyncOk();  // removes the peer; its routes go with it
+  EXPECT_FALSE(speaker_->peers().count(Ip("198.51.100.3")));
+  SyncOk();
+  EXPECT_TRUE(OurRoutes().empty());
+  EXPECT_TRUE(Tunnels().empty());
+}
+
+TEST_F(RoutesControllerTest, PeriodicSyncRepairsDrift) {
+  SyncOk();
+  speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3"));
+  speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));
+  SyncOk();
+  const std::string tunnel = TunnelName(Ip("198.51.100.3"));
+  ASSERT_TRUE(links_.Delete(tunnel).ok());
+  netlink::Route ours;
+  ours.destination = Cidr("10.1.2.0/24");
+  ASSERT_TRUE(routes_.Delete(ours).ok());
+  // Someone left a stale route of ours for a node that no longer exists.
+  netlink::Route stale;
+  stale.destination = Cidr("10.1.99.0/24");
+  stale.gateway = Ip("192.0.2.99");
+  routes_.Seed(stale);
+  SyncOk(SyncReason::kPeriodic);
+  EXPECT_EQ(OurRoutes(),
+            (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2", "10.1.3.0/24 dev " + tunnel}));
+  EXPECT_EQ(Tunnels(), (std::vector<std::string>{tunnel + " up"}));
+}
+
+TEST_F(RoutesControllerTest, NoOverlayRoutesViaGateway) {
+  config_.enable_overlay = false;
+  SyncOk();
+  speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3"));
+  SyncOk();
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.3.0/24 via 192.0.2.254"}));
+  EXPECT_TRUE(Tunnels().empty());
+}
+
+TEST_F(RoutesControllerTest, ImportPolicyRejectsDefaultRouteAndServiceVips) {
+  auto service = std::make_shared<k8s::Service>();
+  service->meta.name = "web";
+  service->meta.namespace_ = "default";
+  service->cluster_ip = "10.96.0.10";
+  service->cluster_ips = {"10.96.0.10"};
+  cluster_->services.Upsert("default/web", service);
+  SyncOk();
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.2"), Cidr("0.0.0.0/0"), Ip("192.0.2.2")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.2"), Cidr("10.96.0.10/32"), Ip("192.0.2.2")));
+  EXPECT_TRUE(speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2")));
+  SyncOk();
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2"}));
+}
+
+TEST_F(RoutesControllerTest, ServiceVipsAdvertisedToExternalPeersOnlyAndWithdrawn) {
+  config_.advertise_cluster_ip = true;
+  PeerSpec router;
+  router.address = Ip("192.0.2.254");
+  router.asn = 65000;
+  router.external = true;
+  config_.global_peers = {router};
+  AddNode(MakeNode("n1", "192.0.2.1", "10.1.1.0/24",
+                   {{kAnnotationCommunities, "65000:7"},
+                    {kAnnotationPrependAs, "64512"},
+                    {kAnnotationPrependRepeat, "2"}}));
+  auto service = std::make_shared<k8s::Service>();
+  service->meta.name = "web";
+  service->meta.namespace_ = "default";
+  service->cluster_ip = "10.96.0.10";
+  service->cluster_ips = {"10.96.0.10"};
+  cluster_->services.Upsert("default/web", service);
+  SyncOk();
+  ASSERT_TRUE(speaker_->paths().count(Cidr("10.96.0.10/32")));
+  EXPECT_EQ(speaker_->peers().size(), 3u);
+
+  auto to_node = speaker_->ExportedTo(Ip("192.0.2.2"));
+  ASSERT_EQ(to_node.size(), 1u);  // the pod CIDR only
+  EXPECT_TRUE(to_node[0].attributes.communities.empty());
+  auto to_router = speaker_->ExportedTo(Ip("192.0.2.254"));
+  ASSERT_EQ(to_router.size(), 2u);  // pod CIDR and VIP
+  for (const auto& route : to_router) {
+    EXPECT_EQ(route.attributes.communities, std::vector<uint32_t>{(65000u << 16) | 7});
+    ASSERT_TRUE(route.attributes.as_path);
+    EXPECT_EQ(route.attributes.as_path->ToString(), "64512 64512");
+  }
+
+  cluster_->services.Remove("default/web");
+  SyncOk();
+  EXPECT_FALSE(speaker_->paths().count(Cidr("10.96.0.10/32")));
+  std::string text = metrics_.Render();
+  EXPECT_NE(text.find("kube_router_controller_bgp_advertisements_sent{type=\"withdraw-vip\"} 1"),
+            std::string::npos)
+      << text;
+}
+
+TEST_F(RoutesControllerTest, BadAnnotationsDoNotStopTheRest) {
+  AddNode(MakeNode("n2", "192.0.2.2", "10.1.2.0/24",
+                   {{kAnnotationNodeAsn, "banana"}, {kAnnotationPeers, "- remoteip: [oops"}}));
+  AddNode(MakeNode("n4", "192.0.2.4", ""));  // no pod CIDR: skipped
+  auto broken = std::make_shared<k8s::Node>();
+  broken->meta.name = "n5";  // no address at all
+  broken->pod_cidr = "10.1.5.0/24";
+  AddNode(broken);
+  SyncOk();
+  ASSERT_EQ(speaker_->peers().size(), 2u);
+  EXPECT_TRUE(speaker_->peers().count(Ip("192.0.2.2")));
+  EXPECT_FALSE(speaker_->peers().count(Ip("192.0.2.4")));
+}
+
+TEST_F(RoutesControllerTest, MissingSelfNodeIsAnErrorNamingIt) {
+  cluster_->nodes.Remove("n1");
+  Status status = Controller().Sync(SyncReason::kStartup);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("n1"), std::string::npos);
+}
+
+TEST_F(RoutesControllerTest, RouteReflectorClientPeersOnlyWithServers) {
+  AddNode(MakeNode("n1", "192.0.2.1", "10.1.1.0/24", {{kAnnotationRrClient, "1"}}));
+  AddNode(MakeNode("n2", "192.0.2.2", "10.1.2.0/24", {{kAnnotationRrServer, "1"}}));
+  SyncOk();
+  ASSERT_EQ(speaker_->peers().size(), 1u);
+  EXPECT_FALSE(speaker_->peers().begin()->second.route_reflector_client);
+}
+
+TEST_F(RoutesControllerTest, RouteReflectorServerMarksClientsAndSetsClusterId) {
+  AddNode(MakeNode("n1", "192.0.2.1", "10.1.1.0/24", {{kAnnotationRrServer, "7"}}));
+  AddNode(MakeNode("n2", "192.0.2.2", "10.1.2.0/24", {{kAnnotationRrClient, "7"}}));
+  SyncOk();
+  EXPECT_TRUE(speaker_->peers().at(Ip("192.0.2.2")).route_reflector_client);
+  EXPECT_FALSE(speaker_->peers().at(Ip("198.51.100.3")).route_reflector_client);
+  EXPECT_EQ(speaker_->config().cluster_id, IpAddress::V4(7));
+}
+
+TEST_F(RoutesControllerTest, PodEgressMasqueradeAndIpsets) {
+  SyncOk();
+  auto& sets = ipset_.sets();
+  ASSERT_TRUE(sets.count(kPodSubnetsSet));
+  ASSERT_TRUE(sets.count(kNodeIpsSet));
+  EXPECT_EQ(sets[kPodSubnetsSet].entries.size(), 3u);
+  EXPECT_TRUE(sets[kPodSubnetsSet].entries.count({"10.1.3.0/24", false}));
+  EXPECT_TRUE(sets[kNodeIpsSet].entries.count({"198.51.100.3", false}));
+  auto& nat = iptables_.table("nat");
+  EXPECT_EQ(nat.chains[kPodEgressChain], std::vector<std::string>{PodEgressRule()});
+  EXPECT_EQ(nat.chains["POSTROUTING"].front(), std::string("-j ") + kPodEgressChain);
+
+  // A node going away leaves the sets by delta, without a rebuild.
+  const int rebuilt = ipset_.replaced_sets();
+  cluster_->nodes.Remove("n3");
+  SyncOk();
+  EXPECT_EQ(ipset_.sets()[kPodSubnetsSet].entries.size(), 2u);
+  EXPECT_EQ(ipset_.replaced_sets(), rebuilt);
+  const int applies = iptables_.apply_calls();
+  SyncOk();
+  EXPECT_EQ(iptables_.apply_calls(), applies);  // nothing to change, nothing written
+}
+
+TEST_F(RoutesControllerTest, PodEgressDisabledRemovesOurRules) {
+  SyncOk();
+  controller_.reset();
+  config_.enable_pod_egress = false;
+  SyncOk();
+  auto& nat = iptables_.table("nat");
+  EXPECT_FALSE(nat.chains.count(kPodEgressChain));
+  EXPECT_TRUE(nat.chains["POSTROUTING"].empty());
+}
+
+TEST_F(RoutesControllerTest, CniConfigAndKubeBridge) {
+  SyncOk();
+  std::ifstream in(config_.cni_conf_file);
+  ASSERT_TRUE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  auto conf = nlohmann::json::parse(text.str());
+  EXPECT_EQ(conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.1.1.0/24");
+  EXPECT_EQ(conf["plugins"][0]["mtu"], 1480);  // 1500 minus the IPIP header
+  ASSERT_TRUE(links_.Has(kBridgeName));
+  EXPECT_TRUE(links_.links().at(kBridgeName).up);
+  EXPECT_EQ(links_.links().at(kBridgeName).mtu, 1480u);
+  bool gateway = false;
+  for (const auto& address : links_.addresses()) {
+    gateway |= address.device == kBridgeName && address.address == Ip("10.1.1.1") &&
+               address.prefix_length == 24;
+  }
+  EXPECT_TRUE(gateway);
+}
+
+TEST_F(RoutesControllerTest, KernelFailureIsReportedAndRetried) {
+  SyncOk();
+  speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));
+  routes_.RejectDestination(Cidr("10.1.2.0/24"), "Network is unreachable");
+  Status status = Controller().Sync(SyncReason::kRequested);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("10.1.2.0/24"), std::string::npos);
+  routes_.ClearRejections();
+  SyncOk();
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2"}));
+}
+
+TEST_F(RoutesControllerTest, CleanupRemovesOnlyWhatWeOwn) {
+  SyncOk();
+  speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3"));
+  SyncOk();
+  netfilter::IpsetSet foreign{
+      "someone-elses-set", netfilter::IpsetType::kHashIp, netfilter::IpFamily::kV4, {}};
+  ipset_.sets()[foreign.name] = foreign;
+  links_.Seed({"tunl0", 0, "ipip", 1480, false, std::nullopt, std::nullopt});
+  controller_->Shutdown();
+
+  auto removed = Controller().Cleanup();
+  ASSERT_TRUE(removed.ok()) << removed.error();
+  EXPECT_TRUE(OurRoutes().empty());
+  EXPECT_EQ(routes_.routes().size(), 2u);  // the connected route and the default route
+  EXPECT_TRUE(links_.Has("tunl0"));
+  EXPECT_FALSE(links_.Has(TunnelName(Ip("198.51.100.3"))));
+  EXPECT_TRUE(ipset_.sets().count("someone-elses-set"));
+  EXPECT_FALSE(ipset_.sets().count(kPodSubnetsSet));
+  EXPECT_FALSE(iptables_.table("nat").chains.count(kPodEgressChain));
+  // A second cleanup finds nothing left.
+  auto again = Controller().Cleanup();
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+}
+
+TEST_F(RoutesControllerTest, MetricsAndStatusView) {
+  SyncOk();
+  std::string text = metrics_.Render();
+  EXPECT_NE(text.find("kube_router_bgp_peer_info{address=\"192.0.2.2\",asn=\"64512\","
+                      "state=\"Established\",type=\"internal\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("kube_router_controller_bgp_advertisements_sent{type=\"pod-route\"} 1"),
+            std::string::npos);
+  auto status = nlohmann::json::parse(Controller().StatusJson());
+  EXPECT_EQ(status["node"], "n1");
+  EXPECT_EQ(status["local_asn"], 64512);
+  EXPECT_EQ(status["peers"].size(), 2u);
+  EXPECT_EQ(status["advertised"][0]["prefix"], "10.1.1.0/24");
+}
+
+// A plain HTTP/1.0 GET over loopback; the body of the answer.
+std::string HttpGet(uint16_t port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+  if (::write(fd, request.data(), request.size()) < 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) > 0;) response.append(buffer, n);
+  ::close(fd);
+  auto body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+TEST_F(RoutesControllerTest, StatusViewIsServedOnLoopback) {
+  config_.status_port = 0;  // any free port
+  SyncOk();
+  ASSERT_NE(Controller().StatusPort(), 0);
+  auto status = nlohmann::json::parse(HttpGet(Controller().StatusPort(), "/status"));
+  EXPECT_EQ(status["peers"].size(), 2u);
+  EXPECT_EQ(status["peers"][0]["state"], "Established");
+}
+
+}  // namespace
+}  // namespace kr::routing
