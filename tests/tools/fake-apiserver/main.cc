@@ -47,11 +47,13 @@ struct Faults {
   int fail_count = 0;
   int fail_code = 500;
   int retry_after_s = 1;
+  std::string fail_match;  // only requests whose line contains this fail ("" = all)
   int delay_ms = 0;
   bool gone_as_http_status = false;  // watch from a compacted RV: HTTP 410 instead of ERROR
   int bookmark_interval_ms = 10000;
   std::string token;  // accepted bearer token ("" = none accepted unless no auth configured)
-  std::deque<std::string> requests;  // recent API requests, "METHOD /path?query"
+  std::deque<std::string> requests;      // recent API requests, "METHOD /path?query"
+  std::deque<int64_t> request_times_ms;  // when each of `requests` arrived (steady clock)
   uint64_t request_count = 0;
 };
 
@@ -289,7 +291,13 @@ class Server {
     {
       std::lock_guard lock(faults_.mu);
       faults_.requests.push_back(line);
-      if (faults_.requests.size() > 10000) faults_.requests.pop_front();
+      faults_.request_times_ms.push_back(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+              .count());
+      if (faults_.requests.size() > 10000) {
+        faults_.requests.pop_front();
+        faults_.request_times_ms.pop_front();
+      }
       ++faults_.request_count;
       delay_ms = faults_.delay_ms;
     }
@@ -299,7 +307,7 @@ class Server {
       return httplib::Server::HandlerResponse::Handled;
     }
     std::lock_guard lock(faults_.mu);
-    if (faults_.fail_count > 0) {
+    if (faults_.fail_count > 0 && line.find(faults_.fail_match) != std::string::npos) {
       --faults_.fail_count;
       int code = faults_.fail_code;
       ApiError e{code, code == 429 ? "TooManyRequests" : "InternalError",
@@ -340,6 +348,7 @@ class Server {
       faults_.fail_count = std::atoi(req.get_param_value("count").c_str());
       faults_.fail_code =
           req.has_param("code") ? std::atoi(req.get_param_value("code").c_str()) : 500;
+      faults_.fail_match = req.get_param_value("match");
       faults_.retry_after_s =
           req.has_param("retryAfter") ? std::atoi(req.get_param_value("retryAfter").c_str()) : 1;
       ok(res);
@@ -370,8 +379,10 @@ class Server {
       std::lock_guard lock(faults_.mu);
       SendJson(res, 200,
                {{"count", faults_.request_count},
-                {"recent", json(std::vector<std::string>(faults_.requests.begin(),
-                                                         faults_.requests.end()))}});
+                {"recent",
+                 json(std::vector<std::string>(faults_.requests.begin(), faults_.requests.end()))},
+                {"recentTimesMs", json(std::vector<int64_t>(faults_.request_times_ms.begin(),
+                                                            faults_.request_times_ms.end()))}});
     });
     http_->Get("/_fake/healthz",
                [ok](const httplib::Request&, httplib::Response& res) { ok(res); });

@@ -153,5 +153,190 @@ TEST(InformerTest, ListsInPagesWithContinue) {
   EXPECT_EQ(pod_pages, 3);  // 8 pods in pages of 3
 }
 
+// Requests of the fake server with their arrival times.
+struct RequestLog {
+  std::vector<std::string> lines;
+  std::vector<int64_t> times_ms;
+};
+RequestLog Requests(FakeApiServer& server) {
+  std::string body;
+  RequestLog log;
+  if (server.Call("GET", "/_fake/requests", "", "", &body) != 200) return log;
+  auto j = json::parse(body, nullptr, false);
+  log.lines = j["recent"].get<std::vector<std::string>>();
+  log.times_ms = j["recentTimesMs"].get<std::vector<int64_t>>();
+  return log;
+}
+bool IsPodList(const std::string& line) {
+  return line.rfind("GET /api/v1/pods?", 0) == 0 && line.find("watch=true") == std::string::npos;
+}
+bool IsPodWatch(const std::string& line) {
+  return line.rfind("GET /api/v1/pods?", 0) == 0 && line.find("watch=true") != std::string::npos;
+}
+
+TEST(InformerTest, DroppedAndCleanlyClosedWatchesResumeWithoutRelisting) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
+                                 {{"status", {{"podIP", "10.244.1.6"}}}}),
+            200);
+  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.6"));
+  ASSERT_EQ(h.server->Fault("close-watches"), 200);
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-3", "10.244.1.8")), 201);
+  EXPECT_TRUE(h.PodIp("demo/web-3", "10.244.1.8"));
+  auto log = Requests(*h.server);
+  int lists = 0, watches = 0;
+  for (const auto& l : log.lines) {
+    lists += IsPodList(l);
+    watches += IsPodWatch(l);
+  }
+  EXPECT_EQ(lists, 1);  // watches resumed from the last resourceVersion
+  EXPECT_GE(watches, 3);
+  for (const auto& l : log.lines) {
+    if (IsPodWatch(l)) {
+      EXPECT_NE(l.find("allowWatchBookmarks=true"), std::string::npos) << l;
+      EXPECT_NE(l.find("timeoutSeconds="), std::string::npos) << l;
+    }
+  }
+}
+
+// While the informers cannot watch, objects are deleted, added and changed and the history is
+// compacted; the next watch gets 410 and the relist must turn the difference into events.
+void GoneScenario(bool gone_as_http_status) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  if (gone_as_http_status) {
+    ASSERT_EQ(h.server->Fault("settings", R"({"goneAsHttpStatus":true})"), 200);
+  }
+  ASSERT_EQ(h.server->Fault("fail?count=1000000&code=500&match=watch%3Dtrue"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  ASSERT_EQ(h.server->Delete("/api/v1/namespaces/demo/pods/web-1"), 200);
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-9", "10.244.1.9")), 201);
+  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/services/web",
+                                 {{"spec", {{"externalIPs", {"203.0.113.5"}}}}}),
+            200);
+  ASSERT_EQ(h.server->Fault("compact"), 200);
+  ASSERT_EQ(h.server->Fault("fail?count=0"), 200);
+
+  EXPECT_TRUE(h.PodIp("demo/web-1", ""));
+  EXPECT_TRUE(h.PodIp("demo/web-9", "10.244.1.9"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto s = h.cluster->services.Get("demo/web");
+        return s && s->external_ips == std::vector<std::string>{"203.0.113.5"};
+      },
+      30s));
+  bool tombstone = false;
+  for (const auto& e : h.sink.Events()) {
+    if (e.type == EventType::kDeleted && e.key == "demo/web-1") {
+      auto last = std::get<std::shared_ptr<const Pod>>(e.old_object);
+      tombstone = last && last->pod_ip == "10.244.1.5";
+    }
+  }
+  EXPECT_TRUE(tombstone) << "the relist's delete carries the last known object";
+  EXPECT_EQ(h.sink.Count(EventType::kAdded, "demo/web-9"), 1u);
+  EXPECT_EQ(h.sink.Count(EventType::kUpdated, "demo/web"), 1u);
+  // Untouched objects produce no events on relist (same resourceVersion).
+  EXPECT_EQ(h.sink.Count(EventType::kUpdated, "node1"), 0u);
+  bool consistent_relist = false;
+  for (const auto& l : Requests(*h.server).lines) {
+    if (IsPodList(l) && l.find("resourceVersion") == std::string::npos) consistent_relist = true;
+  }
+  EXPECT_TRUE(consistent_relist) << "after 410 the list asks for the latest state (RV \"\")";
+}
+
+TEST(InformerTest, GoneAsWatchErrorEventRelistsAndDiffs) { GoneScenario(false); }
+TEST(InformerTest, GoneAsHttpStatusRelistsAndDiffs) { GoneScenario(true); }
+
+TEST(InformerTest, ExpiredWatchesRelist) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_EQ(h.server->Fault("expire-watches"), 200);
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-4", "10.244.1.4")), 201);
+  EXPECT_TRUE(h.PodIp("demo/web-4", "10.244.1.4"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        int lists = 0;
+        for (const auto& l : Requests(*h.server).lines) lists += IsPodList(l);
+        return lists == 2;
+      },
+      30s));
+}
+
+TEST(InformerTest, ServerErrorsBackOffAndRecover) {
+  Harness h;
+  ASSERT_EQ(h.server->Fault("fail?count=12&code=500"), 200);
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();  // lists retried until they work
+  ASSERT_EQ(h.server->Fault("fail?count=3&code=500&match=watch%3Dtrue"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
+                                 {{"status", {{"podIP", "10.244.1.66"}}}}),
+            200);
+  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.66"));
+}
+
+TEST(InformerTest, HonoursRetryAfterOn429) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_EQ(h.server->Fault("fail?count=1&code=429&retryAfter=3&match=%2Fapi%2Fv1%2Fpods%3F"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
+                                 {{"status", {{"podIP", "10.244.1.77"}}}}),
+            200);
+  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.77"));
+  auto log = Requests(*h.server);
+  std::vector<int64_t> watch_times;
+  for (size_t i = 0; i < log.lines.size(); ++i)
+    if (IsPodWatch(log.lines[i])) watch_times.push_back(log.times_ms[i]);
+  // 1st: the initial watch (dropped), 2nd: answered 429, 3rd: after Retry-After.
+  ASSERT_GE(watch_times.size(), 3u);
+  EXPECT_GE(watch_times[2] - watch_times[1], 2900) << "Retry-After: 3 was not honoured";
+}
+
+TEST(InformerTest, MalformedObjectsAreSkippedAndCounted) {
+  auto& counter = metrics::Registry::Default().GetCounter(
+      "kube_router_k8s_malformed_objects_total",
+      "API objects skipped because they could not be decoded", {{"kind", "Service"}});
+  double before = counter.Value();
+  Harness h;
+  json bad = {{"metadata", {{"name", "bad"}, {"namespace", "demo"}}},
+              {"spec", {{"ports", {{{"port", "eighty"}}}}}}};
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/services", bad), 201);
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  EXPECT_TRUE(h.cluster->services.Get("demo/web"));  // the rest of the list is there
+  EXPECT_FALSE(h.cluster->services.Get("demo/bad"));
+  EXPECT_EQ(counter.Value(), before + 1);
+  bad["metadata"]["name"] = "bad2";
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/services", bad), 201);
+  json good = {{"metadata", {{"name", "good"}, {"namespace", "demo"}}},
+               {"spec", {{"clusterIP", "10.96.0.20"}}}};
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/services", good), 201);
+  EXPECT_TRUE(WaitFor([&] { return h.cluster->services.Get("demo/good") != nullptr; }, 30s));
+  EXPECT_FALSE(h.cluster->services.Get("demo/bad2"));
+  EXPECT_EQ(counter.Value(), before + 2);
+  EXPECT_NE(metrics::Registry::Default().Render().find(
+                "kube_router_k8s_malformed_objects_total{kind=\"Service\"}"),
+            std::string::npos);
+}
+
+TEST(InformerTest, SyncTimeoutNamesTheKindsThatDidNotSync) {
+  Harness h;
+  ASSERT_EQ(h.server->Fault("fail?count=1000000&code=500&match=%2Fapi%2Fv1%2Fnodes"), 200);
+  ConnectionOptions opts;
+  opts.kubeconfig = h.server->kubeconfig();
+  auto w = Watcher::Start(opts, kAllKinds, h.cluster.get(), &h.sink);
+  ASSERT_TRUE(w.ok()) << w.error();
+  // Under load the other kinds may need a few rounds; Nodes can never sync.
+  Status s = (*w)->WaitForSync(1500ms);
+  for (int i = 0; i < 20 && !s.ok() && s.message().find("Pod") != std::string::npos; ++i)
+    s = (*w)->WaitForSync(1500ms);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("Node"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("HTTP 500"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find("Pod"), std::string::npos) << s.message();
+  (*w)->Stop();
+}
+
 }  // namespace
 }  // namespace kr::k8s
