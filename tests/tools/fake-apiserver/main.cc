@@ -32,6 +32,7 @@ struct Flags {
   std::string listen = "127.0.0.1:0";
   std::string tls_cert, tls_key, client_ca;
   std::string token;
+  std::string basic_auth;  // "user:password"
   std::vector<std::string> manifests;
   std::string kubeconfig_out;
   std::string kubeconfig_ca;  // CA written into --kubeconfig-out (default: --tls-cert)
@@ -266,7 +267,10 @@ class Server {
       std::lock_guard lock(faults_.mu);
       token = faults_.token;
     }
-    if (!cert_auth && token.empty()) return true;  // no authentication configured
+    bool basic = !flags_.basic_auth.empty();
+    if (!cert_auth && token.empty() && !basic) return true;  // no authentication configured
+    if (basic && req.get_header_value("Authorization") == "Basic " + Base64(flags_.basic_auth))
+      return true;
     if (cert_auth && req.ssl) {
       SSL* ssl = const_cast<SSL*>(req.ssl);
       X509* peer = SSL_get_peer_certificate(ssl);
@@ -591,7 +595,8 @@ class Server {
 
 void Usage() {
   std::cerr << "usage: fake-apiserver [--listen HOST:PORT] [--tls-cert F --tls-key F]\n"
-               "  [--client-ca F] [--token T] [--manifests PATH ...] [--kubeconfig-out F]\n"
+               "  [--client-ca F] [--token T] [--basic-auth USER:PASSWORD] [--manifests PATH ...] "
+               "[--kubeconfig-out F]\n"
                "  [--kubeconfig-ca F] [--kubeconfig-client-cert F --kubeconfig-client-key F]\n"
                "  [--bookmark-interval-ms N] [--history-limit N] [-v]\n";
 }
@@ -615,6 +620,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       if (!value(&f->client_ca)) return false;
     } else if (a == "--token") {
       if (!value(&f->token)) return false;
+    } else if (a == "--basic-auth") {
+      if (!value(&f->basic_auth)) return false;
     } else if (a == "--manifests") {
       // Every following argument up to the next flag is a manifest path.
       while (i + 1 < argc && argv[i + 1][0] != '-') f->manifests.push_back(argv[++i]);
