@@ -1,5 +1,8 @@
 // Interop with BIRD 2: iBGP and eBGP, both connection directions, attributes read back with
 // `birdc show route all`, routes BIRD originates in our Loc-RIB, withdrawals both ways.
+#include <algorithm>
+#include <mutex>
+
 #include "interop_fixture.h"
 
 namespace kr::bgp::testing {
@@ -100,6 +103,88 @@ protocol bgp kr {
   EXPECT_FALSE(learned.ibgp);
   EXPECT_EQ(learned.attributes.as_path->ToString(), "64513");
   EXPECT_EQ(learned.next_hop, Ip("10.0.0.2"));
+}
+
+}  // namespace
+}  // namespace kr::bgp::testing
+
+namespace kr::bgp::testing {
+namespace {
+
+// Import policy rejects and rewrites, export policy rewrites, and the best-path stream sees
+// additions and withdrawals.
+TEST_F(BirdTest, PoliciesAndBestPathSubscription) {
+  StartBird(R"(
+protocol static s4 { ipv4; route 10.99.1.0/24 via 10.0.0.2; route 10.99.2.0/24 via 10.0.0.2; }
+protocol bgp kr {
+  local 10.0.0.2 as 64513;
+  neighbor 10.0.0.1 as 64512;
+  passive on;
+  hold time 3; keepalive time 1;
+  ipv4 { import all; export all; };
+}
+)");
+  StartSpeaker(Global(64512));
+  std::mutex mu;
+  std::vector<BestPathChange> seen;
+  speaker_->SubscribeBestPaths([&](const BestPathChange& c) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(c);
+  });
+  speaker_->SetImportPolicy([](const PeerConfig&, Route& r) {
+    if (r.prefix == Pfx("10.99.2.0/24")) return PolicyVerdict::kReject;
+    r.attributes.communities.push_back(Community(1, 1));
+    return PolicyVerdict::kAccept;
+  });
+  speaker_->SetExportPolicy([](const PeerConfig& to, Route& r) {
+    if (r.prefix == Pfx("10.244.9.0/24")) return PolicyVerdict::kReject;
+    r.attributes.communities.push_back(Community(static_cast<uint16_t>(to.remote_asn), 42));
+    return PolicyVerdict::kAccept;
+  });
+  speaker_->AddPeer(PeerTo(64513));
+  LocalPath sent, filtered;
+  sent.prefix = Pfx("10.244.8.0/24");
+  filtered.prefix = Pfx("10.244.9.0/24");
+  speaker_->AddPath(sent);
+  speaker_->AddPath(filtered);
+
+  ASSERT_TRUE(WaitFor([&] { return BestPath("10.99.1.0/24").has_value(); }, 15s));
+  EXPECT_EQ(BestPath("10.99.1.0/24")->attributes.communities,
+            std::vector<uint32_t>{Community(1, 1)});
+  std::string route;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        route = Birdc("show route all 10.244.8.0/24");
+        return route.find("BGP.community: (64513,42)") != std::string::npos;
+      },
+      10s))
+      << route;
+  // The rejected import is in no best path; the rejected export never reached BIRD even
+  // though a later prefix did.
+  EXPECT_FALSE(BestPath("10.99.2.0/24").has_value());
+  EXPECT_EQ(OurPeer("10.0.0.2")->prefixes_received, 1u);
+  EXPECT_EQ(OurPeer("10.0.0.2")->prefixes_sent, 1u);
+  EXPECT_EQ(Birdc("show route 10.244.9.0/24").find("10.244.9.0/24"), std::string::npos);
+
+  // Dropping the import filter and re-applying brings the rejected route in.
+  speaker_->SetImportPolicy(nullptr);
+  speaker_->ReapplyPolicies();
+  EXPECT_TRUE(WaitFor([&] { return BestPath("10.99.2.0/24").has_value(); }, 5s));
+
+  Birdc("disable s4");
+  bool withdrawn = WaitFor([&] { return !BestPath("10.99.1.0/24").has_value(); }, 10s);
+  speaker_->Stop();  // no more callbacks into this test's locals
+  ASSERT_TRUE(withdrawn);
+  std::lock_guard<std::mutex> lock(mu);
+  auto find = [&](const char* prefix, bool withdrawn) {
+    return std::any_of(seen.begin(), seen.end(), [&](const BestPathChange& c) {
+      return c.prefix == Pfx(prefix) && c.best.has_value() != withdrawn;
+    });
+  };
+  EXPECT_TRUE(find("10.244.8.0/24", false));  // local paths are announced too
+  EXPECT_TRUE(find("10.99.1.0/24", false));
+  EXPECT_TRUE(find("10.99.1.0/24", true));
+  EXPECT_TRUE(find("10.99.2.0/24", false));
 }
 
 }  // namespace
