@@ -35,22 +35,29 @@ mount -t devtmpfs dev /host/dev
 mkdir -p /host/dev/pts /host/dev/shm 2>/dev/null
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs shm /host/dev/shm
-for dir in /tmp /run /var/tmp /root; do
-  mount -t tmpfs -o mode=1777 tmpfs "/host$dir" || die "cannot mount tmpfs on $dir"
-done
+mount -t tmpfs -o mode=755 tmpfs /host/run || die "cannot mount tmpfs on /run"
 
-# /etc writable through an overlay whose upper layer lives in guest memory.
+# Writable views of host directories: an overlay whose upper layer lives in guest memory, so
+# the host's files stay visible (a build directory under /tmp still runs) and writes never
+# reach the host. The overlay's root takes the upper directory's mode.
 mount -t tmpfs tmpfs /rw
-mkdir -p /rw/etc-upper /rw/etc-work
-mount -t overlay overlay -o lowerdir=/host/etc,upperdir=/rw/etc-upper,workdir=/rw/etc-work \
-  /host/etc || say "no writable /etc (overlay failed)"
+writable() {  # <dir> <mode>
+  name=$(echo "$1" | sed 's|/|_|g')
+  mkdir -p "/rw/$name-upper" "/rw/$name-work"
+  chmod "$2" "/rw/$name-upper"
+  mount -t overlay overlay \
+    -o "lowerdir=/host$1,upperdir=/rw/$name-upper,workdir=/rw/$name-work" "/host$1"
+}
+writable /etc 755 || die "cannot make /etc writable"
+writable /tmp 1777 || die "cannot make /tmp writable"
+writable /var/tmp 1777 || die "cannot make /var/tmp writable"
+writable /root 700 || die "cannot make /root writable"
 
 # The guest kernel's modules where modprobe looks for them. The host may have no /lib/modules
-# at all, so the directory comes from an overlay over the (merged-/usr) lib directory.
+# at all, so the directory is made in a writable view of the (merged-/usr) lib directory.
 libdir=$(chroot /host readlink -f /lib)
-mkdir -p /rw/lib-upper/modules /rw/lib-work
-mount -t overlay overlay -o "lowerdir=/host$libdir,upperdir=/rw/lib-upper,workdir=/rw/lib-work" \
-  "/host$libdir" || die "cannot make $libdir writable"
+writable "$libdir" 755 || die "cannot make $libdir writable"
+mkdir -p "/host$libdir/modules"
 mount -o bind "/host$modules_dir" "/host$libdir/modules" || die "cannot bind the module tree"
 # The kernel's own module requests run in this initramfs: send them into the chroot.
 cat >/modprobe <<'EOF'
@@ -63,8 +70,7 @@ for m in $modules; do
   chroot /host /sbin/modprobe "$m" || say "modprobe $m failed"
 done
 
-# The per-run share, writable, at the same path as on the host (the tmpfs mounts above may
-# have hidden it).
+# The per-run share, writable, at the same path as on the host.
 mkdir -p "/host$out" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 krout "/host$out" ||
   die "cannot mount the result share"

@@ -5,10 +5,11 @@
 #         [--out DIR] -- COMMAND [ARGS...]
 #
 # The guest mounts the host's root file system read-only over 9p and runs COMMAND chrooted into
-# it, so binaries built on the host run unchanged. Inside the guest /tmp, /run, /var/tmp and
-# $HOME are fresh tmpfs, /etc is a writable overlay (tests may edit /etc/iproute2/rt_tables),
-# and /lib/modules holds the guest kernel's modules, so both `modprobe` and the kernel's
-# module autoloading work. The guest has no network device.
+# it, so binaries built on the host run unchanged. Inside the guest /etc, /tmp, /var/tmp and
+# $HOME (/root) are writable overlays kept in guest memory (tests may edit
+# /etc/iproute2/rt_tables; nothing reaches the host), /run is a fresh tmpfs, and /lib/modules
+# holds the guest kernel's modules, so both `modprobe` and the kernel's module autoloading
+# work. The guest has no network device.
 #
 # The kernel is fetched from Debian (apt-get download; the versioned package is resolved from
 # linux-image-amd64's Depends at run time), unpacked, and cached in the --cache directory
@@ -60,13 +61,18 @@ cache=$(cd "$cache" && pwd)
 
 apt_download() {
   # apt-get download needs package lists; a machine where install-deps.sh found everything
-  # installed may never have run `apt-get update`.
+  # installed may never have run `apt-get update`. A concurrent apt run holding the lists lock
+  # makes `apt-get update` fail for a moment, hence a few attempts.
   apt-get download "$1" >/dev/null 2>&1 && return 0
-  apt-get update -qq >/dev/null 2>&1 || true
-  apt-get download "$1" >/dev/null 2>&1 || fail "apt-get download $1 failed"
+  local attempt
+  for attempt in 1 2 3; do
+    apt-get update -qq >/dev/null 2>&1 && apt-get download "$1" >/dev/null 2>&1 && return 0
+    sleep "$attempt"
+  done
+  fail "apt-get download $1 failed (after apt-get update); is the Debian archive reachable?"
 }
 
-build_cache() {
+fetch_kernel() {
   local work=$cache/work.$$
   rm -rf "$work"
   mkdir -p "$work"
@@ -82,21 +88,36 @@ build_cache() {
   )
   local version
   version=$(ls "$work/root/lib/modules")
-  [ -n "$version" ] && [ -f "$work/root/boot/vmlinuz-$version" ] || fail "unexpected kernel package layout"
+  [ -n "$version" ] && [ -f "$work/root/boot/vmlinuz-$version" ] ||
+    fail "unexpected kernel package layout"
   depmod -b "$work/root" "$version"
+  rm -rf "$cache/kernel"
+  mkdir -p "$cache/kernel"
+  mv "$work/root/boot/vmlinuz-$version" "$cache/kernel/vmlinuz"
+  mv "$work/root/lib/modules" "$cache/kernel/modules"
+  echo "$version" >"$cache/kernel/version"
+  rm -rf "$work"
+}
 
-  # The initramfs only needs what mounts the host root (virtio, 9p) and overlayfs; everything
-  # else is loaded from the full module tree after the chroot.
-  local initrd=$work/initrd
+# The initramfs only needs what mounts the host root (virtio, 9p) and overlayfs; everything
+# else is loaded from the full module tree after the chroot.
+build_initrd() {
+  local version initrd=$cache/initrd.$$
+  version=$(cat "$cache/kernel/version")
+  rm -rf "$initrd"
   mkdir -p "$initrd"/{bin,sbin,proc,sys,dev,host,rw,modules}
   cp /bin/busybox "$initrd/bin/busybox"
-  for applet in sh mount umount mkdir cat echo insmod chroot poweroff sleep sync grep sed; do
+  for applet in sh mount umount mkdir chmod cat echo insmod chroot poweroff sleep sync grep sed; do
     ln -s busybox "$initrd/bin/$applet"
   done
   local order=$initrd/modules/order
   : >"$order"
+  # modprobe -d wants <dir>/lib/modules/<version>.
+  local tree=$cache/tree.$$
+  mkdir -p "$tree/lib"
+  ln -s "$cache/kernel/modules" "$tree/lib/modules"
   for m in virtio_pci 9pnet_virtio 9p overlay; do
-    modprobe -d "$work/root" -S "$version" --show-depends "$m" | awk '$1 == "insmod" {print $2}' |
+    modprobe -d "$tree" -S "$version" --show-depends "$m" | awk '$1 == "insmod" {print $2}' |
       while read -r ko; do
         base=$(basename "$ko")
         grep -qx "$base" "$order" && continue
@@ -104,24 +125,21 @@ build_cache() {
         echo "$base" >>"$order"
       done
   done
+  rm -rf "$tree"
   cp "$here/guest-init.sh" "$initrd/init"
   chmod 755 "$initrd/init"
-  (cd "$initrd" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
-
-  rm -rf "$cache/kernel"
-  mkdir -p "$cache/kernel"
-  mv "$work/root/boot/vmlinuz-$version" "$cache/kernel/vmlinuz"
-  mv "$work/initrd.cpio" "$cache/kernel/initrd.cpio"
-  mv "$work/root/lib/modules" "$cache/kernel/modules"
-  echo "$version" >"$cache/kernel/version"
-  rm -rf "$work"
+  (cd "$initrd" && find . | cpio -o -H newc --quiet) >"$cache/kernel/initrd.cpio.new"
+  mv "$cache/kernel/initrd.cpio.new" "$cache/kernel/initrd.cpio"
+  rm -rf "$initrd"
 }
 
 (
   flock 9
-  # A changed guest-init.sh must reach the initramfs: rebuild when it is newer than the cache.
-  if [ ! -f "$cache/kernel/version" ] || [ "$here/guest-init.sh" -nt "$cache/kernel/version" ]; then
-    build_cache
+  [ -f "$cache/kernel/version" ] || fetch_kernel
+  # A changed guest init (or this script) must reach the initramfs.
+  initrd=$cache/kernel/initrd.cpio
+  if [ ! -f "$initrd" ] || [ "$here/guest-init.sh" -nt "$initrd" ] || [ "$0" -nt "$initrd" ]; then
+    build_initrd
   fi
 ) 9>"$cache/lock"
 version=$(cat "$cache/kernel/version")
@@ -167,9 +185,15 @@ if [ ! -f "$out/exit_code" ]; then
   exit 125
 fi
 status=$(cat "$out/exit_code")
+case "$status" in
+  '' | *[!0-9]*) echo "vm.sh: unreadable exit status '$status' from the guest" >&2; exit 125 ;;
+esac
 if [ "$status" -ne 0 ]; then
   echo "vm.sh: command exited with status $status; last console lines:" >&2
   tail -n 20 "$out/console.log" >&2 || true
 fi
-[ -n "${cleanup_out:-}" ] && rm -rf "$out"
+# Keep a failed run's directory (console.log, output, command.sh) for inspection.
+if [ "$status" -eq 0 ] && [ -n "${cleanup_out:-}" ]; then
+  rm -rf "$out"
+fi
 exit "$status"
