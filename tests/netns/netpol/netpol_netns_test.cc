@@ -3,14 +3,13 @@
 // cross-node traffic is covered; one controller per node runs in that node's namespace.
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include "kube_router/netfilter/iptables.h"
 #include "kube_router/netpol/naming.h"
 #include "kube_router/netpol/network_policy_controller.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 #include "objects.h"
+#include "xyz_world.h"
 
 namespace kr::netpol {
 namespace {
@@ -20,18 +19,11 @@ using kr::testing::Proto;
 using kr::testing::ScopedNetns;
 using namespace kr::netpol::testing;  // NOLINT: builders
 
-const std::vector<std::string> kNamespaces = {"x", "y", "z"};
-const std::vector<std::string> kPods = {"a", "b", "c"};
+using testing::BuildXyz;
+using testing::MatrixMismatches;
+using testing::XyzPodKeys;
 
-std::vector<std::string> AllPods() {
-  std::vector<std::string> out;
-  for (const auto& ns : kNamespaces) {
-    for (const auto& p : kPods) out.push_back(ns + "/" + p);
-  }
-  return out;
-}
-
-std::string Ns(const std::string& pod) { return pod.substr(0, pod.find('/')); }
+std::string Ns(const std::string& pod) { return testing::NsOf(pod); }
 
 k8s::NetworkPolicyRule Rule(std::vector<k8s::NetworkPolicyPeer> peers,
                             std::vector<k8s::NetworkPolicyPort> ports = {}) {
@@ -43,24 +35,17 @@ class NetpolE2E : public ::testing::TestWithParam<const char*> {
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
     net_ = std::make_unique<PodNetwork>("np");
-    net_->AddNode("node-0");
-    net_->AddNode("node-1");
+    BuildXyz(*net_);
     cluster_ = k8s::MakeCluster();
-    for (const auto& ns : kNamespaces) Put(*cluster_, Namespace(ns, {{"ns", ns}}));
-    for (const auto& name : AllPods()) {
-      int node = Ns(name) == "z" ? 1 : 0;
-      auto& pod = net_->AddPod(node, name);
-      std::string short_name = name.substr(name.find('/') + 1);
-      Put(*cluster_,
-          Pod(Ns(name), short_name, pod.ip, net_->nodes()[node].name, {{"pod", short_name}},
-              {{"serve-80-tcp", 80, "TCP"},
-               {"serve-81-tcp", 81, "TCP"},
-               {"serve-80-udp", 80, "UDP"},
-               {"serve-81-udp", 81, "UDP"}}));
-      for (int port : {80, 81}) {
-        net_->Serve(name, port, Proto::kTcp);
-        net_->Serve(name, port, Proto::kUdp);
-      }
+    for (const auto& ns : testing::kXyzNamespaces) Put(*cluster_, Namespace(ns, {{"ns", ns}}));
+    for (const auto& key : XyzPodKeys()) {
+      int node = testing::XyzNode(key);
+      Put(*cluster_, Pod(Ns(key), testing::NameOf(key), net_->pod(key).ip, net_->nodes()[node].name,
+                         {{"pod", testing::NameOf(key)}},
+                         {{"serve-80-tcp", 80, "TCP"},
+                          {"serve-81-tcp", 81, "TCP"},
+                          {"serve-80-udp", 80, "UDP"},
+                          {"serve-81-udp", 81, "UDP"}}));
     }
     for (auto& node : net_->nodes()) {
       NetpolConfig config;
@@ -105,24 +90,9 @@ class NetpolE2E : public ::testing::TestWithParam<const char*> {
     Sync(SyncReason::kRequested);
   }
 
-  // Probes every ordered pair of distinct pods and reports every mismatch at once.
-  void ExpectMatrix(int port, Proto proto,
-                    const std::function<bool(const std::string&, const std::string&)>& allowed) {
-    std::string mismatches;
-    for (const auto& from : AllPods()) {
-      for (const auto& to : AllPods()) {
-        if (from == to) continue;
-        bool expected = allowed(from, to);
-        bool got = net_->Probe(from, net_->pod(to).ip, port, proto);
-        if (got != expected) {
-          mismatches += "  " + from + " -> " + to + ":" + std::to_string(port) + " expected " +
-                        (expected ? "allowed" : "denied") + ", got " +
-                        (got ? "allowed" : "denied") + "\n";
-        }
-      }
-    }
-    EXPECT_TRUE(mismatches.empty()) << (proto == Proto::kTcp ? "TCP" : "UDP") << " mismatches:\n"
-                                    << mismatches;
+  void ExpectMatrix(int port, Proto proto, const testing::Reachability& allowed) {
+    std::string mismatches = MatrixMismatches(*net_, port, proto, allowed);
+    EXPECT_TRUE(mismatches.empty()) << "mismatches:\n" << mismatches;
   }
 
   void ExpectProbe(const std::string& from, const std::string& to, int port, Proto proto,
