@@ -701,6 +701,8 @@ Result<std::vector<std::string>> NetworkRoutesController::Cleanup() {
   }
   if (auto addresses = dataplane_.links->ListAddresses(kBridgeName); addresses) {
     for (const auto& address : *addresses) {
+      // The kernel's own link-local address stays; ours are the gateway addresses.
+      if (address.scope != netlink::Scope::kUniverse) continue;
       if (auto status = dataplane_.links->DeleteAddress(address); status.ok()) {
         removed.push_back("address " + address.ToString());
       } else {
