@@ -94,6 +94,21 @@ fetch_kernel() {
   rm -rf "$cache/kernel"
   mkdir -p "$cache/kernel"
   mv "$work/root/boot/vmlinuz-$version" "$cache/kernel/vmlinuz"
+  # Under TCG, decompressing the kernel costs seconds per boot: keep the uncompressed ELF
+  # image (Debian's kernel has a PVH entry, so qemu boots it directly). Without it, boot the
+  # compressed one.
+  python3 - "$cache/kernel/vmlinuz" "$cache/kernel/vmlinux" <<'PY' ||
+import lzma, sys
+data = open(sys.argv[1], "rb").read()
+start = data.find(b"\xfd7zXZ\x00")
+if start < 0:
+    sys.exit("no xz payload in the kernel image")
+elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+if not elf.startswith(b"\x7fELF"):
+    sys.exit("the xz payload is not an ELF image")
+open(sys.argv[2], "wb").write(elf)
+PY
+    echo "vm.sh: booting the compressed kernel (no uncompressed image)" >&2
   mv "$work/root/lib/modules" "$cache/kernel/modules"
   echo "$version" >"$cache/kernel/version"
   rm -rf "$work"
@@ -143,6 +158,8 @@ build_initrd() {
   fi
 ) 9>"$cache/lock"
 version=$(cat "$cache/kernel/version")
+kernel_image=$cache/kernel/vmlinux
+[ -f "$kernel_image" ] || kernel_image=$cache/kernel/vmlinuz
 
 # ---- one boot ----
 
@@ -172,7 +189,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -machine q35 -cpu max,la57=off,erms=off,fsrm=off -smp 1 -m "$memory_mb" \
   -nodefaults -display none -no-reboot \
   -serial "file:$out/console.log" -monitor none \
-  -kernel "$cache/kernel/vmlinuz" -initrd "$cache/kernel/initrd.cpio" -append "$append" \
+  -kernel "$kernel_image" -initrd "$cache/kernel/initrd.cpio" -append "$append" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$out,mount_tag=krout,security_model=none,multidevs=remap" ||
   qemu_status=$?
