@@ -1,0 +1,297 @@
+#include "app.h"
+
+#include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "controller_factory.h"
+#include "kube_router/base/log.h"
+#include "kube_router/controller/runner.h"
+#include "kube_router/health/health.h"
+#include "kube_router/http/server.h"
+#include "kube_router/k8s/watcher.h"
+#include "kube_router/metrics/registry.h"
+#include "kube_router/options/options.h"
+#include "sync_metrics.h"
+
+namespace kr::app {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+// klog-like lines: "I1126 14:27:10.123456 4711 message".
+void SetupLogging(int verbosity) {
+  auto logger = spdlog::stderr_logger_mt("kube-router");
+  logger->set_pattern("%L%m%d %H:%M:%S.%f %t %v");
+  spdlog::set_default_logger(logger);
+  spdlog::flush_on(spdlog::level::info);
+  log::SetVerbosity(verbosity);
+}
+
+// SIGTERM and SIGINT are blocked in every thread (threads inherit the mask) and taken only by
+// the main thread with sigtimedwait, so shutdown happens at one well-defined place.
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Waits up to `timeout` for a shutdown signal; returns it, or 0.
+int WaitForSignal(const sigset_t& set, std::chrono::milliseconds timeout) {
+  timespec ts{static_cast<time_t>(timeout.count() / 1000),
+              static_cast<long>(timeout.count() % 1000 * 1'000'000)};
+  int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+// Ends the process if an orderly shutdown hangs (for example on an API request the server
+// never answers), so that SIGTERM always ends the agent well within kubelet's default 30s.
+class ShutdownWatchdog {
+ public:
+  ShutdownWatchdog(std::chrono::seconds deadline, int exit_code)
+      : thread_([this, deadline, exit_code] {
+          std::unique_lock lock(mu_);
+          if (cv_.wait_for(lock, deadline, [this] { return done_; })) return;
+          KR_LOG_ERROR("shutdown did not finish within {}s, exiting now", deadline.count());
+          spdlog::default_logger()->flush();
+          std::_Exit(exit_code);
+        }) {}
+  ~ShutdownWatchdog() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+constexpr std::chrono::seconds kShutdownDeadline{10};
+
+int RunCleanup(const Options& options) {
+  KR_LOG_INFO("cleanup: removing everything this agent owns");
+  auto cluster = k8s::MakeCluster();  // empty: cleanup needs no API server
+  ControllerDeps deps{&options, cluster.get(), k8s::ResolveNodeName(options.hostname_override),
+                      &metrics::Registry::Default()};
+  auto controllers = BuildControllers(deps);
+  if (!controllers) {
+    KR_LOG_ERROR("cleanup: {}", controllers.error());
+    return kExitError;
+  }
+  int status = kExitOk;
+  size_t removed_total = 0;
+  // Reverse start order, as kube-router cleans up: the firewall first, routing last.
+  for (auto it = controllers->rbegin(); it != controllers->rend(); ++it) {
+    auto& controller = *it;
+    auto removed = controller->Cleanup();
+    if (!removed) {
+      KR_LOG_ERROR("cleanup: {}: {}", controller->Name(), removed.error());
+      status = kExitError;
+      continue;
+    }
+    for (const std::string& item : *removed) {
+      std::printf("%s: removed %s\n", controller->Name().c_str(), item.c_str());
+    }
+    removed_total += removed->size();
+    KR_LOG_INFO("cleanup: {}: removed {} item(s)", controller->Name(), removed->size());
+  }
+  if (removed_total == 0 && status == kExitOk) std::printf("cleanup: nothing to remove\n");
+  std::fflush(stdout);
+  return status;
+}
+
+// Health and metrics endpoints; one server when both use the same address and port.
+struct Endpoints {
+  std::vector<std::unique_ptr<http::Server>> servers;
+};
+
+Result<Endpoints> StartEndpoints(const Options& options, health::HealthChecker* checker) {
+  http::Handler healthz = [checker] {
+    health::Verdict v = checker->Check();
+    if (v.healthy) return http::Response{200, "text/plain; charset=utf-8", "OK\n"};
+    KR_LOG_WARN("health check failed: {}", v.detail);
+    return http::Response{500, "text/plain; charset=utf-8", "Unhealthy: " + v.detail + "\n"};
+  };
+  http::Handler metrics = [] {
+    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                          metrics::Registry::Default().Render()};
+  };
+  Endpoints endpoints;
+  bool shared = options.health_port != 0 && options.health_port == options.metrics_port &&
+                options.health_addr == options.metrics_addr;
+  if (options.health_port != 0) {
+    http::Routes routes{{"/healthz", healthz}};
+    if (shared) routes[options.metrics_path] = metrics;
+    auto server = http::Server::Start(options.health_addr, options.health_port, routes);
+    if (!server) return server.status().Context("health endpoint (--health-port)");
+    KR_LOG_INFO("serving /healthz on port {}", (*server)->port());
+    endpoints.servers.push_back(std::move(*server));
+  } else {
+    KR_LOG_INFO("health endpoint disabled (--health-port=0)");
+  }
+  if (options.metrics_port != 0 && !shared) {
+    auto server = http::Server::Start(options.metrics_addr, options.metrics_port,
+                                      {{options.metrics_path, metrics}});
+    if (!server) return server.status().Context("metrics endpoint (--metrics-port)");
+    KR_LOG_INFO("serving {} on port {}", options.metrics_path, (*server)->port());
+    endpoints.servers.push_back(std::move(*server));
+  }
+  return endpoints;
+}
+
+// Logs flags that this implementation accepts for compatibility but does not act on.
+void WarnAboutUnsupported(const Options& o) {
+  struct Unsupported {
+    bool set;
+    const char* flag;
+  };
+  for (const Unsupported& u :
+       {Unsupported{o.run_loadbalancer, "--run-loadbalancer"},
+        Unsupported{o.enable_pprof, "--enable-pprof"}, Unsupported{o.enable_bfd, "--enable-bfd"},
+        Unsupported{o.use_nftables_for_netpol, "--use-nftables-for-netpol"}}) {
+    if (u.set) KR_LOG_WARN("{} is not available in this implementation and is ignored", u.flag);
+  }
+}
+
+int Run(const Options& options, const sigset_t& signals) {
+  // Armed on SIGTERM/SIGINT; declared first so that it also covers every destructor below.
+  std::optional<ShutdownWatchdog> watchdog;
+  WarnAboutUnsupported(options);
+  auto cluster = k8s::MakeCluster();
+  metrics::Registry& registry = metrics::Registry::Default();
+  RecordBuildInfo(&registry);
+
+  health::HealthChecker checker;
+  auto endpoints = StartEndpoints(options, &checker);
+  if (!endpoints) {
+    KR_LOG_ERROR("{}", endpoints.error());
+    return kExitError;
+  }
+
+  std::string node_name = k8s::ResolveNodeName(options.hostname_override);
+  KR_LOG_INFO("node name: {}", node_name);
+  ControllerDeps deps{&options, cluster.get(), node_name, &registry};
+  auto controllers = BuildControllers(deps);
+  if (!controllers) {
+    KR_LOG_ERROR("{}", controllers.error());
+    return kExitError;
+  }
+
+  SyncMetrics sync_metrics(&registry);
+  FanOutObserver observer(&checker, &sync_metrics);
+  std::vector<std::unique_ptr<ControllerRunner>> runners;
+  EventDispatcher dispatcher;
+  for (auto& controller : *controllers) {
+    auto runner = std::make_unique<ControllerRunner>(std::move(controller), &observer);
+    checker.Register(runner->name(), runner->sync_period());
+    sync_metrics.Register(runner->name());
+    dispatcher.Add(runner.get());
+    runners.push_back(std::move(runner));
+  }
+
+  std::unique_ptr<k8s::Watcher> watcher;
+  std::vector<k8s::ResourceKind> kinds = dispatcher.WatchedKinds();
+  if (!kinds.empty()) {
+    k8s::ConnectionOptions connection{options.master, options.kubeconfig};
+    auto started = k8s::Watcher::Start(connection, kinds, cluster.get(), &dispatcher);
+    if (!started) {
+      KR_LOG_ERROR("cannot watch the API server: {}", started.error());
+      return kExitError;
+    }
+    watcher = std::move(*started);
+    // Wait for the caches on another thread so that a signal can still end the wait.
+    auto synced = std::async(std::launch::async,
+                             [&] { return watcher->WaitForSync(options.cache_sync_timeout); });
+    while (synced.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      if (int sig = WaitForSignal(signals, std::chrono::milliseconds(100))) {
+        KR_LOG_INFO("received {} while waiting for the API caches, shutting down", strsignal(sig));
+        // Nothing is programmed yet, so a hung stop may simply end the process.
+        watchdog.emplace(kShutdownDeadline, kExitOk);
+        watcher->Stop();
+        (void)synced.get();
+        return kExitOk;
+      }
+    }
+    Status s = synced.get();
+    if (!s.ok()) {
+      KR_LOG_ERROR("API caches did not sync within --cache-sync-timeout={}: {}",
+                   FormatGoDuration(options.cache_sync_timeout), s.message());
+      watcher->Stop();
+      return kExitError;
+    }
+    KR_LOG_INFO("API caches synced");
+  }
+
+  checker.MarkStarted();
+  for (auto& runner : runners) runner->Start();
+  KR_LOG_INFO("kube-router is running with {} controller(s)", runners.size());
+
+  int sig = 0;
+  while (!(sig = WaitForSignal(signals, std::chrono::seconds(1)))) {
+  }
+  KR_LOG_INFO("received {}, shutting down", strsignal(sig));
+  watchdog.emplace(kShutdownDeadline, kExitError);
+  // Stop the event source first, then the controllers (in reverse start order), then HTTP.
+  if (watcher) watcher->Stop();
+  for (auto it = runners.rbegin(); it != runners.rend(); ++it) (*it)->Stop();
+  for (auto& server : endpoints->servers) server->Stop();
+  KR_LOG_INFO("shutdown complete");
+  return kExitOk;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  auto options = ParseOptions(argc, argv);
+  if (!options) {
+    std::fprintf(stderr, "kube-router: %s\n", options.error().c_str());
+    return kExitUsage;
+  }
+  if (options->help) {
+    std::fputs(HelpText(argc > 0 ? argv[0] : "kube-router").c_str(), stdout);
+    return kExitOk;
+  }
+  if (options->version) {
+    std::printf("%s\n", VersionLine().c_str());
+    return kExitOk;
+  }
+  SetupLogging(options->verbosity);
+  if (Status s = ValidateForRun(*options); !s.ok()) {
+    KR_LOG_ERROR("{}", s.message());
+    return kExitError;
+  }
+  if (geteuid() != 0) {
+    KR_LOG_ERROR("kube-router must run as root: it programs iptables, ipsets, routes and IPVS");
+    return kExitError;
+  }
+  // A peer closing a socket must not kill the agent; writes report EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  KR_LOG_INFO("{}", VersionLine());
+  if (options->cleanup_config) return RunCleanup(*options);
+  return Run(*options, signals);
+}
+
+}  // namespace kr::app

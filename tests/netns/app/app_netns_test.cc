@@ -1,0 +1,424 @@
+// Runs the real build/kube-router binary: its command line (help, versions, exit status 2 with
+// one line naming the flag), --cleanup-config in a clean namespace, and /healthz and /metrics
+// over real HTTP (curl) inside a throwaway network namespace, against fake-apiserver.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "lib/netns.h"
+
+namespace kr {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Netns;
+using testing::Process;
+using testing::TempDir;
+using testing::WaitFor;
+
+const std::string kAgent = KR_BINARY_DIR "/kube-router";
+const std::string kApiServer = KR_BINARY_DIR "/fake-apiserver";
+constexpr auto kDeadline = 60s;
+
+ExecResult RunAgent(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{kAgent};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = Exec(argv);
+  EXPECT_TRUE(r.ok()) << r.error();
+  return r.ok() ? *r : ExecResult{};
+}
+
+size_t Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+TEST(AgentCommandLine, HelpListsEveryFlagWithItsDefault) {
+  ExecResult r = RunAgent({"--help"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The 2017 usage block, then the later flags the features need; "" = no default shown.
+  const std::pair<std::string, std::string> flags[] = {
+      {"--advertise-cluster-ip", ""},
+      {"--advertise-external-ip", ""},
+      {"--cleanup-config", ""},
+      {"--cluster-asn uint", ""},
+      {"--cluster-cidr string", ""},
+      {"--config-sync-period duration", "(default 1m0s)"},
+      {"--enable-overlay", "(default true)"},
+      {"--enable-pod-egress", "(default true)"},
+      {"--hairpin-mode", ""},
+      {"-h, --help", ""},
+      {"--hostname-override string", ""},
+      {"--iptables-sync-period duration", "(default 1m0s)"},
+      {"--ipvs-sync-period duration", "(default 1m0s)"},
+      {"--kubeconfig string", ""},
+      {"--masquerade-all", ""},
+      {"--master string", ""},
+      {"--nodeport-bindon-all-ip", ""},
+      {"--nodes-full-mesh", "(default true)"},
+      {"--peer-router-asns uints", ""},
+      {"--peer-router-ips ipSlice", ""},
+      {"--peer-router-passwords strings", ""},
+      {"--routes-sync-period duration", "(default 1m0s)"},
+      {"--run-firewall", "(default true)"},
+      {"--run-router", "(default true)"},
+      {"--run-service-proxy", "(default true)"},
+      {"--health-port uint16", "(default 20244)"},
+      {"--metrics-port uint16", ""},
+      {"--metrics-path string", "(default \"/metrics\")"},
+      {"--cache-sync-timeout duration", "(default 1m0s)"},
+      {"--bgp-port uint32", "(default 179)"},
+      {"--bgp-holdtime duration", "(default 1m30s)"},
+      {"--router-id string", ""},
+      {"--enable-ibgp", "(default true)"},
+      {"--advertise-pod-cidr", "(default true)"},
+      {"--peer-router-ports uints", ""},
+      {"--peer-router-multihop-ttl uint8", ""},
+      {"--override-nexthop", ""},
+      {"--enable-cni", "(default true)"},
+      {"--excluded-cidrs strings", ""},
+      {"--service-cluster-ip-range strings", "(default [10.96.0.0/12])"},
+      {"--runtime-endpoint string", ""},
+      {"-v, --v string", "(default \"0\")"},
+      {"-V, --version", ""},
+  };
+  for (const auto& [flag, def] : flags) {
+    SCOPED_TRACE(flag);
+    size_t at = r.out.find(flag + " ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+    if (def.empty()) {
+      EXPECT_EQ(line.find("(default"), std::string::npos) << line;
+    } else {
+      EXPECT_NE(line.find(def), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(RunAgent({"-h"}).out, r.out);
+}
+
+TEST(AgentCommandLine, BadCommandLinesExit2WithOneLineNamingTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const Case cases[] = {
+      {{"--run-router=maybe"}, "--run-router"},
+      {{"--iptables-sync-period=10"}, "--iptables-sync-period"},
+      {{"--routes-sync-period", "0s"}, "--routes-sync-period"},
+      {{"--health-port=65536"}, "--health-port"},
+      {{"--peer-router-ips=10.0.0.1,nonsense"}, "--peer-router-ips"},
+      {{"--cluster-asn=-5"}, "--cluster-asn"},
+      {{"--unknown-flag"}, "--unknown-flag"},
+      {{"--kubeconfig"}, "--kubeconfig"},
+      {{"--run-router", "false"}, "\"false\""},  // Go: a bool flag takes no separate value
+      {{"positional"}, "\"positional\""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args.front());
+    ExecResult r = RunAgent(c.args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find(c.names), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST(AgentCommandLine, NoControllerEnabledIsAnError) {
+  ExecResult r =
+      RunAgent({"--run-router=false", "--run-firewall=false", "--run-service-proxy=false"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 2);  // not a syntax error: the values are fine, the combination is not
+  EXPECT_NE(r.err.find("no controller enabled"), std::string::npos) << r.err;
+}
+
+TEST(AgentCommandLine, Version) {
+  for (const char* flag : {"--version", "-V"}) {
+    ExecResult r = RunAgent({flag});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex("^kube-router v[0-9]+\\.[0-9]+\\.[0-9]+")))
+        << r.out;
+  }
+}
+
+// A namespace with state that does not belong to the agent, which cleanup must not touch.
+void AddForeignState(const Netns& ns) {
+  ASSERT_TRUE(
+      ns.Sh("iptables -w -A INPUT -s 192.0.2.1 -j ACCEPT -m comment --comment foreign").ok());
+  ASSERT_TRUE(ns.Sh("ipset create foreign-set hash:ip && ipset add foreign-set 192.0.2.2").ok());
+  ASSERT_TRUE(ns.Sh("ip link add foreign0 type veth peer name foreign1").ok());
+}
+
+void ExpectForeignStateKept(const Netns& ns) {
+  auto rules = ns.Sh("iptables -w -S INPUT");
+  ASSERT_TRUE(rules.ok());
+  EXPECT_NE(rules->find("192.0.2.1"), std::string::npos) << *rules;
+  EXPECT_TRUE(ns.Sh("ipset test foreign-set 192.0.2.2").ok());
+  EXPECT_TRUE(ns.Sh("ip link show foreign0").ok());
+}
+
+TEST(AgentCleanup, CleanNamespaceExitsZeroAndIsIdempotent) {
+  Netns ns("kr-app-cleanup");
+  TempDir tmp;
+  AddForeignState(ns);
+  // Where a routing controller would look for its CNI configuration: never the host's.
+  std::vector<std::string> argv =
+      ns.Wrap({"env", "KUBE_ROUTER_CNI_CONF_FILE=" + tmp.path() + "/10-kuberouter.conflist", kAgent,
+               "--cleanup-config", "--hostname-override=kr-test-node"});
+  for (int round = 1; round <= 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto r = Exec(argv);
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+    if (round == 2) {
+      EXPECT_NE(r->out.find("nothing to remove"), std::string::npos) << r->out;
+    }
+  }
+  ExpectForeignStateKept(ns);
+}
+
+// ---- the running agent ----
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct HttpAnswer {
+  int status = 0;  // 0 = no answer
+  std::string body;
+};
+
+HttpAnswer Get(const Netns& ns, const std::string& url) {
+  auto r = ns.Run({"curl", "-s", "--max-time", "5", "-w", "\n%{http_code}", url});
+  if (!r.ok() || r->exit_code != 0) return {};
+  size_t nl = r->out.rfind('\n');
+  return {std::atoi(r->out.c_str() + nl + 1), r->out.substr(0, nl)};
+}
+
+// Value of the sample line `series` (name{labels}) in a metrics text; -1 if absent.
+double Sample(const std::string& metrics, const std::string& series) {
+  std::istringstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+constexpr char kNodeManifest[] = R"(apiVersion: v1
+kind: Node
+metadata:
+  name: kr-test-node
+spec:
+  podCIDR: 10.244.1.0/24
+  podCIDRs: [10.244.1.0/24]
+status:
+  addresses:
+  - type: InternalIP
+    address: 10.0.0.1
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: demo
+  labels: {app: web}
+spec:
+  nodeName: kr-test-node
+  containers: [{name: web, image: x}]
+status:
+  phase: Running
+  podIP: 10.244.1.5
+  podIPs: [{ip: 10.244.1.5}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all
+  namespace: demo
+spec:
+  podSelector: {}
+)";
+
+// A namespace with fake-apiserver and the agent (network policy only) inside it.
+class RunningAgent : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ns_ = std::make_unique<Netns>("kr-app-run");
+    std::ofstream(tmp_.path() + "/cluster.yaml") << kNodeManifest;
+    kubeconfig_ = tmp_.path() + "/kubeconfig";
+    api_ = std::make_unique<Process>(
+        ns_->Wrap({kApiServer, "--listen", "127.0.0.1:0", "--manifests",
+                   tmp_.path() + "/cluster.yaml", "--kubeconfig-out", kubeconfig_}),
+        tmp_.path() + "/apiserver.log");
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig_); }, kDeadline))
+        << api_->Log();
+  }
+
+  void StartAgent(const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{kAgent,
+                                  "--kubeconfig=" + kubeconfig_,
+                                  "--hostname-override=kr-test-node",
+                                  "--health-port=20244",
+                                  "--metrics-port=20245",
+                                  "--cache-sync-timeout=30s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    agent_ = std::make_unique<Process>(ns_->Wrap(argv), tmp_.path() + "/agent.log");
+  }
+
+  // Polls until /healthz answers `status`.
+  bool HealthBecomes(int status) {
+    return WaitFor([&] { return Get(*ns_, "http://127.0.0.1:20244/healthz").status == status; },
+                   kDeadline);
+  }
+
+  std::string Metrics() { return Get(*ns_, "http://127.0.0.1:20245/metrics").body; }
+
+  void TearDown() override {
+    if (agent_ && agent_->Running()) {
+      agent_->Signal(SIGTERM);
+      auto code = agent_->Wait(15s);
+      EXPECT_EQ(code, std::optional<int>(0)) << "agent did not stop cleanly on SIGTERM:\n"
+                                             << agent_->Log();
+    }
+    agent_.reset();
+    api_.reset();
+    ns_.reset();
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<Netns> ns_;
+  std::string kubeconfig_;
+  std::unique_ptr<Process> api_;
+  std::unique_ptr<Process> agent_;
+};
+
+const std::string kPolicySyncs =
+    "kube_router_controller_syncs_total{controller=\"NetworkPolicy\",result=\"success\"}";
+
+TEST_F(RunningAgent, HealthzAndMetricsOverHttp) {
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+              "--iptables-sync-period=2s"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  ASSERT_TRUE(WaitFor([&] { return Sample(Metrics(), kPolicySyncs) >= 1; }, kDeadline))
+      << agent_->Log();
+  HttpAnswer health = Get(*ns_, "http://127.0.0.1:20244/healthz");
+  EXPECT_EQ(health.body, "OK\n");
+  EXPECT_EQ(Get(*ns_, "http://127.0.0.1:20244/nope").status, 404);
+
+  HttpAnswer metrics = Get(*ns_, "http://127.0.0.1:20245/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(Sample(metrics.body, "kube_router_build_info{compiler=\"" __VERSION__
+                                 "\",version=\"v" KR_VERSION "\"}"),
+            1)
+      << metrics.body;
+  EXPECT_GE(Sample(metrics.body, kPolicySyncs), 1) << metrics.body;
+  EXPECT_GT(Sample(metrics.body,
+                   "kube_router_controller_last_successful_sync_timestamp_seconds{"
+                   "controller=\"NetworkPolicy\"}"),
+            0);
+  // The policy really reached the kernel of this namespace.
+  auto rules = ns_->Sh("iptables-save -t filter");
+  ASSERT_TRUE(rules.ok());
+  EXPECT_NE(rules->find("KUBE-ROUTER-"), std::string::npos) << *rules;
+}
+
+// promtool must accept /metrics. The only finding allowed is the lint about counters without
+// a "_total" suffix for kube-router's historical names, kept for dashboard compatibility.
+TEST_F(RunningAgent, PromtoolAcceptsMetrics) {
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+              "--iptables-sync-period=2s"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  ASSERT_TRUE(WaitFor([&] { return Sample(Metrics(), kPolicySyncs) >= 1; }, kDeadline));
+  std::string text = Metrics();
+  ASSERT_FALSE(text.empty());
+  auto r = Exec({"promtool", "check", "metrics"}, text);
+  ASSERT_TRUE(r.ok()) << r.error();
+  std::string findings = r->out + r->err;
+  std::istringstream in(findings);
+  std::string line;
+  const std::regex legacy_counter(
+      "^kube_router_[a-z_]+ counter metrics should have \"_total\" suffix$");
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    EXPECT_TRUE(std::regex_match(line, legacy_counter)) << line << "\n" << text;
+  }
+  if (findings.empty()) {
+    EXPECT_EQ(r->exit_code, 0);
+  }
+  EXPECT_TRUE(r->exit_code == 0 || r->exit_code == 3) << findings;  // 3 = lint findings only
+}
+
+// Losing the API server must not fail health while the controller keeps syncing from its
+// caches: /healthz stays 200 across more successful syncs than period + start-up + grace
+// (2s + start-up + 5s) can hold.
+TEST_F(RunningAgent, HealthSurvivesLosingTheApiServer) {
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+              "--iptables-sync-period=1s"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  ASSERT_TRUE(WaitFor([&] { return Sample(Metrics(), kPolicySyncs) >= 1; }, kDeadline));
+  api_->Signal(SIGKILL);
+  ASSERT_TRUE(api_->Wait(10s).has_value());
+  double before = Sample(Metrics(), kPolicySyncs);
+  int unhealthy_answers = 0;
+  bool enough = WaitFor(
+      [&] {
+        if (Get(*ns_, "http://127.0.0.1:20244/healthz").status != 200) ++unhealthy_answers;
+        return Sample(Metrics(), kPolicySyncs) >= before + 9;
+      },
+      kDeadline);
+  EXPECT_TRUE(enough) << agent_->Log();
+  EXPECT_EQ(unhealthy_answers, 0) << agent_->Log();
+  EXPECT_TRUE(agent_->Running());
+}
+
+// With no controller of this build enabled (the service proxy does not exist yet) the agent
+// still serves health and metrics, and needs no API server at all.
+TEST_F(RunningAgent, ServiceProxyOnlyRunsWithoutControllers) {
+  StartAgent({"--run-firewall=false", "--run-router=false", "--run-service-proxy=true",
+              "--kubeconfig=/nonexistent"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  EXPECT_NE(agent_->Log().find("no service proxy"), std::string::npos) << agent_->Log();
+  EXPECT_EQ(Sample(Metrics(), "kube_router_build_info{compiler=\"" __VERSION__
+                              "\",version=\"v" KR_VERSION "\"}"),
+            1);
+}
+
+TEST_F(RunningAgent, SigtermDuringCacheSyncStopsPromptly) {
+  // An API server that answers nothing in time keeps the caches from syncing.
+  std::smatch server;
+  std::string config = ReadFile(kubeconfig_);
+  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")))
+      << config;
+  auto delayed = ns_->Run(
+      {"curl", "-s", "-f", "-X", "POST", "-d", "", server[1].str() + "/_fake/delay?ms=60000"});
+  ASSERT_TRUE(delayed.ok() && delayed->exit_code == 0) << config;
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();  // healthy while waiting for caches
+  agent_->Signal(SIGTERM);
+  auto code = agent_->Wait(15s);
+  ASSERT_TRUE(code.has_value()) << agent_->Log();
+  EXPECT_EQ(*code, 0) << agent_->Log();
+}
+
+TEST_F(RunningAgent, PortInUseIsAClearError) {
+  Process blocker(ns_->Wrap({"socat", "TCP-LISTEN:20244,reuseaddr,fork", "SYSTEM:true"}),
+                  tmp_.path() + "/socat.log");
+  ASSERT_TRUE(WaitFor([&] { return ns_->Sh("ss -ltn | grep -q ':20244 '").ok(); }, kDeadline));
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false"});
+  auto code = agent_->Wait(kDeadline);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(agent_->Log().find("20244"), std::string::npos) << agent_->Log();
+}
+
+}  // namespace
+}  // namespace kr
