@@ -182,6 +182,7 @@ class SpeakerImpl final : public Speaker {
   void CloseFd(Session& s);
   void CancelTimers(Session& s);
   void Retire(std::unique_ptr<Session>& s);
+  void ScheduleRestart(Peer& p);
   OpenMessage BuildOpen(const Peer& peer) const;
   uint16_t ProposedHold(const Peer& peer) const {
     return peer.config.hold_time_s.value_or(config_.hold_time_s);
@@ -686,16 +687,22 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
   if (t.next == PeerState::kIdle && old != PeerState::kIdle) {
     CancelTimers(s);
     CloseFd(s);
-    if (&s == p.in.get()) {
-      Retire(p.in);
-    } else if (&s == p.out.get()) {
-      // Automatic restart after the connect-retry interval (RFC 4271 8.1.1 AllowAutomaticStart).
-      s.connect_retry_timer = loop_.AddTimer(seconds(config_.connect_retry_s), [this, &s] {
-        s.connect_retry_timer = 0;
-        Fire(s, FsmEvent::kAutomaticStart);
-      });
-    }
+    if (&s == p.in.get()) Retire(p.in);
+    ScheduleRestart(p);
   }
+}
+
+void SpeakerImpl::ScheduleRestart(Peer& p) {
+  // Automatic restart after the connect-retry interval (RFC 4271 8.1.1 AllowAutomaticStart),
+  // but only while no other connection of the peer is established.
+  Session* out = p.out.get();
+  if (!out || out->state != PeerState::kIdle || out->connect_retry_timer || p.established) return;
+  out->connect_retry_timer = loop_.AddTimer(seconds(config_.connect_retry_s), [this, out] {
+    out->connect_retry_timer = 0;
+    if (out->state == PeerState::kIdle && !out->peer->established) {
+      Fire(*out, FsmEvent::kAutomaticStart);
+    }
+  });
 }
 
 void SpeakerImpl::Send(Session& s, const std::vector<uint8_t>& bytes) {

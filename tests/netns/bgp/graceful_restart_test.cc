@@ -49,10 +49,15 @@ TEST_F(GracefulRestartTest, PeerRestartKeepsStaleRoutesUntilEndOfRib) {
   // BIRD comes back without 10.99.2.0/24.
   StartBird(BirdProtocols("route 10.99.1.0/24 via 10.0.0.2;"));
   ASSERT_TRUE(WaitFor([&] { return Established(); }, 15s)) << Birdc("show protocols all kr");
-  ASSERT_TRUE(WaitFor([&] { return !BestPath("10.99.2.0/24").has_value(); }, 10s));
-  auto refreshed = BestPath("10.99.1.0/24");
-  ASSERT_TRUE(refreshed.has_value());
-  EXPECT_FALSE(refreshed->stale);
+  // BIRD (started without -R) does not claim preserved forwarding state, so its stale routes
+  // may go as soon as it is back; either way 10.99.2.0/24 must go and 10.99.1.0/24 must come
+  // back fresh. The End-of-RIB path is covered deterministically in scripted_peer_test.cc.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto refreshed = BestPath("10.99.1.0/24");
+        return !BestPath("10.99.2.0/24") && refreshed && !refreshed->stale;
+      },
+      10s));
 }
 
 TEST_F(GracefulRestartTest, OurRestartKeepsOurRoutesAtThePeer) {

@@ -1,0 +1,281 @@
+// Our speaker against a scripted peer: the test itself speaks BGP over TCP (with our codec) so
+// it can do what real daemons will not do on demand: send malformed UPDATEs, cross two
+// connection attempts, restart at an exact moment and hold back its End-of-RIB.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "interop_fixture.h"
+#include "kube_router/bgp/message.h"
+
+namespace kr::bgp::testing {
+namespace {
+
+class ScriptedPeer {
+ public:
+  ~ScriptedPeer() { Close(); }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    buf_.clear();
+  }
+  bool Connect(const char* local, const char* remote, uint16_t port) {
+    Close();
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(Ip(local).v4_host_order());
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return false;
+    a.sin_addr.s_addr = htonl(Ip(remote).v4_host_order());
+    a.sin_port = htons(port);
+    return connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+  void Adopt(int fd) {
+    Close();
+    fd_ = fd;
+  }
+  void SendBytes(const std::vector<uint8_t>& b) {
+    ASSERT_EQ(send(fd_, b.data(), b.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b.size()));
+  }
+  void Send(const Message& m) { SendBytes(Encode(m, CodecOptions{})); }
+  // The next message, or nullopt on timeout or EOF.
+  std::optional<Message> Receive(std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      auto frame = FrameLength(buf_);
+      if (auto* len = std::get_if<size_t>(&frame); len && *len && *len <= buf_.size()) {
+        auto r = Decode(std::span<const uint8_t>(buf_).first(*len), CodecOptions{});
+        buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(*len));
+        if (auto* m = std::get_if<Message>(&r)) return *m;
+        return std::nullopt;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      uint8_t chunk[4096];
+      ssize_t n = read(fd_, chunk, sizeof(chunk));
+      if (n <= 0) return std::nullopt;
+      buf_.insert(buf_.end(), chunk, chunk + n);
+    }
+  }
+  // Skips everything up to the next NOTIFICATION.
+  std::optional<NotificationMessage> ReceiveNotification(std::chrono::milliseconds timeout = 5s) {
+    while (auto m = Receive(timeout))
+      if (auto* n = std::get_if<NotificationMessage>(&*m)) return *n;
+    return std::nullopt;
+  }
+  // Skips KEEPALIVEs.
+  std::optional<Message> ReceiveNonKeepalive(std::chrono::milliseconds timeout = 5s) {
+    while (auto m = Receive(timeout))
+      if (!std::holds_alternative<KeepaliveMessage>(*m)) return m;
+    return std::nullopt;
+  }
+
+ private:
+  int fd_ = -1;
+  std::vector<uint8_t> buf_;
+};
+
+OpenMessage PeerOpen(const char* id, bool graceful_restart) {
+  OpenMessage o;
+  o.my_as = 64513;
+  o.hold_time_s = 30;
+  o.bgp_id = Ip(id);
+  o.caps.multiprotocol = {kIpv4Unicast};
+  o.caps.four_octet_asn = 64513;
+  if (graceful_restart)
+    o.caps.graceful_restart = GracefulRestartCap{false, 30, {{kIpv4Unicast, true}}};
+  return o;
+}
+
+UpdateMessage Announce(std::vector<IpPrefix> nlri) {
+  UpdateMessage u;
+  u.attrs.origin = Origin::kIgp;
+  u.attrs.as_path = AsPath{{{AsSegmentType::kSequence, {64513}}}};
+  u.attrs.next_hop = Ip("127.0.0.2");
+  u.nlri = std::move(nlri);
+  return u;
+}
+
+class ScriptedPeerTest : public InteropTest {
+ protected:
+  void StartOurs(bool graceful_restart, bool passive, uint16_t peer_port = 179) {
+    GlobalConfig g = Global(64512);
+    g.listen_addresses = {Ip("127.0.0.1")};
+    g.graceful_restart = graceful_restart;
+    StartSpeaker(g);
+    PeerConfig p;
+    p.address = Ip("127.0.0.2");
+    p.remote_asn = 64513;
+    p.passive = passive;
+    p.port = peer_port;
+    speaker_->AddPeer(p);
+    // Connections from a peer the speaker does not know yet are refused; Peers() answers
+    // only after the AddPeer task ran.
+    ASSERT_TRUE(OurPeer("127.0.0.2").has_value());
+  }
+  // Connects, exchanges OPEN and KEEPALIVE, and waits for Established.
+  void Handshake(ScriptedPeer& peer, const OpenMessage& open, OpenMessage* theirs = nullptr) {
+    InNetns(*us_, [&] {
+      ASSERT_TRUE(WaitFor([&] { return peer.Connect("127.0.0.2", "127.0.0.1", 179); }, 5s));
+    });
+    peer.Send(open);
+    auto m = peer.Receive();
+    ASSERT_TRUE(m && std::holds_alternative<OpenMessage>(*m));
+    if (theirs) *theirs = std::get<OpenMessage>(*m);
+    peer.Send(KeepaliveMessage{});
+    ASSERT_TRUE(WaitFor([&] { return Established("127.0.0.2"); }, 5s));
+  }
+};
+
+TEST_F(ScriptedPeerTest, GracefulRestartKeepsStaleRoutesUntilEndOfRib) {
+  StartOurs(/*graceful_restart=*/true, /*passive=*/true);
+  ScriptedPeer peer;
+  OpenMessage ours;
+  Handshake(peer, PeerOpen("10.9.9.9", true), &ours);
+  ASSERT_TRUE(ours.caps.graceful_restart.has_value());
+  EXPECT_EQ(ours.caps.graceful_restart->families.size(), 2u);
+  EXPECT_TRUE(ours.caps.graceful_restart->families[0].forwarding_preserved);
+  // Our initial table is empty: the first UPDATE is our IPv4 End-of-RIB.
+  auto eor = peer.ReceiveNonKeepalive();
+  ASSERT_TRUE(eor && std::holds_alternative<UpdateMessage>(*eor));
+  EXPECT_EQ(std::get<UpdateMessage>(*eor).EndOfRib(), kIpv4Unicast);
+
+  peer.Send(Announce({Pfx("10.99.1.0/24"), Pfx("10.99.2.0/24")}));
+  ASSERT_TRUE(WaitFor([&] { return BestPath("10.99.1.0/24") && BestPath("10.99.2.0/24"); }, 5s));
+
+  peer.Close();  // the peer "crashes": no NOTIFICATION
+  ASSERT_TRUE(WaitFor([&] { return !Established("127.0.0.2"); }, 5s));
+  ASSERT_TRUE(BestPath("10.99.2.0/24").has_value());
+  EXPECT_TRUE(BestPath("10.99.2.0/24")->stale);
+
+  Handshake(peer, PeerOpen("10.9.9.9", true));
+  // Back, but no End-of-RIB yet: both routes still there, still stale.
+  ASSERT_TRUE(BestPath("10.99.1.0/24") && BestPath("10.99.2.0/24"));
+  EXPECT_TRUE(BestPath("10.99.2.0/24")->stale);
+  peer.Send(Announce({Pfx("10.99.1.0/24")}));
+  ASSERT_TRUE(WaitFor([&] { return !BestPath("10.99.1.0/24")->stale; }, 5s));
+  EXPECT_TRUE(BestPath("10.99.2.0/24").has_value());
+  peer.Send(UpdateMessage{});  // End-of-RIB
+  ASSERT_TRUE(WaitFor([&] { return !BestPath("10.99.2.0/24").has_value(); }, 5s));
+  EXPECT_TRUE(BestPath("10.99.1.0/24").has_value());
+}
+
+TEST_F(ScriptedPeerTest, WithoutGracefulRestartRoutesGoWithTheSession) {
+  StartOurs(/*graceful_restart=*/true, /*passive=*/true);
+  ScriptedPeer peer;
+  Handshake(peer, PeerOpen("10.9.9.9", /*graceful_restart=*/false));
+  peer.Send(Announce({Pfx("10.99.1.0/24")}));
+  ASSERT_TRUE(WaitFor([&] { return BestPath("10.99.1.0/24").has_value(); }, 5s));
+  peer.Close();
+  EXPECT_TRUE(WaitFor([&] { return !BestPath("10.99.1.0/24").has_value(); }, 5s));
+}
+
+TEST_F(ScriptedPeerTest, MalformedUpdatesOnTheWire) {
+  StartOurs(false, true);
+  ScriptedPeer peer;
+  Handshake(peer, PeerOpen("10.9.9.9", false));
+  peer.Send(Announce({Pfx("10.99.1.0/24"), Pfx("10.99.2.0/24")}));
+  ASSERT_TRUE(WaitFor([&] { return BestPath("10.99.2.0/24").has_value(); }, 5s));
+
+  // COMMUNITIES of length 5: treat-as-withdraw (RFC 7606 7.8), the session stays up.
+  auto bad = Encode(Announce({Pfx("10.99.2.0/24")}), CodecOptions{});
+  const uint8_t community[] = {0xc0, 0x08, 0x05, 0, 1, 0, 1, 0};
+  // Splice the attribute in before the NLRI and fix up the lengths.
+  size_t attr_len_at = kHeaderSize + 2;
+  size_t attr_len = (bad[attr_len_at] << 8) | bad[attr_len_at + 1];
+  bad.insert(bad.begin() + static_cast<long>(attr_len_at + 2 + attr_len), community,
+             community + sizeof(community));
+  attr_len += sizeof(community);
+  bad[attr_len_at] = static_cast<uint8_t>(attr_len >> 8);
+  bad[attr_len_at + 1] = static_cast<uint8_t>(attr_len);
+  bad[16] = static_cast<uint8_t>(bad.size() >> 8);
+  bad[17] = static_cast<uint8_t>(bad.size());
+  peer.SendBytes(bad);
+  ASSERT_TRUE(WaitFor([&] { return !BestPath("10.99.2.0/24").has_value(); }, 5s));
+  EXPECT_TRUE(BestPath("10.99.1.0/24").has_value());
+  EXPECT_TRUE(Established("127.0.0.2"));
+
+  // An unrecognized well-known attribute resets the session with 3/2.
+  UpdateMessage u = Announce({Pfx("10.99.3.0/24")});
+  u.attrs.unknown.push_back(RawAttribute{0x40, 99, {1}});
+  peer.Send(u);
+  auto n = peer.ReceiveNotification();
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(n->code, err::kUpdate);
+  EXPECT_EQ(n->subcode, err::kUnrecognizedWellKnown);
+  EXPECT_EQ(n->data, (std::vector<uint8_t>{0x40, 99, 1, 1}));  // the attribute as sent
+  EXPECT_TRUE(WaitFor([&] { return !Established("127.0.0.2"); }, 5s));
+  EXPECT_FALSE(BestPath("10.99.1.0/24").has_value());
+}
+
+TEST_F(ScriptedPeerTest, OpenErrorsAreNotified) {
+  StartOurs(false, true);
+  ScriptedPeer peer;
+  InNetns(*us_, [&] {
+    ASSERT_TRUE(WaitFor([&] { return peer.Connect("127.0.0.2", "127.0.0.1", 179); }, 5s));
+  });
+  OpenMessage wrong_as = PeerOpen("10.9.9.9", false);
+  wrong_as.my_as = 64999;
+  wrong_as.caps.four_octet_asn = 64999;
+  peer.Send(wrong_as);
+  auto m = peer.ReceiveNonKeepalive();  // our OPEN first
+  ASSERT_TRUE(m && std::holds_alternative<OpenMessage>(*m));
+  m = peer.ReceiveNonKeepalive();
+  ASSERT_TRUE(m && std::holds_alternative<NotificationMessage>(*m));
+  EXPECT_EQ(std::get<NotificationMessage>(*m).code, err::kOpen);
+  EXPECT_EQ(std::get<NotificationMessage>(*m).subcode, err::kBadPeerAs);
+  EXPECT_NE(OurPeer("127.0.0.2")->last_error.find("peer AS 64999"), std::string::npos);
+}
+
+// RFC 4271 6.8: both sides connect; the connection opened by the higher BGP identifier wins.
+TEST_F(ScriptedPeerTest, ConnectionCollisionKeepsTheHigherIdsConnection) {
+  for (bool peer_wins : {true, false}) {
+    SCOPED_TRACE(peer_wins ? "peer has the higher ID" : "we have the higher ID");
+    if (speaker_) speaker_->Stop();
+    int listener = -1;
+    InNetns(*us_, [&] {
+      listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(Ip("127.0.0.2").v4_host_order());
+      a.sin_port = htons(1179);
+      ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+      ASSERT_EQ(listen(listener, 4), 0);
+    });
+    StartOurs(false, /*passive=*/false, 1179);
+    // Connection A: ours, accepted by the scripted peer.
+    ScriptedPeer a, b;
+    pollfd p{listener, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1);
+    a.Adopt(accept(listener, nullptr, nullptr));
+    auto open_a = a.Receive();
+    ASSERT_TRUE(open_a && std::holds_alternative<OpenMessage>(*open_a));
+    // Connection B: the peer's, while A sits in OpenSent on our side.
+    const char* peer_id = peer_wins ? "10.9.9.9" : "10.0.0.0";
+    InNetns(*us_, [&] { ASSERT_TRUE(b.Connect("127.0.0.2", "127.0.0.1", 179)); });
+    b.Send(PeerOpen(peer_id, false));
+    auto open_b = b.Receive();
+    ASSERT_TRUE(open_b && std::holds_alternative<OpenMessage>(*open_b));
+    ScriptedPeer& winner = peer_wins ? b : a;
+    ScriptedPeer& loser = peer_wins ? a : b;
+    if (!peer_wins) a.Send(PeerOpen(peer_id, false));  // the OPEN that triggers detection
+    auto cease = loser.ReceiveNotification();
+    ASSERT_TRUE(cease.has_value());
+    EXPECT_EQ(cease->code, err::kCease);
+    EXPECT_EQ(cease->subcode, err::kCollisionResolution);
+    if (peer_wins) b.Send(KeepaliveMessage{});
+    auto ka = winner.Receive();
+    ASSERT_TRUE(ka && std::holds_alternative<KeepaliveMessage>(*ka));
+    winner.Send(KeepaliveMessage{});
+    EXPECT_TRUE(WaitFor([&] { return Established("127.0.0.2"); }, 5s));
+    close(listener);
+  }
+}
+
+}  // namespace
+}  // namespace kr::bgp::testing
