@@ -42,12 +42,12 @@ ip netns add n1
 ip netns add n2
 for ns in rt n1 n2; do ip -n "$ns" link set lo up; done
 # Underlay: n1 in 192.0.2.0/24, n2 in 198.51.100.0/24, routed by rt.
-ip -n n1 link add eth0 type veth peer name a netns rt
-ip -n n2 link add eth0 type veth peer name b netns rt
-ip -n rt addr add 192.0.2.254/24 dev a
-ip -n rt addr add 198.51.100.254/24 dev b
-ip -n rt link set a up
-ip -n rt link set b up
+ip -n n1 link add eth0 type veth peer name to-n1 netns rt
+ip -n n2 link add eth0 type veth peer name to-n2 netns rt
+ip -n rt addr add 192.0.2.254/24 dev to-n1
+ip -n rt addr add 198.51.100.254/24 dev to-n2
+ip -n rt link set to-n1 up
+ip -n rt link set to-n2 up
 ip netns exec rt sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 ip -n n1 addr add 192.0.2.1/24 dev eth0
 ip -n n2 addr add 198.51.100.2/24 dev eth0
