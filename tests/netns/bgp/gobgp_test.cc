@@ -129,7 +129,7 @@ TEST_F(GobgpTest, HoldTimerDetectsFrozenPeerAndKilledPeer) {
   gobgpd_->Signal(SIGSTOP);
   ASSERT_TRUE(WaitFor([&] { return !Established(); }, 10s));
   auto detected = std::chrono::steady_clock::now() - frozen_at;
-  EXPECT_LE(detected, 4500ms);  // hold time 3 s plus scheduling slack
+  EXPECT_LE(detected, 5000ms);  // hold time 3 s plus slack for loaded CI machines
   EXPECT_GE(detected, 1500ms);  // not before the (reset-by-last-keepalive) hold time
   EXPECT_FALSE(BestPath("10.97.0.0/24").has_value());
   EXPECT_NE(OurPeer("10.0.0.2")->last_error.find("Hold Timer Expired"), std::string::npos);

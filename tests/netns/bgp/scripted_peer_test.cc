@@ -37,14 +37,15 @@ class ScriptedPeer {
   void SendBytes(const std::vector<uint8_t>& b) {
     ASSERT_EQ(send(fd_, b.data(), b.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b.size()));
   }
-  void Send(const Message& m) { SendBytes(Encode(m, CodecOptions{})); }
+  void Send(const Message& m) { SendBytes(Encode(m, codec)); }
   // The next message, or nullopt on timeout or EOF.
   std::optional<Message> Receive(std::chrono::milliseconds timeout = 5s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
       auto frame = FrameLength(buf_);
       if (auto* len = std::get_if<size_t>(&frame); len && *len && *len <= buf_.size()) {
-        auto r = Decode(std::span<const uint8_t>(buf_).first(*len), CodecOptions{});
+        last_raw.assign(buf_.begin(), buf_.begin() + static_cast<long>(*len));
+        auto r = Decode(std::span<const uint8_t>(buf_).first(*len), codec);
         buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(*len));
         if (auto* m = std::get_if<Message>(&r)) return *m;
         return std::nullopt;
@@ -72,6 +73,16 @@ class ScriptedPeer {
       if (!std::holds_alternative<KeepaliveMessage>(*m)) return m;
     return std::nullopt;
   }
+
+  // Skips everything up to the next UPDATE.
+  std::optional<UpdateMessage> ReceiveUpdate(std::chrono::milliseconds timeout = 5s) {
+    while (auto m = Receive(timeout))
+      if (auto* u = std::get_if<UpdateMessage>(&*m)) return *u;
+    return std::nullopt;
+  }
+
+  CodecOptions codec;             // what this peer negotiated
+  std::vector<uint8_t> last_raw;  // bytes of the last message received
 
  private:
   int fd_ = -1;
@@ -101,8 +112,9 @@ UpdateMessage Announce(std::vector<IpPrefix> nlri) {
 
 class ScriptedPeerTest : public InteropTest {
  protected:
-  void StartOurs(bool graceful_restart, bool passive, uint16_t peer_port = 179) {
-    GlobalConfig g = Global(64512);
+  void StartOurs(bool graceful_restart, bool passive, uint16_t peer_port = 179,
+                 uint32_t local_asn = 64512) {
+    GlobalConfig g = Global(local_asn);
     g.listen_addresses = {Ip("127.0.0.1")};
     g.graceful_restart = graceful_restart;
     StartSpeaker(g);
@@ -275,6 +287,60 @@ TEST_F(ScriptedPeerTest, ConnectionCollisionKeepsTheHigherIdsConnection) {
     EXPECT_TRUE(WaitFor([&] { return Established("127.0.0.2"); }, 5s));
     close(listener);
   }
+}
+
+TEST_F(ScriptedPeerTest, RouteRefreshResendsTheTable) {
+  StartOurs(false, true);
+  LocalPath path;
+  path.prefix = Pfx("10.244.7.0/24");
+  speaker_->AddPath(path);
+  ScriptedPeer peer;
+  OpenMessage open = PeerOpen("10.9.9.9", false);
+  open.caps.route_refresh = true;
+  Handshake(peer, open);
+  auto first = peer.ReceiveUpdate();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->nlri, std::vector<IpPrefix>{Pfx("10.244.7.0/24")});
+  auto eor = peer.ReceiveUpdate();
+  ASSERT_TRUE(eor && eor->EndOfRib() == kIpv4Unicast);
+  peer.Send(RouteRefreshMessage{kIpv4Unicast, 0});
+  auto again = peer.ReceiveUpdate();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->nlri, std::vector<IpPrefix>{Pfx("10.244.7.0/24")});
+  eor = peer.ReceiveUpdate();
+  EXPECT_TRUE(eor && eor->EndOfRib() == kIpv4Unicast);
+}
+
+// RFC 6793 towards a peer without the 4-octet capability: AS_TRANS in OPEN and AS_PATH, the
+// real path in AS4_PATH.
+TEST_F(ScriptedPeerTest, FourOctetAsnTowardsTwoOctetPeer) {
+  StartOurs(false, true, 179, 4200000000u);
+  LocalPath path;
+  path.prefix = Pfx("10.244.7.0/24");
+  speaker_->AddPath(path);
+  ScriptedPeer peer;
+  peer.codec.four_octet_as = false;
+  OpenMessage open = PeerOpen("10.9.9.9", false);
+  open.caps.four_octet_asn.reset();
+  OpenMessage ours;
+  Handshake(peer, open, &ours);
+  EXPECT_EQ(ours.my_as, kAsTrans);
+  EXPECT_EQ(ours.caps.four_octet_asn, 4200000000u);
+  auto u = peer.ReceiveUpdate();
+  ASSERT_TRUE(u && u->attrs.as_path);
+  EXPECT_EQ(u->attrs.as_path->ToString(), "4200000000");  // merged from AS_PATH + AS4_PATH
+  // On the wire: AS_PATH [23456] and AS4_PATH [4200000000].
+  std::string hex;
+  for (uint8_t b : peer.last_raw)
+    hex += "0123456789abcdef"[b >> 4], hex += "0123456789abcdef"[b & 15];
+  EXPECT_NE(hex.find("40020402015ba0"), std::string::npos) << hex;
+  EXPECT_NE(hex.find("c011060201fa56ea00"), std::string::npos) << hex;
+
+  // Its 2-octet paths come in right too.
+  UpdateMessage in = Announce({Pfx("10.99.1.0/24")});
+  peer.Send(in);
+  ASSERT_TRUE(WaitFor([&] { return BestPath("10.99.1.0/24").has_value(); }, 5s));
+  EXPECT_EQ(BestPath("10.99.1.0/24")->attributes.as_path->ToString(), "64513");
 }
 
 }  // namespace
