@@ -1,6 +1,13 @@
 // IPIP / ip6ip6 tunnels and dummy links (modules the host kernel lacks) against the guest
 // kernel, plus the overlay routes through them.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "kube_router/netlink/libnl.h"
 #include "lib/netns.h"
@@ -107,6 +114,113 @@ TEST_F(TunnelsVmTest, DummyLinkHoldsServiceVipsWithLocalRoutes) {
                   "local 10.96.0.10 dev kube-dummy-if proto kernel scope host"))
       << Ip("route show table local");
   ASSERT_TRUE(links_->Delete(kKubeDummyName).ok());
+}
+
+}  // namespace
+}  // namespace kr::netlink
+
+namespace kr::netlink {
+namespace {
+
+// A TCP listener bound in the calling thread's namespace; port 0 picks a free port.
+int Listen(const IpAddress& address, uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  std::memcpy(&sa.sin_addr, address.bytes().data(), 4);
+  socklen_t len = sizeof(sa);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 || listen(fd, 1) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+// Connects from `source` to `to:port` with a deadline; true when the handshake completed.
+bool Connects(const IpAddress& source, const IpAddress& to, uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  sockaddr_in local{}, remote{};
+  local.sin_family = remote.sin_family = AF_INET;
+  std::memcpy(&local.sin_addr, source.bytes().data(), 4);
+  std::memcpy(&remote.sin_addr, to.bytes().data(), 4);
+  remote.sin_port = htons(port);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) == 0;
+  if (ok && connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote)) != 0) {
+    pollfd p{fd, POLLOUT, 0};
+    int error = 0;
+    socklen_t len = sizeof(error);
+    ok = errno == EINPROGRESS && poll(&p, 1, 20000) == 1 &&
+         getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
+  }
+  close(fd);
+  return ok;
+}
+
+// Two nodes in different subnets behind a router that knows nothing about pod CIDRs: pod
+// traffic can only cross through the IPIP tunnels our adapters create, as kube-router's overlay
+// does (tunnel per remote node, pod CIDR routed into it with protocol 17).
+TEST(OverlayVmTest, PodsOnNodesInDifferentSubnetsTalkThroughIpipTunnels) {
+  Netns router("krrouter"), node_a("krnodea"), node_b("krnodeb");
+  const std::string ra = "kr-ra", rb = "kr-rb";
+  ASSERT_TRUE(router
+                  .Sh("ip link add " + ra + " type veth peer name eth0 netns " + node_a.name() +
+                      " && ip link add " + rb + " type veth peer name eth0 netns " + node_b.name() +
+                      " && ip addr add 192.0.2.1/24 dev " + ra +
+                      " && ip addr add 198.51.100.1/24 dev " + rb + " && ip link set " + ra +
+                      " up && ip link set " + rb + " up && sysctl -qw net.ipv4.ip_forward=1")
+                  .ok());
+  struct Node {
+    Netns* ns;
+    const char* ip;
+    const char* gateway;
+    const char* pod_gateway;
+    const char* pod_cidr;
+  } nodes[] = {{&node_a, "192.0.2.2", "192.0.2.1", "10.244.1.1", "10.244.1.0/24"},
+               {&node_b, "198.51.100.2", "198.51.100.1", "10.244.2.1", "10.244.2.0/24"}};
+  for (const Node& n : nodes) {
+    ASSERT_TRUE(n.ns->Sh(std::string("ip addr add ") + n.ip +
+                         "/24 dev eth0 && ip link set eth0 up" + " && ip route add default via " +
+                         n.gateway)
+                    .ok());
+  }
+  for (int i = 0; i < 2; ++i) {
+    const Node& self = nodes[i];
+    const Node& peer = nodes[1 - i];
+    auto links = InNetns(self.ns->name(), [] { return MakeNetlinkLinks(); });
+    auto routes = InNetns(self.ns->name(), [] { return MakeNetlinkRouteTable(); });
+    ASSERT_TRUE(links.ok() && routes.ok());
+    // The "pods" of this node: a bridge holding the pod gateway address.
+    ASSERT_TRUE((*links)->CreateBridge(kKubeBridgeName, 0).ok());
+    ASSERT_TRUE((*links)->AddAddress({kKubeBridgeName, A(self.pod_gateway), 24}).ok());
+    ASSERT_TRUE((*links)->SetUp(kKubeBridgeName, true).ok());
+    const std::string tunnel = OverlayTunnelName(A(peer.ip));
+    ASSERT_TRUE((*links)->CreateTunnel({tunnel, A(self.ip), A(peer.ip)}).ok());
+    ASSERT_TRUE((*links)->SetUp(tunnel, true).ok());
+    Route to_peer_pods;
+    to_peer_pods.destination = *IpPrefix::Parse(peer.pod_cidr);
+    to_peer_pods.device = tunnel;
+    to_peer_pods.source = A(self.ip);
+    Status added = (*routes)->Add(to_peer_pods);
+    ASSERT_TRUE(added.ok()) << added.message();
+  }
+
+  uint16_t port = 0;
+  int listener = InNetns(node_b.name(), [&] { return Listen(A("10.244.2.1"), &port); });
+  ASSERT_GE(listener, 0);
+  const bool connected =
+      InNetns(node_a.name(), [&] { return Connects(A("10.244.1.1"), A("10.244.2.1"), port); });
+  close(listener);
+  EXPECT_TRUE(connected) << "pod 10.244.1.1 on node A reaches pod 10.244.2.1 on node B";
+  auto sent = node_a.Sh("cat /sys/class/net/" + OverlayTunnelName(A("198.51.100.2")) +
+                        "/statistics/tx_packets");
+  ASSERT_TRUE(sent.ok()) << sent.error();
+  EXPECT_GT(std::stoi(*sent), 0) << "the traffic left node A through its tunnel";
+  auto router_routes = router.Sh("ip route show");
+  ASSERT_TRUE(router_routes.ok());
+  EXPECT_EQ(router_routes->find("10.244."), std::string::npos) << "the router knows no pod routes";
 }
 
 }  // namespace
