@@ -16,6 +16,7 @@ test_pkgs=(
   ipset iptables iproute2 ipvsadm socat conntrack netcat-openbsd procps psmisc
   bird2 gobgpd containernetworking-plugins prometheus
   busybox-static kmod cpio curl python3
+  openssl
 )
 
 missing=()
