@@ -438,24 +438,24 @@ Status NetworkRoutesController::SyncKernelRoutes(const NodeInfo& self) {
   // Tunnels first: a route through a tunnel needs the link to exist and be up.
   Status tunnel_status = SyncTunnels(plan.tunnels);
 
+  // Routes are keyed like the kernel keys them: destination and metric.
   std::vector<netlink::RouteChange> changes;
   std::vector<netlink::Route> want;
+  std::map<std::pair<IpPrefix, uint32_t>, const netlink::Route*> have_by_key;
+  for (const auto& have : ours) have_by_key[{have.destination, have.metric}] = &have;
+  std::set<std::pair<IpPrefix, uint32_t>> wanted_keys;
   for (const auto& route : plan.routes) want.push_back(ToKernelRoute(route));
   size_t added = 0, removed = 0;
   for (const auto& route : want) {
-    bool present = std::any_of(ours.begin(), ours.end(), [&](const netlink::Route& have) {
-      return KernelRouteMatches(route, have);
-    });
-    if (!present) {
+    wanted_keys.insert({route.destination, route.metric});
+    auto have = have_by_key.find({route.destination, route.metric});
+    if (have == have_by_key.end() || !KernelRouteMatches(route, *have->second)) {
       changes.push_back({netlink::RouteChange::Op::kReplace, route});
       ++added;
     }
   }
   for (const auto& have : ours) {
-    bool wanted = std::any_of(want.begin(), want.end(), [&](const netlink::Route& route) {
-      return route.destination == have.destination && route.metric == have.metric;
-    });
-    if (!wanted) {
+    if (!wanted_keys.count({have.destination, have.metric})) {
       changes.push_back({netlink::RouteChange::Op::kDelete, have});
       ++removed;
     }

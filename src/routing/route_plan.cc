@@ -42,17 +42,18 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
   std::set<DesiredRoute> routes;
   std::set<IpPrefix> seen;
   for (const auto& path : paths) {
-    const std::string what = path.prefix.ToString() + " via " + path.next_hop.ToString();
+    // Text for the skip reasons only (rare): built on demand.
+    auto what = [&] { return path.prefix.ToString() + " via " + path.next_hop.ToString(); };
     if (path.next_hop == node_ip ||
         std::find(own_pod_cidrs.begin(), own_pod_cidrs.end(), path.prefix) != own_pod_cidrs.end()) {
       continue;  // our own advertisement reflected back
     }
     if (path.next_hop.family() != node_ip.family()) {
-      plan.skipped.push_back(what + ": next hop family differs from the node address");
+      plan.skipped.push_back(what() + ": next hop family differs from the node address");
       continue;
     }
     if (!seen.insert(path.prefix).second) {
-      plan.skipped.push_back(what + ": a second path for the same prefix");
+      plan.skipped.push_back(what() + ": a second path for the same prefix");
       continue;
     }
     const UnderlayRoute* underlay_route = Lookup(underlay, path.next_hop);
@@ -68,7 +69,7 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
     } else if (directly_connected) {
       routes.insert({path.prefix, path.next_hop, "", std::nullopt});
     } else {
-      plan.skipped.push_back(what + ": no underlay route reaches the next hop");
+      plan.skipped.push_back(what() + ": no underlay route reaches the next hop");
     }
   }
   plan.routes.assign(routes.begin(), routes.end());
