@@ -3,6 +3,8 @@
 // wrong password, dead-peer detection by the hold timer, and IPv6 unicast over MP-BGP.
 #include <signal.h>
 
+#include <sstream>
+
 #include "interop_fixture.h"
 
 namespace kr::bgp::testing {
@@ -138,6 +140,43 @@ TEST_F(GobgpTest, HoldTimerDetectsFrozenPeerAndKilledPeer) {
   // A killed peer: the kernel closes its socket, noticed at once.
   gobgpd_->Signal(SIGKILL);
   EXPECT_TRUE(WaitFor([&] { return !Established(); }, 3s));
+}
+
+// TTL per peer: 1 for a directly connected eBGP peer, the configured multihop TTL otherwise.
+// Counted by iptables rules (inside the peer's namespace) on packets arriving from us.
+TEST_F(GobgpTest, EbgpTtlAndMultihop) {
+  // iptables-legacy: its rules live in the namespace's own tables, no nft set-up needed.
+  for (int ttl : {1, 5}) {
+    auto r = peer_->Sh("iptables-legacy -A INPUT -s 10.0.0.1 -p tcp --dport 179 -m ttl --ttl-eq " +
+                       std::to_string(ttl) + " -j ACCEPT");
+    ASSERT_TRUE(r.ok()) << r.error();
+  }
+  auto count = [&](int ttl) {
+    auto out = peer_->Sh("iptables-legacy -L INPUT -v -x -n");
+    if (!out.ok()) return -1L;
+    std::istringstream in(*out);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.find("TTL match TTL == " + std::to_string(ttl)) == std::string::npos) continue;
+      std::istringstream fields(line);
+      long packets = 0;
+      fields >> packets;
+      return packets;
+    }
+    return -1L;
+  };
+  StartGobgp(GobgpConfig(64513, 64512, kPassive));
+  StartSpeaker(Global(64512));
+  speaker_->AddPeer(PeerTo(64513));
+  ASSERT_TRUE(WaitFor([&] { return Established(); }, 15s));
+  EXPECT_GT(count(1), 0);
+  EXPECT_EQ(count(5), 0);
+
+  PeerConfig multihop = PeerTo(64513);
+  multihop.multihop_ttl = 5;
+  speaker_->UpdatePeer(multihop);  // resets the session with the new TTL
+  ASSERT_TRUE(WaitFor([&] { return count(5) > 0; }, 15s));
+  EXPECT_TRUE(WaitFor([&] { return Established(); }, 15s));
 }
 
 }  // namespace
