@@ -120,6 +120,29 @@ TEST_F(IpvsVmTest, UpdatesAndDeletesInPlace) {
   EXPECT_FALSE(ipvs_->UpdateService(svc).ok()) << "update of a missing service";
 }
 
+TEST_F(IpvsVmTest, SchedulersLoadOnDemandWithTheirFlags) {
+  // ip_vs_mh is not preloaded: the kernel asks for it when the service names it.
+  IpvsService dh{A("10.96.0.30"), IpvsProtocol::kTcp, 80, 0, "dh"};
+  IpvsService mh{A("10.96.0.31"),
+                 IpvsProtocol::kTcp,
+                 80,
+                 0,
+                 "mh",
+                 ipvs_flags::kSchedFlag1 | ipvs_flags::kSchedFlag2};
+  for (const IpvsService& s : {dh, mh}) {
+    Status added = ipvs_->AddService(s);
+    ASSERT_TRUE(added.ok()) << added.message();
+  }
+  const std::string shown = Ipvsadm("-Ln");
+  EXPECT_TRUE(Has(shown, "TCP  10.96.0.30:80 dh")) << shown;
+  EXPECT_TRUE(Has(shown, "TCP  10.96.0.31:80 mh (mh-fallback,mh-port)")) << shown;
+  auto listed = ipvs_->ListServices();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_NE(std::find(listed->begin(), listed->end(), mh), listed->end());
+  EXPECT_FALSE(
+      ipvs_->AddService({A("10.96.0.32"), IpvsProtocol::kTcp, 80, 0, "no-such-sched"}).ok());
+}
+
 TEST_F(IpvsVmTest, Ipv6ServicesTimeoutsAndFlush) {
   IpvsService v6{A("fd00:96::1"), IpvsProtocol::kTcp, 80};
   ASSERT_TRUE(ipvs_->AddService(v6).ok());
