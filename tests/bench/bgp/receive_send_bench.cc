@@ -214,7 +214,37 @@ protocol bgp gobgp {
               bird_seconds / our_seconds);
   std::printf("  (receive times include polling: birdc every 20 ms, Peers() every 20 ms)\n");
   receiver->Stop();
+
+  // ---- baseline for sending: BIRD feeds the same 100,000 to GoBGP from the same address ----
   feeder->Stop();
+  if (!Check(WaitFor([&] { return accepted_from("10.0.2.1") == 0; }, 60s),
+             "GoBGP kept the feeder's routes"))
+    return 1;
+  const std::string feeder_conf = dir.path() + "/bird-feeder.conf";
+  {
+    std::ofstream conf(feeder_conf);
+    conf << "router id 10.0.2.1;\nprotocol device { }\nprotocol static s4 { ipv4;\n";
+    for (uint32_t i = 0; i < kPrefixes; ++i) {
+      uint32_t net = 0x14000000u + (i << 8);
+      conf << "route " << (net >> 24) << '.' << ((net >> 16) & 255) << '.' << ((net >> 8) & 255)
+           << ".0/24 blackhole;\n";
+    }
+    conf << "}\nprotocol bgp gobgp { local 10.0.2.1 as 64600; neighbor 10.0.2.2 as 64513;\n"
+            "  ipv4 { import none; export all; }; }\n";
+  }
+  auto bird_send_start = Clock::now();
+  Process bird_feeder(src.Wrap({"bird", "-f", "-c", feeder_conf, "-s", dir.path() + "/feeder.ctl"}),
+                      dir.path() + "/bird-feeder.log");
+  if (!Check(WaitFor([&] { return accepted_from("10.0.2.1") >= kPrefixes; }, 300s),
+             "GoBGP did not receive BIRD's table"))
+    return 1;
+  double bird_send_seconds = std::chrono::duration<double>(Clock::now() - bird_send_start).count();
+  std::printf(
+      "send baseline: BIRD 2 (config load + connect + initial table): %.2f s  %.0f "
+      "prefixes/s  RSS %ld KiB\n",
+      bird_send_seconds, kPrefixes / bird_send_seconds, RssKb(bird_feeder.pid()));
+  std::printf("  send ratio BIRD time / our time: %.2f (GoBGP's intake dominates both)\n",
+              bird_send_seconds / send_seconds);
   return 0;
 }
 
