@@ -68,13 +68,15 @@ void EventLoop::Cancel(TimerId id) {
   timers_.erase(it);
 }
 
-void EventLoop::Post(std::function<void()> task) {
+bool EventLoop::Post(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return false;
     posted_.push_back(std::move(task));
   }
   uint64_t one = 1;
   [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+  return true;
 }
 
 void EventLoop::Stop() {
@@ -137,7 +139,19 @@ void EventLoop::Run() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) break;
   }
-  RunPostedTasks();
+  // Drain what was posted before Stop; later posts are refused (see Post).
+  while (true) {
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (posted_.empty()) {
+        finished_ = true;
+        return;
+      }
+      tasks.swap(posted_);
+    }
+    for (auto& t : tasks) t();
+  }
 }
 
 }  // namespace kr::bgp

@@ -36,8 +36,9 @@ class EventLoop {
   TimerId AddTimer(std::chrono::milliseconds delay, std::function<void()> callback);
   void Cancel(TimerId id);
 
-  // Thread-safe: runs `task` on the loop thread soon.
-  void Post(std::function<void()> task);
+  // Thread-safe: runs `task` on the loop thread soon. Returns false (and drops the task) once
+  // Run has returned, so a caller waiting for an answer knows none will come.
+  bool Post(std::function<void()> task);
   // Thread-safe: makes Run return after the current iteration.
   void Stop();
   // Runs until Stop(); tasks posted before Stop() still run.
@@ -58,6 +59,7 @@ class EventLoop {
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;  // guarded by mu_
   bool stop_ = false;                          // guarded by mu_
+  bool finished_ = false;                      // guarded by mu_: Run returned
 };
 
 }  // namespace kr::bgp

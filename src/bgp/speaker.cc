@@ -157,9 +157,11 @@ class SpeakerImpl final : public Speaker {
   template <typename T, typename Fn>
   T Query(Fn fn) {
     if (!running_) return fn();
-    std::promise<T> promise;
-    auto future = promise.get_future();
-    loop_.Post([&] { promise.set_value(fn()); });
+    auto promise = std::make_shared<std::promise<T>>();
+    auto future = promise->get_future();
+    // The loop may finish between the check above and the post: then answer here, the loop
+    // thread no longer touches the tables.
+    if (!loop_.Post([promise, fn] { promise->set_value(fn()); })) return fn();
     return future.get();
   }
 
