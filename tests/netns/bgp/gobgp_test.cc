@@ -142,6 +142,48 @@ TEST_F(GobgpTest, HoldTimerDetectsFrozenPeerAndKilledPeer) {
   EXPECT_TRUE(WaitFor([&] { return !Established(); }, 3s));
 }
 
+// A session over IPv6 transport: next-hop-self for an IPv6 prefix is our IPv6 address.
+TEST_F(GobgpTest, Ipv6TransportSession) {
+  StartGobgp(R"([global.config]
+  as = 64513
+  router-id = "10.0.0.2"
+  local-address-list = ["fd00::2"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "fd00::1"
+    peer-as = 64512
+  [neighbors.transport.config]
+    passive-mode = true
+    local-address = "fd00::2"
+  [neighbors.timers.config]
+    hold-time = 3
+    keepalive-interval = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+)");
+  StartSpeaker(Global(64512));
+  PeerConfig p = PeerTo(64513);
+  p.address = Ip("fd00::2");
+  speaker_->AddPeer(p);
+  LocalPath path;
+  path.prefix = Pfx("fd10:1::/64");
+  speaker_->AddPath(path);
+  ASSERT_TRUE(WaitFor([&] { return Established("fd00::2"); }, 15s)) << gobgpd_->Log();
+  std::string rib;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        rib = Gobgp("global rib -a ipv6 -j");
+        return rib.find("fd10:1::/64") != std::string::npos;
+      },
+      10s))
+      << rib;
+  EXPECT_NE(rib.find("\"nexthop\":\"fd00::1\""), std::string::npos) << rib;
+  Gobgp("global rib add fd20::/48 -a ipv6 nexthop fd00::2");
+  ASSERT_TRUE(WaitFor([&] { return BestPath("fd20::/48").has_value(); }, 10s));
+  EXPECT_EQ(BestPath("fd20::/48")->peer, Ip("fd00::2"));
+}
+
 // TTL per peer: 1 for a directly connected eBGP peer, the configured multihop TTL otherwise.
 // Counted by iptables rules (inside the peer's namespace) on packets arriving from us.
 TEST_F(GobgpTest, EbgpTtlAndMultihop) {
