@@ -241,11 +241,25 @@ Result<std::vector<IpvsService>> FakeIpvs::ListServices() {
   return out;
 }
 
+Result<std::vector<IpvsServiceStats>> FakeIpvs::ListServiceStats() {
+  if (auto error = failures_.Take(Op::kListServiceStats)) return *error;
+  std::vector<IpvsServiceStats> out;
+  for (const Entry& entry : services_) out.push_back({entry.service, entry.stats});
+  return out;
+}
+
+Status FakeIpvs::SetStats(const IpvsService& service, const IpvsStats& stats) {
+  Entry* entry = Find(service);
+  if (entry == nullptr) return Status::Error("no such service " + service.ToString());
+  entry->stats = stats;
+  return Status::Ok();
+}
+
 Status FakeIpvs::AddService(const IpvsService& service) {
   if (auto error = failures_.Take(Op::kAddService)) return *error;
   if (Find(service) != nullptr) return Status::Error("Object exists");
   if (service.scheduler.empty()) return Status::Error("No such file or directory");  // no scheduler
-  services_.push_back({service, {}});
+  services_.push_back({service, {}, {}});
   return Status::Ok();
 }
 

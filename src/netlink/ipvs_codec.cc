@@ -164,6 +164,34 @@ Result<IpvsService> ParseIpvsService(const nlattr* nested) {
   return s;
 }
 
+Result<IpvsStats> ParseIpvsServiceStats(const nlattr* nested) {
+  if (nested == nullptr) return Status::Error("IPVS answer without a service");
+  nlattr* tb[IPVS_SVC_ATTR_MAX + 1] = {};
+  if (int err = nla_parse_nested(tb, IPVS_SVC_ATTR_MAX, const_cast<nlattr*>(nested), nullptr);
+      err < 0) {
+    return Status::Error("malformed IPVS service: " + NlError(err));
+  }
+  IpvsStats stats;
+  if (tb[IPVS_SVC_ATTR_STATS64] == nullptr) return stats;
+  nlattr* st[IPVS_STATS_ATTR_MAX + 1] = {};
+  if (int err = nla_parse_nested(st, IPVS_STATS_ATTR_MAX, tb[IPVS_SVC_ATTR_STATS64], nullptr);
+      err < 0) {
+    return Status::Error("malformed IPVS service counters: " + NlError(err));
+  }
+  auto get = [&](int attr) { return Read<uint64_t>(st[attr]).value_or(0); };
+  stats.connections = get(IPVS_STATS_ATTR_CONNS);
+  stats.packets_in = get(IPVS_STATS_ATTR_INPKTS);
+  stats.packets_out = get(IPVS_STATS_ATTR_OUTPKTS);
+  stats.bytes_in = get(IPVS_STATS_ATTR_INBYTES);
+  stats.bytes_out = get(IPVS_STATS_ATTR_OUTBYTES);
+  stats.connections_per_second = get(IPVS_STATS_ATTR_CPS);
+  stats.packets_in_per_second = get(IPVS_STATS_ATTR_INPPS);
+  stats.packets_out_per_second = get(IPVS_STATS_ATTR_OUTPPS);
+  stats.bytes_in_per_second = get(IPVS_STATS_ATTR_INBPS);
+  stats.bytes_out_per_second = get(IPVS_STATS_ATTR_OUTBPS);
+  return stats;
+}
+
 Result<IpvsDestination> ParseIpvsDestination(const nlattr* nested, IpAddress::Family family) {
   if (nested == nullptr) return Status::Error("IPVS answer without a destination");
   nlattr* tb[IPVS_DEST_ATTR_MAX + 1] = {};

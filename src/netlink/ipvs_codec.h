@@ -22,6 +22,9 @@ Result<MsgPtr> BuildIpvsTimeouts(int family, const IpvsTimeouts& timeouts);
 // The nested IPVS_CMD_ATTR_SERVICE / IPVS_CMD_ATTR_DEST of a kernel answer. Malformed or
 // missing attributes give an error naming them (never a crash).
 Result<IpvsService> ParseIpvsService(const nlattr* nested);
+// The 64-bit counters (IPVS_SVC_ATTR_STATS64) inside a service's nested attribute; zeros when the
+// kernel sent none.
+Result<IpvsStats> ParseIpvsServiceStats(const nlattr* nested);
 Result<IpvsDestination> ParseIpvsDestination(const nlattr* nested, IpAddress::Family family);
 
 }  // namespace kr::netlink::detail

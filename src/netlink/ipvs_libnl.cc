@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "ipvs_codec.h"
+#include "kube_router/base/log.h"
 #include "kube_router/netlink/libnl.h"
 #include "nl_util.h"
 
@@ -38,6 +39,28 @@ class NetlinkIpvs : public Ipvs {
     if (!s.ok()) return s.Context("list IPVS services");
     // One unreadable entry must not hide the others; the caller sees all it can use.
     if (!bad.empty() && out.empty()) return Status::Error("list IPVS services: " + bad);
+    if (!bad.empty()) KR_LOG_WARN("IPVS: skipped a service the kernel reported: {}", bad);
+    return out;
+  }
+
+  Result<std::vector<IpvsServiceStats>> ListServiceStats() override {
+    auto msg = detail::BuildIpvsRequest(family_, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, nullptr, nullptr,
+                                        false);
+    if (!msg.ok()) return msg.status();
+    std::vector<IpvsServiceStats> out;
+    std::string bad;
+    Status s = Dump(std::move(*msg), [&](nlattr** tb) {
+      auto service = detail::ParseIpvsService(tb[IPVS_CMD_ATTR_SERVICE]);
+      auto stats = detail::ParseIpvsServiceStats(tb[IPVS_CMD_ATTR_SERVICE]);
+      if (service.ok() && stats.ok()) {
+        out.push_back({std::move(*service), *stats});
+      } else {
+        bad = service.ok() ? stats.error() : service.error();
+      }
+    });
+    if (!s.ok()) return s.Context("list IPVS service counters");
+    if (!bad.empty() && out.empty()) return Status::Error("list IPVS service counters: " + bad);
+    if (!bad.empty()) KR_LOG_WARN("IPVS: skipped counters of a service: {}", bad);
     return out;
   }
 

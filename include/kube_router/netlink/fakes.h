@@ -126,6 +126,7 @@ class FakeIpvs : public Ipvs {
  public:
   enum class Op {
     kListServices,
+    kListServiceStats,
     kAddService,
     kUpdateService,
     kDeleteService,
@@ -138,6 +139,7 @@ class FakeIpvs : public Ipvs {
   };
 
   Result<std::vector<IpvsService>> ListServices() override;
+  Result<std::vector<IpvsServiceStats>> ListServiceStats() override;
   Status AddService(const IpvsService& service) override;
   Status UpdateService(const IpvsService& service) override;
   Status DeleteService(const IpvsService& service) override;
@@ -153,6 +155,8 @@ class FakeIpvs : public Ipvs {
   // termination tests).
   Status SetConnections(const IpvsService& service, const IpvsDestination& dest, uint32_t active,
                         uint32_t inactive);
+  // Sets the counters ListServiceStats reports for a service (new services start at zero).
+  Status SetStats(const IpvsService& service, const IpvsStats& stats);
   const IpvsTimeouts& timeouts() const { return timeouts_; }
   size_t service_count() const { return services_.size(); }
 
@@ -160,6 +164,7 @@ class FakeIpvs : public Ipvs {
   struct Entry {
     IpvsService service;
     std::vector<IpvsDestination> destinations;
+    IpvsStats stats;
   };
   Entry* Find(const IpvsService& service);
 

@@ -68,6 +68,28 @@ struct IpvsDestination {
   std::string ToString() const;
 };
 
+// Traffic counters of a service (kube_router_service_* metrics): the kernel's totals since the
+// service was created and its rate estimates (per second, averaged over a few seconds).
+struct IpvsStats {
+  uint64_t connections = 0;
+  uint64_t packets_in = 0;
+  uint64_t packets_out = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t connections_per_second = 0;
+  uint64_t packets_in_per_second = 0;
+  uint64_t packets_out_per_second = 0;
+  uint64_t bytes_in_per_second = 0;
+  uint64_t bytes_out_per_second = 0;
+
+  auto operator<=>(const IpvsStats&) const = default;
+};
+
+struct IpvsServiceStats {
+  IpvsService service;
+  IpvsStats stats;
+};
+
 // Global connection timeouts in seconds (ipvsadm --set); 0 keeps the kernel's value.
 struct IpvsTimeouts {
   uint32_t tcp = 0;
@@ -80,6 +102,8 @@ class Ipvs {
   virtual ~Ipvs() = default;
 
   virtual Result<std::vector<IpvsService>> ListServices() = 0;
+  // Every service with its counters (one dump; for metrics on scrape).
+  virtual Result<std::vector<IpvsServiceStats>> ListServiceStats() = 0;
   // Add fails when the service exists; Update and Delete fail when it does not.
   virtual Status AddService(const IpvsService& service) = 0;
   virtual Status UpdateService(const IpvsService& service) = 0;

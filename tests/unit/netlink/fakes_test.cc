@@ -174,6 +174,16 @@ TEST(FakeIpvs, ServicesAndDestinationsWithFailureInjection) {
   ASSERT_TRUE(ipvs.DeleteService(svc).ok());
   EXPECT_FALSE(ipvs.ListDestinations(svc).ok());
 
+  IpvsStats counted;
+  counted.connections = 5;
+  ASSERT_TRUE(ipvs.SetStats(fwmark, counted).ok());
+  auto stats = ipvs.ListServiceStats();
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->size(), 1u);
+  EXPECT_EQ(stats->front().service, fwmark);
+  EXPECT_EQ(stats->front().stats.connections, 5u);
+  EXPECT_FALSE(ipvs.SetStats(svc, counted).ok()) << "deleted service";
+
   ASSERT_TRUE(ipvs.SetTimeouts({900, 0, 300}).ok());
   ASSERT_TRUE(ipvs.SetTimeouts({0, 120, 0}).ok());
   EXPECT_EQ(ipvs.timeouts().tcp, 900u);

@@ -102,6 +102,37 @@ TEST(IpvsCodec, TimeoutsOnlyCarryNonZeroValues) {
   EXPECT_EQ(nla_get_u32(p.tb[IPVS_CMD_ATTR_TIMEOUT_UDP]), 300u);
 }
 
+TEST(IpvsCodec, ServiceCountersFromStats64) {
+  MsgPtr msg(nlmsg_alloc());
+  nlattr* service = nla_nest_start(msg.get(), IPVS_CMD_ATTR_SERVICE);
+  nla_put_u16(msg.get(), IPVS_SVC_ATTR_AF, AF_INET);
+  nlattr* stats = nla_nest_start(msg.get(), IPVS_SVC_ATTR_STATS64);
+  nla_put_u64(msg.get(), IPVS_STATS_ATTR_CONNS, 7);
+  nla_put_u64(msg.get(), IPVS_STATS_ATTR_INPKTS, 1ull << 40);  // beyond 32 bits
+  nla_put_u64(msg.get(), IPVS_STATS_ATTR_OUTBYTES, 12345);
+  nla_put_u64(msg.get(), IPVS_STATS_ATTR_CPS, 2);
+  nla_nest_end(msg.get(), stats);
+  nla_nest_end(msg.get(), service);
+  auto parsed = ParseIpvsServiceStats(service);
+  ASSERT_TRUE(parsed.ok()) << parsed.error();
+  EXPECT_EQ(parsed->connections, 7u);
+  EXPECT_EQ(parsed->packets_in, 1ull << 40);
+  EXPECT_EQ(parsed->bytes_out, 12345u);
+  EXPECT_EQ(parsed->connections_per_second, 2u);
+  EXPECT_EQ(parsed->bytes_in, 0u) << "absent counters are zero";
+
+  // A truncated counter is ignored rather than read past its end.
+  MsgPtr bad(nlmsg_alloc());
+  nlattr* bad_service = nla_nest_start(bad.get(), IPVS_CMD_ATTR_SERVICE);
+  nlattr* bad_stats = nla_nest_start(bad.get(), IPVS_SVC_ATTR_STATS64);
+  nla_put_u16(bad.get(), IPVS_STATS_ATTR_CONNS, 9);
+  nla_nest_end(bad.get(), bad_stats);
+  nla_nest_end(bad.get(), bad_service);
+  auto truncated = ParseIpvsServiceStats(bad_service);
+  ASSERT_TRUE(truncated.ok());
+  EXPECT_EQ(truncated->connections, 0u);
+}
+
 TEST(IpvsCodec, MalformedAnswersAreErrorsNotCrashes) {
   EXPECT_FALSE(ParseIpvsService(nullptr).ok());
   // A service whose family attribute is one byte long, and one of an unknown family.

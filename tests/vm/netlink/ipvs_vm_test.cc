@@ -8,6 +8,7 @@
 #include "kube_router/netlink/libnl.h"
 #include "lib/netns.h"
 #include "netns/netlink/in_netns.h"
+#include "vm/netlink/tcp.h"
 
 namespace kr::netlink {
 namespace {
@@ -141,6 +142,56 @@ TEST_F(IpvsVmTest, SchedulersLoadOnDemandWithTheirFlags) {
   EXPECT_NE(std::find(listed->begin(), listed->end(), mh), listed->end());
   EXPECT_FALSE(
       ipvs_->AddService({A("10.96.0.32"), IpvsProtocol::kTcp, 80, 0, "no-such-sched"}).ok());
+}
+
+// The data path, not just the tables: a connection from the node to a service VIP reaches a
+// pod only because IPVS (as configured through our messages) rewrites it, and the service's
+// counters record it.
+TEST_F(IpvsVmTest, ForwardsConnectionsToAPodAndCountsThem) {
+  Netns pod("krpod");
+  ASSERT_TRUE(ns_.Sh("ip link add kube-dummy-if type dummy && ip link set kube-dummy-if up && "
+                     "ip addr add 10.96.0.40/32 dev kube-dummy-if && "
+                     "ip link add kr-veth type veth peer name eth0 netns " +
+                     pod.name() +
+                     " && ip addr add 10.244.1.1/24 dev kr-veth && ip link set kr-veth up")
+                  .ok());
+  ASSERT_TRUE(pod.Sh("ip addr add 10.244.1.5/24 dev eth0 && ip link set eth0 up && "
+                     "ip route add default via 10.244.1.1")
+                  .ok());
+  uint16_t pod_port = 0;
+  int listener = InNetns(pod.name(), [&] { return Listen(A("10.244.1.5"), &pod_port); });
+  ASSERT_GE(listener, 0);
+
+  IpvsService svc{A("10.96.0.40"), IpvsProtocol::kTcp, 80};
+  ASSERT_TRUE(ipvs_->AddService(svc).ok());
+  ASSERT_TRUE(ipvs_->AddDestination(svc, {A("10.244.1.5"), pod_port}).ok());
+
+  const bool connected =
+      InNetns(ns_.name(), [&] { return Connects(A("0.0.0.0"), A("10.96.0.40"), 80); });
+  const bool accepted = AcceptsOne(listener);
+  close(listener);
+  EXPECT_TRUE(connected) << "connect to the VIP";
+  EXPECT_TRUE(accepted) << "the pod got the connection";
+
+  // The kernel folds its per-CPU counters into the totals on a 2 s estimator timer.
+  IpvsServiceStats seen;
+  ASSERT_TRUE(kr::testing::WaitFor(
+      [&] {
+        auto stats = ipvs_->ListServiceStats();
+        if (!stats.ok() || stats->size() != 1) return false;
+        seen = stats->front();
+        return seen.stats.connections >= 1;
+      },
+      std::chrono::seconds(30)))
+      << "no connection counted";
+  EXPECT_EQ(seen.service, svc);
+  EXPECT_GE(seen.stats.packets_in, 2u) << "SYN and ACK at least";
+  EXPECT_GT(seen.stats.bytes_in, 0u);
+  auto dests = ipvs_->ListDestinations(svc);
+  ASSERT_TRUE(dests.ok());
+  ASSERT_EQ(dests->size(), 1u);
+  EXPECT_GE(dests->front().active_connections + dests->front().inactive_connections, 1u)
+      << "the connection is tracked against the pod";
 }
 
 TEST_F(IpvsVmTest, Ipv6ServicesTimeoutsAndFlush) {

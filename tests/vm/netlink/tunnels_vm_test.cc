@@ -12,6 +12,7 @@
 #include "kube_router/netlink/libnl.h"
 #include "lib/netns.h"
 #include "netns/netlink/in_netns.h"
+#include "vm/netlink/tcp.h"
 
 namespace kr::netlink {
 namespace {
@@ -121,43 +122,6 @@ TEST_F(TunnelsVmTest, DummyLinkHoldsServiceVipsWithLocalRoutes) {
 
 namespace kr::netlink {
 namespace {
-
-// A TCP listener bound in the calling thread's namespace; port 0 picks a free port.
-int Listen(const IpAddress& address, uint16_t* port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  std::memcpy(&sa.sin_addr, address.bytes().data(), 4);
-  socklen_t len = sizeof(sa);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 || listen(fd, 1) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  *port = ntohs(sa.sin_port);
-  return fd;
-}
-
-// Connects from `source` to `to:port` with a deadline; true when the handshake completed.
-bool Connects(const IpAddress& source, const IpAddress& to, uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return false;
-  sockaddr_in local{}, remote{};
-  local.sin_family = remote.sin_family = AF_INET;
-  std::memcpy(&local.sin_addr, source.bytes().data(), 4);
-  std::memcpy(&remote.sin_addr, to.bytes().data(), 4);
-  remote.sin_port = htons(port);
-  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) == 0;
-  if (ok && connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote)) != 0) {
-    pollfd p{fd, POLLOUT, 0};
-    int error = 0;
-    socklen_t len = sizeof(error);
-    ok = errno == EINPROGRESS && poll(&p, 1, 20000) == 1 &&
-         getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
-  }
-  close(fd);
-  return ok;
-}
 
 // Two nodes in different subnets behind a router that knows nothing about pod CIDRs: pod
 // traffic can only cross through the IPIP tunnels our adapters create, as kube-router's overlay
