@@ -57,7 +57,11 @@ struct Session {
 };
 
 struct AdjInEntry {
-  Route route;  // as received (after attribute checks), before import policy
+  // As received (after the RFC checks, before import policy). One UPDATE's prefixes share
+  // one attribute set, which keeps a large table small.
+  std::shared_ptr<const PathAttributes> attrs;
+  IpAddress next_hop;
+  bool stale = false;
   bool accepted = false;
 };
 
@@ -198,9 +202,11 @@ class SpeakerImpl final : public Speaker {
   // ---- routes --------------------------------------------------------------------------------
   void PeerUp(Session& s);
   void PeerDown(Session& s);
-  void DropRoutes(Peer& peer, const std::function<bool(const AdjInEntry&)>& which);
+  void DropRoutes(Peer& peer, const std::function<bool(const IpPrefix&, const AdjInEntry&)>& which);
+  Route RouteFromAdjIn(const Peer& peer, const IpPrefix& prefix, const AdjInEntry& entry) const;
   void ProcessUpdate(Session& s, UpdateMessage& u);
-  void Learn(Peer& peer, Route route, std::vector<LocRib::Change>& changes);
+  void Learn(Peer& peer, const IpPrefix& prefix, std::shared_ptr<const PathAttributes> attrs,
+             const IpAddress& next_hop, bool stale, std::vector<LocRib::Change>& changes);
   void Unlearn(Peer& peer, const IpPrefix& prefix, std::vector<LocRib::Change>& changes);
   void DoAddPath(const LocalPath& path);
   void DoReapplyPolicies();
@@ -353,7 +359,7 @@ void SpeakerImpl::DoRemovePeer(const IpAddress& address) {
   loop_.Cancel(p.restart_timer);
   loop_.Cancel(p.stale_timer);
   p.established = nullptr;
-  DropRoutes(p, [](const AdjInEntry&) { return true; });
+  DropRoutes(p, [](const IpPrefix&, const AdjInEntry&) { return true; });
   ApplyListenerKeys(p.config, true);
   KR_LOG_INFO("BGP peer {} removed", address.ToString());
   // Deleted after the current callback returns; timers and fds are already gone.
@@ -787,10 +793,11 @@ OpenMessage SpeakerImpl::BuildOpen(const Peer& peer) const {
 
 // ---- routes ----------------------------------------------------------------------------------
 
-void SpeakerImpl::DropRoutes(Peer& peer, const std::function<bool(const AdjInEntry&)>& which) {
+void SpeakerImpl::DropRoutes(Peer& peer,
+                             const std::function<bool(const IpPrefix&, const AdjInEntry&)>& which) {
   std::vector<LocRib::Change> changes;
   for (auto it = peer.adj_in.begin(); it != peer.adj_in.end();) {
-    if (!which(it->second)) {
+    if (!which(it->first, it->second)) {
       ++it;
       continue;
     }
@@ -830,9 +837,9 @@ void SpeakerImpl::PeerUp(Session& s) {
   // RFC 4724 4.2: stale routes of families the peer did not preserve go now; the rest wait
   // for its End-of-RIB (or the stale-path timer).
   bool any_stale = false;
-  DropRoutes(p, [&](const AdjInEntry& e) {
-    if (!e.route.stale) return false;
-    bool keep = p.gr_negotiated && p.peer_forwarding_preserved.count(FamilyOf(e.route.prefix));
+  DropRoutes(p, [&](const IpPrefix& prefix, const AdjInEntry& e) {
+    if (!e.stale) return false;
+    bool keep = p.gr_negotiated && p.peer_forwarding_preserved.count(FamilyOf(prefix));
     any_stale |= keep;
     return !keep;
   });
@@ -840,7 +847,7 @@ void SpeakerImpl::PeerUp(Session& s) {
     loop_.Cancel(p.stale_timer);
     p.stale_timer = loop_.AddTimer(seconds(config_.stale_path_time_s), [this, &p] {
       p.stale_timer = 0;
-      DropRoutes(p, [](const AdjInEntry& e) { return e.route.stale; });
+      DropRoutes(p, [](const IpPrefix&, const AdjInEntry& e) { return e.stale; });
     });
   }
   // The other connection lost the race.
@@ -856,7 +863,7 @@ void SpeakerImpl::PeerDown(Session& s) {
   p.adj_out.clear();
   bool graceful = s.graceful_down && p.gr_negotiated && p.peer_restart_time > 0;
   if (!graceful) {
-    DropRoutes(p, [](const AdjInEntry&) { return true; });
+    DropRoutes(p, [](const IpPrefix&, const AdjInEntry&) { return true; });
     return;
   }
   // RFC 4724 4.2: keep the routes, marked stale, for the peer's restart time.
@@ -864,10 +871,10 @@ void SpeakerImpl::PeerDown(Session& s) {
               p.config.address.ToString(), p.adj_in.size(), p.peer_restart_time);
   std::vector<LocRib::Change> changes;
   for (auto& [prefix, entry] : p.adj_in) {
-    entry.route.stale = true;
+    entry.stale = true;
     if (!entry.accepted) continue;
     // The Loc-RIB holds the copy the import policy produced; produce it again, now stale.
-    Route r = entry.route;
+    Route r = RouteFromAdjIn(p, prefix, entry);
     if (import_policy_ && import_policy_(p.config, r) == PolicyVerdict::kReject) continue;
     rib_.Upsert(r, changes);
   }
@@ -877,15 +884,33 @@ void SpeakerImpl::PeerDown(Session& s) {
     p.restart_timer = 0;
     KR_LOG_INFO("BGP peer {}: restart time over, dropping stale routes",
                 p.config.address.ToString());
-    DropRoutes(p, [](const AdjInEntry& e) { return e.route.stale; });
+    DropRoutes(p, [](const IpPrefix&, const AdjInEntry& e) { return e.stale; });
   });
 }
 
-void SpeakerImpl::Learn(Peer& peer, Route route, std::vector<LocRib::Change>& changes) {
-  const IpPrefix prefix = route.prefix;
+Route SpeakerImpl::RouteFromAdjIn(const Peer& peer, const IpPrefix& prefix,
+                                  const AdjInEntry& entry) const {
+  Route r;
+  r.prefix = prefix;
+  r.next_hop = entry.next_hop;
+  r.attributes = *entry.attrs;
+  r.peer = peer.config.address;
+  r.peer_asn = peer.config.remote_asn;
+  r.peer_router_id = peer.remote_id;
+  r.ibgp = IsIbgp(peer);
+  r.stale = entry.stale;
+  return r;
+}
+
+void SpeakerImpl::Learn(Peer& peer, const IpPrefix& prefix,
+                        std::shared_ptr<const PathAttributes> attrs, const IpAddress& next_hop,
+                        bool stale, std::vector<LocRib::Change>& changes) {
   auto& entry = peer.adj_in[prefix];
   bool was_accepted = entry.accepted;
-  entry.route = route;
+  entry.attrs = std::move(attrs);
+  entry.next_hop = next_hop;
+  entry.stale = stale;
+  Route route = RouteFromAdjIn(peer, prefix, entry);
   bool accept = true;
   // Loop prevention (RFC 4271 9.1.2, RFC 4456 8).
   if (!route.ibgp && route.attributes.as_path &&
@@ -928,8 +953,8 @@ void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
     AfiSafi family = *eor;
     loop_.Cancel(p.stale_timer);
     p.stale_timer = 0;
-    DropRoutes(p, [&](const AdjInEntry& e) {
-      return e.route.stale && FamilyOf(e.route.prefix) == family;
+    DropRoutes(p, [&](const IpPrefix& prefix, const AdjInEntry& e) {
+      return e.stale && FamilyOf(prefix) == family;
     });
     return;
   }
@@ -952,25 +977,18 @@ void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
       withdraw = true;
     }
   }
+  attrs.next_hop.reset();  // kept per route (NEXT_HOP or the MP_REACH next hop)
+  auto shared = std::make_shared<const PathAttributes>(std::move(attrs));
   auto announce = [&](const std::vector<IpPrefix>& nlri, const IpAddress& next_hop) {
     for (const auto& prefix : nlri) {
       if (withdraw) {
         Unlearn(p, prefix, changes);
-        continue;
+      } else {
+        Learn(p, prefix, shared, next_hop, /*stale=*/false, changes);
       }
-      Route r;
-      r.prefix = prefix;
-      r.next_hop = next_hop;
-      r.attributes = attrs;
-      r.attributes.next_hop.reset();
-      r.peer = p.config.address;
-      r.peer_asn = p.config.remote_asn;
-      r.peer_router_id = p.remote_id;
-      r.ibgp = ibgp;
-      Learn(p, std::move(r), changes);
     }
   };
-  if (!u.nlri.empty()) announce(u.nlri, attrs.next_hop.value_or(IpAddress()));
+  if (!u.nlri.empty()) announce(u.nlri, u.attrs.next_hop.value_or(IpAddress()));
   if (u.mp_reach) announce(u.mp_reach->nlri, u.mp_reach->next_hop);
   Propagate(changes);
 }
@@ -998,9 +1016,9 @@ void SpeakerImpl::DoAddPath(const LocalPath& path) {
 void SpeakerImpl::DoReapplyPolicies() {
   for (auto& [addr, peer] : peers_) {
     std::vector<LocRib::Change> changes;
-    std::vector<Route> routes;
-    for (auto& [prefix, entry] : peer->adj_in) routes.push_back(entry.route);
-    for (auto& r : routes) Learn(*peer, r, changes);
+    for (auto& [prefix, entry] : peer->adj_in) {
+      Learn(*peer, prefix, entry.attrs, entry.next_hop, entry.stale, changes);
+    }
     Propagate(changes);
   }
   for (auto& [addr, peer] : peers_)
