@@ -80,6 +80,17 @@ std::string Comment(const std::string& text) {
   return "-m comment --comment \"" + clean + "\"";
 }
 
+// A canonical text of a selector (maps are ordered), used as a cache key.
+std::string SelectorKey(const k8s::LabelSelector& selector) {
+  std::string key;
+  for (const auto& [k, v] : selector.match_labels) key += k + "=" + v + ",";
+  for (const auto& req : selector.match_expressions) {
+    key += ";" + req.key + " " + req.op;
+    for (const auto& v : req.values) key += " " + v;
+  }
+  return key;
+}
+
 std::string Join(const std::string& a, const std::string& b) { return a.empty() ? b : a + " " + b; }
 
 std::string MatchSet(const std::string& set, const char* direction) {
@@ -148,27 +159,37 @@ class Compiler {
     return pods;
   }
 
-  // Pods a selector peer names; nullopt (with a logged problem) for an invalid selector.
-  std::optional<std::vector<PodRef>> PeerPods(const k8s::NetworkPolicy& policy,
-                                              const k8s::NetworkPolicyPeer& peer,
-                                              const std::string& where) {
+  // Pods a selector peer names; null (with a logged problem) for an invalid selector. Results
+  // are shared by every peer with the same selectors: clusters repeat a few selectors across
+  // many policies, and a namespace selector has to look at every pod.
+  const std::vector<PodRef>* PeerPods(const k8s::NetworkPolicy& policy,
+                                      const k8s::NetworkPolicyPeer& peer,
+                                      const std::string& where) {
     for (const auto* selector : {peer.pod_selector ? &*peer.pod_selector : nullptr,
                                  peer.namespace_selector ? &*peer.namespace_selector : nullptr}) {
       if (selector == nullptr) continue;
       if (auto s = ValidateSelector(*selector); !s.ok()) {
         Problem(policy, where + ": " + s.message() + "; peer skipped");
-        return std::nullopt;
+        return nullptr;
       }
     }
     const k8s::LabelSelector* pod_selector = peer.pod_selector ? &*peer.pod_selector : nullptr;
-    if (!peer.namespace_selector) return PodsIn(policy.meta.namespace_, pod_selector);
-    std::vector<PodRef> pods;
+    std::string key = (peer.namespace_selector ? "sel:" + SelectorKey(*peer.namespace_selector)
+                                               : "ns:" + policy.meta.namespace_) +
+                      "|" + (pod_selector ? SelectorKey(*pod_selector) : "*");
+    auto cached = peer_cache_.find(key);
+    if (cached != peer_cache_.end()) return &cached->second;
+    std::vector<PodRef>& pods = peer_cache_[key];
+    if (!peer.namespace_selector) {
+      pods = PodsIn(policy.meta.namespace_, pod_selector);
+      return &pods;
+    }
     for (const auto& [ns, refs] : pods_by_namespace_) {
       if (!SelectorMatches(*peer.namespace_selector, NamespaceLabels(ns))) continue;
       auto in_ns = PodsIn(ns, pod_selector);
       pods.insert(pods.end(), in_ns.begin(), in_ns.end());
     }
-    return pods;
+    return &pods;
   }
 
   // Adds an ipBlock's CIDR and its excepted ranges (as nomatch) for this family. False (with a
@@ -363,8 +384,8 @@ class Compiler {
             if (peer.ip_block) {
               Problem(policy, peer_where + ": ipBlock combined with a selector is ignored");
             }
-            auto pods = PeerPods(policy, peer, peer_where);
-            if (!pods) continue;
+            const auto* pods = PeerPods(policy, peer, peer_where);
+            if (pods == nullptr) continue;
             any_pod_peer = true;
             for (const auto& ref : *pods) {
               pod_entries.insert({ref.ip, false});
@@ -563,6 +584,7 @@ class Compiler {
   std::map<std::string, std::vector<PodRef>> pods_by_namespace_;
   std::vector<PodRef> local_pods_;
   std::map<std::string, std::vector<PodPolicy>> pod_policies_;
+  std::map<std::string, std::vector<PodRef>> peer_cache_;
 };
 
 }  // namespace
