@@ -37,6 +37,11 @@ std::unique_ptr<Cluster> MakeCluster() {
     if (s.service_name.empty()) return std::vector<std::string>{};
     return std::vector<std::string>{s.meta.namespace_ + "/" + s.service_name};
   });
+  cluster->namespaces.AddIndex(kIndexLabel, [](const Namespace& n) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : n.meta.labels) out.push_back(k + "=" + v);
+    return out;
+  });
   return cluster;
 }
 

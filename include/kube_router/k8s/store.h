@@ -126,6 +126,8 @@ class Store {
 inline constexpr char kIndexNamespace[] = "namespace";  // Pods, Policies, Slices
 inline constexpr char kIndexNodeName[] = "node";        // Pods by spec.nodeName
 inline constexpr char kIndexServiceName[] = "service";  // Slices by "ns/service-name"
+// Namespaces by label: one entry "key=value" per label (namespaceSelector matchLabels).
+inline constexpr char kIndexLabel[] = "label";
 
 // Every cache the controllers read. Informers fill it; controllers only read it.
 struct Cluster {

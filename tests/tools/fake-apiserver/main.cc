@@ -56,6 +56,7 @@ struct Faults {
   std::deque<std::string> requests;      // recent API requests, "METHOD /path?query"
   std::deque<int64_t> request_times_ms;  // when each of `requests` arrived (steady clock)
   uint64_t request_count = 0;
+  std::atomic<uint64_t> bookmarks_sent{0};  // BOOKMARK events written into watches
 };
 
 std::string Base64(const std::string& in) {
@@ -383,6 +384,7 @@ class Server {
       std::lock_guard lock(faults_.mu);
       SendJson(res, 200,
                {{"count", faults_.request_count},
+                {"bookmarksSent", faults_.bookmarks_sent.load()},
                 {"recent",
                  json(std::vector<std::string>(faults_.requests.begin(), faults_.requests.end()))},
                 {"recentTimesMs", json(std::vector<int64_t>(faults_.request_times_ms.begin(),
@@ -568,11 +570,13 @@ class Server {
       st->after_rv = std::max(st->after_rv, r.now_rv);
       now = Clock::now();
       bool bookmark_now = r.signals.bookmark != st->seen.bookmark;
+      bool bookmarked = false;
       if (st->bookmarks && (bookmark_now || now >= st->next_bookmark)) {
         json obj = {{"kind", st->type->kind},
                     {"apiVersion", st->type->ApiVersion()},
                     {"metadata", {{"resourceVersion", std::to_string(st->after_rv)}}}};
         batch += EventLine("BOOKMARK", obj);
+        bookmarked = true;
       }
       if (now >= st->next_bookmark)
         st->next_bookmark = now + std::chrono::milliseconds(bookmark_ms);
@@ -582,6 +586,7 @@ class Server {
       if (now >= st->next_keepalive) st->next_keepalive = now + std::chrono::seconds(5);
       st->seen.bookmark = r.signals.bookmark;
       if (!batch.empty() && !write(batch)) return false;
+      if (bookmarked) ++faults_.bookmarks_sent;
       if (r.signals.close != st->seen.close || now >= st->deadline) sink.done();
       return true;
     });

@@ -1,6 +1,7 @@
 // Informers against a real fake-apiserver process on loopback: initial sync, live changes,
 // pagination, and convergence under every injected fault.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -336,6 +337,76 @@ TEST(InformerTest, SyncTimeoutNamesTheKindsThatDidNotSync) {
   EXPECT_NE(s.message().find("HTTP 500"), std::string::npos) << s.message();
   EXPECT_EQ(s.message().find("Pod"), std::string::npos) << s.message();
   (*w)->Stop();
+}
+
+TEST(InformerTest, FailedRelistKeepsTheCache) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_EQ(h.server->Fault("fail?count=1000000&code=500&match=%2Fapi%2Fv1%2Fpods"), 200);
+  ASSERT_EQ(h.server->Fault("expire-watches"), 200);
+  // The relist keeps failing; the informer must keep serving what it had.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int failed_lists = 0;
+        for (const auto& l : Requests(*h.server).lines) failed_lists += IsPodList(l);
+        return failed_lists >= 3;  // the initial list plus two failed relists
+      },
+      60s));
+  EXPECT_TRUE(h.cluster->pods.Get("demo/web-1"));
+  EXPECT_EQ(h.sink.Count(EventType::kDeleted, "demo/web-1"), 0u);
+  ASSERT_EQ(h.server->Fault("fail?count=0"), 200);
+  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
+                                 {{"status", {{"podIP", "10.244.1.99"}}}}),
+            200);
+  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.99"));
+}
+
+TEST(InformerTest, SlowServerStillConverges) {
+  Harness h;
+  ASSERT_EQ(h.server->Fault("delay?ms=300"), 200);
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("slow", "10.244.3.1")), 201);
+  EXPECT_TRUE(h.PodIp("demo/slow", "10.244.3.1"));
+}
+
+TEST(InformerTest, BookmarksMoveTheResumePointPastACompaction) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  // Only Services change, so the Pod informer learns the new RV from a bookmark alone.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/services/web",
+                                   {{"metadata", {{"labels", {{"n", std::to_string(i)}}}}}}),
+              200);
+  }
+  std::string body;
+  auto sent = [&] {
+    h.server->Call("GET", "/_fake/requests", "", "", &body);
+    return json::parse(body)["bookmarksSent"].get<int>();
+  };
+  int before = sent();
+  ASSERT_EQ(h.server->Fault("bookmark"), 200);
+  // Six watches each get one; a bookmark written before the drop is read before the close.
+  ASSERT_TRUE(WaitFor([&] { return sent() >= before + 6; }, 30s));
+  ASSERT_EQ(h.server->Fault("compact"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-5", "10.244.1.50")), 201);
+  EXPECT_TRUE(h.PodIp("demo/web-5", "10.244.1.50"));
+  int pod_lists = 0;
+  for (const auto& l : Requests(*h.server).lines) pod_lists += IsPodList(l);
+  EXPECT_EQ(pod_lists, 1) << "the bookmark's RV should have avoided a 410 and a relist";
+}
+
+TEST(ResolveNodeNameTest, OverrideThenEnvThenHostname) {
+  EXPECT_EQ(ResolveNodeName("explicit"), "explicit");
+  const char* old = std::getenv("NODE_NAME");
+  std::string saved = old ? old : "";
+  setenv("NODE_NAME", "from-env", 1);
+  EXPECT_EQ(ResolveNodeName(""), "from-env");
+  unsetenv("NODE_NAME");
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  EXPECT_EQ(ResolveNodeName(""), host);
+  if (old) setenv("NODE_NAME", saved.c_str(), 1);
 }
 
 }  // namespace

@@ -46,5 +46,22 @@ TEST(StoreTest, ListIsASnapshotThatOutlivesWrites) {
   EXPECT_EQ(snapshot[0]->meta.name, "a");  // still valid: objects are shared and immutable
 }
 
+TEST(StoreTest, NamespacesByLabel) {
+  auto cluster = MakeCluster();
+  auto ns = [](const std::string& name, Labels labels) {
+    auto n = std::make_shared<Namespace>();
+    n->meta.name = name;
+    n->meta.labels = std::move(labels);
+    return std::shared_ptr<const Namespace>(n);
+  };
+  cluster->namespaces.Upsert("a", ns("a", {{"team", "x"}, {"env", "prod"}}));
+  cluster->namespaces.Upsert("b", ns("b", {{"team", "x"}}));
+  EXPECT_EQ(cluster->namespaces.ByIndex(kIndexLabel, "team=x").size(), 2u);
+  EXPECT_EQ(cluster->namespaces.ByIndex(kIndexLabel, "env=prod").size(), 1u);
+  cluster->namespaces.Upsert("a", ns("a", {{"team", "y"}}));  // relabelled
+  EXPECT_EQ(cluster->namespaces.ByIndex(kIndexLabel, "team=x").size(), 1u);
+  EXPECT_TRUE(cluster->namespaces.ByIndex(kIndexLabel, "env=prod").empty());
+}
+
 }  // namespace
 }  // namespace kr::k8s
