@@ -65,10 +65,17 @@ struct AdjInEntry {
   bool accepted = false;
 };
 
-struct OutEntry {
+// What export computes for one prefix and one peer.
+struct ExportedPath {
   PathAttributes attrs;
   IpAddress next_hop;
-  bool operator==(const OutEntry&) const = default;
+};
+
+// What was sent; prefixes sent in one group share the attribute set.
+struct OutEntry {
+  std::shared_ptr<const PathAttributes> attrs;
+  IpAddress next_hop;
+  bool Same(const ExportedPath& p) const { return next_hop == p.next_hop && *attrs == p.attrs; }
 };
 
 struct Peer {
@@ -211,7 +218,7 @@ class SpeakerImpl final : public Speaker {
   void DoAddPath(const LocalPath& path);
   void DoReapplyPolicies();
   void Propagate(const std::vector<LocRib::Change>& changes);
-  std::optional<OutEntry> ComputeExport(const Route& best, Peer& to);
+  std::optional<ExportedPath> ComputeExport(const Route& best, Peer& to);
   void SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes);
   void SendAll(Peer& peer, std::optional<AfiSafi> family);
   std::vector<PeerStatus> DoPeers();
@@ -226,7 +233,6 @@ class SpeakerImpl final : public Speaker {
   std::vector<std::unique_ptr<Session>> graveyard_;
   std::vector<std::unique_ptr<Peer>> peer_graveyard_;
   LocRib rib_;
-  std::map<IpPrefix, LocalPath> local_paths_;
   ImportPolicy import_policy_;
   ExportPolicy export_policy_;
   std::vector<BestPathCallback> subscribers_;
@@ -994,7 +1000,6 @@ void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
 }
 
 void SpeakerImpl::DoAddPath(const LocalPath& path) {
-  local_paths_[path.prefix] = path;
   Route r;
   r.prefix = path.prefix;
   // Unspecified = next-hop-self, filled in per session at export.
@@ -1036,7 +1041,7 @@ void SpeakerImpl::Propagate(const std::vector<LocRib::Change>& changes) {
     if (peer->established) SyncExports(*peer, prefixes);
 }
 
-std::optional<OutEntry> SpeakerImpl::ComputeExport(const Route& best, Peer& to) {
+std::optional<ExportedPath> SpeakerImpl::ComputeExport(const Route& best, Peer& to) {
   if (!to.families.count(FamilyOf(best.prefix))) return std::nullopt;
   if (best.peer && *best.peer == to.config.address) return std::nullopt;
   const bool to_ibgp = IsIbgp(to);
@@ -1079,22 +1084,28 @@ std::optional<OutEntry> SpeakerImpl::ComputeExport(const Route& best, Peer& to) 
   if (r.next_hop.is_v4() != best.prefix.is_v4()) return std::nullopt;
   if (export_policy_ && export_policy_(to.config, r) == PolicyVerdict::kReject) return std::nullopt;
   r.attributes.next_hop.reset();
-  return OutEntry{std::move(r.attributes), r.next_hop};
+  return ExportedPath{std::move(r.attributes), r.next_hop};
 }
 
 void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes) {
   Session& s = *peer.established;
-  std::map<std::pair<PathAttributes, IpAddress>, std::vector<IpPrefix>> announce;
+  struct Group {
+    std::shared_ptr<const PathAttributes> attrs;
+    std::vector<IpPrefix> prefixes;
+  };
+  std::map<std::pair<PathAttributes, IpAddress>, Group> announce;
   std::vector<IpPrefix> withdraw_v4, withdraw_v6;
   for (const auto& prefix : prefixes) {
     const Route* best = rib_.Best(prefix);
-    std::optional<OutEntry> want;
+    std::optional<ExportedPath> want;
     if (best) want = ComputeExport(*best, peer);
     auto it = peer.adj_out.find(prefix);
     if (want) {
-      if (it != peer.adj_out.end() && it->second == *want) continue;
-      announce[{want->attrs, want->next_hop}].push_back(prefix);
-      peer.adj_out[prefix] = std::move(*want);
+      if (it != peer.adj_out.end() && it->second.Same(*want)) continue;
+      Group& group = announce[{want->attrs, want->next_hop}];
+      if (!group.attrs) group.attrs = std::make_shared<const PathAttributes>(want->attrs);
+      group.prefixes.push_back(prefix);
+      peer.adj_out[prefix] = OutEntry{group.attrs, want->next_hop};
     } else if (it != peer.adj_out.end()) {
       (prefix.is_v4() ? withdraw_v4 : withdraw_v6).push_back(prefix);
       peer.adj_out.erase(it);
@@ -1102,10 +1113,10 @@ void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes)
   }
   for (auto* w : {&withdraw_v4, &withdraw_v6})
     for (const auto& bytes : PackWithdrawals(*w, s.codec)) Send(s, bytes);
-  for (const auto& [key, nlri] : announce) {
+  for (const auto& [key, group] : announce) {
     // PackAnnouncements wants one family per call.
     std::vector<IpPrefix> v4, v6;
-    for (const auto& p : nlri) (p.is_v4() ? v4 : v6).push_back(p);
+    for (const auto& p : group.prefixes) (p.is_v4() ? v4 : v6).push_back(p);
     for (auto* part : {&v4, &v6})
       for (const auto& bytes : PackAnnouncements(key.first, key.second, *part, s.codec))
         Send(s, bytes);
