@@ -219,9 +219,9 @@ class Compiler {
     if (cidr->is_v4() != (family_ == IpFamily::kV4)) return true;
     if (cidr->length() == 0) {
       // hash:net cannot hold a /0: two halves cover the same space.
-      for (const char* half : family_ == IpFamily::kV4
-                                  ? std::initializer_list<const char*>{"0.0.0.0/1", "128.0.0.0/1"}
-                                  : std::initializer_list<const char*>{"::/1", "8000::/1"}) {
+      static constexpr const char* kV4Halves[] = {"0.0.0.0/1", "128.0.0.0/1"};
+      static constexpr const char* kV6Halves[] = {"::/1", "8000::/1"};
+      for (const char* half : family_ == IpFamily::kV4 ? kV4Halves : kV6Halves) {
         entries.insert({half, false});
       }
     } else {
