@@ -44,8 +44,9 @@ class Registry {
   Registry();
   ~Registry();
 
-  // Same name + labels returns the same object. A name registered with another type or help
-  // text is a programming error and aborts in debug builds.
+  // Same name + labels returns the same object; the first help text of a name is the one
+  // rendered. A name registered with another type is a programming error: it asserts in debug
+  // builds, and in release builds is logged and gets an object that is never rendered.
   Counter& GetCounter(const std::string& name, const std::string& help,
                       const LabelSet& labels = {});
   Gauge& GetGauge(const std::string& name, const std::string& help, const LabelSet& labels = {});
