@@ -343,5 +343,43 @@ TEST_F(ScriptedPeerTest, FourOctetAsnTowardsTwoOctetPeer) {
   EXPECT_EQ(BestPath("10.99.1.0/24")->attributes.as_path->ToString(), "64513");
 }
 
+// RFC 4271 5 / 9.1.4: an unknown optional transitive attribute is passed on with the Partial
+// bit set; an unknown optional non-transitive one is not.
+TEST_F(ScriptedPeerTest, UnknownTransitiveAttributePassedOnWithPartialBit) {
+  StartOurs(false, true);
+  PeerConfig second;
+  second.address = Ip("127.0.0.3");
+  second.remote_asn = 64514;
+  second.passive = true;
+  speaker_->AddPeer(second);
+  ASSERT_TRUE(OurPeer("127.0.0.3").has_value());
+  ScriptedPeer from, to;
+  Handshake(from, PeerOpen("10.9.9.9", false));
+  InNetns(*us_, [&] { ASSERT_TRUE(to.Connect("127.0.0.3", "127.0.0.1", 179)); });
+  OpenMessage open = PeerOpen("10.9.9.8", false);
+  open.my_as = 64514;
+  open.caps.four_octet_asn = 64514;
+  to.Send(open);
+  ASSERT_TRUE(to.Receive().has_value());  // our OPEN
+  to.Send(KeepaliveMessage{});
+  ASSERT_TRUE(WaitFor([&] { return Established("127.0.0.3"); }, 5s));
+
+  UpdateMessage u = Announce({Pfx("10.99.5.0/24")});
+  u.attrs.unknown.push_back(RawAttribute{0xc0, 99, {1, 2, 3}});  // optional transitive
+  u.attrs.unknown.push_back(RawAttribute{0x80, 98, {4}});        // optional non-transitive
+  from.Send(u);
+  std::optional<UpdateMessage> got;
+  while ((got = to.ReceiveUpdate()) && got->nlri.empty()) {
+  }
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->nlri, std::vector<IpPrefix>{Pfx("10.99.5.0/24")});
+  ASSERT_EQ(got->attrs.unknown.size(), 1u);
+  EXPECT_EQ(got->attrs.unknown[0].type, 99);
+  EXPECT_EQ(got->attrs.unknown[0].flags, 0xe0);
+  EXPECT_EQ(got->attrs.unknown[0].value, (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_EQ(got->attrs.as_path->ToString(), "64512 64513");
+  EXPECT_EQ(got->attrs.next_hop, Ip("127.0.0.1"));  // next hop self towards eBGP
+}
+
 }  // namespace
 }  // namespace kr::bgp::testing
