@@ -148,7 +148,10 @@ class NetlinkIpvs : public Ipvs {
       return NL_OK;
     };
     if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) return Status::Error(NlError(err));
-    nl_cb* cb = nl_cb_clone(nl_socket_get_cb(sock_.get()));
+    // nl_socket_get_cb hands out a reference of its own: drop it once cloned.
+    nl_cb* socket_cb = nl_socket_get_cb(sock_.get());
+    nl_cb* cb = nl_cb_clone(socket_cb);
+    nl_cb_put(socket_cb);
     if (cb == nullptr) return Status::Error("out of memory");
     nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, &ctx);
     int err = nl_recvmsgs(sock_.get(), cb);
