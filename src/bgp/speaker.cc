@@ -1065,7 +1065,6 @@ std::optional<ExportedPath> SpeakerImpl::ComputeExport(const Route& best, Peer& 
   bool next_hop_unset =
       best.local() && (best.next_hop == IpAddress() || best.next_hop == *IpAddress::Parse("::"));
   if (!to_ibgp) {
-    a.as_path->Prepend(config_.local_asn);
     a.local_pref.reset();
     a.originator_id.reset();
     a.cluster_list.clear();
@@ -1079,10 +1078,15 @@ std::optional<ExportedPath> SpeakerImpl::ComputeExport(const Route& best, Peer& 
       a.cluster_list.insert(a.cluster_list.begin(), config_.cluster_id->v4_host_order());
     }
   }
+  if (export_policy_ && export_policy_(to.config, r) == PolicyVerdict::kReject) return std::nullopt;
+  // Our ASN goes in front after the policy, as GoBGP does, so a policy prepend lands behind it.
+  if (!to_ibgp) {
+    if (!r.attributes.as_path) r.attributes.as_path = AsPath{};
+    r.attributes.as_path->Prepend(config_.local_asn);
+  }
   // The next hop must be of the prefix's family (an IPv6 prefix over an IPv4 session needs an
   // explicit IPv6 next hop).
   if (r.next_hop.is_v4() != best.prefix.is_v4()) return std::nullopt;
-  if (export_policy_ && export_policy_(to.config, r) == PolicyVerdict::kReject) return std::nullopt;
   r.attributes.next_hop.reset();
   return ExportedPath{std::move(r.attributes), r.next_hop};
 }

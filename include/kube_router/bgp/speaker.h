@@ -124,7 +124,10 @@ enum class PolicyVerdict : uint8_t { kAccept, kReject };
 // Import policy: may modify the route's attributes; runs on the speaker thread for every route
 // received (again after ReapplyPolicies()).
 using ImportPolicy = std::function<PolicyVerdict(const PeerConfig& from, Route& route)>;
-// Export policy: may modify what is sent to `to`; runs on the speaker thread.
+// Export policy: may modify what is sent to `to` (attributes, next_hop); runs on the speaker
+// thread. It sees the route after the standard export rules (next-hop-self, LOCAL_PREF,
+// reflection attributes) except that towards eBGP peers our ASN is prepended after it, as
+// GoBGP does, so a prepend done by the policy ends up behind our ASN.
 using ExportPolicy = std::function<PolicyVerdict(const PeerConfig& to, Route& route)>;
 // Best-path subscriber; runs on the speaker thread, once per changed prefix.
 using BestPathCallback = std::function<void(const BestPathChange& change)>;

@@ -139,6 +139,7 @@ protocol bgp kr {
   speaker_->SetExportPolicy([](const PeerConfig& to, Route& r) {
     if (r.prefix == Pfx("10.244.9.0/24")) return PolicyVerdict::kReject;
     r.attributes.communities.push_back(Community(static_cast<uint16_t>(to.remote_asn), 42));
+    r.attributes.as_path->Prepend(65000);  // lands behind our ASN (GoBGP's order)
     return PolicyVerdict::kAccept;
   });
   speaker_->AddPeer(PeerTo(64513));
@@ -159,6 +160,7 @@ protocol bgp kr {
       },
       10s))
       << route;
+  EXPECT_NE(route.find("BGP.as_path: 64512 65000"), std::string::npos) << route;
   // The rejected import is in no best path; the rejected export never reached BIRD even
   // though a later prefix did.
   EXPECT_FALSE(BestPath("10.99.2.0/24").has_value());
