@@ -30,7 +30,8 @@ inline constexpr uint32_t kSchedFlag3 = 0x0020;
 enum class IpvsForward : uint32_t { kMasquerade = 0, kTunnel = 2, kRoute = 3 };
 
 // Identifies a virtual service: either (address, protocol, port), or a firewall mark (when
-// `fwmark` is non-zero, `address` only gives the family and protocol/port are ignored).
+// `fwmark` is non-zero, `address` only gives the family and protocol/port are ignored; List
+// reports such a service with the zero address of its family, kTcp and port 0).
 struct IpvsService {
   IpAddress address;
   IpvsProtocol protocol = IpvsProtocol::kTcp;

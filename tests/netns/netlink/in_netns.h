@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
