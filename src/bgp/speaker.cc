@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <set>
@@ -270,7 +271,15 @@ Status SpeakerImpl::Start() {
   running_ = true;
   KR_LOG_INFO("BGP speaker started: AS {} router ID {} port {}", config_.local_asn,
               config_.router_id.ToString(), config_.listen_port);
-  thread_ = std::thread([this] { loop_.Run(); });
+  thread_ = std::thread([this] {
+    // Nothing may escape the thread silently (e.g. from a policy callback): log, then abort.
+    try {
+      loop_.Run();
+    } catch (const std::exception& e) {
+      KR_LOG_ERROR("BGP speaker thread: uncaught exception: {}", e.what());
+      std::abort();
+    }
+  });
   return Status::Ok();
 }
 
