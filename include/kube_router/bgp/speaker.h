@@ -108,7 +108,7 @@ struct BestPathChange {
 
 // A snapshot of one peer for metrics and the status endpoint.
 struct PeerStatus {
-  PeerConfig config;
+  PeerConfig config;  // password redacted to "<set>" when one is configured
   PeerState state = PeerState::kIdle;
   std::chrono::seconds uptime{0};  // time in Established; 0 when not established
   uint64_t prefixes_received = 0;  // in Adj-RIB-In (after import policy rejects are dropped)
