@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "kube_router/k8s/chunked.h"
+#include "kube_router/k8s/dns.h"
 
 namespace kr::k8s {
 namespace {
@@ -307,7 +308,8 @@ Result<Url> ParseUrl(const std::string& text) {
   return url;
 }
 
-Result<std::vector<IpAddress>> ResolveHost(const std::string& host, const std::string& hosts_file) {
+Result<std::vector<IpAddress>> ResolveHost(const std::string& host, const std::string& hosts_file,
+                                           const std::string& resolv_conf) {
   if (auto ip = IpAddress::Parse(host)) return std::vector<IpAddress>{*ip};
   std::vector<IpAddress> out;
   std::ifstream in(hosts_file);
@@ -329,12 +331,13 @@ Result<std::vector<IpAddress>> ResolveHost(const std::string& host, const std::s
     out.push_back(*IpAddress::Parse("127.0.0.1"));
     out.push_back(*IpAddress::Parse("::1"));
   }
-  if (out.empty())
-    return Status::Error("cannot resolve '" + host + "': not in " + hosts_file +
-                         " (the agent does no DNS lookups; use an IP address in the server URL "
-                         "or add the name to " +
-                         hosts_file + ")");
-  return out;
+  if (!out.empty()) return out;
+  // Not a local name: ask the nameservers directly (no NSS in a static binary).
+  auto dns = QueryDns(host, ReadNameservers(resolv_conf));
+  if (!dns.ok())
+    return Status::Error(dns.error() + " (and not in " + hosts_file +
+                         "); use an IP address in the server URL or add the name to " + hosts_file);
+  return dns;
 }
 
 Result<std::shared_ptr<HttpClient>> HttpClient::Create(const std::string& url_text,

@@ -2,8 +2,9 @@
 // A small HTTP/1.1 client on plain sockets and OpenSSL, written for the agent's few needs
 // (static linking rules out cpp-httplib): one connection per request, TLS with CA
 // verification, SNI and hostname checks, client certificates, deadlines, cancellation, and
-// streaming of chunked bodies for watches. Host names resolve from /etc/hosts only: the
-// agent performs no NSS lookups (a static glibc binary cannot load NSS modules).
+// streaming of chunked bodies for watches. Host names resolve from /etc/hosts, then by a
+// direct DNS query: the agent performs no NSS lookups (a static glibc binary cannot load NSS
+// modules).
 // An HttpClient is immutable after Create and may be used from many threads at once.
 #pragma once
 
@@ -31,9 +32,11 @@ struct Url {
 // http(s)://host[:port][/path]; IPv6 literals in brackets.
 Result<Url> ParseUrl(const std::string& url);
 
-// Numeric addresses directly; names from `hosts_file` ("localhost" always works).
+// Numeric addresses directly; names from `hosts_file` ("localhost" always works); otherwise
+// an A/AAAA query to the nameservers of `resolv_conf` (dns.h). Never NSS.
 Result<std::vector<IpAddress>> ResolveHost(const std::string& host,
-                                           const std::string& hosts_file = "/etc/hosts");
+                                           const std::string& hosts_file = "/etc/hosts",
+                                           const std::string& resolv_conf = "/etc/resolv.conf");
 
 struct TlsOptions {
   std::string ca_pem;  // empty: the system's default roots
