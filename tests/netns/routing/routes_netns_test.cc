@@ -6,6 +6,7 @@
 // config driving the real bridge + host-local plugins. Everything lives in namespaces the test
 // creates; nothing leaves them.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <fstream>
@@ -138,6 +139,7 @@ class RoutingCluster : public ::testing::Test {
                                      "--run-firewall=false",
                                      "--run-service-proxy=false",
                                      "--health-port=0",
+                                     "--metrics-port=20241",
                                      "--routes-sync-period=10s",
                                      "-v",
                                      "1"};
@@ -244,6 +246,16 @@ TEST_F(RoutingCluster, FullMeshRoutesPodTrafficAndNodeDeletion) {
   ASSERT_TRUE(from_outside.ok());
   EXPECT_NE(from_outside->exit_code, 0);
 
+  // Peers and advertisements in /metrics.
+  auto metrics = nodes_.at("n1")->Run({"curl", "-s", "http://127.0.0.1:20241/metrics"});
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->out.find("kube_router_bgp_peer_info{address=\"192.0.2.3\",asn=\"64512\","
+                              "state=\"Established\",type=\"internal\"} 1"),
+            std::string::npos)
+      << metrics->out;
+  EXPECT_NE(metrics->out.find("kube_router_controller_bgp_advertisements_sent{type=\"pod-route\"}"),
+            std::string::npos);
+
   // Deleting Node n3 withdraws its routes everywhere.
   auto deleted = Api("DELETE", "/api/v1/nodes/n3");
   ASSERT_TRUE(deleted.ok() && deleted->exit_code == 0);
@@ -257,6 +269,21 @@ TEST_F(RoutingCluster, PeriodicSyncRestoresADeletedRoute) {
   ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2", "10.201.3.0/24 via 192.0.2.3"});
   ASSERT_TRUE(nodes_.at("n1")->Sh("ip route del 10.201.2.0/24 proto 17").ok());
   ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2", "10.201.3.0/24 via 192.0.2.3"});
+}
+
+TEST_F(RoutingCluster, AFlappingPeerDoesNotDisturbTheOthers) {
+  StartApiServer(kThreeNodes);
+  StartNodes(kThreeNodes);
+  ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2", "10.201.3.0/24 via 192.0.2.3"});
+  // n3's agent dies: its sessions close, its pod CIDR is withdrawn, n2's stays.
+  agents_.at("n3")->Signal(SIGKILL);
+  ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2"});
+  ExpectRoutes("n2", {"10.201.1.0/24 via 192.0.2.1"});
+  // It comes back and everything converges again.
+  agents_.erase("n3");
+  StartAgent("n3", {});
+  ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2", "10.201.3.0/24 via 192.0.2.3"});
+  ExpectRoutes("n3", {"10.201.1.0/24 via 192.0.2.1", "10.201.2.0/24 via 192.0.2.2"});
 }
 
 TEST_F(RoutingCluster, RouteReflectorTopology) {
