@@ -149,7 +149,7 @@ void Informer::Stop() {
 }
 
 std::string Informer::last_error() const {
-  std::lock_guard lock(const_cast<std::mutex&>(mu_));
+  std::lock_guard lock(mu_);
   return last_error_;
 }
 

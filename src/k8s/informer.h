@@ -84,7 +84,7 @@ class Informer {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> synced_{false};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string last_error_;  // guarded by mu_
   std::thread thread_;
