@@ -133,7 +133,8 @@ void NetworkRoutesController::LogNodeProblems(const std::string& node,
 
 Status NetworkRoutesController::Sync(SyncReason reason) {
   const auto started = std::chrono::steady_clock::now();
-  std::vector<NodeInfo> nodes;
+  std::vector<NodeInfo> nodes;      // nodes we route to (those with a pod CIDR)
+  std::vector<NodeInfo> all_nodes;  // every node: their addresses are never masqueraded
   std::optional<NodeInfo> self;
   std::set<std::string> present;
   for (const auto& node : cluster_->nodes.List()) {
@@ -141,6 +142,7 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
     LogNodeProblems(parsed.info.name, parsed.problems);
     present.insert(parsed.info.name);
     if (parsed.info.name == config_.node_name) self = parsed.info;
+    all_nodes.push_back(parsed.info);
     if (parsed.info.pod_cidrs.empty() && parsed.info.name != config_.node_name) {
       LogNodeProblems(parsed.info.name + "/podcidr",
                       {"node " + parsed.info.name + " has no pod CIDR; skipped"});
@@ -171,8 +173,8 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
   }
 
   // Policies before paths and peers, so nothing is ever exported under an old policy.
-  std::vector<PeerSpec> peers = PlanInternalPeers(config_, *self, *local_asn, nodes);
   const auto peers_started = std::chrono::steady_clock::now();
+  std::vector<PeerSpec> peers = PlanInternalPeers(config_, *self, *local_asn, nodes);
   std::vector<PeerSpec> external = PlanExternalPeers(config_, *self);
   auto policy = std::make_shared<PolicyState>();
   policy->local_asn = *local_asn;
@@ -209,7 +211,7 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
     if (!status.ok()) errors.push_back(status.message());
   };
   collect(SyncKernelRoutes(*self));
-  collect(SyncPodEgress(nodes));
+  collect(SyncPodEgress(all_nodes));
   if (config_.enable_cni) collect(SyncCni(*self));
   UpdatePeerMetrics();
 

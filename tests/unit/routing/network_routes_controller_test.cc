@@ -287,6 +287,8 @@ TEST_F(RoutesControllerTest, BadAnnotationsDoNotStopTheRest) {
   ASSERT_EQ(speaker_->peers().size(), 2u);
   EXPECT_TRUE(speaker_->peers().count(Ip("192.0.2.2")));
   EXPECT_FALSE(speaker_->peers().count(Ip("192.0.2.4")));
+  // Traffic from pods to that node is still not masqueraded.
+  EXPECT_TRUE(ipset_.sets()[kNodeIpsSet].entries.count({"192.0.2.4", false}));
 }
 
 TEST_F(RoutesControllerTest, MissingSelfNodeIsAnErrorNamingIt) {
