@@ -62,9 +62,12 @@ class ExecIpset : public Ipset {
   Status Apply(const IpsetUpdate& update) override {
     if (update.empty()) return Status::Ok();
     std::set<std::string> existing;
-    auto names = ListNames();
-    if (!names.ok()) return names.status();
-    existing.insert(names->begin(), names->end());
+    // Deltas alone need no listing (one process less on the incremental path).
+    if (!update.replace.empty() || !update.destroy.empty()) {
+      auto names = ListNames();
+      if (!names.ok()) return names.status();
+      existing.insert(names->begin(), names->end());
+    }
     // -exist: adding a present entry or deleting an absent one is not an error for a delta.
     return ExecChecked({"ipset", "restore", "-exist"}, RenderIpsetRestore(update, existing))
         .status();

@@ -369,6 +369,8 @@ class Compiler {
       // Peer matches for numeric ports (sets of pods and of CIDRs), and the pods that named
       // ports are resolved against.
       std::vector<std::string> peer_matches;
+      // Only egress named ports need the peer pods themselves (to look the name up on them).
+      bool need_peer_pods = !ingress && !ports->named.empty();
       std::vector<PodRef> peer_pods;
       bool match_all_peers = rule.peers.empty();
       if (match_all_peers) {
@@ -389,7 +391,7 @@ class Compiler {
             any_pod_peer = true;
             for (const auto& ref : *pods) {
               pod_entries.insert({ref.ip, false});
-              peer_pods.push_back(ref);
+              if (need_peer_pods) peer_pods.push_back(ref);
             }
           } else if (peer.ip_block) {
             std::set<IpsetEntry> entries;

@@ -60,7 +60,7 @@ class PodNetwork {
   // True when `from` gets "pong" from ip:port within `timeout_ms` (a socket opened inside the
   // pod's namespace). A rejected probe fails at once; a dropped one after the timeout.
   bool Probe(const std::string& from, const std::string& ip, int port, Proto proto,
-             int timeout_ms = 1000) const;
+             int timeout_ms = 2000) const;
 
   std::vector<Node>& nodes() { return nodes_; }
   Pod& pod(const std::string& name) { return pods_.at(name); }

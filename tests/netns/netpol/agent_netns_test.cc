@@ -1,0 +1,247 @@
+// The REAL kube-router binary, firewall only, in each node namespace against fake-apiserver:
+// the upstream e2e scenarios driven through the API (create, patch, delete), verified with
+// real TCP and UDP traffic between pod namespaces, under iptables-nft and iptables-legacy.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "lib/netns.h"
+#include "lib/podnet.h"
+#include "xyz_world.h"
+
+namespace kr::netpol {
+namespace {
+
+using namespace std::chrono_literals;
+using kr::testing::PodNetwork;
+using kr::testing::Process;
+using kr::testing::Proto;
+using kr::testing::TempDir;
+using kr::testing::WaitFor;
+using testing::NameOf;
+using testing::NsOf;
+using testing::XyzPodKeys;
+
+const std::string kAgent = KR_BINARY_DIR "/kube-router";
+const std::string kApiServer = KR_BINARY_DIR "/fake-apiserver";
+constexpr auto kVerdictDeadline = 20s;
+
+std::string NamespaceJson(const std::string& ns) {
+  return R"({"apiVersion":"v1","kind":"Namespace","metadata":{"name":")" + ns +
+         R"(","labels":{"ns":")" + ns + R"("}}})";
+}
+
+std::string PodJson(const std::string& key, const std::string& node, const std::string& ip) {
+  return R"({"apiVersion":"v1","kind":"Pod","metadata":{"namespace":")" + NsOf(key) +
+         R"(","name":")" + NameOf(key) + R"(","labels":{"pod":")" + NameOf(key) +
+         R"("}},"spec":{"nodeName":")" + node +
+         R"(","containers":[{"name":"c","image":"none","ports":[)"
+         R"({"name":"serve-80-tcp","containerPort":80,"protocol":"TCP"},)"
+         R"({"name":"serve-81-tcp","containerPort":81,"protocol":"TCP"},)"
+         R"({"name":"serve-80-udp","containerPort":80,"protocol":"UDP"},)"
+         R"({"name":"serve-81-udp","containerPort":81,"protocol":"UDP"}]}]},)"
+         R"("status":{"phase":"Running","podIP":")" +
+         ip + R"(","podIPs":[{"ip":")" + ip + R"("}]}})";
+}
+
+class AgentE2E : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
+    ASSERT_TRUE(std::filesystem::exists(kAgent)) << kAgent;
+    net_ = std::make_unique<PodNetwork>("npa");
+    testing::BuildXyz(*net_);
+    auto& hub = net_->nodes()[0];
+
+    std::filesystem::create_directories(dir_.path() + "/manifests");
+    std::ofstream manifests(dir_.path() + "/manifests/world.json");
+    manifests << R"({"apiVersion":"v1","kind":"List","items":[)";
+    bool first = true;
+    for (const auto& ns : testing::kXyzNamespaces) {
+      manifests << (first ? "" : ",") << NamespaceJson(ns);
+      first = false;
+    }
+    for (const auto& key : XyzPodKeys()) {
+      manifests << ","
+                << PodJson(key, net_->nodes()[testing::XyzNode(key)].name, net_->pod(key).ip);
+    }
+    manifests << "]}";
+    manifests.close();
+
+    std::string kubeconfig = dir_.path() + "/kubeconfig";
+    api_ = std::make_unique<Process>(
+        hub.ns->Wrap({kApiServer, "--listen", "0.0.0.0:0", "--manifests",
+                      dir_.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
+        dir_.path() + "/apiserver.log");
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
+    std::ifstream in(kubeconfig);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::smatch m;
+    std::string config = text.str();
+    ASSERT_TRUE(std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) << config;
+    port_ = m[1];
+    api_url_ = "http://127.0.0.1:" + port_;
+
+    for (size_t i = 0; i < net_->nodes().size(); ++i) {
+      auto& node = net_->nodes()[i];
+      // Node 1 reaches the API server over its link to node 0.
+      std::string node_config = config;
+      if (i > 0) {
+        node_config = std::regex_replace(config, std::regex("127\\.0\\.0\\.1"),
+                                         "10.70." + std::to_string(i) + ".1");
+      }
+      std::string path = dir_.path() + "/kubeconfig-" + node.name;
+      std::ofstream(path) << node_config;
+      ASSERT_TRUE(node.ns->Sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0").ok());
+      agents_.push_back(std::make_unique<Process>(
+          node.ns->Wrap({kAgent, "--run-firewall=true", "--run-service-proxy=false",
+                         "--run-router=false", "--kubeconfig", path, "--hostname-override",
+                         node.name, std::string("--iptables-mode=") + GetParam(), "--health-port=0",
+                         "--iptables-sync-period=5m"}),
+          dir_.path() + "/agent-" + node.name + ".log"));
+    }
+    // Both agents have synced once when their pods' chains exist.
+    for (size_t i = 0; i < net_->nodes().size(); ++i) {
+      auto& node = net_->nodes()[i];
+      std::string save = std::string("iptables-") + GetParam() + "-save -t filter";
+      bool synced = WaitFor(
+          [&] {
+            auto rules = node.ns->Sh(save);
+            return rules.ok() && rules->find("-A KUBE-ROUTER-FORWARD") != std::string::npos &&
+                   rules->find("KUBE-POD-FW-") != std::string::npos;
+          },
+          60s);
+      ASSERT_TRUE(synced) << agents_[i]->Log();
+      EXPECT_EQ(*node.ns->Sh("cat /proc/sys/net/bridge/bridge-nf-call-iptables"), "1\n");
+    }
+  }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      for (auto& a : agents_) std::cerr << "---- agent log\n" << a->Log();
+    }
+    agents_.clear();
+    api_.reset();
+    net_.reset();
+  }
+
+  // One API request from node 0's namespace (where the API server listens).
+  void Api(const std::string& method, const std::string& path, const std::string& body = "",
+           const std::string& type = "application/json") {
+    auto r =
+        net_->nodes()[0].ns->Run({"curl", "-sS", "-f", "-X", method, "-H", "Content-Type: " + type,
+                                  "--data-binary", "@-", api_url_ + path},
+                                 body);
+    ASSERT_TRUE(r.ok() && r->exit_code == 0)
+        << method << " " << path << ": " << (r.ok() ? r->err + r->out : r.error());
+  }
+
+  void CreatePolicy(const std::string& ns, const std::string& json) {
+    Api("POST", "/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies", json);
+  }
+  void DeletePolicy(const std::string& ns, const std::string& name) {
+    Api("DELETE", "/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/" + name);
+  }
+
+  // Waits until one probe shows the new verdict (the agents got the change), then checks
+  // the whole matrix.
+  void ExpectEventually(const std::string& from, const std::string& to, bool allowed) {
+    auto start = std::chrono::steady_clock::now();
+    bool ok = WaitFor(
+        [&] { return net_->Probe(from, net_->pod(to).ip, 80, Proto::kTcp, 300) == allowed; },
+        kVerdictDeadline);
+    EXPECT_TRUE(ok) << from << " -> " << to << " never became " << (allowed ? "allowed" : "denied");
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+    std::cout << "verdict " << from << " -> " << to << " after " << ms << " ms\n";
+  }
+
+  void ExpectMatrix(int port, Proto proto, const testing::Reachability& allowed) {
+    std::string mismatches = testing::MatrixMismatches(*net_, port, proto, allowed);
+    EXPECT_TRUE(mismatches.empty()) << "mismatches:\n" << mismatches;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<PodNetwork> net_;
+  std::unique_ptr<Process> api_;
+  std::vector<std::unique_ptr<Process>> agents_;
+  std::string port_;
+  std::string api_url_;
+};
+
+TEST_P(AgentE2E, DefaultDenyThenNamespaceAndPodLabelChangesThenDeletion) {
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto&) { return true; });
+
+  // Deny all ingress to x, except from namespaces labelled allowed=yes and pods role=client.
+  CreatePolicy("x", R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",
+    "metadata":{"name":"deny-but","namespace":"x"},
+    "spec":{"podSelector":{},"policyTypes":["Ingress"],
+            "ingress":[{"from":[{"namespaceSelector":{"matchLabels":{"allowed":"yes"}}}]},
+                       {"from":[{"podSelector":{"matchExpressions":
+                                 [{"key":"role","operator":"In","values":["client"]}]}}]}]}})");
+  ExpectEventually("z/a", "x/a", false);
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto& to) { return NsOf(to) != "x"; });
+  ExpectMatrix(81, Proto::kUdp, [](auto&, auto& to) { return NsOf(to) != "x"; });
+
+  Api("PATCH", "/api/v1/namespaces/z", R"({"metadata":{"labels":{"allowed":"yes"}}})",
+      "application/merge-patch+json");
+  ExpectEventually("z/a", "x/a", true);
+  ExpectMatrix(80, Proto::kTcp,
+               [](auto& from, auto& to) { return NsOf(to) != "x" || NsOf(from) == "z"; });
+
+  Api("PATCH", "/api/v1/namespaces/x/pods/b", R"({"metadata":{"labels":{"role":"client"}}})",
+      "application/merge-patch+json");
+  ExpectEventually("x/b", "x/a", true);
+  ExpectMatrix(80, Proto::kTcp, [](auto& from, auto& to) {
+    return NsOf(to) != "x" || NsOf(from) == "z" || from == "x/b";
+  });
+
+  DeletePolicy("x", "deny-but");
+  ExpectEventually("y/a", "x/a", true);
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto&) { return true; });
+}
+
+TEST_P(AgentE2E, EgressToCidrWithExceptNamedPortsAndEndPort) {
+  // x/a may only talk to node 1's pods (z), except z/b, on the named port serve-81-tcp.
+  std::string z_cidr = net_->nodes()[1].pod_cidr;
+  std::string z_b = net_->pod("z/b").ip + "/32";
+  CreatePolicy("x", R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",
+    "metadata":{"name":"egress","namespace":"x"},
+    "spec":{"podSelector":{"matchLabels":{"pod":"a"}},"policyTypes":["Egress"],
+            "egress":[{"to":[{"ipBlock":{"cidr":")" +
+                        z_cidr + R"(","except":[")" + z_b +
+                        R"("]}}],
+                       "ports":[{"protocol":"TCP","port":81}]}]}})");
+  ExpectEventually("x/a", "y/a", false);
+  for (const auto& to : XyzPodKeys()) {
+    if (to == "x/a") continue;
+    bool to_z = NsOf(to) == "z" && to != "z/b";
+    EXPECT_EQ(net_->Probe("x/a", net_->pod(to).ip, 81, Proto::kTcp), to_z) << to;
+    EXPECT_FALSE(net_->Probe("x/a", net_->pod(to).ip, 80, Proto::kTcp)) << to;
+  }
+  // Others are not affected.
+  ExpectMatrix(80, Proto::kTcp, [](auto& from, auto&) { return from != "x/a"; });
+
+  // Ingress to y/* on a named port and on an endPort range (UDP 80-81).
+  CreatePolicy("y", R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",
+    "metadata":{"name":"ports","namespace":"y"},
+    "spec":{"podSelector":{},"policyTypes":["Ingress"],
+            "ingress":[{"ports":[{"protocol":"TCP","port":"serve-81-tcp"},
+                                 {"protocol":"UDP","port":80,"endPort":81}]}]}})");
+  ExpectEventually("z/a", "y/a", false);
+  EXPECT_TRUE(net_->Probe("z/a", net_->pod("y/a").ip, 81, Proto::kTcp));
+  EXPECT_TRUE(net_->Probe("x/b", net_->pod("y/b").ip, 81, Proto::kUdp));
+  EXPECT_TRUE(net_->Probe("z/c", net_->pod("y/c").ip, 80, Proto::kUdp));
+  EXPECT_FALSE(net_->Probe("x/b", net_->pod("y/c").ip, 80, Proto::kTcp));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AgentE2E, ::testing::Values("nft", "legacy"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace kr::netpol
