@@ -131,7 +131,10 @@ Informer::Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster
       client_(std::move(client)),
       sink_(sink),
       store_(MakeKindStore(kind, cluster)),
-      page_size_(page_size) {}
+      page_size_(page_size) {
+  // Registered up front so /metrics shows the series (at 0) before anything goes wrong.
+  MalformedCounter();
+}
 
 Informer::~Informer() { Stop(); }
 
@@ -164,13 +167,15 @@ bool Informer::Sleep(std::chrono::milliseconds d) {
   return !stop_;
 }
 
+metrics::Counter& Informer::MalformedCounter() {
+  return metrics::Registry::Default().GetCounter(
+      "kube_router_k8s_malformed_objects_total",
+      "API objects skipped because they could not be decoded", {{"kind", ResourceKindName(kind_)}});
+}
+
 void Informer::CountMalformed(const std::string& what) {
   KR_LOG_WARN("{} informer: skipping malformed object: {}", ResourceKindName(kind_), what);
-  metrics::Registry::Default()
-      .GetCounter("kube_router_k8s_malformed_objects_total",
-                  "API objects skipped because they could not be decoded",
-                  {{"kind", ResourceKindName(kind_)}})
-      .Inc();
+  MalformedCounter().Inc();
 }
 
 void Informer::Post(EventType type, const std::string& key, AnyObject old_object,

@@ -25,6 +25,7 @@
 #include "kube_router/k8s/store.h"
 #include "kube_router/k8s/types.h"
 #include "kube_router/k8s/watch_stream.h"
+#include "kube_router/metrics/registry.h"
 
 namespace kr::k8s {
 
@@ -69,6 +70,7 @@ class Informer {
   void Apply(const WatchEvent& event);
   void Post(EventType type, const std::string& key, AnyObject old_object, AnyObject new_object);
   void CountMalformed(const std::string& what);
+  metrics::Counter& MalformedCounter();
   // Sleeps up to `d`; false if stopped meanwhile.
   bool Sleep(std::chrono::milliseconds d);
   void SetError(const std::string& error);
