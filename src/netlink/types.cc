@@ -5,7 +5,7 @@
 #include "kube_router/netlink/links.h"
 #include "kube_router/netlink/route_table.h"
 #include "kube_router/netlink/sysctl.h"
-#include "sha256.h"
+#include "kube_router/base/sha256.h"
 
 namespace kr::netlink {
 

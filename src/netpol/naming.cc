@@ -1,6 +1,6 @@
 #include "kube_router/netpol/naming.h"
 
-#include "sha256.h"
+#include "kube_router/base/sha256.h"
 
 namespace kr::netpol {
 namespace {

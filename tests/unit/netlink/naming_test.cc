@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "kube_router/netlink/links.h"
-#include "sha256.h"
+#include "kube_router/base/sha256.h"
 
 namespace kr::netlink {
 namespace {

@@ -1,8 +1,8 @@
-#include "sha256.h"
+#include "kube_router/base/sha256.h"
 
 #include <vector>
 
-namespace kr::netlink {
+namespace kr {
 namespace {
 
 // First 32 bits of the fractional parts of the cube roots of the first 64 primes (FIPS 180-4
@@ -79,4 +79,4 @@ std::array<uint8_t, 32> Sha256(std::string_view data) {
   return digest;
 }
 
-}  // namespace kr::netlink
+}  // namespace kr
