@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 
+#include "lib/help_flags.h"
 #include "lib/netns.h"
 
 namespace kr {
@@ -37,63 +38,7 @@ size_t Lines(const std::string& text) { return std::count(text.begin(), text.end
 TEST(AgentCommandLine, HelpListsEveryFlagWithItsDefault) {
   ExecResult r = RunAgent({"--help"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  // The 2017 usage block, then the later flags the features need; "" = no default shown.
-  const std::pair<std::string, std::string> flags[] = {
-      {"--advertise-cluster-ip", ""},
-      {"--advertise-external-ip", ""},
-      {"--cleanup-config", ""},
-      {"--cluster-asn uint", ""},
-      {"--cluster-cidr string", ""},
-      {"--config-sync-period duration", "(default 1m0s)"},
-      {"--enable-overlay", "(default true)"},
-      {"--enable-pod-egress", "(default true)"},
-      {"--hairpin-mode", ""},
-      {"-h, --help", ""},
-      {"--hostname-override string", ""},
-      {"--iptables-sync-period duration", "(default 1m0s)"},
-      {"--ipvs-sync-period duration", "(default 1m0s)"},
-      {"--kubeconfig string", ""},
-      {"--masquerade-all", ""},
-      {"--master string", ""},
-      {"--nodeport-bindon-all-ip", ""},
-      {"--nodes-full-mesh", "(default true)"},
-      {"--peer-router-asns uints", ""},
-      {"--peer-router-ips ipSlice", ""},
-      {"--peer-router-passwords strings", ""},
-      {"--routes-sync-period duration", "(default 1m0s)"},
-      {"--run-firewall", "(default true)"},
-      {"--run-router", "(default true)"},
-      {"--run-service-proxy", "(default true)"},
-      {"--health-port uint16", "(default 20244)"},
-      {"--metrics-port uint16", ""},
-      {"--metrics-path string", "(default \"/metrics\")"},
-      {"--cache-sync-timeout duration", "(default 1m0s)"},
-      {"--bgp-port uint32", "(default 179)"},
-      {"--bgp-holdtime duration", "(default 1m30s)"},
-      {"--router-id string", ""},
-      {"--enable-ibgp", "(default true)"},
-      {"--advertise-pod-cidr", "(default true)"},
-      {"--peer-router-ports uints", ""},
-      {"--peer-router-multihop-ttl uint8", ""},
-      {"--override-nexthop", ""},
-      {"--enable-cni", "(default true)"},
-      {"--excluded-cidrs strings", ""},
-      {"--service-cluster-ip-range strings", "(default [10.96.0.0/12])"},
-      {"--runtime-endpoint string", ""},
-      {"-v, --v string", "(default \"0\")"},
-      {"-V, --version", ""},
-  };
-  for (const auto& [flag, def] : flags) {
-    SCOPED_TRACE(flag);
-    size_t at = r.out.find(flag + " ");
-    ASSERT_NE(at, std::string::npos) << r.out;
-    std::string line = r.out.substr(at, r.out.find('\n', at) - at);
-    if (def.empty()) {
-      EXPECT_EQ(line.find("(default"), std::string::npos) << line;
-    } else {
-      EXPECT_NE(line.find(def), std::string::npos) << line;
-    }
-  }
+  testing::ExpectHelpListsEveryFlagWithItsDefault(r.out);
   EXPECT_EQ(RunAgent({"-h"}).out, r.out);
 }
 
