@@ -21,9 +21,11 @@ fi
 
 jobs=$(nproc)
 scripts/build.sh release
-if ! ldd build/kube-router 2>&1 | grep -q "not a dynamic executable"; then
-  echo "test.sh: build/kube-router is not a static executable" >&2
-  ldd build/kube-router >&2 || true
+# ldd exits non-zero for a static executable, so read its words rather than its status.
+ldd_out=$(ldd build/kube-router 2>&1 || true)
+if ! grep -q "not a dynamic executable" <<<"$ldd_out"; then
+  echo "test.sh: build/kube-router is not a static executable:" >&2
+  echo "$ldd_out" >&2
   exit 1
 fi
 echo "test.sh: build/kube-router is fully static"
