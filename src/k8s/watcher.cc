@@ -3,7 +3,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 
 #include "informer.h"
 #include "kube_router/base/log.h"
@@ -24,6 +27,7 @@ class InformerWatcher : public Watcher {
   Status WaitForSync(std::chrono::milliseconds timeout) override {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
+      if (stopped_) return Status::Error("stopped before the caches synced");
       std::string missing;
       for (const auto& i : informers_) {
         if (i->synced()) continue;
@@ -35,16 +39,26 @@ class InformerWatcher : public Watcher {
       if (std::chrono::steady_clock::now() >= deadline)
         return Status::Error("caches not synced within " + std::to_string(timeout.count()) +
                              " ms (--cache-sync-timeout): " + missing);
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopped_.load(); });
     }
   }
 
   void Stop() override {
+    {
+      // Ends a WaitForSync on another thread at once instead of at its timeout.
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
     for (auto& i : informers_) i->Stop();
   }
 
  private:
   std::vector<std::unique_ptr<Informer>> informers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> stopped_{false};  // set under mu_ so that the wait cannot miss it
 };
 
 }  // namespace

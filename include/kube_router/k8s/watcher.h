@@ -34,9 +34,10 @@ class Watcher {
                                                 Cluster* cluster, EventSink* sink);
 
   // Blocks until every informer has completed its first list, or fails naming the kinds that
-  // have not synced within `timeout` (--cache-sync-timeout).
+  // have not synced within `timeout` (--cache-sync-timeout). Fails at once when Stop() is called
+  // (from another thread) meanwhile.
   virtual Status WaitForSync(std::chrono::milliseconds timeout) = 0;
-  // Stops every informer thread; returns within a few seconds.
+  // Stops every informer thread and ends a pending WaitForSync; returns within a few seconds.
   virtual void Stop() = 0;
 };
 

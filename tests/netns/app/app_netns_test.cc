@@ -348,10 +348,15 @@ TEST_F(RunningAgent, SigtermDuringCacheSyncStopsPromptly) {
   ASSERT_TRUE(delayed.ok() && delayed->exit_code == 0) << config;
   StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false"});
   ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();  // healthy while waiting for caches
+  auto signalled = std::chrono::steady_clock::now();
   agent_->Signal(SIGTERM);
   auto code = agent_->Wait(15s);
+  auto took = std::chrono::steady_clock::now() - signalled;
   ASSERT_TRUE(code.has_value()) << agent_->Log();
   EXPECT_EQ(*code, 0) << agent_->Log();
+  // Well before the 10 s shutdown watchdog, which would also exit 0 here.
+  EXPECT_LT(took, 5s) << agent_->Log();
+  EXPECT_EQ(agent_->Log().find("shutdown did not finish"), std::string::npos) << agent_->Log();
 }
 
 TEST_F(RunningAgent, PortInUseIsAClearError) {

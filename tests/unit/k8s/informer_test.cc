@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <future>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "fake_apiserver_fixture.h"
 #include "kube_router/k8s/watcher.h"
@@ -367,6 +369,34 @@ TEST(InformerTest, SlowServerStillConverges) {
   ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
   ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("slow", "10.244.3.1")), 201);
   EXPECT_TRUE(h.PodIp("demo/slow", "10.244.3.1"));
+}
+
+TEST(InformerTest, StopEndsStalledListsAndAWaitForSyncPromptly) {
+  Harness h;
+  // The server accepts every API request but answers none within the test's lifetime.
+  ASSERT_EQ(h.server->Fault("delay?ms=60000"), 200);
+  ConnectionOptions opts;
+  opts.kubeconfig = h.server->kubeconfig();
+  auto w = Watcher::Start(opts, kAllKinds, h.cluster.get(), &h.sink);
+  ASSERT_TRUE(w.ok()) << w.error();
+  // As the agent does: wait for the caches on another thread while a signal may come.
+  auto synced = std::async(std::launch::async, [&] { return (*w)->WaitForSync(60s); });
+  ASSERT_TRUE(WaitFor([&] { return Requests(*h.server).lines.size() >= kAllKinds.size(); }, 10s));
+  std::this_thread::sleep_for(500ms);  // every informer is now waiting for its list
+  ASSERT_EQ(synced.wait_for(0s), std::future_status::timeout);
+  auto started = std::chrono::steady_clock::now();
+  (*w)->Stop();
+  auto stop_took = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(stop_took, 3s)
+      << std::chrono::duration_cast<std::chrono::milliseconds>(stop_took).count()
+      << " ms in Stop()";
+  // The pending WaitForSync ends with the stop, not at its 60 s timeout.
+  ASSERT_EQ(synced.wait_for(3s), std::future_status::ready);
+  Status s = synced.get();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("stopped"), std::string::npos) << s.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  ASSERT_EQ(h.server->Fault("delay?ms=0"), 200);
 }
 
 TEST(InformerTest, BookmarksMoveTheResumePointPastACompaction) {
