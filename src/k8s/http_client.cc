@@ -21,6 +21,7 @@
 
 #include "kube_router/k8s/chunked.h"
 #include "kube_router/k8s/dns.h"
+#include "kube_router/k8s/gzip.h"
 
 namespace kr::k8s {
 namespace {
@@ -453,7 +454,13 @@ Result<HttpResponse> HttpClient::Stream(const HttpRequest& request,
       url_.host.find(':') != std::string::npos ? "[" + url_.host + "]" : url_.host;
   out += "Host: " + host_header + ":" + std::to_string(url_.port) + "\r\n";
   out += "Connection: close\r\n";
-  for (const auto& [k, v] : request.headers) out += k + ": " + v + "\r\n";
+  bool accept_encoding_set = false;
+  for (const auto& [k, v] : request.headers) {
+    out += k + ": " + v + "\r\n";
+    if (Lower(k) == "accept-encoding") accept_encoding_set = true;
+  }
+  // Bodies with Content-Encoding: gzip are inflated below, as Go's transport does.
+  if (!accept_encoding_set) out += "Accept-Encoding: gzip\r\n";
   if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
       request.method == "PATCH")
     out += "Content-Length: " + std::to_string(request.body.size()) + "\r\n";
@@ -497,6 +504,30 @@ Result<HttpResponse> HttpClient::Stream(const HttpRequest& request,
     remaining = std::strtoull(length_text.c_str(), &end, 10);
     if (!end || *end) return Status::Error(where + ": malformed Content-Length");
   }
+  // Content-Encoding: gzip is undone as the bytes arrive (a watch is never buffered whole).
+  std::unique_ptr<GzipDecoder> gzip;
+  if (Lower(head.Header("content-encoding")) == "gzip") gzip = std::make_unique<GzipDecoder>();
+  std::string inflated;
+  bool caller_stopped = false;
+  auto deliver = [&](std::string_view bytes, Status* error) -> bool {
+    if (gzip) {
+      inflated.clear();
+      if (auto s = gzip->Feed(bytes, &inflated); !s.ok()) {
+        *error = s.Context(where);
+        return false;
+      }
+      bytes = inflated;
+      if (bytes.empty()) return true;
+    }
+    if (!on_body(bytes)) caller_stopped = true;
+    return !caller_stopped;
+  };
+  // At the end of the body: a gzip stream must be complete too.
+  auto finish = [&]() -> Result<HttpResponse> {
+    if (gzip && !caller_stopped && !gzip->done())
+      return Status::Error(where + ": gzip: compressed body ends before the end of the stream");
+    return head;
+  };
   // Feeds bytes through the framing; returns false when the body (or the caller) is done.
   auto consume = [&](std::string_view bytes, Status* error) -> bool {
     if (chunked) {
@@ -505,22 +536,22 @@ Result<HttpResponse> HttpClient::Stream(const HttpRequest& request,
         *error = s.Context(where);
         return false;
       }
-      if (!decoded.empty() && !on_body(decoded)) return false;
+      if (!decoded.empty() && !deliver(decoded, error)) return false;
       return !decoder.done();
     }
     if (has_length) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, bytes.size()));
       remaining -= n;
-      if (n > 0 && !on_body(bytes.substr(0, n))) return false;
+      if (n > 0 && !deliver(bytes.substr(0, n), error)) return false;
       return remaining > 0;
     }
-    return bytes.empty() || on_body(bytes);
+    return bytes.empty() || deliver(bytes, error);
   };
   Status error;
   if (has_length && remaining == 0) return head;
   if (!buf.empty() && !consume(buf, &error)) {
     if (!error.ok()) return error;
-    return head;
+    return finish();
   }
   for (;;) {
     auto n = conn.Read(chunk, sizeof chunk, deadline(), cancel);
@@ -528,11 +559,11 @@ Result<HttpResponse> HttpClient::Stream(const HttpRequest& request,
     if (*n == 0) {
       if (chunked || (has_length && remaining > 0))
         return Status::Error(where + ": connection closed in the middle of the response body");
-      return head;  // body delimited by close
+      return finish();  // body delimited by close
     }
     if (!consume(std::string_view(chunk, *n), &error)) {
       if (!error.ok()) return error;
-      return head;
+      return finish();
     }
   }
 }

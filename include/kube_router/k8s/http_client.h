@@ -74,8 +74,11 @@ class HttpClient {
 
   // For long responses (watches): `on_head` gets status and headers (returning false ends the
   // exchange), then `on_body` gets the decoded body bytes as they arrive (returning false ends
-  // it). Ends ok at the end of the body; fails on errors, cancellation, or when no byte
-  // arrives for `idle_timeout`. The returned response has status and headers, no body.
+  // it). Requests carry `Accept-Encoding: gzip` unless the caller sets Accept-Encoding; a body
+  // with `Content-Encoding: gzip` is inflated as it streams (gzip.h), and a corrupt or
+  // truncated one fails the request. Ends ok at the end of the body; fails on errors, cancellation,
+  // or when no byte arrives for `idle_timeout`. The returned response has status and headers, no
+  // body.
   Result<HttpResponse> Stream(const HttpRequest& request,
                               const std::function<bool(const HttpResponse&)>& on_head,
                               const std::function<bool(std::string_view)>& on_body,

@@ -39,6 +39,7 @@ struct Flags {
   std::string kubeconfig_client_cert, kubeconfig_client_key;
   size_t history_limit = 200000;
   int bookmark_interval_ms = 10000;
+  bool gzip = false;  // --gzip: gzip JSON responses for clients that accept it
   bool verbose = false;
 };
 
@@ -57,6 +58,8 @@ struct Faults {
   std::deque<int64_t> request_times_ms;  // when each of `requests` arrived (steady clock)
   uint64_t request_count = 0;
   std::atomic<uint64_t> bookmarks_sent{0};  // BOOKMARK events written into watches
+  std::atomic<bool> gzip{false};            // gzip JSON responses (--gzip, settings "gzip")
+  std::atomic<uint64_t> gzip_responses{0};  // responses sent with Content-Encoding: gzip
 };
 
 std::string Base64(const std::string& in) {
@@ -196,6 +199,7 @@ class Server {
   Server(const Flags& flags, httplib::Server* http) : flags_(flags), http_(http) {
     faults_.token = flags.token;
     faults_.bookmark_interval_ms = flags.bookmark_interval_ms;
+    faults_.gzip = flags.gzip;
   }
 
   ObjectStore& store() { return store_; }
@@ -206,6 +210,12 @@ class Server {
     http_->set_payload_max_length(64 << 20);
     http_->set_pre_routing_handler(
         [this](const httplib::Request& req, httplib::Response& res) { return PreRoute(req, res); });
+    // cpp-httplib (built with CPPHTTPLIB_ZLIB_SUPPORT) gzips a response with a compressible
+    // content type (application/json, not the watch's application/json;stream=watch) when the
+    // request's Accept-Encoding allows it; this runs after that, before the head is written.
+    http_->set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+      if (res.get_header_value("Content-Encoding") == "gzip") ++faults_.gzip_responses;
+    });
     http_->Get("/version", [](const httplib::Request&, httplib::Response& res) {
       SendJson(res, 200,
                {{"major", "1"},
@@ -284,6 +294,13 @@ class Server {
   }
 
   httplib::Server::HandlerResponse PreRoute(const httplib::Request& req, httplib::Response& res) {
+    // gzip off: the request is answered as if it had no Accept-Encoding, so cpp-httplib sends
+    // identity bodies. The pre-routing handler gets the server's own (non-const) Request
+    // object, which it only reads from here on.
+    if (!faults_.gzip) {
+      auto& headers = const_cast<httplib::Request&>(req).headers;
+      headers.erase("Accept-Encoding");
+    }
     if (req.path.rfind("/_fake/", 0) == 0) return httplib::Server::HandlerResponse::Unhandled;
     std::string line = req.method + " " + req.path;
     if (!req.params.empty()) {
@@ -378,6 +395,7 @@ class Server {
         faults_.gone_as_http_status = s["goneAsHttpStatus"].get<bool>();
       if (s.contains("bookmarkIntervalMs") && s["bookmarkIntervalMs"].is_number())
         faults_.bookmark_interval_ms = s["bookmarkIntervalMs"].get<int>();
+      if (s.contains("gzip") && s["gzip"].is_boolean()) faults_.gzip = s["gzip"].get<bool>();
       ok(res);
     });
     http_->Get("/_fake/requests", [this](const httplib::Request&, httplib::Response& res) {
@@ -385,6 +403,7 @@ class Server {
       SendJson(res, 200,
                {{"count", faults_.request_count},
                 {"bookmarksSent", faults_.bookmarks_sent.load()},
+                {"gzipResponses", faults_.gzip_responses.load()},
                 {"recent",
                  json(std::vector<std::string>(faults_.requests.begin(), faults_.requests.end()))},
                 {"recentTimesMs", json(std::vector<int64_t>(faults_.request_times_ms.begin(),
@@ -603,7 +622,7 @@ void Usage() {
                "  [--client-ca F] [--token T] [--basic-auth USER:PASSWORD] [--manifests PATH ...] "
                "[--kubeconfig-out F]\n"
                "  [--kubeconfig-ca F] [--kubeconfig-client-cert F --kubeconfig-client-key F]\n"
-               "  [--bookmark-interval-ms N] [--history-limit N] [-v]\n";
+               "  [--bookmark-interval-ms N] [--history-limit N] [--gzip] [-v]\n";
 }
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -644,6 +663,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     } else if (a == "--history-limit") {
       if (!value(&v)) return false;
       f->history_limit = std::strtoull(v.c_str(), nullptr, 10);
+    } else if (a == "--gzip") {
+      f->gzip = true;
     } else if (a == "-v" || a == "--verbose") {
       f->verbose = true;
     } else {
