@@ -1,11 +1,11 @@
 // Value-type helpers shared by the real adapters and the fakes.
 #include <string>
 
+#include "kube_router/base/sha256.h"
 #include "kube_router/netlink/ipvs.h"
 #include "kube_router/netlink/links.h"
 #include "kube_router/netlink/route_table.h"
 #include "kube_router/netlink/sysctl.h"
-#include "kube_router/base/sha256.h"
 
 namespace kr::netlink {
 

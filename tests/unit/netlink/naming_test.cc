@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "kube_router/netlink/links.h"
 #include "kube_router/base/sha256.h"
+#include "kube_router/netlink/links.h"
 
 namespace kr::netlink {
 namespace {
