@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 namespace kr::testing {
@@ -23,6 +24,20 @@ void MustRun(const std::vector<std::string>& argv) {
   std::string what;
   for (const auto& a : argv) what += a + " ";
   Must(ExecChecked(argv), what);
+}
+
+// IPv6 on, duplicate address detection off (addresses are usable at once), for interfaces
+// created in the namespace from now on.
+const char kIpv6Sysctls[] =
+    "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 "
+    "net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0";
+
+// "fd00:10::" for node 0, "fd00:10:0:N::" otherwise (N in hex).
+std::string PodPrefix6(int node) {
+  char text[32];
+  if (node == 0) return "fd00:10::";
+  std::snprintf(text, sizeof(text), "fd00:10:0:%x::", node);
+  return text;
 }
 
 }  // namespace
@@ -44,7 +59,8 @@ ScopedNetns::~ScopedNetns() {
   }
 }
 
-PodNetwork::PodNetwork(std::string prefix) : prefix_(std::move(prefix)) {
+PodNetwork::PodNetwork(std::string prefix, bool dual_stack)
+    : prefix_(std::move(prefix)), dual_stack_(dual_stack) {
   if (pipe2(wake_pipe_, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
 }
 
@@ -74,6 +90,15 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
                    "/24 dev kube-bridge && "
                    "sysctl -qw net.ipv4.ip_forward=1"),
        "set up node " + name);
+  if (dual_stack_) {
+    node.pod_cidr6 = PodPrefix6(index) + "/64";
+    node.gateway6 = PodPrefix6(index) + "1";
+    Must(node.ns->Sh(std::string(kIpv6Sysctls) +
+                     " net.ipv6.conf.all.forwarding=1 && "
+                     "sysctl -qw net.ipv6.conf.kube-bridge.disable_ipv6=0 && ip -6 addr add " +
+                     node.gateway6 + "/64 dev kube-bridge nodad"),
+         "set up IPv6 on node " + name);
+  }
   if (index > 0) {
     // Star topology: node 0 holds one link per other node.
     Node& hub = nodes_[0];
@@ -90,6 +115,15 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
                      link_net + "1"),
          "link " + name + " to hub");
     node.node_ip = link_net + "2";
+    if (dual_stack_) {
+      std::string link6 = "fd00:70:" + std::to_string(index) + "::";
+      Must(hub.ns->Sh("ip -6 addr add " + link6 + "1/64 dev " + hub_if +
+                      " nodad && ip -6 route add " + node.pod_cidr6 + " via " + link6 + "2"),
+           "link hub to " + name + " (IPv6)");
+      Must(node.ns->Sh("ip -6 addr add " + link6 + "2/64 dev to-n0 nodad && ip -6 route add " +
+                       "fd00:10::/48 via " + link6 + "1"),
+           "link " + name + " to hub (IPv6)");
+    }
   }
   nodes_.push_back(std::move(node));
   return nodes_.back();
@@ -104,6 +138,12 @@ PodNetwork::Pod& PodNetwork::AddPod(int node_index, const std::string& name) {
   int host = node.next_host++;
   std::string base = node.pod_cidr.substr(0, node.pod_cidr.rfind('.') + 1);
   pod.ip = base + std::to_string(host);
+  if (dual_stack_) {
+    char suffix[16];
+    std::snprintf(suffix, sizeof(suffix), "%x00", host);
+    pod.ip6 = PodPrefix6(node_index) + suffix;
+    Must(pod.ns->Sh(kIpv6Sysctls), "enable IPv6 in " + name);
+  }
   std::string host_if = "veth" + std::to_string(host);
   MustRun({"ip", "link", "add", host_if, "netns", node.ns->name(), "type", "veth", "peer", "name",
            "eth0", "netns", pod.ns->name()});
@@ -115,19 +155,44 @@ PodNetwork::Pod& PodNetwork::AddPod(int node_index, const std::string& name) {
                   "ip route add default via " +
                   node.gateway),
        "address " + name);
+  if (dual_stack_) {
+    Must(pod.ns->Sh("ip -6 addr add " + pod.ip6 +
+                    "/64 dev eth0 nodad && ip -6 route add default via " + node.gateway6),
+         "IPv6 address " + name);
+  }
   auto [it, inserted] = pods_.emplace(name, std::move(pod));
   return it->second;
 }
 
 namespace {
 
-sockaddr_in Address(const std::string& ip, int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) {
+// An IPv4 or IPv6 socket address (IPv6 when `ip` has a colon).
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  int family() const { return storage.ss_family; }
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
+};
+
+SocketAddress Address(const std::string& ip, int port) {
+  SocketAddress addr;
+  if (ip.find(':') != std::string::npos) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr.storage);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) != 1) {
+      throw std::runtime_error("bad IPv6 address " + ip);
+    }
+    addr.length = sizeof(sockaddr_in6);
+    return addr;
+  }
+  auto* in = reinterpret_cast<sockaddr_in*>(&addr.storage);
+  in->sin_family = AF_INET;
+  in->sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, ip.c_str(), &in->sin_addr) != 1) {
     throw std::runtime_error("bad IPv4 address " + ip);
   }
+  addr.length = sizeof(sockaddr_in);
   return addr;
 }
 
@@ -150,17 +215,21 @@ void PodNetwork::Serve(const std::string& pod_name, int port, Proto proto) {
   Pod& pod = pods_.at(pod_name);
   if (server_thread_.joinable()) throw std::runtime_error("Serve after the first Probe");
   ScopedNetns inside(pod.ns->name());
-  int fd = socket(AF_INET, (proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr = Address(pod.ip, port);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      (proto == Proto::kTcp && listen(fd, 64) != 0)) {
-    if (fd >= 0) close(fd);
-    throw std::runtime_error("cannot serve " + pod_name + ":" + std::to_string(port));
+  for (const std::string& ip : {pod.ip, pod.ip6}) {
+    if (ip.empty()) continue;
+    SocketAddress addr = Address(ip, port);
+    int fd =
+        socket(addr.family(), (proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, addr.get(), addr.length) != 0 ||
+        (proto == Proto::kTcp && listen(fd, 64) != 0)) {
+      if (fd >= 0) close(fd);
+      throw std::runtime_error("cannot serve " + pod_name + " " + ip + ":" + std::to_string(port));
+    }
+    listen_fds_.push_back(fd);
+    listen_is_tcp_.push_back(proto == Proto::kTcp);
   }
-  listen_fds_.push_back(fd);
-  listen_is_tcp_.push_back(proto == Proto::kTcp);
 }
 
 void PodNetwork::ServeLoop() {
@@ -183,7 +252,7 @@ void PodNetwork::ServeLoop() {
         }
       } else {
         char buf[64];
-        sockaddr_in peer{};
+        sockaddr_storage peer{};
         socklen_t len = sizeof(peer);
         ssize_t n = recvfrom(fds[i].fd, buf, sizeof(buf), MSG_DONTWAIT,
                              reinterpret_cast<sockaddr*>(&peer), &len);
@@ -203,18 +272,18 @@ bool PodNetwork::Probe(const std::string& from, const std::string& ip, int port,
         std::thread([self = const_cast<PodNetwork*>(this)] { self->ServeLoop(); });
   }
   const Pod& pod = pods_.at(from);
+  SocketAddress addr = Address(ip, port);
   int fd;
   {
     ScopedNetns inside(pod.ns->name());
     fd =
-        socket(AF_INET,
+        socket(addr.family(),
                (proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   }
   if (fd < 0) return false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  sockaddr_in addr = Address(ip, port);
   bool answered = false;
-  int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int rc = connect(fd, addr.get(), addr.length);
   if (rc == 0 || errno == EINPROGRESS) {
     if (proto == Proto::kUdp) (void)!send(fd, "ping\n", 5, 0);
     // A rejected probe wakes poll with an error (ECONNREFUSED / EHOSTUNREACH) at once.

@@ -1,7 +1,8 @@
 // A pod network in network namespaces for root-only tests: one namespace per node holding a
 // `kube-bridge` (the pod CIDR's gateway address), one namespace per pod joined to its node's
 // bridge by a veth pair, and nodes joined to each other by veth links with routes to each
-// other's pod CIDRs. Traffic never leaves these namespaces.
+// other's pod CIDRs. Traffic never leaves these namespaces. A dual-stack network gives every
+// node and pod an IPv6 address as well (DAD off, routes for both families).
 #pragma once
 
 #include <atomic>
@@ -35,9 +36,11 @@ class PodNetwork {
   struct Node {
     std::string name;
     std::unique_ptr<Netns> ns;
-    std::string pod_cidr;  // "10.71.N.0/24"
-    std::string gateway;   // "10.71.N.1" on kube-bridge
-    std::string node_ip;   // "10.70.0.(N+1)" on the inter-node link
+    std::string pod_cidr;   // "10.71.N.0/24"
+    std::string gateway;    // "10.71.N.1" on kube-bridge
+    std::string node_ip;    // "10.70.0.(N+1)" on the inter-node link
+    std::string pod_cidr6;  // dual-stack only: "fd00:10::/64", "fd00:10:0:N::/64"
+    std::string gateway6;   // dual-stack only: "<pod_cidr6 prefix>1" on kube-bridge
     int next_host = 2;
   };
   struct Pod {
@@ -45,20 +48,24 @@ class PodNetwork {
     int node = 0;
     std::unique_ptr<Netns> ns;
     std::string ip;
+    // Dual-stack only: "<pod_cidr6 prefix><host in hex>00", so every pod owns its own /120.
+    std::string ip6;
   };
 
   // `prefix` names the namespaces (keep it short, e.g. "np").
-  explicit PodNetwork(std::string prefix);
+  explicit PodNetwork(std::string prefix, bool dual_stack = false);
   ~PodNetwork();
 
   // Adds node number nodes().size(); nodes are joined in a star around node 0.
   Node& AddNode(const std::string& name);
   Pod& AddPod(int node, const std::string& name);
   // Listens on `port` inside the pod: a TCP connection or a UDP datagram is answered with
-  // "pong" (by a thread of the test process; its sockets live in the pod's namespace).
+  // "pong" (by a thread of the test process; its sockets live in the pod's namespace). A
+  // dual-stack pod listens on its IPv4 and its IPv6 address.
   void Serve(const std::string& pod, int port, Proto proto);
   // True when `from` gets "pong" from ip:port within `timeout_ms` (a socket opened inside the
-  // pod's namespace). A rejected probe fails at once; a dropped one after the timeout.
+  // pod's namespace). A rejected probe fails at once; a dropped one after the timeout. `ip`
+  // may be IPv4 or IPv6.
   bool Probe(const std::string& from, const std::string& ip, int port, Proto proto,
              int timeout_ms = 2000) const;
 
@@ -67,6 +74,7 @@ class PodNetwork {
 
  private:
   std::string prefix_;
+  bool dual_stack_ = false;
   std::vector<Node> nodes_;
   std::map<std::string, Pod> pods_;
   void ServeLoop();
