@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 #include "kube_router/netpol/naming.h"
 #include "kube_router/netpol/selector.h"
@@ -38,13 +40,6 @@ namespace {
 struct PodRef {
   const k8s::Pod* pod;
   std::string ip;
-};
-
-// Which policies select a local pod, and in which directions.
-struct PodPolicy {
-  std::string chain;
-  bool ingress = false;
-  bool egress = false;
 };
 
 // A port the rule allows: `dport` empty means every port of the protocol, `protocol` empty
@@ -97,57 +92,45 @@ std::string MatchSet(const std::string& set, const char* direction) {
   return "-m set --match-set " + set + " " + direction;
 }
 
-class Compiler {
+k8s::Labels EffectiveNamespaceLabels(const std::string& name, const k8s::Namespace* ns) {
+  k8s::Labels labels = ns != nullptr ? ns->meta.labels : k8s::Labels{};
+  // The API server sets this label on every namespace; fakes and old servers may not.
+  labels["kubernetes.io/metadata.name"] = name;
+  return labels;
+}
+
+// The pods (with an address of the family) and namespace labels of one view, indexed the way
+// selectors are evaluated.
+class ClusterIndex {
  public:
-  Compiler(const ClusterView& view, const NetpolConfig& config, IpFamily family)
-      : view_(view), config_(config), family_(family) {}
-
-  DesiredState Run() {
-    IndexPods();
-    std::vector<const k8s::NetworkPolicy*> policies;
-    for (const auto& p : view_.policies) policies.push_back(p.get());
-    std::sort(policies.begin(), policies.end(),
-              [](auto* a, auto* b) { return a->meta.Key() < b->meta.Key(); });
-    for (const auto* policy : policies) CompilePolicy(*policy);
-    AddStaticChains();
-    AddPodChainsAndTopLevel();
-    return std::move(out_);
-  }
-
- private:
-  void IndexPods() {
-    for (const auto& ns : view_.namespaces) {
-      auto& labels = namespace_labels_[ns->meta.name];
-      labels = ns->meta.labels;
-      // The API server sets this label on every namespace; fakes and old servers may not.
-      labels["kubernetes.io/metadata.name"] = ns->meta.name;
+  ClusterIndex(const ClusterView& view, const NetpolConfig& config, IpFamily family) {
+    for (const auto& ns : view.namespaces) {
+      namespace_labels_[ns->meta.name] = EffectiveNamespaceLabels(ns->meta.name, ns.get());
     }
-    for (const auto& pod : view_.pods) {
-      std::string ip = PolicyPodIp(*pod, family_);
+    for (const auto& pod : view.pods) {
+      std::string ip = PolicyPodIp(*pod, family);
       if (ip.empty()) continue;
       PodRef ref{pod.get(), ip};
       pods_by_namespace_[pod->meta.namespace_].push_back(ref);
-      if (pod->node_name == config_.node_name) local_pods_.push_back(ref);
+      if (pod->node_name == config.node_name) local_pods_.push_back(ref);
     }
-    auto by_key = [](const PodRef& a, const PodRef& b) {
+    std::sort(local_pods_.begin(), local_pods_.end(), [](const PodRef& a, const PodRef& b) {
       return a.pod->meta.Key() < b.pod->meta.Key();
-    };
-    std::sort(local_pods_.begin(), local_pods_.end(), by_key);
+    });
   }
 
-  const k8s::Labels& NamespaceLabels(const std::string& ns) {
+  const k8s::Labels& NamespaceLabels(const std::string& ns) const {
     auto it = namespace_labels_.find(ns);
     if (it != namespace_labels_.end()) return it->second;
-    auto& labels = namespace_labels_[ns];
-    labels["kubernetes.io/metadata.name"] = ns;
-    return labels;
+    return namespace_labels_.emplace(ns, EffectiveNamespaceLabels(ns, nullptr)).first->second;
   }
 
-  void Problem(const k8s::NetworkPolicy& policy, const std::string& what) {
-    out_.problems.push_back("NetworkPolicy " + policy.meta.Key() + ": " + what);
+  const std::map<std::string, std::vector<PodRef>>& pods_by_namespace() const {
+    return pods_by_namespace_;
   }
+  const std::vector<PodRef>& local_pods() const { return local_pods_; }
 
-  std::vector<PodRef> PodsIn(const std::string& ns, const k8s::LabelSelector* selector) {
+  std::vector<PodRef> PodsIn(const std::string& ns, const k8s::LabelSelector* selector) const {
     std::vector<PodRef> pods;
     auto it = pods_by_namespace_.find(ns);
     if (it == pods_by_namespace_.end()) return pods;
@@ -159,9 +142,130 @@ class Compiler {
     return pods;
   }
 
-  // Pods a selector peer names; null (with a logged problem) for an invalid selector. Results
-  // are shared by every peer with the same selectors: clusters repeat a few selectors across
-  // many policies, and a namespace selector has to look at every pod.
+ private:
+  // Mutable: a namespace with pods but no Namespace object gets its default labels on demand.
+  mutable std::map<std::string, k8s::Labels> namespace_labels_;
+  std::map<std::string, std::vector<PodRef>> pods_by_namespace_;
+  std::vector<PodRef> local_pods_;
+};
+
+// A selector peer the policy's sets were built from: pods of the policy's namespace (no
+// namespace selector) or of the matching namespaces, filtered by the pod selector if any.
+struct PeerRead {
+  const k8s::LabelSelector* namespace_selector;
+  const k8s::LabelSelector* pod_selector;
+};
+
+// One policy's share of the DesiredState, and what it read (to know when to recompile it).
+// Selector pointers point into `policy`, which this record keeps alive.
+struct CompiledPolicy {
+  std::shared_ptr<const k8s::NetworkPolicy> policy;
+  std::string chain;  // empty: the policy compiled to nothing
+  std::vector<std::string> sets;
+  std::vector<std::string> problems;
+  std::vector<std::string> local_targets;  // keys of the pods on this node it selects
+  const k8s::LabelSelector* target_selector = nullptr;
+  std::vector<PeerRead> peer_reads;
+  bool reads_all_pods = false;  // an egress named port towards everyone
+};
+
+// A pod that changed between two views, before and after (either may be null).
+struct PodChange {
+  const k8s::Pod* before;
+  const k8s::Pod* after;
+  bool labels_only;  // same addresses, phase, node, ports: peer membership by namespace holds
+};
+
+// A namespace whose effective labels changed (or which appeared or went away).
+struct NamespaceChange {
+  k8s::Labels before;
+  k8s::Labels after;
+};
+
+bool ReadsPod(const CompiledPolicy& compiled, const k8s::Pod& pod, bool labels_only,
+              const ClusterIndex& index) {
+  if (compiled.reads_all_pods) return true;
+  const std::string& policy_ns = compiled.policy->meta.namespace_;
+  const std::string& ns = pod.meta.namespace_;
+  if (compiled.target_selector != nullptr && ns == policy_ns &&
+      SelectorMatches(*compiled.target_selector, pod.meta.labels)) {
+    return true;
+  }
+  for (const auto& read : compiled.peer_reads) {
+    bool in_namespace = read.namespace_selector == nullptr
+                            ? ns == policy_ns
+                            : SelectorMatches(*read.namespace_selector, index.NamespaceLabels(ns));
+    if (!in_namespace) continue;
+    if (read.pod_selector == nullptr) {
+      if (!labels_only) return true;
+    } else if (SelectorMatches(*read.pod_selector, pod.meta.labels)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool NeedsRecompile(const CompiledPolicy& compiled, const std::vector<PodChange>& pods,
+                    const std::vector<NamespaceChange>& namespaces, const ClusterIndex& index) {
+  for (const auto& change : pods) {
+    for (const k8s::Pod* pod : {change.before, change.after}) {
+      if (pod != nullptr && ReadsPod(compiled, *pod, change.labels_only, index)) return true;
+    }
+  }
+  for (const auto& change : namespaces) {
+    for (const auto& read : compiled.peer_reads) {
+      if (read.namespace_selector == nullptr) continue;
+      if (SelectorMatches(*read.namespace_selector, change.before) ||
+          SelectorMatches(*read.namespace_selector, change.after)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// Compiles policies one at a time into a DesiredState, recording in each CompiledPolicy what it
+// produced and read. Peer results are shared across the policies of one pass: clusters repeat a
+// few selectors across many policies, and a namespace selector has to look at every pod.
+class PolicyCompiler {
+ public:
+  PolicyCompiler(const ClusterIndex& index, IpFamily family, DesiredState& out)
+      : index_(index), family_(family), out_(out) {}
+
+  CompiledPolicy Compile(std::shared_ptr<const k8s::NetworkPolicy> policy_ptr) {
+    CompiledPolicy compiled;
+    compiled.policy = std::move(policy_ptr);
+    record_ = &compiled;
+    const k8s::NetworkPolicy& policy = *compiled.policy;
+    if (auto s = ValidateSelector(policy.pod_selector); !s.ok()) {
+      Problem(policy, "podSelector: " + s.message() + "; policy skipped");
+      return compiled;
+    }
+    if (!policy.policy_ingress && !policy.policy_egress) return compiled;
+    compiled.target_selector = &policy.pod_selector;
+    auto targets = index_.PodsIn(policy.meta.namespace_, &policy.pod_selector);
+    Chain chain;
+    chain.name = PolicyChainName(policy.meta.namespace_, policy.meta.name, family_);
+    if (policy.policy_ingress) CompileDirection(policy, true, targets, chain);
+    if (policy.policy_egress) CompileDirection(policy, false, targets, chain);
+    for (const auto& ref : targets) {
+      if (ref.pod->node_name == LocalNode()) compiled.local_targets.push_back(ref.pod->meta.Key());
+    }
+    compiled.chain = chain.name;
+    out_.chains[chain.name] = std::move(chain);
+    return compiled;
+  }
+
+  void set_local_node(const std::string& node) { local_node_ = node; }
+
+ private:
+  const std::string& LocalNode() const { return local_node_; }
+
+  void Problem(const k8s::NetworkPolicy& policy, const std::string& what) {
+    record_->problems.push_back("NetworkPolicy " + policy.meta.Key() + ": " + what);
+  }
+
+  // Pods a selector peer names; null (with a logged problem) for an invalid selector.
   const std::vector<PodRef>* PeerPods(const k8s::NetworkPolicy& policy,
                                       const k8s::NetworkPolicyPeer& peer,
                                       const std::string& where) {
@@ -174,19 +278,22 @@ class Compiler {
       }
     }
     const k8s::LabelSelector* pod_selector = peer.pod_selector ? &*peer.pod_selector : nullptr;
-    std::string key = (peer.namespace_selector ? "sel:" + SelectorKey(*peer.namespace_selector)
-                                               : "ns:" + policy.meta.namespace_) +
-                      "|" + (pod_selector ? SelectorKey(*pod_selector) : "*");
+    const k8s::LabelSelector* ns_selector =
+        peer.namespace_selector ? &*peer.namespace_selector : nullptr;
+    record_->peer_reads.push_back({ns_selector, pod_selector});
+    std::string key =
+        (ns_selector ? "sel:" + SelectorKey(*ns_selector) : "ns:" + policy.meta.namespace_) + "|" +
+        (pod_selector ? SelectorKey(*pod_selector) : "*");
     auto cached = peer_cache_.find(key);
     if (cached != peer_cache_.end()) return &cached->second;
     std::vector<PodRef>& pods = peer_cache_[key];
-    if (!peer.namespace_selector) {
-      pods = PodsIn(policy.meta.namespace_, pod_selector);
+    if (ns_selector == nullptr) {
+      pods = index_.PodsIn(policy.meta.namespace_, pod_selector);
       return &pods;
     }
-    for (const auto& [ns, refs] : pods_by_namespace_) {
-      if (!SelectorMatches(*peer.namespace_selector, NamespaceLabels(ns))) continue;
-      auto in_ns = PodsIn(ns, pod_selector);
+    for (const auto& [ns, refs] : index_.pods_by_namespace()) {
+      if (!SelectorMatches(*ns_selector, index_.NamespaceLabels(ns))) continue;
+      auto in_ns = index_.PodsIn(ns, pod_selector);
       pods.insert(pods.end(), in_ns.begin(), in_ns.end());
     }
     return &pods;
@@ -291,6 +398,7 @@ class Compiler {
 
   IpsetSet& AddSet(const std::string& name, IpsetType type) {
     auto& set = out_.sets[name];
+    if (set.name.empty()) record_->sets.push_back(name);
     set.name = name;
     set.type = type;
     set.family = family_;
@@ -432,7 +540,8 @@ class Compiler {
         // The named-port set then stands for the destination; ipBlock peers have no ports.
         std::vector<PodRef> destinations;
         if (match_all_peers) {
-          for (const auto& [pns, refs] : pods_by_namespace_) {
+          record_->reads_all_pods = true;
+          for (const auto& [pns, refs] : index_.pods_by_namespace()) {
             destinations.insert(destinations.end(), refs.begin(), refs.end());
           }
         } else {
@@ -444,155 +553,359 @@ class Compiler {
     }
   }
 
-  void CompilePolicy(const k8s::NetworkPolicy& policy) {
-    if (auto s = ValidateSelector(policy.pod_selector); !s.ok()) {
-      Problem(policy, "podSelector: " + s.message() + "; policy skipped");
-      return;
-    }
-    if (!policy.policy_ingress && !policy.policy_egress) return;
-    auto targets = PodsIn(policy.meta.namespace_, &policy.pod_selector);
-    Chain chain;
-    chain.name = PolicyChainName(policy.meta.namespace_, policy.meta.name, family_);
-    if (policy.policy_ingress) CompileDirection(policy, true, targets, chain);
-    if (policy.policy_egress) CompileDirection(policy, false, targets, chain);
-    for (const auto& ref : targets) {
-      if (ref.pod->node_name != config_.node_name) continue;
-      pod_policies_[ref.pod->meta.Key()].push_back(
-          {chain.name, policy.policy_ingress, policy.policy_egress});
-    }
-    out_.chains[chain.name] = std::move(chain);
-  }
-
-  void AddStaticChains() {
-    Chain common{kCommonChain, {}};
-    common.rules.push_back(Comment("rule to drop invalid state for pod") +
-                           " -m conntrack --ctstate INVALID -j DROP");
-    common.rules.push_back(Comment("rule for stateful firewall for pod") +
-                           " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
-    if (family_ == IpFamily::kV4) {
-      for (const char* type : {"echo-request", "destination-unreachable", "time-exceeded"}) {
-        common.rules.push_back(Comment("allow icmp " + std::string(type)) +
-                               " -p icmp --icmp-type " + type + " -j ACCEPT");
-      }
-    } else {
-      for (const char* type : {"echo-request", "destination-unreachable", "time-exceeded",
-                               "neighbour-solicitation", "neighbour-advertisement", "echo-reply"}) {
-        common.rules.push_back(Comment("allow icmp " + std::string(type)) +
-                               " -p ipv6-icmp --icmpv6-type " + type + " -j ACCEPT");
-      }
-    }
-    out_.chains[common.name] = std::move(common);
-    out_.chains[kDefaultChain] = Chain{kDefaultChain,
-                                       {Comment("rule to mark traffic matching a network policy") +
-                                        " -j MARK --set-xmark " + kAllowedMark}};
-    out_.chains[kTailChain] =
-        Chain{kTailChain,
-              {Comment("rule to explicitly ACCEPT traffic that comply to network policies") +
-               " -m mark --mark " + kPassedMark + " -j ACCEPT"}};
-  }
-
-  void AddPodChainsAndTopLevel() {
-    Chain input{kInputChain, {}}, forward{kForwardChain, {}}, output{kOutputChain, {}};
-    bool v4 = family_ == IpFamily::kV4;
-    auto in_family = [&](const IpPrefix& p) { return p.is_v4() == v4; };
-    for (const auto& range : config_.service_cluster_ip_ranges) {
-      if (!in_family(range)) continue;
-      input.rules.push_back(Comment("allow traffic to cluster IP range") + " -d " +
-                            range.ToString() + " -j RETURN");
-    }
-    std::string node_ports =
-        std::to_string(config_.node_port_first) + ":" + std::to_string(config_.node_port_last);
-    for (const char* proto : {"tcp", "udp", "sctp"}) {
-      input.rules.push_back(
-          Comment(std::string("allow LOCAL ") + proto + " traffic to node ports") + " -p " + proto +
-          " -m addrtype --dst-type LOCAL -m multiport --dports " + node_ports + " -j RETURN");
-    }
-    for (const auto* ranges :
-         {&config_.service_external_ip_ranges, &config_.loadbalancer_ip_ranges}) {
-      for (const auto& range : *ranges) {
-        if (!in_family(range)) continue;
-        input.rules.push_back(Comment("allow traffic to external and load balancer IP ranges") +
-                              " -d " + range.ToString() + " -j RETURN");
-      }
-    }
-
-    for (const auto& ref : local_pods_) {
-      const std::string key = ref.pod->meta.Key();
-      const std::string chain_name = PodChainName(ref.pod->meta.namespace_, ref.pod->meta.name);
-      const std::string& ip = ref.ip;
-      Chain chain{chain_name, {}};
-      chain.rules.push_back(Comment("rule for stateful firewall for pod") + " -j " + kCommonChain);
-      chain.rules.push_back(
-          Comment("rule to permit the traffic to pods when source is the pod's local node") +
-          " -d " + ip + " -m addrtype --src-type LOCAL -j ACCEPT");
-      bool ingress = false, egress = false;
-      auto found = pod_policies_.find(key);
-      if (found != pod_policies_.end()) {
-        for (const auto& pp : found->second) {
-          ingress |= pp.ingress;
-          egress |= pp.egress;
-        }
-      }
-      if (!egress) {
-        chain.rules.push_back(Comment("run through default egress network policy chain") + " -s " +
-                              ip + " -j " + kDefaultChain);
-      }
-      if (!ingress) {
-        chain.rules.push_back(Comment("run through default ingress network policy chain") + " -d " +
-                              ip + " -j " + kDefaultChain);
-      }
-      if (found != pod_policies_.end()) {
-        for (const auto& pp : found->second) {
-          std::string direction = pp.ingress && pp.egress ? ""
-                                  : pp.ingress            ? " -d " + ip
-                                                          : " -s " + ip;
-          chain.rules.push_back(Comment("run through nw policy chain") + direction + " -j " +
-                                pp.chain);
-        }
-      }
-      std::string pod_comment = Comment("rule to log dropped traffic POD name:" + key);
-      chain.rules.push_back(
-          pod_comment + " -m mark ! --mark " + kAllowedMark +
-          " -m limit --limit 10/minute --limit-burst 10 -j NFLOG --nflog-group 100");
-      chain.rules.push_back(Comment("rule to REJECT traffic destined for POD name:" + key) +
-                            " -m mark ! --mark " + kAllowedMark + " -j REJECT");
-      chain.rules.push_back(Comment("reset mark to let traffic pass through rest of tiers") +
-                            " -j MARK --set-xmark 0x0/0x10000");
-      chain.rules.push_back(Comment("set mark to ACCEPT traffic that comply to network policies") +
-                            " -j MARK --set-xmark " + kPassedMark);
-      out_.chains[chain_name] = std::move(chain);
-
-      std::string to_pod = Comment("rule to jump traffic destined to POD name:" + key);
-      std::string from_pod = Comment("rule to jump traffic from POD name:" + key);
-      forward.rules.push_back(to_pod + " -d " + ip + " -j " + chain_name);
-      forward.rules.push_back(from_pod + " -s " + ip + " -j " + chain_name);
-      output.rules.push_back(to_pod + " -d " + ip + " -j " + chain_name);
-      output.rules.push_back(from_pod + " -s " + ip + " -j " + chain_name);
-      input.rules.push_back(from_pod + " -s " + ip + " -j " + chain_name);
-    }
-    for (Chain* top : {&input, &forward, &output}) {
-      top->rules.push_back(
-          Comment("rule to explicitly ACCEPT traffic that comply to network policies") + " -j " +
-          kTailChain);
-      out_.chains[top->name] = std::move(*top);
-    }
-  }
-
-  const ClusterView& view_;
-  const NetpolConfig& config_;
+  const ClusterIndex& index_;
   IpFamily family_;
-  DesiredState out_;
-  std::map<std::string, k8s::Labels> namespace_labels_;
-  std::map<std::string, std::vector<PodRef>> pods_by_namespace_;
-  std::vector<PodRef> local_pods_;
-  std::map<std::string, std::vector<PodPolicy>> pod_policies_;
+  DesiredState& out_;
+  std::string local_node_;
+  CompiledPolicy* record_ = nullptr;
   std::map<std::string, std::vector<PodRef>> peer_cache_;
 };
 
+void AddStaticChains(IpFamily family, std::map<std::string, Chain>& chains) {
+  Chain common{kCommonChain, {}};
+  common.rules.push_back(Comment("rule to drop invalid state for pod") +
+                         " -m conntrack --ctstate INVALID -j DROP");
+  common.rules.push_back(Comment("rule for stateful firewall for pod") +
+                         " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
+  if (family == IpFamily::kV4) {
+    for (const char* type : {"echo-request", "destination-unreachable", "time-exceeded"}) {
+      common.rules.push_back(Comment("allow icmp " + std::string(type)) + " -p icmp --icmp-type " +
+                             type + " -j ACCEPT");
+    }
+  } else {
+    for (const char* type : {"echo-request", "destination-unreachable", "time-exceeded",
+                             "neighbour-solicitation", "neighbour-advertisement", "echo-reply"}) {
+      common.rules.push_back(Comment("allow icmp " + std::string(type)) +
+                             " -p ipv6-icmp --icmpv6-type " + type + " -j ACCEPT");
+    }
+  }
+  chains[common.name] = std::move(common);
+  chains[kDefaultChain] = Chain{kDefaultChain,
+                                {Comment("rule to mark traffic matching a network policy") +
+                                 " -j MARK --set-xmark " + kAllowedMark}};
+  chains[kTailChain] =
+      Chain{kTailChain,
+            {Comment("rule to explicitly ACCEPT traffic that comply to network policies") +
+             " -m mark --mark " + kPassedMark + " -j ACCEPT"}};
+}
+
+// Which policies select a local pod, and in which directions.
+struct PodPolicy {
+  std::string chain;
+  bool ingress = false;
+  bool egress = false;
+};
+
+Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
+  const std::string key = ref.pod->meta.Key();
+  const std::string& ip = ref.ip;
+  Chain chain{PodChainName(ref.pod->meta.namespace_, ref.pod->meta.name), {}};
+  chain.rules.push_back(Comment("rule for stateful firewall for pod") + " -j " + kCommonChain);
+  chain.rules.push_back(
+      Comment("rule to permit the traffic to pods when source is the pod's local node") + " -d " +
+      ip + " -m addrtype --src-type LOCAL -j ACCEPT");
+  bool ingress = false, egress = false;
+  if (policies != nullptr) {
+    for (const auto& pp : *policies) {
+      ingress |= pp.ingress;
+      egress |= pp.egress;
+    }
+  }
+  if (!egress) {
+    chain.rules.push_back(Comment("run through default egress network policy chain") + " -s " + ip +
+                          " -j " + kDefaultChain);
+  }
+  if (!ingress) {
+    chain.rules.push_back(Comment("run through default ingress network policy chain") + " -d " +
+                          ip + " -j " + kDefaultChain);
+  }
+  if (policies != nullptr) {
+    for (const auto& pp : *policies) {
+      std::string direction = pp.ingress && pp.egress ? "" : pp.ingress ? " -d " + ip : " -s " + ip;
+      chain.rules.push_back(Comment("run through nw policy chain") + direction + " -j " + pp.chain);
+    }
+  }
+  chain.rules.push_back(Comment("rule to log dropped traffic POD name:" + key) +
+                        " -m mark ! --mark " + kAllowedMark +
+                        " -m limit --limit 10/minute --limit-burst 10 -j NFLOG --nflog-group 100");
+  chain.rules.push_back(Comment("rule to REJECT traffic destined for POD name:" + key) +
+                        " -m mark ! --mark " + kAllowedMark + " -j REJECT");
+  chain.rules.push_back(Comment("reset mark to let traffic pass through rest of tiers") +
+                        " -j MARK --set-xmark 0x0/0x10000");
+  chain.rules.push_back(Comment("set mark to ACCEPT traffic that comply to network policies") +
+                        " -j MARK --set-xmark " + kPassedMark);
+  return chain;
+}
+
+// The per-pod chains of the local pods and the three top-level chains that jump to them.
+std::map<std::string, Chain> PodAndTopLevelChains(
+    const ClusterIndex& index, const NetpolConfig& config, IpFamily family,
+    const std::map<std::string, CompiledPolicy>& policies) {
+  std::map<std::string, std::vector<PodPolicy>> pod_policies;
+  for (const auto& [key, compiled] : policies) {  // policy key order: the jump order
+    for (const auto& pod : compiled.local_targets) {
+      pod_policies[pod].push_back(
+          {compiled.chain, compiled.policy->policy_ingress, compiled.policy->policy_egress});
+    }
+  }
+
+  std::map<std::string, Chain> chains;
+  Chain input{kInputChain, {}}, forward{kForwardChain, {}}, output{kOutputChain, {}};
+  bool v4 = family == IpFamily::kV4;
+  auto in_family = [&](const IpPrefix& p) { return p.is_v4() == v4; };
+  for (const auto& range : config.service_cluster_ip_ranges) {
+    if (!in_family(range)) continue;
+    input.rules.push_back(Comment("allow traffic to cluster IP range") + " -d " + range.ToString() +
+                          " -j RETURN");
+  }
+  std::string node_ports =
+      std::to_string(config.node_port_first) + ":" + std::to_string(config.node_port_last);
+  for (const char* proto : {"tcp", "udp", "sctp"}) {
+    input.rules.push_back(Comment(std::string("allow LOCAL ") + proto + " traffic to node ports") +
+                          " -p " + proto + " -m addrtype --dst-type LOCAL -m multiport --dports " +
+                          node_ports + " -j RETURN");
+  }
+  for (const auto* ranges : {&config.service_external_ip_ranges, &config.loadbalancer_ip_ranges}) {
+    for (const auto& range : *ranges) {
+      if (!in_family(range)) continue;
+      input.rules.push_back(Comment("allow traffic to external and load balancer IP ranges") +
+                            " -d " + range.ToString() + " -j RETURN");
+    }
+  }
+
+  for (const auto& ref : index.local_pods()) {
+    const std::string key = ref.pod->meta.Key();
+    auto found = pod_policies.find(key);
+    Chain chain = PodChain(ref, found == pod_policies.end() ? nullptr : &found->second);
+    std::string to_pod = Comment("rule to jump traffic destined to POD name:" + key);
+    std::string from_pod = Comment("rule to jump traffic from POD name:" + key);
+    forward.rules.push_back(to_pod + " -d " + ref.ip + " -j " + chain.name);
+    forward.rules.push_back(from_pod + " -s " + ref.ip + " -j " + chain.name);
+    output.rules.push_back(to_pod + " -d " + ref.ip + " -j " + chain.name);
+    output.rules.push_back(from_pod + " -s " + ref.ip + " -j " + chain.name);
+    input.rules.push_back(from_pod + " -s " + ref.ip + " -j " + chain.name);
+    chains[chain.name] = std::move(chain);
+  }
+  for (Chain* top : {&input, &forward, &output}) {
+    top->rules.push_back(
+        Comment("rule to explicitly ACCEPT traffic that comply to network policies") + " -j " +
+        kTailChain);
+    chains[top->name] = std::move(*top);
+  }
+  return chains;
+}
+
+// Equal in everything the compiler reads except the labels.
+bool SameExceptLabels(const k8s::Pod& a, const k8s::Pod& b) {
+  auto ports = [](const k8s::Pod& p) {
+    std::vector<std::tuple<std::string, int32_t, std::string>> out;
+    for (const auto& cp : p.container_ports) {
+      out.emplace_back(cp.name, cp.container_port, cp.protocol);
+    }
+    return out;
+  };
+  return a.meta.namespace_ == b.meta.namespace_ && a.pod_ip == b.pod_ip && a.pod_ips == b.pod_ips &&
+         a.phase == b.phase && a.node_name == b.node_name && a.host_network == b.host_network &&
+         ports(a) == ports(b);
+}
+
+template <typename T>
+using ByKey = std::unordered_map<std::string, std::shared_ptr<const T>>;
+
+template <typename T>
+ByKey<T> IndexByKey(const std::vector<std::shared_ptr<const T>>& objects) {
+  ByKey<T> out;
+  out.reserve(objects.size());
+  for (const auto& object : objects) out.emplace(object->meta.Key(), object);
+  return out;
+}
+
+// Calls `changed(before, after)` for every key whose object is not the same one in both maps.
+template <typename T, typename F>
+void ForEachChanged(const ByKey<T>& before, const ByKey<T>& after, F changed) {
+  for (const auto& [key, object] : after) {
+    auto it = before.find(key);
+    const T* old = it == before.end() ? nullptr : it->second.get();
+    if (old != object.get()) changed(old, object.get());
+  }
+  for (const auto& [key, object] : before) {
+    if (!after.contains(key)) changed(object.get(), nullptr);
+  }
+}
+
 }  // namespace
 
+bool PodChangeMatters(const k8s::Pod& a, const k8s::Pod& b) {
+  return a.meta.labels != b.meta.labels || !SameExceptLabels(a, b);
+}
+
+struct IncrementalCompiler::Impl {
+  NetpolConfig config;
+  IpFamily family;
+  bool compiled = false;
+  DesiredState state;
+  std::map<std::string, CompiledPolicy> policies;  // by policy key
+  std::set<std::string> pod_and_top_chains;        // names in state.chains
+  ByKey<k8s::Pod> pods;
+  ByKey<k8s::Namespace> namespaces;
+  ByKey<k8s::NetworkPolicy> policy_objects;
+
+  // Removes a policy's share from the state, remembering the old content in `changes`.
+  void RemovePolicy(const std::string& key, Changes& changes) {
+    auto it = policies.find(key);
+    if (it == policies.end()) return;
+    if (!it->second.chain.empty()) {
+      auto chain = state.chains.extract(it->second.chain);
+      changes.chains.try_emplace(it->second.chain, std::move(chain.mapped()));
+    }
+    for (const auto& name : it->second.sets) {
+      auto set = state.sets.extract(name);
+      changes.sets.try_emplace(name, std::move(set.mapped()));
+    }
+    policies.erase(it);
+  }
+
+  void AddPolicy(PolicyCompiler& compiler, const std::shared_ptr<const k8s::NetworkPolicy>& policy,
+                 Changes* changes) {
+    CompiledPolicy compiled = compiler.Compile(policy);
+    if (changes != nullptr) {
+      // Names another policy never produces (they hash this policy's namespace and name), so a
+      // name not recorded by RemovePolicy did not exist.
+      if (!compiled.chain.empty()) changes->chains.try_emplace(compiled.chain, std::nullopt);
+      for (const auto& name : compiled.sets) changes->sets.try_emplace(name, std::nullopt);
+    }
+    policies[policy->meta.Key()] = std::move(compiled);
+  }
+
+  void SetPodAndTopLevelChains(const ClusterIndex& index, Changes* changes) {
+    auto chains = PodAndTopLevelChains(index, config, family, policies);
+    for (const auto& name : pod_and_top_chains) {
+      if (chains.contains(name)) continue;
+      auto old = state.chains.extract(name);
+      if (changes != nullptr) changes->chains.try_emplace(name, std::move(old.mapped()));
+    }
+    pod_and_top_chains.clear();
+    for (auto& [name, chain] : chains) {
+      pod_and_top_chains.insert(name);
+      auto it = state.chains.find(name);
+      if (it == state.chains.end()) {
+        if (changes != nullptr) changes->chains.try_emplace(name, std::nullopt);
+        state.chains.emplace(name, std::move(chain));
+      } else if (it->second != chain) {
+        if (changes != nullptr) changes->chains.try_emplace(name, std::move(it->second));
+        it->second = std::move(chain);
+      }
+    }
+  }
+
+  void CollectProblems() {
+    state.problems.clear();
+    for (const auto& [key, compiled] : policies) {
+      state.problems.insert(state.problems.end(), compiled.problems.begin(),
+                            compiled.problems.end());
+    }
+  }
+
+  Changes CompileAll(const ClusterView& view) {
+    Changes changes;
+    changes.full = true;
+    state = DesiredState{};
+    policies.clear();
+    ClusterIndex index(view, config, family);
+    PolicyCompiler compiler(index, family, state);
+    compiler.set_local_node(config.node_name);
+    for (const auto& policy : view.policies) AddPolicy(compiler, policy, nullptr);
+    changes.policies_compiled = policies.size();
+    AddStaticChains(family, state.chains);
+    pod_and_top_chains.clear();
+    SetPodAndTopLevelChains(index, nullptr);
+    CollectProblems();
+    compiled = true;
+    return changes;
+  }
+
+  Changes CompileChanged(const ClusterView& view, ByKey<k8s::Pod>& new_pods,
+                         ByKey<k8s::Namespace>& new_namespaces,
+                         ByKey<k8s::NetworkPolicy>& new_policies) {
+    Changes changes;
+    std::set<std::string> dirty;
+    ForEachChanged<k8s::NetworkPolicy>(
+        policy_objects, new_policies,
+        [&](const k8s::NetworkPolicy* before, const k8s::NetworkPolicy* after) {
+          dirty.insert((after != nullptr ? after : before)->meta.Key());
+        });
+    std::vector<NamespaceChange> namespace_changes;
+    ForEachChanged<k8s::Namespace>(
+        namespaces, new_namespaces, [&](const k8s::Namespace* before, const k8s::Namespace* after) {
+          const std::string& name = (after != nullptr ? after : before)->meta.name;
+          NamespaceChange change{EffectiveNamespaceLabels(name, before),
+                                 EffectiveNamespaceLabels(name, after)};
+          if (change.before != change.after) namespace_changes.push_back(std::move(change));
+        });
+    std::vector<PodChange> pod_changes;
+    ForEachChanged<k8s::Pod>(pods, new_pods, [&](const k8s::Pod* before, const k8s::Pod* after) {
+      if (before != nullptr && after != nullptr && !PodChangeMatters(*before, *after)) return;
+      bool labels_only = before != nullptr && after != nullptr && SameExceptLabels(*before, *after);
+      pod_changes.push_back({before, after, labels_only});
+    });
+
+    ClusterIndex index(view, config, family);
+    if (!pod_changes.empty() || !namespace_changes.empty()) {
+      for (const auto& [key, compiled] : policies) {
+        if (dirty.contains(key)) continue;
+        if (NeedsRecompile(compiled, pod_changes, namespace_changes, index)) dirty.insert(key);
+      }
+    }
+    PolicyCompiler compiler(index, family, state);
+    compiler.set_local_node(config.node_name);
+    for (const auto& key : dirty) {
+      RemovePolicy(key, changes);
+      auto it = new_policies.find(key);
+      if (it != new_policies.end()) AddPolicy(compiler, it->second, &changes);
+    }
+    changes.policies_compiled = dirty.size();
+    SetPodAndTopLevelChains(index, &changes);
+    if (!dirty.empty()) CollectProblems();
+    return changes;
+  }
+};
+
+IncrementalCompiler::IncrementalCompiler(NetpolConfig config, IpFamily family)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->config = std::move(config);
+  impl_->family = family;
+}
+IncrementalCompiler::~IncrementalCompiler() = default;
+IncrementalCompiler::IncrementalCompiler(IncrementalCompiler&&) noexcept = default;
+IncrementalCompiler& IncrementalCompiler::operator=(IncrementalCompiler&&) noexcept = default;
+
+void IncrementalCompiler::Reset() {
+  NetpolConfig config = std::move(impl_->config);
+  IpFamily family = impl_->family;
+  impl_ = std::make_unique<Impl>();
+  impl_->config = std::move(config);
+  impl_->family = family;
+}
+
+const DesiredState& IncrementalCompiler::state() const { return impl_->state; }
+
+IncrementalCompiler::Changes IncrementalCompiler::Update(const ClusterView& view) {
+  auto pods = IndexByKey(view.pods);
+  auto namespaces = IndexByKey(view.namespaces);
+  auto policies = IndexByKey(view.policies);
+  Changes changes = impl_->compiled ? impl_->CompileChanged(view, pods, namespaces, policies)
+                                    : impl_->CompileAll(view);
+  // The objects stay alive through these maps, so the next Update can compare with them.
+  impl_->pods = std::move(pods);
+  impl_->namespaces = std::move(namespaces);
+  impl_->policy_objects = std::move(policies);
+  return changes;
+}
+
 DesiredState Compile(const ClusterView& view, const NetpolConfig& config, IpFamily family) {
-  return Compiler(view, config, family).Run();
+  IncrementalCompiler compiler(config, family);
+  compiler.Update(view);
+  return compiler.state();
 }
 
 }  // namespace kr::netpol

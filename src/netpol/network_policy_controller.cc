@@ -31,29 +31,18 @@ std::shared_ptr<const T> As(const k8s::AnyObject& object) {
   return p ? *p : nullptr;
 }
 
-// Only what the compiler reads: a status heartbeat or an annotation change needs no sync.
-bool PodChangeMatters(const k8s::Pod& a, const k8s::Pod& b) {
-  auto ports = [](const k8s::Pod& p) {
-    std::vector<std::tuple<std::string, int32_t, std::string>> out;
-    for (const auto& cp : p.container_ports)
-      out.emplace_back(cp.name, cp.container_port, cp.protocol);
-    return out;
-  };
-  return a.meta.labels != b.meta.labels || a.pod_ip != b.pod_ip || a.pod_ips != b.pod_ips ||
-         a.phase != b.phase || a.node_name != b.node_name || a.host_network != b.host_network ||
-         ports(a) != ports(b);
-}
-
 }  // namespace
 
 NetworkPolicyController::NetworkPolicyController(NetpolConfig config, const k8s::Cluster* cluster,
                                                  NetpolDataplane dataplane)
     : config_(std::move(config)), cluster_(cluster), dataplane_(std::move(dataplane)) {
   if (dataplane_.iptables_v4) {
-    families_.push_back({IpFamily::kV4, dataplane_.iptables_v4.get(), std::nullopt});
+    families_.push_back({IpFamily::kV4, dataplane_.iptables_v4.get(),
+                         IncrementalCompiler(config_, IpFamily::kV4), false});
   }
   if (dataplane_.iptables_v6) {
-    families_.push_back({IpFamily::kV6, dataplane_.iptables_v6.get(), std::nullopt});
+    families_.push_back({IpFamily::kV6, dataplane_.iptables_v6.get(),
+                         IncrementalCompiler(config_, IpFamily::kV6), false});
   }
 }
 
@@ -116,14 +105,17 @@ ClusterView NetworkPolicyController::Snapshot() const {
 
 const DesiredState* NetworkPolicyController::applied(IpFamily family) const {
   for (const auto& f : families_) {
-    if (f.family == family && f.applied) return &*f.applied;
+    if (f.family == family && f.applied) return &f.compiler.state();
   }
   return nullptr;
 }
 
-void NetworkPolicyController::LogNewProblems(const std::vector<DesiredState>& states) {
+void NetworkPolicyController::LogNewProblems() {
   std::set<std::string> current;
-  for (const auto& state : states) current.insert(state.problems.begin(), state.problems.end());
+  for (const auto& f : families_) {
+    const auto& problems = f.compiler.state().problems;
+    current.insert(problems.begin(), problems.end());
+  }
   for (const auto& problem : current) {
     if (!known_problems_.contains(problem)) KR_LOG_WARN("{}", problem);
   }
@@ -133,34 +125,35 @@ void NetworkPolicyController::LogNewProblems(const std::vector<DesiredState>& st
 
 Status NetworkPolicyController::Sync(SyncReason reason) {
   ClusterView view = Snapshot();
-  bool all_applied = std::all_of(families_.begin(), families_.end(),
-                                 [](const FamilyState& f) { return f.applied.has_value(); });
-  Status status =
-      reason == SyncReason::kRequested && all_applied ? IncrementalSync(view) : FullSync(view);
-  if (!status.ok()) {
-    // The kernel may hold part of the change: only a full sync knows what is there.
-    for (auto& f : families_) f.applied.reset();
+  bool incremental = reason == SyncReason::kRequested &&
+                     std::all_of(families_.begin(), families_.end(),
+                                 [](const FamilyState& f) { return f.applied; });
+  std::vector<IncrementalCompiler::Changes> changes;
+  for (auto& f : families_) {
+    // A full sync trusts nothing remembered: it recompiles the whole cluster as well.
+    if (!incremental) f.compiler.Reset();
+    changes.push_back(f.compiler.Update(view));
   }
+  LogNewProblems();
+  Status status = incremental ? WriteChanges(changes) : WriteEverything();
+  // After a failure the kernel may hold part of the change: only a full sync knows what is there.
+  for (auto& f : families_) f.applied = status.ok();
   return status;
 }
 
-Status NetworkPolicyController::FullSync(const ClusterView& view) {
-  std::vector<DesiredState> desired;
-  for (const auto& f : families_) desired.push_back(Compile(view, config_, f.family));
-  LogNewProblems(desired);
-
+Status NetworkPolicyController::WriteEverything() {
   IpsetUpdate sets;
   std::set<std::string> wanted_sets;
-  for (const auto& state : desired) {
-    for (const auto& [name, set] : state.sets) {
+  for (const auto& f : families_) {
+    for (const auto& [name, set] : f.compiler.state().sets) {
       sets.replace.push_back(set);
       wanted_sets.insert(name);
     }
   }
   if (auto s = dataplane_.ipset->Apply(sets); !s.ok()) return s.Context("network policy ipsets");
 
-  for (size_t i = 0; i < families_.size(); ++i) {
-    if (auto s = SyncFamilyChainsFull(families_[i], desired[i]); !s.ok()) return s;
+  for (auto& f : families_) {
+    if (auto s = SyncFamilyChainsFull(f, f.compiler.state()); !s.ok()) return s;
   }
 
   auto names = dataplane_.ipset->ListNames();
@@ -172,7 +165,6 @@ Status NetworkPolicyController::FullSync(const ClusterView& view) {
   if (auto s = dataplane_.ipset->Apply(stale); !s.ok()) {
     return s.Context("removing stale network policy ipsets");
   }
-  for (size_t i = 0; i < families_.size(); ++i) families_[i].applied = std::move(desired[i]);
   return Status::Ok();
 }
 
@@ -203,26 +195,29 @@ Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
   return Status::Ok();
 }
 
-Status NetworkPolicyController::IncrementalSync(const ClusterView& view) {
-  std::vector<DesiredState> desired;
-  for (const auto& f : families_) desired.push_back(Compile(view, config_, f.family));
-  LogNewProblems(desired);
-
+Status NetworkPolicyController::WriteChanges(
+    const std::vector<IncrementalCompiler::Changes>& changes) {
+  // New and changed sets before the chains that may reference them; removed sets after.
   IpsetUpdate before, after;
   for (size_t i = 0; i < families_.size(); ++i) {
-    const DesiredState& old = *families_[i].applied;
-    for (const auto& [name, set] : desired[i].sets) {
-      auto it = old.sets.find(name);
-      if (it == old.sets.end()) {
-        before.replace.push_back(set);
+    const DesiredState& now = families_[i].compiler.state();
+    for (const auto& [name, old] : changes[i].sets) {
+      auto it = now.sets.find(name);
+      if (it == now.sets.end()) {
+        if (old) after.destroy.push_back(name);
         continue;
       }
-      if (it->second.entries == set.entries) continue;
+      if (!old) {
+        before.replace.push_back(it->second);
+        continue;
+      }
+      const auto& entries = it->second.entries;
+      if (old->entries == entries) continue;
       netfilter::IpsetDelta delta{name, {}, {}};
-      std::set_difference(set.entries.begin(), set.entries.end(), it->second.entries.begin(),
-                          it->second.entries.end(), std::back_inserter(delta.add));
-      std::set_difference(it->second.entries.begin(), it->second.entries.end(), set.entries.begin(),
-                          set.entries.end(), std::back_inserter(delta.del));
+      std::set_difference(entries.begin(), entries.end(), old->entries.begin(), old->entries.end(),
+                          std::back_inserter(delta.add));
+      std::set_difference(old->entries.begin(), old->entries.end(), entries.begin(), entries.end(),
+                          std::back_inserter(delta.del));
       // An entry whose nomatch flag flipped is both deleted and re-added: delete first.
       std::erase_if(delta.del, [&](const netfilter::IpsetEntry& e) {
         return std::any_of(delta.add.begin(), delta.add.end(),
@@ -230,21 +225,19 @@ Status NetworkPolicyController::IncrementalSync(const ClusterView& view) {
       });
       before.deltas.push_back(std::move(delta));
     }
-    for (const auto& [name, set] : old.sets) {
-      if (!desired[i].sets.contains(name)) after.destroy.push_back(name);
-    }
   }
   if (auto s = dataplane_.ipset->Apply(before); !s.ok()) return s.Context("network policy ipsets");
 
   for (size_t i = 0; i < families_.size(); ++i) {
-    const DesiredState& old = *families_[i].applied;
+    const DesiredState& now = families_[i].compiler.state();
     TableUpdate update;
-    for (const auto& [name, chain] : desired[i].chains) {
-      auto it = old.chains.find(name);
-      if (it == old.chains.end() || it->second != chain) update.replace_chains.push_back(chain);
-    }
-    for (const auto& [name, chain] : old.chains) {
-      if (!desired[i].chains.contains(name)) update.delete_chains.push_back(name);
+    for (const auto& [name, old] : changes[i].chains) {
+      auto it = now.chains.find(name);
+      if (it == now.chains.end()) {
+        if (old) update.delete_chains.push_back(name);
+      } else if (!old || *old != it->second) {
+        update.replace_chains.push_back(it->second);
+      }
     }
     if (auto s = families_[i].iptables->Apply(update); !s.ok()) {
       return s.Context(std::string("iptables-restore (") +
@@ -254,7 +247,6 @@ Status NetworkPolicyController::IncrementalSync(const ClusterView& view) {
   if (auto s = dataplane_.ipset->Apply(after); !s.ok()) {
     return s.Context("removing stale network policy ipsets");
   }
-  for (size_t i = 0; i < families_.size(); ++i) families_[i].applied = std::move(desired[i]);
   return Status::Ok();
 }
 
@@ -278,7 +270,7 @@ Result<std::vector<std::string>> NetworkPolicyController::Cleanup() {
       }
     }
     if (auto s = f.iptables->Apply(update); !s.ok()) return s.Context("removing our chains");
-    f.applied.reset();
+    f.applied = false;
   }
   auto names = dataplane_.ipset->ListNames();
   if (!names.ok()) return names.status().Context("listing ipsets");

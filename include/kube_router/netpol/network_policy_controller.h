@@ -1,11 +1,12 @@
 // The NetworkPolicy controller (kube-router's NPC, `--run-firewall`): enforces every
 // networking.k8s.io/v1 NetworkPolicy for the pods on this node with iptables chains and ipsets.
 //
-// Sync(kStartup / kPeriodic) is a full reconcile that repairs drift: every chain of ours is
-// rewritten, stale chains and sets are removed, the jumps from the built-in chains are put back
-// at position 1, and every set is rebuilt by swap. Sync(kRequested) is incremental: it compares
-// the newly compiled state with the last applied one and writes only changed chains (one
-// iptables-restore --noflush per family) and ipset add/del deltas.
+// Sync(kStartup / kPeriodic) is a full reconcile that repairs drift: the cluster is recompiled
+// from scratch, every chain of ours is rewritten, stale chains and sets are removed, the jumps
+// from the built-in chains are put back at position 1, and every set is rebuilt by swap.
+// Sync(kRequested) is incremental: the IncrementalCompiler recompiles only the policies the
+// changed objects can affect, and only changed chains (one iptables-restore --noflush per family)
+// and ipset add/del deltas are written.
 #pragma once
 
 #include <memory>
@@ -53,14 +54,17 @@ class NetworkPolicyController : public Controller {
   struct FamilyState {
     netfilter::IpFamily family;
     netfilter::Iptables* iptables;
-    std::optional<DesiredState> applied;
+    IncrementalCompiler compiler;
+    bool applied = false;  // the kernel holds compiler.state() (the last sync succeeded)
   };
 
   ClusterView Snapshot() const;
-  Status FullSync(const ClusterView& view);
-  Status IncrementalSync(const ClusterView& view);
+  // Full: every set rebuilt by swap, every chain of ours rewritten, stale ones removed, jumps
+  // put back at position 1. Changes: set deltas and only the chains whose content changed.
+  Status WriteEverything();
+  Status WriteChanges(const std::vector<IncrementalCompiler::Changes>& changes);
   Status SyncFamilyChainsFull(FamilyState& family, const DesiredState& desired);
-  void LogNewProblems(const std::vector<DesiredState>& states);
+  void LogNewProblems();
 
   NetpolConfig config_;
   const k8s::Cluster* cluster_;
