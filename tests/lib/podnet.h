@@ -29,7 +29,22 @@ class ScopedNetns {
   int original_fd_ = -1;
 };
 
-enum class Proto { kTcp, kUdp };
+// kSctp needs a kernel with SCTP sockets (the vm tier's guest; not the host): where SCTP
+// sockets cannot be opened, Serve throws and Probe reports "not answered".
+enum class Proto { kTcp, kUdp, kSctp };
+
+// "tcp", "udp", "sctp" (for messages).
+inline const char* ProtoName(Proto proto) {
+  switch (proto) {
+    case Proto::kTcp:
+      return "tcp";
+    case Proto::kUdp:
+      return "udp";
+    case Proto::kSctp:
+      return "sctp";
+  }
+  return "?";
+}
 
 class PodNetwork {
  public:
@@ -59,13 +74,13 @@ class PodNetwork {
   // Adds node number nodes().size(); nodes are joined in a star around node 0.
   Node& AddNode(const std::string& name);
   Pod& AddPod(int node, const std::string& name);
-  // Listens on `port` inside the pod: a TCP connection or a UDP datagram is answered with
-  // "pong" (by a thread of the test process; its sockets live in the pod's namespace). A
-  // dual-stack pod listens on its IPv4 and its IPv6 address.
+  // Listens on `port` inside the pod: a TCP connection, an SCTP association or a UDP datagram
+  // is answered with "pong" (by a thread of the test process; its sockets live in the pod's
+  // namespace). A dual-stack pod listens on its IPv4 and its IPv6 address.
   void Serve(const std::string& pod, int port, Proto proto);
   // True when `from` gets "pong" from ip:port within `timeout_ms` (a socket opened inside the
-  // pod's namespace). A rejected probe fails at once; a dropped one after the timeout. `ip`
-  // may be IPv4 or IPv6.
+  // pod's namespace). A rejected probe fails at once (SCTP: after its first INIT retransmission,
+  // ~0.1 s, see podnet.cc); a dropped one after the timeout. `ip` may be IPv4 or IPv6.
   bool Probe(const std::string& from, const std::string& ip, int port, Proto proto,
              int timeout_ms = 2000) const;
 
@@ -79,8 +94,8 @@ class PodNetwork {
   std::map<std::string, Pod> pods_;
   void ServeLoop();
 
-  std::vector<int> listen_fds_;  // TCP listeners and UDP sockets, served by server_thread_
-  std::vector<bool> listen_is_tcp_;
+  std::vector<int> listen_fds_;  // TCP and SCTP listeners, UDP sockets; served by server_thread_
+  std::vector<bool> listen_is_stream_;  // TCP or SCTP: accept, answer, close
   int wake_pipe_[2] = {-1, -1};
   std::thread server_thread_;
 };
