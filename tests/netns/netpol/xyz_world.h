@@ -1,5 +1,6 @@
 // The upstream NetworkPolicy e2e world: namespaces x, y, z with pods a, b, c each, serving TCP
-// and UDP on ports 80 and 81. x and y run on node 0, z on node 1 (cross-node traffic).
+// and UDP (or the protocols asked for, e.g. SCTP in the vm tier) on ports 80 and 81. x and y
+// run on node 0, z on node 1 (cross-node traffic).
 #pragma once
 
 #include <functional>
@@ -25,15 +26,16 @@ inline std::string NsOf(const std::string& key) { return key.substr(0, key.find(
 inline std::string NameOf(const std::string& key) { return key.substr(key.find('/') + 1); }
 inline int XyzNode(const std::string& key) { return NsOf(key) == "z" ? 1 : 0; }
 
-// Two nodes, nine pods, every pod serving 80/81 over TCP and UDP.
-inline void BuildXyz(kr::testing::PodNetwork& net) {
+// Two nodes, nine pods, every pod serving 80/81 over each of `protos`.
+inline void BuildXyz(kr::testing::PodNetwork& net,
+                     const std::vector<kr::testing::Proto>& protos = {kr::testing::Proto::kTcp,
+                                                                      kr::testing::Proto::kUdp}) {
   net.AddNode("node-0");
   net.AddNode("node-1");
   for (const auto& key : XyzPodKeys()) {
     net.AddPod(XyzNode(key), key);
     for (int port : {80, 81}) {
-      net.Serve(key, port, kr::testing::Proto::kTcp);
-      net.Serve(key, port, kr::testing::Proto::kUdp);
+      for (auto proto : protos) net.Serve(key, port, proto);
     }
   }
 }
@@ -52,8 +54,8 @@ inline std::string MatrixMismatches(const kr::testing::PodNetwork& net, int port
       bool expected = allowed(from, to);
       bool got = net.Probe(from, mutable_net.pod(to).ip, port, proto);
       if (got != expected) {
-        mismatches += "  " + from + " -> " + to + ":" + std::to_string(port) +
-                      (proto == kr::testing::Proto::kTcp ? "/tcp" : "/udp") + " expected " +
+        mismatches += "  " + from + " -> " + to + ":" + std::to_string(port) + "/" +
+                      kr::testing::ProtoName(proto) + " expected " +
                       (expected ? "allowed" : "denied") + ", got " + (got ? "allowed" : "denied") +
                       "\n";
       }
