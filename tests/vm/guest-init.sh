@@ -59,13 +59,17 @@ libdir=$(chroot /host readlink -f /lib)
 writable "$libdir" 755 || die "cannot make $libdir writable"
 mkdir -p "/host$libdir/modules"
 mount -o bind "/host$modules_dir" "/host$libdir/modules" || die "cannot bind the module tree"
-# The kernel's own module requests run in this initramfs: send them into the chroot.
-cat >/modprobe <<'EOF'
+# The kernel's own module requests run in this initramfs: send them into the chroot. The
+# wrapper sits at /sbin/modprobe, the path of the chroot's own modprobe, so that programs in the
+# chroot which run the modprobe named in /proc/sys/kernel/modprobe themselves (iptables-legacy
+# loading ip_tables) find a real one as well.
+mkdir -p /sbin
+cat >/sbin/modprobe <<'EOF'
 #!/bin/sh
 exec chroot /host /sbin/modprobe "$@"
 EOF
-chmod 755 /modprobe
-echo /modprobe >/proc/sys/kernel/modprobe
+chmod 755 /sbin/modprobe
+echo /sbin/modprobe >/proc/sys/kernel/modprobe
 # One modprobe for all of them: every process start is expensive under emulation.
 [ -z "$modules" ] || chroot /host /sbin/modprobe -a $modules || say "modprobe of $modules failed"
 
