@@ -1,0 +1,224 @@
+// NetworkPolicy enforcement for SCTP, proven with real SCTP associations between pod
+// namespaces. The host kernel cannot open SCTP sockets (the netns tier only checks the rendered
+// `-m sctp` rule), so this runs in the Debian guest kernel of the vm tier.
+//
+// The world is the netns tier's (namespaces x/y/z, pods a/b/c; x and y on node 0, z on node 1),
+// every pod serving TCP and SCTP on ports 80 and 81, with one controller per node running
+// in-process inside that node's namespace. Every process start in the emulated guest is slow, so
+// the namespaces are built once for the whole binary: each test starts fresh controllers and
+// ends with their Cleanup(), checked to have left no chain and no set for the next test.
+// Probes are in-process sockets (no process start); a rejected SCTP probe fails within ~0.1 s
+// (the REJECT's ICMP error reaches the socket, see podnet.cc), so the matrices stay cheap.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kube_router/netpol/network_policy_controller.h"
+#include "lib/netns.h"
+#include "lib/podnet.h"
+#include "netns/netpol/xyz_world.h"
+#include "unit/netpol/objects.h"
+
+namespace kr::netpol {
+namespace {
+
+using kr::testing::PodNetwork;
+using kr::testing::Proto;
+using kr::testing::ProtoName;
+using kr::testing::ScopedNetns;
+using namespace kr::netpol::testing;  // NOLINT: builders and the xyz world
+
+k8s::NetworkPolicyRule Rule(std::vector<k8s::NetworkPolicyPeer> peers,
+                            std::vector<k8s::NetworkPolicyPort> ports = {}) {
+  return {std::move(peers), std::move(ports)};
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Container ports of every pod. The SCTP names map to different numbers on node 1's pods (z), so
+// a named port resolved per pod is told apart from one resolved once.
+std::vector<k8s::ContainerPort> PodPorts(const std::string& key) {
+  bool z = NsOf(key) == "z";
+  return {{"serve-80-tcp", 80, "TCP"},
+          {"serve-81-tcp", 81, "TCP"},
+          {"sctp-main", z ? 81 : 80, "SCTP"},
+          {"sctp-alt", z ? 80 : 81, "SCTP"}};
+}
+
+class SctpNetpolVm : public ::testing::TestWithParam<const char*> {
+ protected:
+  static void SetUpTestSuite() {
+    auto net = std::make_unique<PodNetwork>("sc");
+    BuildXyz(*net, {Proto::kTcp, Proto::kSctp});
+    // A node answers rejected packets with ICMP errors, which the kernel rate-limits per
+    // destination (one a second after a burst of six): a pod whose egress is denied to many peers
+    // would wait for retransmissions. Every rejection should reach its probe at once.
+    for (auto& node : net->nodes()) {
+      ScopedNetns inside(node.ns->name());
+      std::ofstream("/proc/sys/net/ipv4/icmp_ratelimit") << "0\n";
+    }
+    net_ = std::move(net);
+  }
+  static void TearDownTestSuite() { net_.reset(); }
+
+  void SetUp() override {
+    ASSERT_TRUE(kr::testing::IsRoot()) << "vm tests run as root inside the guest";
+    ASSERT_TRUE(net_) << "the pod network could not be built (see the suite's error)";
+    cluster_ = k8s::MakeCluster();
+    for (const auto& ns : kXyzNamespaces) Put(*cluster_, Namespace(ns, {{"ns", ns}}));
+    for (const auto& key : XyzPodKeys()) {
+      Put(*cluster_, Pod(NsOf(key), NameOf(key), net_->pod(key).ip,
+                         net_->nodes()[XyzNode(key)].name, {{"pod", NameOf(key)}}, PodPorts(key)));
+    }
+    for (auto& node : net_->nodes()) {
+      NetpolConfig config;
+      config.node_name = node.name;
+      config.iptables_mode = GetParam();
+      auto controller = MakeNetworkPolicyController(config, cluster_.get());
+      ASSERT_TRUE(controller.ok()) << controller.error();
+      ScopedNetns inside(node.ns->name());
+      ASSERT_TRUE((*controller)->Init().ok());
+      // br_netfilter is preloaded (MODULES in CMakeLists.txt): without it same-node traffic
+      // would bypass iptables and every verdict below would be "allowed".
+      ASSERT_EQ(ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"), "1\n") << node.name;
+      controllers_.push_back(std::move(*controller));
+    }
+    Sync(SyncReason::kStartup);
+  }
+
+  void TearDown() override {
+    if (!net_) return;
+    for (size_t i = 0; i < controllers_.size(); ++i) {
+      ScopedNetns inside(net_->nodes()[i].ns->name());
+      auto removed = controllers_[i]->Cleanup();
+      EXPECT_TRUE(removed.ok()) << removed.error();
+    }
+    controllers_.clear();
+    // The next test (maybe the other backend) starts from an empty ruleset in every node.
+    std::string save = std::string("iptables-") + GetParam() + "-save -t filter";
+    for (auto& node : net_->nodes()) {
+      auto left = node.ns->Sh(save + " | grep -E 'KUBE-(ROUTER|POD-FW|NWPLCY)' ; ipset list -n");
+      ASSERT_TRUE(left.ok()) << left.error();
+      EXPECT_EQ(*left, "") << node.name << " kept rules or sets after Cleanup";
+    }
+  }
+
+  void Sync(SyncReason reason) {
+    for (size_t i = 0; i < controllers_.size(); ++i) {
+      ScopedNetns inside(net_->nodes()[i].ns->name());
+      auto status = controllers_[i]->Sync(reason);
+      ASSERT_TRUE(status.ok()) << status.message();
+    }
+  }
+
+  void Apply(const k8s::NetworkPolicy& policy) {
+    Put(*cluster_, policy);
+    Sync(SyncReason::kRequested);
+  }
+
+  void Remove(const std::string& key) {
+    cluster_->network_policies.Remove(key);
+    Sync(SyncReason::kRequested);
+  }
+
+  void ExpectMatrix(int port, Proto proto, const Reachability& allowed) {
+    std::string mismatches = MatrixMismatches(*net_, port, proto, allowed);
+    EXPECT_TRUE(mismatches.empty()) << "mismatches:\n" << mismatches;
+  }
+
+  void ExpectProbe(const std::string& from, const std::string& to, int port, Proto proto,
+                   bool expected) {
+    EXPECT_EQ(net_->Probe(from, net_->pod(to).ip, port, proto), expected)
+        << from << " -> " << to << ":" << port << "/" << ProtoName(proto);
+  }
+
+  static std::unique_ptr<PodNetwork> net_;
+  std::unique_ptr<k8s::Cluster> cluster_;
+  std::vector<std::unique_ptr<Controller>> controllers_;
+};
+
+std::unique_ptr<PodNetwork> SctpNetpolVm::net_;
+
+const auto kAll = [](const std::string&, const std::string&) { return true; };
+
+TEST_P(SctpNetpolVm, NoPolicySctpReachesEveryPod) {
+  ExpectMatrix(80, Proto::kSctp, kAll);
+  // A port nobody serves is refused: a probe is only "allowed" when the server answers.
+  ExpectProbe("x/a", "z/a", 82, Proto::kSctp, false);
+}
+
+TEST_P(SctpNetpolVm, DefaultDenyIngressInXDeniesSctpToX) {
+  Apply(Policy("x", "deny-ingress", {}, true, false));
+  ExpectMatrix(80, Proto::kSctp, [](auto&, auto& to) { return NsOf(to) != "x"; });
+  Remove("x/deny-ingress");
+  ExpectProbe("z/b", "x/a", 80, Proto::kSctp, true);
+  ExpectProbe("x/b", "x/a", 80, Proto::kSctp, true);
+}
+
+TEST_P(SctpNetpolVm, IngressSctpPort80FromSelectedPodsOnly) {
+  // x/a accepts SCTP on port 80 from pods b of every namespace (z/b is on the other node).
+  k8s::NetworkPolicyPeer pods_b = NamespacePeer(k8s::LabelSelector{});
+  pods_b.pod_selector = Labels({{"pod", "b"}});
+  Apply(Policy("x", "sctp-80-from-b", Labels({{"pod", "a"}}), true, false,
+               {Rule({pods_b}, {Port(80, "SCTP")})}));
+  // The iptables sctp match was loaded on demand by the kernel (vm.sh does not preload it).
+  EXPECT_NE(ReadFile("/proc/modules").find("xt_sctp "), std::string::npos);
+  ExpectMatrix(80, Proto::kSctp,
+               [](auto& from, auto& to) { return to != "x/a" || NameOf(from) == "b"; });
+  // Another port and another protocol on the same port are not allowed by it.
+  ExpectMatrix(81, Proto::kSctp, [](auto&, auto& to) { return to != "x/a"; });
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto& to) { return to != "x/a"; });
+}
+
+TEST_P(SctpNetpolVm, IngressNamedSctpPort) {
+  // On x/a, "sctp-alt" is SCTP port 81.
+  Apply(Policy("x", "named", Labels({{"pod", "a"}}), true, false,
+               {Rule({}, {NamedPort("sctp-alt", "SCTP")})}));
+  ExpectProbe("y/b", "x/a", 81, Proto::kSctp, true);
+  ExpectProbe("z/c", "x/a", 81, Proto::kSctp, true);
+  ExpectProbe("x/c", "x/a", 81, Proto::kSctp, true);
+  ExpectProbe("y/b", "x/a", 80, Proto::kSctp, false);
+  ExpectProbe("z/c", "x/a", 80, Proto::kSctp, false);
+  ExpectProbe("y/b", "x/a", 81, Proto::kTcp, false);
+  ExpectProbe("y/b", "x/b", 80, Proto::kSctp, true);
+
+  // The same name with protocol TCP names no port of x/a (sctp-alt is SCTP): nothing allowed.
+  Apply(Policy("x", "named", Labels({{"pod", "a"}}), true, false,
+               {Rule({}, {NamedPort("sctp-alt", "TCP")})}));
+  ExpectProbe("y/b", "x/a", 81, Proto::kSctp, false);
+  ExpectProbe("y/b", "x/a", 81, Proto::kTcp, false);
+}
+
+TEST_P(SctpNetpolVm, EgressAllowsSctpOnly) {
+  // Pods of x may only open SCTP associations to port 80 of pods in z.
+  Apply(Policy("x", "egress-sctp", {}, false, true, {},
+               {Rule({NamespacePeer(Labels({{"ns", "z"}}))}, {Port(80, "SCTP")})}));
+  ExpectMatrix(80, Proto::kSctp,
+               [](auto& from, auto& to) { return NsOf(from) != "x" || NsOf(to) == "z"; });
+  ExpectMatrix(81, Proto::kSctp, [](auto& from, auto&) { return NsOf(from) != "x"; });
+  ExpectMatrix(80, Proto::kTcp, [](auto& from, auto&) { return NsOf(from) != "x"; });
+
+  // A named egress port is resolved on each peer pod: "sctp-main" is 80 on x and y, 81 on z.
+  Apply(Policy("x", "egress-sctp", {}, false, true, {},
+               {Rule({}, {NamedPort("sctp-main", "SCTP")})}));
+  ExpectProbe("x/a", "y/a", 80, Proto::kSctp, true);
+  ExpectProbe("x/a", "y/a", 81, Proto::kSctp, false);
+  ExpectProbe("x/a", "z/a", 81, Proto::kSctp, true);
+  ExpectProbe("x/a", "z/a", 80, Proto::kSctp, false);
+  ExpectProbe("x/b", "x/c", 80, Proto::kSctp, true);
+  ExpectProbe("x/a", "y/a", 80, Proto::kTcp, false);
+  ExpectProbe("y/a", "z/a", 80, Proto::kSctp, true);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SctpNetpolVm, ::testing::Values("nft", "legacy"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace kr::netpol
