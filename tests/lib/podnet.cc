@@ -85,6 +85,14 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
   node.pod_cidr = "10.71." + std::to_string(index) + ".0/24";
   node.gateway = "10.71." + std::to_string(index) + ".1";
   node.node_ip = "10.70.0." + std::to_string(index + 1);
+  if (dual_stack_) {
+    // Before kube-bridge exists, so that its link-local address skips DAD too: until that
+    // address is usable the node sends no neighbour solicitation for forwarded packets.
+    node.pod_cidr6 = PodPrefix6(index) + "/64";
+    node.gateway6 = PodPrefix6(index) + "1";
+    Must(node.ns->Sh(std::string(kIpv6Sysctls) + " net.ipv6.conf.all.forwarding=1"),
+         "enable IPv6 on node " + name);
+  }
   Must(node.ns->Sh("ip link add kube-bridge type bridge && ip link set kube-bridge up && "
                    "ip addr add " +
                    node.gateway +
@@ -92,13 +100,8 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
                    "sysctl -qw net.ipv4.ip_forward=1"),
        "set up node " + name);
   if (dual_stack_) {
-    node.pod_cidr6 = PodPrefix6(index) + "/64";
-    node.gateway6 = PodPrefix6(index) + "1";
-    Must(node.ns->Sh(std::string(kIpv6Sysctls) +
-                     " net.ipv6.conf.all.forwarding=1 && "
-                     "sysctl -qw net.ipv6.conf.kube-bridge.disable_ipv6=0 && ip -6 addr add " +
-                     node.gateway6 + "/64 dev kube-bridge nodad"),
-         "set up IPv6 on node " + name);
+    Must(node.ns->Sh("ip -6 addr add " + node.gateway6 + "/64 dev kube-bridge nodad"),
+         "IPv6 address on node " + name);
   }
   if (index > 0) {
     // Star topology: node 0 holds one link per other node.
@@ -304,6 +307,13 @@ bool PodNetwork::Probe(const std::string& from, const std::string& ip, int port,
                 SocketProtocol(proto));
   }
   if (fd < 0) return false;
+  if (proto == Proto::kTcp && addr.family() == AF_INET6) {
+    // A REJECT's ICMPv6 error for the SYN often arrives while connect() still holds the
+    // socket, and TCP then keeps it as a soft error until the SYN is retransmitted (1 s).
+    // With IPV6_RECVERR it is also queued on the socket, which wakes poll at once.
+    int one = 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+  }
   if (proto == Proto::kSctp) PrepareSctpProbe(fd, addr.family());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   bool answered = false;
