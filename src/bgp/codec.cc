@@ -120,6 +120,16 @@ bool ReadPrefixes(std::span<const uint8_t> data, bool v6, std::vector<IpPrefix>&
 
 IpAddress V4From(uint32_t v) { return IpAddress::V4(v); }
 
+// An attribute value that is a list of 32-bit values (COMMUNITIES, CLUSTER_LIST): appends them
+// to `out`. Returns false, leaving `out` untouched, unless the length is a non-zero multiple
+// of 4.
+bool ReadU32List(std::span<const uint8_t> value, std::vector<uint32_t>& out) {
+  if (value.empty() || value.size() % 4 != 0) return false;
+  Reader r(value);
+  for (uint32_t v = 0; r.U32(v);) out.push_back(v);
+  return true;
+}
+
 // ---- AS paths ------------------------------------------------------------------------------
 
 bool ReadAsPath(std::span<const uint8_t> data, bool four_octet, AsPath& out) {
@@ -340,7 +350,17 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
                      std::optional<Aggregator>& as4_aggregator, std::string& why) {
   Reader r(value);
   PathAttributes& a = u.attrs;
-  auto u32_exact = [&](uint32_t& out) { return value.size() == 4 && r.U32(out); };
+  // NEXT_HOP, MULTI_EXIT_DISC, LOCAL_PREF, ORIGINATOR_ID: exactly one 32-bit value, handed to
+  // `store`; anything else is malformed.
+  auto one_u32 = [&](const char* name, auto&& store) {
+    uint32_t v = 0;
+    if (value.size() != 4 || !r.U32(v)) {
+      why = std::string(name) + ": length is not 4";
+      return false;
+    }
+    store(v);
+    return true;
+  };
   switch (type) {
     case kOrigin: {
       uint8_t o = 0;
@@ -360,33 +380,12 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
       a.as_path = std::move(p);
       return true;
     }
-    case kNextHop: {
-      uint32_t nh = 0;
-      if (!u32_exact(nh)) {
-        why = "NEXT_HOP: length is not 4";
-        return false;
-      }
-      a.next_hop = V4From(nh);
-      return true;
-    }
-    case kMed: {
-      uint32_t v = 0;
-      if (!u32_exact(v)) {
-        why = "MULTI_EXIT_DISC: length is not 4";
-        return false;
-      }
-      a.med = v;
-      return true;
-    }
-    case kLocalPref: {
-      uint32_t v = 0;
-      if (!u32_exact(v)) {
-        why = "LOCAL_PREF: length is not 4";
-        return false;
-      }
-      a.local_pref = v;
-      return true;
-    }
+    case kNextHop:
+      return one_u32("NEXT_HOP", [&](uint32_t v) { a.next_hop = V4From(v); });
+    case kMed:
+      return one_u32("MULTI_EXIT_DISC", [&](uint32_t v) { a.med = v; });
+    case kLocalPref:
+      return one_u32("LOCAL_PREF", [&](uint32_t v) { a.local_pref = v; });
     case kAtomicAggregate:
       if (!value.empty()) {
         why = "ATOMIC_AGGREGATE: non-zero length";
@@ -416,14 +415,9 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
       return true;
     }
     case kCommunities:
-      if (value.empty() || value.size() % 4 != 0) {
+      if (!ReadU32List(value, a.communities)) {
         why = "COMMUNITIES: length is not a non-zero multiple of 4";
         return false;
-      }
-      while (!r.empty()) {
-        uint32_t c = 0;
-        r.U32(c);
-        a.communities.push_back(c);
       }
       return true;
     case kLargeCommunities:
@@ -439,24 +433,12 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
         a.large_communities.push_back(c);
       }
       return true;
-    case kOriginatorId: {
-      uint32_t v = 0;
-      if (!u32_exact(v)) {
-        why = "ORIGINATOR_ID: length is not 4";
-        return false;
-      }
-      a.originator_id = V4From(v);
-      return true;
-    }
+    case kOriginatorId:
+      return one_u32("ORIGINATOR_ID", [&](uint32_t v) { a.originator_id = V4From(v); });
     case kClusterList:
-      if (value.empty() || value.size() % 4 != 0) {
+      if (!ReadU32List(value, a.cluster_list)) {
         why = "CLUSTER_LIST: length is not a non-zero multiple of 4";
         return false;
-      }
-      while (!r.empty()) {
-        uint32_t c = 0;
-        r.U32(c);
-        a.cluster_list.push_back(c);
       }
       return true;
     case kMpReach: {

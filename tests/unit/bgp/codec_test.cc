@@ -351,6 +351,8 @@ TEST(CodecTest, Rfc7606ActionPerMalformedAttribute) {
        ErrorAction::kTreatAsWithdraw},
       {"CLUSTER_LIST length 6", std::string(kGood) + "80 0a 06 0a0000040000", "18 0a0000",
        ErrorAction::kTreatAsWithdraw},
+      {"CLUSTER_LIST length 0", std::string(kGood) + "80 0a 00", "18 0a0000",
+       ErrorAction::kTreatAsWithdraw},
       {"attribute overruns list", std::string(kGood) + "c0 08 08 00640064", "18 0a0000",
        ErrorAction::kTreatAsWithdraw},
       {"truncated attribute header", std::string(kGood) + "c0", "18 0a0000",
@@ -386,6 +388,40 @@ TEST(CodecTest, Rfc7606ActionPerMalformedAttribute) {
     const auto& u = std::get<UpdateMessage>(std::get<Message>(r));
     EXPECT_EQ(u.treat_as_withdraw, c.action == ErrorAction::kTreatAsWithdraw);
     EXPECT_FALSE(u.errors.empty());
+  }
+}
+
+// COMMUNITIES and CLUSTER_LIST are lists of 32-bit values, NEXT_HOP, MULTI_EXIT_DISC,
+// LOCAL_PREF and ORIGINATOR_ID one each: every value in wire order, or, on a bad length, none
+// of them and the reason once.
+TEST(CodecTest, ThirtyTwoBitValuesAndTheirLengthErrors) {
+  auto u = DecodeAs<UpdateMessage>(RawUpdate(
+      "", std::string(kGood) + "c0 08 0c 00640064 00c800c8 ffffff01 80 0a 08 0a000005 0a000004",
+      "18 0a0000"));
+  EXPECT_EQ(u.attrs.communities,
+            (std::vector<uint32_t>{Community(100, 100), Community(200, 200), 0xffffff01}));
+  EXPECT_EQ(u.attrs.cluster_list, (std::vector<uint32_t>{0x0a000005, 0x0a000004}));
+  EXPECT_TRUE(u.errors.empty());
+
+  const std::string kNoNextHop = "40 01 01 00 40 02 00 ";
+  const std::pair<std::string, std::string> bad[] = {
+      {kGood + std::string("c0 08 07 00640064 00c800"),
+       "COMMUNITIES: length is not a non-zero multiple of 4"},
+      {kGood + std::string("80 0a 0a 0a000005 0a000004 0000"),
+       "CLUSTER_LIST: length is not a non-zero multiple of 4"},
+      {kNoNextHop + "40 03 03 0a0000", "NEXT_HOP: length is not 4"},
+      {kGood + std::string("80 04 05 0000000100"), "MULTI_EXIT_DISC: length is not 4"},
+      {kGood + std::string("40 05 00"), "LOCAL_PREF: length is not 4"},
+      {kGood + std::string("80 09 08 0a000003 0a000003"), "ORIGINATOR_ID: length is not 4"},
+  };
+  for (const auto& [attrs, why] : bad) {
+    SCOPED_TRACE(why);
+    u = DecodeAs<UpdateMessage>(RawUpdate("", attrs, "18 0a0000"));
+    EXPECT_TRUE(u.treat_as_withdraw);
+    EXPECT_TRUE(u.attrs.communities.empty());
+    EXPECT_TRUE(u.attrs.cluster_list.empty());
+    EXPECT_FALSE(u.attrs.med || u.attrs.local_pref || u.attrs.originator_id);
+    EXPECT_EQ(u.errors, std::vector<std::string>{why + " (treat-as-withdraw)"});
   }
 }
 
