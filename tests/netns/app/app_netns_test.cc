@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 
+#include "lib/binaries.h"
 #include "lib/help_flags.h"
 #include "lib/netns.h"
 
@@ -16,17 +17,17 @@ namespace kr {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::kAgentBinary;
+using testing::kFakeApiServerBinary;
 using testing::Netns;
 using testing::Process;
 using testing::TempDir;
 using testing::WaitFor;
 
-const std::string kAgent = KR_BINARY_DIR "/kube-router";
-const std::string kApiServer = KR_BINARY_DIR "/fake-apiserver";
 constexpr auto kDeadline = 60s;
 
 ExecResult RunAgent(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{kAgent};
+  std::vector<std::string> argv{kAgentBinary};
   argv.insert(argv.end(), args.begin(), args.end());
   auto r = Exec(argv);
   EXPECT_TRUE(r.ok()) << r.error();
@@ -108,8 +109,8 @@ TEST(AgentCleanup, CleanNamespaceExitsZeroAndIsIdempotent) {
   AddForeignState(ns);
   // Where a routing controller would look for its CNI configuration: never the host's.
   std::vector<std::string> argv =
-      ns.Wrap({"env", "KUBE_ROUTER_CNI_CONF_FILE=" + tmp.path() + "/10-kuberouter.conflist", kAgent,
-               "--cleanup-config", "--hostname-override=kr-test-node"});
+      ns.Wrap({"env", "KUBE_ROUTER_CNI_CONF_FILE=" + tmp.path() + "/10-kuberouter.conflist",
+               kAgentBinary, "--cleanup-config", "--hostname-override=kr-test-node"});
   for (int round = 1; round <= 2; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     auto r = Exec(argv);
@@ -201,7 +202,7 @@ class RunningAgent : public ::testing::Test {
     std::ofstream(tmp_.path() + "/cluster.yaml") << kNodeManifest;
     kubeconfig_ = tmp_.path() + "/kubeconfig";
     api_ = std::make_unique<Process>(
-        ns_->Wrap({kApiServer, "--listen", "127.0.0.1:0", "--manifests",
+        ns_->Wrap({kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
                    tmp_.path() + "/cluster.yaml", "--kubeconfig-out", kubeconfig_}),
         tmp_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig_); }, kDeadline))
@@ -209,12 +210,9 @@ class RunningAgent : public ::testing::Test {
   }
 
   void StartAgent(const std::vector<std::string>& extra) {
-    std::vector<std::string> argv{kAgent,
-                                  "--kubeconfig=" + kubeconfig_,
-                                  "--hostname-override=kr-test-node",
-                                  "--health-port=20244",
-                                  "--metrics-port=20245",
-                                  "--cache-sync-timeout=30s"};
+    std::vector<std::string> argv{
+        kAgentBinary,          "--kubeconfig=" + kubeconfig_, "--hostname-override=kr-test-node",
+        "--health-port=20244", "--metrics-port=20245",        "--cache-sync-timeout=30s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     agent_ = std::make_unique<Process>(ns_->Wrap(argv), tmp_.path() + "/agent.log");
   }

@@ -17,19 +17,20 @@
 #include <string>
 #include <vector>
 
+#include "lib/binaries.h"
 #include "lib/netns.h"
 
 namespace kr {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::kAgentBinary;
+using testing::kFakeApiServerBinary;
 using testing::Netns;
 using testing::Process;
 using testing::TempDir;
 using testing::WaitFor;
 
-const std::string kAgent = KR_BINARY_DIR "/kube-router";
-const std::string kApiServer = KR_BINARY_DIR "/fake-apiserver";
 const std::string kCniBin = "/usr/lib/cni";
 constexpr auto kDeadline = 60s;
 
@@ -109,7 +110,7 @@ class RoutingCluster : public ::testing::Test {
     WriteFile(dir_.path() + "/objects.yaml", manifests);
     kubeconfig_ = dir_.path() + "/kubeconfig";
     api_ = std::make_unique<Process>(
-        underlay_->Wrap({kApiServer, "--listen", "192.0.2.254:0", "--manifests",
+        underlay_->Wrap({kFakeApiServerBinary, "--listen", "192.0.2.254:0", "--manifests",
                          dir_.path() + "/objects.yaml", "--kubeconfig-out", kubeconfig_}),
         dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig_); }, 20s)) << api_->Log();
@@ -130,7 +131,7 @@ class RoutingCluster : public ::testing::Test {
   void StartAgent(const std::string& node, const std::vector<std::string>& flags) {
     std::vector<std::string> argv = {"env",
                                      "KUBE_ROUTER_CNI_CONF_FILE=" + CniFile(node),
-                                     kAgent,
+                                     kAgentBinary,
                                      "--kubeconfig",
                                      kubeconfig_,
                                      "--hostname-override",
@@ -461,8 +462,8 @@ TEST_F(RoutingCluster, CleanupConfigRemovesOnlyOurs) {
   ASSERT_TRUE(n1.Sh("ipset create foreign-set hash:ip && ip route add 10.9.0.0/24 via "
                     "192.0.2.254 && iptables -t nat -N FOREIGN")
                   .ok());
-  auto cleanup =
-      n1.Run({kAgent, "--cleanup-config", "--run-firewall=false", "--run-service-proxy=false"});
+  auto cleanup = n1.Run(
+      {kAgentBinary, "--cleanup-config", "--run-firewall=false", "--run-service-proxy=false"});
   ASSERT_TRUE(cleanup.ok());
   EXPECT_EQ(cleanup->exit_code, 0) << cleanup->err;
   EXPECT_EQ(RoutesOf("n1"), "");
