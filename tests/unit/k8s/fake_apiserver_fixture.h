@@ -1,4 +1,5 @@
-// Test helpers: a fake-apiserver process on loopback (port 0) and an event recorder.
+// Test helpers: a fake-apiserver process on loopback (port 0), an event recorder, and the
+// harness the watcher tests share (server, caches, events, watcher).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,6 +16,8 @@
 
 #include "kube_router/k8s/http_client.h"
 #include "kube_router/k8s/store.h"
+#include "kube_router/k8s/watcher.h"
+#include "lib/binaries.h"
 #include "lib/netns.h"
 
 namespace kr::k8s::testing {
@@ -37,8 +40,8 @@ class FakeApiServer {
  public:
   FakeApiServer(const std::string& dir, std::vector<std::string> args) : dir_(dir) {
     kubeconfig_ = dir + "/kubeconfig";
-    std::vector<std::string> argv = {std::string(KR_BINARY_DIR) + "/fake-apiserver", "--listen",
-                                     "127.0.0.1:0", "--kubeconfig-out", kubeconfig_};
+    std::vector<std::string> argv = {kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0",
+                                     "--kubeconfig-out", kubeconfig_};
     argv.insert(argv.end(), args.begin(), args.end());
     process_ = std::make_unique<kr::testing::Process>(argv, dir + "/fake-apiserver.log");
     bool up = kr::testing::WaitFor(
@@ -128,6 +131,44 @@ class RecordingSink : public EventSink {
  private:
   std::mutex mu_;
   std::vector<Event> events_;
+};
+
+// Every kind the agent can watch.
+inline const std::vector<ResourceKind> kAllKinds = {
+    ResourceKind::kService, ResourceKind::kEndpointSlice, ResourceKind::kPod,
+    ResourceKind::kNode,    ResourceKind::kNamespace,     ResourceKind::kNetworkPolicy};
+
+// A temporary directory for fake-apiserver, the caches a watcher fills and the events it posts.
+// Tests derive from it and start the server in their constructor; the watcher is stopped
+// before anything else goes.
+struct WatcherHarness {
+  kr::testing::TempDir dir;
+  std::unique_ptr<FakeApiServer> server;
+  std::unique_ptr<Cluster> cluster = MakeCluster();
+  RecordingSink sink;
+  std::unique_ptr<Watcher> watcher;
+
+  WatcherHarness() = default;
+  WatcherHarness(const WatcherHarness&) = delete;
+  WatcherHarness& operator=(const WatcherHarness&) = delete;
+  ~WatcherHarness() {
+    if (watcher) watcher->Stop();
+  }
+
+  void StartServer(const std::vector<std::string>& args) {
+    server = std::make_unique<FakeApiServer>(dir.path(), args);
+  }
+  // Starts a watcher of `kinds` (on the server's kubeconfig unless `opts` names one) and waits
+  // for its first sync.
+  Status StartWatcher(ConnectionOptions opts = {},
+                      const std::vector<ResourceKind>& kinds = kAllKinds,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    if (opts.kubeconfig.empty()) opts.kubeconfig = server->kubeconfig();
+    auto w = Watcher::Start(opts, kinds, cluster.get(), &sink);
+    if (!w.ok()) return w.status();
+    watcher = std::move(*w);
+    return watcher->WaitForSync(timeout);
+  }
 };
 
 }  // namespace kr::k8s::testing

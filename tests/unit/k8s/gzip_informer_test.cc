@@ -13,15 +13,11 @@ namespace kr::k8s {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
-using kr::k8s::testing::RecordingSink;
-using kr::testing::TempDir;
+using kr::k8s::testing::kAllKinds;
+using kr::k8s::testing::WatcherHarness;
 using kr::testing::WaitFor;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-const std::vector<ResourceKind> kAllKinds = {
-    ResourceKind::kService, ResourceKind::kEndpointSlice, ResourceKind::kPod,
-    ResourceKind::kNode,    ResourceKind::kNamespace,     ResourceKind::kNetworkPolicy};
 
 json Pod(int i) {
   return {{"apiVersion", "v1"},
@@ -61,17 +57,11 @@ std::set<std::string> CacheKeys(const S& store) {
   return {keys.begin(), keys.end()};
 }
 
-struct GzipHarness {
-  TempDir dir;
-  std::unique_ptr<FakeApiServer> server;
-  std::unique_ptr<Cluster> cluster = MakeCluster();
-  RecordingSink sink;
-  std::unique_ptr<Watcher> watcher;
-
+struct GzipHarness : WatcherHarness {
   explicit GzipHarness(bool gzip) {
     std::vector<std::string> args;
     if (gzip) args.push_back("--gzip");
-    server = std::make_unique<FakeApiServer>(dir.path(), args);
+    StartServer(args);
     EXPECT_EQ(server->Create(
                   "/api/v1/namespaces",
                   {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "demo"}}}}),
@@ -90,17 +80,11 @@ struct GzipHarness {
     for (int i = 0; i < 300; ++i)
       EXPECT_EQ(server->Create("/api/v1/namespaces/demo/pods", Pod(i)), 201);
   }
-  ~GzipHarness() {
-    if (watcher) watcher->Stop();
-  }
+  // Every kind, in pages of 100 (the 300 pods take several).
   Status StartWatcher() {
     ConnectionOptions opts;
-    opts.kubeconfig = server->kubeconfig();
     opts.list_page_size = 100;
-    auto w = Watcher::Start(opts, kAllKinds, cluster.get(), &sink);
-    if (!w.ok()) return w.status();
-    watcher = std::move(*w);
-    return watcher->WaitForSync(30s);
+    return WatcherHarness::StartWatcher(opts);
   }
   void ExpectCacheEqualsServer() {
     EXPECT_EQ(CacheKeys(cluster->pods), ServerKeys(*server, "/api/v1/pods"));

@@ -15,16 +15,12 @@ namespace kr::k8s {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
-using kr::k8s::testing::RecordingSink;
+using kr::k8s::testing::kAllKinds;
+using kr::k8s::testing::WatcherHarness;
 using kr::k8s::testing::WriteFile;
-using kr::testing::TempDir;
 using kr::testing::WaitFor;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-const std::vector<ResourceKind> kAllKinds = {
-    ResourceKind::kService, ResourceKind::kEndpointSlice, ResourceKind::kPod,
-    ResourceKind::kNode,    ResourceKind::kNamespace,     ResourceKind::kNetworkPolicy};
 
 constexpr char kManifest[] = R"(apiVersion: v1
 kind: Namespace
@@ -68,29 +64,13 @@ json PodJson(const std::string& name, const std::string& ip) {
           {"status", {{"podIP", ip}}}};
 }
 
-struct Harness {
-  TempDir dir;
-  std::unique_ptr<FakeApiServer> server;
-  std::unique_ptr<Cluster> cluster = MakeCluster();
-  RecordingSink sink;
-  std::unique_ptr<Watcher> watcher;
-
+struct Harness : WatcherHarness {
   explicit Harness(std::vector<std::string> server_args = {}, bool manifests = true) {
     if (manifests) {
       WriteFile(dir.path() + "/cluster.yaml", kManifest);
       server_args.insert(server_args.end(), {"--manifests", dir.path() + "/cluster.yaml"});
     }
-    server = std::make_unique<FakeApiServer>(dir.path(), server_args);
-  }
-  ~Harness() {
-    if (watcher) watcher->Stop();
-  }
-  Status StartWatcher(ConnectionOptions opts = {}) {
-    if (opts.kubeconfig.empty()) opts.kubeconfig = server->kubeconfig();
-    auto w = Watcher::Start(opts, kAllKinds, cluster.get(), &sink);
-    if (!w.ok()) return w.status();
-    watcher = std::move(*w);
-    return watcher->WaitForSync(30s);
+    StartServer(server_args);
   }
   bool PodIp(const std::string& key, const std::string& ip) {
     return WaitFor(

@@ -16,10 +16,9 @@
 namespace kr::k8s {
 namespace {
 
-using kr::k8s::testing::FakeApiServer;
 using kr::k8s::testing::RecordingSink;
+using kr::k8s::testing::WatcherHarness;
 using kr::k8s::testing::WriteFile;
-using kr::testing::TempDir;
 using kr::testing::WaitFor;
 using namespace std::chrono_literals;
 
@@ -51,13 +50,7 @@ std::string Kubeconfig(const std::string& server, const std::string& cluster_ext
          server + "\n" + cluster_extra + "users:\n- name: u\n  user:\n" + user;
 }
 
-struct TlsHarness {
-  TempDir dir;
-  std::unique_ptr<FakeApiServer> server;
-  std::unique_ptr<Cluster> cluster = MakeCluster();
-  RecordingSink sink;
-  std::unique_ptr<Watcher> watcher;
-
+struct TlsHarness : WatcherHarness {
   // `client_ca`: require client certificates signed by ca.pem; `token`: accept this bearer token.
   TlsHarness(bool client_ca, const std::string& token, const std::string& basic = "") {
     MakeCertificates(dir.path());
@@ -70,23 +63,18 @@ struct TlsHarness {
                                      "--tls-key",   dir.path() + "/server.key",
                                      "--manifests", dir.path() + "/ns.yaml"};
     args.insert(args.end(), extra.begin(), extra.end());
-    server = std::make_unique<FakeApiServer>(dir.path(), args);
-  }
-  ~TlsHarness() {
-    if (watcher) watcher->Stop();
+    StartServer(args);
   }
   std::string WriteKubeconfig(const std::string& cluster_extra, const std::string& user) {
     std::string path = dir.path() + "/agent-kubeconfig";
     WriteFile(path, Kubeconfig(server->url(), cluster_extra, user));
     return path;
   }
+  // Namespaces only, through `kubeconfig`.
   Status Start(const std::string& kubeconfig, std::chrono::milliseconds timeout = 30s) {
     ConnectionOptions opts;
     opts.kubeconfig = kubeconfig;
-    auto w = Watcher::Start(opts, {ResourceKind::kNamespace}, cluster.get(), &sink);
-    if (!w.ok()) return w.status();
-    watcher = std::move(*w);
-    return watcher->WaitForSync(timeout);
+    return StartWatcher(opts, {ResourceKind::kNamespace}, timeout);
   }
 };
 
