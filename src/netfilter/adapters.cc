@@ -16,12 +16,15 @@ std::string Tool(IptablesMode mode, IpFamily family, const char* verb) {
 
 class ExecIptables : public Iptables {
  public:
-  ExecIptables(IptablesMode mode, IpFamily family) : mode_(mode), family_(family) {}
+  ExecIptables(IptablesMode mode, IpFamily family, bool existing_tables_only)
+      : mode_(mode), family_(family), existing_tables_only_(existing_tables_only) {}
 
   IpFamily family() const override { return family_; }
 
   Result<TableSnapshot> Save(const std::string& table) override {
-    auto out = ExecChecked({Tool(mode_, family_, "save"), "-t", table});
+    std::vector<std::string> argv = {Tool(mode_, family_, "save")};
+    if (!existing_tables_only_) argv.insert(argv.end(), {"-t", table});
+    auto out = ExecChecked(argv);
     if (!out.ok()) return out.status();
     return ParseSave(*out, table);
   }
@@ -37,6 +40,7 @@ class ExecIptables : public Iptables {
  private:
   IptablesMode mode_;
   IpFamily family_;
+  bool existing_tables_only_;
 };
 
 class ExecIpset : public Ipset {
@@ -98,7 +102,10 @@ IptablesMode DetectIptablesMode() {
 }
 
 std::unique_ptr<Iptables> MakeIptables(IptablesMode mode, IpFamily family) {
-  return std::make_unique<ExecIptables>(mode, family);
+  return std::make_unique<ExecIptables>(mode, family, /*existing_tables_only=*/false);
+}
+std::unique_ptr<Iptables> MakeIptablesForCleanup(IptablesMode mode, IpFamily family) {
+  return std::make_unique<ExecIptables>(mode, family, /*existing_tables_only=*/true);
 }
 std::unique_ptr<Ipset> MakeIpset() { return std::make_unique<ExecIpset>(); }
 

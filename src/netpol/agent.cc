@@ -26,6 +26,17 @@ Result<std::unique_ptr<Controller>> MakeNetworkPolicyController(const NetpolConf
     dataplane.iptables_v4 = netfilter::MakeIptables(mode, netfilter::IpFamily::kV4);
   if (config.enable_ipv6)
     dataplane.iptables_v6 = netfilter::MakeIptables(mode, netfilter::IpFamily::kV6);
+  // Cleanup (--cleanup-config) also clears the backend and families not in use: a host that
+  // switched backends keeps our chains there otherwise. These adapters never create a table.
+  for (auto other : {netfilter::IptablesMode::kNft, netfilter::IptablesMode::kLegacy}) {
+    for (auto family : {netfilter::IpFamily::kV4, netfilter::IpFamily::kV6}) {
+      bool enabled = family == netfilter::IpFamily::kV4 ? config.enable_ipv4 : config.enable_ipv6;
+      if (other == mode && enabled) continue;
+      dataplane.cleanup_only.push_back(
+          {std::string(netfilter::IpFamilyName(family)) + " " + netfilter::IptablesModeName(other),
+           netfilter::MakeIptablesForCleanup(other, family)});
+    }
+  }
   dataplane.ipset = netfilter::MakeIpset();
   dataplane.sysctl = netlink::MakeProcSysctl();
   return std::unique_ptr<Controller>(

@@ -250,27 +250,53 @@ Status NetworkPolicyController::WriteChanges(
   return Status::Ok();
 }
 
+namespace {
+
+// Removes our chains and every rule that jumps to one from the filter table of `iptables`, whose
+// content is `filter`; one line per removed item goes to `removed`.
+Status RemoveOwnedChains(netfilter::Iptables& iptables, const netfilter::TableSnapshot& filter,
+                         const std::string& label, std::vector<std::string>& removed) {
+  TableUpdate update;
+  for (const auto& [name, rules] : filter.chains) {
+    if (IsOwnedChain(name)) {
+      update.delete_chains.push_back(name);
+      removed.push_back("chain " + label + " " + name);
+      continue;
+    }
+    for (const auto& rule : rules) {
+      if (IsOwnedChain(netfilter::RuleTarget(rule))) {
+        update.delete_rules.push_back({name, rule});
+        removed.push_back("rule " + label + " " + name + " " + rule);
+      }
+    }
+  }
+  if (auto s = iptables.Apply(update); !s.ok()) {
+    return s.Context("removing our chains (" + label + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::vector<std::string>> NetworkPolicyController::Cleanup() {
   std::vector<std::string> removed;
   for (auto& f : families_) {
     auto snapshot = f.iptables->Save("filter");
     if (!snapshot.ok()) return snapshot.status().Context("iptables-save");
-    TableUpdate update;
-    for (const auto& [name, rules] : snapshot->chains) {
-      if (IsOwnedChain(name)) {
-        update.delete_chains.push_back(name);
-        removed.push_back(std::string("chain ") + netfilter::IpFamilyName(f.family) + " " + name);
-        continue;
-      }
-      for (const auto& rule : rules) {
-        if (IsOwnedChain(netfilter::RuleTarget(rule))) {
-          update.delete_rules.push_back({name, rule});
-          removed.push_back("rule " + name + " " + rule);
-        }
-      }
-    }
-    if (auto s = f.iptables->Apply(update); !s.ok()) return s.Context("removing our chains");
+    std::string label = netfilter::IpFamilyName(f.family);
+    if (auto s = RemoveOwnedChains(*f.iptables, *snapshot, label, removed); !s.ok()) return s;
     f.applied = false;
+  }
+  // Before the ipsets: a rule left in another backend would keep our sets in use.
+  for (auto& table : dataplane_.cleanup_only) {
+    auto snapshot = table.iptables->Save("filter");
+    if (!snapshot.ok()) {
+      KR_LOG_INFO("cleanup: skipping {}: {}", table.label, snapshot.status().message());
+      continue;
+    }
+    if (auto s = RemoveOwnedChains(*table.iptables, *snapshot, table.label, removed); !s.ok()) {
+      return s;
+    }
   }
   auto names = dataplane_.ipset->ListNames();
   if (!names.ok()) return names.status().Context("listing ipsets");

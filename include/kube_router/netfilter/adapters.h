@@ -14,6 +14,11 @@ namespace kr::netfilter {
 IptablesMode DetectIptablesMode();
 
 std::unique_ptr<Iptables> MakeIptables(IptablesMode mode, IpFamily family);
+// For a backend or family that may not be in use (Cleanup also clears the other backend): Save()
+// runs the save tool without -t, which reads only the tables that exist (naming a table makes
+// iptables-legacy create it), and a table that does not exist reads as empty. Save() fails when
+// the tool is missing.
+std::unique_ptr<Iptables> MakeIptablesForCleanup(IptablesMode mode, IpFamily family);
 std::unique_ptr<Ipset> MakeIpset();
 
 }  // namespace kr::netfilter

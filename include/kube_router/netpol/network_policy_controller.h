@@ -24,12 +24,21 @@
 
 namespace kr::netpol {
 
+// A table that only Cleanup touches: the other iptables backend or a disabled family, where a
+// host that switched backends (or families) would otherwise keep our chains.
+struct CleanupOnlyTable {
+  std::string label;  // for the list of removed items, e.g. "IPv6 legacy"
+  std::unique_ptr<netfilter::Iptables> iptables;
+};
+
 // The kernel interfaces the controller writes; a family's iptables is null when disabled.
 struct NetpolDataplane {
   std::unique_ptr<netfilter::Iptables> iptables_v4;
   std::unique_ptr<netfilter::Iptables> iptables_v6;
   std::unique_ptr<netfilter::Ipset> ipset;
   std::unique_ptr<netlink::Sysctl> sysctl;
+  // Cleanup removes our chains from these too; one that cannot be read is skipped.
+  std::vector<CleanupOnlyTable> cleanup_only;
 };
 
 class NetworkPolicyController : public Controller {
@@ -45,6 +54,8 @@ class NetworkPolicyController : public Controller {
   Status Init() override;
   bool OnUpdate(const k8s::Event& event) override;
   Status Sync(SyncReason reason) override;
+  // Removes our chains and the rules jumping to them from every table (the families in use, then
+  // `cleanup_only`), then our ipsets; nothing else is touched.
   Result<std::vector<std::string>> Cleanup() override;
 
   // The state written by the last successful sync of a family (for tests and benchmarks).

@@ -227,5 +227,50 @@ TEST_F(ControllerTest, CleanupRemovesExactlyOursAndLeavesDockerAndKubeProxy) {
   EXPECT_TRUE(removed->empty());
 }
 
+// The other backend (cleanup_only) is cleaned before the sets, which its rules may still use;
+// one that cannot be read is skipped; foreign chains and rules there stay.
+TEST(ControllerCleanupTest, CleansOtherBackendsBeforeTheSetsAndSkipsUnreadableOnes) {
+  auto cluster = k8s::MakeCluster();
+  auto legacy = std::make_unique<FakeIptables>();
+  auto broken = std::make_unique<FakeIptables>(IpFamily::kV6);
+  auto ipset = std::make_unique<FakeIpset>();
+  FakeIptables* legacy_ptr = legacy.get();
+  FakeIpset* ipset_ptr = ipset.get();
+  broken->FailNext(1);
+  ipset->CheckReferencesIn(legacy_ptr);
+  const std::string set = PeerSetName(true, "x", "p", 0, false, IpFamily::kV4);
+  ipset->sets()[set] = {set, netfilter::IpsetType::kHashIp, IpFamily::kV4, {}};
+  ipset->sets()["docker-nets"] = {"docker-nets", netfilter::IpsetType::kHashNet, IpFamily::kV4, {}};
+
+  auto& filter = legacy->table("filter");
+  filter.chains["DOCKER-USER"] = {"-j RETURN"};
+  filter.chains["KUBE-ROUTER-SERVICES"] = {};
+  filter.chains["FORWARD"] = {"-j DOCKER-USER"};
+  auto foreign = filter;
+  filter.chains[kForwardChain] = {"-d 10.0.1.1/32 -j KUBE-POD-FW-ABCDEFGHIJKLMNOP"};
+  filter.chains["KUBE-POD-FW-ABCDEFGHIJKLMNOP"] = {"-m set --match-set " + set + " src -j ACCEPT"};
+  filter.chains["FORWARD"].insert(filter.chains["FORWARD"].begin(),
+                                  std::string("-m comment --comment \"kube-router netpol - X\" "
+                                              "-j ") +
+                                      kForwardChain);
+
+  NetpolDataplane dataplane;
+  dataplane.iptables_v4 = std::make_unique<FakeIptables>();
+  dataplane.ipset = std::move(ipset);
+  dataplane.sysctl = std::make_unique<netlink::FakeSysctl>();
+  dataplane.cleanup_only.push_back({"IPv4 legacy", std::move(legacy)});
+  dataplane.cleanup_only.push_back({"IPv6 legacy", std::move(broken)});
+  NetworkPolicyController controller(NetpolConfig{}, cluster.get(), std::move(dataplane));
+
+  auto removed = controller.Cleanup();
+  ASSERT_TRUE(removed.ok()) << removed.error();
+  EXPECT_EQ(legacy_ptr->table("filter"), foreign);
+  EXPECT_FALSE(ipset_ptr->sets().contains(set));
+  EXPECT_TRUE(ipset_ptr->sets().contains("docker-nets"));
+  EXPECT_NE(std::find(removed->begin(), removed->end(),
+                      std::string("chain IPv4 legacy ") + kForwardChain),
+            removed->end());
+}
+
 }  // namespace
 }  // namespace kr::netpol
