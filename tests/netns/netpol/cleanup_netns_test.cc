@@ -8,6 +8,7 @@
 #include <map>
 #include <regex>
 
+#include "lib/binaries.h"
 #include "lib/netns.h"
 
 namespace kr::netpol {
@@ -16,7 +17,7 @@ namespace {
 using kr::testing::Netns;
 using kr::testing::TempDir;
 
-const std::string kAgent = KR_BINARY_DIR "/kube-router";
+const std::string& kAgent = kr::testing::kAgentBinary;
 
 struct Tool {
   std::string command;  // "iptables-nft", "ip6tables-legacy", ...
