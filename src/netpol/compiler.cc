@@ -229,8 +229,9 @@ bool NeedsRecompile(const CompiledPolicy& compiled, const std::vector<PodChange>
 // few selectors across many policies, and a namespace selector has to look at every pod.
 class PolicyCompiler {
  public:
-  PolicyCompiler(const ClusterIndex& index, IpFamily family, DesiredState& out)
-      : index_(index), family_(family), out_(out) {}
+  PolicyCompiler(const ClusterIndex& index, const std::string& local_node, IpFamily family,
+                 DesiredState& out)
+      : index_(index), local_node_(local_node), family_(family), out_(out) {}
 
   CompiledPolicy Compile(std::shared_ptr<const k8s::NetworkPolicy> policy_ptr) {
     CompiledPolicy compiled;
@@ -249,18 +250,14 @@ class PolicyCompiler {
     if (policy.policy_ingress) CompileDirection(policy, true, targets, chain);
     if (policy.policy_egress) CompileDirection(policy, false, targets, chain);
     for (const auto& ref : targets) {
-      if (ref.pod->node_name == LocalNode()) compiled.local_targets.push_back(ref.pod->meta.Key());
+      if (ref.pod->node_name == local_node_) compiled.local_targets.push_back(ref.pod->meta.Key());
     }
     compiled.chain = chain.name;
     out_.chains[chain.name] = std::move(chain);
     return compiled;
   }
 
-  void set_local_node(const std::string& node) { local_node_ = node; }
-
  private:
-  const std::string& LocalNode() const { return local_node_; }
-
   void Problem(const k8s::NetworkPolicy& policy, const std::string& what) {
     record_->problems.push_back("NetworkPolicy " + policy.meta.Key() + ": " + what);
   }
@@ -554,9 +551,9 @@ class PolicyCompiler {
   }
 
   const ClusterIndex& index_;
+  const std::string& local_node_;
   IpFamily family_;
   DesiredState& out_;
-  std::string local_node_;
   CompiledPolicy* record_ = nullptr;
   std::map<std::string, std::vector<PodRef>> peer_cache_;
 };
@@ -812,8 +809,7 @@ struct IncrementalCompiler::Impl {
     state = DesiredState{};
     policies.clear();
     ClusterIndex index(view, config, family);
-    PolicyCompiler compiler(index, family, state);
-    compiler.set_local_node(config.node_name);
+    PolicyCompiler compiler(index, config.node_name, family, state);
     for (const auto& policy : view.policies) AddPolicy(compiler, policy, nullptr);
     changes.policies_compiled = policies.size();
     AddStaticChains(family, state.chains);
@@ -856,8 +852,7 @@ struct IncrementalCompiler::Impl {
         if (NeedsRecompile(compiled, pod_changes, namespace_changes, index)) dirty.insert(key);
       }
     }
-    PolicyCompiler compiler(index, family, state);
-    compiler.set_local_node(config.node_name);
+    PolicyCompiler compiler(index, config.node_name, family, state);
     for (const auto& key : dirty) {
       RemovePolicy(key, changes);
       auto it = new_policies.find(key);
