@@ -6,21 +6,14 @@
 #include <charconv>
 #include <map>
 
+#include "kube_router/base/strings.h"
+#include "kube_router/k8s/node_pod_cidrs.h"
+
 namespace kr::routing {
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::optional<uint64_t> ParseUnsigned(std::string_view text) {
-  text = Trim(text);
+  text = TrimBlanks(text);
   if (text.empty()) return std::nullopt;
   uint64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -37,7 +30,7 @@ Result<uint16_t> ParsePort(std::string_view text) {
 }
 
 Result<IpAddress> ParseIp(std::string_view text) {
-  auto ip = IpAddress::Parse(Trim(text));
+  auto ip = IpAddress::Parse(TrimBlanks(text));
   if (!ip) return Status::Error("invalid IP address \"" + std::string(text) + "\"");
   return *ip;
 }
@@ -64,33 +57,9 @@ const std::string* Annotation(const k8s::Node& node, const char* key) {
 }
 
 void ParsePodCidrs(const k8s::Node& node, NodeInfo& info, ProblemLog& log) {
-  // kube-router (routing.getPodCIDRsFromAllNodeSources): pod-cidr annotation, then
-  // pod-cidrs annotation, then spec.podCIDRs / spec.podCIDR.
-  std::vector<std::string> texts;
-  const char* source = nullptr;
-  if (const auto* single = Annotation(node, kAnnotationPodCidr); single && !single->empty()) {
-    texts = {*single};
-    source = kAnnotationPodCidr;
-  } else if (const auto* many = Annotation(node, kAnnotationPodCidrs); many && !many->empty()) {
-    texts = SplitList(*many);
-    source = kAnnotationPodCidrs;
-  } else if (!node.pod_cidrs.empty()) {
-    texts = node.pod_cidrs;
-  } else if (!node.pod_cidr.empty()) {
-    texts = {node.pod_cidr};
-  }
-  for (const auto& text : texts) {
-    auto prefix = IpPrefix::Parse(Trim(text), /*strict=*/true);
-    if (!prefix || prefix->ToString() == "0.0.0.0/0" || prefix->ToString() == "::/0") {
-      if (source) {
-        log.Add(source, "invalid pod CIDR \"" + text + "\"");
-      } else {
-        log.AddField("invalid spec.podCIDR \"" + text + "\" (ignored)");
-      }
-      continue;
-    }
-    info.pod_cidrs.push_back(*prefix);
-  }
+  auto parsed = k8s::PodCidrsOfNode(node);
+  info.pod_cidrs = std::move(parsed.cidrs);
+  for (const auto& problem : parsed.problems) log.AddField(problem);
 }
 
 template <typename T>
@@ -185,21 +154,6 @@ void ParseImportReject(const k8s::Node& node, NodeInfo& info, ProblemLog& log) {
 
 }  // namespace
 
-std::vector<std::string> SplitList(std::string_view text) {
-  std::vector<std::string> out;
-  if (Trim(text).empty()) return out;
-  size_t start = 0;
-  while (true) {
-    size_t comma = text.find(',', start);
-    auto item =
-        Trim(text.substr(start, comma == std::string_view::npos ? text.npos : comma - start));
-    out.emplace_back(item);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
 std::optional<IpAddress> PrimaryNodeIp(const k8s::Node& node) {
   for (const char* type : {"InternalIP", "ExternalIP"}) {
     for (const auto& address : node.addresses) {
@@ -230,7 +184,7 @@ Result<uint32_t> ParseClusterId(std::string_view text) {
   if (auto value = ParseUnsigned(text); value && *value <= 0xFFFFFFFFull) {
     return static_cast<uint32_t>(*value);
   }
-  if (auto ip = IpAddress::Parse(Trim(text)); ip && ip->is_v4()) return ip->v4_host_order();
+  if (auto ip = IpAddress::Parse(TrimBlanks(text)); ip && ip->is_v4()) return ip->v4_host_order();
   return Status::Error("invalid route-reflector cluster ID \"" + std::string(text) +
                        "\" (want a 32-bit number or an IPv4 address)");
 }
@@ -244,7 +198,7 @@ Result<uint32_t> ParseCommunity(std::string_view text) {
       {"llgr-stale", 0xFFFF0006},          {"no-llgr", 0xFFFF0007},
       {"blackhole", 0xFFFF029A},
   };
-  auto trimmed = Trim(text);
+  auto trimmed = TrimBlanks(text);
   std::string lower(trimmed);
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -271,7 +225,7 @@ Result<std::string> DecodeBase64(std::string_view text) {
     if (c == '/') return 63;
     return -1;
   };
-  text = Trim(text);
+  text = TrimBlanks(text);
   while (!text.empty() && text.back() == '=') text.remove_suffix(1);
   if (text.size() % 4 == 1) return Status::Error("invalid base64 (truncated)");
   std::string out;

@@ -12,6 +12,8 @@
 
 #include "kube_router/base/ip.h"
 #include "kube_router/base/status.h"
+#include "kube_router/base/strings.h"
+#include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/k8s/types.h"
 
 namespace kr::routing {
@@ -31,8 +33,8 @@ inline constexpr char kAnnotationPrependRepeat[] = "kube-router.io/path-prepend.
 inline constexpr char kAnnotationCommunities[] = "kube-router.io/node.bgp.communities";
 inline constexpr char kAnnotationCustomImportReject[] =
     "kube-router.io/node.bgp.customimportreject";
-inline constexpr char kAnnotationPodCidr[] = "kube-router.io/pod-cidr";
-inline constexpr char kAnnotationPodCidrs[] = "kube-router.io/pod-cidrs";
+using k8s::kAnnotationPodCidr;
+using k8s::kAnnotationPodCidrs;
 
 inline constexpr uint16_t kDefaultBgpPort = 179;
 
@@ -109,8 +111,5 @@ Result<std::vector<PeerSpec>> BuildPeerList(const std::vector<std::string>& ips,
 // The YAML kube-router.io/peers form: a list of maps with remoteip, remoteasn, and optional
 // localip, password (base64) and port.
 Result<std::vector<PeerSpec>> ParsePeersYaml(std::string_view yaml);
-
-// Splits "a, b,c" on commas, trimming blanks around each item; an empty string gives {}.
-std::vector<std::string> SplitList(std::string_view text);
 
 }  // namespace kr::routing
