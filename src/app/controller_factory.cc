@@ -36,6 +36,7 @@ Result<std::vector<std::unique_ptr<Controller>>> BuildControllers(const Controll
     config.loadbalancer_ip_ranges = options.loadbalancer_ip_range;
     config.node_port_first = options.node_port_range_first;
     config.node_port_last = options.node_port_range_last;
+    config.default_deny = options.netpol_default_deny;
     auto controller = netpol::MakeNetworkPolicyController(config, deps.cluster);
     if (!controller) return controller.status().Context("network policy controller");
     controllers.push_back(std::move(*controller));

@@ -105,6 +105,7 @@ Status FakeIptables::Apply(const TableUpdate& update) {
     table.chains.erase(name);
   }
   tables_[update.table] = std::move(table);
+  if (after_apply_) after_apply_();
   return Status::Ok();
 }
 
@@ -168,6 +169,7 @@ Status FakeIpset::Apply(const IpsetUpdate& update) {
     sets.erase(name);
   }
   sets_ = std::move(sets);
+  if (after_apply_) after_apply_();
   return Status::Ok();
 }
 

@@ -580,10 +580,49 @@ void AddStaticChains(IpFamily family, std::map<std::string, Chain>& chains) {
   chains[kDefaultChain] = Chain{kDefaultChain,
                                 {Comment("rule to mark traffic matching a network policy") +
                                  " -j MARK --set-xmark " + kAllowedMark}};
-  chains[kTailChain] =
-      Chain{kTailChain,
-            {Comment("rule to explicitly ACCEPT traffic that comply to network policies") +
-             " -m mark --mark " + kPassedMark + " -j ACCEPT"}};
+}
+
+// The end of every top-level chain. With default deny, traffic of this node's pod CIDRs passes
+// only for pods whose chain is programmed (in the local-pods set); the final REJECTs catch what
+// no pod chain marked. The node's own addresses in a pod CIDR (the kube-bridge gateway) are not
+// pods and are left alone.
+Chain TailChain(const NetpolConfig& config, IpFamily family,
+                const std::vector<IpPrefix>& node_pod_cidrs) {
+  Chain tail{kTailChain, {}};
+  std::vector<std::string> cidrs;
+  if (config.default_deny) {
+    for (const auto& cidr : node_pod_cidrs) {
+      if (cidr.is_v4() == (family == IpFamily::kV4)) cidrs.push_back(cidr.ToString());
+    }
+  }
+  const std::string from_pod = " -m addrtype ! --src-type LOCAL";
+  const std::string to_pod = " -m addrtype ! --dst-type LOCAL";
+  const std::string local_pods = LocalPodsSetName(family);
+  for (const auto& cidr : cidrs) {
+    tail.rules.push_back(Comment("default deny: reject traffic from local pods without a chain") +
+                         " -s " + cidr + from_pod + " -m set ! --match-set " + local_pods +
+                         " src -j REJECT");
+    tail.rules.push_back(Comment("default deny: reject traffic to local pods without a chain") +
+                         " -d " + cidr + to_pod + " -m set ! --match-set " + local_pods +
+                         " dst -j REJECT");
+  }
+  tail.rules.push_back(
+      Comment("rule to explicitly ACCEPT traffic that comply to network policies") +
+      " -m mark --mark " + kPassedMark + " -j ACCEPT");
+  for (const auto& cidr : cidrs) {
+    tail.rules.push_back(Comment("default deny: reject local pod traffic no policy passed") +
+                         " -s " + cidr + from_pod + " -j REJECT");
+    tail.rules.push_back(Comment("default deny: reject local pod traffic no policy passed") +
+                         " -d " + cidr + to_pod + " -j REJECT");
+  }
+  return tail;
+}
+
+// The local pods whose chains this state programs (default deny only).
+IpsetSet LocalPodsSet(const ClusterIndex& index, IpFamily family) {
+  IpsetSet set{LocalPodsSetName(family), IpsetType::kHashIp, family, {}};
+  for (const auto& ref : index.local_pods()) set.entries.insert(IpsetEntry{ref.ip});
+  return set;
 }
 
 // Which policies select a local pod, and in which directions.
@@ -635,9 +674,11 @@ Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
 }
 
 // The per-pod chains of the local pods and the three top-level chains that jump to them.
+// With them the tail chain, which depends on the node's pod CIDRs.
 std::map<std::string, Chain> PodAndTopLevelChains(
     const ClusterIndex& index, const NetpolConfig& config, IpFamily family,
-    const std::map<std::string, CompiledPolicy>& policies) {
+    const std::map<std::string, CompiledPolicy>& policies,
+    const std::vector<IpPrefix>& node_pod_cidrs) {
   std::map<std::string, std::vector<PodPolicy>> pod_policies;
   for (const auto& [key, compiled] : policies) {  // policy key order: the jump order
     for (const auto& pod : compiled.local_targets) {
@@ -689,6 +730,7 @@ std::map<std::string, Chain> PodAndTopLevelChains(
         kTailChain);
     chains[top->name] = std::move(*top);
   }
+  chains[kTailChain] = TailChain(config, family, node_pod_cidrs);
   return chains;
 }
 
@@ -774,8 +816,9 @@ struct IncrementalCompiler::Impl {
     policies[policy->meta.Key()] = std::move(compiled);
   }
 
-  void SetPodAndTopLevelChains(const ClusterIndex& index, Changes* changes) {
-    auto chains = PodAndTopLevelChains(index, config, family, policies);
+  void SetPodAndTopLevelChains(const ClusterIndex& index, const ClusterView& view,
+                               Changes* changes) {
+    auto chains = PodAndTopLevelChains(index, config, family, policies, view.node_pod_cidrs);
     for (const auto& name : pod_and_top_chains) {
       if (chains.contains(name)) continue;
       auto old = state.chains.extract(name);
@@ -792,6 +835,19 @@ struct IncrementalCompiler::Impl {
         if (changes != nullptr) changes->chains.try_emplace(name, std::move(it->second));
         it->second = std::move(chain);
       }
+    }
+  }
+
+  void SetLocalPodsSet(const ClusterIndex& index, Changes* changes) {
+    if (!config.default_deny) return;
+    IpsetSet set = LocalPodsSet(index, family);
+    auto it = state.sets.find(set.name);
+    if (it == state.sets.end()) {
+      if (changes != nullptr) changes->sets.try_emplace(set.name, std::nullopt);
+      state.sets.emplace(set.name, std::move(set));
+    } else if (it->second != set) {
+      if (changes != nullptr) changes->sets.try_emplace(set.name, std::move(it->second));
+      it->second = std::move(set);
     }
   }
 
@@ -814,7 +870,8 @@ struct IncrementalCompiler::Impl {
     changes.policies_compiled = policies.size();
     AddStaticChains(family, state.chains);
     pod_and_top_chains.clear();
-    SetPodAndTopLevelChains(index, nullptr);
+    SetPodAndTopLevelChains(index, view, nullptr);
+    SetLocalPodsSet(index, nullptr);
     CollectProblems();
     compiled = true;
     return changes;
@@ -859,7 +916,8 @@ struct IncrementalCompiler::Impl {
       if (it != new_policies.end()) AddPolicy(compiler, it->second, &changes);
     }
     changes.policies_compiled = dirty.size();
-    SetPodAndTopLevelChains(index, &changes);
+    SetPodAndTopLevelChains(index, view, &changes);
+    SetLocalPodsSet(index, &changes);
     if (!dirty.empty()) CollectProblems();
     return changes;
   }

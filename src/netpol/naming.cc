@@ -58,6 +58,10 @@ std::string NamedPortSetName(bool ingress, const std::string& ns, const std::str
   return SetFamilyPrefix(family) + "KUBE-DST-" + HashName(key);
 }
 
+std::string LocalPodsSetName(netfilter::IpFamily family) {
+  return SetFamilyPrefix(family) + kLocalPodsSet;
+}
+
 bool IsOwnedChain(std::string_view chain) {
   return chain == kInputChain || chain == kForwardChain || chain == kOutputChain ||
          chain.starts_with(kPodChainPrefix) || chain.starts_with(kPolicyChainPrefix);

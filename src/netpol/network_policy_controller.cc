@@ -1,8 +1,10 @@
 #include "kube_router/netpol/network_policy_controller.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "kube_router/base/log.h"
+#include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/netpol/naming.h"
 
 namespace kr::netpol {
@@ -31,6 +33,27 @@ std::shared_ptr<const T> As(const k8s::AnyObject& object) {
   return p ? *p : nullptr;
 }
 
+// The addresses the kernel's KUBE-ROUTER-FORWARD already sends to a pod chain
+// ("-d IP ... -j KUBE-POD-FW-..."): the pods whose chain is programmed right now.
+std::set<std::string> PodsWithChains(const netfilter::TableSnapshot& filter) {
+  std::set<std::string> out;
+  auto it = filter.chains.find(kForwardChain);
+  if (it == filter.chains.end()) return out;
+  for (const auto& rule : it->second) {
+    if (!netfilter::RuleTarget(rule).starts_with(kPodChainPrefix)) continue;
+    std::istringstream words(rule);
+    std::string word;
+    while (words >> word) {
+      if (word != "-d" || !(words >> word)) continue;
+      auto prefix = IpPrefix::Parse(word);
+      if (prefix && prefix->length() == (prefix->is_v4() ? 32 : 128)) {
+        out.insert(prefix->address().ToString());
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 NetworkPolicyController::NetworkPolicyController(NetpolConfig config, const k8s::Cluster* cluster,
@@ -47,8 +70,11 @@ NetworkPolicyController::NetworkPolicyController(NetpolConfig config, const k8s:
 }
 
 std::vector<k8s::ResourceKind> NetworkPolicyController::WatchedKinds() const {
-  return {k8s::ResourceKind::kPod, k8s::ResourceKind::kNamespace,
-          k8s::ResourceKind::kNetworkPolicy};
+  std::vector<k8s::ResourceKind> kinds = {k8s::ResourceKind::kPod, k8s::ResourceKind::kNamespace,
+                                          k8s::ResourceKind::kNetworkPolicy};
+  // Default deny guards this node's pod CIDRs, which the Node object carries.
+  if (config_.default_deny) kinds.push_back(k8s::ResourceKind::kNode);
+  return kinds;
 }
 
 Status NetworkPolicyController::Init() {
@@ -90,16 +116,44 @@ bool NetworkPolicyController::OnUpdate(const k8s::Event& event) {
       auto b = As<k8s::Pod>(event.new_object);
       return !a || !b || PodChangeMatters(*a, *b);
     }
+    case k8s::ResourceKind::kNode: {
+      if (!config_.default_deny) return false;
+      auto a = As<k8s::Node>(event.old_object);
+      auto b = As<k8s::Node>(event.new_object);
+      const k8s::Node* any = b ? b.get() : a.get();
+      if (any == nullptr || any->meta.name != config_.node_name) return false;
+      if (!a || !b) return true;
+      auto before = k8s::PodCidrsOfNode(*a), after = k8s::PodCidrsOfNode(*b);
+      return before.cidrs != after.cidrs || before.problems != after.problems;
+    }
     default:
       return false;
   }
 }
 
-ClusterView NetworkPolicyController::Snapshot() const {
+ClusterView NetworkPolicyController::Snapshot() {
   ClusterView view;
   view.pods = cluster_->pods.List();
   view.namespaces = cluster_->namespaces.List();
   view.policies = cluster_->network_policies.List();
+  if (config_.default_deny) {
+    if (auto node = cluster_->nodes.Get(config_.node_name)) {
+      auto cidrs = k8s::PodCidrsOfNode(*node);
+      view.node_pod_cidrs = std::move(cidrs.cidrs);
+      for (auto& problem : cidrs.problems) {
+        view_problems_.push_back("node " + config_.node_name + ": " + problem);
+      }
+    }
+    for (const auto& f : families_) {
+      bool v4 = f.family == IpFamily::kV4;
+      if (std::none_of(view.node_pod_cidrs.begin(), view.node_pod_cidrs.end(),
+                       [&](const IpPrefix& p) { return p.is_v4() == v4; })) {
+        view_problems_.push_back(std::string("--netpol-default-deny: node ") + config_.node_name +
+                                 " has no " + netfilter::IpFamilyName(f.family) +
+                                 " pod CIDR (yet); its pods are not default-denied until it has");
+      }
+    }
+  }
   return view;
 }
 
@@ -111,7 +165,8 @@ const DesiredState* NetworkPolicyController::applied(IpFamily family) const {
 }
 
 void NetworkPolicyController::LogNewProblems() {
-  std::set<std::string> current;
+  std::set<std::string> current(view_problems_.begin(), view_problems_.end());
+  view_problems_.clear();
   for (const auto& f : families_) {
     const auto& problems = f.compiler.state().problems;
     current.insert(problems.begin(), problems.end());
@@ -142,18 +197,39 @@ Status NetworkPolicyController::Sync(SyncReason reason) {
 }
 
 Status NetworkPolicyController::WriteEverything() {
-  IpsetUpdate sets;
+  std::vector<netfilter::TableSnapshot> snapshots;
+  for (auto& f : families_) {
+    auto snapshot = f.iptables->Save("filter");
+    if (!snapshot.ok()) return snapshot.status().Context("iptables-save");
+    snapshots.push_back(std::move(*snapshot));
+  }
+  // A local pod joins kube-router-local-pods only once its chain is programmed: until this
+  // sync's chains are written, the set holds just the pods whose chains the kernel has already.
+  IpsetUpdate sets, local_pods_after_chains;
   std::set<std::string> wanted_sets;
-  for (const auto& f : families_) {
-    for (const auto& [name, set] : f.compiler.state().sets) {
-      sets.replace.push_back(set);
+  for (size_t i = 0; i < families_.size(); ++i) {
+    const std::string local_pods = LocalPodsSetName(families_[i].family);
+    for (const auto& [name, set] : families_[i].compiler.state().sets) {
       wanted_sets.insert(name);
+      if (name != local_pods) {
+        sets.replace.push_back(set);
+        continue;
+      }
+      auto programmed = PodsWithChains(snapshots[i]);
+      netfilter::IpsetSet now = set;
+      std::erase_if(now.entries, [&](const auto& e) { return !programmed.contains(e.address); });
+      sets.replace.push_back(std::move(now));
+      local_pods_after_chains.replace.push_back(set);
     }
   }
   if (auto s = dataplane_.ipset->Apply(sets); !s.ok()) return s.Context("network policy ipsets");
 
-  for (auto& f : families_) {
-    if (auto s = SyncFamilyChainsFull(f, f.compiler.state()); !s.ok()) return s;
+  for (size_t i = 0; i < families_.size(); ++i) {
+    auto& f = families_[i];
+    if (auto s = SyncFamilyChainsFull(f, f.compiler.state(), snapshots[i]); !s.ok()) return s;
+  }
+  if (auto s = dataplane_.ipset->Apply(local_pods_after_chains); !s.ok()) {
+    return s.Context("network policy ipset " + std::string(kLocalPodsSet));
   }
 
   auto names = dataplane_.ipset->ListNames();
@@ -169,17 +245,18 @@ Status NetworkPolicyController::WriteEverything() {
 }
 
 Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
-                                                     const DesiredState& desired) {
-  auto snapshot = family.iptables->Save("filter");
-  if (!snapshot.ok()) return snapshot.status().Context("iptables-save");
+                                                     const DesiredState& desired,
+                                                     const netfilter::TableSnapshot& snapshot) {
   TableUpdate update;
   for (const auto& [name, chain] : desired.chains) update.replace_chains.push_back(chain);
-  for (const auto& [name, rules] : snapshot->chains) {
+  for (const auto& [name, rules] : snapshot.chains) {
     if (IsOwnedChain(name) && !desired.chains.contains(name)) update.delete_chains.push_back(name);
   }
   // Our jump must be the first rule of each built-in chain, and there must be only one.
   for (const auto& jump : kBuiltinJumps) {
-    const auto& rules = snapshot->chains[jump.builtin];
+    auto found = snapshot.chains.find(jump.builtin);
+    const std::vector<std::string> none;
+    const auto& rules = found == snapshot.chains.end() ? none : found->second;
     std::vector<size_t> positions;
     for (size_t i = 0; i < rules.size(); ++i) {
       if (netfilter::RuleTarget(rules[i]) == jump.chain) positions.push_back(i);
@@ -198,9 +275,12 @@ Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
 Status NetworkPolicyController::WriteChanges(
     const std::vector<IncrementalCompiler::Changes>& changes) {
   // New and changed sets before the chains that may reference them; removed sets after.
-  IpsetUpdate before, after;
+  // kube-router-local-pods loses pods before their chains go and gains them after their chains
+  // are written (so default deny never lets a pod without a chain through).
+  IpsetUpdate before, after, local_pods_after_chains;
   for (size_t i = 0; i < families_.size(); ++i) {
     const DesiredState& now = families_[i].compiler.state();
+    const std::string local_pods = LocalPodsSetName(families_[i].family);
     for (const auto& [name, old] : changes[i].sets) {
       auto it = now.sets.find(name);
       if (it == now.sets.end()) {
@@ -208,7 +288,12 @@ Status NetworkPolicyController::WriteChanges(
         continue;
       }
       if (!old) {
-        before.replace.push_back(it->second);
+        if (name == local_pods) {
+          before.replace.push_back({name, it->second.type, it->second.family, {}});
+          local_pods_after_chains.replace.push_back(it->second);
+        } else {
+          before.replace.push_back(it->second);
+        }
         continue;
       }
       const auto& entries = it->second.entries;
@@ -223,6 +308,10 @@ Status NetworkPolicyController::WriteChanges(
         return std::any_of(delta.add.begin(), delta.add.end(),
                            [&](const auto& a) { return a.address == e.address; });
       });
+      if (name == local_pods) {
+        local_pods_after_chains.deltas.push_back({name, std::move(delta.add), {}});
+        delta.add.clear();
+      }
       before.deltas.push_back(std::move(delta));
     }
   }
@@ -243,6 +332,9 @@ Status NetworkPolicyController::WriteChanges(
       return s.Context(std::string("iptables-restore (") +
                        netfilter::IpFamilyName(families_[i].family) + ")");
     }
+  }
+  if (auto s = dataplane_.ipset->Apply(local_pods_after_chains); !s.ok()) {
+    return s.Context("network policy ipset " + std::string(kLocalPodsSet));
   }
   if (auto s = dataplane_.ipset->Apply(after); !s.ok()) {
     return s.Context("removing stale network policy ipsets");

@@ -4,6 +4,7 @@
 // demand, so a test asserts the resulting state instead of a call sequence.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -28,9 +29,13 @@ class FakeIptables : public Iptables {
   int apply_calls() const { return apply_calls_; }
   int save_calls() const { return save_calls_; }
   const TableUpdate& last_update() const { return last_update_; }
+  // Called after every successful Apply, e.g. to check an invariant between tables and sets
+  // at each intermediate kernel state.
+  void AfterEachApply(std::function<void()> check) { after_apply_ = std::move(check); }
 
  private:
   IpFamily family_;
+  std::function<void()> after_apply_;
   std::map<std::string, TableSnapshot> tables_;
   int fail_next_ = 0;
   int apply_calls_ = 0;
@@ -53,9 +58,11 @@ class FakeIpset : public Ipset {
   // Sets that were rebuilt (swapped) or created by `replace` in all calls so far.
   int replaced_sets() const { return replaced_sets_; }
   const IpsetUpdate& last_update() const { return last_update_; }
+  void AfterEachApply(std::function<void()> check) { after_apply_ = std::move(check); }
 
  private:
   std::map<std::string, IpsetSet> sets_;
+  std::function<void()> after_apply_;
   FakeIptables* iptables_ = nullptr;
   int fail_next_ = 0;
   int apply_calls_ = 0;

@@ -35,6 +35,10 @@ struct NetpolConfig {
   std::vector<IpPrefix> loadbalancer_ip_ranges;
   uint16_t node_port_first = 30000;
   uint16_t node_port_last = 32767;
+  // --netpol-default-deny: traffic of this node's pod CIDRs is rejected unless the pod's own
+  // chain is programmed (kube-router-local-pods), closing the window between a pod starting and
+  // its policies being written.
+  bool default_deny = false;
 };
 
 // Snapshots of the caches the compiler reads.
@@ -42,6 +46,8 @@ struct ClusterView {
   std::vector<std::shared_ptr<const k8s::Pod>> pods;
   std::vector<std::shared_ptr<const k8s::Namespace>> namespaces;
   std::vector<std::shared_ptr<const k8s::NetworkPolicy>> policies;
+  // This node's pod CIDRs (both families); read only with NetpolConfig::default_deny.
+  std::vector<IpPrefix> node_pod_cidrs;
 };
 
 struct DesiredState {

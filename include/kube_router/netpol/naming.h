@@ -40,6 +40,10 @@ std::string PeerSetName(bool ingress, const std::string& ns, const std::string& 
 std::string NamedPortSetName(bool ingress, const std::string& ns, const std::string& policy,
                              size_t index, size_t port_index, netfilter::IpFamily family);
 
+// kube-router-local-pods (IPv6: inet6:kube-router-local-pods): the local pods whose chain is
+// programmed, which --netpol-default-deny lets through.
+std::string LocalPodsSetName(netfilter::IpFamily family);
+
 // True for every chain and set name this controller creates (and may therefore delete).
 bool IsOwnedChain(std::string_view chain);
 bool IsOwnedSet(std::string_view set);

@@ -69,12 +69,15 @@ class NetworkPolicyController : public Controller {
     bool applied = false;  // the kernel holds compiler.state() (the last sync succeeded)
   };
 
-  ClusterView Snapshot() const;
+  // The caches, and this node's pod CIDRs when default deny needs them (problems reading them
+  // go to view_problems_).
+  ClusterView Snapshot();
   // Full: every set rebuilt by swap, every chain of ours rewritten, stale ones removed, jumps
   // put back at position 1. Changes: set deltas and only the chains whose content changed.
   Status WriteEverything();
   Status WriteChanges(const std::vector<IncrementalCompiler::Changes>& changes);
-  Status SyncFamilyChainsFull(FamilyState& family, const DesiredState& desired);
+  Status SyncFamilyChainsFull(FamilyState& family, const DesiredState& desired,
+                              const netfilter::TableSnapshot& snapshot);
   void LogNewProblems();
 
   NetpolConfig config_;
@@ -82,6 +85,7 @@ class NetworkPolicyController : public Controller {
   NetpolDataplane dataplane_;
   std::vector<FamilyState> families_;
   std::set<std::string> known_problems_;
+  std::vector<std::string> view_problems_;
 };
 
 // The real controller for the agent: detects (or takes from config.iptables_mode) the iptables

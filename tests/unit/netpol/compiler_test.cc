@@ -11,6 +11,7 @@ namespace {
 
 using netfilter::IpFamily;
 using netfilter::IpsetEntry;
+using netfilter::IpsetType;
 using namespace testing;  // NOLINT: builders
 
 constexpr char kNode[] = "node1";
@@ -353,6 +354,86 @@ TEST(Compile, Ipv6FamilyUsesInet6SetsAndIgnoresV4Blocks) {
             (std::set<IpsetEntry>{{"fd00::/64", false}}));
   EXPECT_TRUE(ChainHas(v6, PodChainName("x", "a"), "-d fd00::1 -j"));
   EXPECT_TRUE(v6.problems.empty());
+}
+
+TEST(Compile, WithoutDefaultDenyTheTailOnlyAcceptsMarkedTraffic) {
+  NetpolConfig config;
+  config.node_name = kNode;
+  ClusterView view = World();
+  view.node_pod_cidrs = {*IpPrefix::Parse("10.0.1.0/24")};  // ignored without default deny
+  DesiredState state = Compile(view, config, IpFamily::kV4);
+  ASSERT_EQ(state.chains.at(kTailChain).rules.size(), 1u);
+  EXPECT_NE(state.chains.at(kTailChain).rules[0].find("-m mark --mark 0x20000/0x20000 -j ACCEPT"),
+            std::string::npos);
+  EXPECT_FALSE(state.sets.contains(kLocalPodsSet));
+}
+
+TEST(Compile, DefaultDenyRejectsPodCidrTrafficOfPodsWithoutAChain) {
+  NetpolConfig config;
+  config.node_name = kNode;
+  config.default_deny = true;
+  ClusterView view = World();
+  view.node_pod_cidrs = {*IpPrefix::Parse("10.0.1.0/24"), *IpPrefix::Parse("fd00:1::/64"),
+                         *IpPrefix::Parse("10.0.2.0/24")};
+  auto host = Pod("x", "host", "10.0.1.50", kNode);
+  host.host_network = true;
+  view.pods.push_back(std::make_shared<k8s::Pod>(host));
+  DesiredState state = Compile(view, config, IpFamily::kV4);
+
+  // The local pods with an address (x/a, x/b, x/c, y/a); not remote or host-network pods.
+  EXPECT_EQ(state.sets.at(kLocalPodsSet).entries,
+            Ips({"10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.2.1"}));
+  EXPECT_EQ(state.sets.at(kLocalPodsSet).type, IpsetType::kHashIp);
+
+  std::vector<std::string> tail;
+  for (const auto& rule : state.chains.at(kTailChain).rules) {
+    tail.push_back(rule.substr(rule.find("\" ") + 2));  // without the comment
+  }
+  const std::vector<std::string> expected = {
+      "-s 10.0.1.0/24 -m addrtype ! --src-type LOCAL -m set ! --match-set kube-router-local-pods "
+      "src -j REJECT",
+      "-d 10.0.1.0/24 -m addrtype ! --dst-type LOCAL -m set ! --match-set kube-router-local-pods "
+      "dst -j REJECT",
+      "-s 10.0.2.0/24 -m addrtype ! --src-type LOCAL -m set ! --match-set kube-router-local-pods "
+      "src -j REJECT",
+      "-d 10.0.2.0/24 -m addrtype ! --dst-type LOCAL -m set ! --match-set kube-router-local-pods "
+      "dst -j REJECT",
+      "-m mark --mark 0x20000/0x20000 -j ACCEPT",
+      "-s 10.0.1.0/24 -m addrtype ! --src-type LOCAL -j REJECT",
+      "-d 10.0.1.0/24 -m addrtype ! --dst-type LOCAL -j REJECT",
+      "-s 10.0.2.0/24 -m addrtype ! --src-type LOCAL -j REJECT",
+      "-d 10.0.2.0/24 -m addrtype ! --dst-type LOCAL -j REJECT",
+  };
+  EXPECT_EQ(tail, expected);
+  // Every top-level chain ends in the tail.
+  for (const char* top : {kInputChain, kForwardChain, kOutputChain}) {
+    EXPECT_NE(state.chains.at(top).rules.back().find("-j KUBE-NWPLCY-TAIL"), std::string::npos);
+  }
+}
+
+TEST(Compile, DefaultDenyPerFamily) {
+  NetpolConfig config;
+  config.node_name = kNode;
+  config.default_deny = true;
+  ClusterView view;
+  auto pod = Pod("x", "a", "10.0.1.1", kNode);
+  pod.pod_ips = {"10.0.1.1", "fd00:1::1"};
+  view.pods.push_back(std::make_shared<k8s::Pod>(pod));
+  view.node_pod_cidrs = {*IpPrefix::Parse("10.0.1.0/24"), *IpPrefix::Parse("fd00:1::/64")};
+  DesiredState v6 = Compile(view, config, IpFamily::kV6);
+  const std::string v6_set = "inet6:kube-router-local-pods";
+  EXPECT_EQ(LocalPodsSetName(IpFamily::kV6), v6_set);
+  EXPECT_EQ(v6.sets.at(v6_set).entries, Ips({"fd00:1::1"}));
+  EXPECT_EQ(v6.sets.at(v6_set).family, IpFamily::kV6);
+  EXPECT_TRUE(ChainHas(v6, kTailChain, "-s fd00:1::/64"));
+  EXPECT_TRUE(ChainHas(v6, kTailChain, "--match-set " + v6_set + " src -j REJECT"));
+  EXPECT_FALSE(ChainHas(v6, kTailChain, "10.0.1.0/24"));
+
+  // No pod CIDR of a family yet: nothing of that family is guarded (the set is still kept).
+  view.node_pod_cidrs = {*IpPrefix::Parse("fd00:1::/64")};
+  DesiredState v4 = Compile(view, config, IpFamily::kV4);
+  EXPECT_EQ(v4.chains.at(kTailChain).rules.size(), 1u);
+  EXPECT_EQ(v4.sets.at(kLocalPodsSet).entries, Ips({"10.0.1.1"}));
 }
 
 }  // namespace

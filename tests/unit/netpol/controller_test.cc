@@ -1,6 +1,9 @@
 // The controller over stateful fakes: assertions are about the resulting kernel state.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/netlink/fakes.h"
 #include "kube_router/netpol/naming.h"
@@ -20,28 +23,38 @@ class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cluster_ = k8s::MakeCluster();
-    auto iptables = std::make_unique<FakeIptables>();
-    auto ipset = std::make_unique<FakeIpset>();
-    auto sysctl = std::make_unique<netlink::FakeSysctl>();
-    iptables_ = iptables.get();
-    ipset_ = ipset.get();
-    sysctl_ = sysctl.get();
-    ipset_->CheckReferencesIn(iptables_);
-    sysctl_->Seed("net.bridge.bridge-nf-call-iptables", "0");
-    NetpolConfig config;
-    config.node_name = "node1";
-    NetpolDataplane dataplane;
-    dataplane.iptables_v4 = std::move(iptables);
-    dataplane.ipset = std::move(ipset);
-    dataplane.sysctl = std::move(sysctl);
-    controller_ =
-        std::make_unique<NetworkPolicyController>(config, cluster_.get(), std::move(dataplane));
+    StartController();
     Put(*cluster_, Namespace("x"));
     Put(*cluster_, Pod("x", "a", "10.0.1.1", "node1", {{"pod", "a"}}));
     Put(*cluster_, Pod("x", "b", "10.0.1.2", "node1", {{"pod", "b"}}));
     Put(*cluster_, Pod("x", "c", "10.0.1.3", "node2", {{"pod", "c"}}));
     Put(*cluster_, Policy("x", "allow-b", Labels({{"pod", "a"}}), true, false,
                           {{{PodPeer(Labels({{"pod", "b"}}))}, {Port(80)}}}));
+  }
+
+  // A new controller (as after a restart of the agent) over fakes that hold `filter` and `sets`.
+  void StartController(const netfilter::TableSnapshot* filter = nullptr,
+                       const std::map<std::string, netfilter::IpsetSet>* sets = nullptr) {
+    controller_.reset();
+    auto iptables = std::make_unique<FakeIptables>();
+    auto ipset = std::make_unique<FakeIpset>();
+    auto sysctl = std::make_unique<netlink::FakeSysctl>();
+    iptables_ = iptables.get();
+    ipset_ = ipset.get();
+    sysctl_ = sysctl.get();
+    if (filter != nullptr) iptables_->table("filter") = *filter;
+    if (sets != nullptr) ipset_->sets() = *sets;
+    ipset_->CheckReferencesIn(iptables_);
+    sysctl_->Seed("net.bridge.bridge-nf-call-iptables", "0");
+    NetpolConfig config;
+    config.node_name = "node1";
+    config.default_deny = default_deny_;
+    NetpolDataplane dataplane;
+    dataplane.iptables_v4 = std::move(iptables);
+    dataplane.ipset = std::move(ipset);
+    dataplane.sysctl = std::move(sysctl);
+    controller_ =
+        std::make_unique<NetworkPolicyController>(config, cluster_.get(), std::move(dataplane));
   }
 
   std::vector<std::string>& Chain(const std::string& name) {
@@ -61,6 +74,7 @@ class ControllerTest : public ::testing::Test {
     return e;
   }
 
+  bool default_deny_ = false;
   std::unique_ptr<k8s::Cluster> cluster_;
   FakeIptables* iptables_ = nullptr;
   FakeIpset* ipset_ = nullptr;
@@ -69,6 +83,11 @@ class ControllerTest : public ::testing::Test {
   const std::string policy_chain_ = PolicyChainName("x", "allow-b", IpFamily::kV4);
   const std::string peer_set_ = PeerSetName(true, "x", "allow-b", 0, false, IpFamily::kV4);
 };
+
+TEST_F(ControllerTest, WatchesNodesOnlyForDefaultDeny) {
+  auto kinds = controller_->WatchedKinds();
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), k8s::ResourceKind::kNode), 0);
+}
 
 TEST_F(ControllerTest, InitEnablesBridgeNetfilter) {
   ASSERT_TRUE(controller_->Init().ok());
@@ -270,6 +289,129 @@ TEST(ControllerCleanupTest, CleansOtherBackendsBeforeTheSetsAndSkipsUnreadableOn
   EXPECT_NE(std::find(removed->begin(), removed->end(),
                       std::string("chain IPv4 legacy ") + kForwardChain),
             removed->end());
+}
+
+// --netpol-default-deny: the controller reads its Node's pod CIDRs and keeps
+// kube-router-local-pods to the pods whose chains the kernel holds.
+class DefaultDenyControllerTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    default_deny_ = true;
+    ControllerTest::SetUp();
+    PutNode("10.0.1.0/24", {});
+  }
+
+  void PutNode(const std::string& pod_cidr, k8s::Labels annotations,
+               const std::string& name = "node1") {
+    k8s::Node node;
+    node.meta.name = name;
+    node.meta.annotations = std::move(annotations);
+    node.pod_cidr = pod_cidr;
+    cluster_->nodes.Upsert(name, std::make_shared<const k8s::Node>(node));
+  }
+
+  k8s::Event NodeEvent(const k8s::Node& before, const k8s::Node& after) {
+    k8s::Event e;
+    e.kind = k8s::ResourceKind::kNode;
+    e.type = k8s::EventType::kUpdated;
+    e.old_object = std::make_shared<const k8s::Node>(before);
+    e.new_object = std::make_shared<const k8s::Node>(after);
+    return e;
+  }
+
+  // After every kernel write: each address in the local-pods set has its pod chain jumped to.
+  void CheckEveryWrite() {
+    auto check = [this] {
+      auto sets = ipset_->sets();
+      auto it = sets.find(kLocalPodsSet);
+      if (it == sets.end()) return;
+      for (const auto& entry : it->second.entries) {
+        bool programmed = false;
+        for (const auto& rule : Chain(kForwardChain)) {
+          programmed |=
+              rule.find("-d " + entry.address + " -j " + kPodChainPrefix) != std::string::npos;
+        }
+        EXPECT_TRUE(programmed) << entry.address << " is in " << kLocalPodsSet
+                                << " before its pod chain is programmed";
+        ++checked_;
+      }
+    };
+    iptables_->AfterEachApply(check);
+    ipset_->AfterEachApply(check);
+  }
+
+  int checked_ = 0;
+};
+
+TEST_F(DefaultDenyControllerTest, WatchesItsOwnNodesPodCidrs) {
+  auto kinds = controller_->WatchedKinds();
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), k8s::ResourceKind::kNode), 1);
+  k8s::Node a;
+  a.meta.name = "node1";
+  a.pod_cidr = "10.0.1.0/24";
+  k8s::Node b = a;
+  b.meta.resource_version = "2";
+  b.meta.labels["heartbeat"] = "x";
+  EXPECT_FALSE(controller_->OnUpdate(NodeEvent(a, b)));  // nothing default deny reads
+  b.meta.annotations[k8s::kAnnotationPodCidr] = "10.0.9.0/24";
+  EXPECT_TRUE(controller_->OnUpdate(NodeEvent(a, b)));
+  a.meta.name = b.meta.name = "node2";  // another node's CIDRs are not ours to guard
+  EXPECT_FALSE(controller_->OnUpdate(NodeEvent(a, b)));
+}
+
+TEST_F(DefaultDenyControllerTest, TailGuardsTheNodesPodCidrAndTheSetHoldsLocalPods) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  EXPECT_EQ(Members(kLocalPodsSet), (std::set<IpsetEntry>{{"10.0.1.1"}, {"10.0.1.2"}}));
+  const auto& tail = Chain(kTailChain);
+  ASSERT_EQ(tail.size(), 5u);
+  EXPECT_NE(tail[0].find("-s 10.0.1.0/24 -m addrtype ! --src-type LOCAL -m set ! --match-set "
+                         "kube-router-local-pods src -j REJECT"),
+            std::string::npos);
+  EXPECT_NE(tail[2].find("--mark 0x20000/0x20000 -j ACCEPT"), std::string::npos);
+
+  // The annotation overrides spec.podCIDR; a bad value is ignored (and reported), not fatal.
+  PutNode("10.0.1.0/24", {{k8s::kAnnotationPodCidrs, "10.0.7.0/24, 10.0.8.0/33"}});
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Chain(kTailChain).size(), 5u);
+  EXPECT_NE(Chain(kTailChain)[0].find("-s 10.0.7.0/24"), std::string::npos);
+  EXPECT_EQ(iptables_->last_update().replace_chains.size(), 1u);  // only the tail changed
+
+  // Without a pod CIDR nothing is guarded, and syncing goes on.
+  cluster_->nodes.Remove("node1");
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Chain(kTailChain).size(), 1u);
+}
+
+TEST_F(DefaultDenyControllerTest, APodJoinsTheSetOnlyAfterItsChainAndLeavesBeforeIt) {
+  CheckEveryWrite();
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  Put(*cluster_, Pod("x", "d", "10.0.1.4", "node1", {{"pod", "a"}}));
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Members(kLocalPodsSet),
+            (std::set<IpsetEntry>{{"10.0.1.1"}, {"10.0.1.2"}, {"10.0.1.4"}}));
+  cluster_->pods.Remove("x/a");
+  ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Members(kLocalPodsSet), (std::set<IpsetEntry>{{"10.0.1.2"}, {"10.0.1.4"}}));
+  EXPECT_FALSE(HasChain(PodChainName("x", "a")));
+  EXPECT_GT(checked_, 0);
+}
+
+TEST_F(DefaultDenyControllerTest, ARestartKeepsProgrammedPodsAndAddsNewOnesAfterTheirChains) {
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  auto filter = iptables_->table("filter");
+  auto sets = ipset_->sets();
+  // While the agent was down x/a went away and x/e came.
+  cluster_->pods.Remove("x/a");
+  Put(*cluster_, Pod("x", "e", "10.0.1.5", "node1", {{"pod", "b"}}));
+  StartController(&filter, &sets);
+  std::vector<std::set<IpsetEntry>> seen;
+  ipset_->AfterEachApply([&] { seen.push_back(Members(kLocalPodsSet)); });
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  ASSERT_FALSE(seen.empty());
+  // First write: x/b stays (its chain is in the kernel: no outage on restart); x/a, whose chain
+  // is still there, is not wanted; x/e waits for its chain.
+  EXPECT_EQ(seen.front(), (std::set<IpsetEntry>{{"10.0.1.2"}}));
+  EXPECT_EQ(Members(kLocalPodsSet), (std::set<IpsetEntry>{{"10.0.1.2"}, {"10.0.1.5"}}));
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct World {
   std::map<std::string, std::shared_ptr<const k8s::Pod>> pods;
   std::map<std::string, std::shared_ptr<const k8s::Namespace>> namespaces;
   std::map<std::string, std::shared_ptr<const k8s::NetworkPolicy>> policies;
+  std::vector<IpPrefix> node_pod_cidrs;
 
   void Set(const k8s::Pod& p) { pods[p.meta.Key()] = std::make_shared<const k8s::Pod>(p); }
   void Set(const k8s::Namespace& n) {
@@ -38,6 +39,7 @@ struct World {
     for (const auto& [k, v] : pods) view.pods.push_back(v);
     for (const auto& [k, v] : namespaces) view.namespaces.push_back(v);
     for (const auto& [k, v] : policies) view.policies.push_back(v);
+    view.node_pod_cidrs = node_pod_cidrs;
     return view;
   }
 };
@@ -128,7 +130,7 @@ class Walk {
 
   // One random change to the world.
   void Step() {
-    switch (Pick(12)) {
+    switch (Pick(13)) {
       case 0:
       case 1:
       case 2: {  // relabel a pod (the common case)
@@ -200,6 +202,15 @@ class Walk {
         world_.Set(pod);
         break;
       }
+      case 11: {  // the node's pod CIDRs change (read by default deny)
+        const std::vector<std::vector<std::string>> choices = {
+            {}, {"10.1.0.0/24"}, {"10.1.0.0/24", "fd00:1::/64"}, {"10.1.1.0/24", "10.1.0.0/24"}};
+        world_.node_pod_cidrs.clear();
+        for (const auto& text : choices[Pick(4)]) {
+          world_.node_pod_cidrs.push_back(*IpPrefix::Parse(text));
+        }
+        break;
+      }
       default: {  // two pods relabelled in one sync
         for (int i = 0; i < 2; ++i) {
           auto pod = *RandomPod();
@@ -263,6 +274,7 @@ TEST(IncrementalCompilerTest, RandomWalkAlwaysEqualsAFreshCompile) {
   config.node_name = kNode;
   for (uint32_t seed : {1u, 2u, 3u, 4u}) {
     for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+      config.default_deny = seed % 2 == 0;  // the tail chain and the local-pods set vary too
       Walk walk(seed);
       IncrementalCompiler compiler(config, family);
       auto first = compiler.Update(walk.world().View());
