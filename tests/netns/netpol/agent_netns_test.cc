@@ -8,6 +8,7 @@
 #include <regex>
 #include <sstream>
 
+#include "lib/binaries.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 #include "xyz_world.h"
@@ -25,13 +26,18 @@ using testing::NameOf;
 using testing::NsOf;
 using testing::XyzPodKeys;
 
-const std::string kAgent = KR_BINARY_DIR "/kube-router";
-const std::string kApiServer = KR_BINARY_DIR "/fake-apiserver";
+using kr::testing::kAgentBinary;
+using kr::testing::kFakeApiServerBinary;
 constexpr auto kVerdictDeadline = 20s;
 
 std::string NamespaceJson(const std::string& ns) {
   return R"({"apiVersion":"v1","kind":"Namespace","metadata":{"name":")" + ns +
          R"(","labels":{"ns":")" + ns + R"("}}})";
+}
+
+std::string NodeJson(const std::string& name, const std::string& pod_cidr) {
+  return R"({"apiVersion":"v1","kind":"Node","metadata":{"name":")" + name +
+         R"("},"spec":{"podCIDR":")" + pod_cidr + R"(","podCIDRs":[")" + pod_cidr + R"("]}})";
 }
 
 std::string PodJson(const std::string& key, const std::string& node, const std::string& ip) {
@@ -51,9 +57,10 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
-    ASSERT_TRUE(std::filesystem::exists(kAgent)) << kAgent;
+    ASSERT_TRUE(std::filesystem::exists(kAgentBinary)) << kAgentBinary;
     net_ = std::make_unique<PodNetwork>("npa");
     testing::BuildXyz(*net_);
+    AddPodsOutsideTheApi();
     auto& hub = net_->nodes()[0];
 
     std::filesystem::create_directories(dir_.path() + "/manifests");
@@ -64,6 +71,7 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
       manifests << (first ? "" : ",") << NamespaceJson(ns);
       first = false;
     }
+    for (const auto& node : net_->nodes()) manifests << "," << NodeJson(node.name, node.pod_cidr);
     for (const auto& key : XyzPodKeys()) {
       manifests << ","
                 << PodJson(key, net_->nodes()[testing::XyzNode(key)].name, net_->pod(key).ip);
@@ -73,7 +81,7 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
 
     std::string kubeconfig = dir_.path() + "/kubeconfig";
     api_ = std::make_unique<Process>(
-        hub.ns->Wrap({kApiServer, "--listen", "0.0.0.0:0", "--manifests",
+        hub.ns->Wrap({kFakeApiServerBinary, "--listen", "0.0.0.0:0", "--manifests",
                       dir_.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
         dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
@@ -97,12 +105,20 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
       std::string path = dir_.path() + "/kubeconfig-" + node.name;
       std::ofstream(path) << node_config;
       ASSERT_TRUE(node.ns->Sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0").ok());
-      agents_.push_back(std::make_unique<Process>(
-          node.ns->Wrap({kAgent, "--run-firewall=true", "--run-service-proxy=false",
-                         "--run-router=false", "--kubeconfig", path, "--hostname-override",
-                         node.name, std::string("--iptables-mode=") + GetParam(), "--health-port=0",
-                         "--iptables-sync-period=5m"}),
-          dir_.path() + "/agent-" + node.name + ".log"));
+      std::vector<std::string> argv = {kAgentBinary,
+                                       "--run-firewall=true",
+                                       "--run-service-proxy=false",
+                                       "--run-router=false",
+                                       "--kubeconfig",
+                                       path,
+                                       "--hostname-override",
+                                       node.name,
+                                       std::string("--iptables-mode=") + GetParam(),
+                                       "--health-port=0",
+                                       "--iptables-sync-period=5m"};
+      for (const auto& flag : ExtraFlags()) argv.push_back(flag);
+      agents_.push_back(std::make_unique<Process>(node.ns->Wrap(argv),
+                                                  dir_.path() + "/agent-" + node.name + ".log"));
     }
     // Both agents have synced once when their pods' chains exist.
     for (size_t i = 0; i < net_->nodes().size(); ++i) {
@@ -119,6 +135,10 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
       EXPECT_EQ(*node.ns->Sh("cat /proc/sys/net/bridge/bridge-nf-call-iptables"), "1\n");
     }
   }
+
+  // For variants: more agent flags, and pods that exist in the network before the API knows them.
+  virtual std::vector<std::string> ExtraFlags() const { return {}; }
+  virtual void AddPodsOutsideTheApi() {}
 
   void TearDown() override {
     if (HasFailure()) {
@@ -241,6 +261,41 @@ TEST_P(AgentE2E, EgressToCidrWithExceptNamedPortsAndEndPort) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AgentE2E, ::testing::Values("nft", "legacy"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// --netpol-default-deny through the real binary: the agent reads its Node's pod CIDR from the
+// API server, and a pod that runs before its Pod object reaches the agent is closed until then.
+class AgentDefaultDenyE2E : public AgentE2E {
+ protected:
+  std::vector<std::string> ExtraFlags() const override { return {"--netpol-default-deny=true"}; }
+  void AddPodsOutsideTheApi() override {
+    net_->AddPod(0, "x/late");
+    net_->Serve("x/late", 80, Proto::kTcp);
+  }
+};
+
+TEST_P(AgentDefaultDenyE2E, APodIsClosedUntilTheAgentHasItsPodObject) {
+  // The tail of the chains guards node 0's pod CIDR with the local-pods set.
+  std::string save = std::string("iptables-") + GetParam() + "-save -t filter";
+  auto rules = net_->nodes()[0].ns->Sh(save);
+  ASSERT_TRUE(rules.ok());
+  EXPECT_NE(rules->find("-A KUBE-NWPLCY-TAIL -s " + net_->nodes()[0].pod_cidr), std::string::npos)
+      << *rules;
+  EXPECT_TRUE(net_->nodes()[0].ns->Sh("ipset list -n kube-router-local-pods").ok());
+
+  EXPECT_FALSE(net_->Probe("x/a", net_->pod("x/late").ip, 80, Proto::kTcp));
+  EXPECT_FALSE(net_->Probe("z/a", net_->pod("x/late").ip, 80, Proto::kTcp));
+  EXPECT_FALSE(net_->Probe("x/late", net_->pod("y/a").ip, 80, Proto::kTcp, 500));
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto&) { return true; });  // known pods are open
+
+  Api("POST", "/api/v1/namespaces/x/pods",
+      PodJson("x/late", net_->nodes()[0].name, net_->pod("x/late").ip));
+  ExpectEventually("z/a", "x/late", true);
+  EXPECT_TRUE(net_->Probe("x/a", net_->pod("x/late").ip, 80, Proto::kTcp));
+  EXPECT_TRUE(net_->Probe("x/late", net_->pod("y/a").ip, 80, Proto::kTcp));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AgentDefaultDenyE2E, ::testing::Values("nft", "legacy"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

@@ -1,0 +1,86 @@
+// The in-process side of the netpol traffic tests: the xyz world's Namespaces and Pods in a
+// cluster cache, and one NetworkPolicyController per node of a PodNetwork, each running inside
+// its node's namespace and reading that cache (the agent tests run the real binary instead).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kube_router/netpol/network_policy_controller.h"
+#include "lib/netns.h"
+#include "lib/podnet.h"
+#include "unit/netpol/objects.h"
+#include "xyz_world.h"
+
+namespace kr::netpol::testing {
+
+// Container ports of one pod of the world.
+using PodPortsFn = std::function<std::vector<k8s::ContainerPort>(const std::string& key)>;
+
+// Namespaces x/y/z (labelled ns=<name>) and their pods (labelled pod=<name>) as `net` placed
+// them; a dual-stack network's pods list both addresses in status.podIPs.
+inline void PutXyz(k8s::Cluster& cluster, kr::testing::PodNetwork& net, const PodPortsFn& ports) {
+  for (const auto& ns : kXyzNamespaces) Put(cluster, Namespace(ns, {{"ns", ns}}));
+  for (const auto& key : XyzPodKeys()) {
+    const auto& pod = net.pod(key);
+    k8s::Pod object = Pod(NsOf(key), NameOf(key), pod.ip, net.nodes()[XyzNode(key)].name,
+                          {{"pod", NameOf(key)}}, ports ? ports(key) : k8s::Pod{}.container_ports);
+    if (!pod.ip6.empty()) object.pod_ips = {pod.ip, pod.ip6};
+    Put(cluster, object);
+  }
+}
+
+class NodeFirewalls {
+ public:
+  // Adjusts one node's configuration (backend, families, default deny) before its start.
+  using Configure = std::function<void(NetpolConfig&)>;
+
+  // One controller per node of `net`, Init() inside the node's namespace. Empty on success,
+  // else what failed.
+  std::string Start(kr::testing::PodNetwork& net, const k8s::Cluster* cluster,
+                    const Configure& configure) {
+    net_ = &net;
+    for (auto& node : net.nodes()) {
+      NetpolConfig config;
+      config.node_name = node.name;
+      if (configure) configure(config);
+      auto controller = MakeNetworkPolicyController(config, cluster);
+      if (!controller.ok()) return node.name + ": " + controller.error();
+      kr::testing::ScopedNetns inside(node.ns->name());
+      if (auto s = (*controller)->Init(); !s.ok()) return node.name + ": " + s.message();
+      controllers_.push_back(std::move(*controller));
+    }
+    return "";
+  }
+
+  // Syncs every node; empty on success, else the first failure.
+  std::string Sync(SyncReason reason) {
+    for (size_t i = 0; i < controllers_.size(); ++i) {
+      kr::testing::ScopedNetns inside(net_->nodes()[i].ns->name());
+      if (auto s = controllers_[i]->Sync(reason); !s.ok()) {
+        return net_->nodes()[i].name + ": " + s.message();
+      }
+    }
+    return "";
+  }
+
+  // Every node's Cleanup(); empty on success.
+  std::string Cleanup() {
+    for (size_t i = 0; i < controllers_.size(); ++i) {
+      kr::testing::ScopedNetns inside(net_->nodes()[i].ns->name());
+      auto removed = controllers_[i]->Cleanup();
+      if (!removed.ok()) return net_->nodes()[i].name + ": " + removed.error();
+    }
+    return "";
+  }
+
+  void Stop() { controllers_.clear(); }
+
+ private:
+  kr::testing::PodNetwork* net_ = nullptr;
+  std::vector<std::unique_ptr<Controller>> controllers_;
+};
+
+}  // namespace kr::netpol::testing
