@@ -90,14 +90,15 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
     // address is usable the node sends no neighbour solicitation for forwarded packets.
     node.pod_cidr6 = PodPrefix6(index) + "/64";
     node.gateway6 = PodPrefix6(index) + "1";
-    Must(node.ns->Sh(std::string(kIpv6Sysctls) + " net.ipv6.conf.all.forwarding=1"),
+    Must(node.ns->Sh(std::string(kIpv6Sysctls) +
+                     " net.ipv6.conf.all.forwarding=1 net.ipv6.icmp.ratelimit=0"),
          "enable IPv6 on node " + name);
   }
   Must(node.ns->Sh("ip link add kube-bridge type bridge && ip link set kube-bridge up && "
                    "ip addr add " +
                    node.gateway +
                    "/24 dev kube-bridge && "
-                   "sysctl -qw net.ipv4.ip_forward=1"),
+                   "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0"),
        "set up node " + name);
   if (dual_stack_) {
     Must(node.ns->Sh("ip -6 addr add " + node.gateway6 + "/64 dev kube-bridge nodad"),

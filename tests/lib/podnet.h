@@ -71,7 +71,8 @@ class PodNetwork {
   explicit PodNetwork(std::string prefix, bool dual_stack = false);
   ~PodNetwork();
 
-  // Adds node number nodes().size(); nodes are joined in a star around node 0.
+  // Adds node number nodes().size(); nodes are joined in a star around node 0. Nodes send every
+  // ICMP error (no rate limit), so each rejected probe fails at once, however many there are.
   Node& AddNode(const std::string& name);
   Pod& AddPod(int node, const std::string& name);
   // Listens on `port` inside the pod: a TCP connection, an SCTP association or a UDP datagram

@@ -1,0 +1,294 @@
+// End-to-end network policy benchmark through the real binary: the time from a pod-label change
+// on the API server to the changed packet verdict, and the agent's RSS.
+//
+// fake-apiserver holds 1,000 policies over 5,000 pods (the shapes of netpol_bench), plus two
+// real pods, ns0/client and ns0/server, in network namespaces on the agent's node. The
+// server is selected by ns0/policy0, which lets role=client pods reach TCP 80. Each round
+// PATCHes one label on the API server (the server's app: it leaves or rejoins the policy's
+// targets; or the client's role: it joins or leaves the peers) and probes client -> server:80
+// until the verdict flips; the latency runs from sending the PATCH to the first probe with the
+// new verdict. The baseline, measured in the same run, is the same round in
+// a cluster holding only those two pods and that one policy.
+// Usage (root): netpol_agent_bench [nft|legacy] [rounds]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kube_router/netpol/naming.h"
+#include "lib/binaries.h"
+#include "lib/netns.h"
+#include "lib/podnet.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using kr::testing::PodNetwork;
+using kr::testing::Process;
+using kr::testing::Proto;
+
+constexpr int kNamespaces = 50;
+constexpr int kPodsPerNamespace = 100;     // 5,000 pods
+constexpr int kPoliciesPerNamespace = 20;  // 1,000 policies
+constexpr int kLocalEvery = 10;            // every 10th pod is on the agent's node: 500
+constexpr char kNode[] = "bench-node";
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+int Fail(const std::string& why) {
+  std::fprintf(stderr, "netpol_agent_bench: %s\n", why.c_str());
+  return 1;
+}
+
+std::string NamespaceJson(int n) {
+  return R"({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ns)" + std::to_string(n) +
+         R"(","labels":{"team":"t)" + std::to_string(n % 5) + R"("}}})";
+}
+
+std::string PodJson(const std::string& ns, const std::string& name, const std::string& ip,
+                    const std::string& node, const std::string& app, const std::string& role) {
+  return R"({"apiVersion":"v1","kind":"Pod","metadata":{"namespace":")" + ns + R"(","name":")" +
+         name + R"(","labels":{"app":")" + app + R"(","role":")" + role +
+         R"("}},"spec":{"nodeName":")" + node +
+         R"(","containers":[{"name":"c","image":"none","ports":[)"
+         R"({"name":"http","containerPort":8080,"protocol":"TCP"},)"
+         R"({"name":"dns","containerPort":53,"protocol":"UDP"}]}]},)"
+         R"("status":{"phase":"Running","podIP":")" +
+         ip + R"(","podIPs":[{"ip":")" + ip + R"("}]}})";
+}
+
+// netpol_bench's policy shapes: ingress from role=client pods on TCP 80 and from the namespaces
+// of one team on the named port http; every fourth policy also has egress to a CIDR with except.
+std::string PolicyJson(int n, int i) {
+  std::string egress = i % 4 == 0
+                           ? R"(,"egress":[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24","except":)"
+                             R"(["192.0.2.128/25"]}}]}])"
+                           : "";
+  std::string types = i % 4 == 0 ? R"(["Ingress","Egress"])" : R"(["Ingress"])";
+  return R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":)"
+         R"({"namespace":"ns)" +
+         std::to_string(n) + R"(","name":"policy)" + std::to_string(i) +
+         R"("},"spec":{"podSelector":{"matchLabels":{"app":"app)" + std::to_string(i) +
+         R"("}},"policyTypes":)" + types +
+         R"(,"ingress":[{"from":[{"podSelector":{"matchLabels":{"role":"client"}}}],)"
+         R"("ports":[{"protocol":"TCP","port":80}]},)"
+         R"({"from":[{"namespaceSelector":{"matchLabels":{"team":"t)" +
+         std::to_string(i % 5) + R"("}}}],"ports":[{"protocol":"TCP","port":"http"}]}])" + egress +
+         "}}";
+}
+
+std::string PodIp(int ns, int pod) {
+  int n = ns * kPodsPerNamespace + pod;
+  return "10.80." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1);
+}
+
+// The manifests: the two real pods and policy0 in ns0, and with `big` the whole cluster.
+std::string Manifests(bool big, const PodNetwork& net) {
+  auto& mutable_net = const_cast<PodNetwork&>(net);
+  std::vector<std::string> items = {
+      NamespaceJson(0),
+      PodJson("ns0", "server", mutable_net.pod("ns0/server").ip, kNode, "app0", "server"),
+      PodJson("ns0", "client", mutable_net.pod("ns0/client").ip, kNode, "app1", "server"),
+      PolicyJson(0, 0)};
+  if (big) {
+    for (int n = 0; n < kNamespaces; ++n) {
+      if (n > 0) items.push_back(NamespaceJson(n));
+      for (int p = 0; p < kPodsPerNamespace; ++p) {
+        items.push_back(PodJson("ns" + std::to_string(n), "pod" + std::to_string(p), PodIp(n, p),
+                                p % kLocalEvery == 0 ? kNode : "other-node",
+                                "app" + std::to_string(p % kPoliciesPerNamespace),
+                                p % 2 ? "client" : "server"));
+      }
+      for (int i = 0; i < kPoliciesPerNamespace; ++i) {
+        if (n > 0 || i > 0) items.push_back(PolicyJson(n, i));
+      }
+    }
+  }
+  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
+  return out + "]}";
+}
+
+// One HTTP request over a socket opened in `netns` (no process start inside the measurement);
+// true on a 2xx answer.
+bool Http(const kr::testing::Netns& netns, int port, const std::string& method,
+          const std::string& path, const std::string& type, const std::string& body) {
+  int fd = -1;
+  {
+    kr::testing::ScopedNetns inside(netns.name());
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  }
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string request =
+      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + type +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+            send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(request.size());
+  std::string answer;
+  char buf[4096];
+  ssize_t n = 0;
+  while (ok && (n = recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return ok && answer.rfind("HTTP/1.1 2", 0) == 0;
+}
+
+long RssKib(pid_t pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::string(field).size()));
+  }
+  return -1;
+}
+
+struct Run {
+  std::vector<double> target_ms;  // the server entering or leaving the policy's targets
+  std::vector<double> peer_ms;    // the client entering or leaving the policy's peers
+  double startup_ms = 0;  // agent start -> the server's chain and the first verdict in place
+  long rss_kib = 0;
+  long peak_rss_kib = 0;
+};
+
+// Starts fake-apiserver and the agent for one cluster size and measures `rounds` label flips.
+std::string Measure(bool big, const std::string& mode, int rounds, Run& out) {
+  kr::testing::TempDir dir;
+  PodNetwork net(big ? "nab" : "nas");
+  net.AddNode(kNode);
+  for (const char* pod : {"ns0/server", "ns0/client"}) net.AddPod(0, pod);
+  net.Serve("ns0/server", 80, Proto::kTcp);
+  auto& node = net.nodes()[0];
+
+  std::filesystem::create_directories(dir.path() + "/manifests");
+  std::ofstream(dir.path() + "/manifests/cluster.json") << Manifests(big, net);
+  const std::string kubeconfig = dir.path() + "/kubeconfig";
+  Process api(
+      node.ns->Wrap({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
+                     dir.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
+      dir.path() + "/apiserver.log");
+  if (!kr::testing::WaitFor([&] { return std::filesystem::exists(kubeconfig); },
+                            std::chrono::seconds(120))) {
+    return "fake-apiserver did not start: " + api.Log();
+  }
+  std::stringstream text;
+  text << std::ifstream(kubeconfig).rdbuf();
+  std::smatch m;
+  std::string config = text.str();
+  if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) {
+    return "no port in " + kubeconfig;
+  }
+  int port = std::stoi(m[1]);
+
+  auto start = Clock::now();
+  Process agent(
+      node.ns->Wrap({kr::testing::kAgentBinary, "--run-firewall=true", "--run-service-proxy=false",
+                     "--run-router=false", "--kubeconfig", kubeconfig, "--hostname-override", kNode,
+                     "--iptables-mode=" + mode, "--health-port=0", "--iptables-sync-period=60m"}),
+      dir.path() + "/agent.log");
+  const std::string server_chain = kr::netpol::PodChainName("ns0", "server");
+  const std::string server_ip = net.pod("ns0/server").ip;
+  bool ready = kr::testing::WaitFor(
+      [&] {
+        auto rules = node.ns->Sh("iptables-" + mode + "-save -t filter");
+        return rules.ok() && rules->find(":" + server_chain) != std::string::npos &&
+               !net.Probe("ns0/client", server_ip, 80, Proto::kTcp, 300);
+      },
+      std::chrono::seconds(600));
+  if (!ready) return "the agent never programmed the server's chain: " + agent.Log();
+  out.startup_ms = Ms(Clock::now() - start);
+
+  // Four changes in turn, each flipping the verdict: the server leaves policy0's targets and
+  // comes back (its pod chain and a target set change), then the client joins the policy's
+  // peers and leaves them (a peer set changes).
+  struct Change {
+    const char* pod;
+    const char* label;
+    const char* value;
+    bool target;  // a target (pod chain) change, else a peer change
+  };
+  const Change kChanges[] = {{"server", "app", "unselected", true},
+                             {"server", "app", "app0", true},
+                             {"client", "role", "client", false},
+                             {"client", "role", "server", false}};
+  for (int round = 0; round < rounds; ++round) {
+    const Change& change = kChanges[round % 4];
+    bool allowed = round % 2 == 0;
+    std::string body = std::string(R"({"metadata":{"labels":{")") + change.label + R"(":")" +
+                       change.value + "\"}}}";
+    auto sent = Clock::now();
+    if (!Http(*node.ns, port, "PATCH", std::string("/api/v1/namespaces/ns0/pods/") + change.pod,
+              "application/merge-patch+json", body)) {
+      return "PATCH failed";
+    }
+    bool flipped = kr::testing::WaitFor(
+        [&] { return net.Probe("ns0/client", server_ip, 80, Proto::kTcp, 300) == allowed; },
+        std::chrono::seconds(30));
+    if (!flipped) return "the verdict did not change in round " + std::to_string(round);
+    (change.target ? out.target_ms : out.peer_ms).push_back(Ms(Clock::now() - sent));
+  }
+  out.rss_kib = RssKib(agent.pid(), "VmRSS:");
+  out.peak_rss_kib = RssKib(agent.pid(), "VmHWM:");
+  return "";
+}
+
+double Percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!kr::testing::IsRoot()) return Fail("needs root (creates network namespaces)");
+  std::string mode = argc > 1 ? argv[1] : "nft";
+  int rounds = argc > 2 ? std::atoi(argv[2]) : 100;
+  if (mode != "nft" && mode != "legacy") return Fail("mode must be nft or legacy");
+  if (rounds < 4) return Fail("rounds must be at least 4");
+
+  Run small, big;
+  if (auto why = Measure(false, mode, rounds, small); !why.empty()) return Fail("baseline: " + why);
+  if (auto why = Measure(true, mode, rounds, big); !why.empty()) return Fail(why);
+
+  std::printf("netpol agent benchmark (real kube-router + fake-apiserver, iptables %s)\n",
+              mode.c_str());
+  std::printf("  cluster: %d policies, %d pods (%d on the agent's node) + 2 real pods\n",
+              kNamespaces * kPoliciesPerNamespace, kNamespaces * kPodsPerNamespace,
+              kNamespaces * kPodsPerNamespace / kLocalEvery);
+  std::printf("  pod label PATCH on the API server -> changed packet verdict (n=%d):\n", rounds);
+  auto report = [](const char* what, const std::vector<double>& big_ms,
+                   const std::vector<double>& small_ms) {
+    std::printf("    %s: p50 %6.1f ms  p99 %6.1f ms  max %6.1f ms (target p99 <= 100)\n", what,
+                Percentile(big_ms, 0.5), Percentile(big_ms, 0.99), Percentile(big_ms, 1.0));
+    std::printf(
+        "      baseline (2 pods, 1 policy, same run): p50 %6.1f ms  p99 %6.1f ms"
+        "  -> ratio p50 %.2f x, p99 %.2f x\n",
+        Percentile(small_ms, 0.5), Percentile(small_ms, 0.99),
+        Percentile(big_ms, 0.5) / Percentile(small_ms, 0.5),
+        Percentile(big_ms, 0.99) / Percentile(small_ms, 0.99));
+  };
+  report("target change (pod chain + target set)", big.target_ms, small.target_ms);
+  report("peer change (peer set)                ", big.peer_ms, small.peer_ms);
+  std::vector<double> big_all = big.target_ms, small_all = small.target_ms;
+  big_all.insert(big_all.end(), big.peer_ms.begin(), big.peer_ms.end());
+  small_all.insert(small_all.end(), small.peer_ms.begin(), small.peer_ms.end());
+  report("all rounds                            ", big_all, small_all);
+  std::printf("  agent start -> first verdict in place: big %.0f ms, baseline %.0f ms\n",
+              big.startup_ms, small.startup_ms);
+  std::printf("  agent RSS: big %ld KiB (peak %ld KiB), baseline %ld KiB (peak %ld KiB)\n",
+              big.rss_kib, big.peak_rss_kib, small.rss_kib, small.peak_rss_kib);
+  return 0;
+}
