@@ -4,7 +4,7 @@
 // known and synced it is open like any pod without a policy, and after its deletion its
 // address is closed again. Without the flag the same unknown pod is open (the race itself).
 // The node's own address inside the pod CIDR (the kube-bridge gateway) stays reachable from
-// pods. Both iptables backends.
+// pods. Both iptables backends; dual-stack cases repeat it with IPv6 traffic.
 #include <gtest/gtest.h>
 
 #include "lib/netns.h"
@@ -28,16 +28,18 @@ constexpr int kGatewayPort = 8080;
 struct Case {
   const char* mode;
   bool default_deny;
+  bool dual_stack = false;  // pods and nodes with IPv4 and IPv6, controllers with both families
 };
 void PrintTo(const Case& c, std::ostream* os) {
-  *os << c.mode << (c.default_deny ? " with" : " without") << " --netpol-default-deny";
+  *os << c.mode << (c.default_deny ? " with" : " without") << " --netpol-default-deny"
+      << (c.dual_stack ? ", dual-stack" : "");
 }
 
 class DefaultDenyE2E : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
-    net_ = std::make_unique<PodNetwork>("dd");
+    net_ = std::make_unique<PodNetwork>("dd", GetParam().dual_stack);
     BuildXyz(*net_, {Proto::kTcp});
     net_->AddPod(0, kLatePod);
     net_->Serve(kLatePod, 80, Proto::kTcp);
@@ -47,11 +49,14 @@ class DefaultDenyE2E : public ::testing::TestWithParam<Case> {
       k8s::Node object;
       object.meta.name = node.name;
       object.pod_cidr = node.pod_cidr;
+      object.pod_cidrs = {node.pod_cidr};
+      if (!node.pod_cidr6.empty()) object.pod_cidrs.push_back(node.pod_cidr6);
       cluster_->nodes.Upsert(node.name, std::make_shared<const k8s::Node>(object));
     }
     std::string failed = firewalls_.Start(*net_, cluster_.get(), [](NetpolConfig& config) {
       config.iptables_mode = GetParam().mode;
       config.default_deny = GetParam().default_deny;
+      config.enable_ipv6 = GetParam().dual_stack;
     });
     ASSERT_EQ(failed, "");
     Sync(SyncReason::kStartup);
@@ -78,7 +83,9 @@ class DefaultDenyE2E : public ::testing::TestWithParam<Case> {
   }
 
   void PutLatePod() {
-    Put(*cluster_, Pod("x", "late", net_->pod(kLatePod).ip, net_->nodes()[0].name));
+    auto pod = Pod("x", "late", net_->pod(kLatePod).ip, net_->nodes()[0].name);
+    if (!net_->pod(kLatePod).ip6.empty()) pod.pod_ips.push_back(net_->pod(kLatePod).ip6);
+    Put(*cluster_, pod);
     Sync(SyncReason::kRequested);
   }
 
@@ -149,13 +156,39 @@ TEST_P(DefaultDenyE2E, PodsReachTheNodesGatewayAddressInsideThePodCidr) {
   EXPECT_TRUE(net_->Probe("x/a", node.gateway, kGatewayPort, Proto::kTcp));
 }
 
+// Only instantiated dual-stack.
+class DefaultDenyIpv6E2E : public DefaultDenyE2E {};
+
+TEST_P(DefaultDenyIpv6E2E, TheInet6SetGuardsTheIpv6PodCidr) {
+  auto probe6 = [&](const std::string& from, const std::string& to) {
+    return net_->Probe(from, net_->pod(to).ip6, 80, Proto::kTcp, from == kLatePod ? 500 : 2000);
+  };
+  for (const char* peer : {"x/a", "z/a"}) {
+    EXPECT_TRUE(probe6(peer, "y/a")) << peer << " -> y/a";
+    EXPECT_FALSE(probe6(peer, kLatePod)) << peer << " -> " << kLatePod;
+    EXPECT_FALSE(probe6(kLatePod, peer)) << kLatePod << " -> " << peer;
+  }
+  PutLatePod();
+  for (const char* peer : {"x/a", "z/a"}) {
+    EXPECT_TRUE(probe6(peer, kLatePod)) << peer << " -> " << kLatePod;
+    EXPECT_TRUE(probe6(kLatePod, peer)) << kLatePod << " -> " << peer;
+  }
+}
+
+auto CaseName = [](const auto& info) {
+  return std::string(info.param.mode) + (info.param.default_deny ? "_default_deny" : "_open") +
+         (info.param.dual_stack ? "_dual_stack" : "");
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, DefaultDenyIpv6E2E,
+                         ::testing::Values(Case{"nft", true, true}, Case{"legacy", true, true}),
+                         CaseName);
+
 INSTANTIATE_TEST_SUITE_P(Backends, DefaultDenyE2E,
                          ::testing::Values(Case{"nft", true}, Case{"legacy", true},
-                                           Case{"nft", false}),
-                         [](const auto& info) {
-                           return std::string(info.param.mode) +
-                                  (info.param.default_deny ? "_default_deny" : "_open");
-                         });
+                                           Case{"nft", false}, Case{"nft", true, true},
+                                           Case{"legacy", true, true}),
+                         CaseName);
 
 }  // namespace
 }  // namespace kr::netpol
