@@ -827,27 +827,29 @@ struct IncrementalCompiler::Impl {
     pod_and_top_chains.clear();
     for (auto& [name, chain] : chains) {
       pod_and_top_chains.insert(name);
-      auto it = state.chains.find(name);
-      if (it == state.chains.end()) {
-        if (changes != nullptr) changes->chains.try_emplace(name, std::nullopt);
-        state.chains.emplace(name, std::move(chain));
-      } else if (it->second != chain) {
-        if (changes != nullptr) changes->chains.try_emplace(name, std::move(it->second));
-        it->second = std::move(chain);
-      }
+      Store(state.chains, name, std::move(chain), changes ? &changes->chains : nullptr);
     }
   }
 
   void SetLocalPodsSet(const ClusterIndex& index, Changes* changes) {
     if (!config.default_deny) return;
     IpsetSet set = LocalPodsSet(index, family);
-    auto it = state.sets.find(set.name);
-    if (it == state.sets.end()) {
-      if (changes != nullptr) changes->sets.try_emplace(set.name, std::nullopt);
-      state.sets.emplace(set.name, std::move(set));
-    } else if (it->second != set) {
-      if (changes != nullptr) changes->sets.try_emplace(set.name, std::move(it->second));
-      it->second = std::move(set);
+    std::string name = set.name;
+    Store(state.sets, name, std::move(set), changes ? &changes->sets : nullptr);
+  }
+
+  // Puts `value` under `name`; if that changes anything, the previous content (nullopt: none)
+  // goes to `changed`.
+  template <typename T>
+  static void Store(std::map<std::string, T>& current, const std::string& name, T value,
+                    std::map<std::string, std::optional<T>>* changed) {
+    auto it = current.find(name);
+    if (it == current.end()) {
+      if (changed != nullptr) changed->try_emplace(name, std::nullopt);
+      current.emplace(name, std::move(value));
+    } else if (it->second != value) {
+      if (changed != nullptr) changed->try_emplace(name, std::move(it->second));
+      it->second = std::move(value);
     }
   }
 

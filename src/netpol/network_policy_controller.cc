@@ -308,11 +308,12 @@ Status NetworkPolicyController::WriteChanges(
         return std::any_of(delta.add.begin(), delta.add.end(),
                            [&](const auto& a) { return a.address == e.address; });
       });
-      if (name == local_pods) {
+      if (name == local_pods && !delta.add.empty()) {
         local_pods_after_chains.deltas.push_back({name, std::move(delta.add), {}});
         delta.add.clear();
       }
-      before.deltas.push_back(std::move(delta));
+      // (An empty delta would still cost an `ipset restore` process.)
+      if (!delta.add.empty() || !delta.del.empty()) before.deltas.push_back(std::move(delta));
     }
   }
   if (auto s = dataplane_.ipset->Apply(before); !s.ok()) return s.Context("network policy ipsets");
