@@ -35,40 +35,38 @@ void PrintTo(const Case& c, std::ostream* os) {
       << (c.dual_stack ? ", dual-stack" : "");
 }
 
-class DefaultDenyE2E : public ::testing::TestWithParam<Case> {
+class DefaultDenyE2E : public XyzFirewallTest<Case> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
-    net_ = std::make_unique<PodNetwork>("dd", GetParam().dual_stack);
-    BuildXyz(*net_, {Proto::kTcp});
-    net_->AddPod(0, kLatePod);
-    net_->Serve(kLatePod, 80, Proto::kTcp);
-    cluster_ = k8s::MakeCluster();
-    PutXyz(*cluster_, *net_, nullptr);
-    for (const auto& node : net_->nodes()) {
-      k8s::Node object;
-      object.meta.name = node.name;
-      object.pod_cidr = node.pod_cidr;
-      object.pod_cidrs = {node.pod_cidr};
-      if (!node.pod_cidr6.empty()) object.pod_cidrs.push_back(node.pod_cidr6);
-      cluster_->nodes.Upsert(node.name, std::make_shared<const k8s::Node>(object));
-    }
-    std::string failed = firewalls_.Start(*net_, cluster_.get(), [](NetpolConfig& config) {
-      config.iptables_mode = GetParam().mode;
-      config.default_deny = GetParam().default_deny;
-      config.enable_ipv6 = GetParam().dual_stack;
-    });
-    ASSERT_EQ(failed, "");
-    Sync(SyncReason::kStartup);
+    world_ = std::make_unique<PodNetwork>("dd", GetParam().dual_stack);
+    BuildXyz(*world_, {Proto::kTcp});
+    world_->AddPod(0, kLatePod);
+    world_->Serve(kLatePod, 80, Proto::kTcp);
+    auto nodes = [this](k8s::Cluster& cluster) {
+      for (const auto& node : world_->nodes()) {
+        k8s::Node object;
+        object.meta.name = node.name;
+        object.pod_cidr = node.pod_cidr;
+        object.pod_cidrs = {node.pod_cidr};
+        if (!node.pod_cidr6.empty()) object.pod_cidrs.push_back(node.pod_cidr6);
+        cluster.nodes.Upsert(node.name, std::make_shared<const k8s::Node>(object));
+      }
+    };
+    StartFirewalls(
+        *world_, nullptr,
+        [this](NetpolConfig& config) {
+          config.iptables_mode = GetParam().mode;
+          config.default_deny = GetParam().default_deny;
+          config.enable_ipv6 = GetParam().dual_stack;
+        },
+        nodes);
   }
 
   void TearDown() override {
-    firewalls_.Stop();
+    XyzFirewallTest::TearDown();
     gateway_server_.reset();
-    net_.reset();
   }
-
-  void Sync(SyncReason reason) { ASSERT_EQ(firewalls_.Sync(reason), ""); }
 
   // A pod without a chain gets no ICMP error for its own rejected packets (the error, addressed
   // to it, is rejected as well), so its denied probes end by timeout: keep that short.
@@ -76,7 +74,7 @@ class DefaultDenyE2E : public ::testing::TestWithParam<Case> {
     return net_->Probe(from, net_->pod(to).ip, 80, Proto::kTcp, from == kLatePod ? 500 : 2000);
   }
 
-  // A connection from the node itself (as kubelet's probes come).
+  // A connection from a node itself (as kubelet's probes come).
   bool ProbeFromNode(int node, const std::string& to) {
     auto r = net_->nodes()[node].ns->Run({"nc", "-w", "1", net_->pod(to).ip, "80"});
     return r.ok() && r->out.find("pong") != std::string::npos;
@@ -89,9 +87,7 @@ class DefaultDenyE2E : public ::testing::TestWithParam<Case> {
     Sync(SyncReason::kRequested);
   }
 
-  std::unique_ptr<PodNetwork> net_;
-  std::unique_ptr<k8s::Cluster> cluster_;
-  NodeFirewalls firewalls_;
+  std::unique_ptr<PodNetwork> world_;
   TempDir dir_;
   std::unique_ptr<Process> gateway_server_;
 };
@@ -128,9 +124,8 @@ TEST_P(DefaultDenyE2E, APodWithoutItsChainIsClosedUntilSyncedAndAfterDeletion) {
 
 TEST_P(DefaultDenyE2E, PoliciesStillDecideForKnownPods) {
   // Ingress to x/a only from x/b; everything else as before.
-  Put(*cluster_, Policy("x", "only-b", Labels({{"pod", "a"}}), true, false,
-                        {{{PodPeer(Labels({{"pod", "b"}}))}, {}}}));
-  Sync(SyncReason::kRequested);
+  Apply(Policy("x", "only-b", Labels({{"pod", "a"}}), true, false,
+               {{{PodPeer(Labels({{"pod", "b"}}))}, {}}}));
   EXPECT_EQ(MatrixMismatches(*net_, 80, Proto::kTcp,
                              [](auto& from, auto& to) { return to != "x/a" || from == "x/b"; }),
             "");

@@ -8,8 +8,7 @@
 #include "kube_router/netpol/network_policy_controller.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
-#include "objects.h"
-#include "xyz_world.h"
+#include "node_firewalls.h"
 
 namespace kr::netpol {
 namespace {
@@ -33,67 +32,28 @@ k8s::NetworkPolicyRule Rule(std::vector<k8s::NetworkPolicyPeer> peers,
 
 const Reachability kAll = [](const std::string&, const std::string&) { return true; };
 
-class NetpolIpv6 : public ::testing::TestWithParam<const char*> {
+class NetpolIpv6 : public testing::XyzFirewallTest<const char*> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
-    net_ = std::make_unique<PodNetwork>("n6", /*dual_stack=*/true);
-    testing::BuildXyz(*net_);
-    cluster_ = k8s::MakeCluster();
-    for (const auto& ns : testing::kXyzNamespaces) Put(*cluster_, Namespace(ns, {{"ns", ns}}));
-    for (const auto& key : XyzPodKeys()) {
-      const auto& pod = net_->pod(key);
-      ASSERT_FALSE(pod.ip6.empty()) << key;
-      k8s::Pod object =
-          Pod(Ns(key), testing::NameOf(key), pod.ip, net_->nodes()[testing::XyzNode(key)].name,
-              {{"pod", testing::NameOf(key)}});
-      object.pod_ips = {pod.ip, pod.ip6};
-      Put(*cluster_, object);
-    }
-    for (auto& node : net_->nodes()) {
-      NetpolConfig config;
-      config.node_name = node.name;
-      config.iptables_mode = GetParam();
-      config.enable_ipv4 = true;
-      config.enable_ipv6 = true;
-      auto controller = MakeNetworkPolicyController(config, cluster_.get());
-      ASSERT_TRUE(controller.ok()) << controller.error();
-      ScopedNetns inside(node.ns->name());
-      // Start from "off" to prove the controller turns bridged IPv6 filtering on.
+    world_ = std::make_unique<PodNetwork>("n6", /*dual_stack=*/true);
+    testing::BuildXyz(*world_);
+    for (const auto& key : XyzPodKeys()) ASSERT_FALSE(world_->pod(key).ip6.empty()) << key;
+    // Start from "off" to prove the controller turns bridged IPv6 filtering on.
+    for (auto& node : world_->nodes()) {
       ASSERT_TRUE(node.ns
                       ->Sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0 "
                            "net.bridge.bridge-nf-call-ip6tables=0")
                       .ok());
-      ASSERT_TRUE((*controller)->Init().ok());
-      controllers_.push_back(std::move(*controller));
     }
-    for (auto& node : net_->nodes()) {
+    StartFirewalls(*world_, nullptr, [this](NetpolConfig& config) {
+      config.iptables_mode = GetParam();
+      config.enable_ipv4 = true;
+      config.enable_ipv6 = true;
+    });
+    for (auto& node : world_->nodes()) {
       EXPECT_EQ(*node.ns->Sh("cat /proc/sys/net/bridge/bridge-nf-call-ip6tables"), "1\n");
     }
-    Sync(SyncReason::kStartup);
-  }
-
-  void TearDown() override {
-    controllers_.clear();
-    net_.reset();
-  }
-
-  void Sync(SyncReason reason) {
-    for (size_t i = 0; i < controllers_.size(); ++i) {
-      ScopedNetns inside(net_->nodes()[i].ns->name());
-      auto status = controllers_[i]->Sync(reason);
-      ASSERT_TRUE(status.ok()) << status.message();
-    }
-  }
-
-  void Apply(const k8s::NetworkPolicy& policy) {
-    Put(*cluster_, policy);
-    Sync(SyncReason::kRequested);
-  }
-
-  void Remove(const std::string& key) {
-    cluster_->network_policies.Remove(key);
-    Sync(SyncReason::kRequested);
   }
 
   const std::string& Address(const std::string& pod, Family family) {
@@ -125,9 +85,7 @@ class NetpolIpv6 : public ::testing::TestWithParam<const char*> {
                                     << mismatches;
   }
 
-  std::unique_ptr<PodNetwork> net_;
-  std::unique_ptr<k8s::Cluster> cluster_;
-  std::vector<std::unique_ptr<Controller>> controllers_;
+  std::unique_ptr<PodNetwork> world_;
 };
 
 TEST_P(NetpolIpv6, NoPolicyAllowsEverythingOverBothFamilies) {

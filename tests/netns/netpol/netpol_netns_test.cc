@@ -8,8 +8,7 @@
 #include "kube_router/netpol/network_policy_controller.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
-#include "objects.h"
-#include "xyz_world.h"
+#include "node_firewalls.h"
 
 namespace kr::netpol {
 namespace {
@@ -30,80 +29,31 @@ k8s::NetworkPolicyRule Rule(std::vector<k8s::NetworkPolicyPeer> peers,
   return {std::move(peers), std::move(ports)};
 }
 
-class NetpolE2E : public ::testing::TestWithParam<const char*> {
+class NetpolE2E : public testing::XyzFirewallTest<const char*> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
-    net_ = std::make_unique<PodNetwork>("np");
-    BuildXyz(*net_);
-    cluster_ = k8s::MakeCluster();
-    for (const auto& ns : testing::kXyzNamespaces) Put(*cluster_, Namespace(ns, {{"ns", ns}}));
-    for (const auto& key : XyzPodKeys()) {
-      int node = testing::XyzNode(key);
-      Put(*cluster_, Pod(Ns(key), testing::NameOf(key), net_->pod(key).ip, net_->nodes()[node].name,
-                         {{"pod", testing::NameOf(key)}},
-                         {{"serve-80-tcp", 80, "TCP"},
-                          {"serve-81-tcp", 81, "TCP"},
-                          {"serve-80-udp", 80, "UDP"},
-                          {"serve-81-udp", 81, "UDP"}}));
-    }
-    for (auto& node : net_->nodes()) {
-      NetpolConfig config;
-      config.node_name = node.name;
-      config.iptables_mode = GetParam();
-      auto controller = MakeNetworkPolicyController(config, cluster_.get());
-      ASSERT_TRUE(controller.ok()) << controller.error();
-      ScopedNetns inside(node.ns->name());
-      // Start from "off" to prove the controller turns bridged filtering on.
+    world_ = std::make_unique<PodNetwork>("np");
+    BuildXyz(*world_);
+    // Start from "off" to prove the controller turns bridged filtering on.
+    for (auto& node : world_->nodes()) {
       ASSERT_TRUE(node.ns->Sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0").ok());
-      ASSERT_TRUE((*controller)->Init().ok());
-      controllers_.push_back(std::move(*controller));
     }
-    for (auto& node : net_->nodes()) {
+    StartFirewalls(
+        *world_,
+        [](const std::string&) {
+          return std::vector<k8s::ContainerPort>{{"serve-80-tcp", 80, "TCP"},
+                                                 {"serve-81-tcp", 81, "TCP"},
+                                                 {"serve-80-udp", 80, "UDP"},
+                                                 {"serve-81-udp", 81, "UDP"}};
+        },
+        [this](NetpolConfig& config) { config.iptables_mode = GetParam(); });
+    for (auto& node : world_->nodes()) {
       EXPECT_EQ(*node.ns->Sh("cat /proc/sys/net/bridge/bridge-nf-call-iptables"), "1\n");
     }
-    Sync(SyncReason::kStartup);
   }
 
-  void TearDown() override {
-    controllers_.clear();
-    net_.reset();
-  }
-
-  void Sync(SyncReason reason) {
-    for (size_t i = 0; i < controllers_.size(); ++i) {
-      ScopedNetns inside(net_->nodes()[i].ns->name());
-      auto status = controllers_[i]->Sync(reason);
-      ASSERT_TRUE(status.ok()) << status.message();
-    }
-  }
-
-  void Apply(const k8s::NetworkPolicy& policy) {
-    Put(*cluster_, policy);
-    Sync(SyncReason::kRequested);
-  }
-
-  void Relabel(const std::string& pod_key, k8s::Labels labels) {
-    auto pod = *cluster_->pods.Get(pod_key);
-    pod.meta.labels = std::move(labels);
-    Put(*cluster_, pod);
-    Sync(SyncReason::kRequested);
-  }
-
-  void ExpectMatrix(int port, Proto proto, const testing::Reachability& allowed) {
-    std::string mismatches = MatrixMismatches(*net_, port, proto, allowed);
-    EXPECT_TRUE(mismatches.empty()) << "mismatches:\n" << mismatches;
-  }
-
-  void ExpectProbe(const std::string& from, const std::string& to, int port, Proto proto,
-                   bool expected) {
-    EXPECT_EQ(net_->Probe(from, net_->pod(to).ip, port, proto), expected)
-        << from << " -> " << to << ":" << port << (proto == Proto::kTcp ? "/tcp" : "/udp");
-  }
-
-  std::unique_ptr<PodNetwork> net_;
-  std::unique_ptr<k8s::Cluster> cluster_;
-  std::vector<std::unique_ptr<Controller>> controllers_;
+  std::unique_ptr<PodNetwork> world_;
 };
 
 const auto kAll = [](const std::string&, const std::string&) { return true; };
@@ -256,7 +206,7 @@ TEST_P(NetpolE2E, CleanupRemovesOnlyOursAndOpensTraffic) {
   ExpectProbe("y/a", "x/a", 80, Proto::kTcp, false);
   {
     ScopedNetns inside(node.ns->name());
-    auto removed = controllers_[0]->Cleanup();
+    auto removed = firewalls_.controller(0).Cleanup();
     ASSERT_TRUE(removed.ok()) << removed.error();
     EXPECT_FALSE(removed->empty());
   }

@@ -3,6 +3,8 @@
 // its node's namespace and reading that cache (the agent tests run the real binary instead).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -77,10 +79,67 @@ class NodeFirewalls {
   }
 
   void Stop() { controllers_.clear(); }
+  Controller& controller(size_t node) { return *controllers_.at(node); }
 
  private:
   kr::testing::PodNetwork* net_ = nullptr;
   std::vector<std::unique_ptr<Controller>> controllers_;
+};
+
+// The fixture the traffic tests share: `net_` (owned by the test or by its suite), the cluster
+// cache, the node firewalls, and the edits the scenarios make (each followed by an incremental
+// sync on every node, as an informer event would cause).
+template <typename Param>
+class XyzFirewallTest : public ::testing::TestWithParam<Param> {
+ protected:
+  // Fills the cache from `net` (and `more`) and starts and syncs (kStartup) one controller per
+  // node.
+  void StartFirewalls(kr::testing::PodNetwork& net, const PodPortsFn& ports,
+                      const NodeFirewalls::Configure& configure,
+                      const std::function<void(k8s::Cluster&)>& more = nullptr) {
+    net_ = &net;
+    cluster_ = k8s::MakeCluster();
+    PutXyz(*cluster_, net, ports);
+    if (more) more(*cluster_);
+    ASSERT_EQ(firewalls_.Start(net, cluster_.get(), configure), "");
+    Sync(SyncReason::kStartup);
+  }
+
+  void TearDown() override { firewalls_.Stop(); }
+
+  void Sync(SyncReason reason) { ASSERT_EQ(firewalls_.Sync(reason), ""); }
+
+  void Apply(const k8s::NetworkPolicy& policy) {
+    Put(*cluster_, policy);
+    Sync(SyncReason::kRequested);
+  }
+
+  void Remove(const std::string& policy_key) {
+    cluster_->network_policies.Remove(policy_key);
+    Sync(SyncReason::kRequested);
+  }
+
+  void Relabel(const std::string& pod_key, k8s::Labels labels) {
+    auto pod = *cluster_->pods.Get(pod_key);
+    pod.meta.labels = std::move(labels);
+    Put(*cluster_, pod);
+    Sync(SyncReason::kRequested);
+  }
+
+  void ExpectMatrix(int port, kr::testing::Proto proto, const Reachability& allowed) {
+    std::string mismatches = MatrixMismatches(*net_, port, proto, allowed);
+    EXPECT_TRUE(mismatches.empty()) << "mismatches:\n" << mismatches;
+  }
+
+  void ExpectProbe(const std::string& from, const std::string& to, int port,
+                   kr::testing::Proto proto, bool expected) {
+    EXPECT_EQ(net_->Probe(from, net_->pod(to).ip, port, proto), expected)
+        << from << " -> " << to << ":" << port << "/" << kr::testing::ProtoName(proto);
+  }
+
+  kr::testing::PodNetwork* net_ = nullptr;
+  std::unique_ptr<k8s::Cluster> cluster_;
+  NodeFirewalls firewalls_;
 };
 
 }  // namespace kr::netpol::testing

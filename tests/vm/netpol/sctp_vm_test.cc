@@ -20,8 +20,7 @@
 #include "kube_router/netpol/network_policy_controller.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
-#include "netns/netpol/xyz_world.h"
-#include "unit/netpol/objects.h"
+#include "netns/netpol/node_firewalls.h"
 
 namespace kr::netpol {
 namespace {
@@ -52,99 +51,45 @@ std::vector<k8s::ContainerPort> PodPorts(const std::string& key) {
           {"sctp-alt", z ? 80 : 81, "SCTP"}};
 }
 
-class SctpNetpolVm : public ::testing::TestWithParam<const char*> {
+class SctpNetpolVm : public XyzFirewallTest<const char*> {
  protected:
   static void SetUpTestSuite() {
     auto net = std::make_unique<PodNetwork>("sc");
     BuildXyz(*net, {Proto::kTcp, Proto::kSctp});
-    // A node answers rejected packets with ICMP errors, which the kernel rate-limits per
-    // destination (one a second after a burst of six): a pod whose egress is denied to many peers
-    // would wait for retransmissions. Every rejection should reach its probe at once.
-    for (auto& node : net->nodes()) {
-      ScopedNetns inside(node.ns->name());
-      std::ofstream("/proc/sys/net/ipv4/icmp_ratelimit") << "0\n";
-    }
-    net_ = std::move(net);
+    suite_net_ = std::move(net);
   }
-  static void TearDownTestSuite() { net_.reset(); }
+  static void TearDownTestSuite() { suite_net_.reset(); }
 
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "vm tests run as root inside the guest";
-    ASSERT_TRUE(net_) << "the pod network could not be built (see the suite's error)";
-    cluster_ = k8s::MakeCluster();
-    for (const auto& ns : kXyzNamespaces) Put(*cluster_, Namespace(ns, {{"ns", ns}}));
-    for (const auto& key : XyzPodKeys()) {
-      Put(*cluster_, Pod(NsOf(key), NameOf(key), net_->pod(key).ip,
-                         net_->nodes()[XyzNode(key)].name, {{"pod", NameOf(key)}}, PodPorts(key)));
-    }
-    for (auto& node : net_->nodes()) {
-      NetpolConfig config;
-      config.node_name = node.name;
-      config.iptables_mode = GetParam();
-      auto controller = MakeNetworkPolicyController(config, cluster_.get());
-      ASSERT_TRUE(controller.ok()) << controller.error();
+    ASSERT_TRUE(suite_net_) << "the pod network could not be built (see the suite's error)";
+    StartFirewalls(*suite_net_, PodPorts,
+                   [this](NetpolConfig& config) { config.iptables_mode = GetParam(); });
+    // br_netfilter is preloaded (MODULES in CMakeLists.txt): without it same-node traffic
+    // would bypass iptables and every verdict below would be "allowed".
+    for (auto& node : suite_net_->nodes()) {
       ScopedNetns inside(node.ns->name());
-      ASSERT_TRUE((*controller)->Init().ok());
-      // br_netfilter is preloaded (MODULES in CMakeLists.txt): without it same-node traffic
-      // would bypass iptables and every verdict below would be "allowed".
       ASSERT_EQ(ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"), "1\n") << node.name;
-      controllers_.push_back(std::move(*controller));
     }
-    Sync(SyncReason::kStartup);
   }
 
   void TearDown() override {
-    if (!net_) return;
-    for (size_t i = 0; i < controllers_.size(); ++i) {
-      ScopedNetns inside(net_->nodes()[i].ns->name());
-      auto removed = controllers_[i]->Cleanup();
-      EXPECT_TRUE(removed.ok()) << removed.error();
-    }
-    controllers_.clear();
+    if (!suite_net_) return;
+    EXPECT_EQ(firewalls_.Cleanup(), "");
+    XyzFirewallTest::TearDown();
     // The next test (maybe the other backend) starts from an empty ruleset in every node.
     std::string save = std::string("iptables-") + GetParam() + "-save -t filter";
-    for (auto& node : net_->nodes()) {
+    for (auto& node : suite_net_->nodes()) {
       auto left = node.ns->Sh(save + " | grep -E 'KUBE-(ROUTER|POD-FW|NWPLCY)' ; ipset list -n");
       ASSERT_TRUE(left.ok()) << left.error();
       EXPECT_EQ(*left, "") << node.name << " kept rules or sets after Cleanup";
     }
   }
 
-  void Sync(SyncReason reason) {
-    for (size_t i = 0; i < controllers_.size(); ++i) {
-      ScopedNetns inside(net_->nodes()[i].ns->name());
-      auto status = controllers_[i]->Sync(reason);
-      ASSERT_TRUE(status.ok()) << status.message();
-    }
-  }
-
-  void Apply(const k8s::NetworkPolicy& policy) {
-    Put(*cluster_, policy);
-    Sync(SyncReason::kRequested);
-  }
-
-  void Remove(const std::string& key) {
-    cluster_->network_policies.Remove(key);
-    Sync(SyncReason::kRequested);
-  }
-
-  void ExpectMatrix(int port, Proto proto, const Reachability& allowed) {
-    std::string mismatches = MatrixMismatches(*net_, port, proto, allowed);
-    EXPECT_TRUE(mismatches.empty()) << "mismatches:\n" << mismatches;
-  }
-
-  void ExpectProbe(const std::string& from, const std::string& to, int port, Proto proto,
-                   bool expected) {
-    EXPECT_EQ(net_->Probe(from, net_->pod(to).ip, port, proto), expected)
-        << from << " -> " << to << ":" << port << "/" << ProtoName(proto);
-  }
-
-  static std::unique_ptr<PodNetwork> net_;
-  std::unique_ptr<k8s::Cluster> cluster_;
-  std::vector<std::unique_ptr<Controller>> controllers_;
+  static std::unique_ptr<PodNetwork> suite_net_;
 };
 
-std::unique_ptr<PodNetwork> SctpNetpolVm::net_;
+std::unique_ptr<PodNetwork> SctpNetpolVm::suite_net_;
 
 const auto kAll = [](const std::string&, const std::string&) { return true; };
 
