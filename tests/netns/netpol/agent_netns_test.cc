@@ -35,12 +35,16 @@ std::string NamespaceJson(const std::string& ns) {
          R"(","labels":{"ns":")" + ns + R"("}}})";
 }
 
-std::string NodeJson(const std::string& name, const std::string& pod_cidr) {
+std::string NodeJson(const std::string& name, const std::string& pod_cidr,
+                     const std::string& pod_cidr6) {
+  std::string cidrs = "\"" + pod_cidr + "\"" + (pod_cidr6.empty() ? "" : ",\"" + pod_cidr6 + "\"");
   return R"({"apiVersion":"v1","kind":"Node","metadata":{"name":")" + name +
-         R"("},"spec":{"podCIDR":")" + pod_cidr + R"(","podCIDRs":[")" + pod_cidr + R"("]}})";
+         R"("},"spec":{"podCIDR":")" + pod_cidr + R"(","podCIDRs":[)" + cidrs + "]}}";
 }
 
-std::string PodJson(const std::string& key, const std::string& node, const std::string& ip) {
+std::string PodJson(const std::string& key, const std::string& node, const std::string& ip,
+                    const std::string& ip6 = "") {
+  std::string ips = R"({"ip":")" + ip + "\"}" + (ip6.empty() ? "" : R"(,{"ip":")" + ip6 + "\"}");
   return R"({"apiVersion":"v1","kind":"Pod","metadata":{"namespace":")" + NsOf(key) +
          R"(","name":")" + NameOf(key) + R"(","labels":{"pod":")" + NameOf(key) +
          R"("}},"spec":{"nodeName":")" + node +
@@ -50,7 +54,7 @@ std::string PodJson(const std::string& key, const std::string& node, const std::
          R"({"name":"serve-80-udp","containerPort":80,"protocol":"UDP"},)"
          R"({"name":"serve-81-udp","containerPort":81,"protocol":"UDP"}]}]},)"
          R"("status":{"phase":"Running","podIP":")" +
-         ip + R"(","podIPs":[{"ip":")" + ip + R"("}]}})";
+         ip + R"(","podIPs":[)" + ips + "]}}";
 }
 
 class AgentE2E : public ::testing::TestWithParam<const char*> {
@@ -58,7 +62,7 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "netns tests need root";
     ASSERT_TRUE(std::filesystem::exists(kAgentBinary)) << kAgentBinary;
-    net_ = std::make_unique<PodNetwork>("npa");
+    net_ = std::make_unique<PodNetwork>("npa", DualStack());
     testing::BuildXyz(*net_);
     AddPodsOutsideTheApi();
     auto& hub = net_->nodes()[0];
@@ -71,10 +75,13 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
       manifests << (first ? "" : ",") << NamespaceJson(ns);
       first = false;
     }
-    for (const auto& node : net_->nodes()) manifests << "," << NodeJson(node.name, node.pod_cidr);
+    for (const auto& node : net_->nodes()) {
+      manifests << "," << NodeJson(node.name, node.pod_cidr, node.pod_cidr6);
+    }
     for (const auto& key : XyzPodKeys()) {
       manifests << ","
-                << PodJson(key, net_->nodes()[testing::XyzNode(key)].name, net_->pod(key).ip);
+                << PodJson(key, net_->nodes()[testing::XyzNode(key)].name, net_->pod(key).ip,
+                           net_->pod(key).ip6);
     }
     manifests << "]}";
     manifests.close();
@@ -138,6 +145,7 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
 
   // For variants: more agent flags, and pods that exist in the network before the API knows them.
   virtual std::vector<std::string> ExtraFlags() const { return {}; }
+  virtual bool DualStack() const { return false; }
   virtual void AddPodsOutsideTheApi() {}
 
   void TearDown() override {
@@ -296,6 +304,56 @@ TEST_P(AgentDefaultDenyE2E, APodIsClosedUntilTheAgentHasItsPodObject) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AgentDefaultDenyE2E, ::testing::Values("nft", "legacy"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// The real binary with --enable-ipv6 on dual-stack pods: policies reach ip6tables and inet6 sets,
+// decided by IPv6 traffic.
+class AgentDualStackE2E : public AgentE2E {
+ protected:
+  bool DualStack() const override { return true; }
+  std::vector<std::string> ExtraFlags() const override { return {"--enable-ipv6=true"}; }
+
+  bool Probe6(const std::string& from, const std::string& to, int timeout_ms = 2000) {
+    return net_->Probe(from, net_->pod(to).ip6, 80, Proto::kTcp, timeout_ms);
+  }
+};
+
+TEST_P(AgentDualStackE2E, NamespaceSelectorPolicyOverIpv6) {
+  // The IPv6 family is written in the same sync as IPv4, just after it.
+  std::string save = std::string("ip6tables-") + GetParam() + "-save -t filter";
+  std::string jump = "-d " + net_->pod("x/a").ip6 + "/128";
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto rules = net_->nodes()[0].ns->Sh(save);
+        return rules.ok() && rules->find(jump) != std::string::npos;
+      },
+      kVerdictDeadline))
+      << *net_->nodes()[0].ns->Sh(save);
+  EXPECT_EQ(*net_->nodes()[0].ns->Sh("cat /proc/sys/net/bridge/bridge-nf-call-ip6tables"), "1\n");
+  EXPECT_TRUE(Probe6("z/a", "x/a"));
+
+  // Ingress to x only from namespace z (on the other node).
+  CreatePolicy("x", R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",
+    "metadata":{"name":"from-z","namespace":"x"},
+    "spec":{"podSelector":{},"policyTypes":["Ingress"],
+            "ingress":[{"from":[{"namespaceSelector":{"matchLabels":{"ns":"z"}}}]}]}})");
+  EXPECT_TRUE(WaitFor([&] { return !Probe6("y/a", "x/a", 300); }, kVerdictDeadline));
+  for (const auto& from : XyzPodKeys()) {
+    for (const auto& to : XyzPodKeys()) {
+      if (from == to) continue;
+      bool expected = NsOf(to) != "x" || NsOf(from) == "z";
+      EXPECT_EQ(Probe6(from, to), expected) << from << " -> " << to << " over IPv6";
+    }
+  }
+  auto sets = net_->nodes()[0].ns->Sh("ipset list -n");
+  ASSERT_TRUE(sets.ok());
+  EXPECT_NE(sets->find("inet6:KUBE-"), std::string::npos) << *sets;
+
+  DeletePolicy("x", "from-z");
+  EXPECT_TRUE(WaitFor([&] { return Probe6("y/a", "x/a", 300); }, kVerdictDeadline));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AgentDualStackE2E, ::testing::Values("nft", "legacy"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
