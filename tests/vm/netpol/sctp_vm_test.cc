@@ -3,7 +3,8 @@
 // `-m sctp` rule), so this runs in the Debian guest kernel of the vm tier.
 //
 // The world is the netns tier's (namespaces x/y/z, pods a/b/c; x and y on node 0, z on node 1),
-// every pod serving TCP and SCTP on ports 80 and 81, with one controller per node running
+// every pod serving TCP and SCTP on ports 80 and 81 over IPv4 and IPv6 (dual-stack, both
+// families enabled), with one controller per node running
 // in-process inside that node's namespace. Every process start in the emulated guest is slow, so
 // the namespaces are built once for the whole binary: each test starts fresh controllers and
 // ends with their Cleanup(), checked to have left no chain and no set for the next test.
@@ -54,7 +55,8 @@ std::vector<k8s::ContainerPort> PodPorts(const std::string& key) {
 class SctpNetpolVm : public XyzFirewallTest<const char*> {
  protected:
   static void SetUpTestSuite() {
-    auto net = std::make_unique<PodNetwork>("sc");
+    // Dual-stack, so that SCTP over IPv6 (ip6tables, inet6 sets) is proven too.
+    auto net = std::make_unique<PodNetwork>("sc", /*dual_stack=*/true);
     BuildXyz(*net, {Proto::kTcp, Proto::kSctp});
     suite_net_ = std::move(net);
   }
@@ -63,8 +65,10 @@ class SctpNetpolVm : public XyzFirewallTest<const char*> {
   void SetUp() override {
     ASSERT_TRUE(kr::testing::IsRoot()) << "vm tests run as root inside the guest";
     ASSERT_TRUE(suite_net_) << "the pod network could not be built (see the suite's error)";
-    StartFirewalls(*suite_net_, PodPorts,
-                   [this](NetpolConfig& config) { config.iptables_mode = GetParam(); });
+    StartFirewalls(*suite_net_, PodPorts, [this](NetpolConfig& config) {
+      config.iptables_mode = GetParam();
+      config.enable_ipv6 = true;
+    });
     // br_netfilter is preloaded (MODULES in CMakeLists.txt): without it same-node traffic
     // would bypass iptables and every verdict below would be "allowed".
     for (auto& node : suite_net_->nodes()) {
@@ -78,9 +82,11 @@ class SctpNetpolVm : public XyzFirewallTest<const char*> {
     EXPECT_EQ(firewalls_.Cleanup(), "");
     XyzFirewallTest::TearDown();
     // The next test (maybe the other backend) starts from an empty ruleset in every node.
-    std::string save = std::string("iptables-") + GetParam() + "-save -t filter";
+    std::string save = std::string("iptables-") + GetParam() + "-save -t filter; ip6tables-" +
+                       GetParam() + "-save -t filter";
     for (auto& node : suite_net_->nodes()) {
-      auto left = node.ns->Sh(save + " | grep -E 'KUBE-(ROUTER|POD-FW|NWPLCY)' ; ipset list -n");
+      auto left =
+          node.ns->Sh("(" + save + ") | grep -E 'KUBE-(ROUTER|POD-FW|NWPLCY)' ; ipset list -n");
       ASSERT_TRUE(left.ok()) << left.error();
       EXPECT_EQ(*left, "") << node.name << " kept rules or sets after Cleanup";
     }
@@ -105,6 +111,25 @@ TEST_P(SctpNetpolVm, DefaultDenyIngressInXDeniesSctpToX) {
   Remove("x/deny-ingress");
   ExpectProbe("z/b", "x/a", 80, Proto::kSctp, true);
   ExpectProbe("x/b", "x/a", 80, Proto::kSctp, true);
+}
+
+TEST_P(SctpNetpolVm, SctpOverIpv6FollowsTheSamePolicies) {
+  auto probe6 = [&](const std::string& from, const std::string& to, int port) {
+    return net_->Probe(from, net_->pod(to).ip6, port, Proto::kSctp);
+  };
+  EXPECT_TRUE(probe6("x/b", "x/a", 80));
+  EXPECT_TRUE(probe6("z/c", "x/a", 80));
+  // x/a accepts SCTP 80 only from pods b (any namespace), over both families.
+  k8s::NetworkPolicyPeer pods_b = NamespacePeer(k8s::LabelSelector{});
+  pods_b.pod_selector = Labels({{"pod", "b"}});
+  Apply(Policy("x", "sctp6", Labels({{"pod", "a"}}), true, false,
+               {Rule({pods_b}, {Port(80, "SCTP")})}));
+  for (const auto& from : XyzPodKeys()) {
+    if (from == "x/a") continue;
+    EXPECT_EQ(probe6(from, "x/a", 80), NameOf(from) == "b") << from << " -> x/a over IPv6";
+  }
+  EXPECT_FALSE(probe6("z/b", "x/a", 81));
+  EXPECT_TRUE(probe6("x/a", "z/c", 80));  // x/a's egress is not isolated
 }
 
 TEST_P(SctpNetpolVm, IngressSctpPort80FromSelectedPodsOnly) {
