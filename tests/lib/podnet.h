@@ -87,6 +87,7 @@ class PodNetwork {
 
   std::vector<Node>& nodes() { return nodes_; }
   Pod& pod(const std::string& name) { return pods_.at(name); }
+  const Pod& pod(const std::string& name) const { return pods_.at(name); }
 
  private:
   std::string prefix_;

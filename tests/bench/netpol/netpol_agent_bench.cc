@@ -94,11 +94,9 @@ std::string PodIp(int ns, int pod) {
 
 // The manifests: the two real pods and policy0 in ns0, and with `big` the whole cluster.
 std::string Manifests(bool big, const PodNetwork& net) {
-  auto& mutable_net = const_cast<PodNetwork&>(net);
   std::vector<std::string> items = {
-      NamespaceJson(0),
-      PodJson("ns0", "server", mutable_net.pod("ns0/server").ip, kNode, "app0", "server"),
-      PodJson("ns0", "client", mutable_net.pod("ns0/client").ip, kNode, "app1", "server"),
+      NamespaceJson(0), PodJson("ns0", "server", net.pod("ns0/server").ip, kNode, "app0", "server"),
+      PodJson("ns0", "client", net.pod("ns0/client").ip, kNode, "app1", "server"),
       PolicyJson(0, 0)};
   if (big) {
     for (int n = 0; n < kNamespaces; ++n) {

@@ -46,13 +46,12 @@ using Reachability = std::function<bool(const std::string& from, const std::stri
 // `allowed` (empty when the whole matrix is as expected).
 inline std::string MatrixMismatches(const kr::testing::PodNetwork& net, int port,
                                     kr::testing::Proto proto, const Reachability& allowed) {
-  auto& mutable_net = const_cast<kr::testing::PodNetwork&>(net);
   std::string mismatches;
   for (const auto& from : XyzPodKeys()) {
     for (const auto& to : XyzPodKeys()) {
       if (from == to) continue;
       bool expected = allowed(from, to);
-      bool got = net.Probe(from, mutable_net.pod(to).ip, port, proto);
+      bool got = net.Probe(from, net.pod(to).ip, port, proto);
       if (got != expected) {
         mismatches += "  " + from + " -> " + to + ":" + std::to_string(port) + "/" +
                       kr::testing::ProtoName(proto) + " expected " +
