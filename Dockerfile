@@ -10,6 +10,11 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
       nlohmann-json3-dev libyaml-cpp-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev \
       libcli11-dev libspdlog-dev libfmt-dev libssl-dev libasio-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
+# cpp-httplib from Debian trixie's source package, compiled by the build (scripts/fetch-httplib.sh).
+COPY scripts/fetch-httplib.sh /tmp/fetch-httplib.sh
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends python3 xz-utils patch \
+    && /tmp/fetch-httplib.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKR_STATIC=ON \
       -DKR_BUILD_TESTS=OFF \

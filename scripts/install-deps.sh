@@ -6,16 +6,15 @@ export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs=(
   build-essential cmake ninja-build pkg-config clang-format clang-tidy
-  libcpp-httplib-dev nlohmann-json3-dev libyaml-cpp-dev
+  nlohmann-json3-dev libyaml-cpp-dev
   libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
-  libipset-dev libip4tc-dev libip6tc-dev
-  libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev libasio-dev
-  zlib1g-dev libbrotli-dev
+  libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev
+  zlib1g-dev python3 xz-utils patch
 )
 test_pkgs=(
   ipset iptables iproute2 ipvsadm socat conntrack netcat-openbsd procps psmisc
   bird2 gobgpd containernetworking-plugins prometheus
-  busybox-static kmod cpio curl python3
+  busybox-static kmod cpio curl
   openssl
 )
 
@@ -34,6 +33,10 @@ if [ ${#missing[@]} -gt 0 ] || [ -n "${need_qemu:-}" ]; then
   [ ${#missing[@]} -gt 0 ] && apt-get install -y -qq --no-install-recommends "${missing[@]}"
   [ -n "${need_qemu:-}" ] && apt-get install -y -qq --no-install-recommends qemu-system-x86
 fi
+
+# cpp-httplib: Debian 12's libcpp-httplib-dev is a shared 0.11 only; the static agent compiles
+# trixie's security-maintained 0.18.7 source package (scripts/fetch-httplib.sh).
+"$(dirname "$0")/fetch-httplib.sh"
 
 # The bird2 and gobgpd packages start system daemons; tests run their own instances.
 for svc in bird gobgpd; do
