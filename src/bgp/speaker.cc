@@ -20,7 +20,7 @@
 #include "event_loop.h"
 #include "kube_router/base/log.h"
 #include "kube_router/bgp/fsm.h"
-#include "kube_router/bgp/message.h"
+#include "kube_router/bgp/codec.h"
 #include "kube_router/bgp/rib.h"
 #include "socket_util.h"
 

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "kube_router/bgp/message.h"
+#include "kube_router/bgp/codec.h"
 
 namespace {
 

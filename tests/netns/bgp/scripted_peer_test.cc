@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 
 #include "interop_fixture.h"
-#include "kube_router/bgp/message.h"
+#include "kube_router/bgp/codec.h"
 
 namespace kr::bgp::testing {
 namespace {

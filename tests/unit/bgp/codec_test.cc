@@ -7,7 +7,7 @@
 #include <iterator>
 
 #include "hex.h"
-#include "kube_router/bgp/message.h"
+#include "kube_router/bgp/codec.h"
 
 namespace kr::bgp {
 namespace {
