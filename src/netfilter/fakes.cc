@@ -142,7 +142,11 @@ Status FakeIpset::Apply(const IpsetUpdate& update) {
     }
     IpsetSet copy = set;
     copy.entries.clear();
-    for (const auto& e : set.entries) copy.entries.insert(CanonicalEntry(e));
+    for (const auto& e : set.entries) {
+      // ipset restore rejects a malformed entry and the whole batch with it.
+      if (auto s = CheckEntry(set.type, set.family, e); !s.ok()) return s;
+      copy.entries.insert(CanonicalEntry(e));
+    }
     sets[set.name] = std::move(copy);
     ++replaced_sets_;
   }
@@ -154,7 +158,10 @@ Status FakeIpset::Apply(const IpsetUpdate& update) {
       std::erase_if(it->second.entries,
                     [&](const IpsetEntry& x) { return x.address == canonical.address; });
     }
-    for (const auto& e : delta.add) it->second.entries.insert(CanonicalEntry(e));
+    for (const auto& e : delta.add) {
+      if (auto s = CheckEntry(it->second.type, it->second.family, e); !s.ok()) return s;
+      it->second.entries.insert(CanonicalEntry(e));
+    }
   }
   for (const auto& name : update.destroy) {
     if (iptables_ != nullptr) {

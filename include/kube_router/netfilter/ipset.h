@@ -3,8 +3,10 @@
 
 #include <compare>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kube_router/base/status.h"
@@ -12,11 +14,15 @@
 
 namespace kr::netfilter {
 
-enum class IpsetType : uint8_t { kHashIp, kHashNet };
-const char* IpsetTypeName(IpsetType type);  // "hash:ip" / "hash:net"
+enum class IpsetType : uint8_t { kHashIp, kHashNet, kHashIpPort, kHashIpPortNet };
+// "hash:ip" / "hash:net" / "hash:ip,port" / "hash:ip,port,net"
+const char* IpsetTypeName(IpsetType type);
+std::optional<IpsetType> ParseIpsetType(std::string_view name);
 
-// "10.1.2.3" for hash:ip, "10.0.0.0/8" (or a bare host address) for hash:net. `nomatch`
-// marks an excluded range of a hash:net set (NetworkPolicy ipBlock.except).
+// "10.1.2.3" for hash:ip, "10.0.0.0/8" (or a bare host address) for hash:net,
+// "10.96.0.10,tcp:53" for hash:ip,port and "10.96.0.10,tcp:53,192.0.2.0/24" for
+// hash:ip,port,net (protocol tcp, udp, sctp or its number 132). `nomatch` marks an excluded
+// range of a hash:net set (NetworkPolicy ipBlock.except).
 struct IpsetEntry {
   std::string address;
   bool nomatch = false;
@@ -56,9 +62,15 @@ class Ipset {
   virtual Status Apply(const IpsetUpdate& update) = 0;
 };
 
-// A host address without "/32" or "/128", so hash:net entries compare equal to what
-// `ipset save` prints.
+// The entry as `ipset save` prints it, so desired and listed entries compare equal: a host
+// network without "/32" or "/128", the protocol of an ip,port entry by name ("132:80" is
+// "sctp:80", as the kernel stores the number and ipset prints the name).
 IpsetEntry CanonicalEntry(IpsetEntry entry);
+// Whether `entry` is well formed for a set of `type` and `family` (addresses of that family, a
+// known protocol and a port in 0-65535); the error names the entry.
+Status CheckEntry(IpsetType type, IpFamily family, const IpsetEntry& entry);
+// "10.96.0.10,tcp:53" (SCTP as "sctp"); `protocol` is "tcp", "udp" or "sctp" in any case.
+std::string IpPortEntry(std::string_view address, std::string_view protocol, uint16_t port);
 // Parses `ipset save` output.
 Result<std::map<std::string, IpsetSet>> ParseIpsetSave(const std::string& text);
 // The `ipset restore` input for `update`; `existing` names the sets already in the kernel (a

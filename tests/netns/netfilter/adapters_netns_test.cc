@@ -123,5 +123,60 @@ TEST(IpsetAdapter, CreatesSwapsLiveSetsAppliesDeltasAndDestroys) {
   EXPECT_TRUE(names->empty());
 }
 
+TEST(IpsetAdapter, IpPortSetsHoldServicePortsAsTheKernelMatchesThem) {
+  ASSERT_TRUE(kr::testing::IsRoot());
+  Netns ns("krnf");
+  ScopedNetns inside(ns.name());
+  auto ipset = MakeIpset();
+  IpsetUpdate create;
+  create.replace = {
+      {"kube-router-svip-prt",
+       IpsetType::kHashIpPort,
+       IpFamily::kV4,
+       {{"10.96.0.10,tcp:53"}, {"10.96.0.10,udp:53"}, {"10.96.0.11,132:80"}}},
+      {"inet6:kube-router-svip-prt", IpsetType::kHashIpPort, IpFamily::kV6, {{"fd00::a,tcp:443"}}},
+      {"KUBE-SRC-RANGES",
+       IpsetType::kHashIpPortNet,
+       IpFamily::kV4,
+       {{"10.96.0.10,tcp:80,192.0.2.0/24"}, {"10.96.0.10,tcp:80,198.51.100.7/32"}}}};
+  ASSERT_TRUE(ipset->Apply(create).ok());
+  auto sets = ipset->List();
+  ASSERT_TRUE(sets.ok()) << sets.error();
+  // What `ipset save` prints compares equal to the canonical desired entries.
+  for (const auto& set : create.replace) {
+    IpsetSet canonical = set;
+    canonical.entries.clear();
+    for (const auto& e : set.entries) canonical.entries.insert(CanonicalEntry(e));
+    EXPECT_EQ(sets->at(set.name), canonical) << set.name;
+  }
+  EXPECT_TRUE(ns.Sh("ipset test kube-router-svip-prt 10.96.0.10,udp:53").ok());
+  EXPECT_TRUE(ns.Sh("ipset test kube-router-svip-prt 10.96.0.11,sctp:80").ok());
+  EXPECT_FALSE(ns.Sh("ipset test kube-router-svip-prt 10.96.0.11,tcp:80 2>/dev/null").ok());
+  EXPECT_TRUE(ns.Sh("ipset test inet6:kube-router-svip-prt fd00::a,tcp:443").ok());
+  EXPECT_TRUE(ns.Sh("ipset test KUBE-SRC-RANGES 10.96.0.10,tcp:80,192.0.2.77").ok());
+  EXPECT_FALSE(ns.Sh("ipset test KUBE-SRC-RANGES 10.96.0.10,tcp:80,198.51.100.8 2>/dev/null").ok());
+
+  // A rule matches the set by destination address and port; a rebuild swaps under it.
+  auto ipt = MakeIptables(IptablesMode::kNft, IpFamily::kV4);
+  TableUpdate rule;
+  rule.insert_rules = {{"INPUT", 1, "-m set --match-set kube-router-svip-prt dst,dst -j ACCEPT"}};
+  ASSERT_TRUE(ipt->Apply(rule).ok());
+  IpsetUpdate swap;
+  swap.replace = {
+      {"kube-router-svip-prt", IpsetType::kHashIpPort, IpFamily::kV4, {{"10.96.0.12,sctp:9"}}}};
+  ASSERT_TRUE(ipset->Apply(swap).ok());
+  IpsetUpdate delta;
+  delta.deltas = {{"kube-router-svip-prt", {{"10.96.0.13,tcp:8080"}}, {{"10.96.0.12,132:9"}}},
+                  {"KUBE-SRC-RANGES", {}, {{"10.96.0.10,tcp:80,198.51.100.7"}}}};
+  ASSERT_TRUE(ipset->Apply(delta).ok());
+  sets = ipset->List();
+  ASSERT_TRUE(sets.ok());
+  EXPECT_EQ(sets->at("kube-router-svip-prt").entries,
+            (std::set<IpsetEntry>{{"10.96.0.13,tcp:8080"}}));
+  EXPECT_EQ(sets->at("KUBE-SRC-RANGES").entries,
+            (std::set<IpsetEntry>{{"10.96.0.10,tcp:80,192.0.2.0/24"}}));
+  for (const auto& [name, set] : *sets) EXPECT_FALSE(name.starts_with("KUBE-TMP-")) << name;
+}
+
 }  // namespace
 }  // namespace kr::netfilter

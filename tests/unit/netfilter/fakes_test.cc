@@ -78,5 +78,27 @@ TEST(FakeIpset, ReplacesAppliesDeltasAndGuardsReferencedSets) {
   EXPECT_TRUE(ipset.sets().empty());
 }
 
+TEST(FakeIpset, KeepsIpPortEntriesCanonicalAndRejectsMalformedOnes) {
+  FakeIpset ipset;
+  IpsetUpdate create;
+  create.replace = {{"kube-router-svip-prt",
+                     IpsetType::kHashIpPort,
+                     IpFamily::kV4,
+                     {{"10.96.0.10,tcp:53"}, {"10.96.0.11,132:80"}}}};
+  ASSERT_TRUE(ipset.Apply(create).ok());
+  EXPECT_EQ(ipset.sets()["kube-router-svip-prt"].entries,
+            (std::set<IpsetEntry>{{"10.96.0.10,tcp:53"}, {"10.96.0.11,sctp:80"}}));
+  IpsetUpdate del;
+  del.deltas = {{"kube-router-svip-prt", {}, {{"10.96.0.11,132:80"}}}};
+  ASSERT_TRUE(ipset.Apply(del).ok());
+  EXPECT_EQ(ipset.sets()["kube-router-svip-prt"].entries,
+            (std::set<IpsetEntry>{{"10.96.0.10,tcp:53"}}));
+  // A bare address in an ip,port set fails the whole batch, as ipset restore does.
+  IpsetUpdate bad;
+  bad.deltas = {{"kube-router-svip-prt", {{"10.96.0.12,udp:53"}, {"10.96.0.13"}}, {}}};
+  EXPECT_FALSE(ipset.Apply(bad).ok());
+  EXPECT_EQ(ipset.sets()["kube-router-svip-prt"].entries.size(), 1u);
+}
+
 }  // namespace
 }  // namespace kr::netfilter
