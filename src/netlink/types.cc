@@ -1,7 +1,7 @@
 // Value-type helpers shared by the real adapters and the fakes.
 #include <string>
 
-#include "kube_router/base/sha256.h"
+#include "kube_router/base/hashed_name.h"
 #include "kube_router/netlink/ipvs.h"
 #include "kube_router/netlink/links.h"
 #include "kube_router/netlink/route_table.h"
@@ -56,17 +56,9 @@ std::string Address::ToString() const {
 }
 
 std::string OverlayTunnelName(const IpAddress& next_hop) {
-  std::string text;
-  for (char c : next_hop.ToString()) {
-    if (c != '.' && c != ':') text += c;
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (uint8_t byte : Sha256(text)) {
-    hex += kHex[byte >> 4];
-    hex += kHex[byte & 0xf];
-  }
-  return "tun-" + hex.substr(0, 11);
+  // The canonical address text keeps its separators: kube-router strips '.' and ':', so
+  // 10.1.23.4 and 10.12.3.4 share a name there.
+  return HashedName("tun-", {next_hop.ToString()}, 11);
 }
 
 namespace {

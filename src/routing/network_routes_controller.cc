@@ -436,6 +436,9 @@ Status NetworkRoutesController::SyncKernelRoutes(const NodeInfo& self) {
   }
   RoutePlan plan = PlanRoutes(config_, *self.ip, self.pod_cidrs, paths, underlay);
   for (const auto& skipped : plan.skipped) KR_VLOG(1, "routing: not routing {}", skipped);
+  for (const auto& collision : plan.name_collisions) {
+    KR_LOG_ERROR("routing: not routing {}", collision);
+  }
 
   // Tunnels first: a route through a tunnel needs the link to exist and be up.
   Status tunnel_status = SyncTunnels(plan.tunnels);

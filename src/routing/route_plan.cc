@@ -1,6 +1,7 @@
 #include "kube_router/routing/route_plan.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "kube_router/netlink/links.h"
@@ -29,8 +30,11 @@ bool IsOurTunnelName(const std::string& name) {
   const std::string prefix = kTunnelPrefix;
   if (name.size() != prefix.size() + kTunnelHashDigits) return false;
   if (name.compare(0, prefix.size(), prefix) != 0) return false;
-  return std::all_of(name.begin() + prefix.size(), name.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  auto digits = [&](auto in_alphabet) {
+    return std::all_of(name.begin() + prefix.size(), name.end(), in_alphabet);
+  };
+  return digits([](char c) { return (c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7'); }) ||
+         digits([](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
@@ -41,6 +45,7 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
   std::set<DesiredTunnel> tunnels;
   std::set<DesiredRoute> routes;
   std::set<IpPrefix> seen;
+  std::map<std::string, IpAddress> tunnel_remotes;  // name -> the remote that holds it
   for (const auto& path : paths) {
     // Text for the skip reasons only (rare): built on demand.
     auto what = [&] { return path.prefix.ToString() + " via " + path.next_hop.ToString(); };
@@ -62,6 +67,13 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
       routes.insert({path.prefix, path.next_hop, "", std::nullopt});
     } else if (config.enable_overlay) {
       DesiredTunnel tunnel{TunnelName(path.next_hop), node_ip, path.next_hop};
+      auto [holder, fresh] = tunnel_remotes.try_emplace(tunnel.name, path.next_hop);
+      if (!fresh && holder->second != path.next_hop) {
+        plan.name_collisions.push_back(what() + ": tunnel name " + tunnel.name +
+                                       " is already used by next hop " + holder->second.ToString() +
+                                       " (hash collision)");
+        continue;
+      }
       routes.insert({path.prefix, std::nullopt, tunnel.name, node_ip});
       tunnels.insert(std::move(tunnel));
     } else if (underlay_route && underlay_route->gateway) {

@@ -1,5 +1,5 @@
-// SHA-256 (FIPS 180-4). kube-router derives chain, ipset and tunnel names from SHA-256 digests;
-// the agent links fully static, so this small implementation avoids a crypto dependency for it.
+// SHA-256 (OpenSSL's EVP implementation; the agent links libcrypto statically already).
+// Names of kernel objects hash through HashedName (base/hashed_name.h), not this directly.
 #pragma once
 
 #include <array>

@@ -53,8 +53,9 @@ struct Address {
   std::string ToString() const;  // "10.0.0.1/24 dev kube-bridge"
 };
 
-// kube-router's tunnel name for a remote node: "tun-" followed by the first 11 hex digits of
-// SHA-256 over the next hop's text with '.' and ':' removed (15 characters, IFNAMSIZ - 1).
+// The tunnel name for a remote node: HashedName("tun-", {canonical address text}, 11), 15
+// characters (IFNAMSIZ - 1). kube-router hashes the text with '.' and ':' removed, which is
+// ambiguous (10.1.23.4 and 10.12.3.4); see docs/parity.md.
 std::string OverlayTunnelName(const IpAddress& next_hop);
 
 class Links {

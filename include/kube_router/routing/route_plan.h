@@ -51,12 +51,15 @@ struct RoutePlan {
   std::vector<DesiredRoute> routes;    // sorted by destination
   std::vector<DesiredTunnel> tunnels;  // sorted by name
   std::vector<std::string> skipped;    // one line per path we could not route, with why
+  // Paths refused because their tunnel name is held by another next hop (a hash collision).
+  std::vector<std::string> name_collisions;
 };
 
-// kube-router's tunnel name for a remote node: "tun-" + the first 11 hex digits of
-// sha256(address text without '.' and ':'), 15 characters (pkg/tunnels).
+// The tunnel name for a remote node (netlink::OverlayTunnelName): "tun-" + 11 base32 digits.
+// PlanRoutes refuses a second remote whose name collides with one already planned.
 std::string TunnelName(const IpAddress& remote);
-// True for names TunnelName can produce: what Cleanup may delete.
+// True for names TunnelName can produce, and for kube-router's (and our earlier) "tun-" + 11
+// lowercase hex digits, so that tunnels left under the old names are removed as stale.
 bool IsOurTunnelName(const std::string& name);
 
 // For each path (one per prefix; the speaker's best path):

@@ -170,6 +170,18 @@ TEST_F(RoutesControllerTest, LearnedPathsBecomeKernelRoutesDirectOrThroughTunnel
   EXPECT_EQ(routes_.routes().size(), 4u);
 }
 
+TEST_F(RoutesControllerTest, AnUpgradeReplacesTunnelsLeftUnderKubeRoutersNames) {
+  // kube-router (and this agent before the unambiguous names) called the tunnel to
+  // 198.51.100.3 "tun-" + 11 hex digits of sha256("198511003").
+  const std::string old_name = "tun-9a1c2e3f4b5";
+  ASSERT_TRUE(links_.CreateTunnel({old_name, Ip("192.0.2.1"), Ip("198.51.100.3")}).ok());
+  SyncOk();
+  speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3"));
+  SyncOk();
+  EXPECT_FALSE(links_.Has(old_name));
+  EXPECT_EQ(Tunnels(), (std::vector<std::string>{TunnelName(Ip("198.51.100.3")) + " up"}));
+}
+
 TEST_F(RoutesControllerTest, WithdrawAndNodeDeletionRemoveRoutesAndTunnels) {
   SyncOk();
   speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));

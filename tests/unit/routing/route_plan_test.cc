@@ -2,21 +2,56 @@
 
 #include <gtest/gtest.h>
 
+#include "kube_router/base/hashed_name.h"
+
 namespace kr::routing {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
 IpPrefix Cidr(const std::string& text) { return *IpPrefix::Parse(text); }
 
-TEST(TunnelNameTest, MatchesKubeRouterNaming) {
-  EXPECT_EQ(TunnelName(Ip("192.168.1.10")), "tun-28c98c87e81");
-  EXPECT_EQ(TunnelName(Ip("10.0.0.2")), "tun-56acd2f8550");
-  EXPECT_EQ(TunnelName(Ip("fd00::1")), "tun-5393ee7fb5c");
+TEST(TunnelNameTest, HashesTheCanonicalAddress) {
+  // Python: "tun-" + base32(sha256(b"4:tun-" + len + b":" + address))[:11].
+  EXPECT_EQ(TunnelName(Ip("10.0.0.1")), "tun-PQ5C4ZFSGXK");
+  EXPECT_EQ(TunnelName(Ip("10.0.0.1")).size(), 15u);  // IFNAMSIZ - 1
+  EXPECT_TRUE(IsOurTunnelName(TunnelName(Ip("fd00::1"))));
+  EXPECT_FALSE(IsOurTunnelName("tun-PQ5C4ZFSGX"));
+  EXPECT_FALSE(IsOurTunnelName("tun-PQ5C4ZFSGX1"));  // 1 is not base32
+}
+
+TEST(TunnelNameTest, AddressesThatKubeRouterConfusesGetDistinctNames) {
+  // kube-router hashes "101234" for both (separators removed).
+  EXPECT_NE(TunnelName(Ip("10.1.23.4")), TunnelName(Ip("10.12.3.4")));
+  EXPECT_NE(TunnelName(Ip("fd00::1:2")), TunnelName(Ip("fd00:1::2")));
+}
+
+TEST(TunnelNameTest, KubeRoutersOldNamesStayOursSoTheyAreCleanedUp) {
   EXPECT_TRUE(IsOurTunnelName("tun-28c98c87e81"));
   EXPECT_FALSE(IsOurTunnelName("tun-28c98c87e8"));
   EXPECT_FALSE(IsOurTunnelName("tun-28c98c87eZ1"));
   EXPECT_FALSE(IsOurTunnelName("tunl0"));
   EXPECT_FALSE(IsOurTunnelName("eth0"));
+}
+
+std::string SameDigest(std::string_view, size_t digits) { return std::string(digits, 'A'); }
+
+TEST(TunnelNameTest, ASecondRemoteOnACollidingNameIsRefused) {
+  ScopedNameHashForTesting collide(&SameDigest);
+  RoutingConfig config;
+  std::vector<UnderlayRoute> underlay = {{Cidr("0.0.0.0/0"), Ip("192.0.2.254")}};
+  auto plan = PlanRoutes(config, Ip("192.0.2.1"), {Cidr("10.1.1.0/24")},
+                         {{Cidr("10.1.2.0/24"), Ip("198.51.100.2")},
+                          {Cidr("10.1.3.0/24"), Ip("198.51.100.3")},
+                          {Cidr("10.1.4.0/24"), Ip("198.51.100.2")}},
+                         underlay);
+  ASSERT_EQ(plan.tunnels.size(), 1u);
+  EXPECT_EQ(plan.tunnels[0].remote, Ip("198.51.100.2"));
+  ASSERT_EQ(plan.routes.size(), 2u);  // both prefixes of the first remote
+  for (const auto& route : plan.routes) EXPECT_NE(route.destination, Cidr("10.1.3.0/24"));
+  ASSERT_EQ(plan.name_collisions.size(), 1u);
+  EXPECT_NE(plan.name_collisions[0].find("198.51.100.3"), std::string::npos);
+  EXPECT_NE(plan.name_collisions[0].find("already used by next hop 198.51.100.2"),
+            std::string::npos);
 }
 
 class PlanRoutesTest : public ::testing::Test {
