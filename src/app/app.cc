@@ -4,6 +4,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -211,24 +213,42 @@ int Run(const Options& options, const sigset_t& signals) {
 
   std::unique_ptr<k8s::Watcher> watcher;
   std::vector<k8s::ResourceKind> kinds = dispatcher.WatchedKinds();
+  // Set on SIGTERM/SIGINT: ends a running exec credential plugin at once.
+  std::atomic<bool> stopping{false};
+  std::mutex watcher_mu;  // `watcher` is set on the start-up helper thread
   if (!kinds.empty()) {
     k8s::ConnectionOptions connection{options.master, options.kubeconfig};
-    auto started = k8s::Watcher::Start(connection, kinds, cluster.get(), &dispatcher);
-    if (!started) {
-      KR_LOG_ERROR("cannot watch the API server: {}", started.error());
-      return kExitError;
-    }
-    watcher = std::move(*started);
-    // Wait for the caches on another thread so that a signal can still end the wait.
-    auto synced = std::async(std::launch::async,
-                             [&] { return watcher->WaitForSync(options.cache_sync_timeout); });
+    connection.exec_plugin_timeout = options.cache_sync_timeout;
+    connection.cancel = &stopping;
+    // Connecting (which may run an exec credential plugin) and the first lists both happen on a
+    // helper thread, within --cache-sync-timeout overall, so that a signal still ends the wait.
+    auto deadline = std::chrono::steady_clock::now() + options.cache_sync_timeout;
+    auto synced = std::async(std::launch::async, [&]() -> Status {
+      auto started = k8s::Watcher::Start(connection, kinds, cluster.get(), &dispatcher);
+      if (!started) return Status::Error("cannot watch the API server: " + started.error());
+      {
+        std::lock_guard lock(watcher_mu);
+        watcher = std::move(*started);
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (stopping) return Status::Error("stopped");
+      return watcher->WaitForSync(std::max(left, std::chrono::milliseconds(0)));
+    });
     while (synced.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
       if (int sig = WaitForSignal(signals, std::chrono::milliseconds(100))) {
         KR_LOG_INFO("received {} while waiting for the API caches, shutting down", strsignal(sig));
         // Nothing is programmed yet, so a hung stop may simply end the process.
         watchdog.emplace(kShutdownDeadline, kExitOk);
-        watcher->Stop();
-        (void)synced.get();
+        stopping = true;
+        // The helper publishes `watcher` before it waits; Stop ends that wait.
+        auto stop_watcher = [&] {
+          std::lock_guard lock(watcher_mu);
+          if (watcher) watcher->Stop();
+        };
+        while (synced.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready)
+          stop_watcher();
+        stop_watcher();
         return kExitOk;
       }
     }
@@ -236,7 +256,7 @@ int Run(const Options& options, const sigset_t& signals) {
     if (!s.ok()) {
       KR_LOG_ERROR("API caches did not sync within --cache-sync-timeout={}: {}",
                    FormatGoDuration(options.cache_sync_timeout), s.message());
-      watcher->Stop();
+      if (watcher) watcher->Stop();
       return kExitError;
     }
     KR_LOG_INFO("API caches synced");
@@ -251,6 +271,7 @@ int Run(const Options& options, const sigset_t& signals) {
   }
   KR_LOG_INFO("received {}, shutting down", strsignal(sig));
   watchdog.emplace(kShutdownDeadline, kExitError);
+  stopping = true;
   // Stop the event source first, then the controllers (in reverse start order), then HTTP.
   if (watcher) watcher->Stop();
   for (auto it = runners.rbegin(); it != runners.rend(); ++it) (*it)->Stop();

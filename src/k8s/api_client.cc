@@ -15,6 +15,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // client-go's cached token file source re-reads at most once a minute.
 constexpr auto kTokenFileMaxAge = std::chrono::minutes(1);
+// An ExecCredential is a few KiB (a token, or a certificate and key).
+constexpr size_t kExecPluginMaxOutput = 1u << 20;
 
 std::string Base64Encode(std::string_view in) {
   static const char kAlphabet[] =
@@ -107,15 +109,20 @@ Status ApiClient::RefreshLocked() {
                                  {"tls-server-name", config_.tls_server_name},
                                  {"insecure-skip-tls-verify", config_.insecure_skip_tls_verify}};
     }
-    // `env` sets the plugin's extra environment without a shell.
-    std::vector<std::string> argv = {"env", "KUBERNETES_EXEC_INFO=" + info.dump()};
-    for (const auto& [k, v] : e.env) argv.push_back(k + "=" + v);
+    // The plugin's argv goes to it as an argv, and its environment through the spawn's envp:
+    // nothing is re-parsed (an argument containing '=' or starting with '-' stays an argument).
+    ExecOptions run_options;
+    run_options.timeout = e.timeout;
+    run_options.cancel = e.cancel;
+    run_options.max_output = kExecPluginMaxOutput;
+    run_options.env = e.env;
+    run_options.env.emplace_back("KUBERNETES_EXEC_INFO", info.dump());
     std::string command = e.command;
     if (command.find('/') != std::string::npos && command[0] != '/')
       command = e.working_dir + "/" + command;
-    argv.push_back(command);
+    std::vector<std::string> argv = {command};
     argv.insert(argv.end(), e.args.begin(), e.args.end());
-    auto run = Exec(argv);
+    auto run = Exec(argv, "", run_options);
     std::string ew = where + ": exec credential plugin " + e.command;
     if (!run.ok()) return Status::Error(ew + ": " + run.error());
     if (run->exit_code != 0)

@@ -218,7 +218,12 @@ Result<ClientConfig> LoadClientConfig(const ConnectionOptions& options, const En
   if (!options.kubeconfig.empty()) {
     auto text = ReadWholeFile(options.kubeconfig);
     if (!text.ok()) return Status::Error("kubeconfig " + options.kubeconfig + ": cannot read file");
-    return ParseKubeconfig(*text, options.kubeconfig, options.master);
+    auto cfg = ParseKubeconfig(*text, options.kubeconfig, options.master);
+    if (cfg.ok() && cfg->exec) {
+      cfg->exec->timeout = options.exec_plugin_timeout;
+      cfg->exec->cancel = options.cancel;
+    }
+    return cfg;
   }
   std::string dir = options.service_account_dir;
   ClientConfig cfg;

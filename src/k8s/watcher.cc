@@ -71,6 +71,11 @@ Result<std::unique_ptr<Watcher>> Watcher::Start(const ConnectionOptions& options
   auto client = ApiClient::Create(*config);
   if (!client.ok()) return client.status();
   KR_LOG_INFO("API server {} ({})", config->server, config->source);
+  if (config->insecure_skip_tls_verify)
+    KR_LOG_WARN(
+        "{} sets insecure-skip-tls-verify: the API server's certificate is not verified, so "
+        "anyone on the path can impersonate it and feed this agent its rules",
+        config->source);
   std::vector<std::unique_ptr<Informer>> informers;
   for (ResourceKind kind : kinds) {
     informers.push_back(

@@ -5,6 +5,8 @@
 // file and the field; credentials never appear in messages.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -24,6 +26,9 @@ struct ExecConfig {
   std::string api_version;  // client.authentication.k8s.io/v1 or /v1beta1
   bool provide_cluster_info = false;
   std::string working_dir;  // the kubeconfig's directory: relative commands resolve there
+  // From ConnectionOptions: a hung plugin is killed after `timeout` or once `*cancel` is set.
+  std::chrono::milliseconds timeout = kDefaultExecPluginTimeout;
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct ClientConfig {

@@ -3,6 +3,7 @@
 // and delivers every change to the EventSink.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -14,6 +15,9 @@
 
 namespace kr::k8s {
 
+// client-go sets no limit on a plugin run; a minute is far beyond any real credential helper.
+inline constexpr std::chrono::milliseconds kDefaultExecPluginTimeout{60'000};
+
 struct ConnectionOptions {
   std::string master;      // --master: overrides the kubeconfig's server
   std::string kubeconfig;  // --kubeconfig; empty = in-cluster config
@@ -21,6 +25,10 @@ struct ConnectionOptions {
   std::string service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
   // Informer list page size (client-go's pager uses 500).
   int list_page_size = 500;
+  // Bounds every run of a kubeconfig exec credential plugin (the agent passes its
+  // --cache-sync-timeout), and ends a running one once `*cancel` is set (shutdown).
+  std::chrono::milliseconds exec_plugin_timeout = kDefaultExecPluginTimeout;
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class Watcher {

@@ -357,6 +357,90 @@ TEST_F(RunningAgent, SigtermDuringCacheSyncStopsPromptly) {
   EXPECT_EQ(agent_->Log().find("shutdown did not finish"), std::string::npos) << agent_->Log();
 }
 
+// A kubeconfig whose exec credential plugin hangs (ignoring SIGTERM) and writes its pid, so a
+// test can check that the agent killed it. The server is never reached.
+class HungExecPlugin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ns_ = std::make_unique<Netns>("kr-app-plugin");
+    pid_file_ = tmp_.path() + "/plugin.pid";
+    std::string plugin = tmp_.path() + "/plugin.sh";
+    std::ofstream(plugin) << "#!/bin/sh\ntrap '' TERM INT\necho $$ > " << pid_file_
+                          << "\nwhile :; do sleep 1; done\n";
+    std::filesystem::permissions(plugin, std::filesystem::perms::owner_all);
+    kubeconfig_ = tmp_.path() + "/kubeconfig";
+    std::ofstream(kubeconfig_)
+        << "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+           "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+           "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+           "users: [{name: u, user: {exec: {command: '"
+        << plugin
+        << "', apiVersion: client.authentication.k8s.io/v1, "
+           "interactiveMode: Never}}}]\n";
+  }
+
+  void StartAgent(const std::string& cache_sync_timeout) {
+    agent_ = std::make_unique<Process>(
+        ns_->Wrap({kAgentBinary, "--kubeconfig=" + kubeconfig_, "--hostname-override=kr-test-node",
+                   "--health-port=20244", "--metrics-port=20245", "--run-firewall=true",
+                   "--run-router=false", "--run-service-proxy=false",
+                   "--cache-sync-timeout=" + cache_sync_timeout}),
+        tmp_.path() + "/agent.log");
+    ASSERT_TRUE(WaitFor([&] { return PluginPid() > 0; }, kDeadline)) << agent_->Log();
+  }
+
+  pid_t PluginPid() {
+    std::ifstream in(pid_file_);
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+  }
+
+  // The plugin is gone (or a zombie waiting for init to reap it).
+  bool PluginGone(pid_t pid) {
+    return WaitFor(
+        [&] {
+          std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+          std::string line;
+          return !std::getline(stat, line) || line.find(") Z ") != std::string::npos;
+        },
+        10s);
+  }
+
+  void TearDown() override {
+    if (agent_ && agent_->Running()) agent_->Signal(SIGKILL);
+    if (pid_t pid = PluginPid(); pid > 0) kill(pid, SIGKILL);
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<Netns> ns_;
+  std::string kubeconfig_, pid_file_;
+  std::unique_ptr<Process> agent_;
+};
+
+TEST_F(HungExecPlugin, CacheSyncTimeoutEndsStartup) {
+  StartAgent("3s");
+  pid_t plugin = PluginPid();
+  auto code = agent_->Wait(30s);
+  ASSERT_TRUE(code.has_value()) << "agent still waiting for its plugin:\n" << agent_->Log();
+  EXPECT_EQ(*code, 1) << agent_->Log();
+  EXPECT_NE(agent_->Log().find("timed out after 3000 ms"), std::string::npos) << agent_->Log();
+  EXPECT_TRUE(PluginGone(plugin)) << "plugin " << plugin << " outlived the agent";
+}
+
+TEST_F(HungExecPlugin, SigtermStopsStartup) {
+  StartAgent("60s");
+  pid_t plugin = PluginPid();
+  auto signalled = std::chrono::steady_clock::now();
+  agent_->Signal(SIGTERM);
+  auto code = agent_->Wait(15s);
+  ASSERT_TRUE(code.has_value()) << agent_->Log();
+  EXPECT_EQ(*code, 0) << agent_->Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 5s) << agent_->Log();
+  EXPECT_EQ(agent_->Log().find("shutdown did not finish"), std::string::npos) << agent_->Log();
+  EXPECT_TRUE(PluginGone(plugin)) << "plugin " << plugin << " outlived the agent";
+}
+
 TEST_F(RunningAgent, PortInUseIsAClearError) {
   Process blocker(ns_->Wrap({"socat", "TCP-LISTEN:20244,reuseaddr,fork", "SYSTEM:true"}),
                   tmp_.path() + "/socat.log");
