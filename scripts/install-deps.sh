@@ -8,6 +8,8 @@ build_pkgs=(
   build-essential cmake ninja-build pkg-config clang-format clang-tidy
   nlohmann-json3-dev libyaml-cpp-dev
   libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
+  # ctnetlink for the proxy's conntrack cleanup (ships libnl-nf-3.a: the agent stays static)
+  libnl-nf-3-dev
   libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev
   zlib1g-dev python3 xz-utils patch
 )

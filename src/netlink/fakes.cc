@@ -377,4 +377,69 @@ void FakeSysctl::Seed(const std::string& key, const std::string& value) {
   values_[SysctlPath(key)] = value;
 }
 
+Result<std::vector<ConntrackFlow>> FakeConntrack::List(IpAddress::Family family) {
+  if (auto error = failures_.Take(Op::kList)) return *error;
+  std::vector<ConntrackFlow> out;
+  for (const ConntrackFlow& flow : flows_) {
+    if (flow.family() == family) out.push_back(flow);
+  }
+  return out;
+}
+
+Result<size_t> FakeConntrack::Delete(const std::vector<ConntrackFilter>& filters) {
+  for (const ConntrackFilter& filter : filters) {
+    if (!filter.Narrow())
+      return Status::Error("refusing a conntrack filter that selects every flow");
+  }
+  if (auto error = failures_.Take(Op::kDelete)) return *error;
+  delete_filters_.insert(delete_filters_.end(), filters.begin(), filters.end());
+  const size_t before = flows_.size();
+  std::erase_if(flows_, [&](const ConntrackFlow& flow) {
+    return std::any_of(filters.begin(), filters.end(),
+                       [&](const ConntrackFilter& f) { return f.Matches(flow); });
+  });
+  return before - flows_.size();
+}
+
+Result<std::vector<Rule>> FakeRuleTable::List(IpAddress::Family family,
+                                              std::optional<uint8_t> protocol) {
+  if (auto error = failures_.Take(Op::kList)) return *error;
+  std::vector<Rule> out;
+  for (const Rule& rule : rules_) {
+    if (rule.family == family && (!protocol || rule.protocol == *protocol)) out.push_back(rule);
+  }
+  return out;
+}
+
+Status FakeRuleTable::Add(const Rule& rule) {
+  if (auto error = failures_.Take(Op::kAdd)) return *error;
+  if (rule.from && rule.from->address().family() != rule.family) {
+    return Status::Error("add rule " + rule.ToString() + ": Address family mismatch");
+  }
+  if (std::find(rules_.begin(), rules_.end(), rule) != rules_.end()) {
+    return Status::Error("add rule " + rule.ToString() + ": File exists");
+  }
+  rules_.push_back(rule);
+  return Status::Ok();
+}
+
+Status FakeRuleTable::Delete(const Rule& rule) {
+  if (auto error = failures_.Take(Op::kDelete)) return *error;
+  auto it = std::find(rules_.begin(), rules_.end(), rule);
+  if (it == rules_.end())
+    return Status::Error("delete rule " + rule.ToString() + ": No such file or directory");
+  rules_.erase(it);
+  return Status::Ok();
+}
+
+Status FakePodNetns::RunInPodNetns(const IpAddress& pod_ip, const PodNetnsWork& work) {
+  auto it = devices_.find(pod_ip);
+  if (it == devices_.end()) {
+    return Status::Error("pod " + pod_ip.ToString() +
+                         " network namespace: no network namespace holds " + pod_ip.ToString());
+  }
+  entered_.push_back(pod_ip);
+  return work(PodNetnsContext{it->second, "fake:" + pod_ip.ToString()});
+}
+
 }  // namespace kr::netlink

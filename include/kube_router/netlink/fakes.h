@@ -13,9 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "kube_router/netlink/conntrack.h"
 #include "kube_router/netlink/ipvs.h"
 #include "kube_router/netlink/links.h"
+#include "kube_router/netlink/pod_netns.h"
 #include "kube_router/netlink/route_table.h"
+#include "kube_router/netlink/rule_table.h"
 #include "kube_router/netlink/sysctl.h"
 
 namespace kr::netlink {
@@ -191,6 +194,65 @@ class FakeSysctl : public Sysctl {
   std::map<std::string, std::string> values_;  // by SysctlPath(key)
   std::vector<std::string> writes_;
   FailureInjector<Op> failures_;
+};
+
+// Conntrack flows in memory. Seed flows as traffic would have made them; Delete follows the
+// real adapter's contract (refuses a filter that is not Narrow()).
+class FakeConntrack : public Conntrack {
+ public:
+  enum class Op { kList, kDelete };
+
+  Result<std::vector<ConntrackFlow>> List(IpAddress::Family family) override;
+  Result<size_t> Delete(const std::vector<ConntrackFilter>& filters) override;
+
+  FailureInjector<Op>& failures() { return failures_; }
+  void Seed(const ConntrackFlow& flow) { flows_.push_back(flow); }
+  const std::vector<ConntrackFlow>& flows() const { return flows_; }
+  // Every filter Delete was called with, in order (to check that a change deletes nothing).
+  const std::vector<ConntrackFilter>& delete_filters() const { return delete_filters_; }
+
+ private:
+  std::vector<ConntrackFlow> flows_;
+  std::vector<ConntrackFilter> delete_filters_;
+  FailureInjector<Op> failures_;
+};
+
+// Policy-routing rules in memory, both families; the kernel's default rules are not seeded
+// (Seed them when a test needs them).
+class FakeRuleTable : public RuleTable {
+ public:
+  enum class Op { kList, kAdd, kDelete };
+
+  Result<std::vector<Rule>> List(IpAddress::Family family,
+                                 std::optional<uint8_t> protocol) override;
+  Status Add(const Rule& rule) override;
+  Status Delete(const Rule& rule) override;
+
+  FailureInjector<Op>& failures() { return failures_; }
+  void Seed(const Rule& rule) { rules_.push_back(rule); }
+  const std::vector<Rule>& rules() const { return rules_; }
+
+ private:
+  std::vector<Rule> rules_;
+  FailureInjector<Op> failures_;
+};
+
+// Pod namespaces by IP: the work runs on the calling thread (it may use other fakes to stand
+// for the pod's links), told the seeded device name.
+class FakePodNetns : public PodNetns {
+ public:
+  Status RunInPodNetns(const IpAddress& pod_ip, const PodNetnsWork& work) override;
+
+  void AddPod(const IpAddress& pod_ip, std::string device = "eth0") {
+    devices_[pod_ip] = std::move(device);
+  }
+  void RemovePod(const IpAddress& pod_ip) { devices_.erase(pod_ip); }
+  // The pod IPs work was run for, in order.
+  const std::vector<IpAddress>& entered() const { return entered_; }
+
+ private:
+  std::map<IpAddress, std::string> devices_;
+  std::vector<IpAddress> entered_;
 };
 
 }  // namespace kr::netlink
