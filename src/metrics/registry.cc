@@ -153,6 +153,11 @@ struct Registry::Impl {
 
   mutable std::mutex mu;
   std::map<std::string, Family> families;
+  // Collectors: guarded by collect_mu, which a scrape holds while they run (so RemoveCollector
+  // waits for a running collector); never taken under mu.
+  mutable std::mutex collect_mu;
+  std::map<int, Collector> collectors;
+  int next_collector = 1;
   // Objects handed out but no longer rendered (removed series, misuse): callers may still
   // hold references, so they live as long as the registry.
   std::list<std::unique_ptr<Counter>> retired_counters;
@@ -238,10 +243,60 @@ void Registry::RemoveSeries(const std::string& name, const LabelSet& labels) {
   }
 }
 
+int Registry::AddCollector(Collector collector) {
+  std::lock_guard lock(impl_->collect_mu);
+  int id = impl_->next_collector++;
+  impl_->collectors[id] = std::move(collector);
+  return id;
+}
+
+void Registry::RemoveCollector(int id) {
+  std::lock_guard lock(impl_->collect_mu);
+  impl_->collectors.erase(id);
+}
+
+namespace {
+
+void RenderCollected(const Registry::CollectedFamily& f, std::string& out) {
+  out += "# HELP " + f.name + " " + Escape(f.help, false) + "\n";
+  out += "# TYPE " + f.name + " " + (f.counter ? "counter" : "gauge") + "\n";
+  for (const auto& sample : f.samples) {
+    out += f.name + FormatLabels(sample.labels) + " " + FormatNumber(sample.value) + "\n";
+  }
+}
+
+}  // namespace
+
 std::string Registry::Render() const {
+  std::map<std::string, CollectedFamily> collected;
+  {
+    std::lock_guard collect_lock(impl_->collect_mu);
+    for (const auto& [id, collector] : impl_->collectors) {
+      for (auto& family : collector()) {
+        std::string name = family.name;
+        if (family.samples.empty()) continue;
+        if (!collected.try_emplace(name, std::move(family)).second) {
+          KR_LOG_ERROR("metric {} collected twice; rendering the first", name);
+        }
+      }
+    }
+  }
   std::lock_guard lock(impl_->mu);
   std::string out;
+  auto next_collected = collected.begin();
+  auto render_collected_before = [&](const std::string* name) {
+    while (next_collected != collected.end() && (!name || next_collected->first < *name)) {
+      if (impl_->families.contains(next_collected->first)) {
+        KR_LOG_ERROR("metric {} is registered and collected; rendering the registered one",
+                     next_collected->first);
+      } else {
+        RenderCollected(next_collected->second, out);
+      }
+      ++next_collected;
+    }
+  };
   for (const auto& [name, f] : impl_->families) {
+    render_collected_before(&name);
     if (f.counters.empty() && f.gauges.empty() && f.histograms.empty()) continue;
     out += "# HELP " + name + " " + Escape(f.help, false) + "\n";
     out += "# TYPE " + name + " " + TypeName(f.type) + "\n";
@@ -263,6 +318,7 @@ std::string Registry::Render() const {
       out += name + "_count" + FormatLabels(labels) + " " + std::to_string(s.count) + "\n";
     }
   }
+  render_collected_before(nullptr);
   return out;
 }
 

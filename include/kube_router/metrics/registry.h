@@ -55,6 +55,26 @@ class Registry {
   // Drops one labelled series (e.g. a BGP peer that was removed).
   void RemoveSeries(const std::string& name, const LabelSet& labels);
 
+  // Collect-on-scrape: families computed at each Render from outside state (e.g. a kernel
+  // dump). A collector runs on the scraping thread without the registry lock (it may use this
+  // registry), must be thread-safe and bounded in time; its families are rendered with the
+  // registered ones in name order. A collected name that is also registered is dropped (logged).
+  struct Sample {
+    LabelSet labels;
+    double value = 0;
+  };
+  struct CollectedFamily {
+    std::string name;
+    std::string help;
+    bool counter = false;  // counter or gauge
+    std::vector<Sample> samples;
+  };
+  using Collector = std::function<std::vector<CollectedFamily>()>;
+  // Returns an id for RemoveCollector; after RemoveCollector returns, the collector is not
+  // running and is never called again.
+  int AddCollector(Collector collector);
+  void RemoveCollector(int id);
+
   // Prometheus text format, families sorted by name.
   std::string Render() const;
 

@@ -88,6 +88,35 @@ TEST(Registry, ConcurrentUpdatesAreNotLost) {
   EXPECT_EQ(h.Count(), 40000u);
 }
 
+TEST(Registry, CollectorsRenderOnScrapeInNameOrderUntilRemoved) {
+  Registry r;
+  r.GetGauge("b_gauge", "B.").Set(1);
+  r.GetCounter("d_total", "D.").Inc();
+  int scrapes = 0;
+  int id = r.AddCollector([&] {
+    ++scrapes;
+    Registry::CollectedFamily c{"c_total", "Collected \"c\".", true, {}};
+    c.samples.push_back({{{"vip", "10.96.0.1"}}, 42});
+    Registry::CollectedFamily clash{"b_gauge", "Clash.", false, {{{}, 7}}};
+    Registry::CollectedFamily empty{"e_gauge", "Empty.", false, {}};
+    // A collector may use the registry it runs in (no deadlock).
+    r.GetGauge("a_gauge", "A.").Set(scrapes);
+    return std::vector<Registry::CollectedFamily>{c, clash, empty};
+  });
+  std::string text = r.Render();
+  EXPECT_EQ(scrapes, 1);
+  EXPECT_EQ(text,
+            "# HELP a_gauge A.\n# TYPE a_gauge gauge\na_gauge 1\n"
+            "# HELP b_gauge B.\n# TYPE b_gauge gauge\nb_gauge 1\n"
+            "# HELP c_total Collected \"c\".\n# TYPE c_total counter\n"
+            "c_total{vip=\"10.96.0.1\"} 42\n"
+            "# HELP d_total D.\n# TYPE d_total counter\nd_total 1\n");
+  r.RemoveCollector(id);
+  text = r.Render();
+  EXPECT_EQ(scrapes, 1);
+  EXPECT_EQ(text.find("c_total"), std::string::npos) << text;
+}
+
 TEST(Registry, DefaultIsASingleton) { EXPECT_EQ(&Registry::Default(), &Registry::Default()); }
 
 }  // namespace
