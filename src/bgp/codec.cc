@@ -389,8 +389,10 @@ std::string NotificationName(uint8_t code, uint8_t subcode) {
                                  "UPDATE Message Error",
                                  "Hold Timer Expired",
                                  "Finite State Machine Error",
-                                 "Cease"};
-  std::string name = code < 7 ? kCodes[code] : "code " + std::to_string(code);
+                                 "Cease",
+                                 "ROUTE-REFRESH Message Error",
+                                 "Send Hold Timer Expired"};
+  std::string name = code < 9 ? kCodes[code] : "code " + std::to_string(code);
   return name + "/" + std::to_string(subcode);
 }
 

@@ -101,6 +101,7 @@ Transition OpenSent(FsmEvent e, const FsmContext& c) {
       return To(PeerState::kOpenConfirm, kStopConnectRetryTimer | kSendKeepalive | HoldTimers(c));
     case FsmEvent::kBgpHeaderErr:
     case FsmEvent::kBgpOpenMsgErr:
+    case FsmEvent::kOutputQueueFull:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);
     case FsmEvent::kOpenCollisionDump:
       return Notify(err::kCease, err::kCollisionResolution, kCloseWithError);
@@ -135,6 +136,7 @@ Transition OpenConfirm(FsmEvent e, const FsmContext& c) {
       return Notify(err::kCease, err::kCollisionResolution, kCloseWithError);
     case FsmEvent::kBgpHeaderErr:
     case FsmEvent::kBgpOpenMsgErr:
+    case FsmEvent::kOutputQueueFull:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);
     case FsmEvent::kKeepAliveMsg:
       return To(PeerState::kEstablished,
@@ -168,7 +170,10 @@ Transition Established(FsmEvent e, const FsmContext& c) {
     case FsmEvent::kUpdateMsg:
       return To(PeerState::kEstablished, kProcessUpdate | hold);
     case FsmEvent::kUpdateMsgErr:
+    case FsmEvent::kOutputQueueFull:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);
+    case FsmEvent::kSendHoldTimerExpires:
+      return Notify(err::kSendHoldTimerExpired, 0, kCloseWithError);
     default:
       return Notify(err::kFsm, 3, kCloseWithError);
   }
@@ -213,7 +218,9 @@ const char* FsmEventName(FsmEvent event) {
                                  "NotifMsg",
                                  "KeepAliveMsg",
                                  "UpdateMsg",
-                                 "UpdateMsgErr"};
+                                 "UpdateMsgErr",
+                                 "SendHoldTimer_Expires",
+                                 "OutputQueueFull"};
   return kNames[static_cast<int>(event)];
 }
 

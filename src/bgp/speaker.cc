@@ -19,8 +19,8 @@
 
 #include "event_loop.h"
 #include "kube_router/base/log.h"
-#include "kube_router/bgp/fsm.h"
 #include "kube_router/bgp/codec.h"
+#include "kube_router/bgp/fsm.h"
 #include "kube_router/bgp/rib.h"
 #include "socket_util.h"
 
@@ -46,8 +46,15 @@ struct Session {
   std::vector<uint8_t> rbuf;
   std::vector<uint8_t> wbuf;
   size_t woff = 0;
+  // The queue passed max_output_queue_bytes: nothing more is queued, the session is closing.
+  bool output_overflow = false;
+  // Route refreshes asked for while output was still queued: answered once it drains, so a
+  // peer repeating ROUTE-REFRESH without reading gets one re-send, not one per request.
+  std::set<AfiSafi> refresh_pending;
+  bool refresh_scheduled = false;
+  Clock::time_point last_write;  // last time send() took bytes (RFC 9687)
   EventLoop::TimerId hold_timer = 0, keepalive_timer = 0, connect_retry_timer = 0,
-                     restart_timer = 0;
+                     restart_timer = 0, send_hold_timer = 0;
   uint16_t negotiated_hold = 0;
   std::optional<OpenMessage> remote_open;
   CodecOptions codec;
@@ -55,6 +62,7 @@ struct Session {
   UpdateMessage pending_update;
   IpAddress local_address;
   bool graceful_down = false;  // the connection died without a NOTIFICATION
+  size_t queued() const { return wbuf.size() - woff; }
 };
 
 struct AdjInEntry {
@@ -193,6 +201,10 @@ class SpeakerImpl final : public Speaker {
   void Execute(Session& s, const Transition& t, PeerState old);
   void Send(Session& s, const std::vector<uint8_t>& bytes);
   void Flush(Session& s);
+  void OnOutputOverflow(Session& s);
+  void OnRouteRefresh(Session& s, AfiSafi family);
+  void ArmSendHoldTimer(Session& s);
+  Session* FindSession(const IpAddress& peer, const Session* s);
   void CloseFd(Session& s);
   void CancelTimers(Session& s);
   void Retire(std::unique_ptr<Session>& s);
@@ -249,6 +261,12 @@ Status SpeakerImpl::Start() {
   }
   if (config_.hold_time_s != 0 && config_.hold_time_s < 3) {
     return Status::Error("BGP: hold time must be 0 or at least 3 seconds");
+  }
+  if (config_.send_hold_time_s != 0 && config_.send_hold_time_s <= config_.hold_time_s) {
+    return Status::Error("BGP: send hold time must exceed the hold time (RFC 9687)");
+  }
+  if (config_.max_output_queue_bytes < kMaxMessageSize) {
+    return Status::Error("BGP: the output queue bound must hold at least one message");
   }
   if (!loop_.ok()) return Status::Error("BGP: cannot create epoll/eventfd");
   if (!config_.disable_listen) {
@@ -447,6 +465,8 @@ void SpeakerImpl::AdoptConnection(Session& s, int fd) {
   s.rbuf.clear();
   s.wbuf.clear();
   s.woff = 0;
+  s.output_overflow = false;
+  s.refresh_pending.clear();
   s.graceful_down = false;
   s.local_address = net::LocalAddress(fd);
   loop_.Watch(fd, EPOLLIN, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
@@ -546,8 +566,7 @@ void SpeakerImpl::HandleMessage(Session& s, const Message& m) {
     Fire(s, FsmEvent::kKeepAliveMsg);
   } else if (const auto* rr = std::get_if<RouteRefreshMessage>(&m)) {
     if (s.state == PeerState::kEstablished && s.peer->established == &s) {
-      KR_VLOG(1, "BGP peer {}: route refresh", s.peer->config.address.ToString());
-      SendAll(*s.peer, rr->afi_safi);
+      OnRouteRefresh(s, rr->afi_safi);
       Fire(s, FsmEvent::kKeepAliveMsg);  // any message restarts the hold timer
     } else {
       Fire(s, FsmEvent::kUpdateMsg);  // unexpected: the FSM rejects it outside Established
@@ -642,7 +661,8 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
   if (a & kStopTimers) {
     loop_.Cancel(s.hold_timer);
     loop_.Cancel(s.keepalive_timer);
-    s.hold_timer = s.keepalive_timer = 0;
+    loop_.Cancel(s.send_hold_timer);
+    s.hold_timer = s.keepalive_timer = s.send_hold_timer = 0;
   }
   if ((a & kReleaseResources) && old == PeerState::kEstablished && p.established == &s) {
     PeerDown(s);
@@ -672,6 +692,8 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
       s.rbuf.clear();
       s.wbuf.clear();
       s.woff = 0;
+      s.output_overflow = false;
+      s.refresh_pending.clear();
       s.graceful_down = false;
       loop_.Watch(*fd, EPOLLOUT, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
     }
@@ -705,7 +727,11 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
     });
   }
   if (a & kProcessUpdate) ProcessUpdate(s, s.pending_update);
-  if (a & kSessionEstablished) PeerUp(s);
+  if (a & kSessionEstablished) {
+    s.last_write = Clock::now();
+    ArmSendHoldTimer(s);
+    PeerUp(s);
+  }
 
   if (t.next == PeerState::kIdle && old != PeerState::kIdle) {
     CancelTimers(s);
@@ -730,8 +756,94 @@ void SpeakerImpl::ScheduleRestart(Peer& p) {
 
 void SpeakerImpl::Send(Session& s, const std::vector<uint8_t>& bytes) {
   if (s.fd < 0) return;
+  // A NOTIFICATION is always queued (it is small and the session ends with it); anything else
+  // beyond the bound ends the session instead of growing the queue.
+  const bool notification =
+      bytes.size() > 18 && bytes[18] == static_cast<uint8_t>(MessageType::kNotification);
+  if (!notification) {
+    if (s.output_overflow) return;
+    if (s.queued() + bytes.size() > config_.max_output_queue_bytes) {
+      OnOutputOverflow(s);
+      return;
+    }
+  }
+  // Compact once the sent prefix dominates, so a long-lived slow peer does not keep it.
+  if (s.woff > 0 && s.woff >= s.wbuf.size() / 2) {
+    s.wbuf.erase(s.wbuf.begin(), s.wbuf.begin() + static_cast<long>(s.woff));
+    s.woff = 0;
+  }
   s.wbuf.insert(s.wbuf.end(), bytes.begin(), bytes.end());
   Flush(s);
+}
+
+void SpeakerImpl::OnOutputOverflow(Session& s) {
+  Peer& p = *s.peer;
+  s.output_overflow = true;
+  s.refresh_pending.clear();
+  KR_LOG_WARN(
+      "BGP peer {}: {} bytes queued and the peer is not reading; closing with Cease/Out of "
+      "Resources",
+      p.config.address.ToString(), s.queued());
+  // Closed from the loop, not from inside whatever was sending (an export walk, PeerUp).
+  loop_.Post([this, addr = p.config.address, session = &s] {
+    Session* live = FindSession(addr, session);
+    if (!live || live->fd < 0 || !live->output_overflow) return;
+    live->pending_error =
+        BgpError{err::kCease, err::kOutOfResources, {}, "output queue bound exceeded"};
+    live->peer->last_error = "sent NOTIFICATION Cease/Out of Resources: output queue of " +
+                             std::to_string(config_.max_output_queue_bytes) +
+                             " bytes full (peer not reading)";
+    Fire(*live, FsmEvent::kOutputQueueFull);
+  });
+}
+
+Session* SpeakerImpl::FindSession(const IpAddress& peer, const Session* s) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return nullptr;
+  Peer& p = *it->second;
+  if (p.out.get() == s) return p.out.get();
+  if (p.in.get() == s) return p.in.get();
+  return nullptr;
+}
+
+void SpeakerImpl::OnRouteRefresh(Session& s, AfiSafi family) {
+  const std::string who = s.peer->config.address.ToString();
+  if (s.queued() > 0 || s.refresh_scheduled) {
+    // RFC 2918 asks for the table again; while the last copy is still queued, one more
+    // re-send once it has drained answers every request made in between.
+    if (s.refresh_pending.insert(family).second) {
+      KR_VLOG(1, "BGP peer {}: route refresh deferred until queued output drains", who);
+    }
+    return;
+  }
+  KR_VLOG(1, "BGP peer {}: route refresh", who);
+  SendAll(*s.peer, family);
+}
+
+void SpeakerImpl::ArmSendHoldTimer(Session& s) {
+  loop_.Cancel(s.send_hold_timer);
+  s.send_hold_timer = 0;
+  if (s.negotiated_hold == 0) return;  // RFC 9687 4.3: no keepalives, nothing to measure
+  const seconds limit =
+      config_.send_hold_time_s
+          ? seconds(config_.send_hold_time_s)
+          : std::max<seconds>(seconds(480), seconds(2 * static_cast<int>(s.negotiated_hold)));
+  const auto due = s.last_write + limit;
+  const auto wait = std::max<milliseconds>(
+      milliseconds(1), std::chrono::duration_cast<milliseconds>(due - Clock::now()));
+  s.send_hold_timer = loop_.AddTimer(wait, [this, &s, limit] {
+    s.send_hold_timer = 0;
+    if (s.state != PeerState::kEstablished) return;
+    if (s.queued() == 0) s.last_write = Clock::now();  // nothing is waiting to be written
+    if (Clock::now() - s.last_write < limit) {
+      ArmSendHoldTimer(s);  // progress since: wait for the rest of the period
+      return;
+    }
+    s.peer->last_error = "send hold timer expired: nothing could be written for " +
+                         std::to_string(limit.count()) + " s (peer not reading)";
+    KR_LOG_WARN("BGP peer {}: {}", s.peer->config.address.ToString(), s.peer->last_error);
+    Fire(s, FsmEvent::kSendHoldTimerExpires);
+  });
 }
 
 void SpeakerImpl::Flush(Session& s) {
@@ -739,6 +851,7 @@ void SpeakerImpl::Flush(Session& s) {
     ssize_t n = send(s.fd, s.wbuf.data() + s.woff, s.wbuf.size() - s.woff, MSG_NOSIGNAL);
     if (n > 0) {
       s.woff += static_cast<size_t>(n);
+      s.last_write = Clock::now();
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -751,8 +864,23 @@ void SpeakerImpl::Flush(Session& s) {
     return;
   }
   s.wbuf.clear();
+  s.wbuf.shrink_to_fit();  // a large table sent once does not stay allocated
   s.woff = 0;
   loop_.Modify(s.fd, EPOLLIN);
+  if (!s.refresh_pending.empty() && !s.refresh_scheduled) {
+    // Answered from the loop: Flush may run inside an export walk.
+    s.refresh_scheduled = true;
+    loop_.Post([this, addr = s.peer->config.address, session = &s] {
+      Session* live = FindSession(addr, session);
+      if (!live) return;
+      live->refresh_scheduled = false;
+      std::set<AfiSafi> families;
+      families.swap(live->refresh_pending);
+      if (live->fd < 0 || live->peer->established != live) return;
+      KR_VLOG(1, "BGP peer {}: deferred route refresh", addr.ToString());
+      for (AfiSafi f : families) SendAll(*live->peer, f);
+    });
+  }
 }
 
 void SpeakerImpl::CloseFd(Session& s) {
@@ -767,12 +895,15 @@ void SpeakerImpl::CloseFd(Session& s) {
   s.fd = -1;
   s.connecting = false;
   s.wbuf.clear();
+  s.wbuf.shrink_to_fit();
   s.woff = 0;
   s.rbuf.clear();
+  s.refresh_pending.clear();
 }
 
 void SpeakerImpl::CancelTimers(Session& s) {
-  for (auto* t : {&s.hold_timer, &s.keepalive_timer, &s.connect_retry_timer, &s.restart_timer}) {
+  for (auto* t : {&s.hold_timer, &s.keepalive_timer, &s.connect_retry_timer, &s.restart_timer,
+                  &s.send_hold_timer}) {
     loop_.Cancel(*t);
     *t = 0;
   }
@@ -1170,6 +1301,7 @@ std::vector<PeerStatus> SpeakerImpl::DoPeers() {
     if (p->established) {
       st.uptime = std::chrono::duration_cast<seconds>(Clock::now() - p->established_at);
       st.negotiated_hold_time_s = p->established->negotiated_hold;
+      st.output_queue_bytes = p->established->queued();
       st.remote_router_id = p->remote_id;
     }
     st.prefixes_received = p->accepted;

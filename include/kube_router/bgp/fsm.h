@@ -35,6 +35,10 @@ enum class FsmEvent : uint8_t {
   kKeepAliveMsg,              // 26
   kUpdateMsg,                 // 27
   kUpdateMsgErr,              // 28
+  kSendHoldTimerExpires,      // 29 (RFC 9687): nothing could be sent for SendHoldTime
+  // Not in RFC 4271: the session's output queue passed its bound; closes with the session's
+  // pending error (Cease/Out of Resources, RFC 4486).
+  kOutputQueueFull,
 };
 const char* FsmEventName(FsmEvent event);
 

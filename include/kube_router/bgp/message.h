@@ -132,6 +132,7 @@ inline constexpr uint8_t kUpdate = 3;
 inline constexpr uint8_t kHoldTimerExpired = 4;
 inline constexpr uint8_t kFsm = 5;
 inline constexpr uint8_t kCease = 6;
+inline constexpr uint8_t kSendHoldTimerExpired = 8;  // RFC 9687
 // header subcodes
 inline constexpr uint8_t kNotSynchronized = 1;
 inline constexpr uint8_t kBadLength = 2;
@@ -159,6 +160,7 @@ inline constexpr uint8_t kAdminShutdown = 2;
 inline constexpr uint8_t kConnectionRejected = 5;
 inline constexpr uint8_t kOtherConfigChange = 6;
 inline constexpr uint8_t kCollisionResolution = 7;
+inline constexpr uint8_t kOutOfResources = 8;
 }  // namespace err
 
 }  // namespace kr::bgp

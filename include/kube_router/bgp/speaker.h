@@ -52,6 +52,16 @@ struct GlobalConfig {
   bool graceful_restart = false;
   uint16_t graceful_restart_time_s = 90;  // advertised restart time (max 4095)
   uint16_t stale_path_time_s = 360;       // how long stale routes survive a re-established peer
+  // Bound on the bytes queued for one connection that the peer has not read yet. A peer that
+  // stops reading while we still have UPDATEs for it is closed with Cease/Out of Resources
+  // (RFC 4486) once the queue would pass this; the bound is per connection, so memory stays
+  // proportional to the number of peers.
+  size_t max_output_queue_bytes = 32u << 20;
+  // RFC 9687 send hold time: an established connection on which nothing could be written for
+  // this long is closed (NOTIFICATION 8, Send Hold Timer Expired). 0 = the RFC's default, the
+  // greater of 8 minutes and twice the negotiated hold time; otherwise it must exceed the hold
+  // time. Off when the negotiated hold time is 0.
+  uint16_t send_hold_time_s = 0;
   // RFC 4456: cluster ID used when reflecting to/from route-reflector clients. Default: router
   // ID.
   std::optional<IpAddress> cluster_id;
@@ -115,7 +125,8 @@ struct PeerStatus {
   uint64_t prefixes_sent = 0;      // in Adj-RIB-Out
   IpAddress remote_router_id;
   uint16_t negotiated_hold_time_s = 0;
-  std::string last_error;  // last NOTIFICATION or connection error, for humans
+  uint64_t output_queue_bytes = 0;  // written by us, not yet taken by the peer's TCP
+  std::string last_error;           // last NOTIFICATION or connection error, for humans
 };
 
 // What an import policy decides for a route learned from a peer.

@@ -5,6 +5,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <fstream>
+#include <functional>
+
 #include "interop_fixture.h"
 #include "kube_router/bgp/codec.h"
 
@@ -19,9 +22,11 @@ class ScriptedPeer {
     fd_ = -1;
     buf_.clear();
   }
-  bool Connect(const char* local, const char* remote, uint16_t port) {
+  // `rcvbuf` > 0 shrinks the receive buffer (and so the TCP window) before connecting.
+  bool Connect(const char* local, const char* remote, uint16_t port, int rcvbuf = 0) {
     Close();
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(Ip(local).v4_host_order());
@@ -38,6 +43,10 @@ class ScriptedPeer {
     ASSERT_EQ(send(fd_, b.data(), b.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b.size()));
   }
   void Send(const Message& m) { SendBytes(Encode(m, codec)); }
+  // For floods that may meet a closed connection: false once the peer is gone.
+  bool TrySend(const std::vector<uint8_t>& b) {
+    return send(fd_, b.data(), b.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(b.size());
+  }
   // The next message, or nullopt on timeout or EOF.
   std::optional<Message> Receive(std::chrono::milliseconds timeout = 5s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -117,6 +126,7 @@ class ScriptedPeerTest : public InteropTest {
     GlobalConfig g = Global(local_asn);
     g.listen_addresses = {Ip("127.0.0.1")};
     g.graceful_restart = graceful_restart;
+    if (tweak_) tweak_(g);
     StartSpeaker(g);
     PeerConfig p;
     p.address = Ip("127.0.0.2");
@@ -129,9 +139,10 @@ class ScriptedPeerTest : public InteropTest {
     ASSERT_TRUE(OurPeer("127.0.0.2").has_value());
   }
   // Connects, exchanges OPEN and KEEPALIVE, and waits for Established.
-  void Handshake(ScriptedPeer& peer, const OpenMessage& open, OpenMessage* theirs = nullptr) {
+  void Handshake(ScriptedPeer& peer, const OpenMessage& open, OpenMessage* theirs = nullptr,
+                 int rcvbuf = 0) {
     InNetns(*us_, [&] {
-      ASSERT_TRUE(WaitFor([&] { return peer.Connect("127.0.0.2", "127.0.0.1", 179); }, 5s));
+      ASSERT_TRUE(WaitFor([&] { return peer.Connect("127.0.0.2", "127.0.0.1", 179, rcvbuf); }, 5s));
     });
     peer.Send(open);
     auto m = peer.Receive();
@@ -140,7 +151,44 @@ class ScriptedPeerTest : public InteropTest {
     peer.Send(KeepaliveMessage{});
     ASSERT_TRUE(WaitFor([&] { return Established("127.0.0.2"); }, 5s));
   }
+  // Small kernel socket buffers in our namespace, so output a peer does not read piles up in
+  // the speaker's own queue within a few hundred kilobytes instead of megabytes.
+  void SmallSocketBuffers() {
+    auto r = us_->Sh("sysctl -qw net.ipv4.tcp_wmem='4096 16384 65536'");
+    ASSERT_TRUE(r.ok()) << r.error();
+  }
+  // `count` local paths, each with its own community so that each is its own UPDATE.
+  void OriginateDistinctPaths(int count) {
+    for (int i = 0; i < count; ++i) {
+      LocalPath path;
+      path.prefix = *IpPrefix::Parse("10." + std::to_string(100 + i / 256) + "." +
+                                     std::to_string(i % 256) + ".0/24");
+      path.communities = {Community(1, static_cast<uint16_t>(i))};
+      speaker_->AddPath(path);
+    }
+    ASSERT_TRUE(
+        WaitFor([&] { return speaker_->BestPaths().size() == static_cast<size_t>(count); }, 10s));
+  }
+  // Reads UPDATEs until the IPv4 End-of-RIB; returns the prefixes announced before it.
+  static std::optional<size_t> ReadTable(ScriptedPeer& peer) {
+    size_t prefixes = 0;
+    while (auto u = peer.ReceiveUpdate()) {
+      if (u->EndOfRib()) return prefixes;
+      prefixes += u->nlri.size();
+    }
+    return std::nullopt;
+  }
+  std::function<void(GlobalConfig&)> tweak_;
 };
+
+size_t RssBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6)) * 1024;
+  }
+  return 0;
+}
 
 TEST_F(ScriptedPeerTest, GracefulRestartKeepsStaleRoutesUntilEndOfRib) {
   StartOurs(/*graceful_restart=*/true, /*passive=*/true);
@@ -379,6 +427,90 @@ TEST_F(ScriptedPeerTest, UnknownTransitiveAttributePassedOnWithPartialBit) {
   EXPECT_EQ(got->attrs.unknown[0].value, (std::vector<uint8_t>{1, 2, 3}));
   EXPECT_EQ(got->attrs.as_path->ToString(), "64512 64513");
   EXPECT_EQ(got->attrs.next_hop, Ip("127.0.0.1"));  // next hop self towards eBGP
+}
+
+// Issue 16 item 4: a peer that never reads and repeats ROUTE-REFRESH. The refreshes are
+// coalesced (at most one extra copy of the table is ever queued), memory stays flat, and the
+// RFC 9687 send hold timer ends the session.
+TEST_F(ScriptedPeerTest, RouteRefreshFloodFromAPeerThatDoesNotReadIsBounded) {
+  SmallSocketBuffers();
+  tweak_ = [](GlobalConfig& g) {
+    g.send_hold_time_s = 6;
+    g.max_output_queue_bytes = 4u << 20;
+  };
+  StartOurs(false, true);
+  OriginateDistinctPaths(3000);  // ~180 KB of UPDATEs
+  const size_t rss_before = RssBytes();
+  ScriptedPeer peer;
+  OpenMessage open = PeerOpen("10.9.9.9", false);
+  open.caps.route_refresh = true;
+  Handshake(peer, open, nullptr, /*rcvbuf=*/4096);
+  // From here on the peer reads nothing.
+  const auto refresh = Encode(RouteRefreshMessage{kIpv4Unicast, 0}, peer.codec);
+  uint64_t max_queued = 0;
+  int sent = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    // It keeps sending, so our hold timer never expires: only the send side can end this.
+    for (int i = 0; i < 20 && peer.TrySend(refresh); ++i) ++sent;
+    auto status = OurPeer("127.0.0.2");
+    ASSERT_TRUE(status.has_value());
+    max_queued = std::max(max_queued, status->output_queue_bytes);
+    if (status->state != PeerState::kEstablished) break;
+  }
+  auto status = OurPeer("127.0.0.2");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_NE(status->state, PeerState::kEstablished) << "the session outlived the send hold time";
+  EXPECT_NE(status->last_error.find("Send Hold Timer Expired"), std::string::npos)
+      << status->last_error;
+  EXPECT_GT(sent, 500);  // the flood really happened
+  EXPECT_GT(max_queued, 0u);
+  EXPECT_LT(max_queued, 1u << 20) << "refreshes were not coalesced";
+  EXPECT_LT(RssBytes(), rss_before + (64u << 20));
+}
+
+// The per-connection output bound: a table larger than the bound for a peer that does not
+// read ends with Cease/Out of Resources (RFC 4486) instead of growing the queue.
+TEST_F(ScriptedPeerTest, OutputQueueBoundClosesWithOutOfResources) {
+  SmallSocketBuffers();
+  tweak_ = [](GlobalConfig& g) { g.max_output_queue_bytes = 64u << 10; };
+  StartOurs(false, true);
+  OriginateDistinctPaths(3000);
+  ScriptedPeer peer;
+  Handshake(peer, PeerOpen("10.9.9.9", false), nullptr, /*rcvbuf=*/4096);
+  ASSERT_TRUE(WaitFor([&] { return !Established("127.0.0.2"); }, 10s));
+  auto status = OurPeer("127.0.0.2");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_NE(status->last_error.find("Out of Resources"), std::string::npos) << status->last_error;
+  EXPECT_EQ(status->output_queue_bytes, 0u);
+  // The connection is gone: reading what was in flight ends in EOF.
+  while (peer.Receive(5s)) {
+  }
+}
+
+// A slow but honest peer: it reads only after our queue has backed up, and still gets the
+// whole table; ROUTE-REFRESHes sent meanwhile are answered by exactly one more copy.
+TEST_F(ScriptedPeerTest, SlowPeerThatReadsLateConverges) {
+  SmallSocketBuffers();
+  tweak_ = [](GlobalConfig& g) { g.hold_time_s = 30; };  // the script sends no keepalives
+  StartOurs(false, true);
+  OriginateDistinctPaths(3000);
+  ScriptedPeer peer;
+  OpenMessage open = PeerOpen("10.9.9.9", false);
+  open.caps.route_refresh = true;
+  Handshake(peer, open, nullptr, /*rcvbuf=*/4096);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = OurPeer("127.0.0.2");
+        return status && status->output_queue_bytes > 0;
+      },
+      5s));
+  for (int i = 0; i < 50; ++i) peer.Send(RouteRefreshMessage{kIpv4Unicast, 0});
+  EXPECT_EQ(ReadTable(peer), 3000u);
+  EXPECT_EQ(ReadTable(peer), 3000u);  // the one coalesced refresh
+  EXPECT_FALSE(peer.ReceiveUpdate(2s).has_value());
+  EXPECT_TRUE(Established("127.0.0.2"));
+  EXPECT_TRUE(WaitFor([&] { return OurPeer("127.0.0.2")->output_queue_bytes == 0; }, 5s));
 }
 
 }  // namespace

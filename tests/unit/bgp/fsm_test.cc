@@ -140,6 +140,15 @@ TEST(FsmTest, Rfc4271Table) {
       {S::kEstablished, E::kUpdateMsgErr, false, 90, S::kIdle,
        kSendErrorNotification | kCloseWithError},
       {S::kEstablished, E::kBgpOpen, false, 90, S::kIdle, kCloseWithError, err::kFsm, 3},
+      // RFC 9687 send hold timer; the output queue bound closes with the pending error.
+      {S::kEstablished, E::kSendHoldTimerExpires, false, 90, S::kIdle, kCloseWithError,
+       err::kSendHoldTimerExpired, 0},
+      {S::kEstablished, E::kOutputQueueFull, false, 90, S::kIdle,
+       kSendErrorNotification | kCloseWithError},
+      {S::kOpenConfirm, E::kOutputQueueFull, false, 90, S::kIdle,
+       kSendErrorNotification | kCloseWithError},
+      {S::kOpenSent, E::kOutputQueueFull, false, 90, S::kIdle,
+       kSendErrorNotification | kCloseWithError},
       {S::kEstablished, E::kConnectRetryTimerExpires, false, 90, S::kIdle, kCloseWithError,
        err::kFsm, 3},
   };
@@ -159,7 +168,7 @@ TEST(FsmTest, Rfc4271Table) {
 // forgets the peer's routes unless the session was already down.
 TEST(FsmTest, EveryTransitionToIdleCleansUp) {
   for (int s = 0; s <= static_cast<int>(S::kEstablished); ++s) {
-    for (int e = 0; e <= static_cast<int>(E::kUpdateMsgErr); ++e) {
+    for (int e = 0; e <= static_cast<int>(E::kOutputQueueFull); ++e) {
       auto state = static_cast<S>(s);
       auto event = static_cast<E>(e);
       Transition t = FsmStep(state, event, FsmContext{});
