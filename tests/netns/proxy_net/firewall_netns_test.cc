@@ -14,6 +14,8 @@
 #include <cerrno>
 
 #include "kube_router/netfilter/adapters.h"
+#include "kube_router/netlink/sysctl.h"
+#include "kube_router/proxy/kernel_settings.h"
 #include "kube_router/proxy/proxy_firewall.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
@@ -219,6 +221,35 @@ TEST_P(FirewallNetnsTest, RulesReadBackEqualAndFilterRealTraffic) {
   EXPECT_EQ(v4.writes + v6.writes + ipset.writes, after + 1);  // only the (empty) set destroy
   EXPECT_EQ(Connect("10.96.77.10", 8080), Outcome::kConnected);
   for (int fd : {vip_other, vip_service, node_other}) close(fd);
+}
+
+// The kernel settings through the real /proc/sys of a fresh namespace (per-namespace keys; the
+// host has no ip_vs, so its net.ipv4.vs.* keys are missing and skipped without an error).
+TEST(KernelSettingsNetns, WritesArpAndRpFilterInTheNamespace) {
+  ASSERT_TRUE(kr::testing::IsRoot());
+  Netns ns("krpk");
+  ASSERT_TRUE(ns.Sh("ip link add eth0 type veth peer name eth0-peer && "
+                    "echo 1 > /proc/sys/net/ipv4/conf/all/rp_filter && "
+                    "echo 1 > /proc/sys/net/ipv4/conf/eth0/rp_filter && "
+                    "echo 0 > /proc/sys/net/ipv4/conf/eth0-peer/rp_filter")
+                  .ok());
+  {
+    ScopedNetns inside(ns.name());
+    auto sysctl = netlink::MakeProcSysctl();
+    KernelSettings settings(sysctl.get(), nullptr);
+    KernelSettingsInput input;
+    input.rp_filter_interfaces = {"eth0", "eth0-peer", "kube-bridge"};
+    ASSERT_TRUE(settings.Apply(input).ok());
+  }
+  auto read = [&](const std::string& path) {
+    auto out = ns.Sh("cat /proc/sys/" + path);
+    return out.ok() ? out->substr(0, out->find('\n')) : "?";
+  };
+  EXPECT_EQ(read("net/ipv4/conf/all/arp_ignore"), "1");
+  EXPECT_EQ(read("net/ipv4/conf/all/arp_announce"), "2");
+  EXPECT_EQ(read("net/ipv4/conf/all/rp_filter"), "2");
+  EXPECT_EQ(read("net/ipv4/conf/eth0/rp_filter"), "2");
+  EXPECT_EQ(read("net/ipv4/conf/eth0-peer/rp_filter"), "0");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FirewallNetnsTest,
