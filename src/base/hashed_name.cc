@@ -5,9 +5,8 @@
 #include "kube_router/base/sha256.h"
 
 namespace kr {
-namespace {
 
-std::string Base32Sha256(std::string_view encoded, size_t digits) {
+std::string NameDigest(std::string_view encoded, size_t digits) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   auto digest = Sha256(encoded);
   std::string out;
@@ -24,7 +23,9 @@ std::string Base32Sha256(std::string_view encoded, size_t digits) {
   return out;
 }
 
-std::atomic<ScopedNameHashForTesting::Digest> g_digest{&Base32Sha256};
+namespace {
+
+std::atomic<ScopedNameHashForTesting::Digest> g_digest{&NameDigest};
 
 void Append(std::string& out, std::string_view field) {
   out += std::to_string(field.size());

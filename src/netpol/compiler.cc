@@ -5,6 +5,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "kube_router/base/hashed_name.h"
 #include "kube_router/netpol/naming.h"
 #include "kube_router/netpol/selector.h"
 
@@ -167,6 +168,9 @@ struct CompiledPolicy {
   const k8s::LabelSelector* target_selector = nullptr;
   std::vector<PeerRead> peer_reads;
   bool reads_all_pods = false;  // an egress named port towards everyone
+  // Names another owner already held (a hash collision): the policy is then not programmed
+  // (`chain` and `sets` empty) and its targets stay isolated in its directions.
+  std::vector<std::string> collisions;
 };
 
 // A pod that changed between two views, before and after (either may be null).
@@ -230,8 +234,8 @@ bool NeedsRecompile(const CompiledPolicy& compiled, const std::vector<PodChange>
 class PolicyCompiler {
  public:
   PolicyCompiler(const ClusterIndex& index, const std::string& local_node, IpFamily family,
-                 DesiredState& out)
-      : index_(index), local_node_(local_node), family_(family), out_(out) {}
+                 NameOwners& owners, DesiredState& out)
+      : index_(index), local_node_(local_node), family_(family), owners_(owners), out_(out) {}
 
   CompiledPolicy Compile(std::shared_ptr<const k8s::NetworkPolicy> policy_ptr) {
     CompiledPolicy compiled;
@@ -247,10 +251,21 @@ class PolicyCompiler {
     auto targets = index_.PodsIn(policy.meta.namespace_, &policy.pod_selector);
     Chain chain;
     chain.name = PolicyChainName(policy.meta.namespace_, policy.meta.name, family_);
+    bool chain_claimed = Claim(chain.name, "chain", "chain");
     if (policy.policy_ingress) CompileDirection(policy, true, targets, chain);
     if (policy.policy_egress) CompileDirection(policy, false, targets, chain);
     for (const auto& ref : targets) {
       if (ref.pod->node_name == local_node_) compiled.local_targets.push_back(ref.pod->meta.Key());
+    }
+    if (!compiled.collisions.empty()) {
+      // Programming part of a policy could widen or narrow it: none of it is written.
+      for (const auto& name : compiled.sets) {
+        out_.sets.erase(name);
+        owners_.Release(name);
+      }
+      compiled.sets.clear();
+      if (chain_claimed) owners_.Release(chain.name);
+      return compiled;
     }
     compiled.chain = chain.name;
     out_.chains[chain.name] = std::move(chain);
@@ -393,7 +408,23 @@ class PolicyCompiler {
     return ports;
   }
 
-  IpsetSet& AddSet(const std::string& name, IpsetType type) {
+  // Records this policy as the owner of `name` (for `purpose`); false, with the collision
+  // recorded, when another owner holds it.
+  bool Claim(const std::string& name, const char* kind, const std::string& purpose) {
+    std::string owner = "NetworkPolicy " + record_->policy->meta.Key() + " (" + purpose + ")";
+    auto holder = owners_.Claim(name, owner);
+    if (!holder) return true;
+    record_->collisions.push_back(owner + ": " + kind + " name " + name + " is already held by " +
+                                  *holder + " (hash collision); policy not programmed, " +
+                                  "its pods stay isolated");
+    return false;
+  }
+
+  IpsetSet& AddSet(const std::string& name, IpsetType type, const std::string& purpose) {
+    if (!Claim(name, "ipset", purpose)) {
+      scratch_ = IpsetSet{};  // filled and thrown away
+      return scratch_;
+    }
     auto& set = out_.sets[name];
     if (set.name.empty()) record_->sets.push_back(name);
     set.name = name;
@@ -437,9 +468,13 @@ class PolicyCompiler {
         continue;
       }
       for (const auto& [number, ips] : ips_by_port) {
+        size_t port_index = named_index++;
         std::string set_name = NamedPortSetName(ingress, policy.meta.namespace_, policy.meta.name,
-                                                rule_index, named_index++, family_);
-        auto& set = AddSet(set_name, IpsetType::kHashIp);
+                                                rule_index, port_index, family_);
+        auto& set =
+            AddSet(set_name, IpsetType::kHashIp,
+                   std::string(ingress ? "ingress" : "egress") + " rule " +
+                       std::to_string(rule_index) + " named port " + std::to_string(port_index));
         for (const auto& ip : ips) set.entries.insert({ip, false});
         std::string port_text = PortText({named.protocol, std::to_string(number)});
         for (const auto& peer : peer_matches) {
@@ -457,7 +492,8 @@ class PolicyCompiler {
     const auto& ns = policy.meta.namespace_;
     const auto& rules = ingress ? policy.ingress : policy.egress;
     std::string target_set = TargetSetName(ingress, ns, policy.meta.name, family_);
-    auto& tset = AddSet(target_set, IpsetType::kHashIp);
+    auto& tset = AddSet(target_set, IpsetType::kHashIp,
+                        std::string(ingress ? "ingress" : "egress") + " targets");
     for (const auto& ref : targets) tset.entries.insert({ref.ip, false});
     // Ingress: the targets are the destination; egress: the source.
     std::string target_match = MatchSet(target_set, ingress ? "dst" : "src");
@@ -510,12 +546,13 @@ class PolicyCompiler {
         }
         if (any_pod_peer) {
           std::string name = PeerSetName(ingress, ns, policy.meta.name, i, false, family_);
-          AddSet(name, IpsetType::kHashIp).entries = std::move(pod_entries);
+          AddSet(name, IpsetType::kHashIp, where + " pod peers").entries = std::move(pod_entries);
           peer_matches.push_back(MatchSet(name, peer_dir));
         }
         if (any_block_peer) {
           std::string name = PeerSetName(ingress, ns, policy.meta.name, i, true, family_);
-          AddSet(name, IpsetType::kHashNet).entries = std::move(block_entries);
+          AddSet(name, IpsetType::kHashNet, where + " ipBlock peers").entries =
+              std::move(block_entries);
           peer_matches.push_back(MatchSet(name, peer_dir));
         }
         if (peer_matches.empty()) continue;  // every peer was invalid: allow nothing
@@ -553,8 +590,10 @@ class PolicyCompiler {
   const ClusterIndex& index_;
   const std::string& local_node_;
   IpFamily family_;
+  NameOwners& owners_;  // policy chains and sets, across the policies of the state
   DesiredState& out_;
   CompiledPolicy* record_ = nullptr;
+  IpsetSet scratch_;  // where a set goes whose name another owner holds
   std::map<std::string, std::vector<PodRef>> peer_cache_;
 };
 
@@ -657,6 +696,7 @@ Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
   }
   if (policies != nullptr) {
     for (const auto& pp : *policies) {
+      if (pp.chain.empty()) continue;  // not programmed (name collision): isolates, allows nothing
       std::string direction = pp.ingress && pp.egress ? "" : pp.ingress ? " -d " + ip : " -s " + ip;
       chain.rules.push_back(Comment("run through nw policy chain") + direction + " -j " + pp.chain);
     }
@@ -675,10 +715,12 @@ Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
 
 // The per-pod chains of the local pods and the three top-level chains that jump to them.
 // With them the tail chain, which depends on the node's pod CIDRs.
+// A local pod whose chain name another pod holds (a hash collision) gets no chain: its traffic
+// is rejected outright, and `collisions` says why.
 std::map<std::string, Chain> PodAndTopLevelChains(
     const ClusterIndex& index, const NetpolConfig& config, IpFamily family,
     const std::map<std::string, CompiledPolicy>& policies,
-    const std::vector<IpPrefix>& node_pod_cidrs) {
+    const std::vector<IpPrefix>& node_pod_cidrs, std::vector<std::string>& collisions) {
   std::map<std::string, std::vector<PodPolicy>> pod_policies;
   for (const auto& [key, compiled] : policies) {  // policy key order: the jump order
     for (const auto& pod : compiled.local_targets) {
@@ -711,8 +753,21 @@ std::map<std::string, Chain> PodAndTopLevelChains(
     }
   }
 
+  NameOwners pod_chains;
   for (const auto& ref : index.local_pods()) {
     const std::string key = ref.pod->meta.Key();
+    const std::string name = PodChainName(ref.pod->meta.namespace_, ref.pod->meta.name);
+    if (auto holder = pod_chains.Claim(name, "Pod " + key)) {
+      collisions.push_back("Pod " + key + ": chain name " + name + " is already held by " +
+                           *holder + " (hash collision); its traffic is rejected");
+      std::string reject = Comment("chain name collision, rejected: POD name:" + key);
+      for (Chain* top : {&forward, &output}) {
+        top->rules.push_back(reject + " -d " + ref.ip + " -j REJECT");
+        top->rules.push_back(reject + " -s " + ref.ip + " -j REJECT");
+      }
+      input.rules.push_back(reject + " -s " + ref.ip + " -j REJECT");
+      continue;
+    }
     auto found = pod_policies.find(key);
     Chain chain = PodChain(ref, found == pod_policies.end() ? nullptr : &found->second);
     std::string to_pod = Comment("rule to jump traffic destined to POD name:" + key);
@@ -785,6 +840,9 @@ struct IncrementalCompiler::Impl {
   DesiredState state;
   std::map<std::string, CompiledPolicy> policies;  // by policy key
   std::set<std::string> pod_and_top_chains;        // names in state.chains
+  NameOwners owners;                               // of the policies' chains and sets
+  std::set<std::string> collided;                  // keys of policies refused a name
+  std::vector<std::string> pod_collisions;
   ByKey<k8s::Pod> pods;
   ByKey<k8s::Namespace> namespaces;
   ByKey<k8s::NetworkPolicy> policy_objects;
@@ -796,11 +854,14 @@ struct IncrementalCompiler::Impl {
     if (!it->second.chain.empty()) {
       auto chain = state.chains.extract(it->second.chain);
       changes.chains.try_emplace(it->second.chain, std::move(chain.mapped()));
+      owners.Release(it->second.chain);
     }
     for (const auto& name : it->second.sets) {
       auto set = state.sets.extract(name);
       changes.sets.try_emplace(name, std::move(set.mapped()));
+      owners.Release(name);
     }
+    collided.erase(key);
     policies.erase(it);
   }
 
@@ -813,12 +874,15 @@ struct IncrementalCompiler::Impl {
       if (!compiled.chain.empty()) changes->chains.try_emplace(compiled.chain, std::nullopt);
       for (const auto& name : compiled.sets) changes->sets.try_emplace(name, std::nullopt);
     }
+    if (!compiled.collisions.empty()) collided.insert(policy->meta.Key());
     policies[policy->meta.Key()] = std::move(compiled);
   }
 
   void SetPodAndTopLevelChains(const ClusterIndex& index, const ClusterView& view,
                                Changes* changes) {
-    auto chains = PodAndTopLevelChains(index, config, family, policies, view.node_pod_cidrs);
+    pod_collisions.clear();
+    auto chains =
+        PodAndTopLevelChains(index, config, family, policies, view.node_pod_cidrs, pod_collisions);
     for (const auto& name : pod_and_top_chains) {
       if (chains.contains(name)) continue;
       auto old = state.chains.extract(name);
@@ -853,6 +917,17 @@ struct IncrementalCompiler::Impl {
     }
   }
 
+  // Policies first (key order), then pods: the same list a fresh compile would give.
+  void CollectCollisions() {
+    state.name_collisions.clear();
+    for (const auto& key : collided) {
+      const auto& lines = policies.at(key).collisions;
+      state.name_collisions.insert(state.name_collisions.end(), lines.begin(), lines.end());
+    }
+    state.name_collisions.insert(state.name_collisions.end(), pod_collisions.begin(),
+                                 pod_collisions.end());
+  }
+
   void CollectProblems() {
     state.problems.clear();
     for (const auto& [key, compiled] : policies) {
@@ -866,15 +941,22 @@ struct IncrementalCompiler::Impl {
     changes.full = true;
     state = DesiredState{};
     policies.clear();
+    owners.Clear();
+    collided.clear();
     ClusterIndex index(view, config, family);
-    PolicyCompiler compiler(index, config.node_name, family, state);
-    for (const auto& policy : view.policies) AddPolicy(compiler, policy, nullptr);
+    PolicyCompiler compiler(index, config.node_name, family, owners, state);
+    // Key order decides which of two colliding policies keeps a name, as in CompileChanged.
+    std::vector<std::shared_ptr<const k8s::NetworkPolicy>> ordered = view.policies;
+    std::sort(ordered.begin(), ordered.end(),
+              [](const auto& a, const auto& b) { return a->meta.Key() < b->meta.Key(); });
+    for (const auto& policy : ordered) AddPolicy(compiler, policy, nullptr);
     changes.policies_compiled = policies.size();
     AddStaticChains(family, state.chains);
     pod_and_top_chains.clear();
     SetPodAndTopLevelChains(index, view, nullptr);
     SetLocalPodsSet(index, nullptr);
     CollectProblems();
+    CollectCollisions();
     compiled = true;
     return changes;
   }
@@ -911,9 +993,12 @@ struct IncrementalCompiler::Impl {
         if (NeedsRecompile(compiled, pod_changes, namespace_changes, index)) dirty.insert(key);
       }
     }
-    PolicyCompiler compiler(index, config.node_name, family, state);
+    // A policy refused a name retries whenever others change: the holder may be gone.
+    if (!dirty.empty()) dirty.insert(collided.begin(), collided.end());
+    PolicyCompiler compiler(index, config.node_name, family, owners, state);
+    // All removals first, so the names they free are there for the additions (in key order).
+    for (const auto& key : dirty) RemovePolicy(key, changes);
     for (const auto& key : dirty) {
-      RemovePolicy(key, changes);
       auto it = new_policies.find(key);
       if (it != new_policies.end()) AddPolicy(compiler, it->second, &changes);
     }
@@ -921,6 +1006,7 @@ struct IncrementalCompiler::Impl {
     SetPodAndTopLevelChains(index, view, &changes);
     SetLocalPodsSet(index, &changes);
     if (!dirty.empty()) CollectProblems();
+    CollectCollisions();
     return changes;
   }
 };

@@ -1,6 +1,6 @@
 #include "kube_router/netpol/naming.h"
 
-#include "kube_router/base/sha256.h"
+#include "kube_router/base/hashed_name.h"
 
 namespace kr::netpol {
 namespace {
@@ -9,53 +9,44 @@ std::string SetFamilyPrefix(netfilter::IpFamily family) {
   return family == netfilter::IpFamily::kV6 ? "inet6:" : "";
 }
 
+std::string Direction(bool ingress) { return ingress ? "ingress" : "egress"; }
+
 }  // namespace
 
-std::string HashName(std::string_view text) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  auto digest = Sha256(text);
-  // 16 characters x 5 bits = 80 bits = the first 10 digest bytes.
-  std::string out;
-  uint64_t buffer = 0;
-  int bits = 0;
-  for (size_t i = 0; out.size() < 16; ++i) {
-    buffer = (buffer << 8) | digest[i];
-    bits += 8;
-    while (bits >= 5 && out.size() < 16) {
-      bits -= 5;
-      out += kAlphabet[(buffer >> bits) & 0x1f];
-    }
-  }
-  return out;
-}
+// Every hashed name below goes through HashedName: its fields are length-prefixed, so no two
+// (namespace, name, ...) tuples share an input (kube-router concatenates them: team-a/bx and
+// team-ab/x collide there). Each kind adds a tag of its own as well.
 
 std::string PodChainName(const std::string& ns, const std::string& pod) {
-  return kPodChainPrefix + HashName(ns + pod);
+  return HashedName(kPodChainPrefix, {"pod", ns, pod});
 }
 
 std::string PolicyChainName(const std::string& ns, const std::string& policy,
                             netfilter::IpFamily family) {
-  return kPolicyChainPrefix + HashName(ns + policy + netfilter::IpFamilyName(family));
+  return HashedName(kPolicyChainPrefix, {"policy", ns, policy, netfilter::IpFamilyName(family)});
 }
 
 std::string TargetSetName(bool ingress, const std::string& ns, const std::string& policy,
                           netfilter::IpFamily family) {
-  return SetFamilyPrefix(family) + (ingress ? "KUBE-DST-" : "KUBE-SRC-") +
-         HashName(ns + policy + netfilter::IpFamilyName(family));
+  return SetFamilyPrefix(family) +
+         HashedName(ingress ? "KUBE-DST-" : "KUBE-SRC-",
+                    {"targets", ns, policy, netfilter::IpFamilyName(family), Direction(ingress)});
 }
 
 std::string PeerSetName(bool ingress, const std::string& ns, const std::string& policy,
                         size_t index, bool ip_block, netfilter::IpFamily family) {
-  std::string key = ns + policy + (ingress ? "ingressrule" : "egressrule") + std::to_string(index) +
-                    netfilter::IpFamilyName(family) + (ip_block ? "ipblock" : "pod");
-  return SetFamilyPrefix(family) + (ingress ? "KUBE-SRC-" : "KUBE-DST-") + HashName(key);
+  return SetFamilyPrefix(family) +
+         HashedName(ingress ? "KUBE-SRC-" : "KUBE-DST-",
+                    {ip_block ? "ipblock-peers" : "pod-peers", ns, policy,
+                     netfilter::IpFamilyName(family), Direction(ingress), std::to_string(index)});
 }
 
 std::string NamedPortSetName(bool ingress, const std::string& ns, const std::string& policy,
                              size_t index, size_t port_index, netfilter::IpFamily family) {
-  std::string key = ns + policy + (ingress ? "ingressrule" : "egressrule") + std::to_string(index) +
-                    std::to_string(port_index) + netfilter::IpFamilyName(family) + "namedport";
-  return SetFamilyPrefix(family) + "KUBE-DST-" + HashName(key);
+  return SetFamilyPrefix(family) +
+         HashedName("KUBE-DST-",
+                    {"named-port", ns, policy, netfilter::IpFamilyName(family), Direction(ingress),
+                     std::to_string(index), std::to_string(port_index)});
 }
 
 std::string LocalPodsSetName(netfilter::IpFamily family) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "kube_router/base/hashed_name.h"
 #include "kube_router/base/log.h"
 #include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/netpol/naming.h"
@@ -22,9 +23,10 @@ struct BuiltinJump {
 constexpr BuiltinJump kBuiltinJumps[] = {
     {"INPUT", kInputChain}, {"FORWARD", kForwardChain}, {"OUTPUT", kOutputChain}};
 
+// kube-router's comment (a digest of constants, no object data), so an upgrade keeps the jumps.
 std::string JumpRule(const BuiltinJump& jump) {
   return "-m comment --comment \"kube-router netpol - " +
-         HashName(std::string(jump.builtin) + jump.chain) + "\" -j " + jump.chain;
+         NameDigest(std::string(jump.builtin) + jump.chain, 16) + "\" -j " + jump.chain;
 }
 
 template <typename T>
@@ -167,13 +169,20 @@ const DesiredState* NetworkPolicyController::applied(IpFamily family) const {
 void NetworkPolicyController::LogNewProblems() {
   std::set<std::string> current(view_problems_.begin(), view_problems_.end());
   view_problems_.clear();
+  std::set<std::string> collisions;
   for (const auto& f : families_) {
     const auto& problems = f.compiler.state().problems;
     current.insert(problems.begin(), problems.end());
+    const auto& lines = f.compiler.state().name_collisions;
+    collisions.insert(lines.begin(), lines.end());
   }
   for (const auto& problem : current) {
     if (!known_problems_.contains(problem)) KR_LOG_WARN("{}", problem);
   }
+  for (const auto& collision : collisions) {
+    if (!known_problems_.contains(collision)) KR_LOG_ERROR("{}", collision);
+  }
+  current.merge(collisions);
   // A problem that goes away and comes back is logged again.
   known_problems_ = std::move(current);
 }

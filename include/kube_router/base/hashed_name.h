@@ -41,6 +41,9 @@ class NameOwners {
   std::map<std::string, std::string> owners_;
 };
 
+// The default digest of HashedName: the first `digits` base32 characters of sha256(encoded).
+std::string NameDigest(std::string_view encoded, size_t digits);
+
 // Tests only: while alive, HashedName hashes the encoding with `digest` (returning the name's
 // hash characters) instead of SHA-256, so a test can force two owners onto one name.
 class ScopedNameHashForTesting {

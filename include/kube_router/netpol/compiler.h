@@ -56,6 +56,9 @@ struct DesiredState {
   std::map<std::string, netfilter::IpsetSet> sets;
   // One line per rejected piece of input: "NetworkPolicy ns/name: what was wrong".
   std::vector<std::string> problems;
+  // One line per derived name that a second owner mapped to (a hash collision), naming both;
+  // the second is not programmed (policies: their pods stay isolated; pods: rejected).
+  std::vector<std::string> name_collisions;
 
   size_t RuleCount() const;
 };

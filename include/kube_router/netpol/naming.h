@@ -1,6 +1,9 @@
-// kube-router's names for the network policy chains and ipsets (reference §4.1). Hashed names
-// are "<prefix>" + the first 16 characters of base32(sha256(...)), which keeps chain names
-// within the 28 characters xtables allows and set names within ipset's 31.
+// Names of the network policy chains and ipsets: kube-router's prefixes and lengths (reference
+// §4.1), but every hashed name is HashedName(prefix, {kind, namespace, name, ...}) from
+// base/hashed_name.h (length-prefixed fields, 16 base32 characters of SHA-256), not kube-router's
+// plain concatenation. That keeps chain names within the 28 characters xtables allows and set
+// names within ipset's 31, and no two objects share a name unless SHA-256 truncated to 80 bits
+// collides (the compiler refuses a second owner of a name).
 #pragma once
 
 #include <string>
@@ -23,9 +26,6 @@ inline constexpr char kLocalPodsSet[] = "kube-router-local-pods";
 // Marks: "a policy permitted this packet" and "passed network policies".
 inline constexpr char kAllowedMark[] = "0x10000/0x10000";
 inline constexpr char kPassedMark[] = "0x20000/0x20000";
-
-// Standard base32 (RFC 4648 alphabet, no padding needed for 16 characters) of sha256(text).
-std::string HashName(std::string_view text);
 
 std::string PodChainName(const std::string& ns, const std::string& pod);
 std::string PolicyChainName(const std::string& ns, const std::string& policy,

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "kube_router/base/hashed_name.h"
 #include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/netlink/fakes.h"
@@ -158,6 +159,37 @@ TEST_F(ControllerTest, NewAndDeletedLocalPodsAddAndRemoveOnlyTheirChains) {
   EXPECT_FALSE(HasChain(PodChainName("x", "d")));
   EXPECT_EQ(Members(TargetSetName(true, "x", "allow-b", IpFamily::kV4)),
             (std::set<IpsetEntry>{{"10.0.1.1"}}));
+}
+
+TEST_F(ControllerTest, AnUpgradeRemovesChainsAndSetsLeftUnderTheOldAmbiguousNames) {
+  // What kube-router (and this agent before HashedName) left: names hashing namespace + name
+  // concatenated, wired as usual (jumps, --match-set references).
+  const std::string old_pod = std::string(kPodChainPrefix) + NameDigest("xa", 16);
+  const std::string old_policy = std::string(kPolicyChainPrefix) + NameDigest("xallow-bIPv4", 16);
+  const std::string old_set = "KUBE-DST-" + NameDigest("xallow-bIPv4", 16);
+  const std::string old_peers = "KUBE-SRC-" + NameDigest("xallow-bingressrule0IPv4pod", 16);
+  netfilter::TableSnapshot filter = iptables_->table("filter");  // the built-in chains
+  filter.chains["FORWARD"] = {"-m comment --comment \"kube-router netpol\" -j " +
+                              std::string(kForwardChain)};
+  filter.chains[kForwardChain] = {"-d 10.0.1.1/32 -j " + old_pod};
+  filter.chains[old_pod] = {"-d 10.0.1.1/32 -j " + old_policy};
+  filter.chains[old_policy] = {"-m set --match-set " + old_peers + " src -m set --match-set " +
+                               old_set + " dst -j MARK --set-xmark 0x10000/0x10000"};
+  std::map<std::string, netfilter::IpsetSet> sets;
+  for (const auto& name : {old_set, old_peers}) {
+    sets[name] = {name, netfilter::IpsetType::kHashIp, IpFamily::kV4, {{"10.0.1.1"}}};
+  }
+  StartController(&filter, &sets);
+  auto synced = controller_->Sync(SyncReason::kStartup);
+  ASSERT_TRUE(synced.ok()) << synced.message();
+  for (const auto& name : {old_pod, old_policy}) EXPECT_FALSE(HasChain(name)) << name;
+  for (const auto& name : {old_set, old_peers}) EXPECT_FALSE(ipset_->sets().contains(name)) << name;
+  EXPECT_TRUE(HasChain(PodChainName("x", "a")));
+  EXPECT_TRUE(HasChain(policy_chain_));
+  EXPECT_EQ(Members(peer_set_), (std::set<IpsetEntry>{{"10.0.1.2"}}));
+  for (const auto& rule : Chain(kForwardChain)) {
+    EXPECT_EQ(rule.find(old_pod), std::string::npos) << rule;
+  }
 }
 
 TEST_F(ControllerTest, PolicyDeletionRemovesItsChainAndSets) {

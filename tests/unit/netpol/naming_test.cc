@@ -7,16 +7,39 @@ namespace {
 
 using netfilter::IpFamily;
 
-// Expected values computed independently (Python hashlib + base64.b32encode).
-TEST(HashName, IsBase32OfSha256) {
-  EXPECT_EQ(HashName("abc"), "XJ4BNP4PAHH6UQKB");
-  EXPECT_EQ(HashName("nsxa"), "JSG2JZPJZDIEAIVB");
+// Expected values computed independently (Python: base64.b32encode(hashlib.sha256(encoding)) of
+// the length-prefixed fields "<len>:<field>", prefix first).
+TEST(Naming, HashesLengthPrefixedFields) {
+  EXPECT_EQ(PolicyChainName("default", "web-policy", IpFamily::kV4),
+            "KUBE-NWPLCY-UVFRUXIQ5ZRSMQSB");
+  EXPECT_EQ(PodChainName("nsx", "a"), "KUBE-POD-FW-5PPSZ7ESS6SU3T5Y");
+  EXPECT_EQ(TargetSetName(true, "team-a", "bx", IpFamily::kV4), "KUBE-DST-XYNA7OBP3OFJQ7FP");
+}
+
+// The attack of issue 16: kube-router hashes namespace + name, so these pairs share names.
+TEST(Naming, NamespaceAndNameCannotBeShiftedIntoEachOther) {
+  for (auto family : {IpFamily::kV4, IpFamily::kV6}) {
+    EXPECT_NE(PolicyChainName("team-a", "bx", family), PolicyChainName("team-ab", "x", family));
+    EXPECT_NE(TargetSetName(true, "team-a", "bx", family),
+              TargetSetName(true, "team-ab", "x", family));
+    EXPECT_NE(TargetSetName(false, "team-a", "bx", family),
+              TargetSetName(false, "team-ab", "x", family));
+    EXPECT_NE(PeerSetName(true, "team-a", "bx", 0, false, family),
+              PeerSetName(true, "team-ab", "x", 0, false, family));
+    // Rule index 1 + port index 12 vs rule index 11 + port index 2.
+    EXPECT_NE(NamedPortSetName(true, "ns", "p", 1, 12, family),
+              NamedPortSetName(true, "ns", "p", 11, 2, family));
+    EXPECT_NE(PeerSetName(true, "ns", "p1", 1, false, family),
+              PeerSetName(true, "ns", "p", 11, false, family));
+  }
+  EXPECT_NE(PodChainName("team-a", "db"), PodChainName("team-ad", "b"));
+  EXPECT_NE(PodChainName("team-a", "bx"), PodChainName("team-ab", "x"));
+  // A policy's target set and another policy's peer or named-port set never share input.
+  EXPECT_NE(TargetSetName(true, "ns", "p", IpFamily::kV4),
+            NamedPortSetName(false, "ns", "p", 0, 0, IpFamily::kV4));
 }
 
 TEST(Naming, FollowsKubeRouterShapesAndLimits) {
-  EXPECT_EQ(PolicyChainName("default", "web-policy", IpFamily::kV4),
-            "KUBE-NWPLCY-6QSOJFOXGYFQGTHW");
-  EXPECT_EQ(PodChainName("nsx", "a"), "KUBE-POD-FW-JSG2JZPJZDIEAIVB");
   EXPECT_LE(PodChainName("nsx", "a").size(), 28u);
   std::string v6 = NamedPortSetName(false, "ns", "p", 3, 1, IpFamily::kV6);
   EXPECT_TRUE(v6.starts_with("inet6:KUBE-DST-"));
