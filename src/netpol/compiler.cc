@@ -161,7 +161,9 @@ struct PeerRead {
 // Selector pointers point into `policy`, which this record keeps alive.
 struct CompiledPolicy {
   std::shared_ptr<const k8s::NetworkPolicy> policy;
-  std::string chain;  // empty: the policy compiled to nothing
+  // Its ingress and egress chains (empty: none for that direction, or not programmed).
+  std::string ingress_chain;
+  std::string egress_chain;
   std::vector<std::string> sets;
   std::vector<std::string> problems;
   std::vector<std::string> local_targets;  // keys of the pods on this node it selects
@@ -169,7 +171,7 @@ struct CompiledPolicy {
   std::vector<PeerRead> peer_reads;
   bool reads_all_pods = false;  // an egress named port towards everyone
   // Names another owner already held (a hash collision): the policy is then not programmed
-  // (`chain` and `sets` empty) and its targets stay isolated in its directions.
+  // (no chains, `sets` empty) and its targets stay isolated in its directions.
   std::vector<std::string> collisions;
 };
 
@@ -249,11 +251,15 @@ class PolicyCompiler {
     if (!policy.policy_ingress && !policy.policy_egress) return compiled;
     compiled.target_selector = &policy.pod_selector;
     auto targets = index_.PodsIn(policy.meta.namespace_, &policy.pod_selector);
-    Chain chain;
-    chain.name = PolicyChainName(policy.meta.namespace_, policy.meta.name, family_);
-    bool chain_claimed = Claim(chain.name, "chain", "chain");
-    if (policy.policy_ingress) CompileDirection(policy, true, targets, chain);
-    if (policy.policy_egress) CompileDirection(policy, false, targets, chain);
+    std::vector<std::pair<bool, Chain>> chains;  // claimed, by direction (true: ingress)
+    for (bool ingress : {true, false}) {
+      if (!(ingress ? policy.policy_ingress : policy.policy_egress)) continue;
+      Chain chain;
+      chain.name = PolicyChainName(policy.meta.namespace_, policy.meta.name, family_, ingress);
+      bool claimed = Claim(chain.name, "chain", ingress ? "ingress chain" : "egress chain");
+      CompileDirection(policy, ingress, targets, chain);
+      if (claimed) chains.emplace_back(ingress, std::move(chain));
+    }
     for (const auto& ref : targets) {
       if (ref.pod->node_name == local_node_) compiled.local_targets.push_back(ref.pod->meta.Key());
     }
@@ -264,11 +270,13 @@ class PolicyCompiler {
         owners_.Release(name);
       }
       compiled.sets.clear();
-      if (chain_claimed) owners_.Release(chain.name);
+      for (const auto& [ingress, chain] : chains) owners_.Release(chain.name);
       return compiled;
     }
-    compiled.chain = chain.name;
-    out_.chains[chain.name] = std::move(chain);
+    for (auto& [ingress, chain] : chains) {
+      (ingress ? compiled.ingress_chain : compiled.egress_chain) = chain.name;
+      out_.chains[chain.name] = std::move(chain);
+    }
     return compiled;
   }
 
@@ -664,9 +672,11 @@ IpsetSet LocalPodsSet(const ClusterIndex& index, IpFamily family) {
   return set;
 }
 
-// Which policies select a local pod, and in which directions.
+// Which policies select a local pod, in which directions, and their chains (empty when not
+// programmed: the pod is still isolated in that direction).
 struct PodPolicy {
-  std::string chain;
+  std::string ingress_chain;
+  std::string egress_chain;
   bool ingress = false;
   bool egress = false;
 };
@@ -695,10 +705,16 @@ Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
                           ip + " -j " + kDefaultChain);
   }
   if (policies != nullptr) {
+    // Ingress chains only for packets to the pod, egress chains only for packets from it.
     for (const auto& pp : *policies) {
-      if (pp.chain.empty()) continue;  // not programmed (name collision): isolates, allows nothing
-      std::string direction = pp.ingress && pp.egress ? "" : pp.ingress ? " -d " + ip : " -s " + ip;
-      chain.rules.push_back(Comment("run through nw policy chain") + direction + " -j " + pp.chain);
+      if (pp.ingress && !pp.ingress_chain.empty()) {
+        chain.rules.push_back(Comment("run through nw policy chain") + " -d " + ip + " -j " +
+                              pp.ingress_chain);
+      }
+      if (pp.egress && !pp.egress_chain.empty()) {
+        chain.rules.push_back(Comment("run through nw policy chain") + " -s " + ip + " -j " +
+                              pp.egress_chain);
+      }
     }
   }
   chain.rules.push_back(Comment("rule to log dropped traffic POD name:" + key) +
@@ -724,8 +740,9 @@ std::map<std::string, Chain> PodAndTopLevelChains(
   std::map<std::string, std::vector<PodPolicy>> pod_policies;
   for (const auto& [key, compiled] : policies) {  // policy key order: the jump order
     for (const auto& pod : compiled.local_targets) {
-      pod_policies[pod].push_back(
-          {compiled.chain, compiled.policy->policy_ingress, compiled.policy->policy_egress});
+      pod_policies[pod].push_back({compiled.ingress_chain, compiled.egress_chain,
+                                   compiled.policy->policy_ingress,
+                                   compiled.policy->policy_egress});
     }
   }
 
@@ -851,10 +868,11 @@ struct IncrementalCompiler::Impl {
   void RemovePolicy(const std::string& key, Changes& changes) {
     auto it = policies.find(key);
     if (it == policies.end()) return;
-    if (!it->second.chain.empty()) {
-      auto chain = state.chains.extract(it->second.chain);
-      changes.chains.try_emplace(it->second.chain, std::move(chain.mapped()));
-      owners.Release(it->second.chain);
+    for (const auto& name : {it->second.ingress_chain, it->second.egress_chain}) {
+      if (name.empty()) continue;
+      auto chain = state.chains.extract(name);
+      changes.chains.try_emplace(name, std::move(chain.mapped()));
+      owners.Release(name);
     }
     for (const auto& name : it->second.sets) {
       auto set = state.sets.extract(name);
@@ -871,7 +889,9 @@ struct IncrementalCompiler::Impl {
     if (changes != nullptr) {
       // Names another policy never produces (they hash this policy's namespace and name), so a
       // name not recorded by RemovePolicy did not exist.
-      if (!compiled.chain.empty()) changes->chains.try_emplace(compiled.chain, std::nullopt);
+      for (const auto& name : {compiled.ingress_chain, compiled.egress_chain}) {
+        if (!name.empty()) changes->chains.try_emplace(name, std::nullopt);
+      }
       for (const auto& name : compiled.sets) changes->sets.try_emplace(name, std::nullopt);
     }
     if (!compiled.collisions.empty()) collided.insert(policy->meta.Key());

@@ -22,8 +22,9 @@ std::string PodChainName(const std::string& ns, const std::string& pod) {
 }
 
 std::string PolicyChainName(const std::string& ns, const std::string& policy,
-                            netfilter::IpFamily family) {
-  return HashedName(kPolicyChainPrefix, {"policy", ns, policy, netfilter::IpFamilyName(family)});
+                            netfilter::IpFamily family, bool ingress) {
+  return HashedName(kPolicyChainPrefix,
+                    {"policy", ns, policy, netfilter::IpFamilyName(family), Direction(ingress)});
 }
 
 std::string TargetSetName(bool ingress, const std::string& ns, const std::string& policy,

@@ -28,8 +28,11 @@ inline constexpr char kAllowedMark[] = "0x10000/0x10000";
 inline constexpr char kPassedMark[] = "0x20000/0x20000";
 
 std::string PodChainName(const std::string& ns, const std::string& pod);
+// One chain per policy and direction: a pod chain jumps to the ingress chain only for packets
+// to the pod and to the egress chain only for packets from it, so one pod's egress check never
+// runs the ingress rules that belong to the other end (and vice versa).
 std::string PolicyChainName(const std::string& ns, const std::string& policy,
-                            netfilter::IpFamily family);
+                            netfilter::IpFamily family, bool ingress);
 // The set of a policy's target pods: KUBE-DST- (ingress) or KUBE-SRC- (egress).
 std::string TargetSetName(bool ingress, const std::string& ns, const std::string& policy,
                           netfilter::IpFamily family);

@@ -75,8 +75,8 @@ class NameCollisionTest : public ::testing::Test {
 };
 
 TEST_F(NameCollisionTest, TheTestDigestReallyCollides) {
-  EXPECT_EQ(PolicyChainName("team-a", "bx", IpFamily::kV4),
-            PolicyChainName("team-ab", "x", IpFamily::kV4));
+  EXPECT_EQ(PolicyChainName("team-a", "bx", IpFamily::kV4, true),
+            PolicyChainName("team-ab", "x", IpFamily::kV4, true));
   EXPECT_EQ(TargetSetName(true, "team-a", "bx", IpFamily::kV4),
             TargetSetName(true, "team-ab", "x", IpFamily::kV4));
   EXPECT_EQ(PodChainName("team-a", "db"), PodChainName("team-ad", "b"));
@@ -86,7 +86,7 @@ TEST_F(NameCollisionTest, ASecondPolicyOnTheSameNamesIsRefusedAndTheFirstKeepsTh
   view_.policies = {Attacker(), Victim()};
   DesiredState state = Compile(view_, config_, IpFamily::kV4);
   DesiredState alone = Alone();
-  const std::string chain = PolicyChainName("team-a", "bx", IpFamily::kV4);
+  const std::string chain = PolicyChainName("team-a", "bx", IpFamily::kV4, true);
   const std::string set = TargetSetName(true, "team-a", "bx", IpFamily::kV4);
   // The victim's chain and target set are exactly what they are without the attacker.
   EXPECT_EQ(state.chains.at(chain), alone.chains.at(chain));

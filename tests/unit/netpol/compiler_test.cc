@@ -83,8 +83,8 @@ std::string InPeer(const std::string& policy, size_t rule, bool block = false) {
 std::string OutPeer(const std::string& policy, size_t rule, bool block = false) {
   return PeerSetName(false, "x", policy, rule, block, IpFamily::kV4);
 }
-std::string PChain(const std::string& policy) {
-  return PolicyChainName("x", policy, IpFamily::kV4);
+std::string PChain(const std::string& policy, bool ingress = true) {
+  return PolicyChainName("x", policy, IpFamily::kV4, ingress);
 }
 const std::string kPodXA = PodChainName("x", "a");
 
@@ -145,9 +145,9 @@ std::vector<Case> Cases() {
        {Policy("x", "world", {}, false, true, {}, {Rule({BlockPeer("0.0.0.0/0")})})},
        {{OutPeer("world", 0, true), {{"0.0.0.0/1", false}, {"128.0.0.0/1", false}}},
         {Src("world"), Ips({"10.0.1.1", "10.0.1.2", "10.0.1.3"})}},
-       {{PChain("world"), "-m set --match-set " + Src("world") + " src -m set --match-set " +
-                              OutPeer("world", 0, true) + " dst -j MARK"},
-        {kPodXA, "-s 10.0.1.1 -j " + PChain("world")},
+       {{PChain("world", false), "-m set --match-set " + Src("world") + " src -m set --match-set " +
+                                     OutPeer("world", 0, true) + " dst -j MARK"},
+        {kPodXA, "-s 10.0.1.1 -j " + PChain("world", false)},
         {kPodXA, "-d 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
        {{kPodXA, "-s 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
        {}});
@@ -188,17 +188,26 @@ std::vector<Case> Cases() {
                {Rule({NamespacePeer(Labels({{"ns", "z"}}))}, {NamedPort("serve-80-tcp")})})},
        {{NamedPortSetName(false, "x", "out", 0, 0, IpFamily::kV4), Ips({"10.0.3.1"})},
         {NamedPortSetName(false, "x", "out", 0, 1, IpFamily::kV4), Ips({"10.0.3.2", "10.0.3.3"})}},
-       {{PChain("out"), "-m set --match-set " + Src("out") + " src -m set --match-set " +
-                            NamedPortSetName(false, "x", "out", 0, 1, IpFamily::kV4) +
-                            " dst -p tcp --dport 8080"}},
+       {{PChain("out", false), "-m set --match-set " + Src("out") + " src -m set --match-set " +
+                                   NamedPortSetName(false, "x", "out", 0, 1, IpFamily::kV4) +
+                                   " dst -p tcp --dport 8080"}},
        {},
        {}});
   cases.push_back(
-      {"a policy of both types is jumped to for both directions",
-       {Policy("x", "both", Labels({{"pod", "a"}}), true, true)},
+      {"a policy of both types: its ingress chain for packets to the pod, its egress chain for "
+       "packets from it (issue 16 item 2)",
+       {Policy("x", "both", Labels({{"pod", "a"}}), true, true, {Rule({})},
+               {Rule({PodPeer(Labels({{"pod", "b"}}))})})},
        {},
-       {{kPodXA, "-j " + PChain("both")}},
-       {{kPodXA, "-j KUBE-NWPLCY-DEFAULT"}, {kPodXA, "-d 10.0.1.1 -j " + PChain("both")}},
+       {{kPodXA, "-d 10.0.1.1 -j " + PChain("both", true)},
+        {kPodXA, "-s 10.0.1.1 -j " + PChain("both", false)},
+        {PChain("both", true), "--match-set " + Dst("both") + " dst -j MARK"},
+        {PChain("both", false), "--match-set " + OutPeer("both", 0) + " dst -j MARK"}},
+       {{kPodXA, "-j KUBE-NWPLCY-DEFAULT"},
+        {kPodXA, "-s 10.0.1.1 -j " + PChain("both", true)},
+        {kPodXA, "-d 10.0.1.1 -j " + PChain("both", false)},
+        {PChain("both", true), OutPeer("both", 0)},
+        {PChain("both", false), Dst("both")}},
        {}});
   cases.push_back(
       {"several policies on one pod are all jumped to",

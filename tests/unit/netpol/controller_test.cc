@@ -81,7 +81,7 @@ class ControllerTest : public ::testing::Test {
   FakeIpset* ipset_ = nullptr;
   netlink::FakeSysctl* sysctl_ = nullptr;
   std::unique_ptr<NetworkPolicyController> controller_;
-  const std::string policy_chain_ = PolicyChainName("x", "allow-b", IpFamily::kV4);
+  const std::string policy_chain_ = PolicyChainName("x", "allow-b", IpFamily::kV4, true);
   const std::string peer_set_ = PeerSetName(true, "x", "allow-b", 0, false, IpFamily::kV4);
 };
 
@@ -242,8 +242,8 @@ TEST_F(ControllerTest, BadPolicyDoesNotStopSyncing) {
   Put(*cluster_, Policy("x", "broken", Labels({{"pod", "b"}}), true, false,
                         {{{BlockPeer("300.0.0.0/8")}, {}}}));
   ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
-  EXPECT_TRUE(HasChain(PolicyChainName("x", "broken", IpFamily::kV4)));
-  EXPECT_TRUE(Chain(PolicyChainName("x", "broken", IpFamily::kV4)).empty());
+  EXPECT_TRUE(HasChain(PolicyChainName("x", "broken", IpFamily::kV4, true)));
+  EXPECT_TRUE(Chain(PolicyChainName("x", "broken", IpFamily::kV4, true)).empty());
   EXPECT_FALSE(Chain(policy_chain_).empty());
 }
 

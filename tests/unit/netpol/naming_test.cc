@@ -10,8 +10,8 @@ using netfilter::IpFamily;
 // Expected values computed independently (Python: base64.b32encode(hashlib.sha256(encoding)) of
 // the length-prefixed fields "<len>:<field>", prefix first).
 TEST(Naming, HashesLengthPrefixedFields) {
-  EXPECT_EQ(PolicyChainName("default", "web-policy", IpFamily::kV4),
-            "KUBE-NWPLCY-UVFRUXIQ5ZRSMQSB");
+  EXPECT_EQ(PolicyChainName("default", "web-policy", IpFamily::kV4, true),
+            "KUBE-NWPLCY-UZMMLXJ2P4KK5P7O");
   EXPECT_EQ(PodChainName("nsx", "a"), "KUBE-POD-FW-5PPSZ7ESS6SU3T5Y");
   EXPECT_EQ(TargetSetName(true, "team-a", "bx", IpFamily::kV4), "KUBE-DST-XYNA7OBP3OFJQ7FP");
 }
@@ -19,7 +19,11 @@ TEST(Naming, HashesLengthPrefixedFields) {
 // The attack of issue 16: kube-router hashes namespace + name, so these pairs share names.
 TEST(Naming, NamespaceAndNameCannotBeShiftedIntoEachOther) {
   for (auto family : {IpFamily::kV4, IpFamily::kV6}) {
-    EXPECT_NE(PolicyChainName("team-a", "bx", family), PolicyChainName("team-ab", "x", family));
+    for (bool ingress : {true, false}) {
+      EXPECT_NE(PolicyChainName("team-a", "bx", family, ingress),
+                PolicyChainName("team-ab", "x", family, ingress));
+    }
+    EXPECT_NE(PolicyChainName("ns", "p", family, true), PolicyChainName("ns", "p", family, false));
     EXPECT_NE(TargetSetName(true, "team-a", "bx", family),
               TargetSetName(true, "team-ab", "x", family));
     EXPECT_NE(TargetSetName(false, "team-a", "bx", family),
