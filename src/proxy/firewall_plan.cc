@@ -173,8 +173,7 @@ std::string ServicesJumpRule(IpFamily family) {
 std::vector<std::string> MasqueradeRules(const FirewallInput& input, IpFamily family) {
   auto node_ip = NodeIp(input, family);
   if (!node_ip) return {};
-  const std::string ipvs =
-      "-m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\"";
+  const std::string ipvs = "-m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\"";
   const std::string snat = " -j SNAT --to-source " + node_ip->ToString() + " --random-fully";
   std::vector<std::string> rules;
   std::set<IpPrefix> cidrs;

@@ -19,6 +19,7 @@
 #include "kube_router/proxy/proxy_firewall.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
+#include "netns/proxy_net/counting_adapters.h"
 
 namespace kr::proxy {
 namespace {
@@ -30,38 +31,8 @@ using netfilter::IptablesMode;
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
 
-// Counts writes through the real adapters.
-class CountingIptables : public netfilter::Iptables {
- public:
-  explicit CountingIptables(std::unique_ptr<netfilter::Iptables> real) : real_(std::move(real)) {}
-  IpFamily family() const override { return real_->family(); }
-  Result<netfilter::TableSnapshot> Save(const std::string& table) override {
-    return real_->Save(table);
-  }
-  Status Apply(const netfilter::TableUpdate& update) override {
-    ++writes;
-    return real_->Apply(update);
-  }
-  int writes = 0;
-
- private:
-  std::unique_ptr<netfilter::Iptables> real_;
-};
-
-class CountingIpset : public netfilter::Ipset {
- public:
-  explicit CountingIpset(std::unique_ptr<netfilter::Ipset> real) : real_(std::move(real)) {}
-  Result<std::vector<std::string>> ListNames() override { return real_->ListNames(); }
-  Result<std::map<std::string, netfilter::IpsetSet>> List() override { return real_->List(); }
-  Status Apply(const netfilter::IpsetUpdate& update) override {
-    ++writes;
-    return real_->Apply(update);
-  }
-  int writes = 0;
-
- private:
-  std::unique_ptr<netfilter::Ipset> real_;
-};
+using kr::testing::CountingIpset;
+using kr::testing::CountingIptables;
 
 enum class Outcome { kConnected, kRefused, kTimeout };
 

@@ -127,7 +127,7 @@ TEST_F(ProxyFirewallTest, ProgramsKubeRoutersRulesAndSetsInBothFamilies) {
   auto& nat = v4_.table("nat").chains;
   EXPECT_EQ(nat["POSTROUTING"],
             (std::vector<std::string>{
-                "! -s 10.244.1.0/24 ! -d 10.244.1.0/24 -m ipvs --ipvs --vdir ORIGINAL --vmethod "
+                "! -s 10.244.1.0/24 ! -d 10.244.1.0/24 -m ipvs --vdir ORIGINAL --vmethod "
                 "MASQ -m comment --comment \"\" -j SNAT --to-source 192.168.1.10 --random-fully",
                 "-m ipvs --vdir ORIGINAL -j KUBE-ROUTER-HAIRPIN"}));
   EXPECT_EQ(nat[kHairpinChain],
@@ -256,7 +256,7 @@ TEST_F(ProxyFirewallTest, MasqueradeAndHairpinFollowTheInput) {
   auto post = [&] { return v4_.table("nat").chains["POSTROUTING"]; };
   ASSERT_EQ(post().size(), 4u);  // two CIDRs, masquerade-all, hairpin jump
   EXPECT_EQ(post()[2],
-            "-m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" -j SNAT "
+            "-m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" -j SNAT "
             "--to-source 192.168.1.10 --random-fully");
   in.masquerade_all = false;
   in.hairpin.clear();
@@ -267,7 +267,7 @@ TEST_F(ProxyFirewallTest, MasqueradeAndHairpinFollowTheInput) {
   in.pod_cidrs.clear();
   ASSERT_TRUE(firewall_.Sync(in).ok());
   EXPECT_EQ(post(), (std::vector<std::string>{
-                        "-m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" "
+                        "-m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" "
                         "-j SNAT --to-source 192.168.1.10 --random-fully"}));
 }
 
@@ -279,9 +279,9 @@ TEST_F(ProxyFirewallTest, CleanupRemovesEveryFormOfOursAndNothingForeignTwice) {
   foreign.insert_rules = {
       {"POSTROUTING", 1, "-j DOCKER-POSTROUTING"},
       {"POSTROUTING", 2,
-       "-m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" -j MASQUERADE"},
+       "-m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" -j MASQUERADE"},
       {"POSTROUTING", 3,
-       "! -s 10.9.0.0/16 ! -d 10.9.0.0/16 -m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m "
+       "! -s 10.9.0.0/16 ! -d 10.9.0.0/16 -m ipvs --vdir ORIGINAL --vmethod MASQ -m "
        "comment --comment \"\" -j SNAT --to-source 192.168.1.10"},
       {"POSTROUTING", 4, "-s 10.0.0.0/8 -j MASQUERADE"}};
   ASSERT_TRUE(v4_.Apply(foreign).ok());
@@ -344,9 +344,12 @@ TEST(ExpandHairpin, FollowsTheFlagAndTheAnnotations) {
 
 TEST(FirewallPlan, RecognisesOnlyOurPostroutingRules) {
   EXPECT_TRUE(IsOwnedPostroutingRule(
-      "! -s 10.244.1.0/24 ! -d 10.244.1.0/24 -m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m "
+      "! -s 10.244.1.0/24 ! -d 10.244.1.0/24 -m ipvs --vdir ORIGINAL --vmethod MASQ -m "
       "comment --comment \"\" -j SNAT --to-source 192.168.1.10 --random-fully"));
   EXPECT_TRUE(IsOwnedPostroutingRule("-m ipvs --vdir ORIGINAL -j KUBE-ROUTER-HAIRPIN"));
+  // kube-router's own spelling (iptables-save drops the --ipvs flag) and its old MASQUERADE form.
+  EXPECT_TRUE(IsOwnedPostroutingRule(
+      "-m ipvs --ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" -j MASQUERADE"));
   EXPECT_FALSE(IsOwnedPostroutingRule("-s 10.0.0.0/8 -j MASQUERADE"));
   EXPECT_FALSE(IsOwnedPostroutingRule("-m ipvs --vdir ORIGINAL --vmethod MASQ -j ACCEPT"));
   EXPECT_FALSE(IsOwnedPostroutingRule("-j KUBE-POSTROUTING"));
