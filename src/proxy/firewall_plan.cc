@@ -238,7 +238,20 @@ TableUpdate PlanFilter(const TableSnapshot& filter, const FirewallInput& input, 
     }
     update.delete_rules.push_back({"INPUT", rule});
   }
-  if (keep_one) update.insert_rules.push_back({"INPUT", 1, jump});
+  if (keep_one) {
+    // Below the policy controller's jump when it is there: its pod egress rules must see
+    // pod-to-service traffic before our ACCEPT of service ports (kube-router's start-up order).
+    int position = 1;
+    if (input_chain != nullptr) {
+      int kept = 0;  // rules left above, after the deletions of this update
+      for (const auto& rule : *input_chain) {
+        if (netfilter::RuleTarget(rule) == kServicesChain) continue;  // all deleted above
+        ++kept;
+        if (netfilter::RuleTarget(rule) == kNetpolInputChain) position = kept + 1;
+      }
+    }
+    update.insert_rules.push_back({"INPUT", position, jump});
+  }
   return update;
 }
 

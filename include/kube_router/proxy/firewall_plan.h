@@ -23,6 +23,8 @@ inline constexpr char kHairpinChain[] = "KUBE-ROUTER-HAIRPIN";
 inline constexpr char kLocalIpsSet[] = "kube-router-local-ips";
 inline constexpr char kServiceIpsSet[] = "kube-router-svip";
 inline constexpr char kServiceIpPortsSet[] = "kube-router-svip-prt";
+// The NetworkPolicy controller's INPUT chain (netpol/naming.h; not linked from here).
+inline constexpr char kNetpolInputChain[] = "KUBE-ROUTER-INPUT";
 
 // One virtual service the proxy programmed: a VIP (ClusterIP, externalIP, LB IP, a node IP with
 // a NodePort, or the VIP of a DSR fwmark service) with its protocol ("tcp", "udp", "sctp") and
@@ -111,8 +113,9 @@ std::string HairpinJumpRule();
 bool IsOwnedPostroutingRule(const std::string& rule);
 
 // The filter-table change that makes `filter` hold the desired chain and jump (one delta; an
-// empty update when nothing differs). The jump is inserted at position 1 when missing and left
-// where it is otherwise (the NetworkPolicy controller inserts its own jump above it).
+// empty update when nothing differs). A missing jump is inserted at position 1, or right below
+// the NetworkPolicy controller's jump to KUBE-ROUTER-INPUT when that exists (pod egress policy
+// must see pod-to-service traffic first); an existing jump is left where it is.
 netfilter::TableUpdate PlanFilter(const netfilter::TableSnapshot& filter,
                                   const FirewallInput& input, netfilter::IpFamily family);
 // The nat-table change for the masquerade rules and the hairpin chain and jump (appended, as

@@ -223,6 +223,22 @@ TEST_F(ProxyFirewallTest, TheJumpStaysBelowAJumpInsertedAboveIt) {
   EXPECT_EQ(netfilter::RuleTarget(v4_.table("filter").chains["INPUT"][1]), kServicesChain);
 }
 
+TEST_F(ProxyFirewallTest, AMissingJumpGoesBelowThePolicyControllersJump) {
+  netfilter::TableUpdate npc;
+  npc.replace_chains = {{"KUBE-ROUTER-INPUT", {}}};
+  npc.insert_rules = {
+      {"INPUT", 1, "-p tcp --dport 22 -j ACCEPT"},
+      {"INPUT", 2, "-m comment --comment \"kube-router netpol\" -j KUBE-ROUTER-INPUT"}};
+  ASSERT_TRUE(v4_.Apply(npc).ok());
+  ASSERT_TRUE(firewall_.Sync(DualStackInput()).ok());
+  const auto input = v4_.table("filter").chains["INPUT"];
+  ASSERT_EQ(input.size(), 3u);
+  EXPECT_EQ(netfilter::RuleTarget(input[1]), "KUBE-ROUTER-INPUT");
+  EXPECT_EQ(netfilter::RuleTarget(input[2]), kServicesChain);
+  // Without the policy controller: position 1 (IPv6 table).
+  EXPECT_EQ(netfilter::RuleTarget(v6_.table("filter").chains["INPUT"][0]), kServicesChain);
+}
+
 TEST_F(ProxyFirewallTest, VerifyRepairsDriftTheImageCannotSee) {
   ASSERT_TRUE(firewall_.Sync(DualStackInput()).ok());
   v4_.table("filter").chains["INPUT"].clear();
