@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <set>
 #include <string>
 
@@ -34,33 +35,70 @@ enum AttrType : uint8_t {
   kMpUnreach = 15,
   kAs4Path = 17,
   kAs4Aggregator = 18,
+  kExtendedCommunities = 16,
+  kIpv6ExtendedCommunities = 25,
   kLargeCommunities = 32,
 };
 
-// What each known attribute must look like, and what RFC 7606 says to do when it does not.
+// What each known attribute must look like, and what RFC 7606 says to do when it does not:
+// `on_malformed` for a bad value or (7606 3 c, 3 f) bad Optional/Transitive flags, `subcode`
+// for the NOTIFICATION when the error ends in a reset after all (7606 5.2).
+// `external_discard`: from an external peer the attribute is discarded whatever it holds
+// (7606 7.5, 7.9, 7.10).
 struct AttrRule {
   uint8_t type;
+  const char* name;
   bool optional;
   bool transitive;
   ErrorAction on_malformed;
+  uint8_t subcode;
+  bool external_discard = false;
 };
-constexpr std::array<AttrRule, 15> kAttrRules = {{
-    {kOrigin, false, true, ErrorAction::kTreatAsWithdraw},            // 7606 7.1
-    {kAsPath, false, true, ErrorAction::kTreatAsWithdraw},            // 7606 7.2
-    {kNextHop, false, true, ErrorAction::kTreatAsWithdraw},           // 7606 7.3
-    {kMed, true, false, ErrorAction::kTreatAsWithdraw},               // 7606 7.4
-    {kLocalPref, false, true, ErrorAction::kTreatAsWithdraw},         // 7606 7.5
-    {kAtomicAggregate, false, true, ErrorAction::kAttributeDiscard},  // 7606 7.6
-    {kAggregator, true, true, ErrorAction::kAttributeDiscard},        // 7606 7.7
-    {kCommunities, true, true, ErrorAction::kTreatAsWithdraw},        // 7606 7.8
-    {kOriginatorId, true, false, ErrorAction::kTreatAsWithdraw},      // 7606 7.9
-    {kClusterList, true, false, ErrorAction::kTreatAsWithdraw},       // 7606 7.10
-    {kMpReach, true, false, ErrorAction::kSessionReset},              // 7606 7.11
-    {kMpUnreach, true, false, ErrorAction::kSessionReset},            // 7606 7.11
-    {kAs4Path, true, true, ErrorAction::kAttributeDiscard},           // 6793 6
-    {kAs4Aggregator, true, true, ErrorAction::kAttributeDiscard},     // 6793 6
-    {kLargeCommunities, true, true, ErrorAction::kTreatAsWithdraw},   // 8092 6
+constexpr std::array<AttrRule, 17> kAttrRules = {{
+    {kOrigin, "ORIGIN", false, true, ErrorAction::kTreatAsWithdraw, err::kInvalidOrigin},     // 7.1
+    {kAsPath, "AS_PATH", false, true, ErrorAction::kTreatAsWithdraw, err::kMalformedAsPath},  // 7.2
+    {kNextHop, "NEXT_HOP", false, true, ErrorAction::kTreatAsWithdraw, err::kAttrLength},     // 7.3
+    {kMed, "MULTI_EXIT_DISC", true, false, ErrorAction::kTreatAsWithdraw, err::kAttrLength},  // 7.4
+    {kLocalPref, "LOCAL_PREF", false, true, ErrorAction::kTreatAsWithdraw, err::kAttrLength,
+     true},  // 7.5
+    {kAtomicAggregate, "ATOMIC_AGGREGATE", false, true, ErrorAction::kAttributeDiscard,
+     err::kAttrLength},  // 7.6
+    {kAggregator, "AGGREGATOR", true, true, ErrorAction::kAttributeDiscard,
+     err::kAttrLength},  // 7.7
+    {kCommunities, "COMMUNITIES", true, true, ErrorAction::kTreatAsWithdraw,
+     err::kOptionalAttr},  // 7.8
+    {kOriginatorId, "ORIGINATOR_ID", true, false, ErrorAction::kTreatAsWithdraw, err::kAttrLength,
+     true},  // 7.9
+    {kClusterList, "CLUSTER_LIST", true, false, ErrorAction::kTreatAsWithdraw, err::kOptionalAttr,
+     true},  // 7.10
+    {kMpReach, "MP_REACH_NLRI", true, false, ErrorAction::kSessionReset,
+     err::kOptionalAttr},  // 7.11, 5.3
+    {kMpUnreach, "MP_UNREACH_NLRI", true, false, ErrorAction::kSessionReset,
+     err::kOptionalAttr},  // 5.3
+    {kExtendedCommunities, "EXTENDED_COMMUNITIES", true, true, ErrorAction::kTreatAsWithdraw,
+     err::kOptionalAttr},  // 7.14
+    {kAs4Path, "AS4_PATH", true, true, ErrorAction::kAttributeDiscard,
+     err::kOptionalAttr},  // RFC 6793 6
+    {kAs4Aggregator, "AS4_AGGREGATOR", true, true, ErrorAction::kAttributeDiscard,
+     err::kOptionalAttr},  // RFC 6793 6
+    {kIpv6ExtendedCommunities, "IPV6_EXTENDED_COMMUNITIES", true, true,
+     ErrorAction::kTreatAsWithdraw, err::kOptionalAttr},  // 7.15
+    {kLargeCommunities, "LARGE_COMMUNITIES", true, true, ErrorAction::kTreatAsWithdraw,
+     err::kOptionalAttr},  // RFC 8092 6
 }};
+
+// RFC 4271 6.3: NEXT_HOP must be a valid host address; an unspecified, multicast or reserved
+// (240/4, broadcast) one is "syntactically incorrect", handled as treat-as-withdraw
+// (RFC 7606 3 e). The same goes for the MP_REACH next hop.
+bool UsableNextHop(const IpAddress& a) {
+  if (a.is_v4()) {
+    const uint32_t first = a.v4_host_order() >> 24;
+    return first != 0 && first < 224;
+  }
+  const auto& b = a.bytes();
+  if (b[0] == 0xff) return false;  // multicast
+  return std::any_of(b.begin(), b.end(), [](uint8_t x) { return x != 0; });
+}
 
 const AttrRule* FindRule(uint8_t type) {
   for (const auto& r : kAttrRules)
@@ -304,9 +342,12 @@ std::vector<uint8_t> AttrWire(uint8_t flags, uint8_t type, std::span<const uint8
 }
 
 // Decodes the value of one known attribute into `u`. Returns false when it is malformed.
+// `unusable_next_hop` reports a well-formed attribute whose next hop cannot be used: the
+// routes are withdrawn but the attribute (and so the NLRI in MP_REACH) is still known.
 bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOptions& opt,
                      UpdateMessage& u, std::optional<AsPath>& as4_path,
-                     std::optional<Aggregator>& as4_aggregator, std::string& why) {
+                     std::optional<Aggregator>& as4_aggregator, std::string& why,
+                     const std::function<void(const IpAddress&)>& unusable_next_hop) {
   Reader r(value);
   PathAttributes& a = u.attrs;
   // NEXT_HOP, MULTI_EXIT_DISC, LOCAL_PREF, ORIGINATOR_ID: exactly one 32-bit value, handed to
@@ -340,7 +381,11 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
       return true;
     }
     case kNextHop:
-      return one_u32("NEXT_HOP", [&](uint32_t v) { a.next_hop = V4From(v); });
+      return one_u32("NEXT_HOP", [&](uint32_t v) {
+        a.next_hop = V4From(v);
+        // Only the IPv4 NLRI field uses it (RFC 4760 3: ignored with MP_REACH alone).
+        if (!u.nlri.empty() && !UsableNextHop(*a.next_hop)) unusable_next_hop(*a.next_hop);
+      });
     case kMed:
       return one_u32("MULTI_EXIT_DISC", [&](uint32_t v) { a.med = v; });
     case kLocalPref:
@@ -434,6 +479,7 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
         why = "MP_REACH_NLRI: malformed NLRI";
         return false;
       }
+      if (!UsableNextHop(mp.next_hop)) unusable_next_hop(mp.next_hop);
       u.mp_reach = std::move(mp);
       return true;
     }
@@ -456,7 +502,8 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
     }
     case kAs4Path: {
       AsPath p;
-      if (!ReadAsPath(value, true, p)) {
+      // RFC 7606 4: of the attributes here only AS_PATH and ATOMIC_AGGREGATE may be empty.
+      if (value.empty() || !ReadAsPath(value, true, p)) {
         why = "AS4_PATH: malformed segment";
         return false;
       }
@@ -472,6 +519,21 @@ bool DecodeKnownAttr(uint8_t type, std::span<const uint8_t> value, const CodecOp
       }
       ag.address = V4From(addr);
       as4_aggregator = ag;
+      return true;
+    }
+    case kExtendedCommunities:
+    case kIpv6ExtendedCommunities: {
+      // Validated (RFC 7606 7.14, 7.15), not interpreted: passed on like an unknown
+      // transitive attribute. Unknown types and sub-types are not errors.
+      const size_t unit = type == kExtendedCommunities ? 8 : 20;
+      if (value.empty() || value.size() % unit != 0) {
+        why = std::string(type == kExtendedCommunities ? "EXTENDED_COMMUNITIES"
+                                                       : "IPV6_EXTENDED_COMMUNITIES") +
+              ": length is not a non-zero multiple of " + std::to_string(unit);
+        return false;
+      }
+      a.unknown.push_back(RawAttribute{static_cast<uint8_t>(kOptional | kTransitive), type,
+                                       std::vector<uint8_t>(value.begin(), value.end())});
       return true;
     }
     default:
@@ -517,6 +579,14 @@ std::optional<BgpError> DecodeAttributes(std::span<const uint8_t> attrs, const C
   std::optional<AsPath> as4_path;
   std::optional<Aggregator> as4_aggregator;
   std::set<uint8_t> seen;
+  // The first error that withdraws: the NOTIFICATION if RFC 7606 5.2 turns it into a reset.
+  std::optional<BgpError> first_withdraw;
+  auto withdraw = [&](uint8_t subcode, const std::string& why, std::vector<uint8_t> data) {
+    u.treat_as_withdraw = true;
+    u.errors.push_back(why + " (treat-as-withdraw)");
+    if (!first_withdraw) first_withdraw = MakeError(err::kUpdate, subcode, why, std::move(data));
+  };
+  bool other_than_unreach = false;  // RFC 7606 5.2
   Reader ar(attrs);
   while (!ar.empty()) {
     uint8_t flags = 0, type = 0;
@@ -533,17 +603,14 @@ std::optional<BgpError> DecodeAttributes(std::span<const uint8_t> attrs, const C
       }
     }
     if (!header_ok || !ar.Bytes(len, value)) {
-      // RFC 7606 4: the attribute list cannot be walked further. Without MP attributes the
-      // NLRI is still known, so treat-as-withdraw; an MP attribute might hide behind it, which
-      // only a reset can handle safely.
-      if (!u.mp_reach && !u.mp_unreach && seen.count(kMpReach) == 0) {
-        u.treat_as_withdraw = true;
-        u.errors.push_back("attribute length overruns the attribute list");
-        break;
-      }
-      return MakeError(err::kUpdate, err::kMalformedAttrList,
-                       "attribute length overruns the attribute list");
+      // RFC 7606 4: the list cannot be walked further; the NLRI field is still found through
+      // the Total Path Attribute Length, so treat-as-withdraw (5.2 makes it a reset when no
+      // NLRI is left to withdraw).
+      other_than_unreach = true;
+      withdraw(err::kMalformedAttrList, "attribute length overruns the attribute list", {});
+      break;
     }
+    if (type != kMpUnreach) other_than_unreach = true;
     const AttrRule* rule = FindRule(type);
     if (seen.count(type)) {
       // RFC 7606 3 g: repeated MP attributes reset, other repeats are discarded.
@@ -567,28 +634,46 @@ std::optional<BgpError> DecodeAttributes(std::span<const uint8_t> attrs, const C
       }
       continue;
     }
+    if (rule->external_discard && opt.external_peer) {
+      u.errors.push_back(std::string(rule->name) + " from an external peer (attribute discarded)");
+      continue;
+    }
     std::string why;
     bool flags_ok = (((flags & kOptional) != 0) == rule->optional) &&
                     (((flags & kTransitive) != 0) == rule->transitive);
     bool ok = flags_ok;
     if (!flags_ok) {
-      why = "attribute " + std::to_string(type) + ": wrong flags";
+      why = std::string(rule->name) + ": wrong Optional/Transitive flags";
     } else {
-      ok = DecodeKnownAttr(type, value, opt, u, as4_path, as4_aggregator, why);
+      ok = DecodeKnownAttr(type, value, opt, u, as4_path, as4_aggregator, why,
+                           [&](const IpAddress& next_hop) {
+                             withdraw(err::kInvalidNextHop,
+                                      std::string(rule->name) + ": next hop " +
+                                          next_hop.ToString() + " is not a host address",
+                                      AttrWire(flags, type, value));
+                           });
     }
     if (ok) continue;
     switch (rule->on_malformed) {
       case ErrorAction::kSessionReset:
-        return MakeError(err::kUpdate, flags_ok ? err::kOptionalAttr : err::kAttrFlags, why,
+        return MakeError(err::kUpdate, flags_ok ? rule->subcode : err::kAttrFlags, why,
                          AttrWire(flags, type, value));
       case ErrorAction::kTreatAsWithdraw:
-        u.treat_as_withdraw = true;
-        u.errors.push_back(why + " (treat-as-withdraw)");
+        withdraw(flags_ok ? rule->subcode : err::kAttrFlags, why, AttrWire(flags, type, value));
         break;
       case ErrorAction::kAttributeDiscard:
         u.errors.push_back(why + " (attribute discarded)");
         break;
     }
+  }
+
+  // RFC 7606 5.2: attributes (other than MP_UNREACH alone) with an error that is not an
+  // attribute discard, and no NLRI it could withdraw: we cannot be sure the NLRI were found,
+  // so the session is reset.
+  const bool has_nlri = !u.nlri.empty() || seen.count(kMpReach);
+  if (first_withdraw && !has_nlri && other_than_unreach) {
+    first_withdraw->reason += " in an UPDATE without NLRI (session reset, RFC 7606 5.2)";
+    return first_withdraw;
   }
 
   // RFC 6793 4.2.3: merge the 4-octet path from a 2-octet speaker; a NEW speaker ignores it.

@@ -169,6 +169,9 @@ Transition Established(FsmEvent e, const FsmContext& c) {
       return To(PeerState::kEstablished, hold);
     case FsmEvent::kUpdateMsg:
       return To(PeerState::kEstablished, kProcessUpdate | hold);
+    // RFC 4271 lists event 21 under "any other event" here (an FSM error), but 6.1 says a
+    // header error is always answered with Message Header Error, as other speakers do.
+    case FsmEvent::kBgpHeaderErr:
     case FsmEvent::kUpdateMsgErr:
     case FsmEvent::kOutputQueueFull:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);

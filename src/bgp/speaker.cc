@@ -15,6 +15,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <span>
 #include <thread>
 
 #include "event_loop.h"
@@ -105,7 +106,42 @@ struct Peer {
   EventLoop::TimerId stale_timer = 0;    // peer back: drop stale if End-of-RIB does not come
   bool sessions_seen = false;            // for the R bit on our first sessions after start
   uint64_t accepted = 0;
+  uint64_t malformed_updates = 0;  // RFC 7606 errors seen; the first few are logged in full
 };
+
+std::string HexOf(std::span<const uint8_t> bytes) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
+}
+
+// RFC 7606 6: the error, the NLRI involved and the whole message, for the first few malformed
+// UPDATEs of a peer; later ones are only counted (a peer must not be able to flood the log).
+void LogMalformedUpdate(Peer& p, const std::string& what, const UpdateMessage* u,
+                        std::span<const uint8_t> raw) {
+  constexpr uint64_t kLoggedInFull = 10;
+  const uint64_t n = ++p.malformed_updates;
+  const std::string who = p.config.address.ToString();
+  if (n > kLoggedInFull) {
+    if (n % 1000 == 0) KR_LOG_WARN("BGP peer {}: {} malformed UPDATEs so far", who, n);
+    return;
+  }
+  std::string nlri;
+  if (u) {
+    std::vector<IpPrefix> all = u->nlri;
+    if (u->mp_reach) all.insert(all.end(), u->mp_reach->nlri.begin(), u->mp_reach->nlri.end());
+    for (size_t i = 0; i < all.size() && i < 32; ++i) nlri += " " + all[i].ToString();
+    if (all.size() > 32) nlri += " ...";
+  }
+  KR_LOG_WARN("BGP peer {}: malformed UPDATE: {}; NLRI:{}; message: {}{}", who, what,
+              nlri.empty() ? " none" : nlri, HexOf(raw),
+              n == kLoggedInFull ? " (further malformed UPDATEs are only counted)" : "");
+}
 
 AfiSafi FamilyOf(const IpPrefix& p) { return p.is_v4() ? kIpv4Unicast : kIpv6Unicast; }
 
@@ -526,7 +562,16 @@ void SpeakerImpl::ReadMessages(Session& s) {
     if (len == 0 || len > avail.size()) break;
     auto decoded = Decode(avail.first(len), s.codec);
     pos += len;
+    const bool is_update = avail[18] == static_cast<uint8_t>(MessageType::kUpdate);
+    if (auto* u = std::get_if<UpdateMessage>(std::get_if<Message>(&decoded));
+        u && !u->errors.empty()) {
+      std::string what;
+      for (const auto& e : u->errors) what += (what.empty() ? "" : "; ") + e;
+      LogMalformedUpdate(*s.peer, what, u, avail.first(len));
+    }
     if (auto* e = std::get_if<BgpError>(&decoded)) {
+      if (is_update)
+        LogMalformedUpdate(*s.peer, e->reason + " (session reset)", nullptr, avail.first(len));
       s.pending_error = *e;
       s.peer->last_error =
           "sent NOTIFICATION " + NotificationName(e->code, e->subcode) + ": " + e->reason;
@@ -591,6 +636,7 @@ void SpeakerImpl::HandleOpen(Session& s, const OpenMessage& open) {
   }
   s.remote_open = open;
   s.codec.four_octet_as = open.caps.four_octet_asn.has_value();
+  s.codec.external_peer = !IsIbgp(p);
   uint16_t ours = ProposedHold(p);
   s.negotiated_hold = std::min(ours, open.hold_time_s);
   // RFC 4271 6.8 collision detection against the peer's other connection.
@@ -1093,7 +1139,6 @@ void SpeakerImpl::Unlearn(Peer& peer, const IpPrefix& prefix,
 void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
   Peer& p = *s.peer;
   const std::string who = p.config.address.ToString();
-  for (const auto& e : u.errors) KR_LOG_WARN("BGP peer {}: UPDATE: {}", who, e);
   if (auto eor = u.EndOfRib()) {
     KR_VLOG(1, "BGP peer {}: End-of-RIB", who);
     AfiSafi family = *eor;
@@ -1118,16 +1163,25 @@ void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
     // RFC 4271 6.3: the first AS must be the peer's (treat-as-withdraw per RFC 7606).
     if (attrs.as_path && attrs.as_path->FirstAsn() != p.config.remote_asn &&
         (!u.nlri.empty() || (u.mp_reach && !u.mp_reach->nlri.empty()))) {
-      KR_LOG_WARN("BGP peer {}: AS_PATH does not start with the peer AS {} (treat-as-withdraw)",
-                  who, p.config.remote_asn);
+      if (++p.malformed_updates <= 10) {
+        KR_LOG_WARN("BGP peer {}: AS_PATH does not start with the peer AS {} (treat-as-withdraw)",
+                    who, p.config.remote_asn);
+      }
       withdraw = true;
     }
   }
   attrs.next_hop.reset();  // kept per route (NEXT_HOP or the MP_REACH next hop)
   auto shared = std::make_shared<const PathAttributes>(std::move(attrs));
   auto announce = [&](const std::vector<IpPrefix>& nlri, const IpAddress& next_hop) {
+    // RFC 4271 6.3: a next hop that is our own address is semantically incorrect; the routes
+    // are ignored.
+    const bool ours = next_hop == s.local_address;
+    if (ours && !nlri.empty() && ++p.malformed_updates <= 10) {
+      KR_LOG_WARN("BGP peer {}: next hop {} is our own address (routes ignored)", who,
+                  next_hop.ToString());
+    }
     for (const auto& prefix : nlri) {
-      if (withdraw) {
+      if (withdraw || ours) {
         Unlearn(p, prefix, changes);
       } else {
         Learn(p, prefix, shared, next_hop, /*stale=*/false, changes);

@@ -30,6 +30,9 @@ struct BgpError {
 // Negotiated per session.
 struct CodecOptions {
   bool four_octet_as = true;  // both sides announced capability 65 (RFC 6793)
+  // The peer is in another AS: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST from it are
+  // discarded (RFC 7606 7.5, 7.9, 7.10).
+  bool external_peer = false;
 };
 
 // Returns the total length of the message at the front of `bytes` when its header is complete

@@ -1,5 +1,7 @@
 // Byte-vector tests for the BGP codec: every message type and attribute, 2- and 4-octet AS
 // paths, MP_REACH for IPv6, and each malformed case mapped to its RFC 7606 action.
+#include "kube_router/bgp/codec.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 #include <iterator>
 
 #include "hex.h"
-#include "kube_router/bgp/codec.h"
 
 namespace kr::bgp {
 namespace {
@@ -461,6 +462,125 @@ TEST(CodecTest, NlriAndWithdrawnFieldErrorsResetTheSession) {
     EXPECT_EQ(e.code, cases[i].code);
     EXPECT_EQ(e.subcode, cases[i].subcode);
   }
+}
+
+// RFC 7606 rules that depend on the session or on the rest of the message, one row each.
+struct SessionRuleCase {
+  const char* name;
+  bool external;  // the peer is in another AS
+  std::string withdrawn, attrs, nlri;
+  // Expected: kSessionReset (with subcode), kTreatAsWithdraw, or kAttributeDiscard (decoded,
+  // not withdrawn, a note in errors); `clean` means no error at all.
+  ErrorAction action;
+  uint8_t subcode = 0;
+  bool clean = false;
+};
+
+TEST(CodecTest, Rfc7606RulesThatDependOnThePeerAndTheMessage) {
+  const std::string nlri = "18 0a0000";
+  const SessionRuleCase cases[] = {
+      // 7.5, 7.9, 7.10: from an external peer discarded whatever they hold ...
+      {"LOCAL_PREF from eBGP", true, "", kGood + std::string("40 05 04 00000064"), nlri,
+       ErrorAction::kAttributeDiscard},
+      {"malformed LOCAL_PREF from eBGP", true, "", kGood + std::string("40 05 02 0064"), nlri,
+       ErrorAction::kAttributeDiscard},
+      {"ORIGINATOR_ID from eBGP", true, "", kGood + std::string("80 09 04 0a000001"), nlri,
+       ErrorAction::kAttributeDiscard},
+      {"malformed CLUSTER_LIST from eBGP", true, "", kGood + std::string("80 0a 03 0a0000"), nlri,
+       ErrorAction::kAttributeDiscard},
+      // ... and from an internal one withdrawn when malformed.
+      {"malformed LOCAL_PREF from iBGP", false, "", kGood + std::string("40 05 02 0064"), nlri,
+       ErrorAction::kTreatAsWithdraw},
+      {"malformed ORIGINATOR_ID from iBGP", false, "", kGood + std::string("80 09 03 0a0000"), nlri,
+       ErrorAction::kTreatAsWithdraw},
+      // 3 c / 3 f: wrong flags withdraw, except on ATOMIC_AGGREGATE/AGGREGATOR (discard).
+      {"ATOMIC_AGGREGATE flagged optional", false, "", kGood + std::string("c0 06 00"), nlri,
+       ErrorAction::kAttributeDiscard},
+      {"LOCAL_PREF flagged optional from iBGP", false, "", kGood + std::string("c0 05 04 00000064"),
+       nlri, ErrorAction::kTreatAsWithdraw},
+      // 3 e with RFC 4271 6.3: a NEXT_HOP that is not a host address.
+      {"NEXT_HOP multicast", true, "", "40 01 01 00 40 02 00 40 03 04 e0000001", nlri,
+       ErrorAction::kTreatAsWithdraw},
+      {"NEXT_HOP 0.0.0.0", true, "", "40 01 01 00 40 02 00 40 03 04 00000000", nlri,
+       ErrorAction::kTreatAsWithdraw},
+      {"NEXT_HOP broadcast", true, "", "40 01 01 00 40 02 00 40 03 04 ffffffff", nlri,
+       ErrorAction::kTreatAsWithdraw},
+      {"MP_REACH next hop ::", true, "",
+       "40 01 01 00 40 02 00 80 0e 1c 0002 01 10 00000000000000000000000000000000 00 "
+       "30 20010db80001",
+       "", ErrorAction::kTreatAsWithdraw},
+      {"NEXT_HOP 0.0.0.0 beside MP_REACH only is ignored", true, "",
+       "40 01 01 00 40 02 00 40 03 04 00000000 80 0e 1c 0002 01 10 "
+       "20010db8000000000000000000000001 00 30 20010db80001",
+       "", ErrorAction::kAttributeDiscard, 0, /*clean=*/true},
+      // 7.14, 7.15: validated, passed on.
+      {"EXTENDED_COMMUNITIES length 7", true, "", kGood + std::string("c0 10 07 00020000000001"),
+       nlri, ErrorAction::kTreatAsWithdraw},
+      {"IPV6_EXTENDED_COMMUNITIES length 19", true, "",
+       kGood + std::string("c0 19 13 00020000000000000000000000000000000001"), nlri,
+       ErrorAction::kTreatAsWithdraw},
+      {"EXTENDED_COMMUNITIES length 8 is fine", true, "",
+       kGood + std::string("c0 10 08 0002fc0100000001"), nlri, ErrorAction::kAttributeDiscard, 0,
+       true},
+      // 7.2: a confederation segment (we are in no confederation).
+      {"AS_CONFED_SEQUENCE", true, "", "40 01 01 00 40 02 06 03 01 0000fc01 40 03 04 0a000001",
+       nlri, ErrorAction::kTreatAsWithdraw},
+      // 5.2: errors other than attribute discard, and no NLRI to withdraw: reset.
+      {"bad ORIGIN in a withdraw-only UPDATE", true, "18 0a0000",
+       "40 01 01 07 40 02 00 40 03 04 0a000001", "", ErrorAction::kSessionReset,
+       err::kInvalidOrigin},
+      {"bad COMMUNITIES without NLRI", true, "", kGood + std::string("c0 08 03 000000"), "",
+       ErrorAction::kSessionReset, err::kOptionalAttr},
+      {"overrun without NLRI", true, "", kGood + std::string("c0 08 08 0000"), "",
+       ErrorAction::kSessionReset, err::kMalformedAttrList},
+      {"bad NEXT_HOP flags without NLRI", true, "", "40 01 01 00 40 02 00 c0 03 04 0a000001", "",
+       ErrorAction::kSessionReset, err::kAttrFlags},
+      {"attribute discard without NLRI is no reset", true, "", kGood + std::string("40 06 01 00"),
+       "", ErrorAction::kAttributeDiscard},
+      {"empty MP_UNREACH alone (End-of-RIB)", true, "", "80 0f 03 0002 01", "",
+       ErrorAction::kAttributeDiscard, 0, true},
+      // 3 h: the strongest action wins.
+      {"discard and withdraw", true, "", kGood + std::string("40 06 01 00 c0 08 05 0000000000"),
+       nlri, ErrorAction::kTreatAsWithdraw},
+      {"withdraw and reset", true, "", kGood + std::string("c0 08 05 0000000000 80 0e 03 0002 01"),
+       nlri, ErrorAction::kSessionReset, err::kOptionalAttr},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    CodecOptions opt;
+    opt.external_peer = c.external;
+    auto r = Decode(RawUpdate(c.withdrawn, c.attrs, c.nlri), opt);
+    if (c.action == ErrorAction::kSessionReset) {
+      ASSERT_TRUE(std::holds_alternative<BgpError>(r));
+      EXPECT_EQ(std::get<BgpError>(r).code, err::kUpdate);
+      EXPECT_EQ(std::get<BgpError>(r).subcode, c.subcode) << std::get<BgpError>(r).reason;
+      continue;
+    }
+    ASSERT_TRUE(std::holds_alternative<Message>(r)) << std::get<BgpError>(r).reason;
+    const auto& u = std::get<UpdateMessage>(std::get<Message>(r));
+    EXPECT_EQ(u.treat_as_withdraw, c.action == ErrorAction::kTreatAsWithdraw);
+    EXPECT_EQ(u.errors.empty(), c.clean) << (u.errors.empty() ? "" : u.errors[0]);
+    if (c.action == ErrorAction::kAttributeDiscard && !c.clean) {
+      EXPECT_FALSE(u.attrs.local_pref || u.attrs.originator_id || u.attrs.atomic_aggregate);
+      EXPECT_TRUE(u.attrs.cluster_list.empty());
+    }
+  }
+}
+
+TEST(CodecTest, ExtendedCommunitiesArePassedOnAsReceived) {
+  auto u = DecodeAs<UpdateMessage>(
+      RawUpdate("", kGood + std::string("c0 10 08 0002fc0100000001"), "18 0a0000"));
+  ASSERT_EQ(u.attrs.unknown.size(), 1u);
+  EXPECT_EQ(u.attrs.unknown[0].type, 16);
+  EXPECT_EQ(ToHex(u.attrs.unknown[0].value), "0002fc0100000001");
+}
+
+TEST(CodecTest, EmptyAs4PathFromTwoOctetSpeakerIsDiscarded) {
+  auto r = Decode(RawUpdate("", kGood + std::string("c0 11 00"), "18 0a0000"), kAs2);
+  const auto& u = std::get<UpdateMessage>(std::get<Message>(r));
+  EXPECT_FALSE(u.treat_as_withdraw);
+  ASSERT_EQ(u.errors.size(), 1u);
+  EXPECT_NE(u.errors[0].find("AS4_PATH"), std::string::npos);
 }
 
 TEST(CodecTest, PackAnnouncementsStaysWithinMaximumSize) {

@@ -139,6 +139,8 @@ TEST(FsmTest, Rfc4271Table) {
        kProcessUpdate | kRestartHoldTimer},
       {S::kEstablished, E::kUpdateMsgErr, false, 90, S::kIdle,
        kSendErrorNotification | kCloseWithError},
+      {S::kEstablished, E::kBgpHeaderErr, false, 90, S::kIdle,
+       kSendErrorNotification | kCloseWithError},
       {S::kEstablished, E::kBgpOpen, false, 90, S::kIdle, kCloseWithError, err::kFsm, 3},
       // RFC 9687 send hold timer; the output queue bound closes with the pending error.
       {S::kEstablished, E::kSendHoldTimerExpires, false, 90, S::kIdle, kCloseWithError,
