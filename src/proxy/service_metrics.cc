@@ -11,12 +11,6 @@ namespace {
 constexpr char kServicesGauge[] = "kube_router_controller_ipvs_services";
 constexpr char kSyncTime[] = "kube_router_controller_ipvs_services_sync_time";
 constexpr char kExportTime[] = "kube_router_controller_ipvs_metrics_export_time";
-constexpr char kProgrammingLatency[] = "kube_router_network_programming_duration_seconds";
-
-// From a few milliseconds (one endpoint change) to minutes (a cold start of a large cluster).
-std::vector<double> ProgrammingBuckets() {
-  return {0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300};
-}
 
 struct StatFamily {
   const char* name;
@@ -66,11 +60,7 @@ ServiceMetrics::ServiceMetrics(metrics::Registry& registry, netlink::Ipvs& ipvs)
                                        "Time it took for controller to sync ipvs services",
                                        metrics::Registry::DefaultBuckets())),
       export_time_(registry.GetHistogram(kExportTime, "Time it took to export metrics",
-                                         metrics::Registry::DefaultBuckets())),
-      programming_latency_(registry.GetHistogram(
-          kProgrammingLatency,
-          "Time from a Service or EndpointSlice change to the end of the sync that programmed it",
-          ProgrammingBuckets())) {
+                                         metrics::Registry::DefaultBuckets())) {
   collector_id_ = registry_.AddCollector([this] { return Collect(); });
 }
 
@@ -84,10 +74,6 @@ void ServiceMetrics::SetServices(std::map<IpvsServiceKey, ServiceMetricLabels> s
 void ServiceMetrics::ObserveSync(double seconds, size_t ipvs_services) {
   sync_time_.Observe(seconds);
   services_gauge_.Set(static_cast<double>(ipvs_services));
-}
-
-void ServiceMetrics::ObserveProgrammingLatency(double seconds) {
-  programming_latency_.Observe(seconds < 0 ? 0 : seconds);
 }
 
 std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {

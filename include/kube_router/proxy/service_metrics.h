@@ -5,8 +5,7 @@
 // registers gets series: ClusterIPs, external/LB IPs, NodePorts on every address, IPv6 and DSR
 // fwmark services (labelled with their VIP, protocol and port). Also the controller metrics
 // kube_router_controller_ipvs_services (gauge) and ..._ipvs_services_sync_time and
-// ..._ipvs_metrics_export_time (histograms, seconds), and the network-programming latency
-// histogram kube_router_network_programming_duration_seconds.
+// ..._ipvs_metrics_export_time (histograms, seconds).
 #pragma once
 
 #include <cstdint>
@@ -55,11 +54,6 @@ class ServiceMetrics {
   void SetServices(std::map<IpvsServiceKey, ServiceMetricLabels> services);
   // After a sync: its duration and the number of IPVS services the proxy now owns.
   void ObserveSync(double seconds, size_t ipvs_services);
-  // Network-programming latency (kube-proxy's SLI): from an API change (the EndpointSlice's
-  // endpoints.kubernetes.io/last-change-trigger-time, else the event's arrival) to the end of
-  // the sync that programmed it, in seconds; kube_router_network_programming_duration_seconds.
-  // Negative values (clock skew against the API server) count as 0.
-  void ObserveProgrammingLatency(double seconds);
 
   // The families one scrape returns (what the registry's collector calls).
   std::vector<metrics::Registry::CollectedFamily> Collect();
@@ -73,7 +67,6 @@ class ServiceMetrics {
   metrics::Gauge& services_gauge_;
   metrics::Histogram& sync_time_;
   metrics::Histogram& export_time_;
-  metrics::Histogram& programming_latency_;
 };
 
 }  // namespace kr::proxy
