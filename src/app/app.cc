@@ -17,13 +17,14 @@
 #include <vector>
 
 #include "controller_factory.h"
+#include "endpoints.h"
 #include "kube_router/base/log.h"
 #include "kube_router/controller/runner.h"
 #include "kube_router/health/health.h"
-#include "kube_router/http/server.h"
 #include "kube_router/k8s/watcher.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/options/options.h"
+#include "kube_router/routing/network_routes_controller.h"
 #include "sync_metrics.h"
 
 namespace kr::app {
@@ -122,45 +123,6 @@ int RunCleanup(const Options& options) {
   return status;
 }
 
-// Health and metrics endpoints; one server when both use the same address and port.
-struct Endpoints {
-  std::vector<std::unique_ptr<http::Server>> servers;
-};
-
-Result<Endpoints> StartEndpoints(const Options& options, health::HealthChecker* checker) {
-  http::Handler healthz = [checker] {
-    health::Verdict v = checker->Check();
-    if (v.healthy) return http::Response{200, "text/plain; charset=utf-8", "OK\n"};
-    KR_LOG_WARN("health check failed: {}", v.detail);
-    return http::Response{500, "text/plain; charset=utf-8", "Unhealthy: " + v.detail + "\n"};
-  };
-  http::Handler metrics = [] {
-    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
-                          metrics::Registry::Default().Render()};
-  };
-  Endpoints endpoints;
-  bool shared = options.health_port != 0 && options.health_port == options.metrics_port &&
-                options.health_addr == options.metrics_addr;
-  if (options.health_port != 0) {
-    http::Routes routes{{"/healthz", healthz}};
-    if (shared) routes[options.metrics_path] = metrics;
-    auto server = http::Server::Start(options.health_addr, options.health_port, routes);
-    if (!server) return server.status().Context("health endpoint (--health-port)");
-    KR_LOG_INFO("serving /healthz on port {}", (*server)->port());
-    endpoints.servers.push_back(std::move(*server));
-  } else {
-    KR_LOG_INFO("health endpoint disabled (--health-port=0)");
-  }
-  if (options.metrics_port != 0 && !shared) {
-    auto server = http::Server::Start(options.metrics_addr, options.metrics_port,
-                                      {{options.metrics_path, metrics}});
-    if (!server) return server.status().Context("metrics endpoint (--metrics-port)");
-    KR_LOG_INFO("serving {} on port {}", options.metrics_path, (*server)->port());
-    endpoints.servers.push_back(std::move(*server));
-  }
-  return endpoints;
-}
-
 // Logs flags that this implementation accepts for compatibility but does not act on.
 void WarnAboutUnsupported(const Options& o) {
   struct Unsupported {
@@ -184,7 +146,7 @@ int Run(const Options& options, const sigset_t& signals) {
   RecordBuildInfo(&registry);
 
   health::HealthChecker checker;
-  auto endpoints = StartEndpoints(options, &checker);
+  auto endpoints = StartHealthAndMetrics(options, &checker, &registry);
   if (!endpoints) {
     KR_LOG_ERROR("{}", endpoints.error());
     return kExitError;
@@ -202,8 +164,19 @@ int Run(const Options& options, const sigset_t& signals) {
   SyncMetrics sync_metrics(&registry);
   FanOutObserver observer(&checker, &sync_metrics);
   std::vector<std::unique_ptr<ControllerRunner>> runners;
+  // The routing status view: declared after the runners (which own the controllers) so that
+  // it is destroyed first; no request outlives the state it reads.
+  std::unique_ptr<net::HttpServer> status_view;
   EventDispatcher dispatcher;
   for (auto& controller : *controllers) {
+    if (auto source = routing::StatusViewSource(controller.get()); source && !status_view) {
+      auto server = StartStatusView(options, std::move(source));
+      if (!server) {
+        KR_LOG_ERROR("{}", server.error());
+        return kExitError;
+      }
+      status_view = std::move(*server);
+    }
     auto runner = std::make_unique<ControllerRunner>(std::move(controller), &observer);
     checker.Register(runner->name(), runner->sync_period());
     sync_metrics.Register(runner->name());
@@ -275,7 +248,8 @@ int Run(const Options& options, const sigset_t& signals) {
   // Stop the event source first, then the controllers (in reverse start order), then HTTP.
   if (watcher) watcher->Stop();
   for (auto it = runners.rbegin(); it != runners.rend(); ++it) (*it)->Stop();
-  for (auto& server : endpoints->servers) server->Stop();
+  if (status_view) status_view->Stop();
+  endpoints->Stop();
   KR_LOG_INFO("shutdown complete");
   return kExitOk;
 }

@@ -261,10 +261,15 @@ const std::vector<Flag>& Flags() {
         CidrSliceFlag("excluded-cidrs", &O::excluded_cidrs,
                       "CIDRs whose IPVS services are never removed by the service proxy."),
         StringFlag("gobgp-admin-address", &O::gobgp_admin_address,
-                   "Address of GoBGP's gRPC admin API (not available in this implementation)."),
+                   "Address of the read-only routing status view (JSON at /status, in place "
+                   "of GoBGP's gRPC admin API, which this implementation does not have); "
+                   "loopback only unless --gobgp-admin-allow-remote."),
+        BoolFlag("gobgp-admin-allow-remote", &O::gobgp_admin_allow_remote,
+                 "Allow a non-loopback --gobgp-admin-address (the status view has no "
+                 "authentication)."),
         UintFlag<uint16_t>("gobgp-admin-port", "uint16", &O::gobgp_admin_port,
-                           "Port of GoBGP's gRPC admin API (not available in this "
-                           "implementation)."),
+                           "Port of the routing status view (with --run-router); 0 disables "
+                           "it."),
         BoolFlag("hairpin-mode", &O::hairpin_mode,
                  "Add hairpin rules so that every service's pods can reach the service "
                  "through its own endpoints."),
@@ -550,6 +555,13 @@ std::string HelpText(const std::string& program_name) {
   return out.str();
 }
 
+namespace {
+bool IsLoopback(const IpAddress& ip) {
+  if (ip.is_v4()) return ip.bytes()[0] == 127;
+  return ip == *IpAddress::Parse("::1");
+}
+}  // namespace
+
 Status ValidateForRun(const Options& o) {
   if (!o.run_router && !o.run_firewall && !o.run_service_proxy) {
     return Status::Error(
@@ -558,6 +570,19 @@ Status ValidateForRun(const Options& o) {
   }
   if (!o.enable_ipv4 && !o.enable_ipv6) {
     return Status::Error("both --enable-ipv4 and --enable-ipv6 are false");
+  }
+  if (o.run_router && o.gobgp_admin_port != 0) {
+    // The status view is unauthenticated: loopback unless the operator asks for more.
+    auto ip = IpAddress::Parse(o.gobgp_admin_address);
+    if (!ip) {
+      return Status::Error("--gobgp-admin-address \"" + o.gobgp_admin_address +
+                           "\": want a literal IP address");
+    }
+    if (!IsLoopback(*ip) && !o.gobgp_admin_allow_remote) {
+      return Status::Error("--gobgp-admin-address " + o.gobgp_admin_address +
+                           " is not a loopback address: the status view has no authentication; "
+                           "set --gobgp-admin-allow-remote to serve it there anyway");
+    }
   }
   return Status::Ok();
 }

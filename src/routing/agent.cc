@@ -115,9 +115,6 @@ Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
   if (const char* file = std::getenv(kCniConfFileEnv); file && *file) {
     config.cni_conf_file = file;
   }
-  // The status view stands in for GoBGP's gRPC admin API and keeps its flags.
-  config.status_address = options.gobgp_admin_address;
-  if (options.gobgp_admin_port != 0) config.status_port = options.gobgp_admin_port;
   return config;
 }
 

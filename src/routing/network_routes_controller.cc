@@ -81,7 +81,6 @@ NetworkRoutesController::NetworkRoutesController(RoutingConfig config, const k8s
 }
 
 NetworkRoutesController::~NetworkRoutesController() {
-  status_server_.reset();  // no request may outlive the state it reads
   if (speaker_) speaker_->Stop(config_.graceful_restart);
 }
 
@@ -94,15 +93,6 @@ void NetworkRoutesController::SetSyncRequester(std::function<void()> request_syn
 }
 
 Status NetworkRoutesController::Init() {
-  if (config_.status_port && !status_server_) {
-    auto handler = [this] { return http::Response{200, "application/json", StatusJson() + "\n"}; };
-    auto server = http::Server::Start(config_.status_address, *config_.status_port,
-                                      {{"/status", handler}, {"/", handler}});
-    if (!server) return server.status().Context("routing: status view");
-    status_server_ = std::move(*server);
-    KR_LOG_INFO("routing: status view on http://{}:{}/status", config_.status_address,
-                status_server_->port());
-  }
   if (dataplane_.sysctl) {
     // Pods on other nodes are reached by forwarding; bridged pod traffic must see iptables
     // (pod egress masquerade, network policy).
@@ -727,6 +717,12 @@ void NetworkRoutesController::Shutdown() {
   if (!speaker_) return;
   speaker_->Stop(config_.graceful_restart);
   speaker_.reset();
+}
+
+std::function<std::string()> StatusViewSource(Controller* controller) {
+  auto* routes = dynamic_cast<NetworkRoutesController*>(controller);
+  if (!routes) return nullptr;
+  return [routes] { return routes->StatusJson(); };
 }
 
 }  // namespace kr::routing

@@ -5,6 +5,7 @@
 // does not: controllers keep syncing from their caches. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -54,6 +55,20 @@ class HealthChecker : public SyncObserver {
   mutable std::mutex mu_;
   std::optional<Clock::time_point> started_;
   std::map<std::string, Entry> controllers_;
+};
+
+// Remembers the last verdict so that callers log a state change once, not every probe (an
+// unhealthy agent is probed every few seconds). Thread-safe.
+class TransitionLog {
+ public:
+  // True when `verdict` differs in health from the previous one (the first verdict counts as
+  // a change only when unhealthy: the agent starts healthy).
+  bool Changed(const Verdict& verdict) {
+    return last_healthy_.exchange(verdict.healthy) != verdict.healthy;
+  }
+
+ private:
+  std::atomic<bool> last_healthy_{true};
 };
 
 }  // namespace kr::health

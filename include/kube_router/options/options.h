@@ -102,6 +102,7 @@ struct Options {
   bool disable_source_dest_check = true;
   uint16_t gobgp_admin_port = 50051;
   std::string gobgp_admin_address = "127.0.0.1";
+  bool gobgp_admin_allow_remote = false;
   bool enable_bfd = false;
   uint32_t bfd_port = 3784;
   uint32_t bfd_detection_multiplier = 3;

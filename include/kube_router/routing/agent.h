@@ -16,8 +16,8 @@
 namespace kr::routing {
 
 // Validates and maps the --run-router flags (cluster ASN range, peer lists, router ID,
-// overlay type and encapsulation, CNI file from KUBE_ROUTER_CNI_CONF_FILE, the status view on
-// --gobgp-admin-address:--gobgp-admin-port). Errors name the flag.
+// overlay type and encapsulation, CNI file from KUBE_ROUTER_CNI_CONF_FILE). Errors name the
+// flag.
 Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
                                                const std::string& node_name);
 

@@ -19,7 +19,6 @@
 
 #include "kube_router/bgp/speaker.h"
 #include "kube_router/controller/controller.h"
-#include "kube_router/http/server.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/netfilter/ipset.h"
@@ -67,11 +66,9 @@ class NetworkRoutesController : public Controller {
   void Shutdown() override;
   Result<std::vector<std::string>> Cleanup() override;
 
-  // Read-only status view: peers, advertised prefixes, installed routes and tunnels as JSON.
-  // Served on http://<status_address>:<status_port>/status (and /) once Init ran.
+  // Read-only status view: peers, advertised prefixes, installed routes and tunnels as JSON
+  // (served over HTTP by the app, see src/app/endpoints.h).
   std::string StatusJson() const;
-  // The status server's port (useful with status_port 0), or 0 when it is off.
-  uint16_t StatusPort() const { return status_server_ ? status_server_->port() : 0; }
 
  private:
   // What the speaker-thread callbacks read; replaced as a whole by Sync.
@@ -122,7 +119,10 @@ class NetworkRoutesController : public Controller {
   std::map<IpPrefix, LearnedPath> learned_;    // guarded by shared_mu_
   std::function<void()> request_sync_;         // set before Init
   std::string status_json_ = "{}";             // guarded by shared_mu_
-  std::unique_ptr<http::Server> status_server_;
 };
+
+// The status view's JSON source when `controller` is the routes controller (the app serves it
+// on --gobgp-admin-address:--gobgp-admin-port), else nullptr. Valid while the controller is.
+std::function<std::string()> StatusViewSource(Controller* controller);
 
 }  // namespace kr::routing

@@ -48,11 +48,6 @@ struct RoutingConfig {
   bool auto_mtu = true;           // --auto-mtu
   // KUBE_ROUTER_CNI_CONF_FILE, else this.
   std::string cni_conf_file = "/etc/cni/net.d/10-kuberouter.conflist";
-
-  // Read-only status view (JSON), in place of GoBGP's gRPC API: loopback only unless the
-  // operator says otherwise. nullopt turns it off; 0 picks a free port (tests).
-  std::string status_address = "127.0.0.1";
-  std::optional<uint16_t> status_port;
 };
 
 }  // namespace kr::routing

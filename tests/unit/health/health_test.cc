@@ -77,3 +77,22 @@ TEST_F(HealthTest, HeartbeatOfAnUnknownControllerIsIgnored) {
 
 }  // namespace
 }  // namespace kr::health
+
+namespace kr::health {
+namespace {
+
+TEST(TransitionLog, ReportsOnlyChangesOfHealth) {
+  TransitionLog log;
+  Verdict ok{true, "OK"};
+  Verdict late{false, "Unhealthy: NetworkPolicy has not synced"};
+  EXPECT_FALSE(log.Changed(ok));  // starts healthy
+  EXPECT_TRUE(log.Changed(late));
+  EXPECT_FALSE(log.Changed(late));
+  EXPECT_FALSE(log.Changed(late));
+  EXPECT_TRUE(log.Changed(ok));
+  EXPECT_FALSE(log.Changed(ok));
+  EXPECT_TRUE(log.Changed(late));
+}
+
+}  // namespace
+}  // namespace kr::health

@@ -167,5 +167,35 @@ TEST(Options, NoControllerEnabledIsAnError) {
   EXPECT_TRUE(ValidateForRun(*one).ok());
 }
 
+// Issue 16 item 10: the status view is unauthenticated; loopback unless explicitly asked, and
+// --help says what the flags do.
+TEST(Options, StatusViewIsLoopbackUnlessAllowed) {
+  for (const char* address : {"127.0.0.1", "127.0.0.53", "::1"}) {
+    auto o = Parse({"--gobgp-admin-address", address});
+    ASSERT_TRUE(o.ok());
+    EXPECT_TRUE(ValidateForRun(*o).ok()) << address;
+  }
+  for (const char* address : {"0.0.0.0", "10.0.0.1", "::"}) {
+    auto o = Parse({"--gobgp-admin-address", address});
+    ASSERT_TRUE(o.ok());
+    Status s = ValidateForRun(*o);
+    EXPECT_FALSE(s.ok()) << address;
+    EXPECT_NE(s.message().find("--gobgp-admin-allow-remote"), std::string::npos) << s.message();
+    auto allowed = Parse({"--gobgp-admin-address", address, "--gobgp-admin-allow-remote"});
+    ASSERT_TRUE(allowed.ok());
+    EXPECT_TRUE(ValidateForRun(*allowed).ok()) << address;
+    // Off (port 0) or without the router, the address does not matter.
+    auto off = Parse({"--gobgp-admin-address", address, "--gobgp-admin-port=0"});
+    ASSERT_TRUE(off.ok());
+    EXPECT_TRUE(ValidateForRun(*off).ok()) << address;
+  }
+  auto bad = Parse({"--gobgp-admin-address", "localhost"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_FALSE(ValidateForRun(*bad).ok());
+  std::string help = HelpText("kube-router");
+  EXPECT_EQ(help.find("gRPC admin API (not available"), std::string::npos) << help;
+  EXPECT_NE(help.find("read-only routing status view"), std::string::npos) << help;
+}
+
 }  // namespace
 }  // namespace kr

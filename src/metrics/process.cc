@@ -1,0 +1,61 @@
+#include "kube_router/metrics/process.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+namespace kr::metrics {
+namespace {
+
+std::optional<double> ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return std::nullopt;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+std::optional<double> StartTimeSeconds() {
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  // Field 2 (comm) may hold spaces and parentheses: the fields after it follow the last ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream rest(stat.substr(close + 1));
+  std::string field;
+  unsigned long long start_ticks = 0;
+  for (int index = 3; rest >> field; ++index) {  // field 22 is starttime, in clock ticks
+    if (index == 22) {
+      start_ticks = std::stoull(field);
+      break;
+    }
+  }
+  if (start_ticks == 0) return std::nullopt;
+  std::ifstream proc_stat("/proc/stat");
+  std::string line;
+  while (std::getline(proc_stat, line)) {
+    if (line.rfind("btime ", 0) == 0) {
+      double boot = std::stod(line.substr(6));
+      return boot + static_cast<double>(start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void UpdateProcessMetrics(Registry* registry) {
+  if (auto rss = ResidentBytes()) {
+    registry->GetGauge("process_resident_memory_bytes", "Resident memory size in bytes.").Set(*rss);
+  }
+  if (auto start = StartTimeSeconds()) {
+    registry
+        ->GetGauge("process_start_time_seconds",
+                   "Start time of the process since unix epoch in seconds.")
+        .Set(*start);
+  }
+}
+
+}  // namespace kr::metrics
