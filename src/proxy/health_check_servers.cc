@@ -12,10 +12,10 @@ struct HealthCheckServers::Entry {
   std::string owner;  // "ns/name", for logs
   std::atomic<uint64_t> local_endpoints{0};
   // Declared last: destroyed (stopped) first, while the count it reads still exists.
-  std::unique_ptr<http::Server> server;
+  std::unique_ptr<net::HttpServer> server;
 };
 
-http::Response HealthCheckResponse(uint64_t local_endpoints) {
+net::HttpResponse HealthCheckResponse(uint64_t local_endpoints) {
   if (local_endpoints == 0) return {503, "text/plain; charset=utf-8", "No Service Endpoints Found"};
   return {200, "text/plain; charset=utf-8",
           std::to_string(local_endpoints) + " Service Endpoints found"};
@@ -64,11 +64,13 @@ Status HealthCheckServers::Sync(const std::vector<HealthCheckService>& services)
     entry->owner = svc->ns + "/" + svc->name;
     entry->local_endpoints.store(svc->local_endpoints, std::memory_order_relaxed);
     const std::atomic<uint64_t>* count = &entry->local_endpoints;
-    http::Routes routes;
+    net::HttpRoutes routes;
     routes["/healthz"] = [count] {
       return HealthCheckResponse(count->load(std::memory_order_relaxed));
     };
-    auto server = http::Server::Start(address_, port, std::move(routes));
+    net::HttpServerLimits limits;
+    limits.workers = 1;  // one server per Service port: keep each small
+    auto server = net::HttpServer::Start(address_, port, std::move(routes), limits);
     if (!server.ok()) {
       // Retried by the next Sync that still wants the port.
       Status s = Status::Error("health check server of Service " + entry->owner + " on port " +

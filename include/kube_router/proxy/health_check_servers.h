@@ -3,7 +3,7 @@
 // while the Service has local ready endpoints and "503 No Service Endpoints Found" otherwise.
 // The count is per Service (whatever number of ports), a 64-bit value read atomically by the
 // server threads. Servers come and go with the Services; each is bounded in connections and time
-// by http::Server. One writer (Sync/StopAll); not thread-safe against itself.
+// by net::HttpServer. One writer (Sync/StopAll); not thread-safe against itself.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "kube_router/base/status.h"
-#include "kube_router/http/server.h"
+#include "kube_router/net/http_server.h"
 
 namespace kr::proxy {
 
@@ -26,7 +26,7 @@ struct HealthCheckService {
 };
 
 // kube-router's answer for a count.
-http::Response HealthCheckResponse(uint64_t local_endpoints);
+net::HttpResponse HealthCheckResponse(uint64_t local_endpoints);
 
 class HealthCheckServers {
  public:
