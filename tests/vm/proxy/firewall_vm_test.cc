@@ -45,6 +45,9 @@ class ProxyFirewallVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(testing::IsRoot());
+    ASSERT_TRUE(ext_.Sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=0 "
+                        "net.ipv6.conf.default.disable_ipv6=0")
+                    .ok());
     net_.AddNode("n0");
     net_.AddNode("n1");
     net_.AddPod(0, "default/a");
@@ -127,7 +130,7 @@ class ProxyFirewallVmTest : public ::testing::Test {
     return out;
   }
 
-  PodNetwork net_{"kpf"};
+  PodNetwork net_{"kpf", /*dual_stack=*/true};
   Netns ext_{"kpfext"};
   std::unique_ptr<netlink::Ipvs> ipvs_;
 };
@@ -210,6 +213,85 @@ TEST_F(ProxyFirewallVmTest, MasqueradeHairpinAndVipFirewallWithRealTraffic) {
   EXPECT_EQ(after->find("KUBE-ROUTER"), std::string::npos) << *after;
   EXPECT_EQ(after->find("kube-router"), std::string::npos) << *after;
   EXPECT_FALSE(testing::Ask(ext_.name(), NodeIp(), 30081, Proto::kTcp).ok());
+}
+
+// The same in IPv6 (ip6tables, inet6: sets, a v6 VIP and NodePorts), in the same boot.
+TEST_F(ProxyFirewallVmTest, Ipv6MasqueradeHairpinAndVipFirewall) {
+  const std::string vip6 = "fd00:96::10";
+  const std::string node6 = "fd00:192::1";       // towards the client: the NodePort address
+  const std::string internal6 = "fd00:70:1::1";  // towards n1: the SNAT source
+  const std::string a6 = net_.pod("default/a").ip6;
+  const std::string b6 = net_.pod("default/b").ip6;
+  ASSERT_TRUE(Node()
+                  .Sh("ip -6 addr add " + vip6 +
+                      "/128 dev kube-dummy-if nodad && "
+                      "ip -6 addr add " +
+                      node6 + "/64 dev kr-ext nodad")
+                  .ok());
+  ASSERT_TRUE(ext_.Sh("ip -6 addr add fd00:192::9/64 dev eth0 nodad && "
+                      "ip -6 route add default via " +
+                      node6)
+                  .ok());
+  auto add = [&](const std::string& vip, uint16_t port, const std::string& backend) {
+    IpvsService svc{A(vip), IpvsProtocol::kTcp, port};
+    ASSERT_TRUE(ipvs_->AddService(svc).ok());
+    ASSERT_TRUE(ipvs_->AddDestination(svc, IpvsDestination{A(backend), 8080}).ok());
+  };
+  add(vip6, 81, a6);
+  add(node6, 30081, b6);
+  add(node6, 30082, a6);
+  AnswerServer a(PodNs("a"), "a", 8080, AnswerServer::Kind::kTcp);
+  AnswerServer b(PodNs("b"), "b", 8080, AnswerServer::Kind::kTcp);
+  AnswerServer host(Node().name(), "node", 9999, AnswerServer::Kind::kTcp);
+  EXPECT_FALSE(testing::Ask(ext_.name(), node6, 30081, Proto::kTcp).ok());
+  EXPECT_TRUE(testing::Ask(ext_.name(), vip6, 9999, Proto::kTcp).ok());
+
+  FirewallInput in;
+  in.local_ips = {A(node6), A(internal6), A("::1"), A(NodeIp())};
+  in.services = {{A(vip6), "tcp", 81}, {A(node6), "tcp", 30081}, {A(node6), "tcp", 30082}};
+  in.node_ips = {A(internal6)};
+  in.pod_cidrs = {*IpPrefix::Parse(net_.nodes()[0].pod_cidr6)};
+  HairpinServicePort port;
+  port.cluster_ips = {A(vip6)};
+  port.port = 81;
+  port.local_endpoints = {A(a6)};
+  in.hairpin = ExpandHairpin(port, /*hairpin_mode=*/true);
+
+  CountingIptables v4(netfilter::MakeIptables(netfilter::IptablesMode::kNft, IpFamily::kV4));
+  CountingIptables v6(netfilter::MakeIptables(netfilter::IptablesMode::kNft, IpFamily::kV6));
+  CountingIpset ipset(netfilter::MakeIpset());
+  ProxyFirewall firewall(&v4, &v6, &ipset);
+  {
+    ScopedNetns inside(Node().name());
+    ASSERT_TRUE(firewall.Sync(in).ok());
+    const int writes = v4.writes + v6.writes + ipset.writes;
+    ASSERT_TRUE(firewall.Sync(in, /*verify=*/true).ok());
+    EXPECT_EQ(v4.writes + v6.writes + ipset.writes, writes)
+        << "IPv6 rule text differs from ip6tables-save\n"
+        << Diagnose();
+  }
+  Answer remote = testing::Ask(ext_.name(), node6, 30081, Proto::kTcp);
+  ASSERT_TRUE(remote.ok()) << remote.ToString() << "\n" << Diagnose();
+  EXPECT_EQ(remote.name, "b");
+  EXPECT_EQ(remote.client_ip, internal6);
+  Answer local = testing::Ask(ext_.name(), node6, 30082, Proto::kTcp);
+  ASSERT_TRUE(local.ok()) << local.ToString();
+  EXPECT_EQ(local.client_ip, "fd00:192::9");
+  Answer self = testing::Ask(PodNs("a"), vip6, 81, Proto::kTcp);
+  ASSERT_TRUE(self.ok()) << self.ToString();
+  EXPECT_EQ(self.client_ip, vip6);
+  EXPECT_TRUE(testing::Ask(ext_.name(), vip6, 81, Proto::kTcp).ok());
+  Answer rejected = testing::Ask(ext_.name(), vip6, 9999, Proto::kTcp);
+  EXPECT_EQ(rejected.outcome, Answer::Outcome::kRefused) << rejected.ToString();
+  EXPECT_TRUE(testing::Ask(ext_.name(), node6, 9999, Proto::kTcp).ok());
+  {
+    ScopedNetns inside(Node().name());
+    ASSERT_TRUE(firewall.Cleanup().ok());
+  }
+  auto after = Node().Sh("ip6tables-save; ipset list -n");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->find("ipvs"), std::string::npos) << *after;
+  EXPECT_EQ(after->find("kube-router"), std::string::npos) << *after;
 }
 
 }  // namespace
