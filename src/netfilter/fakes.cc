@@ -7,8 +7,8 @@ namespace {
 
 bool IsStandardTarget(const std::string& target) {
   static const std::set<std::string> kTargets = {
-      "ACCEPT",     "DROP", "RETURN", "REJECT",   "MARK",  "NFLOG", "LOG",
-      "MASQUERADE", "SNAT", "DNAT",   "CONNMARK", "QUEUE", "CT",    "NOTRACK"};
+      "ACCEPT", "DROP", "RETURN",   "REJECT", "MARK", "NFLOG",   "LOG",   "MASQUERADE",
+      "SNAT",   "DNAT", "CONNMARK", "QUEUE",  "CT",   "NOTRACK", "TCPMSS"};
   return kTargets.contains(target);
 }
 
