@@ -192,6 +192,24 @@ TEST_F(ProxyFirewallVmTest, MasqueradeHairpinAndVipFirewallWithRealTraffic) {
   Answer rejected = testing::Ask(ext_.name(), kVip, 9999, Proto::kTcp);
   EXPECT_EQ(rejected.outcome, Answer::Outcome::kRefused) << rejected.ToString();
   EXPECT_TRUE(testing::Ask(ext_.name(), NodeIp(), 9999, Proto::kTcp).ok());
+  // ICMP echo to the VIP is accepted by its rule (it would meet the REJECT otherwise). The
+  // image has no ping: one echo request from a raw socket, waiting 2 s for the reply.
+  auto echo = ext_.Sh(
+      "python3 -c '\n"
+      "import socket, struct, sys\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n"
+      "s.settimeout(2)\n"
+      "h = struct.pack(\"!BBHHH\", 8, 0, 0, 7, 1) + b\"kr\"\n"
+      "c = sum(struct.unpack(\"!5H\", h)) \n"
+      "c = (c >> 16) + (c & 0xffff); c = ~(c + (c >> 16)) & 0xffff\n"
+      "s.sendto(struct.pack(\"!BBHHH\", 8, 0, c, 7, 1) + b\"kr\", (sys.argv[1], 0))\n"
+      "while True:\n"
+      "  d, a = s.recvfrom(1500)\n"
+      "  if a[0] == sys.argv[1] and d[20] == 0: print(\"reply\"); break\n"
+      "' " +
+      std::string(kVip));
+  EXPECT_TRUE(echo.ok() && echo->find("reply") != std::string::npos)
+      << (echo.ok() ? *echo : echo.error());
 
   // Kernel settings took effect in the node's namespace.
   auto vs = Node().Sh(
