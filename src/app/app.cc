@@ -233,6 +233,24 @@ int Run(const Options& options, const sigset_t& signals) {
       return kExitError;
     }
     KR_LOG_INFO("API caches synced");
+    // A cache that cannot be refreshed for longer than the agent may take to sync one at
+    // start-up makes the controllers that read it unhealthy.
+    checker.SetStaleCacheProbe([&, bound = options.cache_sync_timeout](const std::string& name) {
+      std::vector<std::string> out;
+      for (const auto& cache : watcher->StaleCaches(bound)) {
+        for (const auto& runner : runners) {
+          const auto& kinds = runner->watched_kinds();
+          if (runner->name() != name ||
+              std::find(kinds.begin(), kinds.end(), cache.kind) == kinds.end())
+            continue;
+          out.push_back(std::string(k8s::ResourceKindName(cache.kind)) +
+                        " cache not refreshed for " +
+                        std::to_string(cache.stale_for.count() / 1000) +
+                        "s (last error: " + cache.last_error + ")");
+        }
+      }
+      return out;
+    });
   }
 
   checker.MarkStarted();

@@ -30,9 +30,27 @@ void HealthChecker::Heartbeat(const std::string& controller, Clock::time_point n
   e.last_success = now;
 }
 
-Verdict HealthChecker::Check(Clock::time_point now) const {
+void HealthChecker::SetStaleCacheProbe(StaleCacheProbe probe) {
   std::lock_guard lock(mu_);
-  if (!started_) return {true, "OK (starting: waiting for the API caches)"};
+  stale_caches_ = std::move(probe);
+}
+
+Verdict HealthChecker::Check(Clock::time_point now) const {
+  StaleCacheProbe probe;
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    if (!started_) return {true, "OK (starting: waiting for the API caches)"};
+    probe = stale_caches_;
+    for (const auto& [name, e] : controllers_) names.push_back(name);
+  }
+  std::vector<std::string> stale;
+  if (probe) {
+    for (const auto& name : names) {
+      for (const auto& cache : probe(name)) stale.push_back(name + ": " + cache);
+    }
+  }
+  std::lock_guard lock(mu_);
   Verdict v{true, ""};
   for (const auto& [name, e] : controllers_) {
     Clock::time_point since = e.last_success ? *e.last_success : *started_;
@@ -42,6 +60,10 @@ Verdict HealthChecker::Check(Clock::time_point now) const {
       v.detail += (v.detail.empty() ? "" : "; ") + name + " has not synced successfully for " +
                   Seconds(now - since) + " (allowed " + Seconds(allowed) + ")";
     }
+  }
+  for (const auto& s : stale) {
+    v.healthy = false;
+    v.detail += (v.detail.empty() ? "" : "; ") + s;
   }
   if (v.healthy) v.detail = "OK";
   return v;

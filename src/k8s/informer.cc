@@ -63,6 +63,26 @@ bool IsGone(int http_status, const json& status) {
   return http_status == 410 || StatusCode(status) == 410 || reason == "Expired" || reason == "Gone";
 }
 
+// client-go's isTooLargeResourceVersionError: the cause type, or the message of servers that
+// predate it. A server restarted with reset resource versions answers this way.
+bool IsTooLarge(const json& status) {
+  if (!status.is_object()) return false;
+  auto details = status.find("details");
+  if (details != status.end() && details->is_object()) {
+    auto causes = details->find("causes");
+    if (causes != details->end() && causes->is_array()) {
+      for (const auto& c : *causes) {
+        if (c.is_object() && c.value("type", "") == "ResourceVersionTooLarge") return true;
+      }
+    }
+  }
+  return StatusMessage(status).find("Too large resource version") != std::string::npos;
+}
+
+// An answer that says the server is up but will not give us the data (401, 403, 404, a
+// malformed list...), as opposed to an outage (no answer, 5xx, 429).
+bool IsRefusal(int code) { return code != 429 && code < 500; }
+
 std::optional<std::chrono::seconds> RetryAfter(const HttpResponse& res) {
   if (res.status != 429) return std::nullopt;
   std::string v = res.Header("retry-after");
@@ -195,15 +215,17 @@ void Informer::Run() {
   bool need_list = true;
   while (!stop_) {
     if (need_list) {
-      bool gone = false;
+      ListError error = ListError::kOther;
       Failure failure;
-      if (!List(list_rv, &gone, &failure)) {
+      if (!List(list_rv, &error, &failure)) {
         if (stop_) break;
         SetError(failure.message);
-        if (gone) {
-          // Our RV is too old: a consistent read from etcd (client-go: RV "").
-          KR_LOG_INFO("{} informer: list at resourceVersion {} expired; listing afresh",
-                      ResourceKindName(kind_), list_rv);
+        refused_ = failure.refused;
+        // Our RV is too old (410) or unknown to the server (a restart reset its resource
+        // versions): a consistent read (client-go: RV ""), at once unless that was one already.
+        if (error != ListError::kOther && !list_rv.empty()) {
+          KR_LOG_INFO("{} informer: list at resourceVersion {} failed ({}); listing afresh",
+                      ResourceKindName(kind_), list_rv, failure.message);
           list_rv = "";
           continue;
         }
@@ -215,6 +237,8 @@ void Informer::Run() {
         continue;
       }
       need_list = false;
+      refused_ = false;
+      MarkFresh();
       if (!synced_) KR_LOG_INFO("{} informer synced", ResourceKindName(kind_));
       synced_ = true;
     }
@@ -226,17 +250,35 @@ void Informer::Run() {
     switch (end) {
       case WatchEnd::kClosed:
         // Re-watch from the last RV. A server that keeps closing at once gets a backoff.
+        MarkFresh();
+        refused_ = false;
         if (!got_events && Clock::now() - started < std::chrono::seconds(1))
           Sleep(backoff_.Next(Clock::now()));
         break;
       case WatchEnd::kGone:
-        KR_LOG_INFO("{} informer: resourceVersion {} expired; relisting", ResourceKindName(kind_),
-                    last_rv_);
+      case WatchEnd::kTooLarge:
+        KR_LOG_INFO("{} informer: resourceVersion {} {}; relisting", ResourceKindName(kind_),
+                    last_rv_,
+                    end == WatchEnd::kGone ? "expired" : "is unknown to the server (too large)");
         need_list = true;
         list_rv = "";
         break;
+      case WatchEnd::kError: {
+        // client-go ends ListAndWatch on any other watch error (an ERROR event, a status
+        // the server will not retry): back off, then relist from the last RV.
+        SetError(failure.message);
+        refused_ = failure.refused;
+        auto delay = backoff_.Next(Clock::now());
+        KR_LOG_WARN("{} informer: watch failed ({}); relisting in {} ms", ResourceKindName(kind_),
+                    failure.message, delay.count());
+        Sleep(delay);
+        need_list = true;
+        list_rv = last_rv_;
+        break;
+      }
       case WatchEnd::kFailed: {
         SetError(failure.message);
+        refused_ = failure.refused;
         auto delay = failure.retry_after ? std::chrono::milliseconds(*failure.retry_after)
                                          : backoff_.Next(Clock::now());
         KR_LOG_WARN("{} informer: watch failed ({}); retrying in {} ms", ResourceKindName(kind_),
@@ -248,7 +290,17 @@ void Informer::Run() {
   }
 }
 
-bool Informer::List(const std::string& resource_version, bool* gone, Failure* failure) {
+void Informer::MarkFresh() { fresh_at_ns_ = Clock::now().time_since_epoch().count(); }
+
+std::chrono::milliseconds Informer::StaleFor() const {
+  // An outage (no answer, 5xx, 429) is not counted: a restart cannot cure it, and failing
+  // every node's liveness probe for it is kube-router issue #912.
+  if (!synced_ || watching_ || !refused_) return std::chrono::milliseconds(0);
+  auto since = Clock::now() - Clock::time_point(Clock::duration(fresh_at_ns_.load()));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(since);
+}
+
+bool Informer::List(const std::string& resource_version, ListError* error, Failure* failure) {
   std::map<std::string, AnyObject> items;
   std::string cont;
   std::string list_rv;
@@ -271,12 +323,16 @@ bool Informer::List(const std::string& resource_version, bool* gone, Failure* fa
       failure->message =
           "GET " + path + ": HTTP " + std::to_string(res->status) + ": " + StatusMessage(body);
       failure->retry_after = RetryAfter(*res);
-      // An expired continue token or RV: start over with a consistent list.
-      *gone = IsGone(res->status, body);
+      failure->refused = IsRefusal(res->status);
+      // An expired continue token or RV, or an RV the server never reached: start over with a
+      // consistent list.
+      if (IsGone(res->status, body)) *error = ListError::kGone;
+      if (IsTooLarge(body)) *error = ListError::kTooLarge;
       return false;
     }
     if (!body.is_object() || !body.contains("items") || !body["items"].is_array()) {
       failure->message = "GET " + path + ": response is not a list";
+      failure->refused = true;
       return false;
     }
     for (const auto& item : body["items"]) {
@@ -371,6 +427,8 @@ Informer::WatchEnd Informer::Watch(Failure* failure, bool* got_events) {
       [&](const HttpResponse& h) {
         head = h;
         ok_stream = h.status == 200;
+        // An open stream keeps the cache current; staleness counts only while it is not.
+        if (ok_stream) watching_ = true;
         return true;
       },
       [&](std::string_view bytes) {
@@ -389,9 +447,12 @@ Informer::WatchEnd Informer::Watch(Failure* failure, bool* got_events) {
           if (e->type == WatchEventType::kError) {
             if (IsGone(0, e->object)) {
               end = WatchEnd::kGone;
+            } else if (IsTooLarge(e->object)) {
+              end = WatchEnd::kTooLarge;
             } else {
-              end = WatchEnd::kFailed;
+              end = WatchEnd::kError;
               failure->message = "watch ERROR event: " + StatusMessage(e->object);
+              failure->refused = IsRefusal(StatusCode(e->object));
             }
             return false;
           }
@@ -401,6 +462,8 @@ Informer::WatchEnd Informer::Watch(Failure* failure, bool* got_events) {
         return !stop_.load();
       },
       std::chrono::seconds(timeout_s + 30), &stop_);
+  if (ok_stream) MarkFresh();  // current up to the moment the stream ended
+  watching_ = false;
   if (!res.ok()) {
     if (end != WatchEnd::kClosed) return end;
     failure->message = "watch " + path + ": " + res.error();
@@ -409,10 +472,15 @@ Informer::WatchEnd Informer::Watch(Failure* failure, bool* got_events) {
   if (!ok_stream) {
     json status = json::parse(error_body, nullptr, false);
     if (IsGone(head.status, status)) return WatchEnd::kGone;
+    if (IsTooLarge(status)) return WatchEnd::kTooLarge;
     failure->message =
         "watch " + path + ": HTTP " + std::to_string(head.status) + ": " + StatusMessage(status);
     failure->retry_after = RetryAfter(head);
-    return WatchEnd::kFailed;
+    failure->refused = IsRefusal(head.status);
+    // 429 and server errors: retry the watch from the last RV (a stale RV then meets a 410 or
+    // too-large answer). Any other status (403, 404, 400...) will not fix itself: relist.
+    if (head.status == 429 || head.status >= 500) return WatchEnd::kFailed;
+    return WatchEnd::kError;
   }
   if (end == WatchEnd::kClosed && decoder.pending() > 0) {
     CountMalformed("watch stream ended inside an event");

@@ -4,9 +4,11 @@
 //
 //   list (paginated, RV "0" first) -> Replace (diff -> add/update/delete events) -> synced
 //   watch from the list RV (bookmarks on, timeoutSeconds random 300-600 s)
-//     clean close          -> watch again from the last RV
-//     410 (status or ERROR)-> relist with RV "" (consistent read)
-//     other failure        -> backoff with jitter (Retry-After for 429), then watch/relist
+//     clean close                 -> watch again from the last RV
+//     410 or too-large RV         -> relist with RV "" (consistent read)
+//     other ERROR event, 4xx      -> backoff, relist from the last RV (a failing list with
+//                                    410/too-large falls back to RV "")
+//     transport error, 5xx, 429   -> backoff (Retry-After for 429), watch again
 //   A failed or partial list leaves the cache as it was.
 #pragma once
 
@@ -54,17 +56,25 @@ class Informer {
   bool synced() const { return synced_.load(); }
   ResourceKind kind() const { return kind_; }
   std::string last_error() const;
+  // How long the cache has gone without a way to be refreshed while the server is up but
+  // refuses (401, 403, 404, ERROR events, undecodable lists: a restart may cure those): the
+  // time since the last successful list or watch. 0 while a watch is open, before the first
+  // sync, and during an outage (no answer, 5xx, 429).
+  std::chrono::milliseconds StaleFor() const;
 
  private:
-  enum class WatchEnd { kClosed, kGone, kFailed };
+  enum class WatchEnd { kClosed, kGone, kTooLarge, kError, kFailed };
+  enum class ListError { kOther, kGone, kTooLarge };
   struct Failure {
     std::string message;
     std::optional<std::chrono::seconds> retry_after;  // from a 429
+    bool refused = false;  // the server answered (not 5xx/429) but gave us no data
   };
 
   void Run();
-  // Lists every page; on success replaces the cache. `gone` is set for 410 answers.
-  bool List(const std::string& resource_version, bool* gone, Failure* failure);
+  // Lists every page; on success replaces the cache. `error` tells 410 and too-large answers.
+  bool List(const std::string& resource_version, ListError* error, Failure* failure);
+  void MarkFresh();
   WatchEnd Watch(Failure* failure, bool* got_events);
   void Replace(std::map<std::string, AnyObject> items);
   void Apply(const WatchEvent& event);
@@ -86,6 +96,9 @@ class Informer {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> synced_{false};
+  std::atomic<bool> watching_{false};    // a watch stream is open (HTTP 200 received)
+  std::atomic<int64_t> fresh_at_ns_{0};  // steady clock: last successful list or watch
+  std::atomic<bool> refused_{false};     // the last failure was a refusal, not an outage
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string last_error_;  // guarded by mu_

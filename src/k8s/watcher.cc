@@ -44,6 +44,15 @@ class InformerWatcher : public Watcher {
     }
   }
 
+  std::vector<StaleCache> StaleCaches(std::chrono::milliseconds bound) const override {
+    std::vector<StaleCache> stale;
+    for (const auto& i : informers_) {
+      auto for_ = i->StaleFor();
+      if (for_ > bound) stale.push_back({i->kind(), for_, i->last_error()});
+    }
+    return stale;
+  }
+
   void Stop() override {
     {
       // Ends a WaitForSync on another thread at once instead of at its timeout.

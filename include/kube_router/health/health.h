@@ -7,10 +7,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kube_router/controller/runner.h"
 
@@ -40,6 +42,13 @@ class HealthChecker : public SyncObserver {
 
   Verdict Check(Clock::time_point now = Clock::now()) const;
 
+  // Caches a controller reads that could not be refreshed for too long make it unhealthy as
+  // well: syncing from a cache that has stopped following the API server (deleted objects
+  // kept, stale rules enforced) is not health. The probe returns, for one controller, a
+  // description of each such cache (empty = all current); it is called outside the lock.
+  using StaleCacheProbe = std::function<std::vector<std::string>(const std::string& controller)>;
+  void SetStaleCacheProbe(StaleCacheProbe probe);
+
   // SyncObserver: a heartbeat only after success.
   void OnSyncSucceeded(const std::string& controller, SyncReason reason,
                        std::chrono::nanoseconds took) override;
@@ -55,6 +64,7 @@ class HealthChecker : public SyncObserver {
   mutable std::mutex mu_;
   std::optional<Clock::time_point> started_;
   std::map<std::string, Entry> controllers_;
+  StaleCacheProbe stale_caches_;
 };
 
 // Remembers the last verdict so that callers log a state change once, not every probe (an

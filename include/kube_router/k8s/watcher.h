@@ -45,6 +45,15 @@ class Watcher {
   // have not synced within `timeout` (--cache-sync-timeout). Fails at once when Stop() is called
   // (from another thread) meanwhile.
   virtual Status WaitForSync(std::chrono::milliseconds timeout) = 0;
+  // Caches that could not be refreshed (no open watch, no successful list) for longer than
+  // `bound` while the server answers but refuses (401, 403, ERROR events...; an outage does
+  // not count), with how long and the informer's last error. Empty before the first sync.
+  struct StaleCache {
+    ResourceKind kind;
+    std::chrono::milliseconds stale_for;
+    std::string last_error;
+  };
+  virtual std::vector<StaleCache> StaleCaches(std::chrono::milliseconds bound) const = 0;
   // Stops every informer thread and ends a pending WaitForSync; returns within a few seconds.
   virtual void Stop() = 0;
 };

@@ -304,8 +304,9 @@ TEST_F(RunningAgent, PromtoolAcceptsMetrics) {
 // caches: /healthz stays 200 across more successful syncs than period + start-up + grace
 // (2s + start-up + 5s) can hold.
 TEST_F(RunningAgent, HealthSurvivesLosingTheApiServer) {
+  // The outage outlasts --cache-sync-timeout: an unreachable server is not a stale cache.
   StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
-              "--iptables-sync-period=1s"});
+              "--iptables-sync-period=1s", "--cache-sync-timeout=3s"});
   ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
   ASSERT_TRUE(WaitFor([&] { return Sample(Metrics(), kPolicySyncs) >= 1; }, kDeadline));
   api_->Signal(SIGKILL);
@@ -321,6 +322,31 @@ TEST_F(RunningAgent, HealthSurvivesLosingTheApiServer) {
   EXPECT_TRUE(enough) << agent_->Log();
   EXPECT_EQ(unhealthy_answers, 0) << agent_->Log();
   EXPECT_TRUE(agent_->Running());
+}
+
+// Caches the server refuses to refresh (every API request answered 403, as after an RBAC
+// change) for longer than --cache-sync-timeout make /healthz fail, naming the controller and
+// the cache, even though the controller keeps syncing from them; health returns once the
+// server serves them again.
+TEST_F(RunningAgent, HealthFailsWhileCachesCannotBeRefreshed) {
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+              "--iptables-sync-period=1s", "--cache-sync-timeout=4s"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  std::smatch server;
+  std::string config = ReadFile(kubeconfig_);
+  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")));
+  auto fault = [&](const std::string& what) {
+    auto r = ns_->Run({"curl", "-s", "-f", "-X", "POST", "-d", "", server[1].str() + what});
+    return r.ok() && r->exit_code == 0;
+  };
+  ASSERT_TRUE(fault("/_fake/fail?count=1000000&code=403"));
+  ASSERT_TRUE(fault("/_fake/drop-watches"));
+  ASSERT_TRUE(HealthBecomes(500)) << agent_->Log();
+  HttpAnswer health = Get(*ns_, "http://127.0.0.1:20244/healthz");
+  EXPECT_NE(health.body.find("cache not refreshed"), std::string::npos) << health.body;
+  EXPECT_NE(health.body.find("NetworkPolicy"), std::string::npos) << health.body;
+  ASSERT_TRUE(fault("/_fake/fail?count=0"));
+  EXPECT_TRUE(HealthBecomes(200)) << agent_->Log();
 }
 
 // With no controller of this build enabled (the service proxy does not exist yet) the agent

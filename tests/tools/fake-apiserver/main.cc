@@ -52,6 +52,7 @@ struct Faults {
   std::string fail_match;  // only requests whose line contains this fail ("" = all)
   int delay_ms = 0;
   bool gone_as_http_status = false;  // watch from a compacted RV: HTTP 410 instead of ERROR
+  int too_large_wait_ms = 1000;      // how long an RV beyond the current one is waited for
   int bookmark_interval_ms = 10000;
   std::string token;  // accepted bearer token ("" = none accepted unless no auth configured)
   std::deque<std::string> requests;      // recent API requests, "METHOD /path?query"
@@ -332,7 +333,11 @@ class Server {
     if (faults_.fail_count > 0 && line.find(faults_.fail_match) != std::string::npos) {
       --faults_.fail_count;
       int code = faults_.fail_code;
-      ApiError e{code, code == 429 ? "TooManyRequests" : "InternalError",
+      ApiError e{code,
+                 code == 429   ? "TooManyRequests"
+                 : code == 403 ? "Forbidden"
+                 : code == 401 ? "Unauthorized"
+                               : "InternalError",
                  "injected failure (fake-apiserver)"};
       SendJson(res, code, StatusBody(e));
       if (code == 429) res.set_header("Retry-After", std::to_string(faults_.retry_after_s));
@@ -353,10 +358,22 @@ class Server {
                   ok(res);
                 });
     http_->Post("/_fake/expire-watches",
-                [this, ok](const httplib::Request&, httplib::Response& res) {
-                  store_.ExpireWatches();
+                [this, ok](const httplib::Request& req, httplib::Response& res) {
+                  // ?code=N&reason=R sends another Status (a 500 InternalError, ...).
+                  ApiError e{410, "Expired", ""};
+                  if (req.has_param("code"))
+                    e.code = std::atoi(req.get_param_value("code").c_str());
+                  if (req.has_param("reason"))
+                    e.reason = req.get_param_value("reason");
+                  else if (e.code != 410)
+                    e.reason = "InternalError";
+                  store_.ExpireWatches(e);
                   ok(res);
                 });
+    http_->Post("/_fake/restart", [this, ok](const httplib::Request&, httplib::Response& res) {
+      store_.RestartWithResetResourceVersions();
+      ok(res);
+    });
     http_->Post("/_fake/compact", [this, ok](const httplib::Request&, httplib::Response& res) {
       store_.Compact();
       ok(res);
@@ -396,6 +413,8 @@ class Server {
       if (s.contains("bookmarkIntervalMs") && s["bookmarkIntervalMs"].is_number())
         faults_.bookmark_interval_ms = s["bookmarkIntervalMs"].get<int>();
       if (s.contains("gzip") && s["gzip"].is_boolean()) faults_.gzip = s["gzip"].get<bool>();
+      if (s.contains("tooLargeWaitMs") && s["tooLargeWaitMs"].is_number())
+        faults_.too_large_wait_ms = s["tooLargeWaitMs"].get<int>();
       ok(res);
     });
     http_->Get("/_fake/requests", [this](const httplib::Request&, httplib::Response& res) {
@@ -450,6 +469,11 @@ class Server {
       size_t limit = req.has_param("limit")
                          ? std::strtoull(req.get_param_value("limit").c_str(), nullptr, 10)
                          : 0;
+      // An RV the server has not reached (a client from before a restart): 504 TooLarge.
+      if (auto rv = ExplicitRv(req); rv && !req.has_param("continue")) {
+        if (auto e = store_.WaitForRv(*rv, Clock::now() + TooLargeWait()))
+          return SendError(res, *e);
+      }
       auto list = store_.List(*t.type, filter, limit, req.get_param_value("continue"));
       return SendOutcome(res, list);
     }
@@ -501,6 +525,20 @@ class Server {
     SendError(res, {405, "MethodNotAllowed", "method not allowed"});
   }
 
+  // resourceVersion=N with N a number other than 0; nullopt for "", "0" or garbage.
+  static std::optional<uint64_t> ExplicitRv(const httplib::Request& req) {
+    std::string rv = req.get_param_value("resourceVersion");
+    char* end = nullptr;
+    uint64_t n = std::strtoull(rv.c_str(), &end, 10);
+    if (rv.empty() || !end || *end || n == 0) return std::nullopt;
+    return n;
+  }
+
+  std::chrono::milliseconds TooLargeWait() {
+    std::lock_guard lock(faults_.mu);
+    return std::chrono::milliseconds(faults_.too_large_wait_ms);
+  }
+
   struct WatchState {
     const ResourceType* type;
     Filter filter;
@@ -549,6 +587,9 @@ class Server {
         return SendError(res, {400, "BadRequest", "invalid resourceVersion: " + rv});
       too_old = store_.CheckWatchable(st->after_rv);
       if (too_old && gone_as_status) return SendError(res, *too_old);
+      // The watch cache waits for an RV it has not seen, then sends one ERROR event (504
+      // ResourceVersionTooLarge) on an HTTP 200 stream.
+      if (!too_old) too_old = store_.WaitForRv(st->after_rv, Clock::now() + TooLargeWait());
     }
     res.status = 200;
     // The parameter keeps cpp-httplib from gzip-compressing the stream (it would hold events
@@ -580,6 +621,10 @@ class Server {
       }
       if (r.too_old || r.signals.expire != st->seen.expire) {
         ApiError gone{410, "Expired", "too old resource version: " + std::to_string(st->after_rv)};
+        if (!r.too_old && r.signals.expire_error.code != 410) {
+          gone = r.signals.expire_error;
+          gone.message = "injected watch error (fake-apiserver)";
+        }
         bool ok = write(EventLine("ERROR", StatusBody(gone)));
         sink.done();
         return ok;

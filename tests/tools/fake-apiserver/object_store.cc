@@ -90,9 +90,13 @@ std::string EncodeContinue(uint64_t rv, const std::string& after_key) {
 }  // namespace
 
 json StatusBody(const ApiError& e) {
-  return {{"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object()},
-          {"status", "Failure"}, {"message", e.message}, {"reason", e.reason},
-          {"code", e.code}};
+  json body = {{"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object()},
+               {"status", "Failure"}, {"message", e.message}, {"reason", e.reason},
+               {"code", e.code}};
+  if (!e.cause.empty())
+    body["details"] = {{"causes", json::array({{{"type", e.cause}, {"message", e.message}}})},
+                       {"retryAfterSeconds", 1}};
+  return body;
 }
 
 bool Filter::Matches(const json& object) const {
@@ -335,7 +339,8 @@ Outcome<json> ObjectStore::List(const ResourceType& type, const Filter& filter, 
       return ApiError{400, "BadRequest", "invalid continue token"};
     list_rv = token["rv"].get<uint64_t>();
     after = token["after"].get<std::string>();
-    if (list_rv < compacted_rv_)
+    // A token from before a restart (its RV is beyond ours) is as unusable as a compacted one.
+    if (list_rv < compacted_rv_ || list_rv > rv_)
       return ApiError{410, "Expired",
                       "The provided continue parameter is too old to display a consistent list "
                       "result. You can start a new list without the continue parameter."};
@@ -417,6 +422,29 @@ WatchSignals ObjectStore::Signals() {
   return signals_;
 }
 
+std::optional<ApiError> ObjectStore::WaitForRv(uint64_t rv,
+                                               std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  if (changed_.wait_until(lock, deadline, [&] { return rv_ >= rv; })) return std::nullopt;
+  return ApiError{
+      504, "Timeout",
+      "Too large resource version: " + std::to_string(rv) + ", current: " + std::to_string(rv_),
+      "ResourceVersionTooLarge"};
+}
+
+void ObjectStore::RestartWithResetResourceVersions() {
+  std::lock_guard lock(mu_);
+  rv_ = 1;
+  for (auto& [resource, objects] : objects_) {
+    for (auto& [key, object] : objects)
+      object["metadata"]["resourceVersion"] = std::to_string(++rv_);
+  }
+  history_.clear();
+  compacted_rv_ = rv_;
+  ++signals_.drop;
+  changed_.notify_all();
+}
+
 void ObjectStore::Compact() {
   std::lock_guard lock(mu_);
   compacted_rv_ = rv_;
@@ -434,9 +462,10 @@ void ObjectStore::CloseWatches() {
   ++signals_.close;
   changed_.notify_all();
 }
-void ObjectStore::ExpireWatches() {
+void ObjectStore::ExpireWatches(const ApiError& error) {
   std::lock_guard lock(mu_);
   ++signals_.expire;
+  signals_.expire_error = error;
   changed_.notify_all();
 }
 void ObjectStore::BookmarkNow() {

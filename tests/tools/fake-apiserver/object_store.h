@@ -27,6 +27,7 @@ struct ApiError {
   int code = 500;
   std::string reason;  // NotFound, AlreadyExists, Conflict, Expired, BadRequest, ...
   std::string message;
+  std::string cause;  // details.causes[0].type, e.g. ResourceVersionTooLarge
 };
 json StatusBody(const ApiError& error);
 
@@ -57,6 +58,7 @@ struct WatchEvent {
 // Counters a watch compares against to notice fault-injection requests.
 struct WatchSignals {
   uint64_t drop = 0, close = 0, expire = 0, bookmark = 0, stop = 0;
+  ApiError expire_error{410, "Expired", ""};  // what the last ExpireWatches sends
 };
 
 enum class PatchType { kMerge, kStrategicMerge, kJsonPatch };
@@ -99,14 +101,23 @@ class ObjectStore {
                         const WatchSignals& seen, std::chrono::steady_clock::time_point deadline,
                         std::vector<WatchEvent>* out);
   WatchSignals Signals();
+  // The apiserver's answer to a resourceVersion it has not reached: it waits up to `deadline`
+  // for the RV to appear (the watch cache's freshness wait), then 504 "Too large resource
+  // version" with cause ResourceVersionTooLarge.
+  std::optional<ApiError> WaitForRv(uint64_t rv, std::chrono::steady_clock::time_point deadline);
 
   // Fault injection.
   void Compact();
   void DropWatches();
   void CloseWatches();
-  void ExpireWatches();
+  // Every open watch gets one ERROR event with `error` (by default 410 Expired), then ends.
+  void ExpireWatches(const ApiError& error = {410, "Expired", ""});
   void BookmarkNow();
   void StopAll();
+  // A server restarted on restored data with a new resourceVersion sequence: every object is
+  // renumbered from 2 in key order, the history is gone (older RVs answer 410) and every open
+  // watch is cut abruptly. Clients holding an RV from before see it as "too large" or stale.
+  void RestartWithResetResourceVersions();
 
  private:
   using Objects = std::map<std::string, json>;  // key "ns/name" or "name"

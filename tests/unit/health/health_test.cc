@@ -69,6 +69,27 @@ TEST_F(HealthTest, FailedSyncsAreNoHeartbeat) {
   EXPECT_TRUE(checker.Check().healthy);
 }
 
+TEST_F(HealthTest, StaleCachesMakeTheirControllerUnhealthy) {
+  checker.Register("NetworkPolicy", 60s);
+  checker.Register("NetworkRoutes", 60s);
+  checker.MarkStarted(t0);
+  checker.Heartbeat("NetworkPolicy", t0 + 1s);
+  checker.Heartbeat("NetworkRoutes", t0 + 1s);
+  bool stale = false;
+  checker.SetStaleCacheProbe([&](const std::string& controller) {
+    std::vector<std::string> out;
+    if (stale && controller == "NetworkPolicy") out.push_back("Pod cache not refreshed for 75s");
+    return out;
+  });
+  EXPECT_TRUE(checker.Check(t0 + 2s).healthy);
+  stale = true;
+  Verdict v = checker.Check(t0 + 2s);  // syncing on time does not help a stale cache
+  EXPECT_FALSE(v.healthy);
+  EXPECT_EQ(v.detail, "NetworkPolicy: Pod cache not refreshed for 75s");
+  stale = false;
+  EXPECT_TRUE(checker.Check(t0 + 3s).healthy);
+}
+
 TEST_F(HealthTest, HeartbeatOfAnUnknownControllerIsIgnored) {
   checker.MarkStarted(t0);
   checker.Heartbeat("Nobody", t0 + 1s);

@@ -406,6 +406,106 @@ TEST(InformerTest, BookmarksMoveTheResumePointPastACompaction) {
   EXPECT_EQ(pod_lists, 1) << "the bookmark's RV should have avoided a 410 and a relist";
 }
 
+// The API server restarts on restored data with a new resourceVersion sequence: the informers'
+// RVs are now beyond the server's. Watching from them must not go on forever (the server
+// answers "Too large resource version"); a consistent relist must bring deletions, additions
+// and changes made after the restart.
+TEST(InformerTest, ServerRestartWithResetResourceVersionsRelists) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  // Push the Pod informer's RV well beyond what the restarted server will count to.
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1",
+                                   {{"metadata", {{"labels", {{"n", std::to_string(i)}}}}}}),
+              200);
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto pod = h.cluster->pods.Get("demo/web-1");
+        return pod && pod->meta.labels.count("n") && pod->meta.labels.at("n") == "29";
+      },
+      30s));
+  ASSERT_EQ(h.server->Fault("restart"), 200);
+  ASSERT_EQ(h.server->Delete("/api/v1/namespaces/demo/pods/web-1"), 200);
+  ASSERT_EQ(h.server->Delete("/apis/networking.k8s.io/v1/namespaces/demo/networkpolicies/deny"),
+            200);
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-9", "10.244.1.9")), 201);
+  EXPECT_TRUE(h.PodIp("demo/web-1", ""));
+  EXPECT_TRUE(h.PodIp("demo/web-9", "10.244.1.9"));
+  EXPECT_TRUE(
+      WaitFor([&] { return h.cluster->network_policies.Get("demo/deny") == nullptr; }, 30s));
+  EXPECT_TRUE(WaitFor([&] { return h.sink.Count(EventType::kDeleted, "demo/web-1") == 1; }, 10s));
+  bool consistent_relist = false;
+  for (const auto& l : Requests(*h.server).lines) {
+    if (IsPodList(l) && l.find("resourceVersion") == std::string::npos) consistent_relist = true;
+  }
+  EXPECT_TRUE(consistent_relist) << "a too-large RV must lead to a list with RV \"\"";
+  // And the informers follow the new sequence from there.
+  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-9/status",
+                                 {{"status", {{"podIP", "10.244.1.19"}}}}),
+            200);
+  EXPECT_TRUE(h.PodIp("demo/web-9", "10.244.1.19"));
+}
+
+// A watch ERROR event that is not 410 (here a 500 InternalError Status in the stream) ends the
+// watch and leads to a relist, as client-go's reflector does; the watch is not simply
+// resumed from the same RV.
+TEST(InformerTest, OtherWatchErrorEventsRelist) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_EQ(h.server->Fault("expire-watches?code=500"), 200);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        int lists = 0;
+        for (const auto& l : Requests(*h.server).lines) lists += IsPodList(l);
+        return lists == 2;
+      },
+      30s));
+  bool relist_from_last_rv = false;
+  for (const auto& l : Requests(*h.server).lines) {
+    if (IsPodList(l) && l.find("resourceVersion=") != std::string::npos &&
+        l.find("resourceVersion=0") == std::string::npos)
+      relist_from_last_rv = true;
+  }
+  EXPECT_TRUE(relist_from_last_rv) << "client-go relists from the last RV after such errors";
+  ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-8", "10.244.1.8")), 201);
+  EXPECT_TRUE(h.PodIp("demo/web-8", "10.244.1.8"));
+}
+
+// A cache the server refuses to refresh (here 403 Forbidden, as after an RBAC change) is
+// reported stale once it has been so for longer than the bound, and no longer once the
+// server serves it again. An outage (500s) is not reported.
+TEST(InformerTest, StaleCachesAreReportedUntilTheServerAnswersAgain) {
+  Harness h;
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  EXPECT_TRUE(h.watcher->StaleCaches(0ms).empty()) << "open watches keep every cache current";
+  ASSERT_EQ(h.server->Fault("fail?count=1000000&code=500&match=%2Fapi%2Fv1%2Fpods"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  // Two failed pod watches (the first backoff alone is >= 0.8 s) span more than 1 s.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int watches = 0;
+        for (const auto& l : Requests(*h.server).lines) watches += IsPodWatch(l);
+        return watches >= 3;
+      },
+      30s));
+  EXPECT_TRUE(h.watcher->StaleCaches(1000ms).empty()) << "an outage is not staleness";
+  ASSERT_EQ(h.server->Fault("fail?count=1000000&code=403&match=%2Fapi%2Fv1%2Fpods"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  // The other kinds are back within their first backoff (at most 1.6 s); Pods never are.
+  std::vector<Watcher::StaleCache> stale;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        stale = h.watcher->StaleCaches(2500ms);
+        return stale.size() == 1 && stale[0].kind == ResourceKind::kPod;
+      },
+      30s));
+  EXPECT_GT(stale[0].stale_for, 2500ms);
+  EXPECT_NE(stale[0].last_error.find("HTTP 403"), std::string::npos) << stale[0].last_error;
+  ASSERT_EQ(h.server->Fault("fail?count=0"), 200);
+  EXPECT_TRUE(WaitFor([&] { return h.watcher->StaleCaches(2500ms).empty(); }, 60s));
+}
+
 TEST(ResolveNodeNameTest, OverrideThenEnvThenHostname) {
   EXPECT_EQ(ResolveNodeName("explicit"), "explicit");
   const char* old = std::getenv("NODE_NAME");
