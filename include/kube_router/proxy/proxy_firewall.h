@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kube_router/base/status.h"
 #include "kube_router/netfilter/ipset.h"
@@ -36,13 +37,24 @@ class ProxyFirewall {
     std::vector<std::string> masquerade_rules;
     std::vector<std::string> hairpin_rules;
   };
+  // The set contents one family's input asks for, as sorted plain values.
+  struct SetEntries {
+    std::vector<VipPort> ports;
+    std::vector<IpAddress> vips;
+    std::vector<IpAddress> local;
+  };
   netfilter::Iptables* Tables(netfilter::IpFamily family) const;
+  static SetEntries Normalize(const FirewallInput& input, netfilter::IpFamily family);
+  static SetPlan PlanSetDeltas(const SetEntries& old, const SetEntries& now,
+                               netfilter::IpFamily family);
 
   netfilter::Iptables* v4_;
   netfilter::Iptables* v6_;
   netfilter::Ipset* ipset_;
-  // What the last successful sync left; nullopt forces a read of the kernel.
-  std::optional<std::map<std::string, netfilter::IpsetSet>> sets_image_;
+  // What the last successful sync left (valid while image_valid_).
+  std::map<netfilter::IpFamily, SetEntries> entries_image_;
+  std::vector<VipPort> last_services_;  // the input that entries_image_ came from
+  std::vector<IpAddress> last_local_ips_;
   std::map<netfilter::IpFamily, FamilyImage> image_;
   bool image_valid_ = false;
 };

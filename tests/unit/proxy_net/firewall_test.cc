@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <random>
 
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/proxy/firewall_plan.h"
@@ -334,6 +335,43 @@ TEST_F(ProxyFirewallTest, CleanupRemovesEveryFormOfOursAndNothingForeignTwice) {
   const int writes = v4_.apply_calls() + v6_.apply_calls();
   ASSERT_TRUE(firewall_.Cleanup().ok());
   EXPECT_EQ(v4_.apply_calls() + v6_.apply_calls(), writes);  // idempotent: nothing left to do
+}
+
+// The incremental path (deltas from the image of the last input) ends where a full plan would:
+// after each of many random changes the sets hold exactly DesiredSets of the input.
+TEST_F(ProxyFirewallTest, IncrementalSetDeltasMatchTheFullPlanUnderRandomChanges) {
+  std::mt19937 random(11);
+  const std::vector<std::string> protocols = {"tcp", "udp", "sctp"};
+  std::set<VipPort> services;
+  std::set<IpAddress> local = {Ip("192.168.1.10")};
+  FirewallInput in = DualStackInput();
+  for (int step = 0; step < 200; ++step) {
+    int what = random() % 4;
+    if (what <= 1) {
+      bool v6 = random() % 3 == 0;
+      IpAddress ip = v6 ? *IpAddress::Parse("fd00:96::" + std::to_string(random() % 20 + 1))
+                        : IpAddress::V4((10u << 24) | (96u << 16) | (random() % 20));
+      services.insert({ip, protocols[random() % 3], static_cast<uint16_t>(random() % 3 + 80)});
+    } else if (what == 2 && !services.empty()) {
+      auto it = services.begin();
+      std::advance(it, random() % services.size());
+      services.erase(it);
+    } else {
+      IpAddress ip = random() % 2 ? IpAddress::V4((192u << 24) | (168u << 16) | (random() % 4))
+                                  : *IpAddress::Parse("fd00:1::" + std::to_string(random() % 4));
+      if (!local.erase(ip)) local.insert(ip);
+    }
+    in.services.assign(services.begin(), services.end());
+    in.local_ips.assign(local.begin(), local.end());
+    if (random() % 2) std::shuffle(in.services.begin(), in.services.end(), random);
+    ASSERT_TRUE(firewall_.Sync(in).ok()) << "step " << step;
+    for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+      for (const auto& set : DesiredSets(in, family)) {
+        ASSERT_EQ(ipset_.sets()[set.name].entries, set.entries) << set.name << " step " << step;
+      }
+    }
+  }
+  EXPECT_EQ(ipset_.replaced_sets(), 6);  // created once, then only deltas
 }
 
 TEST(ExpandHairpin, FollowsTheFlagAndTheAnnotations) {
