@@ -546,8 +546,16 @@ class PolicyCompiler {
             std::set<IpsetEntry> entries;
             if (!AddIpBlock(policy, *peer.ip_block, peer_where, entries)) continue;
             if (entries.empty()) continue;  // the other family's block
-            any_block_peer = true;
-            block_entries.insert(entries.begin(), entries.end());
+            if (peer.ip_block->except.empty()) {
+              any_block_peer = true;
+              block_entries.insert(entries.begin(), entries.end());
+              continue;
+            }
+            // A block with excepts gets a set of its own: in a shared hash:net set its nomatch
+            // entries would also cut what another peer of the rule allows.
+            std::string name = IpBlockPeerSetName(ingress, ns, policy.meta.name, i, p, family_);
+            AddSet(name, IpsetType::kHashNet, peer_where + " ipBlock").entries = std::move(entries);
+            peer_matches.push_back(MatchSet(name, peer_dir));
           } else {
             Problem(policy, peer_where + ": empty peer; peer skipped");
           }

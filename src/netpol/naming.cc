@@ -42,6 +42,14 @@ std::string PeerSetName(bool ingress, const std::string& ns, const std::string& 
                      netfilter::IpFamilyName(family), Direction(ingress), std::to_string(index)});
 }
 
+std::string IpBlockPeerSetName(bool ingress, const std::string& ns, const std::string& policy,
+                               size_t index, size_t peer_index, netfilter::IpFamily family) {
+  return SetFamilyPrefix(family) +
+         HashedName(ingress ? "KUBE-SRC-" : "KUBE-DST-",
+                    {"ipblock-except-peer", ns, policy, netfilter::IpFamilyName(family),
+                     Direction(ingress), std::to_string(index), std::to_string(peer_index)});
+}
+
 std::string NamedPortSetName(bool ingress, const std::string& ns, const std::string& policy,
                              size_t index, size_t port_index, netfilter::IpFamily family) {
   return SetFamilyPrefix(family) +

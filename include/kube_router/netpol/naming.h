@@ -36,9 +36,14 @@ std::string PolicyChainName(const std::string& ns, const std::string& policy,
 // The set of a policy's target pods: KUBE-DST- (ingress) or KUBE-SRC- (egress).
 std::string TargetSetName(bool ingress, const std::string& ns, const std::string& policy,
                           netfilter::IpFamily family);
-// The peer set of ingress/egress rule `index`; `ip_block` selects the hash:net CIDR set.
+// The peer set of ingress/egress rule `index`; `ip_block` selects the hash:net set of the
+// rule's ipBlock peers without `except` (pod peers: hash:ip).
 std::string PeerSetName(bool ingress, const std::string& ns, const std::string& policy,
                         size_t index, bool ip_block, netfilter::IpFamily family);
+// The hash:net set of one ipBlock peer with `except` entries (peer `peer_index` of rule
+// `index`): alone in its set, so its nomatch entries cannot cut another peer's block.
+std::string IpBlockPeerSetName(bool ingress, const std::string& ns, const std::string& policy,
+                               size_t index, size_t peer_index, netfilter::IpFamily family);
 // The set of pods exposing named port group `port_index` of rule `index`.
 std::string NamedPortSetName(bool ingress, const std::string& ns, const std::string& policy,
                              size_t index, size_t port_index, netfilter::IpFamily family);
