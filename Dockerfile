@@ -1,6 +1,8 @@
 # Multi-stage build on Debian 12: the first stage builds the fully static kube-router with the
-# same script as CI; the runtime image adds only the tools the agent runs (iptables-restore,
-# ipset) and the ones an operator wants next to it (ipvsadm, conntrack, ip).
+# same CMake options as CI; the runtime image adds only the tools the agent runs
+# (iptables-restore, ipset), the ones an operator wants next to it (ipvsadm, conntrack, ip) and
+# the CNI plugins the pod network uses, which the DaemonSet's init container installs on the node
+# with cni/install-cni.sh (as upstream's image does).
 #   docker build -t kube-router:latest .
 FROM debian:12 AS build
 WORKDIR /src
@@ -8,7 +10,7 @@ WORKDIR /src
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends build-essential cmake ninja-build pkg-config \
       nlohmann-json3-dev libyaml-cpp-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev \
-      libcli11-dev libspdlog-dev libfmt-dev libssl-dev libasio-dev zlib1g-dev \
+      libcli11-dev libspdlog-dev libfmt-dev libssl-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 # cpp-httplib from Debian trixie's source package, compiled by the build (scripts/fetch-httplib.sh).
 COPY scripts/fetch-httplib.sh /tmp/fetch-httplib.sh
@@ -25,7 +27,9 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKR_STATIC=
 FROM debian:12-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends iptables ipset ipvsadm conntrack iproute2 kmod ca-certificates \
+      containernetworking-plugins \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /kube-router /usr/local/bin/kube-router
 COPY cni/10-kuberouter.conflist /etc/kube-router/cni-conf.json
+COPY cni/install-cni.sh /usr/local/bin/install-cni
 ENTRYPOINT ["/usr/local/bin/kube-router"]

@@ -4,8 +4,12 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
+# No libipset/libiptc (docs/architecture.md: the agent runs ipset and iptables-restore) and no
+# asio: nothing includes them. clang-14: the -Wthread-safety pass
+# (scripts/check-thread-safety.sh), the version of the clang-format and clang-tidy packages.
+# python3-yaml: the manifest checks (tests/netns/deploy).
 build_pkgs=(
-  build-essential cmake ninja-build pkg-config clang-format clang-tidy
+  build-essential cmake ninja-build pkg-config clang-format clang-tidy clang-14
   nlohmann-json3-dev libyaml-cpp-dev
   libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
   # ctnetlink for the proxy's conntrack cleanup (ships libnl-nf-3.a: the agent stays static)
@@ -16,7 +20,7 @@ build_pkgs=(
 test_pkgs=(
   ipset iptables iproute2 ipvsadm socat conntrack netcat-openbsd procps psmisc
   bird2 gobgpd containernetworking-plugins prometheus
-  busybox-static kmod cpio curl
+  busybox-static kmod cpio curl python3-yaml
   openssl
 )
 
