@@ -101,7 +101,7 @@ Transition OpenSent(FsmEvent e, const FsmContext& c) {
       return To(PeerState::kOpenConfirm, kStopConnectRetryTimer | kSendKeepalive | HoldTimers(c));
     case FsmEvent::kBgpHeaderErr:
     case FsmEvent::kBgpOpenMsgErr:
-    case FsmEvent::kOutputQueueFull:
+    case FsmEvent::kLocalLimitExceeded:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);
     case FsmEvent::kOpenCollisionDump:
       return Notify(err::kCease, err::kCollisionResolution, kCloseWithError);
@@ -136,7 +136,7 @@ Transition OpenConfirm(FsmEvent e, const FsmContext& c) {
       return Notify(err::kCease, err::kCollisionResolution, kCloseWithError);
     case FsmEvent::kBgpHeaderErr:
     case FsmEvent::kBgpOpenMsgErr:
-    case FsmEvent::kOutputQueueFull:
+    case FsmEvent::kLocalLimitExceeded:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);
     case FsmEvent::kKeepAliveMsg:
       return To(PeerState::kEstablished,
@@ -173,7 +173,7 @@ Transition Established(FsmEvent e, const FsmContext& c) {
     // header error is always answered with Message Header Error, as other speakers do.
     case FsmEvent::kBgpHeaderErr:
     case FsmEvent::kUpdateMsgErr:
-    case FsmEvent::kOutputQueueFull:
+    case FsmEvent::kLocalLimitExceeded:
       return To(PeerState::kIdle, kSendErrorNotification | kCloseWithError);
     case FsmEvent::kSendHoldTimerExpires:
       return Notify(err::kSendHoldTimerExpired, 0, kCloseWithError);
@@ -223,7 +223,7 @@ const char* FsmEventName(FsmEvent event) {
                                  "UpdateMsg",
                                  "UpdateMsgErr",
                                  "SendHoldTimer_Expires",
-                                 "OutputQueueFull"};
+                                 "LocalLimitExceeded"};
   return kNames[static_cast<int>(event)];
 }
 

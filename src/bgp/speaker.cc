@@ -49,6 +49,8 @@ struct Session {
   size_t woff = 0;
   // The queue passed max_output_queue_bytes: nothing more is queued, the session is closing.
   bool output_overflow = false;
+  // The peer passed its prefix limit: nothing more is read, the session is closing.
+  bool prefix_limit_hit = false;
   // Route refreshes asked for while output was still queued: answered once it drains, so a
   // peer repeating ROUTE-REFRESH without reading gets one re-send, not one per request.
   std::set<AfiSafi> refresh_pending;
@@ -238,6 +240,7 @@ class SpeakerImpl final : public Speaker {
   void Send(Session& s, const std::vector<uint8_t>& bytes);
   void Flush(Session& s);
   void OnOutputOverflow(Session& s);
+  void OnPrefixLimit(Session& s, AfiSafi family);
   void OnRouteRefresh(Session& s, AfiSafi family);
   void ArmSendHoldTimer(Session& s);
   Session* FindSession(const IpAddress& peer, const Session* s);
@@ -388,6 +391,7 @@ void SpeakerImpl::DoAddPeer(const PeerConfig& config) {
                  old.hold_time_s != config.hold_time_s;
     if (!reset) {
       p.config.description = config.description;
+      p.config.max_prefixes = config.max_prefixes;
       return;
     }
     KR_LOG_INFO("BGP peer {}: configuration changed, resetting session", config.address.ToString());
@@ -502,6 +506,7 @@ void SpeakerImpl::AdoptConnection(Session& s, int fd) {
   s.wbuf.clear();
   s.woff = 0;
   s.output_overflow = false;
+  s.prefix_limit_hit = false;
   s.refresh_pending.clear();
   s.graceful_down = false;
   s.local_address = net::LocalAddress(fd);
@@ -548,7 +553,7 @@ void SpeakerImpl::ReadMessages(Session& s) {
     break;
   }
   size_t pos = 0;
-  while (s.fd >= 0) {
+  while (s.fd >= 0 && !s.prefix_limit_hit) {
     std::span<const uint8_t> avail(s.rbuf.data() + pos, s.rbuf.size() - pos);
     auto frame = FrameLength(avail);
     if (auto* e = std::get_if<BgpError>(&frame)) {
@@ -739,6 +744,7 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
       s.wbuf.clear();
       s.woff = 0;
       s.output_overflow = false;
+      s.prefix_limit_hit = false;
       s.refresh_pending.clear();
       s.graceful_down = false;
       loop_.Watch(*fd, EPOLLOUT, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
@@ -839,7 +845,32 @@ void SpeakerImpl::OnOutputOverflow(Session& s) {
     live->peer->last_error = "sent NOTIFICATION Cease/Out of Resources: output queue of " +
                              std::to_string(config_.max_output_queue_bytes) +
                              " bytes full (peer not reading)";
-    Fire(*live, FsmEvent::kOutputQueueFull);
+    Fire(*live, FsmEvent::kLocalLimitExceeded);
+  });
+}
+
+void SpeakerImpl::OnPrefixLimit(Session& s, AfiSafi family) {
+  if (s.prefix_limit_hit) return;
+  s.prefix_limit_hit = true;
+  Peer& p = *s.peer;
+  const uint32_t limit = p.config.max_prefixes;
+  KR_LOG_WARN("BGP peer {}: more than {} prefixes; closing with Cease/Maximum Number of Prefixes",
+              p.config.address.ToString(), limit);
+  // RFC 4486 3: AFI, SAFI and the upper bound.
+  std::vector<uint8_t> data = {static_cast<uint8_t>(family.afi >> 8),
+                               static_cast<uint8_t>(family.afi),
+                               family.safi,
+                               static_cast<uint8_t>(limit >> 24),
+                               static_cast<uint8_t>(limit >> 16),
+                               static_cast<uint8_t>(limit >> 8),
+                               static_cast<uint8_t>(limit)};
+  loop_.Post([this, addr = p.config.address, session = &s, data, limit] {
+    Session* live = FindSession(addr, session);
+    if (!live || live->fd < 0 || !live->prefix_limit_hit) return;
+    live->pending_error = BgpError{err::kCease, err::kMaxPrefixes, data, "prefix limit"};
+    live->peer->last_error = "sent NOTIFICATION Cease/Maximum Number of Prefixes Reached (" +
+                             std::to_string(limit) + ")";
+    Fire(*live, FsmEvent::kLocalLimitExceeded);
   });
 }
 
@@ -1138,6 +1169,7 @@ void SpeakerImpl::Unlearn(Peer& peer, const IpPrefix& prefix,
 
 void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
   Peer& p = *s.peer;
+  if (s.prefix_limit_hit) return;
   const std::string who = p.config.address.ToString();
   if (auto eor = u.EndOfRib()) {
     KR_VLOG(1, "BGP peer {}: End-of-RIB", who);
@@ -1183,6 +1215,10 @@ void SpeakerImpl::ProcessUpdate(Session& s, UpdateMessage& u) {
     for (const auto& prefix : nlri) {
       if (withdraw || ours) {
         Unlearn(p, prefix, changes);
+      } else if (p.config.max_prefixes && p.adj_in.size() >= p.config.max_prefixes &&
+                 !p.adj_in.count(prefix)) {
+        OnPrefixLimit(s, FamilyOf(prefix));
+        return;
       } else {
         Learn(p, prefix, shared, next_hop, /*stale=*/false, changes);
       }

@@ -66,6 +66,10 @@ Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
     return Status::Error("--bgp-holdtime: must be 0 or at least 3s");
   }
   config.graceful_restart = options.bgp_graceful_restart;
+  config.service_ranges = options.service_cluster_ip_range;
+  config.service_ranges.insert(config.service_ranges.end(),
+                               options.service_external_ip_range.begin(),
+                               options.service_external_ip_range.end());
   if (options.router_id == "generate") {
     config.generate_router_id = true;
   } else if (!options.router_id.empty()) {

@@ -223,4 +223,107 @@ bool AcceptImport(const ImportFilter& filter, const IpPrefix& prefix) {
   return true;
 }
 
+namespace {
+
+bool Overlaps(const IpPrefix& a, const IpPrefix& b) {
+  return a.is_v4() == b.is_v4() && (a.Contains(b) || b.Contains(a));
+}
+
+// Address space no peer may route to this node, by family.
+struct SpecialRange {
+  const char* cidr;
+  ImportVerdict verdict;
+};
+constexpr SpecialRange kSpecialRanges[] = {
+    {"0.0.0.0/8", ImportVerdict::kUnspecified},    {"127.0.0.0/8", ImportVerdict::kLoopback},
+    {"169.254.0.0/16", ImportVerdict::kLinkLocal}, {"224.0.0.0/4", ImportVerdict::kMulticast},
+    {"::/128", ImportVerdict::kUnspecified},       {"::1/128", ImportVerdict::kLoopback},
+    {"fe80::/10", ImportVerdict::kLinkLocal},      {"ff00::/8", ImportVerdict::kMulticast},
+};
+
+const std::vector<std::pair<IpPrefix, ImportVerdict>>& SpecialRanges() {
+  static const auto* ranges = [] {
+    auto* out = new std::vector<std::pair<IpPrefix, ImportVerdict>>;
+    for (const auto& r : kSpecialRanges) out->emplace_back(*IpPrefix::Parse(r.cidr), r.verdict);
+    return out;
+  }();
+  return *ranges;
+}
+
+}  // namespace
+
+const char* ImportVerdictName(ImportVerdict verdict) {
+  switch (verdict) {
+    case ImportVerdict::kAccept:
+      return "accepted";
+    case ImportVerdict::kDefaultRoute:
+      return "default route";
+    case ImportVerdict::kServiceVip:
+      return "service VIP";
+    case ImportVerdict::kCustomReject:
+      return "customimportreject";
+    case ImportVerdict::kUnspecified:
+      return "unspecified address space";
+    case ImportVerdict::kLoopback:
+      return "loopback";
+    case ImportVerdict::kLinkLocal:
+      return "link-local";
+    case ImportVerdict::kMulticast:
+      return "multicast";
+    case ImportVerdict::kServiceRange:
+      return "service range";
+    case ImportVerdict::kNodeAddress:
+      return "covers a node address";
+    case ImportVerdict::kNodeSubnet:
+      return "covers a node subnet";
+    case ImportVerdict::kUnusableNextHop:
+      return "unusable next hop";
+    case ImportVerdict::kNotANodesPodCidr:
+      return "not the announcing node's pod CIDR";
+  }
+  return "?";
+}
+
+ImportVerdict DecideImport(const ImportFilter& filter, bool from_node_peer, const IpPrefix& prefix,
+                           const IpAddress& next_hop) {
+  if (prefix.length() == 0) return ImportVerdict::kDefaultRoute;
+  if (prefix.length() == prefix.address().bit_length() &&
+      filter.service_vips.count(prefix.address())) {
+    return ImportVerdict::kServiceVip;
+  }
+  for (const auto& reject : filter.reject) {
+    if (reject.is_v4() == prefix.is_v4() && reject.Contains(prefix)) {
+      return ImportVerdict::kCustomReject;
+    }
+  }
+  for (const auto& [range, verdict] : SpecialRanges()) {
+    if (Overlaps(range, prefix)) return verdict;
+  }
+  for (const auto& range : filter.service_ranges) {
+    if (Overlaps(range, prefix)) return ImportVerdict::kServiceRange;
+  }
+  for (const auto& address : filter.node_addresses) {
+    if (address.family() == prefix.address().family() && prefix.Contains(address)) {
+      return ImportVerdict::kNodeAddress;
+    }
+  }
+  for (const auto& subnet : filter.node_subnets) {
+    if (subnet.is_v4() == prefix.is_v4() && prefix.Contains(subnet)) {
+      return ImportVerdict::kNodeSubnet;
+    }
+  }
+  for (const auto& [range, verdict] : SpecialRanges()) {
+    if (range.Contains(next_hop)) return ImportVerdict::kUnusableNextHop;
+  }
+  if (from_node_peer) {
+    // kube-router nodes send each other their pod CIDRs only (a reflector passes them on
+    // with the owner's next hop); anything else from a node is refused.
+    auto owner = filter.pod_cidr_owners.find(prefix);
+    if (owner == filter.pod_cidr_owners.end() || !owner->second.count(next_hop)) {
+      return ImportVerdict::kNotANodesPodCidr;
+    }
+  }
+  return ImportVerdict::kAccept;
+}
+
 }  // namespace kr::routing

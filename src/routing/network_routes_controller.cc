@@ -14,6 +14,7 @@ namespace {
 constexpr char kMetricPeerInfo[] = "kube_router_bgp_peer_info";
 constexpr char kMetricAdsSent[] = "kube_router_controller_bgp_advertisements_sent";
 constexpr char kMetricAdsReceived[] = "kube_router_controller_bgp_advertisements_received";
+constexpr char kMetricImportRejected[] = "kube_router_bgp_import_rejected_total";
 constexpr char kMetricRoutesSyncTime[] = "kube_router_controller_routes_sync_time";
 constexpr char kMetricPeersSyncTime[] = "kube_router_controller_bgp_internal_peers_sync_time";
 constexpr char kMetricRoutesSynced[] = "kube_router_host_routes_synced";
@@ -30,6 +31,7 @@ bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config) 
   peer.route_reflector_client = spec.route_reflector_client;
   peer.local_address = spec.local_address;
   peer.hold_time_s = static_cast<uint16_t>(config.hold_time.count());
+  peer.max_prefixes = config.max_prefixes_per_peer;
   peer.description = spec.external ? "external" : "node " + spec.node_name;
   return peer;
 }
@@ -171,15 +173,45 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
   policy->self = *self;
   for (const auto& ad : ads) policy->local_kinds[ad.prefix] = ad.kind;
   for (const auto& peer : external) policy->external_peers.insert(peer.address);
+  for (const auto& peer : peers) policy->node_peers.insert(peer.address);
   policy->import.service_vips = AllServiceVips(services);
   policy->import.reject = self->custom_import_reject;
+  policy->import.service_ranges = config_.service_ranges;
+  // Every node's addresses and pod CIDRs (nodes without a pod CIDR included).
+  std::set<IpAddress> node_addresses;
+  std::map<std::string, const NodeInfo*> by_name;
+  for (const auto& info : all_nodes) by_name[info.name] = &info;
+  for (const auto& node : cluster_->nodes.List()) {
+    std::set<IpAddress> addresses;
+    for (const auto& address : node->addresses) {
+      if (auto ip = IpAddress::Parse(address.address)) addresses.insert(*ip);
+    }
+    node_addresses.insert(addresses.begin(), addresses.end());
+    if (auto info = by_name.find(node->meta.name); info != by_name.end()) {
+      for (const auto& cidr : info->second->pod_cidrs) {
+        policy->import.pod_cidr_owners[cidr] = addresses;
+      }
+    }
+  }
+  policy->import.node_addresses = node_addresses;
+  // This node's directly connected subnets (one route dump, shared with the kernel sync).
+  const auto main_routes =
+      dataplane_.routes->List({self->ip->family(), netlink::kMainTable, std::nullopt, {}});
+  if (main_routes) {
+    for (const auto& route : *main_routes) {
+      if (route.protocol != kRouteProtocol && route.type == netlink::RouteType::kUnicast &&
+          !route.gateway && route.destination.length() > 0) {
+        policy->import.node_subnets.push_back(route.destination);
+      }
+    }
+  }
   bool policy_changed;
   {
     std::lock_guard lock(shared_mu_);
     policy_changed = policy_->local_kinds != policy->local_kinds ||
                      policy_->external_peers != policy->external_peers ||
-                     policy_->import.service_vips != policy->import.service_vips ||
-                     policy_->import.reject != policy->import.reject ||
+                     policy_->node_peers != policy->node_peers ||
+                     !(policy_->import == policy->import) ||
                      policy_->self.communities != policy->self.communities ||
                      policy_->self.prepend != policy->self.prepend ||
                      policy_->self.rr_server_cluster_id != policy->self.rr_server_cluster_id;
@@ -200,7 +232,7 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
   auto collect = [&](Status status) {
     if (!status.ok()) errors.push_back(status.message());
   };
-  collect(SyncKernelRoutes(*self));
+  collect(SyncKernelRoutes(*self, main_routes, node_addresses));
   collect(SyncPodEgress(all_nodes));
   if (config_.enable_cni) collect(SyncCni(*self));
   UpdatePeerMetrics();
@@ -261,7 +293,7 @@ Status NetworkRoutesController::EnsureSpeaker(const NodeInfo& self, uint32_t loc
   auto speaker = speaker_factory_(global);
   if (!speaker) return Status::Error("routing: no BGP speaker");
   speaker->SetImportPolicy(
-      [this](const bgp::PeerConfig&, bgp::Route& route) { return ImportRoute(route); });
+      [this](const bgp::PeerConfig& from, bgp::Route& route) { return ImportRoute(from, route); });
   speaker->SetExportPolicy(
       [this](const bgp::PeerConfig& to, bgp::Route& route) { return ExportRoute(to, route); });
   speaker->SubscribeBestPaths([this](const bgp::BestPathChange& change) { OnBestPath(change); });
@@ -275,14 +307,33 @@ Status NetworkRoutesController::EnsureSpeaker(const NodeInfo& self, uint32_t loc
   return Status::Ok();
 }
 
-bgp::PolicyVerdict NetworkRoutesController::ImportRoute(const bgp::Route& route) const {
+bgp::PolicyVerdict NetworkRoutesController::ImportRoute(const bgp::PeerConfig& from,
+                                                        const bgp::Route& route) {
   std::shared_ptr<const PolicyState> policy;
   {
     std::lock_guard lock(shared_mu_);
     policy = policy_;
   }
-  return AcceptImport(policy->import, route.prefix) ? bgp::PolicyVerdict::kAccept
-                                                    : bgp::PolicyVerdict::kReject;
+  const bool node_peer = policy->node_peers.count(from.address) > 0;
+  const ImportVerdict verdict =
+      DecideImport(policy->import, node_peer, route.prefix, route.next_hop);
+  if (verdict == ImportVerdict::kAccept) return bgp::PolicyVerdict::kAccept;
+  bool first;
+  {
+    std::lock_guard lock(shared_mu_);
+    first = import_rejects_[{from.address, verdict}]++ == 0;
+  }
+  if (first) {
+    // Once per peer and reason; the rest is counted in the metric.
+    KR_LOG_WARN("routing: refusing routes from BGP peer {} ({}): {}, e.g. {} via {}",
+                from.address.ToString(), node_peer ? "node" : "external",
+                ImportVerdictName(verdict), route.prefix.ToString(), route.next_hop.ToString());
+  }
+  metrics_
+      ->GetCounter(kMetricImportRejected, "BGP routes refused by the import policy",
+                   {{"peer", from.address.ToString()}, {"reason", ImportVerdictName(verdict)}})
+      .Inc();
+  return bgp::PolicyVerdict::kReject;
 }
 
 bgp::PolicyVerdict NetworkRoutesController::ExportRoute(const bgp::PeerConfig& to,
@@ -406,14 +457,14 @@ void NetworkRoutesController::SyncAdvertisements(const std::vector<Advertisement
   }
 }
 
-Status NetworkRoutesController::SyncKernelRoutes(const NodeInfo& self) {
+Status NetworkRoutesController::SyncKernelRoutes(
+    const NodeInfo& self, const Result<std::vector<netlink::Route>>& main_routes,
+    const std::set<IpAddress>& node_addresses) {
   std::vector<LearnedPath> paths;
   {
     std::lock_guard lock(shared_mu_);
     for (const auto& [prefix, path] : learned_) paths.push_back(path);
   }
-  const auto family = self.ip->family();
-  auto main_routes = dataplane_.routes->List({family, netlink::kMainTable, std::nullopt, {}});
   if (!main_routes) return main_routes.status().Context("listing kernel routes");
   std::vector<UnderlayRoute> underlay;
   std::vector<netlink::Route> ours;
@@ -424,7 +475,7 @@ Status NetworkRoutesController::SyncKernelRoutes(const NodeInfo& self) {
       underlay.push_back({route.destination, route.gateway});
     }
   }
-  RoutePlan plan = PlanRoutes(config_, *self.ip, self.pod_cidrs, paths, underlay);
+  RoutePlan plan = PlanRoutes(config_, *self.ip, self.pod_cidrs, paths, underlay, node_addresses);
   for (const auto& skipped : plan.skipped) KR_VLOG(1, "routing: not routing {}", skipped);
   for (const auto& collision : plan.name_collisions) {
     KR_LOG_ERROR("routing: not routing {}", collision);

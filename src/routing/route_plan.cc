@@ -40,7 +40,8 @@ bool IsOurTunnelName(const std::string& name) {
 RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
                      const std::vector<IpPrefix>& own_pod_cidrs,
                      const std::vector<LearnedPath>& paths,
-                     const std::vector<UnderlayRoute>& underlay) {
+                     const std::vector<UnderlayRoute>& underlay,
+                     const std::set<IpAddress>& node_addresses) {
   RoutePlan plan;
   std::set<DesiredTunnel> tunnels;
   std::set<DesiredRoute> routes;
@@ -65,7 +66,7 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
     const bool directly_connected = underlay_route && !underlay_route->gateway;
     if (directly_connected && config.overlay_type != OverlayType::kFull) {
       routes.insert({path.prefix, path.next_hop, "", std::nullopt});
-    } else if (config.enable_overlay) {
+    } else if (config.enable_overlay && node_addresses.count(path.next_hop)) {
       DesiredTunnel tunnel{TunnelName(path.next_hop), node_ip, path.next_hop};
       auto [holder, fresh] = tunnel_remotes.try_emplace(tunnel.name, path.next_hop);
       if (!fresh && holder->second != path.next_hop) {

@@ -36,9 +36,9 @@ enum class FsmEvent : uint8_t {
   kUpdateMsg,                 // 27
   kUpdateMsgErr,              // 28
   kSendHoldTimerExpires,      // 29 (RFC 9687): nothing could be sent for SendHoldTime
-  // Not in RFC 4271: the session's output queue passed its bound; closes with the session's
-  // pending error (Cease/Out of Resources, RFC 4486).
-  kOutputQueueFull,
+  // Not in RFC 4271: a local bound was passed (the output queue, the peer's prefix limit);
+  // closes with the session's pending error (an RFC 4486 Cease).
+  kLocalLimitExceeded,
 };
 const char* FsmEventName(FsmEvent event);
 

@@ -155,6 +155,7 @@ inline constexpr uint8_t kOptionalAttr = 9;
 inline constexpr uint8_t kInvalidNetwork = 10;
 inline constexpr uint8_t kMalformedAsPath = 11;
 // Cease subcodes (RFC 4486)
+inline constexpr uint8_t kMaxPrefixes = 1;
 inline constexpr uint8_t kPeerDeconfigured = 3;
 inline constexpr uint8_t kAdminShutdown = 2;
 inline constexpr uint8_t kConnectionRejected = 5;

@@ -78,6 +78,10 @@ struct PeerConfig {
   bool route_reflector_client = false;  // RFC 4456 client of ours
   std::optional<IpAddress> local_address;
   std::optional<uint16_t> hold_time_s;  // overrides GlobalConfig::hold_time_s
+  // Most prefixes the peer may have announced (Adj-RIB-In, both families, before import
+  // policy); one more ends the session with Cease/Maximum Number of Prefixes Reached
+  // (RFC 4486). 0 = no limit. Changing it does not reset the session.
+  uint32_t max_prefixes = 0;
   std::string description;
 };
 

@@ -5,6 +5,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -82,12 +83,44 @@ struct ExportDecision {
 ExportDecision DecideExport(const RoutingConfig& config, const NodeInfo& self, const PeerSpec& peer,
                             RouteKind kind);
 
-// Import policy: reject default routes, our own service VIPs, and the node's
-// customimportreject prefixes (and anything inside them).
+// Import policy (kube-router's: default routes, every service VIP, the node's
+// customimportreject prefixes and anything inside them) plus what no peer may route here
+// (issue 16 item 9): prefixes overlapping unspecified, loopback, link-local or multicast space
+// or the service ranges, prefixes covering or equal to a node address or a node subnet, next
+// hops that are not usable host addresses; and from iBGP node peers only what kube-router
+// nodes send each other: a node's pod CIDR with that node as next hop.
 struct ImportFilter {
   std::set<IpAddress> service_vips;
-  std::vector<IpPrefix> reject;
+  std::vector<IpPrefix> reject;          // customimportreject
+  std::vector<IpPrefix> service_ranges;  // --service-cluster-ip-range, --service-external-ip-range
+  std::set<IpAddress> node_addresses;    // every address of every node
+  std::vector<IpPrefix> node_subnets;    // this node's directly connected subnets
+  // Pod CIDR -> the addresses of the node that owns it.
+  std::map<IpPrefix, std::set<IpAddress>> pod_cidr_owners;
+  bool operator==(const ImportFilter&) const = default;
 };
+
+// Why a route is refused; kAccept when it is not.
+enum class ImportVerdict {
+  kAccept,
+  kDefaultRoute,
+  kServiceVip,
+  kCustomReject,
+  kUnspecified,
+  kLoopback,
+  kLinkLocal,
+  kMulticast,
+  kServiceRange,
+  kNodeAddress,
+  kNodeSubnet,
+  kUnusableNextHop,
+  kNotANodesPodCidr,  // from an iBGP node peer: not a pod CIDR announced for its owner
+};
+const char* ImportVerdictName(ImportVerdict verdict);
+
+ImportVerdict DecideImport(const ImportFilter& filter, bool from_node_peer, const IpPrefix& prefix,
+                           const IpAddress& next_hop);
+// kube-router's part only (default route, VIPs, customimportreject).
 bool AcceptImport(const ImportFilter& filter, const IpPrefix& prefix);
 
 }  // namespace kr::routing

@@ -77,13 +77,16 @@ class NetworkRoutesController : public Controller {
     NodeInfo self;
     std::map<IpPrefix, RouteKind> local_kinds;  // our originated prefixes
     std::set<IpAddress> external_peers;
+    std::set<IpAddress> node_peers;  // iBGP peers (other nodes)
     ImportFilter import;
   };
 
   Status EnsureSpeaker(const NodeInfo& self, uint32_t local_asn);
   void SyncPeers(const std::vector<PeerSpec>& desired);
   void SyncAdvertisements(const std::vector<Advertisement>& desired);
-  Status SyncKernelRoutes(const NodeInfo& self);
+  Status SyncKernelRoutes(const NodeInfo& self,
+                          const Result<std::vector<netlink::Route>>& main_routes,
+                          const std::set<IpAddress>& node_addresses);
   Status SyncTunnels(const std::vector<DesiredTunnel>& desired);
   Status SyncPodEgress(const std::vector<NodeInfo>& nodes);
   Status SyncCni(const NodeInfo& self);
@@ -92,7 +95,7 @@ class NetworkRoutesController : public Controller {
   Result<uint32_t> NodeMtu(const NodeInfo& self);
 
   bgp::PolicyVerdict ExportRoute(const bgp::PeerConfig& to, bgp::Route& route) const;
-  bgp::PolicyVerdict ImportRoute(const bgp::Route& route) const;
+  bgp::PolicyVerdict ImportRoute(const bgp::PeerConfig& from, const bgp::Route& route);
   void OnBestPath(const bgp::BestPathChange& change);
 
   std::shared_ptr<void> dataplane_owner_;  // first member: destroyed last
@@ -119,6 +122,8 @@ class NetworkRoutesController : public Controller {
   std::map<IpPrefix, LearnedPath> learned_;    // guarded by shared_mu_
   std::function<void()> request_sync_;         // set before Init
   std::string status_json_ = "{}";             // guarded by shared_mu_
+  // Import rejections per peer and reason (each pair logged once).
+  std::map<std::pair<IpAddress, ImportVerdict>, uint64_t> import_rejects_;  // shared_mu_
 };
 
 // The status view's JSON source when `controller` is the routes controller (the app serves it

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,13 +66,15 @@ bool IsOurTunnelName(const std::string& name);
 // For each path (one per prefix; the speaker's best path):
 //  * the next hop is on a directly connected underlay subnet, and not --overlay-type=full:
 //    route via the next hop;
-//  * otherwise with --enable-overlay: an IPIP tunnel to the next hop and a route through it
-//    with the node address as source;
+//  * otherwise with --enable-overlay, when the next hop is a node of the cluster (one of
+//    `node_addresses`): an IPIP tunnel to it and a route through it with the node address as
+//    source (so there are never more tunnels than nodes, whatever peers announce);
 //  * otherwise: route via the underlay gateway that reaches the next hop.
 // Paths for our own pod CIDRs, or whose next hop is this node, are skipped.
 RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
                      const std::vector<IpPrefix>& own_pod_cidrs,
                      const std::vector<LearnedPath>& paths,
-                     const std::vector<UnderlayRoute>& underlay);
+                     const std::vector<UnderlayRoute>& underlay,
+                     const std::set<IpAddress>& node_addresses);
 
 }  // namespace kr::routing

@@ -31,6 +31,12 @@ struct RoutingConfig {
   std::vector<PeerSpec> global_peers;
   uint8_t peer_multihop_ttl = 0;  // --peer-router-multihop-ttl
   bool override_nexthop = false;  // --override-nexthop
+  // --service-cluster-ip-range and --service-external-ip-range: never imported from a peer.
+  std::vector<IpPrefix> service_ranges;
+  // Prefix limit per BGP peer (kube-router/GoBGP has none). 10,000 holds the pod CIDRs of a
+  // 5,000-node dual-stack cluster from a route reflector or a ToR; more ends the session with
+  // Cease/Maximum Number of Prefixes Reached. 0 = no limit.
+  uint32_t max_prefixes_per_peer = 10000;
 
   // What to advertise.
   bool advertise_pod_cidr = true;          // --advertise-pod-cidr (to external peers)

@@ -700,5 +700,40 @@ TEST_F(ScriptedPeerTest, MalformedMessageTableOnTheWire) {
   }
 }
 
+// Issue 16 item 9: a per-peer prefix limit. One prefix more than allowed ends the session
+// with Cease/Maximum Number of Prefixes Reached (RFC 4486: AFI, SAFI, the limit as data);
+// nothing beyond the limit was ever learned.
+TEST_F(ScriptedPeerTest, PrefixLimitEndsTheSession) {
+  GlobalConfig g = Global(64512);
+  g.listen_addresses = {Ip("127.0.0.1")};
+  StartSpeaker(g);
+  PeerConfig p;
+  p.address = Ip("127.0.0.2");
+  p.remote_asn = 64513;
+  p.passive = true;
+  p.max_prefixes = 100;
+  speaker_->AddPeer(p);
+  ASSERT_TRUE(OurPeer("127.0.0.2").has_value());
+  ScriptedPeer peer;
+  Handshake(peer, PeerOpen("10.9.9.9", false));
+  std::vector<IpPrefix> first, second;
+  for (int i = 0; i < 100; ++i)
+    first.push_back(*IpPrefix::Parse("10.50." + std::to_string(i) + ".0/24"));
+  for (int i = 100; i < 150; ++i)
+    second.push_back(*IpPrefix::Parse("10.50." + std::to_string(i) + ".0/24"));
+  peer.Send(Announce(first));
+  ASSERT_TRUE(WaitFor([&] { return speaker_->BestPaths().size() == 100; }, 5s));
+  peer.Send(Announce(first));  // re-announcing known prefixes is fine
+  peer.Send(Announce(second));
+  auto n = peer.ReceiveNotification();
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(n->code, err::kCease);
+  EXPECT_EQ(n->subcode, err::kMaxPrefixes);
+  EXPECT_EQ(n->data, (std::vector<uint8_t>{0, 1, 1, 0, 0, 0, 100}));
+  EXPECT_TRUE(WaitFor([&] { return !Established("127.0.0.2"); }, 5s));
+  EXPECT_TRUE(speaker_->BestPaths().empty());
+  EXPECT_NE(OurPeer("127.0.0.2")->last_error.find("Maximum Number of Prefixes"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kr::bgp::testing

@@ -376,6 +376,46 @@ TEST_F(RoutingCluster, GobgpExternalPeerWithMd5GetsPodCidrsAndServiceVip) {
       << rib();
 }
 
+// Issue 16 item 9: a configured external router announces prefixes over the node subnet, a
+// node address, the metadata address, loopback, multicast, the service range and a VIP, and
+// two ordinary ones. Only the ordinary ones reach the kernel; the rest is refused and logged.
+TEST_F(RoutingCluster, ExternalPeerCannotRouteNodeServiceOrSpecialSpace) {
+  StartApiServer(kThreeNodes, kService);
+  auto router = Attach("krrt-bad", 100);
+  std::string toml =
+      "[global.config]\n  as = 65000\n  router-id = \"192.0.2.100\"\n"
+      "  local-address-list = [\"192.0.2.100\"]\n"
+      "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2.1\"\n"
+      "    peer-as = 64512\n  [neighbors.timers.config]\n    connect-retry = 1\n";
+  WriteFile(dir_.path() + "/gobgpd.toml", toml);
+  extra_.push_back(
+      std::make_unique<Process>(router->Wrap({"gobgpd", "-p", "-f", dir_.path() + "/gobgpd.toml",
+                                              "--api-hosts", "127.0.0.1:50051", "--pprof-disable"}),
+                                dir_.path() + "/gobgpd.log"));
+  auto gobgp = [&](const std::string& args) {
+    return router->Sh("gobgp -u 127.0.0.1 -p 50051 " + args);
+  };
+  ASSERT_TRUE(WaitFor([&] { return gobgp("global").ok(); }, 20s)) << extra_.back()->Log();
+  for (const char* prefix : {"192.0.2.0/24", "192.0.2.2/32", "192.0.0.0/16", "169.254.169.254/32",
+                             "127.0.0.0/8", "224.0.0.0/4", "10.96.0.0/12", "10.96.0.10/32",
+                             "0.0.0.0/1", "172.31.0.0/16", "198.18.0.0/15"}) {
+    auto r = gobgp(std::string("global rib add -a ipv4 ") + prefix + " nexthop 192.0.2.100");
+    ASSERT_TRUE(r.ok()) << prefix << ": " << r.error();
+  }
+  const std::vector<NodeSpec> one = {kThreeNodes[0]};
+  StartNodes(one, {"--peer-router-ips=192.0.2.100", "--peer-router-asns=65000"});
+  ExpectRoutes("n1", {"172.31.0.0/16 via 192.0.2.100", "198.18.0.0/15 via 192.0.2.100"});
+  const std::string log = agents_.at("n1")->Log();
+  for (const char* reason : {"covers a node address", "unspecified address space", "link-local",
+                             "loopback", "multicast", "service range", "service VIP"}) {
+    EXPECT_NE(
+        log.find(std::string("refusing routes from BGP peer 192.0.2.100 (external): ") + reason),
+        std::string::npos)
+        << reason << "\n"
+        << log;
+  }
+}
+
 TEST_F(RoutingCluster, BirdExternalPeerFromNodeAnnotationGetsPodCidr) {
   const std::vector<NodeSpec> nodes = {
       {"n1",

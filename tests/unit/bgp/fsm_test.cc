@@ -145,11 +145,11 @@ TEST(FsmTest, Rfc4271Table) {
       // RFC 9687 send hold timer; the output queue bound closes with the pending error.
       {S::kEstablished, E::kSendHoldTimerExpires, false, 90, S::kIdle, kCloseWithError,
        err::kSendHoldTimerExpired, 0},
-      {S::kEstablished, E::kOutputQueueFull, false, 90, S::kIdle,
+      {S::kEstablished, E::kLocalLimitExceeded, false, 90, S::kIdle,
        kSendErrorNotification | kCloseWithError},
-      {S::kOpenConfirm, E::kOutputQueueFull, false, 90, S::kIdle,
+      {S::kOpenConfirm, E::kLocalLimitExceeded, false, 90, S::kIdle,
        kSendErrorNotification | kCloseWithError},
-      {S::kOpenSent, E::kOutputQueueFull, false, 90, S::kIdle,
+      {S::kOpenSent, E::kLocalLimitExceeded, false, 90, S::kIdle,
        kSendErrorNotification | kCloseWithError},
       {S::kEstablished, E::kConnectRetryTimerExpires, false, 90, S::kIdle, kCloseWithError,
        err::kFsm, 3},
@@ -170,7 +170,7 @@ TEST(FsmTest, Rfc4271Table) {
 // forgets the peer's routes unless the session was already down.
 TEST(FsmTest, EveryTransitionToIdleCleansUp) {
   for (int s = 0; s <= static_cast<int>(S::kEstablished); ++s) {
-    for (int e = 0; e <= static_cast<int>(E::kOutputQueueFull); ++e) {
+    for (int e = 0; e <= static_cast<int>(E::kLocalLimitExceeded); ++e) {
       auto state = static_cast<S>(s);
       auto event = static_cast<E>(e);
       Transition t = FsmStep(state, event, FsmContext{});

@@ -268,5 +268,70 @@ TEST(PolicyTest, ImportPolicy) {
   EXPECT_TRUE(AcceptImport(filter, Cidr("172.0.0.0/8")));
 }
 
+// Issue 16 item 9: the import filter, one row per rule and peer kind.
+TEST(PolicyTest, ImportFilterTable) {
+  ImportFilter filter;
+  filter.service_vips = AllServiceVips({Service("a", "10.96.0.1", {"198.51.100.1"})});
+  filter.reject = {Cidr("172.16.0.0/12")};
+  filter.service_ranges = {Cidr("10.96.0.0/12"), Cidr("203.0.113.0/24")};
+  filter.node_addresses = {Ip("192.0.2.1"), Ip("192.0.2.2"), Ip("2001:db8::2")};
+  filter.node_subnets = {Cidr("192.0.2.0/24"), Cidr("10.244.1.0/24")};
+  filter.pod_cidr_owners = {{Cidr("10.244.2.0/24"), {Ip("192.0.2.2"), Ip("2001:db8::2")}},
+                            {Cidr("fd00:244:2::/64"), {Ip("192.0.2.2"), Ip("2001:db8::2")}}};
+  struct Row {
+    const char* prefix;
+    const char* next_hop;
+    bool node_peer;
+    ImportVerdict want;
+  };
+  using V = ImportVerdict;
+  const Row rows[] = {
+      // external peers: anything routable that is not ours
+      {"198.18.0.0/15", "192.0.2.100", false, V::kAccept},
+      {"10.244.2.0/24", "192.0.2.2", false, V::kAccept},  // a ToR passing on a node's pod CIDR
+      {"2001:db8:100::/48", "2001:db8::100", false, V::kAccept},
+      {"0.0.0.0/0", "192.0.2.100", false, V::kDefaultRoute},
+      {"10.96.0.1/32", "192.0.2.100", false, V::kServiceVip},
+      {"172.20.0.0/16", "192.0.2.100", false, V::kCustomReject},
+      {"0.0.0.0/8", "192.0.2.100", false, V::kUnspecified},
+      {"0.0.0.0/1", "192.0.2.100", false, V::kUnspecified},  // covers 0/8 and 127/8
+      {"127.0.0.0/8", "192.0.2.100", false, V::kLoopback},
+      {"127.0.0.1/32", "192.0.2.100", false, V::kLoopback},
+      {"169.254.169.254/32", "192.0.2.100", false, V::kLinkLocal},
+      {"169.0.0.0/8", "192.0.2.100", false, V::kLinkLocal},
+      {"224.0.0.0/4", "192.0.2.100", false, V::kMulticast},
+      {"239.1.1.0/24", "192.0.2.100", false, V::kMulticast},
+      {"::1/128", "2001:db8::100", false, V::kLoopback},
+      {"fe80::/64", "2001:db8::100", false, V::kLinkLocal},
+      {"ff02::/16", "2001:db8::100", false, V::kMulticast},
+      {"10.96.0.0/12", "192.0.2.100", false, V::kServiceRange},
+      {"10.100.0.0/16", "192.0.2.100", false, V::kServiceRange},   // inside the range
+      {"10.0.0.0/8", "192.0.2.100", false, V::kServiceRange},      // covers it
+      {"203.0.113.7/32", "192.0.2.100", false, V::kServiceRange},  // external IP range
+      {"192.0.2.2/32", "192.0.2.100", false, V::kNodeAddress},
+      {"192.0.0.0/16", "192.0.2.100", false, V::kNodeAddress},
+      {"2001:db8::/32", "2001:db8::100", false, V::kNodeAddress},
+      {"10.244.0.0/16", "192.0.2.100", false, V::kNodeSubnet},  // covers our pod bridge
+      {"10.244.1.0/24", "192.0.2.100", false, V::kNodeSubnet},
+      {"198.18.0.0/15", "127.0.0.1", false, V::kUnusableNextHop},
+      {"198.18.0.0/15", "169.254.1.1", false, V::kUnusableNextHop},
+      {"198.18.0.0/15", "0.0.0.0", false, V::kUnusableNextHop},
+      // iBGP node peers: a node's pod CIDR with that node as next hop, nothing else
+      {"10.244.2.0/24", "192.0.2.2", true, V::kAccept},
+      {"fd00:244:2::/64", "2001:db8::2", true, V::kAccept},
+      {"10.244.2.0/24", "192.0.2.66", true, V::kNotANodesPodCidr},  // someone else's next hop
+      {"10.244.2.0/25", "192.0.2.2", true, V::kNotANodesPodCidr},   // more specific
+      {"198.18.0.0/15", "192.0.2.2", true, V::kNotANodesPodCidr},
+      {"169.254.169.254/32", "192.0.2.2", true, V::kLinkLocal},
+  };
+  for (const auto& row : rows) {
+    SCOPED_TRACE(std::string(row.prefix) + " via " + row.next_hop +
+                 (row.node_peer ? " from a node" : " from an external peer"));
+    EXPECT_EQ(
+        ImportVerdictName(DecideImport(filter, row.node_peer, Cidr(row.prefix), Ip(row.next_hop))),
+        std::string(ImportVerdictName(row.want)));
+  }
+}
+
 }  // namespace
 }  // namespace kr::routing

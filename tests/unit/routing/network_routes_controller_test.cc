@@ -246,6 +246,42 @@ TEST_F(RoutesControllerTest, ImportPolicyRejectsDefaultRouteAndServiceVips) {
   EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2"}));
 }
 
+// Issue 16 item 9: what a node or an external router may route here.
+TEST_F(RoutesControllerTest, ImportFilterRefusesForeignAndSpecialPrefixesAndCountsThem) {
+  PeerSpec router;
+  router.address = Ip("192.0.2.254");
+  router.asn = 65000;
+  router.external = true;
+  config_.global_peers = {router};
+  config_.service_ranges = {Cidr("10.96.0.0/12")};
+  SyncOk();
+  // A node: its own pod CIDR via itself, nothing else (not another node's, not more).
+  EXPECT_TRUE(speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.3.0/24"), Ip("192.0.2.2")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.2"), Cidr("172.31.0.0/16"), Ip("192.0.2.2")));
+  // The external router: routable prefixes, but not link-local, loopback, the service range
+  // or anything covering the node subnet.
+  EXPECT_TRUE(speaker_->Announce(Ip("192.0.2.254"), Cidr("172.31.0.0/16"), Ip("192.0.2.254")));
+  EXPECT_FALSE(
+      speaker_->Announce(Ip("192.0.2.254"), Cidr("169.254.169.254/32"), Ip("192.0.2.254")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.254"), Cidr("169.254.169.0/24"), Ip("192.0.2.254")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.254"), Cidr("127.0.0.0/8"), Ip("192.0.2.254")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.254"), Cidr("10.96.0.0/16"), Ip("192.0.2.254")));
+  EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.254"), Cidr("192.0.0.0/16"), Ip("192.0.2.254")));
+  SyncOk();
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2",
+                                                   "172.31.0.0/16 via 192.0.2.254"}));
+  std::string text = metrics_.Render();
+  EXPECT_NE(text.find("kube_router_bgp_import_rejected_total{peer=\"192.0.2.254\","
+                      "reason=\"link-local\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("kube_router_bgp_import_rejected_total{peer=\"192.0.2.2\","
+                      "reason=\"not the announcing node's pod CIDR\"} 2"),
+            std::string::npos)
+      << text;
+}
+
 TEST_F(RoutesControllerTest, ServiceVipsAdvertisedToExternalPeersOnlyAndWithdrawn) {
   config_.advertise_cluster_ip = true;
   PeerSpec router;

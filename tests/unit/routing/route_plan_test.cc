@@ -43,7 +43,7 @@ TEST(TunnelNameTest, ASecondRemoteOnACollidingNameIsRefused) {
                          {{Cidr("10.1.2.0/24"), Ip("198.51.100.2")},
                           {Cidr("10.1.3.0/24"), Ip("198.51.100.3")},
                           {Cidr("10.1.4.0/24"), Ip("198.51.100.2")}},
-                         underlay);
+                         underlay, {Ip("198.51.100.2"), Ip("198.51.100.3")});
   ASSERT_EQ(plan.tunnels.size(), 1u);
   EXPECT_EQ(plan.tunnels[0].remote, Ip("198.51.100.2"));
   ASSERT_EQ(plan.routes.size(), 2u);  // both prefixes of the first remote
@@ -62,18 +62,25 @@ class PlanRoutesTest : public ::testing::Test {
   std::vector<UnderlayRoute> underlay_ = {{Cidr("192.0.2.0/24"), std::nullopt},
                                           {Cidr("0.0.0.0/0"), Ip("192.0.2.254")}};
   RoutingConfig config_;
+  // The cluster's nodes: us, one on-link, eleven behind the router.
+  std::set<IpAddress> nodes_ = [] {
+    std::set<IpAddress> out = {Ip("192.0.2.1"), Ip("192.0.2.2")};
+    for (int i = 2; i < 13; ++i) out.insert(Ip(("198.51.100." + std::to_string(i)).c_str()));
+    return out;
+  }();
 };
 
 TEST_F(PlanRoutesTest, SameSubnetIsDirect) {
-  auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.2.0/24"), Ip("192.0.2.2")}}, underlay_);
+  auto plan =
+      PlanRoutes(config_, node_, own_, {{Cidr("10.1.2.0/24"), Ip("192.0.2.2")}}, underlay_, nodes_);
   ASSERT_EQ(plan.routes.size(), 1u);
   EXPECT_EQ(plan.routes[0], (DesiredRoute{Cidr("10.1.2.0/24"), Ip("192.0.2.2"), "", std::nullopt}));
   EXPECT_TRUE(plan.tunnels.empty());
 }
 
 TEST_F(PlanRoutesTest, OtherSubnetUsesTunnelWithOverlay) {
-  auto plan =
-      PlanRoutes(config_, node_, own_, {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}}, underlay_);
+  auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}},
+                         underlay_, nodes_);
   ASSERT_EQ(plan.tunnels.size(), 1u);
   EXPECT_EQ(plan.tunnels[0].name, TunnelName(Ip("198.51.100.3")));
   EXPECT_EQ(plan.tunnels[0].local, node_);
@@ -85,7 +92,8 @@ TEST_F(PlanRoutesTest, OtherSubnetUsesTunnelWithOverlay) {
 
 TEST_F(PlanRoutesTest, FullOverlayTunnelsEvenOnLink) {
   config_.overlay_type = OverlayType::kFull;
-  auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.2.0/24"), Ip("192.0.2.2")}}, underlay_);
+  auto plan =
+      PlanRoutes(config_, node_, own_, {{Cidr("10.1.2.0/24"), Ip("192.0.2.2")}}, underlay_, nodes_);
   ASSERT_EQ(plan.tunnels.size(), 1u);
   EXPECT_EQ(plan.routes[0].device, plan.tunnels[0].name);
 }
@@ -95,7 +103,7 @@ TEST_F(PlanRoutesTest, NoOverlayGoesViaUnderlayGateway) {
   auto plan = PlanRoutes(
       config_, node_, own_,
       {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}, {Cidr("10.1.2.0/24"), Ip("192.0.2.2")}},
-      underlay_);
+      underlay_, nodes_);
   EXPECT_TRUE(plan.tunnels.empty());
   ASSERT_EQ(plan.routes.size(), 2u);
   EXPECT_EQ(plan.routes[0].gateway, Ip("192.0.2.2"));
@@ -105,7 +113,7 @@ TEST_F(PlanRoutesTest, NoOverlayGoesViaUnderlayGateway) {
 TEST_F(PlanRoutesTest, UnreachableNextHopIsSkippedWithReason) {
   config_.enable_overlay = false;
   auto plan = PlanRoutes(config_, node_, own_, {{Cidr("10.1.3.0/24"), Ip("198.51.100.3")}},
-                         {{Cidr("192.0.2.0/24"), std::nullopt}});
+                         {{Cidr("192.0.2.0/24"), std::nullopt}}, nodes_);
   EXPECT_TRUE(plan.routes.empty());
   ASSERT_EQ(plan.skipped.size(), 1u);
   EXPECT_NE(plan.skipped[0].find("10.1.3.0/24"), std::string::npos);
@@ -116,7 +124,7 @@ TEST_F(PlanRoutesTest, OwnRoutesAndOtherFamilyAreIgnored) {
                          {{Cidr("10.1.1.0/24"), Ip("192.0.2.2")},
                           {Cidr("10.1.5.0/24"), node_},
                           {Cidr("fd00:5::/64"), Ip("2001:db8::5")}},
-                         underlay_);
+                         underlay_, nodes_);
   EXPECT_TRUE(plan.routes.empty());
   EXPECT_EQ(plan.skipped.size(), 1u);
 }
@@ -129,9 +137,29 @@ TEST_F(PlanRoutesTest, ManyNodesOneTunnelPerRemote) {
   }
   // A second prefix behind the same remote node shares its tunnel.
   paths.push_back({Cidr("10.3.2.0/24"), Ip("198.51.100.2")});
-  auto plan = PlanRoutes(config_, node_, own_, paths, underlay_);
+  auto plan = PlanRoutes(config_, node_, own_, paths, underlay_, nodes_);
   EXPECT_EQ(plan.routes.size(), 11u);
   EXPECT_EQ(plan.tunnels.size(), 10u);
+}
+
+// Issue 16 item 9: next hops announced by peers that are not nodes get no tunnel, however
+// many there are; they are routed through the underlay like without overlay.
+TEST_F(PlanRoutesTest, TunnelsOnlyTowardsNodes) {
+  std::vector<LearnedPath> paths;
+  for (int i = 1; i <= 200; ++i) {
+    paths.push_back({Cidr(("172.16." + std::to_string(i) + ".0/24").c_str()),
+                     Ip(("203.0.113." + std::to_string(i)).c_str())});
+  }
+  paths.push_back({Cidr("10.2.2.0/24"), Ip("198.51.100.2")});  // a node: tunnel
+  auto plan = PlanRoutes(config_, node_, own_, paths, underlay_, nodes_);
+  ASSERT_EQ(plan.tunnels.size(), 1u);
+  EXPECT_EQ(plan.tunnels[0].remote, Ip("198.51.100.2"));
+  ASSERT_EQ(plan.routes.size(), 201u);
+  for (const auto& route : plan.routes) {
+    if (route.destination == Cidr("10.2.2.0/24")) continue;
+    EXPECT_EQ(route.gateway, Ip("192.0.2.254")) << route.destination.ToString();
+    EXPECT_TRUE(route.device.empty());
+  }
 }
 
 }  // namespace
