@@ -1,7 +1,5 @@
 #include "kube_router/netfilter/iptables.h"
 
-#include <sstream>
-
 namespace kr::netfilter {
 
 const char* IpFamilyName(IpFamily family) { return family == IpFamily::kV4 ? "IPv4" : "IPv6"; }
@@ -23,17 +21,21 @@ bool IsBuiltinChain(std::string_view chain) {
 
 namespace {
 
-// Splits a rule into words the way iptables-restore does: double quotes group words.
+// Splits a rule into words the way iptables-restore does: double quotes group words, and inside
+// them a backslash escapes the next character (iptables-save writes \" and \\ there).
 std::vector<std::string> SplitWords(std::string_view rule) {
   std::vector<std::string> words;
   std::string current;
   bool in_quotes = false;
   bool have_word = false;
-  for (char c : rule) {
-    if (c == '"') {
+  for (size_t i = 0; i < rule.size(); ++i) {
+    char c = rule[i];
+    if (in_quotes && c == '\\' && i + 1 < rule.size()) {
+      current += rule[++i];
+    } else if (c == '"') {
       in_quotes = !in_quotes;
       have_word = true;
-    } else if (c == ' ' && !in_quotes) {
+    } else if ((c == ' ' || c == '\t') && !in_quotes) {
       if (have_word) words.push_back(current);
       current.clear();
       have_word = false;
@@ -45,6 +47,39 @@ std::vector<std::string> SplitWords(std::string_view rule) {
   if (have_word) words.push_back(current);
   return words;
 }
+
+// True when every double quote of `text` is closed (escapes inside quotes honoured).
+bool QuotesClosed(std::string_view text) {
+  bool in_quotes = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (in_quotes && text[i] == '\\') {
+      ++i;
+    } else if (text[i] == '"') {
+      in_quotes = !in_quotes;
+    }
+  }
+  return !in_quotes;
+}
+
+// A line for a log message: control characters escaped, at most 200 bytes.
+std::string Printable(std::string_view line) {
+  std::string out;
+  for (char c : line.substr(0, 200)) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[(c >> 4) & 0xf];
+      out += kHex[c & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A rule continues on the next lines while a quoted string is open; real output closes it
+// within a few lines, so a longer run is given up on.
+constexpr size_t kMaxRuleLines = 64;
 
 }  // namespace
 
@@ -76,16 +111,21 @@ std::string RenderRestore(const TableUpdate& update) {
 }
 
 Result<TableSnapshot> ParseSave(std::string_view text, const std::string& table) {
-  TableSnapshot snapshot;
-  bool in_table = false;
-  size_t line_no = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
+  std::vector<std::string_view> lines;
+  for (size_t pos = 0; pos < text.size();) {
     size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
+    lines.push_back(text.substr(pos, end - pos));
     pos = end + 1;
-    ++line_no;
+  }
+  TableSnapshot snapshot;
+  auto skip = [&](std::string_view line, const std::string& chain) {
+    if (snapshot.unparsed_lines++ == 0) snapshot.first_unparsed = Printable(line);
+    snapshot.unparsed_chains.insert(chain);
+  };
+  bool in_table = false;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string_view line = lines[i];
     if (line.empty() || line[0] == '#') continue;
     if (line[0] == '*') {
       in_table = line.substr(1) == table;
@@ -102,17 +142,26 @@ Result<TableSnapshot> ParseSave(std::string_view text, const std::string& table)
           line.substr(1, space == std::string_view::npos ? std::string_view::npos : space - 1))];
       continue;
     }
-    if (line.starts_with("-A ")) {
-      std::string_view rest = line.substr(3);
-      size_t space = rest.find(' ');
-      std::string chain(rest.substr(0, space));
-      std::string rule = space == std::string_view::npos ? "" : std::string(rest.substr(space + 1));
-      snapshot.chains[chain].push_back(std::move(rule));
+    if (!line.starts_with("-A ")) {
+      skip(line, "");
       continue;
     }
-    std::ostringstream msg;
-    msg << "iptables-save output line " << line_no << " not understood: " << line;
-    return Status::Error(msg.str());
+    std::string_view rest = line.substr(3);
+    size_t space = rest.find(' ');
+    std::string chain(rest.substr(0, space));
+    std::string rule = space == std::string_view::npos ? "" : std::string(rest.substr(space + 1));
+    size_t last = i;
+    while (!QuotesClosed(rule) && last + 1 < lines.size() && last + 1 - i < kMaxRuleLines &&
+           lines[last + 1] != "COMMIT") {
+      rule += '\n';
+      rule += lines[++last];
+    }
+    if (!QuotesClosed(rule)) {
+      skip(line, chain);  // the following lines are read on their own
+      continue;
+    }
+    i = last;
+    snapshot.chains[chain].push_back(std::move(rule));
   }
   return snapshot;
 }

@@ -35,6 +35,10 @@ std::shared_ptr<const T> As(const k8s::AnyObject& object) {
   return p ? *p : nullptr;
 }
 
+// A rule whose comment holds a newline (only other software writes those) cannot be written
+// back as `-D chain <rule>` in an iptables-restore batch; such rules are never deleted by us.
+bool Deletable(const std::string& rule) { return rule.find('\n') == std::string::npos; }
+
 // The addresses the kernel's KUBE-ROUTER-FORWARD already sends to a pod chain
 // ("-d IP ... -j KUBE-POD-FW-..."): the pods whose chain is programmed right now.
 std::set<std::string> PodsWithChains(const netfilter::TableSnapshot& filter) {
@@ -210,6 +214,7 @@ Status NetworkPolicyController::WriteEverything() {
   for (auto& f : families_) {
     auto snapshot = f.iptables->Save("filter");
     if (!snapshot.ok()) return snapshot.status().Context("iptables-save");
+    if (auto s = CheckSnapshot(f, *snapshot); !s.ok()) return s;
     snapshots.push_back(std::move(*snapshot));
   }
   // A local pod joins kube-router-local-pods only once its chain is programmed: until this
@@ -253,6 +258,36 @@ Status NetworkPolicyController::WriteEverything() {
   return Status::Ok();
 }
 
+Status NetworkPolicyController::CheckSnapshot(FamilyState& family,
+                                              const netfilter::TableSnapshot& snapshot) {
+  const std::string save =
+      std::string("iptables-save (") + netfilter::IpFamilyName(family.family) + ")";
+  // Our own chains are parsed strictly: we wrote every line of them.
+  for (const auto& chain : snapshot.unparsed_chains) {
+    if (IsOwnedChain(chain)) {
+      return Status::Error(save + ": a line of our chain " + chain + " could not be parsed");
+    }
+  }
+  for (const auto& [name, rules] : snapshot.chains) {
+    if (!IsOwnedChain(name)) continue;
+    for (const auto& rule : rules) {
+      if (!Deletable(rule)) {
+        return Status::Error(save + ": a rule of our chain " + name + " spans several lines");
+      }
+    }
+  }
+  // Other software's lines we cannot parse are skipped, and said once while they last.
+  std::string report;
+  if (snapshot.unparsed_lines > 0) {
+    report = save + ": skipped " + std::to_string(snapshot.unparsed_lines) +
+             " line(s) of other software's rules that could not be parsed (first: " +
+             snapshot.first_unparsed + ")";
+  }
+  if (report != family.unparsed_report && !report.empty()) KR_LOG_WARN("{}", report);
+  family.unparsed_report = std::move(report);
+  return Status::Ok();
+}
+
 Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
                                                      const DesiredState& desired,
                                                      const netfilter::TableSnapshot& snapshot) {
@@ -268,7 +303,9 @@ Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
     const auto& rules = found == snapshot.chains.end() ? none : found->second;
     std::vector<size_t> positions;
     for (size_t i = 0; i < rules.size(); ++i) {
-      if (netfilter::RuleTarget(rules[i]) == jump.chain) positions.push_back(i);
+      if (netfilter::RuleTarget(rules[i]) == jump.chain && Deletable(rules[i])) {
+        positions.push_back(i);
+      }
     }
     if (positions.size() == 1 && positions[0] == 0) continue;
     for (size_t pos : positions) update.delete_rules.push_back({jump.builtin, rules[pos]});
@@ -366,7 +403,7 @@ Status RemoveOwnedChains(netfilter::Iptables& iptables, const netfilter::TableSn
       continue;
     }
     for (const auto& rule : rules) {
-      if (IsOwnedChain(netfilter::RuleTarget(rule))) {
+      if (IsOwnedChain(netfilter::RuleTarget(rule)) && Deletable(rule)) {
         update.delete_rules.push_back({name, rule});
         removed.push_back("rule " + label + " " + name + " " + rule);
       }

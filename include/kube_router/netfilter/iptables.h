@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,8 +32,17 @@ struct Chain {
 };
 
 // One table as iptables-save shows it: every chain (built-in ones included) with its rules.
+// A rule whose quoted string (a comment) holds a newline spans several lines of the output; it
+// is joined back, newlines included (such a rule cannot be written back by specification).
 struct TableSnapshot {
   std::map<std::string, std::vector<std::string>> chains;
+  // Lines that could not be parsed were skipped (other software's rules must not stop us):
+  // how many, the chains they claimed to be in (empty when not even that was readable), and
+  // the first one (escaped, at most 200 bytes) for a log line. Callers decide whether a
+  // skipped line in a chain of theirs is an error.
+  size_t unparsed_lines = 0;
+  std::set<std::string> unparsed_chains;
+  std::string first_unparsed;
   bool operator==(const TableSnapshot&) const = default;
 };
 
@@ -74,7 +84,8 @@ class Iptables {
 
 // The iptables-restore input for `update` (used by the real adapter and by benchmarks).
 std::string RenderRestore(const TableUpdate& update);
-// Parses iptables-save output; only the section of `table` is returned.
+// Parses iptables-save output; only the section of `table` is returned. Never fails on a line
+// it does not understand: see TableSnapshot::unparsed_lines.
 Result<TableSnapshot> ParseSave(std::string_view text, const std::string& table);
 
 // Built-in chains of the tables we touch; they can be neither created nor deleted.

@@ -66,7 +66,8 @@ class NetworkPolicyController : public Controller {
     netfilter::IpFamily family;
     netfilter::Iptables* iptables;
     IncrementalCompiler compiler;
-    bool applied = false;  // the kernel holds compiler.state() (the last sync succeeded)
+    bool applied = false;         // the kernel holds compiler.state() (the last sync succeeded)
+    std::string unparsed_report;  // the last warning about unparsable foreign lines
   };
 
   // The caches, and this node's pod CIDRs when default deny needs them (problems reading them
@@ -76,6 +77,9 @@ class NetworkPolicyController : public Controller {
   // put back at position 1. Changes: set deltas and only the chains whose content changed.
   Status WriteEverything();
   Status WriteChanges(const std::vector<IncrementalCompiler::Changes>& changes);
+  // Fails when a chain of ours could not be parsed; warns (once while it lasts) about other
+  // software's lines that were skipped.
+  Status CheckSnapshot(FamilyState& family, const netfilter::TableSnapshot& snapshot);
   Status SyncFamilyChainsFull(FamilyState& family, const DesiredState& desired,
                               const netfilter::TableSnapshot& snapshot);
   void LogNewProblems();

@@ -47,14 +47,59 @@ TEST(ParseSave, ReturnsOnlyTheRequestedTable) {
   EXPECT_FALSE(snapshot->chains.contains("PREROUTING"));
 }
 
-TEST(ParseSave, RejectsGarbage) {
-  EXPECT_FALSE(ParseSave("*filter\nthis is not iptables\nCOMMIT\n", "filter").ok());
+TEST(ParseSave, SkipsAndCountsLinesItDoesNotUnderstand) {
+  auto snapshot = ParseSave(
+      "*filter\n:INPUT ACCEPT [0:0]\nthis is not iptables\n-A INPUT -j ACCEPT\n"
+      "\x01odd\tline\nCOMMIT\n",
+      "filter");
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->unparsed_lines, 2u);
+  EXPECT_EQ(snapshot->unparsed_chains, (std::set<std::string>{""}));
+  EXPECT_EQ(snapshot->first_unparsed, "this is not iptables");
+  EXPECT_EQ(snapshot->chains["INPUT"], (std::vector<std::string>{"-j ACCEPT"}));
+}
+
+// What iptables-save (nft and legacy, 1.8.9) prints for a comment holding newlines, a quote and
+// a forged line of ours: the rule spans three lines.
+TEST(ParseSave, JoinsARuleWhoseCommentHoldsNewlines) {
+  const char* text =
+      "*filter\n"
+      ":INPUT ACCEPT [0:0]\n"
+      "-A INPUT -m comment --comment \"line1\n"
+      "-A INPUT -j KUBE-ROUTER-INPUT\n"
+      "x\\\"q\" -j ACCEPT\n"
+      "-A INPUT -m comment --comment \"tab\tand \\\"quote\\\" \\\\back\" -j RETURN\n"
+      "COMMIT\n";
+  auto snapshot = ParseSave(text, "filter");
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->unparsed_lines, 0u);
+  const auto& input = snapshot->chains["INPUT"];
+  ASSERT_EQ(input.size(), 2u);
+  EXPECT_EQ(input[0],
+            "-m comment --comment \"line1\n-A INPUT -j KUBE-ROUTER-INPUT\nx\\\"q\" -j ACCEPT");
+  // The forged jump is comment text, not a rule: the target is ACCEPT.
+  EXPECT_EQ(RuleTarget(input[0]), "ACCEPT");
+  EXPECT_EQ(RuleTarget(input[1]), "RETURN");
+}
+
+TEST(ParseSave, AnUnclosedQuoteIsSkippedAndTheNextLinesReadOnTheirOwn) {
+  auto snapshot = ParseSave(
+      "*filter\n-A FOREIGN -m comment --comment \"never closed -j ACCEPT\n-A INPUT -j DROP\n"
+      "COMMIT\n",
+      "filter");
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->unparsed_lines, 1u);
+  EXPECT_EQ(snapshot->unparsed_chains, (std::set<std::string>{"FOREIGN"}));
+  EXPECT_EQ(snapshot->chains["INPUT"], (std::vector<std::string>{"-j DROP"}));
+  EXPECT_FALSE(snapshot->chains.contains("FOREIGN"));
 }
 
 TEST(RuleTarget, FindsJumpOutsideQuotes) {
   EXPECT_EQ(RuleTarget("-m comment --comment \"-j FAKE\" -j KUBE-X"), "KUBE-X");
   EXPECT_EQ(RuleTarget("-g KUBE-Y"), "KUBE-Y");
   EXPECT_EQ(RuleTarget("-s 1.2.3.4/32"), "");
+  // An escaped quote does not end the quoted string.
+  EXPECT_EQ(RuleTarget("-m comment --comment \"a \\\" -j FAKE \\\"\" -j KUBE-Z"), "KUBE-Z");
 }
 
 TEST(IptablesMode, ParsesOnlyKnownNames) {

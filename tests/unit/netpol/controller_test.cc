@@ -192,6 +192,32 @@ TEST_F(ControllerTest, AnUpgradeRemovesChainsAndSetsLeftUnderTheOldAmbiguousName
   }
 }
 
+// Issue 16 item 7: other software's odd rules (a comment spanning lines, even one that jumps to
+// our chain, lines iptables-save printed that nobody can parse) neither stop syncing nor get
+// touched; a line of our own chain that cannot be parsed is an error.
+TEST_F(ControllerTest, ForeignRulesThatSpanLinesOrCannotBeParsedDoNotStopSyncing) {
+  const std::string odd = "-m comment --comment \"a\nb\" -j ACCEPT";
+  const std::string odd_jump = "-m comment --comment \"x\ny\" -j " + std::string(kInputChain);
+  Chain("INPUT") = {odd};
+  iptables_->table("filter").unparsed_lines = 3;
+  iptables_->table("filter").unparsed_chains = {"", "DOCKER"};
+  iptables_->table("filter").first_unparsed = "garbage";
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  Chain("INPUT").push_back(odd_jump);  // someone copies our jump with an odd comment
+  auto synced = controller_->Sync(SyncReason::kPeriodic);
+  ASSERT_TRUE(synced.ok()) << synced.message();
+  ASSERT_TRUE(controller_->Sync(SyncReason::kPeriodic).ok());
+  const auto& input = Chain("INPUT");
+  ASSERT_EQ(input.size(), 3u);
+  EXPECT_NE(input[0].find("-j KUBE-ROUTER-INPUT"), std::string::npos);
+  EXPECT_EQ(input[1], odd);
+  EXPECT_EQ(input[2], odd_jump);
+  EXPECT_TRUE(HasChain(policy_chain_));
+
+  iptables_->table("filter").unparsed_chains.insert(kForwardChain);
+  EXPECT_FALSE(controller_->Sync(SyncReason::kPeriodic).ok());
+}
+
 TEST_F(ControllerTest, PolicyDeletionRemovesItsChainAndSets) {
   ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
   cluster_->network_policies.Remove("x/allow-b");
