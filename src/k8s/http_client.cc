@@ -1,25 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kube_router/k8s/http_client.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <httplib.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <signal.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
-#include "kube_router/k8s/chunked.h"
 #include "kube_router/k8s/dns.h"
 #include "kube_router/k8s/gzip.h"
 
@@ -27,7 +22,21 @@ namespace kr::k8s {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr size_t kMaxHeaderBytes = 64 * 1024;
+using std::chrono::milliseconds;
+
+// Limits on what an API server (or whatever answers in its place) can make the agent hold
+// (issue 16 item 6).
+// The response head must be complete this long after the request started, whatever the idle
+// timeout (a server that trickles 1xx lines or header bytes cannot hold a request forever).
+constexpr milliseconds kHeadDeadline{30000};
+// A whole (non-streamed) response body, after decoding. List pages are a few MiB.
+constexpr size_t kMaxWholeBody = size_t{128} << 20;
+// Inflated bytes per compressed byte over a response; JSON compresses 5-30x. Checked once the
+// inflated total passes kRatioGrace, so small bodies are never refused.
+constexpr uint64_t kMaxInflationRatio = 200;
+constexpr uint64_t kRatioGrace = uint64_t{4} << 20;
+// How often the watchdog looks at cancellation and the head deadline.
+constexpr milliseconds kWatchdogTick{100};
 
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -43,213 +52,75 @@ std::string OpenSslError() {
   return buf;
 }
 
-// Waits for `events` on fd until the deadline, checking *cancel every 100 ms.
-Status WaitFd(int fd, short events, Clock::time_point deadline, const std::atomic<bool>* cancel) {
-  for (;;) {
-    if (cancel && cancel->load()) return Status::Error("cancelled");
-    auto now = Clock::now();
-    if (now >= deadline) return Status::Error("timed out");
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
-    pollfd p{fd, events, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 100)));
-    if (r > 0) return Status::Ok();
-    if (r < 0 && errno != EINTR) return Status::Error(std::string("poll: ") + strerror(errno));
-  }
+// Verifies the server's chain against only the configured CA (httplib would also load the
+// system roots into its context; a kubeconfig CA replaces them, as in client-go).
+int VerifyAgainstConfiguredRoots(X509_STORE_CTX* ctx, void* arg) {
+  auto* roots = static_cast<X509_STORE*>(arg);
+  X509_STORE_CTX* ours = X509_STORE_CTX_new();
+  if (!ours) return 0;
+  int ok = X509_STORE_CTX_init(ours, roots, X509_STORE_CTX_get0_cert(ctx),
+                               X509_STORE_CTX_get0_untrusted(ctx)) == 1 &&
+           X509_verify_cert(ours) == 1;
+  X509_STORE_CTX_set_error(ctx, ok ? X509_V_OK : X509_STORE_CTX_get_error(ours));
+  X509_STORE_CTX_free(ours);
+  return ok ? 1 : 0;
 }
 
-// One TCP (optionally TLS) connection with deadline-bounded I/O.
-class Connection {
+// OpenSSL writes to the socket with write(), which raises SIGPIPE when the server has gone.
+// The agent ignores SIGPIPE, but a library must not depend on that: the signal is blocked on
+// this thread for the exchange and a pending one consumed.
+class SigpipeBlock {
  public:
-  Connection() = default;
-  ~Connection() {
-    if (ssl_) SSL_free(ssl_);
-    if (fd_ >= 0) ::close(fd_);
+  SigpipeBlock() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &saved_);
   }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  Status Connect(const IpAddress& ip, uint16_t port, Clock::time_point deadline,
-                 const std::atomic<bool>* cancel) {
-    sockaddr_storage ss{};
-    socklen_t len;
-    if (ip.is_v4()) {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      a->sin_family = AF_INET;
-      a->sin_port = htons(port);
-      std::memcpy(&a->sin_addr, ip.bytes().data(), 4);
-      len = sizeof(sockaddr_in);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      a->sin6_family = AF_INET6;
-      a->sin6_port = htons(port);
-      std::memcpy(&a->sin6_addr, ip.bytes().data(), 16);
-      len = sizeof(sockaddr_in6);
+  ~SigpipeBlock() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      timespec zero{0, 0};
+      sigtimedwait(&pipe_, nullptr, &zero);
     }
-    if (fd_ >= 0) ::close(fd_);  // a previous address that failed
-    fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return Status::Error(std::string("socket: ") + strerror(errno));
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    // Dead-peer detection for long watches (client-go relies on HTTP/2 pings instead).
-    ::setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    int idle = 30, interval = 10, count = 3;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-      if (errno != EINPROGRESS) return Status::Error(std::string("connect: ") + strerror(errno));
-      if (auto s = WaitFd(fd_, POLLOUT, deadline, cancel); !s.ok()) return s.Context("connect");
-      int err = 0;
-      socklen_t elen = sizeof err;
-      ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &elen);
-      if (err != 0) return Status::Error(std::string("connect: ") + strerror(err));
-    }
-    return Status::Ok();
+    pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
   }
-
-  Status StartTls(SSL_CTX* ctx, const std::string& server_name, bool verify,
-                  Clock::time_point deadline, const std::atomic<bool>* cancel) {
-    ssl_ = SSL_new(ctx);
-    if (!ssl_) return Status::Error("TLS: " + OpenSslError());
-    SSL_set_fd(ssl_, fd_);
-    bool is_ip = IpAddress::Parse(server_name).has_value();
-    if (!is_ip) SSL_set_tlsext_host_name(ssl_, server_name.c_str());
-    if (verify) {
-      X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
-      int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
-                     : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0);
-      if (ok != 1) return Status::Error("TLS: cannot set expected server name " + server_name);
-    }
-    for (;;) {
-      ERR_clear_error();
-      int r = SSL_connect(ssl_);
-      if (r == 1) return Status::Ok();
-      int err = SSL_get_error(ssl_, r);
-      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        auto s = WaitFd(fd_, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline, cancel);
-        if (!s.ok()) return s.Context("TLS handshake");
-        continue;
-      }
-      long verify_result = SSL_get_verify_result(ssl_);
-      if (verify && verify_result != X509_V_OK)
-        return Status::Error(std::string("TLS: server certificate rejected: ") +
-                             X509_verify_cert_error_string(verify_result));
-      return Status::Error("TLS handshake: " + OpenSslError());
-    }
-  }
-
-  Status WriteAll(std::string_view data, Clock::time_point deadline,
-                  const std::atomic<bool>* cancel) {
-    while (!data.empty()) {
-      ssize_t n;
-      if (ssl_) {
-        ERR_clear_error();
-        int r = SSL_write(ssl_, data.data(), static_cast<int>(data.size()));
-        if (r <= 0) {
-          int err = SSL_get_error(ssl_, r);
-          if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-            auto s = WaitFd(fd_, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline, cancel);
-            if (!s.ok()) return s.Context("write");
-            continue;
-          }
-          return Status::Error("TLS write: " + OpenSslError());
-        }
-        n = r;
-      } else {
-        n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-          if (errno == EAGAIN || errno == EINTR) {
-            if (auto s = WaitFd(fd_, POLLOUT, deadline, cancel); !s.ok()) return s.Context("write");
-            continue;
-          }
-          return Status::Error(std::string("write: ") + strerror(errno));
-        }
-      }
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return Status::Ok();
-  }
-
-  // Reads some bytes; 0 means the peer closed the connection.
-  Result<size_t> Read(char* buf, size_t size, Clock::time_point deadline,
-                      const std::atomic<bool>* cancel) {
-    for (;;) {
-      if (ssl_) {
-        ERR_clear_error();
-        int r = SSL_read(ssl_, buf, static_cast<int>(size));
-        if (r > 0) return static_cast<size_t>(r);
-        int err = SSL_get_error(ssl_, r);
-        if (err == SSL_ERROR_ZERO_RETURN) return size_t{0};
-        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-          auto s = WaitFd(fd_, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline, cancel);
-          if (!s.ok()) return s.Context("read");
-          continue;
-        }
-        // A peer closing without close_notify is an EOF for HTTP framing purposes.
-        if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return size_t{0};
-        return Status::Error("TLS read: " + OpenSslError());
-      }
-      ssize_t n = ::recv(fd_, buf, size, 0);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno == EAGAIN || errno == EINTR) {
-        if (auto s = WaitFd(fd_, POLLIN, deadline, cancel); !s.ok()) return s.Context("read");
-        continue;
-      }
-      return Status::Error(std::string("read: ") + strerror(errno));
-    }
-  }
+  SigpipeBlock(const SigpipeBlock&) = delete;
+  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
 
  private:
-  int fd_ = -1;
-  SSL* ssl_ = nullptr;
+  sigset_t pipe_;
+  sigset_t saved_;
+  bool was_pending_ = false;
 };
-
-Result<X509*> ReadCert(BIO* bio) {
-  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-  if (!cert) return Status::Error("no PEM certificate");
-  return cert;
-}
-
-// Parses a status line and header block (without the final empty line).
-Result<HttpResponse> ParseHead(std::string_view head) {
-  HttpResponse res;
-  size_t eol = head.find("\r\n");
-  std::string_view status_line = head.substr(0, eol);
-  if (status_line.substr(0, 7) != "HTTP/1." || status_line.size() < 12)
-    return Status::Error("malformed HTTP status line");
-  int code = 0;
-  for (size_t i = 9; i < 12; ++i) {
-    if (status_line[i] < '0' || status_line[i] > '9')
-      return Status::Error("malformed HTTP status code");
-    code = code * 10 + (status_line[i] - '0');
-  }
-  res.status = code;
-  size_t pos = eol == std::string_view::npos ? head.size() : eol + 2;
-  while (pos < head.size()) {
-    size_t end = head.find("\r\n", pos);
-    if (end == std::string_view::npos) end = head.size();
-    std::string_view line = head.substr(pos, end - pos);
-    pos = end + 2;
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0)
-      return Status::Error("malformed HTTP header line");
-    std::string name = Lower(std::string(line.substr(0, colon)));
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    res.headers.emplace_back(std::move(name), std::string(value));
-  }
-  return res;
-}
 
 }  // namespace
 
+// TLS material parsed once at Create and applied to each connection's context.
 struct HttpClient::TlsContext {
-  SSL_CTX* ctx = nullptr;
   bool verify = true;
+  X509_STORE* roots = nullptr;  // nullptr: the system's default roots
+  X509* leaf = nullptr;
+  std::vector<X509*> chain;  // intermediates sent after the leaf
+  EVP_PKEY* key = nullptr;
   ~TlsContext() {
-    if (ctx) SSL_CTX_free(ctx);
+    if (roots) X509_STORE_free(roots);
+    if (leaf) X509_free(leaf);
+    for (X509* c : chain) X509_free(c);
+    if (key) EVP_PKEY_free(key);
+  }
+  // Configures one connection's SSL_CTX (httplib's).
+  void Apply(SSL_CTX* ctx) const {
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (roots) SSL_CTX_set_cert_verify_callback(ctx, VerifyAgainstConfiguredRoots, roots);
+    if (leaf) {
+      SSL_CTX_use_certificate(ctx, leaf);
+      for (X509* c : chain) SSL_CTX_add1_chain_cert(ctx, c);
+      SSL_CTX_use_PrivateKey(ctx, key);
+    }
   }
 };
 
@@ -351,58 +222,43 @@ Result<std::shared_ptr<HttpClient>> HttpClient::Create(const std::string& url_te
   if (!url->tls) return client;
 
   auto ctx = std::make_unique<TlsContext>();
-  ctx->ctx = SSL_CTX_new(TLS_client_method());
-  if (!ctx->ctx) return Status::Error("TLS: " + OpenSslError());
-  SSL_CTX_set_min_proto_version(ctx->ctx, TLS1_2_VERSION);
-  SSL_CTX_set_mode(ctx->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   ctx->verify = !tls.insecure_skip_verify;
-  if (ctx->verify) {
-    SSL_CTX_set_verify(ctx->ctx, SSL_VERIFY_PEER, nullptr);
-    if (tls.ca_pem.empty()) {
-      SSL_CTX_set_default_verify_paths(ctx->ctx);
-    } else {
-      X509_STORE* store = SSL_CTX_get_cert_store(ctx->ctx);
-      BIO* bio = BIO_new_mem_buf(tls.ca_pem.data(), static_cast<int>(tls.ca_pem.size()));
-      int count = 0;
-      while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-        X509_STORE_add_cert(store, cert);
-        X509_free(cert);
-        ++count;
-      }
-      BIO_free(bio);
-      ERR_clear_error();  // the loop ends on a "no start line" error
-      if (count == 0) return Status::Error("certificate authority: no PEM certificate found");
+  if (ctx->verify && !tls.ca_pem.empty()) {
+    ctx->roots = X509_STORE_new();
+    BIO* bio = BIO_new_mem_buf(tls.ca_pem.data(), static_cast<int>(tls.ca_pem.size()));
+    int count = 0;
+    while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+      X509_STORE_add_cert(ctx->roots, cert);
+      X509_free(cert);
+      ++count;
     }
-  } else {
-    SSL_CTX_set_verify(ctx->ctx, SSL_VERIFY_NONE, nullptr);
+    BIO_free(bio);
+    ERR_clear_error();  // the loop ends on a "no start line" error
+    if (count == 0) return Status::Error("certificate authority: no PEM certificate found");
   }
   if (!tls.client_cert_pem.empty() || !tls.client_key_pem.empty()) {
     if (tls.client_cert_pem.empty() || tls.client_key_pem.empty())
       return Status::Error("client certificate and key must be given together");
     BIO* bio =
         BIO_new_mem_buf(tls.client_cert_pem.data(), static_cast<int>(tls.client_cert_pem.size()));
-    auto leaf = ReadCert(bio);
-    if (!leaf.ok()) {
+    ctx->leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    if (!ctx->leaf) {
       BIO_free(bio);
+      ERR_clear_error();
       return Status::Error("client certificate: no PEM certificate found");
     }
-    SSL_CTX_use_certificate(ctx->ctx, *leaf);
-    X509_free(*leaf);
-    // Intermediates following the leaf go out in the handshake too.
     while (X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr))
-      SSL_CTX_add_extra_chain_cert(ctx->ctx, extra);  // takes ownership
+      ctx->chain.push_back(extra);
     ERR_clear_error();
     BIO_free(bio);
     bio = BIO_new_mem_buf(tls.client_key_pem.data(), static_cast<int>(tls.client_key_pem.size()));
-    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    ctx->key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
     BIO_free(bio);
-    if (!key) {
+    if (!ctx->key) {
       ERR_clear_error();
       return Status::Error("client key: no PEM private key found");
     }
-    int ok = SSL_CTX_use_PrivateKey(ctx->ctx, key);
-    EVP_PKEY_free(key);
-    if (ok != 1 || SSL_CTX_check_private_key(ctx->ctx) != 1) {
+    if (X509_check_private_key(ctx->leaf, ctx->key) != 1) {
       ERR_clear_error();
       return Status::Error("client key does not match the client certificate");
     }
@@ -414,16 +270,14 @@ Result<std::shared_ptr<HttpClient>> HttpClient::Create(const std::string& url_te
 Result<HttpResponse> HttpClient::Do(const HttpRequest& request, std::chrono::milliseconds timeout,
                                     const std::atomic<bool>* cancel) const {
   std::string body;
-  auto deadline = Clock::now() + timeout;
-  auto head = Stream(
+  auto head = Exchange(
       request, [](const HttpResponse&) { return true; },
       [&](std::string_view chunk) {
         body.append(chunk);
-        return Clock::now() < deadline;
+        return true;
       },
-      timeout, cancel);
+      timeout, Clock::now() + timeout, kMaxWholeBody, cancel);
   if (!head.ok()) return head.status();
-  if (Clock::now() >= deadline) return Status::Error("timed out reading the response");
   head->body = std::move(body);
   return head;
 }
@@ -433,139 +287,216 @@ Result<HttpResponse> HttpClient::Stream(const HttpRequest& request,
                                         const std::function<bool(std::string_view)>& on_body,
                                         std::chrono::milliseconds idle_timeout,
                                         const std::atomic<bool>* cancel) const {
+  return Exchange(request, on_head, on_body, idle_timeout, std::nullopt, 0, cancel);
+}
+
+Result<HttpResponse> HttpClient::Exchange(const HttpRequest& request,
+                                          const std::function<bool(const HttpResponse&)>& on_head,
+                                          const std::function<bool(std::string_view)>& on_body,
+                                          std::chrono::milliseconds idle_timeout,
+                                          std::optional<Clock::time_point> total_deadline,
+                                          size_t max_body, const std::atomic<bool>* cancel) const {
   auto addresses = ResolveHost(url_.host);
   if (!addresses.ok()) return addresses.status();
-  auto deadline = [&] { return Clock::now() + idle_timeout; };
-  Connection conn;
-  Status connected = Status::Error("no address");
-  for (const auto& ip : *addresses) {
-    connected = conn.Connect(ip, url_.port, deadline(), cancel);
-    if (connected.ok()) break;
-  }
   std::string where = url_.host + ":" + std::to_string(url_.port);
-  if (!connected.ok()) return connected.Context(where);
-  if (tls_) {
-    if (auto s = conn.StartTls(tls_->ctx, server_name_, tls_->verify, deadline(), cancel); !s.ok())
-      return s.Context(where);
+  Status last = Status::Error("no address");
+  for (const IpAddress& ip : *addresses) {
+    bool connected = false;
+    auto result = ExchangeWith(ip, request, on_head, on_body, idle_timeout, total_deadline,
+                               max_body, cancel, &connected);
+    if (result.ok() || connected) {
+      if (!result.ok()) return result.status().Context(where);
+      return result;
+    }
+    last = result.status();  // not connected: the next address may work
   }
+  return last.Context(where);
+}
 
-  std::string out = request.method + " " + url_.base_path + request.path + " HTTP/1.1\r\n";
-  std::string host_header =
-      url_.host.find(':') != std::string::npos ? "[" + url_.host + "]" : url_.host;
-  out += "Host: " + host_header + ":" + std::to_string(url_.port) + "\r\n";
-  out += "Connection: close\r\n";
+Result<HttpResponse> HttpClient::ExchangeWith(
+    const IpAddress& ip, const HttpRequest& request,
+    const std::function<bool(const HttpResponse&)>& on_head,
+    const std::function<bool(std::string_view)>& on_body, std::chrono::milliseconds idle_timeout,
+    std::optional<Clock::time_point> total_deadline, size_t max_body,
+    const std::atomic<bool>* cancel, bool* connected) const {
+  SigpipeBlock no_sigpipe;
+  // One client (and connection) per exchange: watches run for minutes on several threads.
+  std::unique_ptr<httplib::ClientImpl> client;
+  httplib::SSLClient* tls_client = nullptr;
+  // TLS: the name in the certificate (and SNI) may differ from the URL host; httplib connects
+  // to the address mapped to it below (no NSS lookups in a static binary).
+  const std::string& name = tls_ ? server_name_ : url_.host;
+  if (tls_) {
+    auto ssl = std::make_unique<httplib::SSLClient>(name, url_.port);
+    tls_->Apply(ssl->ssl_context());
+    ssl->enable_server_certificate_verification(tls_->verify);
+    tls_client = ssl.get();
+    client = std::move(ssl);
+  } else {
+    client = std::make_unique<httplib::ClientImpl>(name, url_.port);
+  }
+  client->set_hostname_addr_map({{name, ip.ToString()}});
+  auto timeout = idle_timeout;
+  if (total_deadline) {
+    timeout =
+        std::min(timeout, std::chrono::duration_cast<milliseconds>(*total_deadline - Clock::now()));
+  }
+  timeout = std::max(timeout, milliseconds(1));
+  client->set_connection_timeout(timeout);
+  client->set_read_timeout(idle_timeout);
+  client->set_write_timeout(timeout);
+  client->set_keep_alive(false);
+  client->set_follow_location(false);
+  client->set_decompress(false);  // inflated below, with limits
+
+  httplib::Request req;
+  req.method = request.method;
+  req.path = url_.base_path + request.path;
+  std::string host = url_.host.find(':') != std::string::npos ? "[" + url_.host + "]" : url_.host;
+  req.set_header("Host", host + ":" + std::to_string(url_.port));
   bool accept_encoding_set = false;
   for (const auto& [k, v] : request.headers) {
-    out += k + ": " + v + "\r\n";
+    req.set_header(k, v);
     if (Lower(k) == "accept-encoding") accept_encoding_set = true;
   }
   // Bodies with Content-Encoding: gzip are inflated below, as Go's transport does.
-  if (!accept_encoding_set) out += "Accept-Encoding: gzip\r\n";
-  if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
-      request.method == "PATCH")
-    out += "Content-Length: " + std::to_string(request.body.size()) + "\r\n";
-  out += "\r\n";
-  out += request.body;
-  if (auto s = conn.WriteAll(out, deadline(), cancel); !s.ok()) return s.Context(where);
+  if (!accept_encoding_set) req.set_header("Accept-Encoding", "gzip");
+  req.body = request.body;
+  if (request.body.empty() &&
+      (request.method == "POST" || request.method == "PUT" || request.method == "PATCH")) {
+    req.set_header("Content-Length", "0");
+  }
 
-  // Head: read until the blank line.
-  std::string buf;
-  char chunk[16384];
-  size_t head_end;
+  // Shared with the watchdog thread.
+  std::mutex mu;
+  std::condition_variable finished_cv;
+  bool finished = false;
+  std::atomic<bool> head_seen{false};
+  std::string stopped_by;  // guarded by mu: why the watchdog ended the exchange
+
   HttpResponse head;
-  for (;;) {
-    for (;;) {
-      head_end = buf.find("\r\n\r\n");
-      if (head_end != std::string::npos) break;
-      if (buf.size() > kMaxHeaderBytes) return Status::Error(where + ": HTTP header too large");
-      auto n = conn.Read(chunk, sizeof chunk, deadline(), cancel);
-      if (!n.ok()) return n.status().Context(where);
-      if (*n == 0) return Status::Error(where + ": connection closed before the response");
-      buf.append(chunk, *n);
-    }
-    auto parsed = ParseHead(std::string_view(buf).substr(0, head_end));
-    if (!parsed.ok()) return parsed.status().Context(where);
-    buf.erase(0, head_end + 4);
-    head = std::move(*parsed);
-    if (head.status >= 200 || head.status == 101) break;  // skip 100 Continue and friends
-  }
-  if (!on_head(head)) return head;
-
-  bool no_body = request.method == "HEAD" || head.status == 204 || head.status == 304;
-  if (no_body) return head;
-  bool chunked = Lower(head.Header("transfer-encoding")).find("chunked") != std::string::npos;
-  std::string length_text = head.Header("content-length");
-  ChunkedDecoder decoder;
-  std::string decoded;
-  uint64_t remaining = 0;
-  bool has_length = !chunked && !length_text.empty();
-  if (has_length) {
-    char* end = nullptr;
-    remaining = std::strtoull(length_text.c_str(), &end, 10);
-    if (!end || *end) return Status::Error(where + ": malformed Content-Length");
-  }
-  // Content-Encoding: gzip is undone as the bytes arrive (a watch is never buffered whole).
   std::unique_ptr<GzipDecoder> gzip;
-  if (Lower(head.Header("content-encoding")) == "gzip") gzip = std::make_unique<GzipDecoder>();
   std::string inflated;
+  uint64_t raw_bytes = 0, body_bytes = 0;
+  Status failure;  // our own reason to abort (limits, gzip, informational answers)
   bool caller_stopped = false;
-  auto deliver = [&](std::string_view bytes, Status* error) -> bool {
+
+  req.response_handler = [&](const httplib::Response& r) {
+    head_seen = true;
+    *connected = true;
+    if (r.status < 200) {
+      // httplib skips 100 Continue itself (within the head deadline); any other
+      // informational status as a final answer is a protocol error.
+      failure = Status::Error("unexpected informational response " + std::to_string(r.status));
+      return false;
+    }
+    head.status = r.status;
+    for (const auto& [k, v] : r.headers) head.headers.emplace_back(Lower(k), v);
+    if (Lower(r.get_header_value("Content-Encoding")) == "gzip") {
+      gzip = std::make_unique<GzipDecoder>();
+    }
+    if (!on_head(head)) {
+      caller_stopped = true;
+      return false;
+    }
+    return true;
+  };
+  req.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    std::string_view bytes(data, size);
+    raw_bytes += size;
     if (gzip) {
       inflated.clear();
-      if (auto s = gzip->Feed(bytes, &inflated); !s.ok()) {
-        *error = s.Context(where);
+      if (Status s = gzip->Feed(bytes, &inflated); !s.ok()) {
+        failure = s;
         return false;
       }
       bytes = inflated;
-      if (bytes.empty()) return true;
-    }
-    if (!on_body(bytes)) caller_stopped = true;
-    return !caller_stopped;
-  };
-  // At the end of the body: a gzip stream must be complete too.
-  auto finish = [&]() -> Result<HttpResponse> {
-    if (gzip && !caller_stopped && !gzip->done())
-      return Status::Error(where + ": gzip: compressed body ends before the end of the stream");
-    return head;
-  };
-  // Feeds bytes through the framing; returns false when the body (or the caller) is done.
-  auto consume = [&](std::string_view bytes, Status* error) -> bool {
-    if (chunked) {
-      decoded.clear();
-      if (auto s = decoder.Feed(bytes, &decoded); !s.ok()) {
-        *error = s.Context(where);
+      if (body_bytes + bytes.size() > kRatioGrace &&
+          body_bytes + bytes.size() > raw_bytes * kMaxInflationRatio) {
+        failure =
+            Status::Error("gzip: body inflates more than " + std::to_string(kMaxInflationRatio) +
+                          "x (" + std::to_string(raw_bytes) + " compressed bytes); refused");
         return false;
       }
-      if (!decoded.empty() && !deliver(decoded, error)) return false;
-      return !decoder.done();
     }
-    if (has_length) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, bytes.size()));
-      remaining -= n;
-      if (n > 0 && !deliver(bytes.substr(0, n), error)) return false;
-      return remaining > 0;
+    body_bytes += bytes.size();
+    if (max_body != 0 && body_bytes > max_body) {
+      failure =
+          Status::Error("response body over " + std::to_string(max_body >> 20) + " MiB; refused");
+      return false;
     }
-    return bytes.empty() || deliver(bytes, error);
+    if (bytes.empty()) return true;
+    if (!on_body(bytes)) {
+      caller_stopped = true;
+      return false;
+    }
+    return true;
   };
-  Status error;
-  if (has_length && remaining == 0) return head;
-  if (!buf.empty() && !consume(buf, &error)) {
-    if (!error.ok()) return error;
-    return finish();
-  }
-  for (;;) {
-    auto n = conn.Read(chunk, sizeof chunk, deadline(), cancel);
-    if (!n.ok()) return n.status().Context(where);
-    if (*n == 0) {
-      if (chunked || (has_length && remaining > 0))
-        return Status::Error(where + ": connection closed in the middle of the response body");
-      return finish();  // body delimited by close
+
+  auto head_deadline = Clock::now() + std::min(kHeadDeadline, idle_timeout);
+  std::thread watchdog([&] {
+    std::unique_lock lock(mu);
+    while (!finished) {
+      finished_cv.wait_for(lock, kWatchdogTick);
+      if (finished) break;
+      const char* reason = nullptr;
+      auto now = Clock::now();
+      if (cancel && cancel->load()) {
+        reason = "cancelled";
+      } else if (!head_seen && now >= head_deadline) {
+        reason = "no complete response head in time";
+      } else if (total_deadline && now >= *total_deadline) {
+        reason = "timed out reading the response";
+      }
+      if (reason) {
+        stopped_by = reason;
+        client->stop();  // shuts the socket down; send() returns
+        break;
+      }
     }
-    if (!consume(std::string_view(chunk, *n), &error)) {
-      if (!error.ok()) return error;
-      return finish();
+  });
+  httplib::Response res;
+  httplib::Error error = httplib::Error::Success;
+  bool ok = client->send(req, res, error);
+  {
+    std::lock_guard lock(mu);
+    finished = true;
+  }
+  finished_cv.notify_all();
+  watchdog.join();
+
+  if (!failure.ok()) return failure;
+  if (caller_stopped) return head;
+  if (!stopped_by.empty()) return Status::Error(stopped_by);
+  if (!ok) {
+    switch (error) {
+      case httplib::Error::Connection:
+        return Status::Error("connect to " + ip.ToString() + " failed");
+      case httplib::Error::SSLServerVerification:
+        *connected = true;
+        return Status::Error(
+            "TLS: server certificate verification failed: " +
+            std::string(X509_verify_cert_error_string(tls_client->get_openssl_verify_result())));
+      case httplib::Error::SSLServerHostnameVerification:
+        *connected = true;
+        return Status::Error("TLS: server certificate is not valid for " + server_name_);
+      case httplib::Error::SSLConnection:
+        *connected = true;
+        return Status::Error("TLS handshake failed: " + OpenSslError());
+      default:
+        *connected = *connected || head_seen;
+        return Status::Error(head_seen ? "connection failed in the middle of the response body"
+                                       : "request failed: " + httplib::to_string(error));
     }
   }
+  *connected = true;
+  if (!head_seen) {  // httplib answered without calling the handler (no body, e.g. HEAD)
+    head.status = res.status;
+    for (const auto& [k, v] : res.headers) head.headers.emplace_back(Lower(k), v);
+  }
+  if (gzip && !gzip->done() && body_bytes + raw_bytes > 0)
+    return Status::Error("gzip: compressed body ends before the end of the stream");
+  return head;
 }
 
 }  // namespace kr::k8s

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// A small HTTP/1.1 client on plain sockets and OpenSSL, written for the agent's few needs
-// (static linking rules out cpp-httplib): one connection per request, TLS with CA
-// verification, SNI and hostname checks, client certificates, deadlines, cancellation, and
-// streaming of chunked bodies for watches. Host names resolve from /etc/hosts, then by a
-// direct DNS query: the agent performs no NSS lookups (a static glibc binary cannot load NSS
-// modules).
+// The Kubernetes API client's HTTP transport, on cpp-httplib: one connection per request
+// (`Connection: close`), TLS 1.2+ with CA verification (only the configured CA when one is
+// given), SNI and host/IP checks, client certificates, deadlines, cancellation, and streaming
+// of bodies for watches. Host names resolve from /etc/hosts, then by a direct DNS query
+// (dns.h), and the address is handed to httplib: the agent performs no NSS lookups (a static
+// glibc binary cannot load NSS modules).
+// Limits (issue 16 item 6): the response head must be complete within 30 s (or the idle
+// timeout, if shorter); a whole response body is at most 128 MiB after decoding; a gzip body
+// may inflate at most 200x (beyond its first 4 MiB); header lines and counts are bounded by
+// httplib; 100 Continue is skipped within the head deadline, other 1xx answers are errors.
 // An HttpClient is immutable after Create and may be used from many threads at once.
 #pragma once
 
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -90,6 +95,22 @@ class HttpClient {
  private:
   HttpClient() = default;
   struct TlsContext;
+  using Clock = std::chrono::steady_clock;
+
+  // Do and Stream: tries each resolved address until one connects.
+  Result<HttpResponse> Exchange(const HttpRequest& request,
+                                const std::function<bool(const HttpResponse&)>& on_head,
+                                const std::function<bool(std::string_view)>& on_body,
+                                std::chrono::milliseconds idle_timeout,
+                                std::optional<Clock::time_point> total_deadline, size_t max_body,
+                                const std::atomic<bool>* cancel) const;
+  Result<HttpResponse> ExchangeWith(const IpAddress& ip, const HttpRequest& request,
+                                    const std::function<bool(const HttpResponse&)>& on_head,
+                                    const std::function<bool(std::string_view)>& on_body,
+                                    std::chrono::milliseconds idle_timeout,
+                                    std::optional<Clock::time_point> total_deadline,
+                                    size_t max_body, const std::atomic<bool>* cancel,
+                                    bool* connected) const;
 
   Url url_;
   std::unique_ptr<TlsContext> tls_;

@@ -10,6 +10,8 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <future>
 #include <random>
 #include <thread>
@@ -349,6 +351,186 @@ TEST(HttpClientGzipTest, IdentityBodyUntouched) {
   auto res = (*client)->Do(HttpRequest{"GET", "/api/v1/pods", {}, ""}, std::chrono::seconds(10));
   ASSERT_TRUE(res.ok()) << res.error();
   EXPECT_EQ(res->body, body);
+}
+
+// Issue 16 item 6: limits on what a server can make the client hold.
+
+// A gzip member of `size` zero bytes, compressed without holding the input (~1000:1).
+std::string ZeroBomb(size_t size) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string zeros(1 << 20, '\0');
+  std::string out;
+  char buf[1 << 16];
+  for (size_t done = 0; done < size; done += zeros.size()) {
+    z.next_in = reinterpret_cast<Bytef*>(zeros.data());
+    z.avail_in = static_cast<uInt>(zeros.size());
+    int flush = done + zeros.size() >= size ? Z_FINISH : Z_NO_FLUSH;
+    do {
+      z.next_out = reinterpret_cast<Bytef*>(buf);
+      z.avail_out = sizeof buf;
+      deflate(&z, flush);
+      out.append(buf, sizeof buf - z.avail_out);
+    } while (z.avail_out == 0);
+  }
+  deflateEnd(&z);
+  return out;
+}
+
+long RssKiB() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (f && std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kib = std::atol(line + 6);
+  }
+  if (f) std::fclose(f);
+  return kib;
+}
+
+TEST(HttpClientLimitsTest, GzipBombIsRefusedWithBoundedMemory) {
+  std::string bomb = ZeroBomb(size_t{512} << 20);  // 512 MiB inflated
+  ASSERT_LT(bomb.size(), 600u << 10) << "about 510 KB on the wire";
+  long before = RssKiB();
+  for (bool chunked : {false, true}) {
+    SCOPED_TRACE(chunked ? "chunked watch" : "list with Content-Length");
+    OneShotServer server;
+    std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "Content-Encoding: gzip\r\n";
+    head += chunked ? "Transfer-Encoding: chunked\r\n\r\n"
+                    : "Content-Length: " + std::to_string(bomb.size()) + "\r\n\r\n";
+    server.Serve(head, {chunked ? Chunk(bomb) + "0\r\n\r\n" : bomb}, nullptr);
+    auto client = HttpClient::Create(server.url(), {});
+    ASSERT_TRUE(client.ok());
+    Status error;
+    if (chunked) {
+      size_t delivered = 0;
+      auto res = (*client)->Stream(
+          HttpRequest{"GET", "/api/v1/pods?watch=true", {}, ""},
+          [](const HttpResponse&) { return true; },
+          [&](std::string_view bytes) {
+            delivered += bytes.size();
+            return true;
+          },
+          std::chrono::seconds(10));
+      ASSERT_FALSE(res.ok());
+      error = res.status();
+      EXPECT_LT(delivered, size_t{64} << 20);
+    } else {
+      auto res =
+          (*client)->Do(HttpRequest{"GET", "/api/v1/pods", {}, ""}, std::chrono::seconds(10));
+      ASSERT_FALSE(res.ok());
+      error = res.status();
+    }
+    EXPECT_NE(error.message().find("inflates more than"), std::string::npos) << error.message();
+  }
+  long growth = RssKiB() - before;
+  EXPECT_LT(growth, 64 * 1024) << "RSS grew by " << growth << " KiB";
+}
+
+// A server that answers the request with `first` and then sends `drip` every 50 ms until the
+// client goes away (or 20 s pass).
+class DripServer {
+ public:
+  DripServer(std::string first, std::string drip) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 4), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, first, drip] {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      std::string req;
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+      }
+      ::send(c, first.data(), first.size(), MSG_NOSIGNAL);
+      for (int i = 0; i < 400 && !stop_; ++i) {
+        if (::send(c, drip.data(), drip.size(), MSG_NOSIGNAL) < 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      ::close(c);
+    });
+  }
+  ~DripServer() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::string StreamError(const std::string& url, std::chrono::milliseconds idle,
+                        std::chrono::steady_clock::duration* took) {
+  auto client = HttpClient::Create(url, {});
+  if (!client.ok()) return client.error();
+  auto start = std::chrono::steady_clock::now();
+  auto res = (*client)->Stream(
+      HttpRequest{"GET", "/api/v1/pods?watch=true", {}, ""},
+      [](const HttpResponse&) { return true; }, [](std::string_view) { return true; }, idle);
+  *took = std::chrono::steady_clock::now() - start;
+  return res.ok() ? "" : res.error();
+}
+
+TEST(HttpClientLimitsTest, ResponseHeadHasATotalDeadline) {
+  // Every header line arrives well within the idle timeout, but the head never ends.
+  DripServer server("HTTP/1.1 200 OK\r\n", "X-Slow: a\r\n");
+  std::chrono::steady_clock::duration took;
+  std::string error = StreamError(server.url(), std::chrono::milliseconds(1500), &took);
+  EXPECT_NE(error.find("no complete response head"), std::string::npos) << error;
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(HttpClientLimitsTest, EndlessContinueIsBoundedByTheHeadDeadline) {
+  DripServer server("", "HTTP/1.1 100 Continue\r\n\r\n");
+  std::chrono::steady_clock::duration took;
+  std::string error = StreamError(server.url(), std::chrono::milliseconds(1500), &took);
+  EXPECT_FALSE(error.empty());
+  EXPECT_LT(took, std::chrono::seconds(5)) << error;
+}
+
+TEST(HttpClientLimitsTest, OtherInformationalAnswersAreErrors) {
+  OneShotServer server;
+  server.Serve("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n", {}, nullptr);
+  auto client = HttpClient::Create(server.url(), {});
+  ASSERT_TRUE(client.ok());
+  auto res = (*client)->Do(HttpRequest{"GET", "/api/v1/pods", {}, ""}, std::chrono::seconds(10));
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.error().find("informational"), std::string::npos) << res.error();
+}
+
+// Chunked framing is httplib's now; the client still gets the payload across extensions and
+// trailers, and malformed framing fails the request.
+TEST(HttpClientLimitsTest, ChunkedBodiesWithExtensionsAndTrailers) {
+  OneShotServer server;
+  server.Serve("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+               {"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n"}, nullptr);
+  auto client = HttpClient::Create(server.url(), {});
+  ASSERT_TRUE(client.ok());
+  auto res = (*client)->Do(HttpRequest{"GET", "/x", {}, ""}, std::chrono::seconds(10));
+  ASSERT_TRUE(res.ok()) << res.error();
+  EXPECT_EQ(res->body, "hello world");
+  OneShotServer bad;
+  bad.Serve("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", {"x\r\nhello\r\n"}, nullptr);
+  auto bad_client = HttpClient::Create(bad.url(), {});
+  ASSERT_TRUE(bad_client.ok());
+  EXPECT_FALSE((*bad_client)->Do(HttpRequest{"GET", "/x", {}, ""}, std::chrono::seconds(10)).ok());
 }
 
 }  // namespace

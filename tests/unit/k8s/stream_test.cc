@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "kube_router/k8s/backoff.h"
-#include "kube_router/k8s/chunked.h"
 #include "kube_router/k8s/dns.h"
 #include "kube_router/k8s/http_client.h"
 #include "kube_router/k8s/watch_stream.h"
@@ -116,31 +115,6 @@ TEST(WatchStreamTest, TruncatedEventStaysPending) {
   d.Feed(R"({"type":"ADDED","object":{"metadata")", &out);
   EXPECT_TRUE(out.empty());
   EXPECT_GT(d.pending(), 0u);
-}
-
-TEST(ChunkedTest, DecodesSplitAnywhere) {
-  const std::string encoded =
-      "5\r\nhello\r\n6;ext=1\r\n world\r\n1A\r\n abcdefghijklmnopqrstuvwxy\r\n0\r\nX-T: 1\r\n\r\n";
-  const std::string want = "hello world abcdefghijklmnopqrstuvwxy";
-  for (size_t step = 1; step <= encoded.size(); ++step) {
-    ChunkedDecoder d;
-    std::string out;
-    for (size_t pos = 0; pos < encoded.size(); pos += step) {
-      ASSERT_TRUE(d.Feed(std::string_view(encoded).substr(pos, step), &out).ok()) << step;
-    }
-    EXPECT_EQ(out, want) << "step " << step;
-    EXPECT_TRUE(d.done());
-  }
-}
-
-TEST(ChunkedTest, RejectsMalformedFraming) {
-  for (const char* bad :
-       {"x\r\n", "5\r\nhelloXX", "5\nhello\r\n", "\r\n", "fffffffffffffffffffff\r\n"}) {
-    ChunkedDecoder d;
-    std::string out;
-    EXPECT_FALSE(d.Feed(bad, &out).ok()) << bad;
-    EXPECT_FALSE(d.Feed("0\r\n\r\n", &out).ok()) << "stays failed";
-  }
 }
 
 TEST(BackoffTest, ClientGoNumbers) {
