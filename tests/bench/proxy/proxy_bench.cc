@@ -1,0 +1,425 @@
+// The service proxy benchmark, run inside the guest kernel (the host has no ip_vs):
+//
+//   tests/vm/vm.sh --cache build/vm-cache --timeout 1500 --memory 2048 --
+//       build/tests/bench/proxy/proxy_bench [--services N] [--rounds R]   (one line)
+//
+// Every figure is measured in the same boot and printed with its ratio:
+//   1. cold start: the real agent (proxy only) against fake-apiserver holding N Services x 10
+//      endpoints, from process start to the whole table in the kernel, vs `ipvsadm --restore` of
+//      the same IPVS table in a fresh namespace;
+//   2. one endpoint change (an EndpointSlice PATCH on the API server -> the new destination in
+//      the kernel, polled through our IPVS adapter), p50/p99 over R rounds, at N Services and at 1;
+//   3. a no-op periodic sync: kernel writes counted by kprobes on the IPVS genetlink set command
+//      and on rtnetlink address/route changes over three --ipvs-sync-period windows (target 0);
+//   4. the agent's RSS at N Services.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kube_router/netlink/libnl.h"
+#include "lib/binaries.h"
+#include "lib/netns.h"
+#include "lib/podnet.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using kr::testing::Netns;
+using kr::testing::Process;
+using kr::testing::ScopedNetns;
+using kr::testing::TempDir;
+using kr::testing::WaitFor;
+
+constexpr int kEndpointsPerService = 10;
+constexpr int kPort = 80;
+constexpr int kTargetPort = 8080;
+constexpr const char* kNode = "node0";
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::string V4(uint32_t host) {
+  char text[INET_ADDRSTRLEN];
+  uint32_t net = htonl(host);
+  inet_ntop(AF_INET, &net, text, sizeof(text));
+  return text;
+}
+// Service i's VIP: 10.96.0.1 + i; endpoint j of service i: 10.128.0.1 + 10 i + j; replacement
+// endpoints of the change rounds: 10.160.0.1 + r.
+std::string Vip(int i) { return V4(0x0a600001u + static_cast<uint32_t>(i)); }
+std::string EndpointIp(int i, int j) {
+  return V4(0x0a800001u + static_cast<uint32_t>(i * kEndpointsPerService + j));
+}
+std::string ReplacementIp(int round) { return V4(0x0aa00001u + static_cast<uint32_t>(round)); }
+
+std::string ServiceJson(int i) {
+  return R"({"apiVersion":"v1","kind":"Service","metadata":{"namespace":"default","name":"s)" +
+         std::to_string(i) + R"("},"spec":{"clusterIP":")" + Vip(i) + R"(","clusterIPs":[")" +
+         Vip(i) + R"("],"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]}})";
+}
+
+std::string EndpointsJson(const std::vector<std::string>& ips) {
+  std::string out = "[";
+  for (size_t j = 0; j < ips.size(); ++j) {
+    out +=
+        (j ? "," : "") + std::string(R"({"addresses":[")") + ips[j] +
+        R"("],"nodeName":"other","conditions":{"ready":true,"serving":true,"terminating":false}})";
+  }
+  return out + "]";
+}
+
+std::vector<std::string> Endpoints(int i) {
+  std::vector<std::string> ips;
+  for (int j = 0; j < kEndpointsPerService; ++j) ips.push_back(EndpointIp(i, j));
+  return ips;
+}
+
+std::string SliceJson(int i) {
+  return R"({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"namespace":"default","name":"s)" +
+         std::to_string(i) + R"(-1","labels":{"kubernetes.io/service-name":"s)" +
+         std::to_string(i) + R"("}},"addressType":"IPv4","endpoints":)" +
+         EndpointsJson(Endpoints(i)) +
+         R"(,"ports":[{"name":"http","port":8080,"protocol":"TCP"}]})";
+}
+
+std::string Manifests(int services) {
+  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
+  out +=
+      R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"spec":{"podCIDR":"10.71.0.0/24","podCIDRs":["10.71.0.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})";
+  for (int i = 0; i < services; ++i) out += "," + ServiceJson(i) + "," + SliceJson(i);
+  return out + "]}";
+}
+
+std::string IpvsadmRestoreText(int services) {
+  std::string out;
+  for (int i = 0; i < services; ++i) {
+    const std::string vs = Vip(i) + ":" + std::to_string(kPort);
+    out += "-A -t " + vs + " -s rr\n";
+    for (const std::string& ip : Endpoints(i)) {
+      out += "-a -t " + vs + " -r " + ip + ":" + std::to_string(kTargetPort) + " -m -w 1\n";
+    }
+  }
+  return out;
+}
+
+// One HTTP request from `netns` to 127.0.0.1:port; true on 2xx.
+bool Http(const Netns& netns, int port, const std::string& method, const std::string& path,
+          const std::string& type, const std::string& body) {
+  int fd;
+  {
+    ScopedNetns inside(netns.name());
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  }
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string request =
+      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + type +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+            send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(request.size());
+  std::string answer;
+  char buf[4096];
+  ssize_t n = 0;
+  while (ok && (n = recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return ok && answer.rfind("HTTP/1.1 2", 0) == 0;
+}
+
+long StatusKib(pid_t pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
+  }
+  return -1;
+}
+
+// IPVS services and destinations of the namespace `netns`, from one read of /proc/net/ip_vs.
+std::pair<long, long> IpvsCounts(const Netns& netns) {
+  ScopedNetns inside(netns.name());
+  std::ifstream in("/proc/thread-self/net/ip_vs");
+  long services = 0, dests = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("TCP ", 0) == 0 || line.rfind("UDP ", 0) == 0) ++services;
+    if (line.rfind("  -> ", 0) == 0 && line.find("RemoteAddress") == std::string::npos) ++dests;
+  }
+  return {services, dests};
+}
+
+// kprobe hit counters for kernel writes (all namespaces; the guest is otherwise quiet).
+class KernelWriteCounter {
+ public:
+  KernelWriteCounter() {
+    std::string script =
+        "mountpoint -q /sys/kernel/tracing || "
+        "mount -t tracefs nodev /sys/kernel/tracing; cd /sys/kernel/tracing";
+    for (const char* fn : kFunctions) {  // one write per probe: a bad one fails alone
+      script += std::string(" && echo 'p:krbench/") + fn + " " + fn + "' >> kprobe_events";
+    }
+    auto r = kr::Exec({"sh", "-c", script});
+    if (!r.ok() || r->exit_code != 0) error_ = r.ok() ? r->err : r.error();
+  }
+  ~KernelWriteCounter() {
+    std::string script = "cd /sys/kernel/tracing";
+    for (const char* fn : kFunctions) {
+      script += std::string("; echo '-:krbench/") + fn + "' >> kprobe_events";
+    }
+    (void)kr::Exec({"sh", "-c", script});
+  }
+  const std::string& error() const { return error_; }
+  // Hits per probed function; empty when kprobes are unavailable.
+  std::map<std::string, long> Read() const {
+    std::map<std::string, long> out;
+    auto r = kr::Exec({"cat", "/sys/kernel/tracing/kprobe_profile"});
+    if (!r.ok()) return out;
+    std::istringstream in(r->out);
+    std::string name;
+    long hits = 0, misses = 0;
+    while (in >> name >> hits >> misses) out[name] = hits;
+    return out;
+  }
+
+ private:
+  static constexpr const char* kFunctions[] = {"ip_vs_genl_set_cmd", "inet_rtm_newaddr",
+                                               "inet_rtm_deladdr", "inet_rtm_newroute",
+                                               "inet_rtm_delroute"};
+  std::string error_;
+};
+
+struct World {
+  TempDir dir;
+  std::unique_ptr<Netns> node;
+  std::unique_ptr<Process> api;
+  std::unique_ptr<Process> agent;
+  int port = 0;
+};
+
+// `agent_started`: set just before the agent process starts (the cold start's zero).
+std::string StartWorld(World& w, const std::string& prefix, int services,
+                       const std::string& sync_period, Clock::time_point* agent_started = nullptr) {
+  w.node = std::make_unique<Netns>(prefix);
+  auto up = w.node->Sh(
+      "ip link add kr-up type veth peer name kr-up1 && ip link set kr-up up && "
+      "ip link set kr-up1 up && ip addr add 192.0.2.1/24 dev kr-up && "
+      "ip route add default via 192.0.2.2");
+  if (!up.ok()) return "node setup: " + up.error();
+  std::filesystem::create_directories(w.dir.path() + "/manifests");
+  std::ofstream(w.dir.path() + "/manifests/cluster.json") << Manifests(services);
+  const std::string kubeconfig = w.dir.path() + "/kubeconfig";
+  w.api = std::make_unique<Process>(
+      w.node->Wrap({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
+                    w.dir.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
+      w.dir.path() + "/apiserver.log");
+  if (!WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 300s)) {
+    return "fake-apiserver did not start: " + w.api->Log();
+  }
+  std::ifstream in(kubeconfig);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::smatch m;
+  std::string config = text.str();
+  if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) return "no port";
+  w.port = std::stoi(m[1]);
+  const char* other = std::getenv("KR_PROXY_TEST_AGENT");  // another build of the agent
+  if (agent_started != nullptr) *agent_started = Clock::now();
+  w.agent = std::make_unique<Process>(
+      w.node->Wrap({other != nullptr ? std::string(other) : kr::testing::kAgentBinary,
+                    "--run-service-proxy=true", "--run-router=false", "--run-firewall=false",
+                    "--kubeconfig=" + kubeconfig, "--hostname-override=" + std::string(kNode),
+                    "--health-port=0", "--service-cluster-ip-range=10.96.0.0/12",
+                    "--ipvs-sync-period=" + sync_period}),
+      w.dir.path() + "/agent.log");
+  return "";
+}
+
+// The IPVS adapter of a namespace (made inside it; used from outside afterwards).
+std::unique_ptr<kr::netlink::Ipvs> IpvsIn(const std::string& netns) {
+  ScopedNetns inside(netns);
+  auto ipvs = kr::netlink::MakeNetlinkIpvs();
+  return ipvs.ok() ? std::move(*ipvs) : nullptr;
+}
+
+// Endpoint-change rounds: PATCH service k's slice to swap endpoint 0 for a new address, then
+// poll the kernel (our adapter, in-process) until the new destination is there.
+std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string& error) {
+  auto ipvs = IpvsIn(w.node->name());
+  std::vector<double> out;
+  if (!ipvs) {
+    error = "no IPVS adapter";
+    return out;
+  }
+  for (int r = 0; r < rounds; ++r) {
+    const int k = static_cast<int>((static_cast<long>(r) * 7919) % services);
+    std::vector<std::string> ips = Endpoints(k);
+    ips[0] = ReplacementIp(r + (services > 1 ? 0 : 1000));
+    const std::string body = R"({"endpoints":)" + EndpointsJson(ips) + "}";
+    kr::netlink::IpvsService svc{*kr::IpAddress::Parse(Vip(k)), kr::netlink::IpvsProtocol::kTcp,
+                                 kPort};
+    const kr::IpAddress wanted = *kr::IpAddress::Parse(ips[0]);
+    auto start = Clock::now();
+    if (!Http(*w.node, w.port, "PATCH",
+              "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/s" + std::to_string(k) +
+                  "-1",
+              "application/merge-patch+json", body)) {
+      error = "PATCH failed";
+      return out;
+    }
+    bool seen = false;
+    while (!seen && Clock::now() - start < 30s) {
+      auto dests = ipvs->ListDestinations(svc);
+      if (dests.ok()) {
+        for (const auto& d : *dests) seen = seen || d.address == wanted;
+      }
+      if (!seen) std::this_thread::sleep_for(1ms);
+    }
+    if (!seen) {
+      error = "change " + std::to_string(r) + " never programmed";
+      return out;
+    }
+    out.push_back(Ms(Clock::now() - start));
+  }
+  return out;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // figures appear as they are measured
+  int services = 10000;
+  int rounds = 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--services") services = std::stoi(argv[i + 1]);
+    if (std::string(argv[i]) == "--rounds") rounds = std::stoi(argv[i + 1]);
+  }
+  std::printf("proxy_bench: %d services x %d endpoints, %d change rounds\n", services,
+              kEndpointsPerService, rounds);
+
+  // 1a. ipvsadm --restore of the same table.
+  double restore_ms = 0;
+  {
+    Netns ns("kpbr");
+    TempDir dir;
+    const std::string file = dir.path() + "/table";
+    std::ofstream(file) << IpvsadmRestoreText(services);
+    (void)ns.Sh("ip link set lo up && ip route add default dev lo");
+    std::ifstream in(file);
+    std::stringstream table;
+    table << in.rdbuf();
+    auto start = Clock::now();
+    auto r = kr::Exec(ns.Wrap({"ipvsadm", "--restore"}), table.str(),
+                      kr::ExecOptions{.timeout = std::chrono::milliseconds(1800'000)});
+    restore_ms = Ms(Clock::now() - start);
+    if (!r.ok() || r->exit_code != 0) {
+      std::printf("ipvsadm --restore failed: %s\n", r.ok() ? r->err.c_str() : r.error().c_str());
+      return 1;
+    }
+  }
+
+  // 1b. the agent's cold start.
+  World big;
+  KernelWriteCounter counter;
+  Clock::time_point start;
+  if (auto e = StartWorld(big, "kpbb", services, "10s", &start); !e.empty()) {
+    std::printf("%s\n", e.c_str());
+    return 1;
+  }
+  const long want_dests = static_cast<long>(services) * kEndpointsPerService;
+  // Polled every 250 ms: reading /proc/net/ip_vs costs CPU the agent needs on one vCPU.
+  bool cold = false;
+  while (!cold && Clock::now() - start < 1200s) {
+    auto [s, d] = IpvsCounts(*big.node);
+    cold = s == services && d == want_dests;
+    if (!cold) std::this_thread::sleep_for(250ms);
+  }
+  const double cold_ms = Ms(Clock::now() - start);
+  if (!cold) {
+    auto [s, d] = IpvsCounts(*big.node);
+    std::printf("cold start incomplete: %ld services, %ld destinations\n%s\n", s, d,
+                big.agent->Log().c_str());
+    return 1;
+  }
+  std::printf(
+      "  cold start: agent %.0f ms (incl. API list, addresses, routes), ipvsadm --restore "
+      "%.0f ms, ratio %.2f\n",
+      cold_ms, restore_ms, cold_ms / restore_ms);
+
+  // 3. no-op periodic sync (10 s period): three periods without any change.
+  std::this_thread::sleep_for(2s);
+  auto before = counter.Read();
+  std::this_thread::sleep_for(31s);
+  auto after = counter.Read();
+  if (before.empty()) {
+    std::printf("  no-op sync: kprobes unavailable (%s), kernel writes not counted\n",
+                counter.error().c_str());
+  } else {
+    long total = 0;
+    std::string detail;
+    for (const auto& [name, hits] : after) {
+      long d = hits - before[name];
+      total += d;
+      detail += " " + name + "=" + std::to_string(d);
+    }
+    std::printf("  no-op periodic sync (3 x 10 s periods): %ld kernel writes (%s )\n", total,
+                detail.c_str());
+  }
+
+  // 4. RSS at this size.
+  std::printf("  agent RSS at %d services: %ld KiB (peak %ld KiB)\n", services,
+              StatusKib(big.agent->pid(), "VmRSS:"), StatusKib(big.agent->pid(), "VmHWM:"));
+
+  // 2. endpoint changes at N and at 1.
+  std::string error;
+  auto big_ms = ChangeRounds(big, services, rounds, error);
+  if (!error.empty()) {
+    std::printf("big change rounds: %s\n%s\n", error.c_str(), big.agent->Log().c_str());
+    return 1;
+  }
+  big.agent.reset();
+  big.api.reset();
+  World small;
+  if (auto e = StartWorld(small, "kpbs", 1, "10s"); !e.empty()) {
+    std::printf("%s\n", e.c_str());
+    return 1;
+  }
+  if (!WaitFor([&] { return IpvsCounts(*small.node).second == kEndpointsPerService; }, 120s)) {
+    std::printf("baseline never programmed\n%s\n", small.agent->Log().c_str());
+    return 1;
+  }
+  auto small_ms = ChangeRounds(small, 1, rounds, error);
+  if (!error.empty()) {
+    std::printf("baseline change rounds: %s\n", error.c_str());
+    return 1;
+  }
+  std::printf("  one endpoint change, API PATCH -> destination in the kernel (n=%d):\n", rounds);
+  std::printf("    at %d services: p50 %.1f ms, p99 %.1f ms\n", services, Percentile(big_ms, 0.5),
+              Percentile(big_ms, 0.99));
+  std::printf("    at 1 service:   p50 %.1f ms, p99 %.1f ms\n", Percentile(small_ms, 0.5),
+              Percentile(small_ms, 0.99));
+  std::printf("    ratio p99 %.2f\n", Percentile(big_ms, 0.99) / Percentile(small_ms, 0.99));
+  return 0;
+}
