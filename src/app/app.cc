@@ -178,7 +178,8 @@ int Run(const Options& options, const sigset_t& signals) {
       status_view = std::move(*server);
     }
     auto runner = std::make_unique<ControllerRunner>(std::move(controller), &observer);
-    checker.Register(runner->name(), runner->sync_period());
+    // The service proxy gates /healthz until it has programmed the node once.
+    checker.Register(runner->name(), runner->sync_period(), runner->name() == "NetworkServices");
     sync_metrics.Register(runner->name());
     dispatcher.Add(runner.get());
     runners.push_back(std::move(runner));

@@ -2,6 +2,7 @@
 
 #include "kube_router/base/log.h"
 #include "kube_router/netpol/network_policy_controller.h"
+#include "kube_router/proxy/agent.h"
 #include "kube_router/routing/agent.h"
 
 namespace kr::app {
@@ -18,10 +19,10 @@ Result<std::vector<std::unique_ptr<Controller>>> BuildControllers(const Controll
   }
 
   if (options.run_service_proxy) {
-    // There is no IPVS service proxy in this implementation yet (see docs/parity.md).
-    KR_LOG_WARN(
-        "--run-service-proxy is set, but this build has no service proxy (IPVS) yet; "
-        "services are not proxied by this agent");
+    auto controller =
+        proxy::MakeAgentServicesController(options, deps.node_name, deps.cluster, deps.metrics);
+    if (!controller) return controller.status().Context("network services controller");
+    controllers.push_back(std::move(*controller));
   }
 
   if (options.run_firewall) {

@@ -1,5 +1,7 @@
 #include "kube_router/health/health.h"
 
+#include <algorithm>
+
 namespace kr::health {
 namespace {
 
@@ -10,9 +12,11 @@ std::string Seconds(Clock::duration d) {
 
 }  // namespace
 
-void HealthChecker::Register(const std::string& controller, std::chrono::milliseconds period) {
+void HealthChecker::Register(const std::string& controller, std::chrono::milliseconds period,
+                             bool until_first_sync) {
   std::lock_guard lock(mu_);
   controllers_[controller].period = period;
+  controllers_[controller].until_first_sync = until_first_sync;
 }
 
 void HealthChecker::MarkStarted(Clock::time_point now) {
@@ -40,7 +44,10 @@ Verdict HealthChecker::Check(Clock::time_point now) const {
   std::vector<std::string> names;
   {
     std::lock_guard lock(mu_);
-    if (!started_) return {true, "OK (starting: waiting for the API caches)"};
+    bool gated = std::any_of(controllers_.begin(), controllers_.end(), [](const auto& c) {
+      return c.second.until_first_sync && !c.second.last_success;
+    });
+    if (!started_ && !gated) return {true, "OK (starting: waiting for the API caches)"};
     probe = stale_caches_;
     for (const auto& [name, e] : controllers_) names.push_back(name);
   }
@@ -52,6 +59,14 @@ Verdict HealthChecker::Check(Clock::time_point now) const {
   }
   std::lock_guard lock(mu_);
   Verdict v{true, ""};
+  for (const auto& [name, e] : controllers_) {
+    if (e.until_first_sync && !e.last_success) {
+      v.healthy = false;
+      v.detail += (v.detail.empty() ? "" : "; ") + name + " has not synced yet";
+    }
+  }
+  if (!v.healthy) return v;
+  if (!started_) return {true, "OK (starting: waiting for the API caches)"};
   for (const auto& [name, e] : controllers_) {
     Clock::time_point since = e.last_success ? *e.last_success : *started_;
     Clock::duration allowed = e.period + e.startup + grace_;

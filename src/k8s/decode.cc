@@ -78,6 +78,17 @@ std::optional<int32_t> OptInt32(const json& obj, const char* name, const std::st
   return ToInt32(*f, Join(path, name));
 }
 
+std::optional<int64_t> OptInt64(const json& obj, const char* name, const std::string& path) {
+  const json* f = Field(obj, name);
+  if (!f) return std::nullopt;
+  if (!f->is_number_integer()) Fail(Join(path, name), "expected an integer");
+  if (f->is_number_unsigned() &&
+      f->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    Fail(Join(path, name), "out of range");
+  }
+  return f->get<int64_t>();
+}
+
 int32_t Int32(const json& obj, const char* name, const std::string& path, int32_t fallback = 0) {
   return OptInt32(obj, name, path).value_or(fallback);
 }
@@ -218,6 +229,7 @@ Service ServiceFrom(const json& obj) {
                       LoadBalancerIngress ing;
                       ing.ip = String(in, "ip", path);
                       ing.hostname = String(in, "hostname", path);
+                      ing.ip_mode = String(in, "ipMode", path);
                       s.load_balancer_ingress.push_back(std::move(ing));
                     });
     }
@@ -262,6 +274,9 @@ Pod PodFrom(const json& obj) {
   if (const json* spec = ObjectField(obj, "spec", "")) {
     p.node_name = String(*spec, "nodeName", "spec");
     p.host_network = Bool(*spec, "hostNetwork", "spec", false);
+    if (auto grace = OptInt64(*spec, "terminationGracePeriodSeconds", "spec")) {
+      p.termination_grace_period_seconds = *grace;
+    }
     ForEachObject(*spec, "containers", "spec", [&](const json& c, const std::string& cpath) {
       ForEachObject(c, "ports", cpath, [&](const json& port, const std::string& path) {
         ContainerPort cp;

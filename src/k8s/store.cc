@@ -27,6 +27,11 @@ std::unique_ptr<Cluster> MakeCluster() {
   cluster->pods.AddIndex(kIndexNodeName, [](const Pod& p) {
     return p.node_name.empty() ? std::vector<std::string>{} : std::vector<std::string>{p.node_name};
   });
+  cluster->pods.AddIndex(kIndexPodIp, [](const Pod& p) {
+    std::vector<std::string> ips = p.pod_ips;
+    if (ips.empty() && !p.pod_ip.empty()) ips.push_back(p.pod_ip);
+    return ips;
+  });
   cluster->network_policies.AddIndex(kIndexNamespace, [](const NetworkPolicy& p) {
     return std::vector<std::string>{p.meta.namespace_};
   });

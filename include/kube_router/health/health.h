@@ -32,8 +32,11 @@ class HealthChecker : public SyncObserver {
  public:
   explicit HealthChecker(std::chrono::milliseconds grace = kDefaultGrace) : grace_(grace) {}
 
-  // Adds an enabled controller; call before MarkStarted.
-  void Register(const std::string& controller, std::chrono::milliseconds sync_period);
+  // Adds an enabled controller; call before MarkStarted. With `until_first_sync`, the agent is
+  // unhealthy until that controller's first successful sync, even while the caches load (the
+  // service proxy: a node whose Services are not programmed yet must not look healthy).
+  void Register(const std::string& controller, std::chrono::milliseconds sync_period,
+                bool until_first_sync = false);
   // The controllers start now; their start-up time is measured from here. Before this the
   // agent is still waiting for its caches and reports healthy ("starting").
   void MarkStarted(Clock::time_point now = Clock::now());
@@ -59,6 +62,7 @@ class HealthChecker : public SyncObserver {
     std::chrono::milliseconds period{0};
     std::optional<Clock::time_point> last_success;
     Clock::duration startup{0};  // start → first success
+    bool until_first_sync = false;
   };
   const std::chrono::milliseconds grace_;
   mutable std::mutex mu_;

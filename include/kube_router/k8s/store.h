@@ -126,6 +126,7 @@ class Store {
 inline constexpr char kIndexNamespace[] = "namespace";  // Pods, Policies, Slices
 inline constexpr char kIndexNodeName[] = "node";        // Pods by spec.nodeName
 inline constexpr char kIndexServiceName[] = "service";  // Slices by "ns/service-name"
+inline constexpr char kIndexPodIp[] = "podip";          // Pods by each status.podIPs address
 // Namespaces by label: one entry "key=value" per label (namespaceSelector matchLabels).
 inline constexpr char kIndexLabel[] = "label";
 

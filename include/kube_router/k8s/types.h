@@ -61,6 +61,7 @@ struct ServicePort {
 struct LoadBalancerIngress {
   std::string ip;
   std::string hostname;
+  std::string ip_mode;  // "VIP", "Proxy" (the proxy ignores Proxy), or empty
 };
 
 struct Service {
@@ -139,6 +140,8 @@ struct Pod {
   std::vector<std::string> pod_ips;
   std::string host_ip;
   std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
+  // spec.terminationGracePeriodSeconds (the proxy's graceful termination); nullopt if absent.
+  std::optional<int64_t> termination_grace_period_seconds;
 };
 
 // ---- core/v1 Namespace ----

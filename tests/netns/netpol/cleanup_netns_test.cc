@@ -111,10 +111,15 @@ struct CleanupRun {
 };
 
 CleanupRun RunCleanup(const Netns& ns, const TempDir& tmp, const std::vector<std::string>& flags) {
-  // The routing controller's cleanup looks for a CNI configuration: never the host's.
+  // The routing controller's cleanup looks for a CNI configuration: never the host's. The
+  // service proxy stays off: KUBE-ROUTER-SERVICES stands for another controller's chain here,
+  // which the policy cleanup must keep (the proxy's own cleanup removes it, by design).
   std::vector<std::string> argv = {"env",
                                    "KUBE_ROUTER_CNI_CONF_FILE=" + tmp.path() + "/10-kr.conflist",
-                                   kAgent, "--cleanup-config", "--hostname-override=kr-test-node"};
+                                   kAgent,
+                                   "--cleanup-config",
+                                   "--hostname-override=kr-test-node",
+                                   "--run-service-proxy=false"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto r = Exec(ns.Wrap(argv));
   if (!r.ok()) return {-1, r.error()};

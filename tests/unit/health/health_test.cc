@@ -20,6 +20,22 @@ TEST_F(HealthTest, HealthyWhileWaitingForCaches) {
   EXPECT_NE(v.detail.find("starting"), std::string::npos);
 }
 
+// The service proxy (proxy-only mode above all): /healthz is not vacuously healthy before the
+// node's Services are programmed, neither while the caches load nor right after the start.
+TEST_F(HealthTest, GatedControllerIsUnhealthyUntilItsFirstSync) {
+  checker.Register("NetworkServices", 60s, /*until_first_sync=*/true);
+  Verdict waiting = checker.Check(t0);
+  EXPECT_FALSE(waiting.healthy);
+  EXPECT_NE(waiting.detail.find("NetworkServices has not synced yet"), std::string::npos)
+      << waiting.detail;
+  checker.MarkStarted(t0);
+  EXPECT_FALSE(checker.Check(t0 + 1s).healthy);
+  checker.Heartbeat("NetworkServices", t0 + 2s);
+  EXPECT_TRUE(checker.Check(t0 + 3s).healthy);
+  // After that the usual allowance applies.
+  EXPECT_FALSE(checker.Check(t0 + 2s + 2s + 66s).healthy);
+}
+
 TEST_F(HealthTest, NoControllersIsHealthy) {
   checker.MarkStarted(t0);
   EXPECT_TRUE(checker.Check(t0 + 1h).healthy);

@@ -92,6 +92,26 @@ TEST(DecodeTest, ListItemsWithoutKindAndDefaults) {
   EXPECT_EQ(r->session_affinity_timeout_seconds, 10800);
 }
 
+TEST(DecodeTest, ProxyFieldsIpModeAndGracePeriod) {
+  auto svc = DecodeService(json::parse(R"({"metadata":{"name":"a","namespace":"ns"},
+      "spec":{"type":"LoadBalancer"},"status":{"loadBalancer":{"ingress":[
+      {"ip":"192.0.2.1","ipMode":"Proxy"},{"ip":"192.0.2.2"}]}}})"));
+  ASSERT_TRUE(svc.ok()) << svc.error();
+  ASSERT_EQ(svc->load_balancer_ingress.size(), 2u);
+  EXPECT_EQ(svc->load_balancer_ingress[0].ip_mode, "Proxy");
+  EXPECT_EQ(svc->load_balancer_ingress[1].ip_mode, "");
+  auto pod = DecodePod(json::parse(R"({"metadata":{"name":"p","namespace":"ns"},
+      "spec":{"terminationGracePeriodSeconds":45}})"));
+  ASSERT_TRUE(pod.ok()) << pod.error();
+  EXPECT_EQ(pod->termination_grace_period_seconds, 45);
+  auto bare = DecodePod(json::parse(R"({"metadata":{"name":"p","namespace":"ns"},"spec":{}})"));
+  ASSERT_TRUE(bare.ok()) << bare.error();
+  EXPECT_FALSE(bare->termination_grace_period_seconds.has_value());
+  auto bad = DecodePod(json::parse(R"({"metadata":{"name":"p","namespace":"ns"},
+      "spec":{"terminationGracePeriodSeconds":"x"}})"));
+  EXPECT_FALSE(bad.ok());
+}
+
 TEST(DecodeTest, EndpointConditionsNilMeansReady) {
   auto r = DecodeEndpointSlice(json::parse(R"({"metadata":{"name":"s","namespace":"n",
       "labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4",

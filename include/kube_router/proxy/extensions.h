@@ -1,0 +1,65 @@
+// The proxy pieces of proxy-net and proxy-vm (VIP firewall + masquerade + hairpin, kernel
+// settings, healthCheckNodePort servers, kube_router_service_* metrics, UDP/SCTP conntrack
+// cleanup) as ProxyExtensions of the controller. Each adapts the controller's snapshot to the
+// piece's plain input; the translation functions are pure and unit-tested.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kube_router/k8s/store.h"
+#include "kube_router/metrics/registry.h"
+#include "kube_router/netfilter/ipset.h"
+#include "kube_router/netfilter/iptables.h"
+#include "kube_router/netlink/conntrack.h"
+#include "kube_router/netlink/ipvs.h"
+#include "kube_router/netlink/links.h"
+#include "kube_router/netlink/sysctl.h"
+#include "kube_router/proxy/conntrack_cleanup.h"
+#include "kube_router/proxy/firewall_plan.h"
+#include "kube_router/proxy/health_check_servers.h"
+#include "kube_router/proxy/network_services_controller.h"
+#include "kube_router/proxy/service_metrics.h"
+
+namespace kr::proxy {
+
+// --- pure translations (snapshot -> the pieces' inputs) ---
+
+// Every virtual service of ours (programmed, plus DSR ones), local addresses (links filtered by
+// IsLocalIpsLink), node IPs, pod CIDRs and the hairpin rules of every Service port.
+FirewallInput FirewallInputOf(const ProxySnapshot& snapshot, const ProxyConfig& config,
+                              const std::vector<netlink::Address>& addresses,
+                              const std::vector<IpPrefix>& pod_cidrs);
+// One entry per Service with a healthCheckNodePort: its local ready endpoint IPs, each once.
+std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot);
+// Labels for every programmed virtual service, from the Service port that owns it.
+std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOf(const ProxySnapshot& snapshot);
+// A removed destination of a UDP/SCTP virtual service as a cleanup item (NodePort when the
+// address is one of the node's NodePort addresses); nullopt for TCP.
+std::optional<ConntrackCleanupItem> ConntrackItemOf(const netlink::IpvsService& service,
+                                                    const netlink::IpvsDestination& destination,
+                                                    const NodeFacts& node);
+
+// --- the extensions ---
+
+struct FirewallDeps {
+  const k8s::Cluster* cluster = nullptr;  // this node's pod CIDRs
+  netlink::Links* links = nullptr;        // local addresses
+  netfilter::Iptables* iptables_v4 = nullptr;
+  netfilter::Iptables* iptables_v6 = nullptr;  // null: IPv4 only
+  netfilter::Ipset* ipset = nullptr;
+  netlink::Sysctl* sysctl = nullptr;  // null: no kernel settings
+};
+// VIP firewall, masquerade, hairpin (ProxyFirewall) and, on full syncs, the kernel settings.
+std::unique_ptr<ProxyExtension> MakeFirewallExtension(const ProxyConfig& config, FirewallDeps deps);
+// healthCheckNodePort servers on every address (`address` "") or one.
+std::unique_ptr<ProxyExtension> MakeHealthCheckExtension(const std::string& address = "");
+// kube_router_service_* on scrape; `scrape_ipvs` is dumped from the scraping thread (give it its
+// own adapter) and must outlive the extension.
+std::unique_ptr<ProxyExtension> MakeMetricsExtension(metrics::Registry& registry,
+                                                     netlink::Ipvs& scrape_ipvs);
+// Deletes the conntrack flows that a removed UDP/SCTP backend answered, after each sync.
+std::unique_ptr<ProxyExtension> MakeConntrackExtension(netlink::Conntrack* conntrack);
+
+}  // namespace kr::proxy

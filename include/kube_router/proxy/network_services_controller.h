@@ -1,0 +1,173 @@
+// The service proxy (kube-router's NetworkServicesController, --run-service-proxy): Kubernetes
+// Services on IPVS, with their VIPs on kube-dummy-if.
+//
+// Incremental: OnUpdate notes which Services an event touched; Sync(kRequested) rebuilds only
+// those (desired_state.h), diffs them against the image of what this controller programmed
+// (ipvs_plan.h) and writes only the difference. Sync(kStartup/kPeriodic) rebuilds everything,
+// reads back what the kernel holds of ours and repairs drift; on a restart that adopts the
+// existing state and writes nothing when nothing changed. IPVS is never flushed.
+//
+// Ownership: ours are kube-dummy-if (and so every address on it), the IPVS services on those
+// addresses, the NodePort services (a local address and a port in --service-node-port-range)
+// and whatever this process programmed. Services inside --excluded-cidrs and fwmark services
+// (the DSR extension's) are never read as ours, so never changed or removed.
+//
+// Threading: everything runs on the runner's thread except the drain ticker, which only calls
+// the runner's sync requester.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kube_router/controller/controller.h"
+#include "kube_router/k8s/store.h"
+#include "kube_router/metrics/registry.h"
+#include "kube_router/netlink/ipvs.h"
+#include "kube_router/netlink/links.h"
+#include "kube_router/netlink/route_table.h"
+#include "kube_router/proxy/desired_state.h"
+#include "kube_router/proxy/ipvs_plan.h"
+#include "kube_router/proxy/proxy_config.h"
+
+namespace kr::proxy {
+
+// The kernel interfaces the controller writes; all must outlive it.
+struct ProxyDataplane {
+  netlink::Ipvs* ipvs = nullptr;
+  netlink::Links* links = nullptr;
+  netlink::RouteTable* routes = nullptr;
+};
+
+// What the other proxy pieces see after every successful sync.
+struct ProxySnapshot {
+  const std::map<ServiceName, DesiredService>* services = nullptr;  // every non-skipped one
+  std::set<ServiceName> changed;  // rebuilt by this sync (all of them on a full sync)
+  bool full = false;              // startup/periodic: reconcile everything
+  const NodeFacts* node = nullptr;
+  const ProxyImage* programmed = nullptr;
+  double sync_seconds = 0;  // how long the IPVS part of this sync took
+};
+
+// A piece that plugs into the controller: the VIP firewall, masquerade and hairpin rules,
+// healthCheckNodePort servers, per-service metrics, UDP/SCTP conntrack cleanup, DSR. Called on
+// the controller's thread; an error fails the sync (retried) but never blocks other Services.
+class ProxyExtension {
+ public:
+  virtual ~ProxyExtension() = default;
+  virtual std::string Name() const = 0;
+  virtual Status Init() { return Status::Ok(); }
+  virtual Status Apply(const ProxySnapshot& snapshot) = 0;
+  // A real server was deleted from a virtual service (not: set to weight 0 for draining).
+  virtual void OnDestinationRemoved(const netlink::IpvsService& service,
+                                    const netlink::IpvsDestination& destination) {
+    (void)service;
+    (void)destination;
+  }
+  // True when this extension programs the DSR virtual services (DesiredVirtualService::dsr);
+  // without one, DSR services are programmed as ordinary masquerading ones.
+  virtual bool HandlesDsr() const { return false; }
+  virtual Result<std::vector<std::string>> Cleanup() { return std::vector<std::string>{}; }
+};
+
+class NetworkServicesController : public Controller {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+
+  // `cluster` and the dataplane must outlive the controller; `metrics` may be null.
+  // `dataplane_owner`, if given, owns the adapters and is released last.
+  NetworkServicesController(ProxyConfig config, const k8s::Cluster* cluster,
+                            ProxyDataplane dataplane, metrics::Registry* metrics,
+                            std::shared_ptr<void> dataplane_owner = nullptr);
+  ~NetworkServicesController() override;
+
+  std::string Name() const override { return "NetworkServices"; }
+  std::chrono::milliseconds SyncPeriod() const override { return config_.sync_period; }
+  std::vector<k8s::ResourceKind> WatchedKinds() const override;
+
+  void SetSyncRequester(std::function<void()> request_sync) override;
+  Status Init() override;
+  bool OnUpdate(const k8s::Event& event) override;
+  Status Sync(SyncReason reason) override;
+  void Shutdown() override;
+  Result<std::vector<std::string>> Cleanup() override;
+
+  // Before Init. Extensions run in the order added.
+  void AddExtension(std::unique_ptr<ProxyExtension> extension);
+  // Tests: a fake clock for the drain deadlines.
+  void SetClock(Clock clock) { clock_ = std::move(clock); }
+
+  // Introspection for tests and the status of the other pieces.
+  const ProxyImage& programmed() const { return programmed_; }
+  const std::map<ServiceName, DesiredService>& services() const { return services_; }
+  size_t draining() const { return drains_.size(); }
+
+ private:
+  struct Drain {
+    netlink::IpvsService service;
+    netlink::IpvsDestination destination;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  using DrainKey = std::pair<VirtualServiceId, DestinationId>;
+
+  Status RefreshNode();
+  // Rebuilds one Service from the caches and updates the aggregated desired image; the ids
+  // and VIPs it had or has now go into `scope`.
+  void Rebuild(const ServiceName& name, DiffScope& scope);
+  void Unclaim(const ServiceName& name, DiffScope& scope);
+  void Claim(const DesiredService& service, DiffScope& scope);
+  void RefreshDesiredEntry(const VirtualServiceId& id);
+  void LogProblems(const ServiceName& name, const std::vector<std::string>& problems);
+  Status FullSync();
+  Status IncrementalSync();
+  Result<ProxyImage> ReadKernel(bool for_cleanup);
+  Status ApplyPlan(const ProxyPlan& plan);
+  Status AddVips(const std::vector<IpAddress>& vips);
+  Status DeleteVips(const std::vector<IpAddress>& vips);
+  Status EnsureDummyLink();
+  void TrackDrains(const ProxyPlan& plan, const DiffScope* scope);
+  Status RunDrains();
+  std::chrono::milliseconds GracePeriodOf(const IpAddress& endpoint) const;
+  Status RunExtensions(bool full, const std::set<ServiceName>& changed, double sync_seconds);
+  void RecordLatency();
+  void UpdateTicker();
+
+  std::shared_ptr<void> dataplane_owner_;  // first member: destroyed last
+  const ProxyConfig config_;
+  const k8s::Cluster* cluster_;
+  ProxyDataplane dataplane_;
+  metrics::Registry* metrics_;
+  std::unique_ptr<metrics::Registry> own_metrics_;
+  std::vector<std::unique_ptr<ProxyExtension>> extensions_;
+  bool dsr_extension_ = false;
+  Clock clock_;
+
+  NodeFacts node_;
+  std::map<ServiceName, DesiredService> services_;
+  ProxyImage desired_;
+  std::map<VirtualServiceId, std::set<ServiceName>> vs_claims_;
+  std::map<IpAddress, std::set<ServiceName>> vip_claims_;
+  ProxyImage programmed_;
+  bool programmed_valid_ = false;  // programmed_ matches the kernel (last sync succeeded)
+  std::set<ServiceName> touched_;
+  std::map<ServiceName, std::vector<std::string>> logged_problems_;
+  std::map<DrainKey, Drain> drains_;
+  // Per touched Service: when the API change happened (slice trigger time, else receipt).
+  std::map<ServiceName, std::chrono::system_clock::time_point> change_times_;
+
+  std::function<void()> request_sync_;
+  std::atomic<bool> wants_tick_{false};
+  std::jthread ticker_;
+};
+
+// Parses an RFC 3339 UTC time ("2026-12-06T05:17:17Z", optional fraction); nullopt if bad.
+std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::string& text);
+
+}  // namespace kr::proxy

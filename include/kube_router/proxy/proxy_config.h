@@ -1,0 +1,41 @@
+// The service proxy's settings, mapped from the command line in one place
+// (ProxyConfigFromOptions in agent.h); tests build it directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/netlink/ipvs.h"
+
+namespace kr::proxy {
+
+struct ProxyConfig {
+  std::string node_name;
+  bool enable_ipv4 = true;
+  bool enable_ipv6 = false;
+  std::chrono::milliseconds sync_period{60'000};  // --ipvs-sync-period
+  bool nodeport_bindon_all_ip = false;
+  bool graceful_termination = false;                  // --ipvs-graceful-termination
+  std::chrono::milliseconds graceful_period{30'000};  // --ipvs-graceful-period
+  bool hairpin_mode = false;
+  bool masquerade_all = false;
+  bool permit_all = true;                // --ipvs-permit-all: the VIP firewall
+  std::vector<IpPrefix> excluded_cidrs;  // IPVS services there are never touched
+  std::vector<IpPrefix> cluster_ip_ranges;
+  std::vector<IpPrefix> external_ip_ranges;
+  std::vector<IpPrefix> loadbalancer_ip_ranges;
+  bool strict_external_ip_validation = true;
+  uint16_t node_port_first = 30000;  // --service-node-port-range: what NodePorts can be ours
+  uint16_t node_port_last = 32767;
+  netlink::IpvsTimeouts timeouts;  // --service-*-timeout; zero keeps the kernel's value
+  // How often a pending graceful drain (or --nodeport-bindon-all-ip address changes) is
+  // looked at between syncs.
+  std::chrono::milliseconds tick{5'000};
+
+  bool FamilyEnabled(const IpAddress& ip) const { return ip.is_v4() ? enable_ipv4 : enable_ipv6; }
+};
+
+}  // namespace kr::proxy

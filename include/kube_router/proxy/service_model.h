@@ -1,0 +1,126 @@
+// Value types of the service proxy: what one Kubernetes Service asks the kernel for (IPVS
+// virtual services with their real servers, VIPs on kube-dummy-if) and the facts the other proxy
+// pieces (firewall, health checks, metrics, DSR) need. Plain values, no kernel handles.
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kube_router/base/ip.h"
+#include "kube_router/netlink/ipvs.h"
+
+namespace kr::proxy {
+
+// Annotations and labels, spelled as kube-router reads them.
+inline constexpr char kAnnotationScheduler[] = "kube-router.io/service.scheduler";
+inline constexpr char kAnnotationSchedFlags[] = "kube-router.io/service.schedflags";
+inline constexpr char kAnnotationDsr[] = "kube-router.io/service.dsr";
+inline constexpr char kAnnotationLocal[] = "kube-router.io/service.local";
+inline constexpr char kAnnotationSkipLbIps[] = "kube-router.io/service.skiplbips";
+inline constexpr char kAnnotationHairpin[] = "kube-router.io/service.hairpin";
+inline constexpr char kAnnotationHairpinExternalIps[] =
+    "kube-router.io/service.hairpin.externalips";
+inline constexpr char kLabelServiceProxyName[] = "service.kubernetes.io/service-proxy-name";
+inline constexpr char kLabelHeadless[] = "service.kubernetes.io/headless";
+inline constexpr char kAnnotationLastChangeTriggerTime[] =
+    "endpoints.kubernetes.io/last-change-trigger-time";
+inline constexpr char kProxyName[] = "kube-router";
+
+// What a Service is called in logs and maps: namespace and name, compared as a pair.
+struct ServiceName {
+  std::string namespace_;
+  std::string name;
+  auto operator<=>(const ServiceName&) const = default;
+  std::string ToString() const { return namespace_ + "/" + name; }
+};
+
+// kube-router's serviceInfo key, as a struct (no "-"-joined string to split).
+struct ServicePortKey {
+  ServiceName service;
+  std::string port_name;
+  auto operator<=>(const ServicePortKey&) const = default;
+  std::string ToString() const;  // "ns/name:port" ("ns/name" for an unnamed port)
+};
+
+// Why a virtual service exists.
+enum class VipRole : uint8_t { kClusterIp, kNodePort, kExternalIp, kLoadBalancer };
+const char* VipRoleName(VipRole role);
+
+// Identity of an IPVS virtual service in the kernel: (address, protocol, port), or a firewall
+// mark when fwmark != 0 (DSR; then only the address family counts).
+struct VirtualServiceId {
+  IpAddress address;
+  netlink::IpvsProtocol protocol = netlink::IpvsProtocol::kTcp;
+  uint16_t port = 0;
+  uint32_t fwmark = 0;
+
+  static VirtualServiceId Of(const netlink::IpvsService& service);
+  auto operator<=>(const VirtualServiceId&) const = default;
+  std::string ToString() const;  // "TCP 10.96.0.1:80", "[fd00::1]:53 UDP"-style, "FWM 17"
+};
+
+// Identity of a real server within one virtual service.
+struct DestinationId {
+  IpAddress address;
+  uint16_t port = 0;
+  auto operator<=>(const DestinationId&) const = default;
+  std::string ToString() const;
+};
+
+// One IPVS virtual service with its real servers, as wanted or as programmed.
+struct VirtualService {
+  netlink::IpvsService service;  // identity plus scheduler, flags, persistence timeout
+  std::map<DestinationId, netlink::IpvsDestination> destinations;
+
+  VirtualServiceId id() const { return VirtualServiceId::Of(service); }
+  bool operator==(const VirtualService&) const = default;
+};
+
+// A virtual service some Service port wants, with where it came from.
+struct DesiredVirtualService {
+  VirtualService vs;
+  ServicePortKey owner;
+  VipRole role = VipRole::kClusterIp;
+  // kube-router.io/service.dsr=tunnel on an external or LoadBalancer IP: a DSR applier
+  // programs it (fwmark service, tunnel destinations); the plain IPVS path skips it.
+  bool dsr = false;
+};
+
+// Facts about one Service port for the firewall, hairpin, health-check and metrics pieces.
+struct ServicePortFacts {
+  ServicePortKey key;
+  netlink::IpvsProtocol protocol = netlink::IpvsProtocol::kTcp;
+  uint16_t port = 0;
+  uint16_t node_port = 0;                      // 0: none
+  uint16_t health_check_node_port = 0;         // 0: none
+  std::vector<IpAddress> cluster_ips;          // enabled families only
+  std::vector<IpAddress> external_ips;         // validated externalIPs
+  std::vector<IpAddress> load_balancer_ips;    // validated ingress IPs (not ipMode Proxy)
+  std::vector<IpAddress> node_port_addresses;  // where the NodePort is programmed
+  // Ready (not terminating) endpoints on this node, all families (healthCheckNodePort answer).
+  std::vector<DestinationId> local_endpoints;
+  bool external_local = false;  // externalTrafficPolicy Local or kube-router.io/service.local
+  bool internal_local = false;  // internalTrafficPolicy Local
+  bool hairpin = false;         // --hairpin-mode or kube-router.io/service.hairpin
+  bool hairpin_external_ips = false;
+  bool dsr = false;
+};
+
+// Everything one Service asks for. Problems name the Service and the bad field; each problem
+// skips only its own item.
+struct DesiredService {
+  ServiceName name;
+  std::vector<DesiredVirtualService> virtual_services;
+  std::set<IpAddress> vips;  // addresses for kube-dummy-if (cluster, external, LB IPs; not DSR)
+  std::vector<ServicePortFacts> ports;
+  std::vector<std::string> problems;
+  std::string skipped;  // why the proxy ignores the Service ("headless", ...); empty if not
+};
+
+}  // namespace kr::proxy

@@ -1,0 +1,187 @@
+#include "kube_router/proxy/extensions.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kube_router/netfilter/fakes.h"
+#include "kube_router/netlink/fakes.h"
+#include "unit/proxy/proxy_test_util.h"
+
+namespace kr::proxy {
+namespace {
+
+using namespace testing;  // NOLINT
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+std::set<std::string> Entries(netfilter::FakeIpset& ipset, const std::string& set) {
+  std::set<std::string> out;
+  auto it = ipset.sets().find(set);
+  if (it == ipset.sets().end()) return out;
+  for (const auto& e : it->second.entries) out.insert(e.address);
+  return out;
+}
+
+class ProxyExtensionsTest : public ::testing::Test {
+ protected:
+  ProxyExtensionsTest() {
+    links.Seed({.name = "eth0", .kind = "", .mtu = 1500, .up = true});
+    (void)links.AddAddress({"eth0", Ip("192.0.2.10"), 24, netlink::Scope::kUniverse});
+    auto node = NodeObj("node-a", {"192.0.2.10"});
+    node.pod_cidr = "10.244.1.0/24";
+    node.pod_cidrs = {"10.244.1.0/24"};
+    cluster->nodes.Upsert("node-a", std::make_shared<k8s::Node>(node));
+    config = Config("node-a");
+    config.hairpin_mode = true;
+  }
+
+  void Build() {
+    controller = std::make_unique<NetworkServicesController>(
+        config, cluster.get(), ProxyDataplane{&ipvs, &links, &routes}, nullptr);
+    FirewallDeps deps{cluster.get(), &links, &iptables, nullptr, &ipset, &sysctl};
+    controller->AddExtension(MakeFirewallExtension(config, deps));
+    controller->AddExtension(MakeConntrackExtension(&conntrack));
+  }
+
+  void Put(const k8s::Service& s) {
+    auto old = cluster->services.Upsert(s.meta.Key(), std::make_shared<k8s::Service>(s));
+    Event(k8s::ResourceKind::kService, s.meta.Key(), nullptr);
+  }
+  void Put(const k8s::EndpointSlice& s) {
+    std::shared_ptr<const k8s::EndpointSlice> p = std::make_shared<k8s::EndpointSlice>(s);
+    cluster->endpoint_slices.Upsert(s.meta.Key(), p);
+    Event(k8s::ResourceKind::kEndpointSlice, s.meta.Key(), p);
+  }
+  void Event(k8s::ResourceKind kind, const std::string& key,
+             std::shared_ptr<const k8s::EndpointSlice> slice) {
+    if (!controller) return;
+    k8s::Event e;
+    e.kind = kind;
+    e.key = key;
+    e.type = k8s::EventType::kUpdated;
+    if (slice) e.new_object = slice;
+    controller->OnUpdate(e);
+  }
+
+  std::unique_ptr<k8s::Cluster> cluster = k8s::MakeCluster();
+  netlink::FakeIpvs ipvs;
+  netlink::FakeLinks links;
+  netlink::FakeRouteTable routes{&links};
+  netlink::FakeSysctl sysctl;
+  netlink::FakeConntrack conntrack;
+  netfilter::FakeIptables iptables;
+  netfilter::FakeIpset ipset;
+  ProxyConfig config;
+  std::unique_ptr<NetworkServicesController> controller;
+};
+
+TEST_F(ProxyExtensionsTest, FirewallFollowsTheProgrammedServices) {
+  Put(Svc("web", "10.96.0.10", {Port("http", 80)}));
+  Put(Slice("web", "web-1", {{"10.244.1.5", "node-a"}}, {{"http", 8080}}));
+  Build();
+  ASSERT_TRUE(controller->Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpsSet), ElementsAre("10.96.0.10"));
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), ElementsAre("10.96.0.10,tcp:80"));
+  EXPECT_THAT(Entries(ipset, kLocalIpsSet), ElementsAre("192.0.2.10"));  // not the dummy's VIPs
+  auto& filter = iptables.table("filter");
+  EXPECT_FALSE(filter.chains[kServicesChain].empty());
+  std::string nat;
+  for (const auto& r : iptables.table("nat").chains["POSTROUTING"]) nat += r + "\n";
+  EXPECT_THAT(nat, HasSubstr("10.244.1.0/24"));
+  EXPECT_THAT(nat, HasSubstr("--to-source 192.0.2.10"));
+  std::string hairpin;
+  for (const auto& r : iptables.table("nat").chains[kHairpinChain]) hairpin += r + "\n";
+  EXPECT_THAT(hairpin, HasSubstr("10.244.1.5"));  // --hairpin-mode, a local endpoint
+
+  // A new Service is one more entry; a deleted one is gone.
+  Put(Svc("api", "10.96.0.1", {Port("https", 443)}));
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Contains("10.96.0.1,tcp:443"));
+  cluster->services.Remove("default/web");
+  Event(k8s::ResourceKind::kService, "default/web", nullptr);
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpsSet), ElementsAre("10.96.0.1"));
+
+  auto removed = controller->Cleanup();
+  ASSERT_TRUE(removed.ok()) << removed.error();
+  EXPECT_TRUE(Entries(ipset, kServiceIpsSet).empty());
+  EXPECT_FALSE(iptables.table("filter").chains.contains(kServicesChain));
+}
+
+TEST_F(ProxyExtensionsTest, ConntrackFlowsOfAGoneUdpBackendAreDeleted) {
+  Put(Svc("dns", "10.96.0.53", {Port("dns", 53, "UDP")}));
+  Put(Slice("dns", "dns-1", {{"10.244.1.5"}, {"10.244.2.5"}}, {{"dns", 5353}}));
+  Build();
+  ASSERT_TRUE(controller->Sync(SyncReason::kStartup).ok());
+  auto flow = [](const char* backend) {
+    netlink::ConntrackFlow f;
+    f.protocol = netlink::ip_protocol::kUdp;
+    f.original = {Ip("10.244.3.9"), Ip("10.96.0.53"), 5000, 53};
+    f.reply = {Ip(backend), Ip("10.244.3.9"), 5353, 5000};
+    return f;
+  };
+  conntrack.Seed(flow("10.244.1.5"));
+  conntrack.Seed(flow("10.244.2.5"));
+  Put(Slice("dns", "dns-1", {{"10.244.2.5"}}, {{"dns", 5353}}));
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  ASSERT_EQ(conntrack.flows().size(), 1u);
+  EXPECT_EQ(conntrack.flows()[0].reply.source, Ip("10.244.2.5"));  // the survivor's flow stays
+}
+
+TEST(ProxyExtensionTranslations, HealthChecksMetricsAndConntrackItems) {
+  DesiredService svc;
+  svc.name = {"default", "lb"};
+  ServicePortFacts a, b;
+  a.health_check_node_port = 32000;
+  a.local_endpoints = {{Ip("10.244.1.5"), 80}, {Ip("10.244.1.6"), 80}};
+  b.local_endpoints = {{Ip("10.244.1.5"), 81}};  // same pod, another port: counted once
+  svc.ports = {a, b};
+  DesiredVirtualService vs;
+  vs.vs.service.address = Ip("10.96.0.20");
+  vs.vs.service.port = 80;
+  svc.virtual_services = {vs};
+  std::map<ServiceName, DesiredService> services{{svc.name, svc}};
+  ProxyImage programmed;
+  programmed.services[vs.vs.id()] = vs.vs;
+  NodeFacts node;
+  node.ipv4 = Ip("192.0.2.10");
+  ProxySnapshot snapshot;
+  snapshot.services = &services;
+  snapshot.programmed = &programmed;
+  snapshot.node = &node;
+
+  auto checks = HealthChecksOf(snapshot);
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(checks[0].port, 32000);
+  EXPECT_EQ(checks[0].local_endpoints, 2u);
+
+  auto labels = MetricLabelsOf(snapshot);
+  ASSERT_EQ(labels.size(), 1u);
+  EXPECT_EQ(labels.begin()->second,
+            (ServiceMetricLabels{"default", "lb", "10.96.0.20", "tcp", 80}));
+
+  netlink::IpvsService udp;
+  udp.address = Ip("192.0.2.10");
+  udp.protocol = netlink::IpvsProtocol::kUdp;
+  udp.port = 30053;
+  netlink::IpvsDestination d;
+  d.address = Ip("10.244.1.5");
+  auto item = ConntrackItemOf(udp, d, node);
+  ASSERT_TRUE(item.has_value());
+  EXPECT_EQ(item->node_port, 30053);  // the node IP: a NodePort
+  EXPECT_THAT(item->service_ips, IsEmpty());
+  udp.address = Ip("10.96.0.53");
+  item = ConntrackItemOf(udp, d, node);
+  ASSERT_TRUE(item.has_value());
+  EXPECT_THAT(item->service_ips, ElementsAre(Ip("10.96.0.53")));
+  EXPECT_EQ(item->port, 30053);
+  EXPECT_THAT(item->gone_backends, ElementsAre(Ip("10.244.1.5")));
+  udp.protocol = netlink::IpvsProtocol::kTcp;
+  EXPECT_FALSE(ConntrackItemOf(udp, d, node).has_value());
+}
+
+}  // namespace
+}  // namespace kr::proxy

@@ -1,0 +1,158 @@
+#include "kube_router/proxy/ipvs_plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace kr::proxy {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using Op = IpvsChange::Op;
+
+IpAddress Ip(const std::string& t) { return *IpAddress::Parse(t); }
+
+VirtualService Vs(const std::string& vip, uint16_t port, std::vector<std::string> dests,
+                  const std::string& sched = "rr", uint32_t weight = 1) {
+  VirtualService vs;
+  vs.service.address = Ip(vip);
+  vs.service.port = port;
+  vs.service.scheduler = sched;
+  for (const auto& d : dests) {
+    netlink::IpvsDestination dest;
+    dest.address = Ip(d);
+    dest.port = 8080;
+    dest.weight = weight;
+    vs.destinations[{dest.address, dest.port}] = dest;
+  }
+  return vs;
+}
+
+ProxyImage Image(std::vector<VirtualService> services, std::vector<std::string> vips) {
+  ProxyImage image;
+  for (auto& vs : services) image.services[vs.id()] = vs;
+  for (const auto& v : vips) image.vips.insert(Ip(v));
+  return image;
+}
+
+std::vector<std::string> Ops(const ProxyPlan& plan) {
+  std::vector<std::string> out;
+  for (const auto& c : plan.ipvs) {
+    const char* names[] = {"add-svc",     "update-svc", "del-svc",   "add-dest",
+                           "update-dest", "del-dest",   "drain-dest"};
+    std::string line = std::string(names[static_cast<int>(c.op)]) + " " +
+                       VirtualServiceId::Of(c.service).ToString();
+    if (c.op >= Op::kAddDestination) {
+      line += " " + DestinationId{c.destination.address, c.destination.port}.ToString() + " w" +
+              std::to_string(c.destination.weight);
+    }
+    out.push_back(line);
+  }
+  return out;
+}
+
+TEST(IpvsPlanTest, EqualImagesNeedNothing) {
+  auto image = Image({Vs("10.96.0.1", 80, {"10.1.0.1", "10.1.0.2"})}, {"10.96.0.1"});
+  EXPECT_TRUE(Diff(image, image, nullptr, {}).empty());
+  EXPECT_TRUE(Diff(image, image, nullptr, {true}).empty());
+}
+
+TEST(IpvsPlanTest, ColdStartAddsVipsServicesThenDestinations) {
+  auto desired = Image({Vs("10.96.0.1", 80, {"10.1.0.1"})}, {"10.96.0.1"});
+  auto plan = Diff(desired, {}, nullptr, {});
+  EXPECT_THAT(plan.add_vips, ElementsAre(Ip("10.96.0.1")));
+  EXPECT_THAT(Ops(plan), ElementsAre("add-svc TCP 10.96.0.1:80",
+                                     "add-dest TCP 10.96.0.1:80 "
+                                     "10.1.0.1:8080 w1"));
+  EXPECT_THAT(plan.delete_vips, IsEmpty());
+}
+
+TEST(IpvsPlanTest, EndpointChangeTouchesOnlyThatDestination) {
+  auto actual =
+      Image({Vs("10.96.0.1", 80, {"10.1.0.1", "10.1.0.2"}), Vs("10.96.0.2", 80, {"10.1.0.3"})},
+            {"10.96.0.1", "10.96.0.2"});
+  auto desired =
+      Image({Vs("10.96.0.1", 80, {"10.1.0.1", "10.1.0.9"}), Vs("10.96.0.2", 80, {"10.1.0.3"})},
+            {"10.96.0.1", "10.96.0.2"});
+  auto plan = Diff(desired, actual, nullptr, {});
+  EXPECT_THAT(Ops(plan), ElementsAre("add-dest TCP 10.96.0.1:80 10.1.0.9:8080 w1",
+                                     "del-dest TCP 10.96.0.1:80 10.1.0.2:8080 w1"));
+  EXPECT_TRUE(plan.add_vips.empty() && plan.delete_vips.empty());
+}
+
+TEST(IpvsPlanTest, SchedulerAndAffinityChangeInPlace) {
+  auto actual = Image({Vs("10.96.0.1", 80, {"10.1.0.1"}, "rr")}, {"10.96.0.1"});
+  auto want = Vs("10.96.0.1", 80, {"10.1.0.1"}, "sh");
+  want.service.flags = netlink::ipvs_flags::kPersistent;
+  want.service.timeout = 10;
+  auto plan = Diff(Image({want}, {"10.96.0.1"}), actual, nullptr, {});
+  EXPECT_THAT(Ops(plan), ElementsAre("update-svc TCP 10.96.0.1:80"));
+  EXPECT_EQ(plan.ipvs[0].service.timeout, 10u);
+}
+
+TEST(IpvsPlanTest, RemovedServiceGoesAfterItsVipIsNoLongerWanted) {
+  auto actual = Image({Vs("10.96.0.1", 80, {"10.1.0.1"})}, {"10.96.0.1"});
+  auto plan = Diff({}, actual, nullptr, {});
+  EXPECT_THAT(Ops(plan), ElementsAre("del-svc TCP 10.96.0.1:80"));
+  EXPECT_THAT(plan.delete_vips, ElementsAre(Ip("10.96.0.1")));
+}
+
+TEST(IpvsPlanTest, ScopeLimitsWhatIsCompared) {
+  auto actual = Image({Vs("10.96.0.1", 80, {"10.1.0.1"}), Vs("10.96.0.2", 80, {})},
+                      {"10.96.0.1", "10.96.0.2"});
+  auto desired = Image({Vs("10.96.0.1", 80, {"10.1.0.2"})}, {"10.96.0.1"});
+  DiffScope scope;
+  scope.services.insert(Vs("10.96.0.1", 80, {}).id());
+  auto plan = Diff(desired, actual, &scope, {});
+  // 10.96.0.2 differs too, but was not touched: left alone.
+  EXPECT_THAT(Ops(plan), ElementsAre("add-dest TCP 10.96.0.1:80 10.1.0.2:8080 w1",
+                                     "del-dest TCP 10.96.0.1:80 10.1.0.1:8080 w1"));
+  EXPECT_THAT(plan.delete_vips, IsEmpty());
+}
+
+TEST(IpvsPlanTest, GracefulDrainsInsteadOfDeletingAndCancelsWhenTheEndpointReturns) {
+  auto actual = Image({Vs("10.96.0.1", 80, {"10.1.0.1", "10.1.0.2"})}, {"10.96.0.1"});
+  auto desired = Image({Vs("10.96.0.1", 80, {"10.1.0.1"})}, {"10.96.0.1"});
+  auto plan = Diff(desired, actual, nullptr, {true});
+  EXPECT_THAT(Ops(plan), ElementsAre("drain-dest TCP 10.96.0.1:80 10.1.0.2:8080 w0"));
+  ASSERT_EQ(plan.draining.size(), 1u);
+  EXPECT_EQ(plan.draining.begin()->second.address, Ip("10.1.0.2"));
+
+  // Already at weight 0: nothing to write, still draining.
+  ProxyImage drained = actual;
+  ApplyToImage(plan, drained);
+  auto again = Diff(desired, drained, nullptr, {true});
+  EXPECT_THAT(Ops(again), IsEmpty());
+  EXPECT_EQ(again.draining.size(), 1u);
+
+  // The endpoint comes back: weight 1 again, no longer draining.
+  auto back = Diff(actual, drained, nullptr, {true});
+  EXPECT_THAT(Ops(back), ElementsAre("update-dest TCP 10.96.0.1:80 10.1.0.2:8080 w1"));
+  EXPECT_THAT(back.draining, IsEmpty());
+}
+
+TEST(IpvsPlanTest, VipWithoutItsRouteIsRepairedOrRemoved) {
+  ProxyImage actual;
+  actual.vips_without_route.insert(Ip("10.96.0.1"));
+  actual.vips_without_route.insert(Ip("10.96.0.2"));
+  auto desired = Image({}, {"10.96.0.1"});
+  auto plan = Diff(desired, actual, nullptr, {});
+  EXPECT_THAT(plan.add_vips, ElementsAre(Ip("10.96.0.1")));
+  EXPECT_THAT(plan.delete_vips, ElementsAre(Ip("10.96.0.2")));
+}
+
+TEST(IpvsPlanTest, ApplyingThePlanMakesTheImagesEqual) {
+  auto actual = Image(
+      {Vs("10.96.0.1", 80, {"10.1.0.1", "10.1.0.2"}, "rr"), Vs("10.96.0.3", 53, {"10.1.0.5"})},
+      {"10.96.0.1", "10.96.0.3"});
+  auto desired = Image(
+      {Vs("10.96.0.1", 80, {"10.1.0.2", "10.1.0.3"}, "lc"), Vs("10.96.0.4", 80, {"10.1.0.7"})},
+      {"10.96.0.1", "10.96.0.4"});
+  auto plan = Diff(desired, actual, nullptr, {});
+  ApplyToImage(plan, actual);
+  EXPECT_EQ(actual, desired);
+  EXPECT_TRUE(Diff(desired, actual, nullptr, {}).empty());
+}
+
+}  // namespace
+}  // namespace kr::proxy
