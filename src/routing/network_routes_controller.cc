@@ -36,25 +36,6 @@ bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config) 
   return peer;
 }
 
-netlink::Route ToKernelRoute(const DesiredRoute& route) {
-  netlink::Route out;
-  out.destination = route.destination;
-  out.gateway = route.gateway;
-  out.device = route.device;
-  out.source = route.source;
-  out.table = netlink::kMainTable;
-  out.protocol = kRouteProtocol;
-  return out;
-}
-
-// The kernel fills in fields we leave open (the device of a gateway route), so only what we
-// asked for is compared.
-bool KernelRouteMatches(const netlink::Route& want, const netlink::Route& have) {
-  return want.destination == have.destination && want.gateway == have.gateway &&
-         (want.device.empty() || want.device == have.device) &&
-         (!want.source || want.source == have.source) && want.metric == have.metric;
-}
-
 std::string PeerType(const PeerSpec& spec) { return spec.external ? "external" : "internal"; }
 
 template <typename Duration>
@@ -111,8 +92,11 @@ Status NetworkRoutesController::Init() {
 bool NetworkRoutesController::OnUpdate(const k8s::Event& event) {
   // Nodes change peers, routes and ipsets; services and slices change the VIPs we advertise
   // and the VIPs we refuse to import.
-  return event.kind == k8s::ResourceKind::kNode || event.kind == k8s::ResourceKind::kService ||
-         event.kind == k8s::ResourceKind::kEndpointSlice;
+  const bool relevant = event.kind == k8s::ResourceKind::kNode ||
+                        event.kind == k8s::ResourceKind::kService ||
+                        event.kind == k8s::ResourceKind::kEndpointSlice;
+  if (relevant) full_sync_pending_ = true;
+  return relevant;
 }
 
 void NetworkRoutesController::LogNodeProblems(const std::string& node,
@@ -124,11 +108,40 @@ void NetworkRoutesController::LogNodeProblems(const std::string& node,
 }
 
 Status NetworkRoutesController::Sync(SyncReason reason) {
+  // A requested sync with no API event since the last good full sync was asked for by a learned
+  // or withdrawn path: only the kernel routes and tunnels can be out of date. Everything else
+  // (startup, periodic repair, API events, after a failure) reconciles in full.
+  if (reason == SyncReason::kRequested && !full_sync_pending_ && synced_self_) {
+    return SyncRoutesOnly();
+  }
+  Status status = FullSync(reason);
+  full_sync_pending_ = !status.ok();
+  return status;
+}
+
+Status NetworkRoutesController::SyncRoutesOnly() {
   const auto started = std::chrono::steady_clock::now();
+  const auto main_routes =
+      dataplane_.routes->List({synced_self_->ip->family(), netlink::kMainTable, std::nullopt, {}});
+  Status status = SyncKernelRoutes(*synced_self_, main_routes, synced_node_addresses_);
+  UpdatePeerMetrics();  // the status view lists the installed routes
+  metrics_
+      ->GetHistogram(kMetricRoutesSyncTime, "Time it took for the routing controller to sync",
+                     metrics::Registry::DefaultBuckets())
+      .Observe(Seconds(std::chrono::steady_clock::now() - started));
+  if (!status.ok()) return Status::Error("routing sync (routes only): " + status.message());
+  KR_VLOG(2, "routing: routes-only sync done: {} routes", installed_routes_.size());
+  return Status::Ok();
+}
+
+Status NetworkRoutesController::FullSync(SyncReason reason) {
+  const auto started = std::chrono::steady_clock::now();
+  synced_self_.reset();
   std::vector<NodeInfo> nodes;      // nodes we route to (those with a pod CIDR)
   std::vector<NodeInfo> all_nodes;  // every node: their addresses are never masqueraded
   std::optional<NodeInfo> self;
   std::set<std::string> present;
+  ++node_list_reads_;
   for (const auto& node : cluster_->nodes.List()) {
     ParsedNode parsed = ParseNode(*node);
     LogNodeProblems(parsed.info.name, parsed.problems);
@@ -152,6 +165,7 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
   auto local_asn = LocalAsn(config_, *self);
   if (!local_asn) return local_asn.status();
   if (auto status = EnsureSpeaker(*self, *local_asn); !status.ok()) return status;
+  synced_self_ = *self;
 
   const auto services = cluster_->services.List();
   const auto slices = cluster_->endpoint_slices.List();
@@ -181,6 +195,7 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
   std::set<IpAddress> node_addresses;
   std::map<std::string, const NodeInfo*> by_name;
   for (const auto& info : all_nodes) by_name[info.name] = &info;
+  ++node_list_reads_;
   for (const auto& node : cluster_->nodes.List()) {
     std::set<IpAddress> addresses;
     for (const auto& address : node->addresses) {
@@ -194,6 +209,7 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
     }
   }
   policy->import.node_addresses = node_addresses;
+  synced_node_addresses_ = node_addresses;  // where routes-only syncs may build tunnels to
   // This node's directly connected subnets (one route dump, shared with the kernel sync).
   const auto main_routes =
       dataplane_.routes->List({self->ip->family(), netlink::kMainTable, std::nullopt, {}});
@@ -484,28 +500,10 @@ Status NetworkRoutesController::SyncKernelRoutes(
   // Tunnels first: a route through a tunnel needs the link to exist and be up.
   Status tunnel_status = SyncTunnels(plan.tunnels);
 
-  // Routes are keyed like the kernel keys them: destination and metric.
-  std::vector<netlink::RouteChange> changes;
   std::vector<netlink::Route> want;
-  std::map<std::pair<IpPrefix, uint32_t>, const netlink::Route*> have_by_key;
-  for (const auto& have : ours) have_by_key[{have.destination, have.metric}] = &have;
-  std::set<std::pair<IpPrefix, uint32_t>> wanted_keys;
   for (const auto& route : plan.routes) want.push_back(ToKernelRoute(route));
-  size_t added = 0, removed = 0;
-  for (const auto& route : want) {
-    wanted_keys.insert({route.destination, route.metric});
-    auto have = have_by_key.find({route.destination, route.metric});
-    if (have == have_by_key.end() || !KernelRouteMatches(route, *have->second)) {
-      changes.push_back({netlink::RouteChange::Op::kReplace, route});
-      ++added;
-    }
-  }
-  for (const auto& have : ours) {
-    if (!wanted_keys.count({have.destination, have.metric})) {
-      changes.push_back({netlink::RouteChange::Op::kDelete, have});
-      ++removed;
-    }
-  }
+  KernelRouteDiff diff = DiffKernelRoutes(want, ours);
+  const auto& changes = diff.changes;
   std::string refused;
   if (!changes.empty()) {
     auto result = dataplane_.routes->Apply(changes);
@@ -520,9 +518,10 @@ Status NetworkRoutesController::SyncKernelRoutes(
               change.route.ToString());
     }
   }
-  metrics_->GetCounter(kMetricRoutesAdded, "Total number of routes added to the host").Inc(added);
+  metrics_->GetCounter(kMetricRoutesAdded, "Total number of routes added to the host")
+      .Inc(diff.replaced);
   metrics_->GetCounter(kMetricRoutesRemoved, "Total number of routes removed from the host")
-      .Inc(removed);
+      .Inc(diff.deleted);
   metrics_->GetGauge(kMetricRoutesSynced, "Number of learned routes installed on the host")
       .Set(static_cast<double>(want.size()));
   installed_routes_ = want;

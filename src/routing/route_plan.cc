@@ -90,4 +90,44 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
   return plan;
 }
 
+netlink::Route ToKernelRoute(const DesiredRoute& route) {
+  netlink::Route out;
+  out.destination = route.destination;
+  out.gateway = route.gateway;
+  out.device = route.device;
+  out.source = route.source;
+  out.table = netlink::kMainTable;
+  out.protocol = kRouteProtocol;
+  return out;
+}
+
+KernelRouteDiff DiffKernelRoutes(const std::vector<netlink::Route>& want,
+                                 const std::vector<netlink::Route>& have) {
+  using Key = std::pair<IpPrefix, uint32_t>;
+  auto matches = [](const netlink::Route& wanted, const netlink::Route& present) {
+    return wanted.destination == present.destination && wanted.gateway == present.gateway &&
+           (wanted.device.empty() || wanted.device == present.device) &&
+           (!wanted.source || wanted.source == present.source) && wanted.metric == present.metric;
+  };
+  std::map<Key, const netlink::Route*> have_by_key;
+  for (const auto& route : have) have_by_key[{route.destination, route.metric}] = &route;
+  KernelRouteDiff diff;
+  std::set<Key> wanted_keys;
+  for (const auto& route : want) {
+    wanted_keys.insert({route.destination, route.metric});
+    auto present = have_by_key.find({route.destination, route.metric});
+    if (present == have_by_key.end() || !matches(route, *present->second)) {
+      diff.changes.push_back({netlink::RouteChange::Op::kReplace, route});
+      ++diff.replaced;
+    }
+  }
+  for (const auto& route : have) {
+    if (!wanted_keys.count({route.destination, route.metric})) {
+      diff.changes.push_back({netlink::RouteChange::Op::kDelete, route});
+      ++diff.deleted;
+    }
+  }
+  return diff;
+}
+
 }  // namespace kr::routing

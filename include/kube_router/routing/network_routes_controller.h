@@ -70,6 +70,9 @@ class NetworkRoutesController : public Controller {
   // (served over HTTP by the app, see src/app/endpoints.h).
   std::string StatusJson() const;
 
+  // How many times a Sync listed every Node: a learned or withdrawn path must not.
+  uint64_t node_list_reads() const { return node_list_reads_; }
+
  private:
   // What the speaker-thread callbacks read; replaced as a whole by Sync.
   struct PolicyState {
@@ -81,6 +84,10 @@ class NetworkRoutesController : public Controller {
     ImportFilter import;
   };
 
+  // Everything: nodes, speaker, policies, peers, advertisements, kernel routes, pod egress, CNI.
+  Status FullSync(SyncReason reason);
+  // A learned or withdrawn path: kernel routes and tunnels only (no ipset/iptables, no Nodes).
+  Status SyncRoutesOnly();
   Status EnsureSpeaker(const NodeInfo& self, uint32_t local_asn);
   void SyncPeers(const std::vector<PeerSpec>& desired);
   void SyncAdvertisements(const std::vector<Advertisement>& desired);
@@ -115,6 +122,11 @@ class NetworkRoutesController : public Controller {
   std::map<IpAddress, metrics::LabelSet> peer_info_series_;        // current bgp_peer_info labels
   std::vector<netlink::Route> installed_routes_;
   std::vector<DesiredTunnel> installed_tunnels_;
+  // Set by an API event and by a failed full sync; the next requested sync is then full.
+  bool full_sync_pending_ = true;
+  std::optional<NodeInfo> synced_self_;        // this node as the last full sync saw it
+  std::set<IpAddress> synced_node_addresses_;  // every node's addresses, ditto
+  uint64_t node_list_reads_ = 0;
 
   // Shared with the speaker thread and StatusJson().
   mutable std::mutex shared_mu_;

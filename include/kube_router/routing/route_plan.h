@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kube_router/base/ip.h"
+#include "kube_router/netlink/route_table.h"
 #include "kube_router/routing/routing_config.h"
 
 namespace kr::routing {
@@ -76,5 +77,21 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
                      const std::vector<LearnedPath>& paths,
                      const std::vector<UnderlayRoute>& underlay,
                      const std::set<IpAddress>& node_addresses);
+
+// The kernel route for a planned one: main table, protocol 17.
+netlink::Route ToKernelRoute(const DesiredRoute& route);
+
+// What turns our routes in the kernel (`have`: protocol 17, main table) into `want`.
+struct KernelRouteDiff {
+  std::vector<netlink::RouteChange> changes;  // every replace (in `want` order), then deletes
+  size_t replaced = 0;
+  size_t deleted = 0;
+};
+
+// Routes are keyed like the kernel keys them (destination, metric) and compared only on what we
+// set (destination, gateway, metric; device and source when we set them), because the kernel
+// fills in the rest: a route that differs is replaced, one we no longer want is deleted.
+KernelRouteDiff DiffKernelRoutes(const std::vector<netlink::Route>& want,
+                                 const std::vector<netlink::Route>& have);
 
 }  // namespace kr::routing

@@ -36,6 +36,47 @@ std::shared_ptr<const k8s::Node> MakeNode(const std::string& name, const std::st
   return node;
 }
 
+// Counts every call the controller makes (each one starts an iptables-save/-restore or ipset
+// process in production) and passes it on to the fake.
+class CountingIptables : public netfilter::Iptables {
+ public:
+  explicit CountingIptables(netfilter::Iptables* inner) : inner_(inner) {}
+  netfilter::IpFamily family() const override { return inner_->family(); }
+  Result<netfilter::TableSnapshot> Save(const std::string& table) override {
+    ++calls;
+    return inner_->Save(table);
+  }
+  Status Apply(const netfilter::TableUpdate& update) override {
+    ++calls;
+    return inner_->Apply(update);
+  }
+  int calls = 0;
+
+ private:
+  netfilter::Iptables* inner_;
+};
+
+class CountingIpset : public netfilter::Ipset {
+ public:
+  explicit CountingIpset(netfilter::Ipset* inner) : inner_(inner) {}
+  Result<std::vector<std::string>> ListNames() override {
+    ++calls;
+    return inner_->ListNames();
+  }
+  Result<std::map<std::string, netfilter::IpsetSet>> List() override {
+    ++calls;
+    return inner_->List();
+  }
+  Status Apply(const netfilter::IpsetUpdate& update) override {
+    ++calls;
+    return inner_->Apply(update);
+  }
+  int calls = 0;
+
+ private:
+  netfilter::Ipset* inner_;
+};
+
 class RoutesControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -72,15 +113,36 @@ class RoutesControllerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
+  // Changes the cache as an informer does: the store first, then the event, which the runner
+  // hands to OnUpdate before the Sync it asks for.
   void AddNode(std::shared_ptr<const k8s::Node> node) {
-    cluster_->nodes.Upsert(node->meta.Key(), node);
+    const bool existed = cluster_->nodes.Upsert(node->meta.Key(), node) != nullptr;
+    Notify(k8s::ResourceKind::kNode, existed ? k8s::EventType::kUpdated : k8s::EventType::kAdded,
+           node->meta.Key());
   }
+  void RemoveNode(const std::string& name) {
+    cluster_->nodes.Remove(name);
+    Notify(k8s::ResourceKind::kNode, k8s::EventType::kDeleted, name);
+  }
+  void RemoveService(const std::string& key) {
+    cluster_->services.Remove(key);
+    Notify(k8s::ResourceKind::kService, k8s::EventType::kDeleted, key);
+  }
+  void Notify(k8s::ResourceKind kind, k8s::EventType type, const std::string& key) {
+    if (!controller_) return;  // a new controller starts with a full sync anyway
+    k8s::Event event;
+    event.kind = kind;
+    event.type = type;
+    event.key = key;
+    EXPECT_TRUE(controller_->OnUpdate(event));
+  }
+  int NetfilterCalls() const { return counted_iptables_.calls + counted_ipset_.calls; }
 
   NetworkRoutesController& Controller() {
     if (!controller_) {
       controller_ = std::make_unique<NetworkRoutesController>(
           config_, cluster_.get(),
-          RoutingDataplane{&routes_, &links_, &iptables_, &ipset_, nullptr},
+          RoutingDataplane{&routes_, &links_, &counted_iptables_, &counted_ipset_, nullptr},
           [this](const bgp::GlobalConfig& global) {
             auto speaker = std::make_unique<FakeSpeaker>(global);
             speaker_ = speaker.get();
@@ -123,6 +185,8 @@ class RoutesControllerTest : public ::testing::Test {
   netlink::FakeRouteTable routes_{&links_};
   netfilter::FakeIptables iptables_;
   netfilter::FakeIpset ipset_;
+  CountingIptables counted_iptables_{&iptables_};
+  CountingIpset counted_ipset_{&ipset_};
   metrics::Registry metrics_;
   FakeSpeaker* speaker_ = nullptr;
   int sync_requests_ = 0;
@@ -170,6 +234,86 @@ TEST_F(RoutesControllerTest, LearnedPathsBecomeKernelRoutesDirectOrThroughTunnel
   EXPECT_EQ(routes_.routes().size(), 4u);
 }
 
+TEST_F(RoutesControllerTest, APathEventReprogramsRoutesAndTunnelsOnly) {
+  SyncOk(SyncReason::kStartup);
+  const uint64_t node_reads = Controller().node_list_reads();
+  const int netfilter_calls = NetfilterCalls();
+  ASSERT_GT(node_reads, 0u);
+  ASSERT_GT(netfilter_calls, 0);
+  auto keys = [](const auto& map) {
+    std::vector<std::string> out;
+    for (const auto& [key, value] : map) out.push_back(key.ToString());
+    return out;
+  };
+  const auto peers = keys(speaker_->peers());
+  const auto paths = keys(speaker_->paths());
+  // The other nodes' annotations change in the cache, but their events have not arrived: a
+  // sync for a path must not look.
+  cluster_->nodes.Upsert("n2", MakeNode("n2", "192.0.2.22", "10.1.2.0/24"));
+
+  speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));
+  speaker_->Announce(Ip("198.51.100.3"), Cidr("10.1.3.0/24"), Ip("198.51.100.3"));
+  SyncOk();  // what the best-path events requested
+  const std::string tunnel = TunnelName(Ip("198.51.100.3"));
+  EXPECT_EQ(OurRoutes(),
+            (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2", "10.1.3.0/24 dev " + tunnel}));
+  EXPECT_EQ(Tunnels(), (std::vector<std::string>{tunnel + " up"}));
+  EXPECT_EQ(nlohmann::json::parse(Controller().StatusJson())["routes"].size(), 2u);
+
+  speaker_->Withdraw(Cidr("10.1.3.0/24"));
+  SyncOk();
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2"}));
+  EXPECT_TRUE(Tunnels().empty());
+
+  EXPECT_EQ(NetfilterCalls(), netfilter_calls);  // no ipset / iptables-save process
+  EXPECT_EQ(Controller().node_list_reads(), node_reads);
+  EXPECT_EQ(keys(speaker_->peers()), peers);  // n2 still peered on its old address
+  EXPECT_EQ(keys(speaker_->paths()), paths);
+}
+
+TEST_F(RoutesControllerTest, PeriodicAndApiEventSyncsStayFull) {
+  SyncOk(SyncReason::kStartup);
+  speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));
+  SyncOk();
+  const int netfilter_calls = NetfilterCalls();
+  const uint64_t per_full_sync = Controller().node_list_reads();  // the startup sync's
+  ASSERT_GT(per_full_sync, 0u);
+
+  // Periodic: nodes re-read, ipsets listed, nat table read, even with nothing to change.
+  ipset_.sets()[kNodeIpsSet].entries.clear();  // drift only a full sync repairs
+  SyncOk(SyncReason::kPeriodic);
+  EXPECT_EQ(Controller().node_list_reads(), 2 * per_full_sync);
+  EXPECT_GE(counted_ipset_.calls + counted_iptables_.calls, netfilter_calls + 3);
+  EXPECT_TRUE(ipset_.sets()[kNodeIpsSet].entries.count({"198.51.100.3", false}));
+
+  // An API event makes the next requested sync full.
+  AddNode(MakeNode("n4", "192.0.2.4", "10.1.4.0/24"));
+  SyncOk();
+  EXPECT_EQ(Controller().node_list_reads(), 3 * per_full_sync);
+  EXPECT_TRUE(speaker_->peers().count(Ip("192.0.2.4")));
+  EXPECT_TRUE(ipset_.sets()[kPodSubnetsSet].entries.count({"10.1.4.0/24", false}));
+
+  // ... and only that one: the next path event is routes only again.
+  int calls = NetfilterCalls();
+  speaker_->Announce(Ip("192.0.2.4"), Cidr("10.1.4.0/24"), Ip("192.0.2.4"));
+  SyncOk();
+  EXPECT_EQ(NetfilterCalls(), calls);
+  EXPECT_EQ(Controller().node_list_reads(), 3 * per_full_sync);
+  EXPECT_EQ(OurRoutes().size(), 2u);
+
+  // A full sync that failed is repeated in full by the next request, not skipped.
+  AddNode(MakeNode("n5", "192.0.2.5", "10.1.5.0/24"));
+  ipset_.FailNext();
+  EXPECT_FALSE(Controller().Sync(SyncReason::kRequested).ok());
+  speaker_->Withdraw(Cidr("10.1.4.0/24"));
+  calls = NetfilterCalls();
+  SyncOk();
+  EXPECT_GT(NetfilterCalls(), calls);
+  EXPECT_EQ(Controller().node_list_reads(), 5 * per_full_sync);
+  EXPECT_TRUE(ipset_.sets()[kPodSubnetsSet].entries.count({"10.1.5.0/24", false}));
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2"}));
+}
+
 TEST_F(RoutesControllerTest, AnUpgradeReplacesTunnelsLeftUnderKubeRoutersNames) {
   // kube-router (and this agent before the unambiguous names) called the tunnel to
   // 198.51.100.3 "tun-" + 11 hex digits of sha256("198511003").
@@ -193,7 +337,7 @@ TEST_F(RoutesControllerTest, WithdrawAndNodeDeletionRemoveRoutesAndTunnels) {
   SyncOk();
   EXPECT_EQ(OurRoutes().size(), 1u);
 
-  cluster_->nodes.Remove("n3");
+  RemoveNode("n3");
   SyncOk();  // removes the peer; its routes go with it
   EXPECT_FALSE(speaker_->peers().count(Ip("198.51.100.3")));
   SyncOk();
@@ -314,7 +458,7 @@ TEST_F(RoutesControllerTest, ServiceVipsAdvertisedToExternalPeersOnlyAndWithdraw
     EXPECT_EQ(route.attributes.as_path->ToString(), "64512 64512");
   }
 
-  cluster_->services.Remove("default/web");
+  RemoveService("default/web");
   SyncOk();
   EXPECT_FALSE(speaker_->paths().count(Cidr("10.96.0.10/32")));
   std::string text = metrics_.Render();
@@ -377,7 +521,7 @@ TEST_F(RoutesControllerTest, PodEgressMasqueradeAndIpsets) {
 
   // A node going away leaves the sets by delta, without a rebuild.
   const int rebuilt = ipset_.replaced_sets();
-  cluster_->nodes.Remove("n3");
+  RemoveNode("n3");
   SyncOk();
   EXPECT_EQ(ipset_.sets()[kPodSubnetsSet].entries.size(), 2u);
   EXPECT_EQ(ipset_.replaced_sets(), rebuilt);

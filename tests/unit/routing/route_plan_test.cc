@@ -162,5 +162,81 @@ TEST_F(PlanRoutesTest, TunnelsOnlyTowardsNodes) {
   }
 }
 
+// The kernel's view of one of our routes: what we set plus what the kernel fills in.
+netlink::Route KernelRoute(const std::string& destination, std::optional<std::string> gateway,
+                           std::string device, std::optional<std::string> source = std::nullopt,
+                           uint32_t metric = 0) {
+  netlink::Route route;
+  route.destination = Cidr(destination);
+  if (gateway) route.gateway = Ip(*gateway);
+  route.device = std::move(device);
+  if (source) route.source = Ip(*source);
+  route.protocol = kRouteProtocol;
+  route.metric = metric;
+  return route;
+}
+
+TEST(ToKernelRouteTest, MainTableAndOurProtocol) {
+  auto route = ToKernelRoute({Cidr("10.1.3.0/24"), std::nullopt, "tun-X", Ip("192.0.2.1")});
+  EXPECT_EQ(route, KernelRoute("10.1.3.0/24", std::nullopt, "tun-X", "192.0.2.1"));
+  EXPECT_EQ(route.table, netlink::kMainTable);
+  EXPECT_EQ(route.protocol, 17);
+}
+
+TEST(DiffKernelRoutesTest, Table) {
+  using Op = netlink::RouteChange::Op;
+  const auto via2 = KernelRoute("10.1.2.0/24", "192.0.2.2", "");
+  const auto via2_on_eth0 = KernelRoute("10.1.2.0/24", "192.0.2.2", "eth0");  // kernel's copy
+  const auto via9 = KernelRoute("10.1.2.0/24", "192.0.2.9", "eth0");
+  const auto tunnel = KernelRoute("10.1.3.0/24", std::nullopt, "tun-A", "192.0.2.1");
+  const auto other_tunnel = KernelRoute("10.1.3.0/24", std::nullopt, "tun-B", "192.0.2.1");
+  const auto other_source = KernelRoute("10.1.3.0/24", std::nullopt, "tun-A", "192.0.2.7");
+  const auto no_source = KernelRoute("10.1.3.0/24", std::nullopt, "tun-A");
+  const auto stale = KernelRoute("10.1.99.0/24", "192.0.2.99", "eth0");
+  const auto metric100 = KernelRoute("10.1.2.0/24", "192.0.2.2", "eth0", std::nullopt, 100);
+  struct Case {
+    std::string name;
+    std::vector<netlink::Route> want;
+    std::vector<netlink::Route> have;
+    std::vector<std::pair<Op, netlink::Route>> changes;
+  };
+  const std::vector<Case> cases = {
+      {"nothing", {}, {}, {}},
+      {"missing route is added", {via2}, {}, {{Op::kReplace, via2}}},
+      {"equal route stays", {via2}, {via2}, {}},
+      {"device the kernel filled in is not a difference", {via2}, {via2_on_eth0}, {}},
+      {"other gateway is replaced", {via2}, {via9}, {{Op::kReplace, via2}}},
+      {"other tunnel device is replaced", {tunnel}, {other_tunnel}, {{Op::kReplace, tunnel}}},
+      {"other source is replaced", {tunnel}, {other_source}, {{Op::kReplace, tunnel}}},
+      {"missing source is replaced", {tunnel}, {no_source}, {{Op::kReplace, tunnel}}},
+      {"unwanted route is deleted as the kernel has it", {}, {stale}, {{Op::kDelete, stale}}},
+      {"another metric is another route",
+       {via2},
+       {metric100},
+       {{Op::kReplace, via2}, {Op::kDelete, metric100}}},
+      {"replaces before deletes, unchanged routes left alone",
+       {tunnel, via2},
+       {stale, via2_on_eth0, other_tunnel},
+       {{Op::kReplace, tunnel}, {Op::kDelete, stale}}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    KernelRouteDiff diff = DiffKernelRoutes(c.want, c.have);
+    std::vector<std::pair<Op, netlink::Route>> got;
+    size_t replaced = 0, deleted = 0;
+    for (const auto& change : diff.changes) {
+      got.emplace_back(change.op, change.route);
+      ++(change.op == Op::kDelete ? deleted : replaced);
+    }
+    ASSERT_EQ(got.size(), c.changes.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].first, c.changes[i].first) << i;
+      EXPECT_EQ(got[i].second, c.changes[i].second) << i << ": " << got[i].second.ToString();
+    }
+    EXPECT_EQ(diff.replaced, replaced);
+    EXPECT_EQ(diff.deleted, deleted);
+  }
+}
+
 }  // namespace
 }  // namespace kr::routing
