@@ -5,6 +5,7 @@
 #include "kube_router/base/log.h"
 #include "kube_router/netfilter/adapters.h"
 #include "kube_router/netlink/libnl.h"
+#include "kube_router/netlink/pod_netns.h"
 #include "kube_router/netlink/sysctl.h"
 #include "kube_router/proxy/extensions.h"
 #include "kube_router/proxy/network_services_controller.h"
@@ -88,6 +89,9 @@ struct AgentDataplane {
   std::unique_ptr<netfilter::Ipset> ipset;
   std::unique_ptr<netlink::Sysctl> sysctl;
   std::unique_ptr<netlink::Conntrack> conntrack;
+  std::unique_ptr<netlink::RuleTable> rules;
+  std::unique_ptr<netlink::RouteTable> dsr_routes;
+  std::unique_ptr<netlink::PodNetns> pods;
 };
 
 Result<netfilter::IptablesMode> IptablesModeOf(const Options& options) {

@@ -155,7 +155,100 @@ class ConntrackExtension : public ProxyExtension {
   std::map<VirtualServiceId, bool> had_backends_;
 };
 
+class DsrExtension : public ProxyExtension {
+ public:
+  DsrExtension(DsrDataplane dataplane, netlink::Links* links, const k8s::Cluster* cluster,
+               std::string node_name)
+      : applier_(std::move(dataplane)),
+        links_(links),
+        cluster_(cluster),
+        node_name_(std::move(node_name)) {}
+  std::string Name() const override { return "DSR"; }
+  bool HandlesDsr() const override { return true; }
+
+  Status Apply(const ProxySnapshot& snapshot) override {
+    std::set<ServiceName> now;
+    for (const auto& [name, svc] : *snapshot.services) {
+      for (const auto& d : svc.virtual_services) {
+        if (d.dsr) now.insert(name);
+      }
+    }
+    bool relevant = snapshot.full || !applied_once_;
+    for (const auto& name : snapshot.changed) {
+      relevant = relevant || now.contains(name) || with_dsr_.contains(name);
+    }
+    if (!relevant) return Status::Ok();
+    DsrPlan plan = BuildDsrPlan(DsrInputsOf(snapshot), Mtu());
+    std::set<std::string> problems(plan.problems.begin(), plan.problems.end());
+    for (const auto& p : problems) {
+      if (!logged_.contains(p)) KR_LOG_WARN("service proxy: DSR: {}", p);
+    }
+    logged_ = std::move(problems);
+    Status status = applier_.Apply(plan, applied_once_ ? std::vector<IpAddress>{} : LocalPods());
+    if (status.ok()) {
+      applied_once_ = true;
+      with_dsr_ = std::move(now);
+    }
+    return status;
+  }
+
+  Result<std::vector<std::string>> Cleanup() override { return applier_.Cleanup(LocalPods()); }
+
+ private:
+  uint32_t Mtu() {
+    auto bridge = links_->Get(netlink::kKubeBridgeName);
+    if (bridge.ok() && bridge->has_value() && (*bridge)->mtu != 0) return (*bridge)->mtu;
+    return 1500;
+  }
+  std::vector<IpAddress> LocalPods() {
+    std::vector<IpAddress> out;
+    for (const auto& pod : cluster_->pods.ByIndex(k8s::kIndexNodeName, node_name_)) {
+      if (pod->host_network) continue;
+      for (const auto& text : pod->pod_ips) {
+        if (auto ip = IpAddress::Parse(text)) out.push_back(*ip);
+      }
+    }
+    return out;
+  }
+
+  DsrApplier applier_;
+  netlink::Links* links_;
+  const k8s::Cluster* cluster_;
+  std::string node_name_;
+  bool applied_once_ = false;
+  std::set<ServiceName> with_dsr_;
+  std::set<std::string> logged_;
+};
+
 }  // namespace
+
+std::vector<DsrServiceInput> DsrInputsOf(const ProxySnapshot& snapshot) {
+  std::vector<DsrServiceInput> out;
+  for (const auto& [name, svc] : *snapshot.services) {
+    for (const auto& d : svc.virtual_services) {
+      if (!d.dsr) continue;
+      DsrServiceInput in;
+      in.owner = name.ToString();
+      in.vip = d.vs.service.address;
+      in.protocol = static_cast<uint8_t>(d.vs.service.protocol);
+      in.port = d.vs.service.port;
+      in.scheduler = d.vs.service.scheduler;
+      in.flags = d.vs.service.flags;
+      in.timeout = d.vs.service.timeout;
+      std::set<IpAddress> local;
+      for (const auto& port : svc.ports) {
+        if (port.key != d.owner) continue;
+        for (const auto& ep : port.local_endpoints) local.insert(ep.address);
+      }
+      for (const auto& [id, dest] : d.vs.destinations) {
+        in.endpoints.push_back(dest.address);
+        if (local.contains(dest.address)) in.local_endpoints.push_back(dest.address);
+      }
+      out.push_back(std::move(in));
+    }
+  }
+  return out;
+}
 
 FirewallInput FirewallInputOf(const ProxySnapshot& snapshot, const ProxyConfig& config,
                               const std::vector<netlink::Address>& addresses,
@@ -261,6 +354,12 @@ std::unique_ptr<ProxyExtension> MakeHealthCheckExtension(const std::string& addr
 std::unique_ptr<ProxyExtension> MakeMetricsExtension(metrics::Registry& registry,
                                                      netlink::Ipvs& scrape_ipvs) {
   return std::make_unique<MetricsExtension>(registry, scrape_ipvs);
+}
+
+std::unique_ptr<ProxyExtension> MakeDsrExtension(DsrDataplane dataplane, netlink::Links* links,
+                                                 const k8s::Cluster* cluster,
+                                                 const std::string& node_name) {
+  return std::make_unique<DsrExtension>(std::move(dataplane), links, cluster, node_name);
 }
 
 std::unique_ptr<ProxyExtension> MakeConntrackExtension(netlink::Conntrack* conntrack) {

@@ -17,6 +17,7 @@
 #include "kube_router/netlink/links.h"
 #include "kube_router/netlink/sysctl.h"
 #include "kube_router/proxy/conntrack_cleanup.h"
+#include "kube_router/proxy/dsr.h"
 #include "kube_router/proxy/firewall_plan.h"
 #include "kube_router/proxy/health_check_servers.h"
 #include "kube_router/proxy/network_services_controller.h"
@@ -41,6 +42,10 @@ std::optional<ConntrackCleanupItem> ConntrackItemOf(const netlink::IpvsService& 
                                                     const netlink::IpvsDestination& destination,
                                                     const NodeFacts& node);
 
+// The DSR virtual services of the snapshot (kube-router.io/service.dsr=tunnel on external and
+// LoadBalancer IPs) as DSR inputs: every endpoint of the VIP's family, the local ones marked.
+std::vector<DsrServiceInput> DsrInputsOf(const ProxySnapshot& snapshot);
+
 // --- the extensions ---
 
 struct FirewallDeps {
@@ -59,6 +64,13 @@ std::unique_ptr<ProxyExtension> MakeHealthCheckExtension(const std::string& addr
 // own adapter) and must outlive the extension.
 std::unique_ptr<ProxyExtension> MakeMetricsExtension(metrics::Registry& registry,
                                                      netlink::Ipvs& scrape_ipvs);
+// DSR: programs the virtual services the builder marks `dsr` (the controller then leaves them
+// and their VIPs alone). Rebuilt on full syncs and when a Service that has or had DSR changed;
+// `links` gives the pod-facing MTU (kube-bridge, else 1500); `cluster` this node's pod IPs, whose
+// namespaces the first sync checks for stale tunnel links.
+std::unique_ptr<ProxyExtension> MakeDsrExtension(DsrDataplane dataplane, netlink::Links* links,
+                                                 const k8s::Cluster* cluster,
+                                                 const std::string& node_name);
 // Deletes the conntrack flows that a removed UDP/SCTP backend answered, after each sync.
 std::unique_ptr<ProxyExtension> MakeConntrackExtension(netlink::Conntrack* conntrack);
 

@@ -183,5 +183,86 @@ TEST(ProxyExtensionTranslations, HealthChecksMetricsAndConntrackItems) {
   EXPECT_FALSE(ConntrackItemOf(udp, d, node).has_value());
 }
 
+// DSR through the controller: the annotated external IP becomes a fwmark service with tunnel
+// real servers (no plain service, no VIP on kube-dummy-if); without the annotation it is a plain
+// masquerading service again and the DSR objects are gone.
+TEST(ProxyDsrExtension, AnnotatedExternalIpIsServedByTheDsrApplier) {
+  auto cluster = k8s::MakeCluster();
+  netlink::FakeIpvs ipvs;
+  netlink::FakeLinks links;
+  netlink::FakeRouteTable routes{&links};
+  netlink::FakeRuleTable rules;
+  netlink::FakePodNetns pods;
+  netfilter::FakeIptables mangle;
+  links.Seed({.name = "eth0", .kind = "", .mtu = 1500, .up = true});
+  links.Seed({.name = "lo", .kind = "", .mtu = 65536, .up = true});  // table 78's device
+  cluster->nodes.Upsert("node-a", std::make_shared<k8s::Node>(NodeObj("node-a", {"192.0.2.10"})));
+  auto svc = Svc("dsr", "10.96.0.60", {Port("", 80)});
+  svc.external_ips = {"198.51.100.60"};
+  svc.meta.annotations[kAnnotationDsr] = "tunnel";
+  cluster->services.Upsert("default/dsr", std::make_shared<k8s::Service>(svc));
+  cluster->endpoint_slices.Upsert(
+      "default/dsr-1",
+      std::make_shared<k8s::EndpointSlice>(Slice("dsr", "dsr-1", {{"10.1.0.1"}}, {{"", 80}})));
+
+  DsrDataplane dp;
+  dp.ipvs = &ipvs;
+  dp.rules = &rules;
+  dp.routes = &routes;
+  dp.iptables_v4 = &mangle;
+  dp.pods = &pods;
+  dp.make_pod_links =
+      [](const netlink::PodNetnsContext&) -> Result<std::unique_ptr<netlink::Links>> {
+    return Status::Error("no pod on this node");
+  };
+  dp.make_pod_sysctl = [](const netlink::PodNetnsContext&) {
+    return std::unique_ptr<netlink::Sysctl>();
+  };
+  auto config = Config("node-a");
+  NetworkServicesController controller(config, cluster.get(),
+                                       ProxyDataplane{&ipvs, &links, &routes}, nullptr);
+  controller.AddExtension(MakeDsrExtension(dp, &links, cluster.get(), "node-a"));
+  auto first = controller.Sync(SyncReason::kStartup);
+  ASSERT_TRUE(first.ok()) << first.message();
+
+  auto listed = ipvs.ListServices();
+  ASSERT_TRUE(listed.ok());
+  std::vector<netlink::IpvsService> fwmark;
+  bool plain_external = false, cluster_ip = false;
+  for (const auto& s : *listed) {
+    if (s.fwmark != 0) fwmark.push_back(s);
+    if (s.fwmark == 0 && s.address == Ip("198.51.100.60")) plain_external = true;
+    if (s.fwmark == 0 && s.address == Ip("10.96.0.60")) cluster_ip = true;
+  }
+  ASSERT_EQ(fwmark.size(), 1u);
+  EXPECT_FALSE(plain_external);
+  EXPECT_TRUE(cluster_ip);
+  auto dests = ipvs.ListDestinations(fwmark[0]);
+  ASSERT_TRUE(dests.ok());
+  ASSERT_EQ(dests->size(), 1u);
+  EXPECT_EQ((*dests)[0].forward, netlink::IpvsForward::kTunnel);
+  for (const auto& a : links.addresses()) EXPECT_NE(a.address, Ip("198.51.100.60"));
+  EXPECT_FALSE(rules.rules().empty());
+
+  // The annotation goes: DSR objects removed, the external IP served the plain way.
+  svc.meta.annotations.erase(kAnnotationDsr);
+  cluster->services.Upsert("default/dsr", std::make_shared<k8s::Service>(svc));
+  k8s::Event e;
+  e.kind = k8s::ResourceKind::kService;
+  e.type = k8s::EventType::kUpdated;
+  e.key = "default/dsr";
+  controller.OnUpdate(e);
+  ASSERT_TRUE(controller.Sync(SyncReason::kRequested).ok());
+  listed = ipvs.ListServices();
+  ASSERT_TRUE(listed.ok());
+  plain_external = false;
+  for (const auto& s : *listed) {
+    EXPECT_EQ(s.fwmark, 0u) << s.ToString();
+    if (s.address == Ip("198.51.100.60")) plain_external = true;
+  }
+  EXPECT_TRUE(plain_external);
+  EXPECT_TRUE(rules.rules().empty());
+}
+
 }  // namespace
 }  // namespace kr::proxy
