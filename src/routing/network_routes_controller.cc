@@ -1,25 +1,16 @@
+// The controller's core: what happens when (Sync, full or routes only), the speaker, the BGP
+// policies, peers and advertisements. The kernel side is in kernel_sync.cc, --cleanup-config in
+// cleanup.cc, metrics and the status view in status.cc, the CNI part in cni.cc.
 #include "kube_router/routing/network_routes_controller.h"
 
 #include <algorithm>
 #include <chrono>
-#include <nlohmann/json.hpp>
 
+#include "controller_metrics.h"
 #include "kube_router/base/log.h"
-#include "kube_router/routing/cni_config.h"
-#include "kube_router/routing/pod_egress.h"
 
 namespace kr::routing {
 namespace {
-
-constexpr char kMetricPeerInfo[] = "kube_router_bgp_peer_info";
-constexpr char kMetricAdsSent[] = "kube_router_controller_bgp_advertisements_sent";
-constexpr char kMetricAdsReceived[] = "kube_router_controller_bgp_advertisements_received";
-constexpr char kMetricImportRejected[] = "kube_router_bgp_import_rejected_total";
-constexpr char kMetricRoutesSyncTime[] = "kube_router_controller_routes_sync_time";
-constexpr char kMetricPeersSyncTime[] = "kube_router_controller_bgp_internal_peers_sync_time";
-constexpr char kMetricRoutesSynced[] = "kube_router_host_routes_synced";
-constexpr char kMetricRoutesAdded[] = "kube_router_host_routes_added";
-constexpr char kMetricRoutesRemoved[] = "kube_router_host_routes_removed";
 
 bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config) {
   bgp::PeerConfig peer;
@@ -35,8 +26,6 @@ bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config) 
   peer.description = spec.external ? "external" : "node " + spec.node_name;
   return peer;
 }
-
-std::string PeerType(const PeerSpec& spec) { return spec.external ? "external" : "internal"; }
 
 template <typename Duration>
 double Seconds(Duration d) {
@@ -473,306 +462,10 @@ void NetworkRoutesController::SyncAdvertisements(const std::vector<Advertisement
   }
 }
 
-Status NetworkRoutesController::SyncKernelRoutes(
-    const NodeInfo& self, const Result<std::vector<netlink::Route>>& main_routes,
-    const std::set<IpAddress>& node_addresses) {
-  std::vector<LearnedPath> paths;
-  {
-    std::lock_guard lock(shared_mu_);
-    for (const auto& [prefix, path] : learned_) paths.push_back(path);
-  }
-  if (!main_routes) return main_routes.status().Context("listing kernel routes");
-  std::vector<UnderlayRoute> underlay;
-  std::vector<netlink::Route> ours;
-  for (const auto& route : *main_routes) {
-    if (route.protocol == kRouteProtocol) {
-      ours.push_back(route);
-    } else if (route.type == netlink::RouteType::kUnicast) {
-      underlay.push_back({route.destination, route.gateway});
-    }
-  }
-  RoutePlan plan = PlanRoutes(config_, *self.ip, self.pod_cidrs, paths, underlay, node_addresses);
-  for (const auto& skipped : plan.skipped) KR_VLOG(1, "routing: not routing {}", skipped);
-  for (const auto& collision : plan.name_collisions) {
-    KR_LOG_ERROR("routing: not routing {}", collision);
-  }
-
-  // Tunnels first: a route through a tunnel needs the link to exist and be up.
-  Status tunnel_status = SyncTunnels(plan.tunnels);
-
-  std::vector<netlink::Route> want;
-  for (const auto& route : plan.routes) want.push_back(ToKernelRoute(route));
-  KernelRouteDiff diff = DiffKernelRoutes(want, ours);
-  const auto& changes = diff.changes;
-  std::string refused;
-  if (!changes.empty()) {
-    auto result = dataplane_.routes->Apply(changes);
-    if (!result) return result.status().Context("programming routes");
-    for (const auto& error : *result) {
-      refused += (refused.empty() ? "" : "; ") + changes[error.index].route.ToString() + ": " +
-                 error.message;
-    }
-    for (const auto& change : changes) {
-      KR_VLOG(1, "routing: {} {}",
-              change.op == netlink::RouteChange::Op::kDelete ? "deleted" : "installed",
-              change.route.ToString());
-    }
-  }
-  metrics_->GetCounter(kMetricRoutesAdded, "Total number of routes added to the host")
-      .Inc(diff.replaced);
-  metrics_->GetCounter(kMetricRoutesRemoved, "Total number of routes removed from the host")
-      .Inc(diff.deleted);
-  metrics_->GetGauge(kMetricRoutesSynced, "Number of learned routes installed on the host")
-      .Set(static_cast<double>(want.size()));
-  installed_routes_ = want;
-  if (!tunnel_status.ok()) return tunnel_status;
-  if (!refused.empty()) return Status::Error("kernel refused routes: " + refused);
-  return Status::Ok();
-}
-
-Status NetworkRoutesController::SyncTunnels(const std::vector<DesiredTunnel>& desired) {
-  auto links = dataplane_.links->List();
-  if (!links) return links.status().Context("listing links");
-  std::map<std::string, netlink::Link> existing;
-  for (const auto& link : *links) {
-    if (IsOurTunnelName(link.name) && (link.kind == "ipip" || link.kind == "ip6tnl")) {
-      existing.emplace(link.name, link);
-    }
-  }
-  std::vector<std::string> errors;
-  for (const auto& tunnel : desired) {
-    auto it = existing.find(tunnel.name);
-    bool create = it == existing.end();
-    if (!create &&
-        (it->second.tunnel_local != tunnel.local || it->second.tunnel_remote != tunnel.remote)) {
-      KR_LOG_INFO("routing: tunnel {} has other end points; recreating", tunnel.name);
-      if (auto status = dataplane_.links->Delete(tunnel.name); !status.ok()) {
-        errors.push_back(status.message());
-        continue;
-      }
-      create = true;
-    }
-    if (create) {
-      netlink::TunnelSpec spec{tunnel.name, tunnel.local, tunnel.remote, 0, 0};
-      if (auto status = dataplane_.links->CreateTunnel(spec); !status.ok()) {
-        errors.push_back("creating tunnel " + tunnel.name + ": " + status.message());
-        continue;
-      }
-      KR_LOG_INFO("routing: created tunnel {} to {}", tunnel.name, tunnel.remote.ToString());
-    }
-    if (create || !it->second.up) {
-      if (auto status = dataplane_.links->SetUp(tunnel.name, true); !status.ok()) {
-        errors.push_back("bringing up " + tunnel.name + ": " + status.message());
-      }
-    }
-  }
-  for (const auto& [name, link] : existing) {
-    bool wanted = std::any_of(desired.begin(), desired.end(),
-                              [&](const DesiredTunnel& t) { return t.name == name; });
-    if (wanted) continue;
-    if (auto status = dataplane_.links->Delete(name); !status.ok()) {
-      errors.push_back("deleting tunnel " + name + ": " + status.message());
-    } else {
-      KR_LOG_INFO("routing: deleted tunnel {}", name);
-    }
-  }
-  installed_tunnels_ = desired;
-  if (!errors.empty()) {
-    std::string joined;
-    for (const auto& e : errors) joined += (joined.empty() ? "" : "; ") + e;
-    return Status::Error(joined);
-  }
-  return Status::Ok();
-}
-
-Status NetworkRoutesController::SyncPodEgress(const std::vector<NodeInfo>& nodes) {
-  if (!dataplane_.ipset || !dataplane_.iptables) return Status::Ok();
-  auto sets = dataplane_.ipset->List();
-  if (!sets) return sets.status().Context("listing ipsets");
-  netfilter::IpsetUpdate set_update = PlanSetUpdate(DesiredEgressSets(nodes), *sets);
-  if (!set_update.empty()) {
-    if (auto status = dataplane_.ipset->Apply(set_update); !status.ok()) {
-      return status.Context("updating the pod/node ipsets");
-    }
-  }
-  auto nat = dataplane_.iptables->Save("nat");
-  if (!nat) return nat.status().Context("reading the nat table");
-  netfilter::TableUpdate update = PlanPodEgress(*nat, config_.enable_pod_egress);
-  if (!update.empty()) {
-    if (auto status = dataplane_.iptables->Apply(update); !status.ok()) {
-      return status.Context("updating the pod egress masquerade");
-    }
-    KR_LOG_INFO("routing: pod egress masquerade {}",
-                config_.enable_pod_egress ? "installed" : "removed");
-  }
-  return Status::Ok();
-}
-
-Result<uint32_t> NetworkRoutesController::NodeMtu(const NodeInfo& self) {
-  auto addresses = dataplane_.links->ListAddresses("");
-  if (!addresses) return addresses.status();
-  for (const auto& address : *addresses) {
-    if (address.address != *self.ip) continue;
-    auto link = dataplane_.links->Get(address.device);
-    if (!link) return link.status();
-    if (*link && (*link)->mtu > 0) return (*link)->mtu;
-  }
-  return Status::Error("no interface holds the node address " + self.ip->ToString());
-}
-
-void NetworkRoutesController::UpdatePeerMetrics() {
-  std::vector<bgp::PeerStatus> statuses = speaker_->Peers();
-  nlohmann::json peers = nlohmann::json::array();
-  for (const auto& status : statuses) {
-    auto spec = peers_.find(status.config.address);
-    const std::string type = spec != peers_.end() ? PeerType(spec->second) : std::string("unknown");
-    metrics::LabelSet labels = {{"address", status.config.address.ToString()},
-                                {"type", type},
-                                {"asn", std::to_string(status.config.remote_asn)},
-                                {"state", bgp::PeerStateName(status.state)}};
-    auto& current = peer_info_series_[status.config.address];
-    if (current != labels) {
-      if (!current.empty()) metrics_->RemoveSeries(kMetricPeerInfo, current);
-      current = labels;
-    }
-    metrics_->GetGauge(kMetricPeerInfo, "BGP peer information", labels).Set(1);
-    peers.push_back({{"address", status.config.address.ToString()},
-                     {"asn", status.config.remote_asn},
-                     {"type", type},
-                     {"state", bgp::PeerStateName(status.state)},
-                     {"uptime_seconds", status.uptime.count()},
-                     {"prefixes_received", status.prefixes_received},
-                     {"prefixes_sent", status.prefixes_sent},
-                     {"last_error", status.last_error}});
-  }
-  nlohmann::json advertised = nlohmann::json::array();
-  for (const auto& [prefix, ad] : advertised_) {
-    advertised.push_back({{"prefix", prefix.ToString()},
-                          {"next_hop", ad.next_hop.ToString()},
-                          {"kind", RouteKindName(ad.kind)}});
-  }
-  nlohmann::json routes = nlohmann::json::array();
-  for (const auto& route : installed_routes_) routes.push_back(route.ToString());
-  nlohmann::json tunnels = nlohmann::json::array();
-  for (const auto& tunnel : installed_tunnels_) {
-    tunnels.push_back({{"name", tunnel.name},
-                       {"local", tunnel.local.ToString()},
-                       {"remote", tunnel.remote.ToString()}});
-  }
-  nlohmann::json view = {
-      {"node", config_.node_name},
-      {"local_asn", speaker_config_ ? speaker_config_->local_asn : 0},
-      {"router_id", speaker_config_ ? speaker_config_->router_id.ToString() : ""},
-      {"peers", peers},
-      {"advertised", advertised},
-      {"routes", routes},
-      {"tunnels", tunnels}};
-  std::lock_guard lock(shared_mu_);
-  status_json_ = view.dump(2);
-}
-
-std::string NetworkRoutesController::StatusJson() const {
-  std::lock_guard lock(shared_mu_);
-  return status_json_;
-}
-
-Result<std::vector<std::string>> NetworkRoutesController::Cleanup() {
-  std::vector<std::string> removed;
-  std::vector<std::string> errors;
-  // Routes with our protocol, in every family; nobody else's.
-  for (auto family : {IpAddress::Family::kV4, IpAddress::Family::kV6}) {
-    auto routes = dataplane_.routes->List({family, std::nullopt, kRouteProtocol, {}});
-    if (!routes) {
-      errors.push_back(routes.error());
-      continue;
-    }
-    std::vector<netlink::RouteChange> changes;
-    for (const auto& route : *routes) changes.push_back({netlink::RouteChange::Op::kDelete, route});
-    if (changes.empty()) continue;
-    auto result = dataplane_.routes->Apply(changes);
-    if (!result) {
-      errors.push_back(result.error());
-      continue;
-    }
-    for (size_t i = 0; i < changes.size(); ++i) {
-      bool refused = std::any_of(result->begin(), result->end(),
-                                 [&](const netlink::RouteChangeError& e) { return e.index == i; });
-      if (!refused) removed.push_back("route " + changes[i].route.ToString());
-    }
-  }
-  if (auto links = dataplane_.links->List(); links) {
-    for (const auto& link : *links) {
-      if (!IsOurTunnelName(link.name) || (link.kind != "ipip" && link.kind != "ip6tnl")) continue;
-      if (auto status = dataplane_.links->Delete(link.name); status.ok()) {
-        removed.push_back("tunnel " + link.name);
-      } else {
-        errors.push_back(status.message());
-      }
-    }
-  } else {
-    errors.push_back(links.error());
-  }
-  if (dataplane_.iptables) {
-    if (auto nat = dataplane_.iptables->Save("nat"); nat) {
-      auto update = PlanPodEgress(*nat, /*enabled=*/false);
-      if (!update.empty()) {
-        if (auto status = dataplane_.iptables->Apply(update); status.ok()) {
-          removed.push_back(std::string("nat chain ") + kPodEgressChain + " and its jump");
-        } else {
-          errors.push_back(status.message());
-        }
-      }
-    } else {
-      errors.push_back(nat.error());
-    }
-  }
-  if (dataplane_.ipset) {
-    // Only our two sets, never every set on the host (kube-router's Cleanup destroys all).
-    if (auto names = dataplane_.ipset->ListNames(); names) {
-      netfilter::IpsetUpdate update;
-      for (const auto& name : *names) {
-        if (name == kPodSubnetsSet || name == kNodeIpsSet) update.destroy.push_back(name);
-      }
-      if (!update.empty()) {
-        if (auto status = dataplane_.ipset->Apply(update); status.ok()) {
-          for (const auto& name : update.destroy) removed.push_back("ipset " + name);
-        } else {
-          errors.push_back(status.message());
-        }
-      }
-    } else {
-      errors.push_back(names.error());
-    }
-  }
-  if (auto addresses = dataplane_.links->ListAddresses(kBridgeName); addresses) {
-    for (const auto& address : *addresses) {
-      // The kernel's own link-local address stays; ours are the gateway addresses.
-      if (address.scope != netlink::Scope::kUniverse) continue;
-      if (auto status = dataplane_.links->DeleteAddress(address); status.ok()) {
-        removed.push_back("address " + address.ToString());
-      } else {
-        errors.push_back(status.message());
-      }
-    }
-  }
-  if (!errors.empty()) {
-    std::string joined;
-    for (const auto& e : errors) joined += (joined.empty() ? "" : "; ") + e;
-    return Status::Error("routing cleanup: " + joined);
-  }
-  return removed;
-}
-
 void NetworkRoutesController::Shutdown() {
   if (!speaker_) return;
   speaker_->Stop(config_.graceful_restart);
   speaker_.reset();
-}
-
-std::function<std::string()> StatusViewSource(Controller* controller) {
-  auto* routes = dynamic_cast<NetworkRoutesController*>(controller);
-  if (!routes) return nullptr;
-  return [routes] { return routes->StatusJson(); };
 }
 
 }  // namespace kr::routing

@@ -1,0 +1,97 @@
+// --cleanup-config: removes exactly what the routes controller owns, nothing else.
+#include <algorithm>
+
+#include "kube_router/routing/cni_config.h"
+#include "kube_router/routing/network_routes_controller.h"
+#include "kube_router/routing/pod_egress.h"
+
+namespace kr::routing {
+
+Result<std::vector<std::string>> NetworkRoutesController::Cleanup() {
+  std::vector<std::string> removed;
+  std::vector<std::string> errors;
+  // Routes with our protocol, in every family; nobody else's.
+  for (auto family : {IpAddress::Family::kV4, IpAddress::Family::kV6}) {
+    auto routes = dataplane_.routes->List({family, std::nullopt, kRouteProtocol, {}});
+    if (!routes) {
+      errors.push_back(routes.error());
+      continue;
+    }
+    std::vector<netlink::RouteChange> changes;
+    for (const auto& route : *routes) changes.push_back({netlink::RouteChange::Op::kDelete, route});
+    if (changes.empty()) continue;
+    auto result = dataplane_.routes->Apply(changes);
+    if (!result) {
+      errors.push_back(result.error());
+      continue;
+    }
+    for (size_t i = 0; i < changes.size(); ++i) {
+      bool refused = std::any_of(result->begin(), result->end(),
+                                 [&](const netlink::RouteChangeError& e) { return e.index == i; });
+      if (!refused) removed.push_back("route " + changes[i].route.ToString());
+    }
+  }
+  if (auto links = dataplane_.links->List(); links) {
+    for (const auto& link : *links) {
+      if (!IsOurTunnelName(link.name) || (link.kind != "ipip" && link.kind != "ip6tnl")) continue;
+      if (auto status = dataplane_.links->Delete(link.name); status.ok()) {
+        removed.push_back("tunnel " + link.name);
+      } else {
+        errors.push_back(status.message());
+      }
+    }
+  } else {
+    errors.push_back(links.error());
+  }
+  if (dataplane_.iptables) {
+    if (auto nat = dataplane_.iptables->Save("nat"); nat) {
+      auto update = PlanPodEgress(*nat, /*enabled=*/false);
+      if (!update.empty()) {
+        if (auto status = dataplane_.iptables->Apply(update); status.ok()) {
+          removed.push_back(std::string("nat chain ") + kPodEgressChain + " and its jump");
+        } else {
+          errors.push_back(status.message());
+        }
+      }
+    } else {
+      errors.push_back(nat.error());
+    }
+  }
+  if (dataplane_.ipset) {
+    // Only our two sets, never every set on the host (kube-router's Cleanup destroys all).
+    if (auto names = dataplane_.ipset->ListNames(); names) {
+      netfilter::IpsetUpdate update;
+      for (const auto& name : *names) {
+        if (name == kPodSubnetsSet || name == kNodeIpsSet) update.destroy.push_back(name);
+      }
+      if (!update.empty()) {
+        if (auto status = dataplane_.ipset->Apply(update); status.ok()) {
+          for (const auto& name : update.destroy) removed.push_back("ipset " + name);
+        } else {
+          errors.push_back(status.message());
+        }
+      }
+    } else {
+      errors.push_back(names.error());
+    }
+  }
+  if (auto addresses = dataplane_.links->ListAddresses(kBridgeName); addresses) {
+    for (const auto& address : *addresses) {
+      // The kernel's own link-local address stays; ours are the gateway addresses.
+      if (address.scope != netlink::Scope::kUniverse) continue;
+      if (auto status = dataplane_.links->DeleteAddress(address); status.ok()) {
+        removed.push_back("address " + address.ToString());
+      } else {
+        errors.push_back(status.message());
+      }
+    }
+  }
+  if (!errors.empty()) {
+    std::string joined;
+    for (const auto& e : errors) joined += (joined.empty() ? "" : "; ") + e;
+    return Status::Error("routing cleanup: " + joined);
+  }
+  return removed;
+}
+
+}  // namespace kr::routing

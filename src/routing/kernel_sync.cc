@@ -1,0 +1,159 @@
+// The controller's kernel sync: learned routes and IPIP tunnels (the part a learned or withdrawn
+// path needs) and the pod egress ipsets and masquerade chain.
+#include <algorithm>
+
+#include "controller_metrics.h"
+#include "kube_router/base/log.h"
+#include "kube_router/routing/network_routes_controller.h"
+#include "kube_router/routing/pod_egress.h"
+
+namespace kr::routing {
+
+Status NetworkRoutesController::SyncKernelRoutes(
+    const NodeInfo& self, const Result<std::vector<netlink::Route>>& main_routes,
+    const std::set<IpAddress>& node_addresses) {
+  std::vector<LearnedPath> paths;
+  {
+    std::lock_guard lock(shared_mu_);
+    for (const auto& [prefix, path] : learned_) paths.push_back(path);
+  }
+  if (!main_routes) return main_routes.status().Context("listing kernel routes");
+  std::vector<UnderlayRoute> underlay;
+  std::vector<netlink::Route> ours;
+  for (const auto& route : *main_routes) {
+    if (route.protocol == kRouteProtocol) {
+      ours.push_back(route);
+    } else if (route.type == netlink::RouteType::kUnicast) {
+      underlay.push_back({route.destination, route.gateway});
+    }
+  }
+  RoutePlan plan = PlanRoutes(config_, *self.ip, self.pod_cidrs, paths, underlay, node_addresses);
+  for (const auto& skipped : plan.skipped) KR_VLOG(1, "routing: not routing {}", skipped);
+  for (const auto& collision : plan.name_collisions) {
+    KR_LOG_ERROR("routing: not routing {}", collision);
+  }
+
+  // Tunnels first: a route through a tunnel needs the link to exist and be up.
+  Status tunnel_status = SyncTunnels(plan.tunnels);
+
+  std::vector<netlink::Route> want;
+  for (const auto& route : plan.routes) want.push_back(ToKernelRoute(route));
+  KernelRouteDiff diff = DiffKernelRoutes(want, ours);
+  const auto& changes = diff.changes;
+  std::string refused;
+  if (!changes.empty()) {
+    auto result = dataplane_.routes->Apply(changes);
+    if (!result) return result.status().Context("programming routes");
+    for (const auto& error : *result) {
+      refused += (refused.empty() ? "" : "; ") + changes[error.index].route.ToString() + ": " +
+                 error.message;
+    }
+    for (const auto& change : changes) {
+      KR_VLOG(1, "routing: {} {}",
+              change.op == netlink::RouteChange::Op::kDelete ? "deleted" : "installed",
+              change.route.ToString());
+    }
+  }
+  metrics_->GetCounter(kMetricRoutesAdded, "Total number of routes added to the host")
+      .Inc(diff.replaced);
+  metrics_->GetCounter(kMetricRoutesRemoved, "Total number of routes removed from the host")
+      .Inc(diff.deleted);
+  metrics_->GetGauge(kMetricRoutesSynced, "Number of learned routes installed on the host")
+      .Set(static_cast<double>(want.size()));
+  installed_routes_ = want;
+  if (!tunnel_status.ok()) return tunnel_status;
+  if (!refused.empty()) return Status::Error("kernel refused routes: " + refused);
+  return Status::Ok();
+}
+
+Status NetworkRoutesController::SyncTunnels(const std::vector<DesiredTunnel>& desired) {
+  auto links = dataplane_.links->List();
+  if (!links) return links.status().Context("listing links");
+  std::map<std::string, netlink::Link> existing;
+  for (const auto& link : *links) {
+    if (IsOurTunnelName(link.name) && (link.kind == "ipip" || link.kind == "ip6tnl")) {
+      existing.emplace(link.name, link);
+    }
+  }
+  std::vector<std::string> errors;
+  for (const auto& tunnel : desired) {
+    auto it = existing.find(tunnel.name);
+    bool create = it == existing.end();
+    if (!create &&
+        (it->second.tunnel_local != tunnel.local || it->second.tunnel_remote != tunnel.remote)) {
+      KR_LOG_INFO("routing: tunnel {} has other end points; recreating", tunnel.name);
+      if (auto status = dataplane_.links->Delete(tunnel.name); !status.ok()) {
+        errors.push_back(status.message());
+        continue;
+      }
+      create = true;
+    }
+    if (create) {
+      netlink::TunnelSpec spec{tunnel.name, tunnel.local, tunnel.remote, 0, 0};
+      if (auto status = dataplane_.links->CreateTunnel(spec); !status.ok()) {
+        errors.push_back("creating tunnel " + tunnel.name + ": " + status.message());
+        continue;
+      }
+      KR_LOG_INFO("routing: created tunnel {} to {}", tunnel.name, tunnel.remote.ToString());
+    }
+    if (create || !it->second.up) {
+      if (auto status = dataplane_.links->SetUp(tunnel.name, true); !status.ok()) {
+        errors.push_back("bringing up " + tunnel.name + ": " + status.message());
+      }
+    }
+  }
+  for (const auto& [name, link] : existing) {
+    bool wanted = std::any_of(desired.begin(), desired.end(),
+                              [&](const DesiredTunnel& t) { return t.name == name; });
+    if (wanted) continue;
+    if (auto status = dataplane_.links->Delete(name); !status.ok()) {
+      errors.push_back("deleting tunnel " + name + ": " + status.message());
+    } else {
+      KR_LOG_INFO("routing: deleted tunnel {}", name);
+    }
+  }
+  installed_tunnels_ = desired;
+  if (!errors.empty()) {
+    std::string joined;
+    for (const auto& e : errors) joined += (joined.empty() ? "" : "; ") + e;
+    return Status::Error(joined);
+  }
+  return Status::Ok();
+}
+
+Status NetworkRoutesController::SyncPodEgress(const std::vector<NodeInfo>& nodes) {
+  if (!dataplane_.ipset || !dataplane_.iptables) return Status::Ok();
+  auto sets = dataplane_.ipset->List();
+  if (!sets) return sets.status().Context("listing ipsets");
+  netfilter::IpsetUpdate set_update = PlanSetUpdate(DesiredEgressSets(nodes), *sets);
+  if (!set_update.empty()) {
+    if (auto status = dataplane_.ipset->Apply(set_update); !status.ok()) {
+      return status.Context("updating the pod/node ipsets");
+    }
+  }
+  auto nat = dataplane_.iptables->Save("nat");
+  if (!nat) return nat.status().Context("reading the nat table");
+  netfilter::TableUpdate update = PlanPodEgress(*nat, config_.enable_pod_egress);
+  if (!update.empty()) {
+    if (auto status = dataplane_.iptables->Apply(update); !status.ok()) {
+      return status.Context("updating the pod egress masquerade");
+    }
+    KR_LOG_INFO("routing: pod egress masquerade {}",
+                config_.enable_pod_egress ? "installed" : "removed");
+  }
+  return Status::Ok();
+}
+
+Result<uint32_t> NetworkRoutesController::NodeMtu(const NodeInfo& self) {
+  auto addresses = dataplane_.links->ListAddresses("");
+  if (!addresses) return addresses.status();
+  for (const auto& address : *addresses) {
+    if (address.address != *self.ip) continue;
+    auto link = dataplane_.links->Get(address.device);
+    if (!link) return link.status();
+    if (*link && (*link)->mtu > 0) return (*link)->mtu;
+  }
+  return Status::Error("no interface holds the node address " + self.ip->ToString());
+}
+
+}  // namespace kr::routing
