@@ -388,7 +388,13 @@ TEST_F(ProxyControllerTest, ForeignStateSurvivesSyncsRestartAndCleanup) {
   IpvsService fwmark;
   fwmark.address = Ip("0.0.0.0");
   fwmark.fwmark = 99;
-  for (const auto& s : {keepalived, ssh, excluded, fwmark}) ASSERT_TRUE(ipvs.AddService(s).ok());
+  // A port inside the NodePort range, but on an address that is not this node's.
+  IpvsService remote_range;
+  remote_range.address = Ip("198.51.100.77");
+  remote_range.port = 30500;
+  for (const auto& s : {keepalived, ssh, excluded, fwmark, remote_range}) {
+    ASSERT_TRUE(ipvs.AddService(s).ok());
+  }
   IpvsDestination real;
   real.address = Ip("192.0.2.201");
   real.port = 80;
@@ -396,7 +402,8 @@ TEST_F(ProxyControllerTest, ForeignStateSurvivesSyncsRestartAndCleanup) {
   ASSERT_TRUE(ipvs.AddDestination(keepalived, real).ok());
   ASSERT_TRUE(links.AddAddress({"eth0", Ip("192.0.2.200"), 32, netlink::Scope::kUniverse}).ok());
   const std::vector<std::string> foreign = {"TCP 192.0.2.200:80", "TCP 192.0.2.10:22",
-                                            "TCP 10.96.255.1:80", "FWM 99 IPv4"};
+                                            "TCP 10.96.255.1:80", "FWM 99 IPv4",
+                                            "TCP 198.51.100.77:30500"};
 
   StandardServices();
   ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
