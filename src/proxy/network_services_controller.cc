@@ -105,8 +105,9 @@ NetworkServicesController::~NetworkServicesController() { Shutdown(); }
 std::vector<k8s::ResourceKind> NetworkServicesController::WatchedKinds() const {
   std::vector<k8s::ResourceKind> kinds = {
       k8s::ResourceKind::kService, k8s::ResourceKind::kEndpointSlice, k8s::ResourceKind::kNode};
-  // Pods only for their terminationGracePeriodSeconds (a large cache otherwise not needed).
-  if (config_.graceful_termination) kinds.push_back(k8s::ResourceKind::kPod);
+  // Pods only for their terminationGracePeriodSeconds and for DSR's local pod IPs (a large
+  // cache otherwise not needed).
+  if (config_.graceful_termination || dsr_extension_) kinds.push_back(k8s::ResourceKind::kPod);
   return kinds;
 }
 

@@ -623,6 +623,19 @@ TEST_F(ProxyControllerTest, ExtensionsSeeChangesRemovalsAndDsr) {
   EXPECT_THAT(*removed, ::testing::Contains("recorder state"));
 }
 
+TEST_F(ProxyControllerTest, PodsAreWatchedOnlyWhenGracefulTerminationOrDsrNeedThem) {
+  auto watches_pods = [](const NetworkServicesController& c) {
+    auto kinds = c.WatchedKinds();
+    return std::find(kinds.begin(), kinds.end(), k8s::ResourceKind::kPod) != kinds.end();
+  };
+  EXPECT_FALSE(watches_pods(*Make()));
+  auto dsr = Make();
+  dsr->AddExtension(std::make_unique<RecordingExtension>(/*dsr=*/true));
+  EXPECT_TRUE(watches_pods(*dsr));
+  config.graceful_termination = true;
+  EXPECT_TRUE(watches_pods(*Make()));
+}
+
 TEST_F(ProxyControllerTest, WithoutADsrExtensionDsrServicesAreProgrammedNormally) {
   auto dsr = Svc("dsr", "10.96.0.60", {Port("", 80)});
   dsr.external_ips = {"198.51.100.60"};
