@@ -60,6 +60,9 @@ Result<int> Listen(const IpAddress& address, uint16_t port) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  // SYN-ACKs leave with TTL 255, so a peer using GTSM (RFC 5082) can connect to us; the
+  // accepted socket then gets the peer's own TTL.
+  (void)SetTtl(fd, family == AF_INET6, 255);
   socklen_t len = 0;
   auto ss = ToSockaddr(address, port, len);
   if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, 64) != 0) {
@@ -102,8 +105,14 @@ Status SetTtl(int fd, bool ipv6, int ttl) {
   return rc == 0 ? Status::Ok() : Errno("setsockopt(TTL)");
 }
 
+Status SetMinTtl(int fd, bool ipv6, int min_ttl) {
+  int rc = ipv6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_MINHOPCOUNT, &min_ttl, sizeof(min_ttl))
+                : setsockopt(fd, IPPROTO_IP, IP_MINTTL, &min_ttl, sizeof(min_ttl));
+  return rc == 0 ? Status::Ok() : Errno("setsockopt(minimum TTL)");
+}
+
 Result<int> StartConnect(const IpAddress& remote, uint16_t port, const IpAddress* local,
-                         const std::string& md5_key, int ttl) {
+                         const std::string& md5_key, int ttl, int min_ttl) {
   int family = remote.is_v4() ? AF_INET : AF_INET6;
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Errno("socket");
@@ -122,6 +131,9 @@ Result<int> StartConnect(const IpAddress& remote, uint16_t port, const IpAddress
     if (Status s = SetMd5Key(fd, remote, md5_key); !s.ok()) return fail(s);
   }
   if (Status s = SetTtl(fd, !remote.is_v4(), ttl); !s.ok()) return fail(s);
+  if (min_ttl > 0) {
+    if (Status s = SetMinTtl(fd, !remote.is_v4(), min_ttl); !s.ok()) return fail(s);
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   socklen_t len = 0;

@@ -253,6 +253,13 @@ class SpeakerImpl final : public Speaker {
     return peer.config.hold_time_s.value_or(config_.hold_time_s);
   }
   bool IsIbgp(const Peer& peer) const { return peer.config.remote_asn == config_.local_asn; }
+  static bool Gtsm(const Peer& peer) {
+    return peer.config.ttl_security && peer.config.multihop_ttl == 0;
+  }
+  int SendTtl(const Peer& peer) const {
+    if (peer.config.multihop_ttl) return peer.config.multihop_ttl;
+    return IsIbgp(peer) || Gtsm(peer) ? 255 : 1;
+  }
   Session* Other(Session& s) {
     Peer& p = *s.peer;
     return &s == p.out.get() ? p.in.get() : p.out.get();
@@ -388,7 +395,7 @@ void SpeakerImpl::DoAddPeer(const PeerConfig& config) {
                  old.port != config.port || old.multihop_ttl != config.multihop_ttl ||
                  old.local_address != config.local_address || old.passive != config.passive ||
                  old.route_reflector_client != config.route_reflector_client ||
-                 old.hold_time_s != config.hold_time_s;
+                 old.hold_time_s != config.hold_time_s || old.ttl_security != config.ttl_security;
     if (!reset) {
       p.config.description = config.description;
       p.config.max_prefixes = config.max_prefixes;
@@ -477,8 +484,16 @@ void SpeakerImpl::OnAccept(int listen_fd) {
         continue;
       }
     }
-    int ttl = p.config.multihop_ttl ? p.config.multihop_ttl : (IsIbgp(p) ? 255 : 1);
-    (void)net::SetTtl(fd, from.is_v6(), ttl);
+    (void)net::SetTtl(fd, from.is_v6(), SendTtl(p));
+    if (Gtsm(p)) {
+      // Segments already queued were checked by nobody; from here on the kernel drops any
+      // with a lower TTL, so an OPEN from further away never arrives.
+      if (Status st = net::SetMinTtl(fd, from.is_v6(), 255); !st.ok()) {
+        KR_LOG_ERROR("BGP peer {}: {}; refusing the connection", from.ToString(), st.message());
+        close(fd);
+        continue;
+      }
+    }
     Session* target = nullptr;
     if (p.out && (p.out->state == PeerState::kIdle || p.out->state == PeerState::kConnect ||
                   p.out->state == PeerState::kActive)) {
@@ -722,9 +737,9 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
   if (a & kInitiateTcp) {
     CloseFd(s);
     IpAddress local = p.config.local_address.value_or(IpAddress());
-    int ttl = p.config.multihop_ttl ? p.config.multihop_ttl : (IsIbgp(p) ? 255 : 1);
     auto fd = net::StartConnect(p.config.address, p.config.port,
-                                p.config.local_address ? &local : nullptr, p.config.password, ttl);
+                                p.config.local_address ? &local : nullptr, p.config.password,
+                                SendTtl(p), Gtsm(p) ? 255 : 0);
     if (!fd.ok()) {
       p.last_error = fd.error();
       KR_VLOG(1, "BGP peer {}: {}", p.config.address.ToString(), fd.error());

@@ -218,6 +218,10 @@ const std::vector<Flag>& Flags() {
                  "Enable BGP graceful restart (RFC 4724) towards all peers."),
         DurationFlag("bgp-graceful-restart-time", &O::bgp_graceful_restart_time, kPos,
                      "BGP graceful restart time announced to peers (at most 4095s)."),
+        BoolFlag("bgp-ttl-security", &O::bgp_ttl_security,
+                 "GTSM (RFC 5082) towards directly connected BGP peers: send TTL 255 and drop "
+                 "their packets that arrive with less. The peers must do the same. Not in "
+                 "kube-router; off by default."),
         DurationFlag("bgp-holdtime", &O::bgp_holdtime, kPos,
                      "BGP hold time announced to peers (between 3s and 18h12m16s)."),
         UintFlag<uint32_t>("bgp-port", "uint32", &O::bgp_port,

@@ -66,6 +66,7 @@ Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
     return Status::Error("--bgp-holdtime: must be 0 or at least 3s");
   }
   config.graceful_restart = options.bgp_graceful_restart;
+  config.ttl_security = options.bgp_ttl_security;
   config.service_ranges = options.service_cluster_ip_range;
   config.service_ranges.insert(config.service_ranges.end(),
                                options.service_external_ip_range.begin(),

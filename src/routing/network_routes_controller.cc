@@ -12,7 +12,9 @@
 namespace kr::routing {
 namespace {
 
-bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config) {
+// `directly_connected`: the peer is on one of this node's connected subnets (GTSM applies).
+bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config,
+                             bool directly_connected) {
   bgp::PeerConfig peer;
   peer.address = spec.address;
   peer.remote_asn = spec.asn;
@@ -23,6 +25,7 @@ bgp::PeerConfig ToPeerConfig(const PeerSpec& spec, const RoutingConfig& config) 
   peer.local_address = spec.local_address;
   peer.hold_time_s = static_cast<uint16_t>(config.hold_time.count());
   peer.max_prefixes = config.max_prefixes_per_peer;
+  peer.ttl_security = config.ttl_security && directly_connected && spec.multihop_ttl == 0;
   peer.description = spec.external ? "external" : "node " + spec.node_name;
   return peer;
 }
@@ -392,6 +395,14 @@ void NetworkRoutesController::OnBestPath(const bgp::BestPathChange& change) {
   if (request_sync_) request_sync_();
 }
 
+bool NetworkRoutesController::OnConnectedSubnet(const IpAddress& address) const {
+  std::lock_guard lock(shared_mu_);
+  for (const auto& subnet : policy_->import.node_subnets) {
+    if (subnet.Contains(address)) return true;
+  }
+  return false;
+}
+
 void NetworkRoutesController::SyncPeers(const std::vector<PeerSpec>& desired) {
   std::map<IpAddress, PeerSpec> want;
   for (const auto& peer : desired) {
@@ -418,11 +429,11 @@ void NetworkRoutesController::SyncPeers(const std::vector<PeerSpec>& desired) {
     if (current == peers_.end()) {
       KR_LOG_INFO("routing: adding BGP peer {} AS {} ({})", address.ToString(), peer.asn,
                   PeerType(peer));
-      speaker_->AddPeer(ToPeerConfig(peer, config_));
+      speaker_->AddPeer(ToPeerConfig(peer, config_, OnConnectedSubnet(peer.address)));
     } else {
       KR_LOG_INFO("routing: updating BGP peer {} AS {} ({})", address.ToString(), peer.asn,
                   PeerType(peer));
-      speaker_->UpdatePeer(ToPeerConfig(peer, config_));
+      speaker_->UpdatePeer(ToPeerConfig(peer, config_, OnConnectedSubnet(peer.address)));
     }
     peers_[address] = peer;
   }

@@ -74,6 +74,11 @@ struct PeerConfig {
   uint16_t port = 179;   // the peer's port for active connections
   // eBGP multihop TTL; 0 = directly connected (TTL 1 for eBGP, 255 for iBGP).
   uint8_t multihop_ttl = 0;
+  // RFC 5082 GTSM for a directly connected peer (ignored with multihop_ttl): we send TTL 255
+  // and the kernel drops the peer's segments that arrive with a lower TTL (IP_MINTTL /
+  // IPV6_MINHOPCOUNT), so nobody more than one hop away can reach the session. The peer must
+  // send TTL 255 too; off by default (kube-router has no GTSM).
+  bool ttl_security = false;
   bool passive = false;                 // never connect, only accept
   bool route_reflector_client = false;  // RFC 4456 client of ours
   std::optional<IpAddress> local_address;

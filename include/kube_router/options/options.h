@@ -84,6 +84,7 @@ struct Options {
   uint32_t bgp_port = 179;
   milliseconds bgp_holdtime{90'000};
   bool bgp_graceful_restart = false;
+  bool bgp_ttl_security = false;  // ours: GTSM towards directly connected peers
   milliseconds bgp_graceful_restart_time{90'000};
   milliseconds bgp_graceful_restart_deferral_time{360'000};
   std::string router_id;  // "", "generate" or an IPv4 address

@@ -90,6 +90,7 @@ class NetworkRoutesController : public Controller {
   Status SyncRoutesOnly();
   Status EnsureSpeaker(const NodeInfo& self, uint32_t local_asn);
   void SyncPeers(const std::vector<PeerSpec>& desired);
+  bool OnConnectedSubnet(const IpAddress& address) const;
   void SyncAdvertisements(const std::vector<Advertisement>& desired);
   Status SyncKernelRoutes(const NodeInfo& self,
                           const Result<std::vector<netlink::Route>>& main_routes,

@@ -31,6 +31,9 @@ struct RoutingConfig {
   std::vector<PeerSpec> global_peers;
   uint8_t peer_multihop_ttl = 0;  // --peer-router-multihop-ttl
   bool override_nexthop = false;  // --override-nexthop
+  // --bgp-ttl-security (ours): RFC 5082 GTSM towards peers on a directly connected subnet
+  // without multihop. Off by default: kube-router (GoBGP) sends TTL 64 to nodes.
+  bool ttl_security = false;
   // --service-cluster-ip-range and --service-external-ip-range: never imported from a peer.
   std::vector<IpPrefix> service_ranges;
   // Prefix limit per BGP peer (kube-router/GoBGP has none). 10,000 holds the pod CIDRs of a

@@ -27,6 +27,8 @@ class ScriptedPeer {
     Close();
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    if (ttl > 0) setsockopt(fd_, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
+    if (min_ttl > 0) setsockopt(fd_, IPPROTO_IP, IP_MINTTL, &min_ttl, sizeof(min_ttl));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(Ip(local).v4_host_order());
@@ -91,6 +93,8 @@ class ScriptedPeer {
   }
 
   CodecOptions codec;             // what this peer negotiated
+  int ttl = 0;                    // IP_TTL of our segments (0: the system default)
+  int min_ttl = 0;                // IP_MINTTL: drop segments arriving with a lower TTL
   std::vector<uint8_t> last_raw;  // bytes of the last message received
 
  private:
@@ -733,6 +737,52 @@ TEST_F(ScriptedPeerTest, PrefixLimitEndsTheSession) {
   EXPECT_TRUE(WaitFor([&] { return !Established("127.0.0.2"); }, 5s));
   EXPECT_TRUE(speaker_->BestPaths().empty());
   EXPECT_NE(OurPeer("127.0.0.2")->last_error.find("Maximum Number of Prefixes"), std::string::npos);
+}
+
+// RFC 5082 GTSM (issue 16 item 10), on loopback where a segment arrives with the TTL it was
+// sent with: a peer one hop too far (TTL 254) never gets a session; the same peer sending
+// TTL 255 does, and it receives our segments only because we send TTL 255 too (it insists
+// on it with its own IP_MINTTL).
+TEST_F(ScriptedPeerTest, GtsmAcceptsTtl255AndDropsLowerTtl) {
+  GlobalConfig g = Global(64512);
+  g.listen_addresses = {Ip("127.0.0.1")};
+  StartSpeaker(g);
+  PeerConfig p;
+  p.address = Ip("127.0.0.2");
+  p.remote_asn = 64513;
+  p.passive = true;
+  p.ttl_security = true;
+  speaker_->AddPeer(p);
+  ASSERT_TRUE(OurPeer("127.0.0.2").has_value());
+
+  ScriptedPeer far;
+  far.ttl = 254;
+  InNetns(*us_, [&] { ASSERT_TRUE(far.Connect("127.0.0.2", "127.0.0.1", 179)); });
+  far.Send(PeerOpen("10.9.9.9", false));
+  auto ours = far.Receive();  // our OPEN reaches it (we send TTL 255)
+  ASSERT_TRUE(ours && std::holds_alternative<OpenMessage>(*ours));
+  far.Send(KeepaliveMessage{});
+  far.Send(Announce({Pfx("10.99.1.0/24")}));
+  // Whatever it sends after the connection was accepted is dropped by the kernel.
+  EXPECT_FALSE(WaitFor([&] { return Established("127.0.0.2"); }, 3s));
+  EXPECT_FALSE(BestPath("10.99.1.0/24").has_value());
+  far.Close();
+
+  ScriptedPeer near;
+  near.ttl = 255;
+  near.min_ttl = 255;
+  Handshake(near, PeerOpen("10.9.9.9", false));
+  near.Send(Announce({Pfx("10.99.1.0/24")}));
+  EXPECT_TRUE(WaitFor([&] { return BestPath("10.99.1.0/24").has_value(); }, 5s));
+}
+
+// Without GTSM (the default, as in kube-router) a peer's TTL does not matter.
+TEST_F(ScriptedPeerTest, WithoutGtsmAnyTtlIsAccepted) {
+  StartOurs(false, true);
+  ScriptedPeer peer;
+  peer.ttl = 1;
+  Handshake(peer, PeerOpen("10.9.9.9", false));
+  EXPECT_TRUE(Established("127.0.0.2"));
 }
 
 }  // namespace

@@ -426,6 +426,18 @@ TEST_F(RoutesControllerTest, ImportFilterRefusesForeignAndSpecialPrefixesAndCoun
       << text;
 }
 
+// --bgp-ttl-security: GTSM only towards peers on a directly connected subnet, never by default.
+TEST_F(RoutesControllerTest, TtlSecurityOnlyForDirectlyConnectedPeers) {
+  SyncOk();
+  EXPECT_FALSE(speaker_->peers().at(Ip("192.0.2.2")).ttl_security);  // off by default
+  config_.ttl_security = true;
+  controller_.reset();  // a new controller with the flag
+  speaker_ = nullptr;
+  SyncOk();
+  EXPECT_TRUE(speaker_->peers().at(Ip("192.0.2.2")).ttl_security);      // on-link node
+  EXPECT_FALSE(speaker_->peers().at(Ip("198.51.100.3")).ttl_security);  // behind a router
+}
+
 TEST_F(RoutesControllerTest, ServiceVipsAdvertisedToExternalPeersOnlyAndWithdrawn) {
   config_.advertise_cluster_ip = true;
   PeerSpec router;
