@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "kube_router/base/base64.h"
 #include "kube_router/base/exec.h"
 #include "kube_router/base/log.h"
 
@@ -17,25 +18,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kTokenFileMaxAge = std::chrono::minutes(1);
 // An ExecCredential is a few KiB (a token, or a certificate and key).
 constexpr size_t kExecPluginMaxOutput = 1u << 20;
-
-std::string Base64Encode(std::string_view in) {
-  static const char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 63];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
-  while (out.size() % 4) out += '=';
-  return out;
-}
 
 std::string Trim(std::string s) {
   while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "kube_router/base/base64.h"
+
 namespace kr::k8s {
 namespace {
 
@@ -166,43 +168,6 @@ EnvLookup ProcessEnv() {
     if (!v) return std::nullopt;
     return std::string(v);
   };
-}
-
-std::optional<std::string> Base64Decode(const std::string& text) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (char c : text) {
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '+')
-      v = 62;
-    else if (c == '/')
-      v = 63;
-    else if (c == '=') {
-      padding = true;
-      continue;
-    } else if (c == '\n' || c == '\r' || c == ' ' || c == '\t') {
-      continue;
-    } else {
-      return std::nullopt;
-    }
-    if (padding) return std::nullopt;  // data after padding
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a dangling sextet cannot be a whole byte
-  return out;
 }
 
 Result<ClientConfig> ParseKubeconfig(const std::string& yaml_text, const std::string& path,

@@ -12,6 +12,9 @@
 #include <random>
 #include <sstream>
 
+#include "kube_router/net/sockaddr.h"
+#include "kube_router/net/unique_fd.h"
+
 namespace kr::k8s {
 namespace {
 
@@ -128,30 +131,15 @@ Result<std::vector<IpAddress>> QueryDns(const std::string& name,
   for (const auto& server : nameservers) {
     std::vector<IpAddress> found;
     for (uint16_t qtype : {kTypeA, kTypeAaaa}) {
-      sockaddr_storage ss{};
-      socklen_t len;
-      if (server.is_v4()) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(port);
-        std::memcpy(&a->sin_addr, server.bytes().data(), 4);
-        len = sizeof(sockaddr_in);
-      } else {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(port);
-        std::memcpy(&a->sin6_addr, server.bytes().data(), 16);
-        len = sizeof(sockaddr_in6);
-      }
-      int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) continue;
+      net::SocketAddress where = net::ToSockaddr(server, port);
+      net::UniqueFd fd(::socket(where.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      if (!fd) continue;
       // A connected UDP socket only accepts replies from the server we asked.
       uint16_t id = static_cast<uint16_t>(rng());
       std::string query = BuildDnsQuery(name, id, qtype);
-      if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
-          ::send(fd, query.data(), query.size(), 0) < 0) {
+      if (::connect(fd.get(), where.get(), where.length) != 0 ||
+          ::send(fd.get(), query.data(), query.size(), 0) < 0) {
         last_error = std::string("send: ") + strerror(errno);
-        ::close(fd);
         continue;
       }
       auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -163,10 +151,10 @@ Result<std::vector<IpAddress>> QueryDns(const std::string& name,
           last_error = "timed out";
           break;
         }
-        pollfd pfd{fd, POLLIN, 0};
+        pollfd pfd{fd.get(), POLLIN, 0};
         if (::poll(&pfd, 1, static_cast<int>(left)) <= 0) continue;
         char buf[1500];
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
         if (n <= 0) {
           last_error = "no reply";
           break;
@@ -180,7 +168,6 @@ Result<std::vector<IpAddress>> QueryDns(const std::string& name,
         found.insert(found.end(), parsed->begin(), parsed->end());
         break;
       }
-      ::close(fd);
     }
     if (!found.empty()) return found;
   }

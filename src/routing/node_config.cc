@@ -6,6 +6,7 @@
 #include <charconv>
 #include <map>
 
+#include "kube_router/base/base64.h"
 #include "kube_router/base/strings.h"
 #include "kube_router/k8s/node_pod_cidrs.h"
 
@@ -216,34 +217,6 @@ Result<uint32_t> ParseCommunity(std::string_view text) {
   return static_cast<uint32_t>((*high << 16) | *low);
 }
 
-Result<std::string> DecodeBase64(std::string_view text) {
-  auto value_of = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  text = TrimBlanks(text);
-  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  if (text.size() % 4 == 1) return Status::Error("invalid base64 (truncated)");
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : text) {
-    int v = value_of(c);
-    if (v < 0) return Status::Error("invalid base64 character");
-    buffer = (buffer << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
 Result<std::vector<PeerSpec>> BuildPeerList(const std::vector<std::string>& ips,
                                             const std::vector<std::string>& asns,
                                             const std::vector<std::string>& passwords,
@@ -272,9 +245,9 @@ Result<std::vector<PeerSpec>> BuildPeerList(const std::vector<std::string>& ips,
     if (!asn) return asn.status().Context("peer " + ips[i]);
     peer.asn = *asn;
     if (!passwords.empty() && !passwords[i].empty()) {
-      auto password = DecodeBase64(passwords[i]);
+      auto password = Base64Decode(passwords[i]);
       // The message must not include the password text itself.
-      if (!password) return password.status().Context("password of peer " + ips[i]);
+      if (!password) return Status::Error("password of peer " + ips[i] + ": invalid base64");
       peer.password = std::move(*password);
     }
     if (!ports.empty() && !ports[i].empty()) {

@@ -60,7 +60,5 @@ Result<ClientConfig> LoadClientConfig(const ConnectionOptions& options,
 Result<ClientConfig> ParseKubeconfig(const std::string& yaml_text, const std::string& path,
                                      const std::string& master_override);
 
-// Standard base64 (padding optional, whitespace ignored); nullopt on invalid input.
-std::optional<std::string> Base64Decode(const std::string& text);
 
 }  // namespace kr::k8s

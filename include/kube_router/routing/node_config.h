@@ -96,8 +96,6 @@ bool IsPrivateAsn(uint32_t asn);
 Result<uint32_t> ParseClusterId(std::string_view text);
 // One community: a 32-bit number, "high:low", or a well-known name (no-export, ...).
 Result<uint32_t> ParseCommunity(std::string_view text);
-// Standard base64 (RFC 4648, padding optional); error on any other character.
-Result<std::string> DecodeBase64(std::string_view text);
 
 // External peers from parallel lists (flags or the legacy node annotations). ips and asns
 // must have the same length; passwords (base64), ports and local_ips are optional but, when

@@ -194,17 +194,5 @@ TEST(ClientConfigTest, InClusterConfig) {
   EXPECT_NE(cfg.error().find(dir.path() + "/token"), std::string::npos);
 }
 
-TEST(ClientConfigTest, Base64) {
-  EXPECT_EQ(Base64Decode("aGVsbG8="), "hello");
-  EXPECT_EQ(Base64Decode("aGVsbG8"), "hello");
-  EXPECT_EQ(Base64Decode("aGVs\nbG8h"),
-            "hell"
-            "o!");
-  EXPECT_EQ(Base64Decode(""), "");
-  EXPECT_FALSE(Base64Decode("a").has_value());
-  EXPECT_FALSE(Base64Decode("aGVs*G8=").has_value());
-  EXPECT_FALSE(Base64Decode("aG=Vs").has_value());
-}
-
 }  // namespace
 }  // namespace kr::k8s

@@ -167,15 +167,6 @@ TEST(ValueParsersTest, Community) {
   }
 }
 
-TEST(ValueParsersTest, Base64) {
-  EXPECT_EQ(*DecodeBase64("c2VjcmV0"), "secret");
-  EXPECT_EQ(*DecodeBase64("YQ=="), "a");
-  EXPECT_EQ(*DecodeBase64("YWI"), "ab");
-  EXPECT_EQ(*DecodeBase64(""), "");
-  EXPECT_FALSE(DecodeBase64("c2V*"));
-  EXPECT_FALSE(DecodeBase64("Y"));
-}
-
 TEST(ValueParsersTest, PeerListLengthsMustMatch) {
   EXPECT_FALSE(BuildPeerList({"192.0.2.1"}, {"65000"}, {"a", "b"}, {}, {}));
   EXPECT_FALSE(BuildPeerList({"192.0.2.1"}, {"65000"}, {}, {"179", "180"}, {}));
