@@ -12,6 +12,11 @@
 namespace kr::proxy {
 namespace {
 
+bool IsIpv6LinkLocal(const IpAddress& address) {
+  static const IpPrefix kLinkLocal = *IpPrefix::Parse("fe80::/10");
+  return address.is_v6() && kLinkLocal.Contains(address);
+}
+
 using netlink::IpvsDestination;
 using netlink::IpvsService;
 using Op = IpvsChange::Op;
@@ -391,6 +396,9 @@ Result<ProxyImage> NetworkServicesController::ReadKernel(bool for_cleanup) {
   if (!addresses.ok()) return addresses.status().Context("service proxy: list addresses");
   std::set<IpAddress> on_dummy, local;
   for (const auto& a : *addresses) {
+    // The kernel gives every IPv6-enabled link its own fe80::/64 address; on kube-dummy-if it
+    // is not a VIP of ours, and deleting it fails, which would fail every sync.
+    if (a.device == netlink::kKubeDummyName && IsIpv6LinkLocal(a.address)) continue;
     (a.device == netlink::kKubeDummyName ? on_dummy : local).insert(a.address);
   }
   if (!on_dummy.empty()) {

@@ -282,6 +282,25 @@ TEST_F(ProxyControllerTest, ColdStartProgramsDummyLinkVipRouteServicesAndDestina
   EXPECT_EQ(registry.GetGauge("kube_router_controller_ipvs_services", "").Value(), 3);
 }
 
+// The kernel gives an IPv6-enabled kube-dummy-if its own fe80:: address. It is not a VIP of
+// ours: a sync must neither treat it as stale nor try to delete it (the kernel refuses that, and
+// every sync on a dual-stack node failed).
+TEST_F(ProxyControllerTest, TheKernelsLinkLocalAddressOnTheDummyLinkIsNotAStaleVip) {
+  StandardServices();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  ASSERT_TRUE(links
+                  .AddAddress({.device = netlink::kKubeDummyName,
+                               .address = Ip("fe80::c8a1:5eff:fe4b:1"),
+                               .prefix_length = 64,
+                               .scope = netlink::Scope::kLink})
+                  .ok());
+  ResetCounts();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kPeriodic).ok());
+  EXPECT_EQ(Writes(), 0);
+  EXPECT_THAT(DummyAddresses(),
+              ElementsAre("10.96.0.1", "10.96.0.10", "10.96.0.53", "fe80::c8a1:5eff:fe4b:1"));
+}
+
 TEST_F(ProxyControllerTest, AnExistingDownDummyLinkIsBroughtUp) {
   links.Seed({.name = netlink::kKubeDummyName, .kind = "dummy", .mtu = 1500, .up = false});
   StandardServices();
