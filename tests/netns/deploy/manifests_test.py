@@ -271,13 +271,16 @@ def check_rbac(manifest, binary, fake_apiserver, workdir):
 
         def synced():
             # Running (caches synced, controllers started: the agent logs it) and every
-            # controller has finished one sync, so its lists, watches and the writes of a sync
-            # have happened. The controllers' series exist from before the start.
+            # controller has finished one sync, successful or not (the host kernel has no IPVS,
+            # so the proxy's fail), so the API calls of a sync have happened. The controllers'
+            # series exist from before the start.
             if "kube-router is running with" not in open(agent_log_path).read():
                 return False
-            syncs = re.findall(r'^kube_router_controller_syncs_total\{controller="([^"]+)",'
-                               r'result="success"\} (\d+)', get(20245, "/metrics"), re.M)
-            return all(int(n) > 0 for _, n in syncs)
+            done = {}
+            for name, n in re.findall(r'^kube_router_controller_syncs_total\{controller="([^"]+)",'
+                                      r'result="[a-z]+"\} (\d+)', get(20245, "/metrics"), re.M):
+                done[name] = done.get(name, 0) + int(n)
+            return all(n > 0 for n in done.values())
 
         if not wait_for(lambda: agent.poll() is None and synced(), 90):
             fail(manifest, f"the agent ({' '.join(run_args)}) did not sync:\n"
