@@ -489,7 +489,30 @@ Status CheckValues(Options& o) {
 
 }  // namespace
 
-Result<Options> ParseOptions(int argc, const char* const* argv) {
+// pflag reads "-v=10" as "-v 10"; CLI11 would take "=10" as the value. Rewrite "-x=value" of
+// a known short flag to its long form before parsing ("--" ends flag parsing in both).
+std::vector<std::string> ExpandShortFlagsWithEquals(int argc, const char* const* argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() < 3 || a[0] != '-' || a[1] == '-' || a[2] != '=') continue;
+    for (const Flag& f : Flags()) {
+      if (f.short_name == a[1]) {
+        args[i] = "--" + f.name + a.substr(2);
+        break;
+      }
+    }
+  }
+  return args;
+}
+
+Result<Options> ParseOptions(int argc, const char* const* raw_argv) {
+  std::vector<std::string> expanded = ExpandShortFlagsWithEquals(argc, raw_argv);
+  std::vector<const char*> argv_storage;
+  for (const auto& a : expanded) argv_storage.push_back(a.c_str());
+  const char* const* argv = argv_storage.data();
+  argc = static_cast<int>(argv_storage.size());
   CLI::App app;
   app.set_help_flag();  // --help is one of our flags
   app.allow_extras();   // unknown flags and positionals are reported below, in our words

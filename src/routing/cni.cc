@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kube_router/base/files.h"
 #include "kube_router/base/log.h"
 #include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/network_routes_controller.h"
@@ -23,24 +24,6 @@ Result<std::string> ReadFileIfExists(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-// Write-then-rename, so the container runtime never reads a half-written config.
-Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  const std::string temp = path + ".tmp-" + std::to_string(getpid());
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << content;
-    if (!out.flush()) return Status::Error("cannot write " + temp);
-  }
-  std::filesystem::rename(temp, path, ec);
-  if (ec) {
-    std::filesystem::remove(temp, ec);
-    return Status::Error("cannot replace " + path);
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -103,7 +86,9 @@ Status NetworkRoutesController::SyncCni(const NodeInfo& self) {
                                   mtu ? std::optional<int>(static_cast<int>(*mtu)) : std::nullopt);
   if (!rendered) return rendered.status().Context(path);
   if (*rendered == *existing) return Status::Ok();
-  if (auto status = WriteFileAtomically(path, *rendered); !status.ok()) return status;
+  // Temp file, fsync, rename, fsync of the directory: the runtime reads the old or the new
+  // config, never a torn one, and nobody can plant a symlink for us to write through.
+  if (auto status = WriteFileAtomically(path, *rendered, 0644); !status.ok()) return status;
   KR_LOG_INFO("routing: wrote CNI config {}", path);
   return Status::Ok();
 }

@@ -5,6 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <string>
+
+#include "kube_router/base/log_text.h"
 
 namespace kr::log {
 
@@ -19,10 +22,13 @@ inline bool V(int level) { return g_verbosity.load(std::memory_order_relaxed) >=
 
 }  // namespace kr::log
 
-#define KR_LOG_INFO(...) spdlog::info(__VA_ARGS__)
-#define KR_LOG_WARN(...) spdlog::warn(__VA_ARGS__)
-#define KR_LOG_ERROR(...) spdlog::error(__VA_ARGS__)
-#define KR_VLOG(level, ...)                      \
-  do {                                           \
-    if (::kr::log::V(level)) spdlog::debug(__VA_ARGS__); \
+// Messages are formatted first and then made safe as a whole (log_text.h), so no call site
+// can forget to escape object data it quotes.
+#define KR_LOG_AT_(lvl, ...) spdlog::log(lvl, "{}", ::kr::log::SafeForLog(fmt::format(__VA_ARGS__)))
+#define KR_LOG_INFO(...) KR_LOG_AT_(spdlog::level::info, __VA_ARGS__)
+#define KR_LOG_WARN(...) KR_LOG_AT_(spdlog::level::warn, __VA_ARGS__)
+#define KR_LOG_ERROR(...) KR_LOG_AT_(spdlog::level::err, __VA_ARGS__)
+#define KR_VLOG(verbosity, ...)                                                 \
+  do {                                                                          \
+    if (::kr::log::V(verbosity)) KR_LOG_AT_(spdlog::level::debug, __VA_ARGS__); \
   } while (0)

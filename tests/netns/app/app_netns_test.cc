@@ -349,6 +349,34 @@ TEST_F(RunningAgent, HealthFailsWhileCachesCannotBeRefreshed) {
   EXPECT_TRUE(HealthBecomes(200)) << agent_->Log();
 }
 
+// Object names are tenant input: a name with a newline and a forged klog header must come out
+// escaped, on one line, and the rest of the agent keeps working.
+TEST_F(RunningAgent, ObjectNamesCannotForgeLogLines) {
+  StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+              "--iptables-sync-period=1s"});
+  ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  std::smatch server;
+  std::string config = ReadFile(kubeconfig_);
+  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")));
+  const std::string forged = "E1206 06:06:06.000000 1 forged: all policies removed";
+  // A policy the decoder rejects (podSelector is not a map), so the agent logs its name.
+  std::string body = R"({"metadata":{"name":"x\n)" + forged + R"(","namespace":"demo"},)" +
+                     R"("spec":{"podSelector":"everything"}})";
+  auto created = ns_->Run({"curl", "-s", "-f", "-X", "POST", "-H", "Content-Type: application/json",
+                           "-d", body,
+                           server[1].str() + "/apis/networking.k8s.io/v1/namespaces/demo/"
+                                             "networkpolicies"});
+  ASSERT_TRUE(created.ok() && created->exit_code == 0) << body;
+  ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("x\\nE1206 06:06:06") != std::string::npos; },
+                      kDeadline))
+      << agent_->Log();
+  std::istringstream lines(agent_->Log());
+  std::string line;
+  while (std::getline(lines, line)) EXPECT_NE(line.rfind("E1206 06:06:06", 0), 0u) << line;
+  HttpAnswer health = Get(*ns_, "http://127.0.0.1:20244/healthz");
+  EXPECT_EQ(health.status, 200) << health.body;
+}
+
 // Proxy-only: /healthz is not vacuously healthy while the service proxy has not synced (here
 // the API server answers nothing, so the caches never load). That it turns healthy after the
 // first sync needs ip_vs (its -m ipvs rules): the guest tests of the proxy show it.

@@ -73,6 +73,22 @@ TEST(Options, ValuesBothSeparatedAndWithEquals) {
   EXPECT_EQ(o->metrics_port, 9090);
 }
 
+// pflag accepts a short flag's value as "-v=10", "-v 10" and "-v10".
+TEST(Options, ShortFlagWithEqualsLikePflag) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"-v=10"}, {"-v", "10"}, {"-v10"}, {"--v=10"}}) {
+    auto o = Parse(args);
+    ASSERT_TRUE(o.ok()) << args[0] << ": " << o.error();
+    EXPECT_EQ(o->verbosity, 10) << args[0];
+  }
+  auto bad = Parse({"-v=eleven"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("--v"), std::string::npos) << bad.error();
+  EXPECT_NE(bad.error().find("\"eleven\""), std::string::npos) << bad.error();
+  // After "--" nothing is a flag, so nothing is rewritten.
+  EXPECT_FALSE(Parse({"--", "-v=3"}).ok());
+}
+
 TEST(Options, SlicesCommaSeparatedAndRepeated) {
   auto o = Parse({"--peer-router-ips=10.0.0.1,10.0.0.2", "--peer-router-ips", "fd00::3",
                   "--peer-router-asns=65001,65002", "--peer-router-asns=65003",
