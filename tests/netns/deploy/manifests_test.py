@@ -135,6 +135,12 @@ def check_static(manifest, binary, source_dir):
     if proxy and "delete daemonset kube-proxy" not in text:
         fail(manifest, "runs the service proxy but does not say to remove kube-proxy")
 
+    startup = agent.get("startupProbe", {})
+    if startup.get("httpGet", {}).get("path") != "/healthz" or \
+            startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) < 120:
+        fail(manifest, "no startupProbe on /healthz allowing >= 2 minutes for the first syncs "
+             "(/healthz is 500 until then; the liveness probe alone restarts a slow cold start)")
+
     if enabled(flags, "run-router"):
         if flags.get("bgp-graceful-restart") != "true":
             fail(manifest, "pod routing without --bgp-graceful-restart=true (routes blackhole "
