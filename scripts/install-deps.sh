@@ -5,11 +5,9 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 # No libipset/libiptc (docs/architecture.md: the agent runs ipset and iptables-restore) and no
-# asio: nothing includes them. clang-14: the -Wthread-safety pass
-# (scripts/check-thread-safety.sh), the version of the clang-format and clang-tidy packages.
-# python3-yaml: the manifest checks (tests/netns/deploy).
+# asio: nothing includes them. python3-yaml: the manifest checks (tests/netns/deploy).
 build_pkgs=(
-  build-essential cmake ninja-build pkg-config clang-format clang-tidy clang-14
+  build-essential cmake ninja-build pkg-config clang-format clang-tidy
   nlohmann-json3-dev libyaml-cpp-dev
   libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
   # ctnetlink for the proxy's conntrack cleanup (ships libnl-nf-3.a: the agent stays static)
