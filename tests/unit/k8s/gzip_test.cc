@@ -426,7 +426,14 @@ TEST(HttpClientLimitsTest, GzipBombIsRefusedWithBoundedMemory) {
     EXPECT_NE(error.message().find("inflates more than"), std::string::npos) << error.message();
   }
   long growth = RssKiB() - before;
-  EXPECT_LT(growth, 64 * 1024) << "RSS grew by " << growth << " KiB";
+  // The bomb inflates to 512 MiB; AddressSanitizer's shadow memory and quarantine add their own
+  // growth on top of what the client keeps, so its bound is looser (still far below the bomb).
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr long kBoundKiB = 160 * 1024;
+#else
+  constexpr long kBoundKiB = 64 * 1024;
+#endif
+  EXPECT_LT(growth, kBoundKiB) << "RSS grew by " << growth << " KiB";
 }
 
 // A server that answers the request with `first` and then sends `drip` every 50 ms until the

@@ -348,6 +348,11 @@ TEST(HttpServerAttack, ResponseNotReadIsCutAtTheServeDeadline) {
 
 // accept() failing with EMFILE must pause accepting, not spin (the old loop burnt a core).
 TEST(HttpServerAttack, AcceptBacksOffWhenOutOfDescriptors) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime itself needs file descriptors (it checks pointers through a pipe), so
+  // with the descriptor table exhausted it reports false errors. The release tier runs this.
+  GTEST_SKIP() << "needs free file descriptors in the sanitizer runtime";
+#endif
   auto s = HttpServer::Start("127.0.0.1", 0, HealthRoutes());
   ASSERT_TRUE(s.ok()) << s.error();
   rlimit saved{};
