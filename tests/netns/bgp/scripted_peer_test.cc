@@ -470,7 +470,13 @@ TEST_F(ScriptedPeerTest, RouteRefreshFloodFromAPeerThatDoesNotReadIsBounded) {
   EXPECT_GT(sent, 500);  // the flood really happened
   EXPECT_GT(max_queued, 0u);
   EXPECT_LT(max_queued, 1u << 20) << "refreshes were not coalesced";
+#if !defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in its quarantine (up to 256 MiB), so RSS says nothing
+  // there; the queue bound above holds in every build, this outward check in the release tier.
   EXPECT_LT(RssBytes(), rss_before + (64u << 20));
+#else
+  (void)rss_before;
+#endif
 }
 
 // The per-connection output bound: a table larger than the bound for a peer that does not
