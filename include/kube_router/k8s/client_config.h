@@ -60,5 +60,4 @@ Result<ClientConfig> LoadClientConfig(const ConnectionOptions& options,
 Result<ClientConfig> ParseKubeconfig(const std::string& yaml_text, const std::string& path,
                                      const std::string& master_override);
 
-
 }  // namespace kr::k8s
