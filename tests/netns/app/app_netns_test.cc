@@ -331,7 +331,11 @@ TEST_F(RunningAgent, HealthSurvivesLosingTheApiServer) {
 TEST_F(RunningAgent, HealthFailsWhileCachesCannotBeRefreshed) {
   StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
               "--iptables-sync-period=1s", "--cache-sync-timeout=4s"});
+  // /healthz is 200 while the agent waits for its first lists too: the faults must start
+  // after the caches synced (a refused first list ends the agent, as kube-router does).
   ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
+  ASSERT_TRUE(WaitFor([&] { return Sample(Metrics(), kPolicySyncs) >= 1; }, kDeadline))
+      << agent_->Log();
   std::smatch server;
   std::string config = ReadFile(kubeconfig_);
   ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")));
