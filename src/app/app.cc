@@ -19,12 +19,12 @@
 #include "controller_factory.h"
 #include "endpoints.h"
 #include "kube_router/base/log.h"
-#include "kube_router/controller/runner.h"
 #include "kube_router/health/health.h"
 #include "kube_router/k8s/watcher.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/options/options.h"
 #include "kube_router/routing/network_routes_controller.h"
+#include "kube_router/runtime/runner.h"
 #include "sync_metrics.h"
 
 namespace kr::app {

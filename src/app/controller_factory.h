@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "kube_router/base/status.h"
-#include "kube_router/controller/controller.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/options/options.h"
+#include "kube_router/runtime/controller.h"
 
 namespace kr::app {
 

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "kube_router/controller/runner.h"
 #include "kube_router/metrics/registry.h"
+#include "kube_router/runtime/runner.h"
 
 namespace kr::app {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "kube_router/controller/runner.h"
+#include "kube_router/runtime/runner.h"
 
 namespace kr::health {
 

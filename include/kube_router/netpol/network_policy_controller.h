@@ -15,12 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "kube_router/controller/controller.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/netfilter/ipset.h"
 #include "kube_router/netfilter/iptables.h"
 #include "kube_router/netlink/sysctl.h"
 #include "kube_router/netpol/compiler.h"
+#include "kube_router/runtime/controller.h"
 
 namespace kr::netpol {
 

@@ -6,11 +6,11 @@
 #include <string>
 
 #include "kube_router/base/status.h"
-#include "kube_router/controller/controller.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/options/options.h"
 #include "kube_router/proxy/proxy_config.h"
+#include "kube_router/runtime/controller.h"
 
 namespace kr::proxy {
 

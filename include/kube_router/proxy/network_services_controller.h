@@ -27,7 +27,6 @@
 #include <utility>
 #include <vector>
 
-#include "kube_router/controller/controller.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/netlink/ipvs.h"
@@ -36,6 +35,7 @@
 #include "kube_router/proxy/desired_state.h"
 #include "kube_router/proxy/ipvs_plan.h"
 #include "kube_router/proxy/proxy_config.h"
+#include "kube_router/runtime/controller.h"
 
 namespace kr::proxy {
 

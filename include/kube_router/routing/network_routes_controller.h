@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "kube_router/bgp/speaker.h"
-#include "kube_router/controller/controller.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/netfilter/ipset.h"
@@ -29,6 +28,7 @@
 #include "kube_router/routing/bgp_plan.h"
 #include "kube_router/routing/route_plan.h"
 #include "kube_router/routing/routing_config.h"
+#include "kube_router/runtime/controller.h"
 
 namespace kr::routing {
 

@@ -7,8 +7,8 @@
 #include <mutex>
 
 #include "fake_apiserver_fixture.h"
-#include "kube_router/controller/runner.h"
 #include "kube_router/k8s/watcher.h"
+#include "kube_router/runtime/runner.h"
 
 namespace kr::k8s {
 namespace {

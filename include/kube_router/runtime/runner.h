@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "kube_router/base/status.h"
-#include "kube_router/controller/controller.h"
 #include "kube_router/k8s/types.h"
+#include "kube_router/runtime/controller.h"
 
 namespace kr {
 

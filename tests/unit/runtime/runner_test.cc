@@ -1,4 +1,4 @@
-#include "kube_router/controller/runner.h"
+#include "kube_router/runtime/runner.h"
 
 #include <gtest/gtest.h>
 

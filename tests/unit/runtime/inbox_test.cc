@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "kube_router/controller/runner.h"
+#include "kube_router/runtime/runner.h"
 
 namespace kr {
 namespace {
