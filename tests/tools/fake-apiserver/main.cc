@@ -41,6 +41,8 @@ struct Flags {
   int bookmark_interval_ms = 10000;
   bool gzip = false;  // --gzip: gzip JSON responses for clients that accept it
   bool verbose = false;
+  // Service ClusterIP/NodePort allocation (service_allocator.h); off when no range is given.
+  std::string service_cidrs, node_port_range;
 };
 
 // Fault injection and run-time settings, changed through /_fake/ endpoints.
@@ -667,7 +669,8 @@ void Usage() {
                "  [--client-ca F] [--token T] [--basic-auth USER:PASSWORD] [--manifests PATH ...] "
                "[--kubeconfig-out F]\n"
                "  [--kubeconfig-ca F] [--kubeconfig-client-cert F --kubeconfig-client-key F]\n"
-               "  [--bookmark-interval-ms N] [--history-limit N] [--gzip] [-v]\n";
+               "  [--bookmark-interval-ms N] [--history-limit N] [--gzip] [-v]\n"
+               "  [--service-cluster-ip-range CIDR[,CIDR]] [--service-node-port-range A-B]\n";
 }
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -710,6 +713,10 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       f->history_limit = std::strtoull(v.c_str(), nullptr, 10);
     } else if (a == "--gzip") {
       f->gzip = true;
+    } else if (a == "--service-cluster-ip-range") {
+      if (!value(&f->service_cidrs)) return false;
+    } else if (a == "--service-node-port-range") {
+      if (!value(&f->node_port_range)) return false;
     } else if (a == "-v" || a == "--verbose") {
       f->verbose = true;
     } else {
@@ -806,6 +813,17 @@ int Main(int argc, char** argv) {
   }
   Server server(flags, http.get());
   server.Install();
+  if (!flags.service_cidrs.empty() || !flags.node_port_range.empty()) {
+    ServiceRanges ranges;
+    std::string error =
+        ParseServiceRanges(flags.service_cidrs.empty() ? "10.96.0.0/12" : flags.service_cidrs,
+                           flags.node_port_range, &ranges);
+    if (!error.empty()) {
+      std::cerr << "fake-apiserver: " << error << "\n";
+      return 2;
+    }
+    server.store().EnableServiceAllocation(ranges);
+  }
   for (const auto& path : flags.manifests) {
     std::vector<json> objects;
     std::string error;

@@ -93,9 +93,17 @@ json StatusBody(const ApiError& e) {
   json body = {{"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object()},
                {"status", "Failure"}, {"message", e.message}, {"reason", e.reason},
                {"code", e.code}};
-  if (!e.cause.empty())
+  if (!e.field.empty()) {
+    body["details"] = {
+        {"name", e.details_name},
+        {"kind", e.details_kind},
+        {"causes", json::array({{{"reason", e.cause},
+                                 {"message", e.cause_message.empty() ? e.message : e.cause_message},
+                                 {"field", e.field}}})}};
+  } else if (!e.cause.empty()) {
     body["details"] = {{"causes", json::array({{{"type", e.cause}, {"message", e.message}}})},
                        {"retryAfterSeconds", 1}};
+  }
   return body;
 }
 
@@ -158,6 +166,25 @@ Outcome<std::vector<Filter::Term>> ParseSelector(const std::string& text) {
 
 ObjectStore::ObjectStore(size_t history_limit) : history_limit_(history_limit) {}
 
+void ObjectStore::EnableServiceAllocation(const ServiceRanges& ranges) {
+  std::lock_guard lock(mu_);
+  services_ = std::make_unique<ServiceAllocator>(ranges);
+}
+
+namespace {
+bool IsService(const ResourceType& type) { return type.group.empty() && type.kind == "Service"; }
+}  // namespace
+
+std::optional<ApiError> ObjectStore::AdmitLocked(const ResourceType& type, json* object,
+                                                 const json* old) {
+  if (!services_ || !IsService(type)) return std::nullopt;
+  return services_->Admit(object, old);
+}
+
+void ObjectStore::ReleaseLocked(const ResourceType& type, const json& object) {
+  if (services_ && IsService(type)) services_->Release(object);
+}
+
 std::string ObjectStore::Key(const ResourceType& type, const std::string& ns,
                              const std::string& name) {
   return type.namespaced ? ns + "/" + name : name;
@@ -191,6 +218,10 @@ Outcome<json> ObjectStore::Load(const ResourceType& type, json object) {
   auto& objects = objects_[Id(type)];
   std::string key = Key(type, ns, name);
   bool existed = objects.count(key) > 0;
+  if (services_ && IsService(type)) {
+    if (existed) services_->Release(objects[key]);
+    services_->Restore(&object);
+  }
   json stored = Commit(type, existed ? "MODIFIED" : "ADDED", std::move(object));
   objects[key] = stored;
   return stored;
@@ -223,6 +254,7 @@ Outcome<json> ObjectStore::Create(const ResourceType& type, const std::string& n
   if (type.namespaced) object["metadata"]["namespace"] = ns;
   object["metadata"]["uid"] = NewUid();
   object["metadata"]["creationTimestamp"] = Now();
+  if (auto e = AdmitLocked(type, &object, nullptr)) return *e;
   json stored = Commit(type, "ADDED", std::move(object));
   objects[key] = stored;
   return stored;
@@ -273,6 +305,9 @@ Outcome<json> ObjectStore::Update(const ResourceType& type, const std::string& n
   }
   next["apiVersion"] = type.ApiVersion();
   next["kind"] = type.kind;
+  if (!status_only) {
+    if (auto e = AdmitLocked(type, &next, &current)) return *e;
+  }
   if (next == current) return current;  // a no-op update keeps the resourceVersion
   json stored = Commit(type, "MODIFIED", std::move(next));
   it->second = stored;
@@ -321,6 +356,7 @@ Outcome<json> ObjectStore::Delete(const ResourceType& type, const std::string& n
   auto it = objects.find(Key(type, ns, name));
   if (it == objects.end())
     return ApiError{404, "NotFound", type.plural + " \"" + name + "\" not found"};
+  ReleaseLocked(type, it->second);
   json last = Commit(type, "DELETED", it->second);
   objects.erase(it);
   return last;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "resources.h"
+#include "service_allocator.h"
 
 namespace fake_apiserver {
 
@@ -28,6 +30,11 @@ struct ApiError {
   std::string reason;  // NotFound, AlreadyExists, Conflict, Expired, BadRequest, ...
   std::string message;
   std::string cause;  // details.causes[0].type, e.g. ResourceVersionTooLarge
+  // A validation error (422 Invalid) also names the field and the object in details.
+  std::string field;          // details.causes[0].field, e.g. spec.ports[0].nodePort
+  std::string details_name;   // details.name
+  std::string details_kind;   // details.kind
+  std::string cause_message;  // details.causes[0].message (default: message)
 };
 json StatusBody(const ApiError& error);
 
@@ -66,6 +73,9 @@ enum class PatchType { kMerge, kStrategicMerge, kJsonPatch };
 class ObjectStore {
  public:
   explicit ObjectStore(size_t history_limit = 200000);
+  // From now on Services get ClusterIPs and NodePorts as kube-apiserver allocates them (see
+  // service_allocator.h). Call before anything is stored.
+  void EnableServiceAllocation(const ServiceRanges& ranges);
 
   // Adds an object from a manifest (kept as is, status included); replaces an existing one.
   Outcome<json> Load(const ResourceType& type, json object);
@@ -126,8 +136,13 @@ class ObjectStore {
   // Stamps a new resourceVersion, records the event, wakes watches. Caller holds mu_.
   json Commit(const ResourceType& type, const std::string& event_type, json object);
 
+  // Admission of Services (allocation); no-op without an allocator or for other types.
+  std::optional<ApiError> AdmitLocked(const ResourceType& type, json* object, const json* old);
+  void ReleaseLocked(const ResourceType& type, const json& object);
+
   std::mutex mu_;
   std::condition_variable changed_;
+  std::unique_ptr<ServiceAllocator> services_;  // null: Services are stored as given
   std::map<std::string, Objects> objects_;
   uint64_t rv_ = 1;
   uint64_t compacted_rv_ = 0;  // highest RV no longer in history_
