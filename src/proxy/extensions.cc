@@ -1,6 +1,8 @@
 #include "kube_router/proxy/extensions.h"
 
 #include <algorithm>
+#include <iterator>
+#include <optional>
 #include <set>
 
 #include "kube_router/base/log.h"
@@ -23,6 +25,55 @@ std::string ProtocolText(netlink::IpvsProtocol p) {
   return "tcp";
 }
 
+template <typename T>
+std::vector<T> SortedUnique(std::vector<T> items) {
+  std::sort(items.begin(), items.end());
+  items.erase(std::unique(items.begin(), items.end()), items.end());
+  return items;
+}
+
+// Entries wanted by several Services, counted: Set() reports only the entries that became wanted
+// by someone or stopped being wanted by anyone, so an event costs O(its Service's entries).
+template <typename Entry>
+class CountedEntries {
+ public:
+  void Set(const ServiceName& owner, std::vector<Entry> entries, std::vector<Entry>& added,
+           std::vector<Entry>& removed) {
+    entries = SortedUnique(std::move(entries));
+    auto it = by_owner_.find(owner);
+    static const std::vector<Entry> kNone;
+    const std::vector<Entry>& old = it == by_owner_.end() ? kNone : it->second;
+    std::vector<Entry> gone, fresh;
+    std::set_difference(old.begin(), old.end(), entries.begin(), entries.end(),
+                        std::back_inserter(gone));
+    std::set_difference(entries.begin(), entries.end(), old.begin(), old.end(),
+                        std::back_inserter(fresh));
+    for (const Entry& e : gone) {
+      auto c = counts_.find(e);
+      if (c != counts_.end() && --c->second == 0) {
+        counts_.erase(c);
+        removed.push_back(e);
+      }
+    }
+    for (const Entry& e : fresh) {
+      if (++counts_[e] == 1) added.push_back(e);
+    }
+    if (entries.empty()) {
+      if (it != by_owner_.end()) by_owner_.erase(it);
+    } else {
+      by_owner_[owner] = std::move(entries);
+    }
+  }
+  void Clear() {
+    by_owner_.clear();
+    counts_.clear();
+  }
+
+ private:
+  std::map<ServiceName, std::vector<Entry>> by_owner_;
+  std::map<Entry, int> counts_;
+};
+
 class FirewallExtension : public ProxyExtension {
  public:
   FirewallExtension(const ProxyConfig& config, FirewallDeps deps)
@@ -40,8 +91,38 @@ class FirewallExtension : public ProxyExtension {
     if (auto node = deps_.cluster->nodes.Get(config_.node_name)) {
       pod_cidrs = k8s::PodCidrsOfNode(*node).cidrs;
     }
-    FirewallInput input = FirewallInputOf(snapshot, config_, *addresses, pod_cidrs);
-    Status status = firewall_.Sync(input, snapshot.full);
+    Status status;
+    if (snapshot.full || !seeded_) {
+      // Everything, verified against the kernel; the per-Service counts start over.
+      services_.Clear();
+      hairpin_.Clear();
+      std::vector<VipPort> ignored_services;
+      std::vector<HairpinRule> ignored_hairpin;
+      for (const auto& [name, svc] : *snapshot.services) {
+        auto c = FirewallContributionOf(svc, *snapshot.programmed, config_);
+        services_.Set(name, std::move(c.services), ignored_services, ignored_services);
+        hairpin_.Set(name, std::move(c.hairpin), ignored_hairpin, ignored_hairpin);
+      }
+      status = firewall_.Sync(FirewallInputOf(snapshot, config_, *addresses, pod_cidrs), true);
+      seeded_ = status.ok();
+    } else {
+      // Only the changed Services: their entries in, their old ones out.
+      FirewallChange change;
+      for (const auto& name : snapshot.changed) {
+        FirewallContribution c;
+        if (auto it = snapshot.services->find(name); it != snapshot.services->end()) {
+          c = FirewallContributionOf(it->second, *snapshot.programmed, config_);
+        }
+        services_.Set(name, std::move(c.services), change.add_services, change.remove_services);
+        hairpin_.Set(name, std::move(c.hairpin), change.add_hairpin, change.remove_hairpin);
+      }
+      FirewallInput node =
+          FirewallInputOf(ProxySnapshot{.node = snapshot.node}, config_, *addresses, pod_cidrs);
+      change.local_ips = std::move(node.local_ips);
+      change.node_ips = std::move(node.node_ips);
+      change.pod_cidrs = std::move(node.pod_cidrs);
+      status = firewall_.Update(change);
+    }
     if (snapshot.full && deps_.sysctl) {
       KernelSettingsInput settings;
       for (const auto& [name, svc] : *snapshot.services) {
@@ -72,6 +153,9 @@ class FirewallExtension : public ProxyExtension {
   FirewallDeps deps_;
   ProxyFirewall firewall_;
   KernelSettings settings_;
+  bool seeded_ = false;  // the counts below hold every Service (a full sync ran)
+  CountedEntries<VipPort> services_;
+  CountedEntries<HairpinRule> hairpin_;
 };
 
 class HealthCheckExtension : public ProxyExtension {
@@ -80,7 +164,19 @@ class HealthCheckExtension : public ProxyExtension {
   ~HealthCheckExtension() override { servers_.StopAll(); }
   std::string Name() const override { return "health check servers"; }
   Status Apply(const ProxySnapshot& snapshot) override {
-    return servers_.Sync(HealthChecksOf(snapshot));
+    if (snapshot.full) return servers_.Sync(HealthChecksOf(snapshot));
+    std::vector<HealthCheckService> upserts;
+    std::vector<std::pair<std::string, std::string>> removed;
+    for (const auto& name : snapshot.changed) {
+      auto it = snapshot.services->find(name);
+      auto check = it == snapshot.services->end() ? std::nullopt : HealthCheckOf(it->second);
+      if (check) {
+        upserts.push_back(*check);
+      } else {
+        removed.emplace_back(name.namespace_, name.name);
+      }
+    }
+    return servers_.Update(upserts, removed);
   }
 
  private:
@@ -92,13 +188,61 @@ class MetricsExtension : public ProxyExtension {
   MetricsExtension(metrics::Registry& registry, netlink::Ipvs& ipvs) : metrics_(registry, ipvs) {}
   std::string Name() const override { return "service metrics"; }
   Status Apply(const ProxySnapshot& snapshot) override {
-    metrics_.SetServices(MetricLabelsOf(snapshot));
-    metrics_.ObserveSync(snapshot.sync_seconds, snapshot.programmed->services.size());
+    if (snapshot.full) {
+      keys_.clear();
+      claims_.clear();
+      for (const auto& [name, svc] : *snapshot.services) Claim(name, svc, *snapshot.programmed);
+      metrics_.SetServices(MetricLabelsOf(snapshot));
+    } else {
+      // Only the changed Services' keys; a key two Services want keeps the first one's labels.
+      std::set<IpvsServiceKey> affected;
+      for (const auto& name : snapshot.changed) {
+        if (auto it = keys_.find(name); it != keys_.end()) {
+          for (const auto& key : it->second) {
+            affected.insert(key);
+            auto& owners = claims_[key];
+            owners.erase(name);
+            if (owners.empty()) claims_.erase(key);
+          }
+          keys_.erase(it);
+        }
+        if (auto it = snapshot.services->find(name); it != snapshot.services->end()) {
+          for (const auto& key : Claim(name, it->second, *snapshot.programmed)) {
+            affected.insert(key);
+          }
+        }
+      }
+      std::map<IpvsServiceKey, ServiceMetricLabels> upserts;
+      std::vector<IpvsServiceKey> removed;
+      for (const auto& key : affected) {
+        auto it = claims_.find(key);
+        if (it == claims_.end()) {
+          removed.push_back(key);
+        } else {
+          upserts[key] = it->second.begin()->second;
+        }
+      }
+      metrics_.UpdateServices(upserts, removed);
+    }
+    metrics_.ObserveSync(snapshot.sync_seconds, snapshot.ipvs_services);
     return Status::Ok();
   }
 
  private:
+  std::vector<IpvsServiceKey> Claim(const ServiceName& name, const DesiredService& svc,
+                                    const ProxyImage& programmed) {
+    std::vector<IpvsServiceKey> keys;
+    for (auto& [key, labels] : MetricLabelsOfService(svc, programmed)) {
+      keys.push_back(key);
+      claims_[key][name] = std::move(labels);
+    }
+    if (!keys.empty()) keys_[name] = keys;
+    return keys;
+  }
+
   ServiceMetrics metrics_;
+  std::map<ServiceName, std::vector<IpvsServiceKey>> keys_;
+  std::map<IpvsServiceKey, std::map<ServiceName, ServiceMetricLabels>> claims_;
 };
 
 class ConntrackExtension : public ProxyExtension {
@@ -134,8 +278,16 @@ class ConntrackExtension : public ProxyExtension {
         items.emplace(id, *item);
       }
     }
-    std::erase_if(had_backends_,
-                  [&](const auto& e) { return !snapshot.programmed->services.contains(e.first); });
+    if (snapshot.full) {
+      std::erase_if(had_backends_, [&](const auto& e) {
+        return !snapshot.programmed->services.contains(e.first);
+      });
+    } else {
+      // An event sync shows only the touched services: forget those that are gone.
+      for (const auto& id : snapshot.touched) {
+        if (!snapshot.programmed->services.contains(id)) had_backends_.erase(id);
+      }
+    }
     if (items.empty() || !conntrack_) return Status::Ok();
     std::vector<ConntrackCleanupItem> list;
     for (auto& [id, item] : items) list.push_back(std::move(item));
@@ -167,28 +319,31 @@ class DsrExtension : public ProxyExtension {
   bool HandlesDsr() const override { return true; }
 
   Status Apply(const ProxySnapshot& snapshot) override {
-    std::set<ServiceName> now;
-    for (const auto& [name, svc] : *snapshot.services) {
-      for (const auto& d : svc.virtual_services) {
-        if (d.dsr) now.insert(name);
-      }
-    }
-    bool relevant = snapshot.full || !applied_once_;
+    // The DSR inputs per Service, kept across event syncs (which show only the changed ones).
+    if (snapshot.full) inputs_.clear();
+    bool relevant = snapshot.full || !applied_once_ || dirty_;
     for (const auto& name : snapshot.changed) {
-      relevant = relevant || now.contains(name) || with_dsr_.contains(name);
+      std::vector<DsrServiceInput> inputs;
+      if (auto it = snapshot.services->find(name); it != snapshot.services->end()) {
+        inputs = DsrInputsOfService(it->second);
+      }
+      auto old = inputs_.find(name);
+      relevant = relevant || !inputs.empty() || old != inputs_.end();
+      if (old != inputs_.end()) inputs_.erase(old);
+      if (!inputs.empty()) inputs_[name] = std::move(inputs);
     }
     if (!relevant) return Status::Ok();
-    DsrPlan plan = BuildDsrPlan(DsrInputsOf(snapshot), Mtu());
+    std::vector<DsrServiceInput> all;
+    for (const auto& [name, inputs] : inputs_) all.insert(all.end(), inputs.begin(), inputs.end());
+    DsrPlan plan = BuildDsrPlan(all, Mtu());
     std::set<std::string> problems(plan.problems.begin(), plan.problems.end());
     for (const auto& p : problems) {
       if (!logged_.contains(p)) KR_LOG_WARN("service proxy: DSR: {}", p);
     }
     logged_ = std::move(problems);
     Status status = applier_.Apply(plan, applied_once_ ? std::vector<IpAddress>{} : LocalPods());
-    if (status.ok()) {
-      applied_once_ = true;
-      with_dsr_ = std::move(now);
-    }
+    dirty_ = !status.ok();  // retried by the next sync whatever it changed
+    if (status.ok()) applied_once_ = true;
     return status;
   }
 
@@ -216,36 +371,67 @@ class DsrExtension : public ProxyExtension {
   const k8s::Cluster* cluster_;
   std::string node_name_;
   bool applied_once_ = false;
-  std::set<ServiceName> with_dsr_;
+  bool dirty_ = false;
+  std::map<ServiceName, std::vector<DsrServiceInput>> inputs_;
   std::set<std::string> logged_;
 };
 
 }  // namespace
 
+std::vector<DsrServiceInput> DsrInputsOfService(const DesiredService& svc) {
+  std::vector<DsrServiceInput> out;
+  for (const auto& d : svc.virtual_services) {
+    if (!d.dsr) continue;
+    DsrServiceInput in;
+    in.owner = svc.name.ToString();
+    in.vip = d.vs.service.address;
+    in.protocol = static_cast<uint8_t>(d.vs.service.protocol);
+    in.port = d.vs.service.port;
+    in.scheduler = d.vs.service.scheduler;
+    in.flags = d.vs.service.flags;
+    in.timeout = d.vs.service.timeout;
+    std::set<IpAddress> local;
+    for (const auto& port : svc.ports) {
+      if (port.key != d.owner) continue;
+      for (const auto& ep : port.local_endpoints) local.insert(ep.address);
+    }
+    for (const auto& [id, dest] : d.vs.destinations) {
+      in.endpoints.push_back(dest.address);
+      if (local.contains(dest.address)) in.local_endpoints.push_back(dest.address);
+    }
+    out.push_back(std::move(in));
+  }
+  return out;
+}
+
 std::vector<DsrServiceInput> DsrInputsOf(const ProxySnapshot& snapshot) {
   std::vector<DsrServiceInput> out;
   for (const auto& [name, svc] : *snapshot.services) {
-    for (const auto& d : svc.virtual_services) {
-      if (!d.dsr) continue;
-      DsrServiceInput in;
-      in.owner = name.ToString();
-      in.vip = d.vs.service.address;
-      in.protocol = static_cast<uint8_t>(d.vs.service.protocol);
-      in.port = d.vs.service.port;
-      in.scheduler = d.vs.service.scheduler;
-      in.flags = d.vs.service.flags;
-      in.timeout = d.vs.service.timeout;
-      std::set<IpAddress> local;
-      for (const auto& port : svc.ports) {
-        if (port.key != d.owner) continue;
-        for (const auto& ep : port.local_endpoints) local.insert(ep.address);
-      }
-      for (const auto& [id, dest] : d.vs.destinations) {
-        in.endpoints.push_back(dest.address);
-        if (local.contains(dest.address)) in.local_endpoints.push_back(dest.address);
-      }
-      out.push_back(std::move(in));
-    }
+    auto inputs = DsrInputsOfService(svc);
+    out.insert(out.end(), inputs.begin(), inputs.end());
+  }
+  return out;
+}
+
+FirewallContribution FirewallContributionOf(const DesiredService& svc, const ProxyImage& programmed,
+                                            const ProxyConfig& config) {
+  FirewallContribution out;
+  for (const auto& d : svc.virtual_services) {
+    if (!d.dsr && !programmed.services.contains(d.vs.id())) continue;
+    out.services.push_back(
+        {d.vs.service.address, ProtocolText(d.vs.service.protocol), d.vs.service.port});
+  }
+  for (const auto& port : svc.ports) {
+    HairpinServicePort h;
+    h.annotated = port.hairpin;  // the flag or the annotation (ExpandHairpin ORs the flag)
+    h.external_ips_annotated = port.hairpin_external_ips;
+    h.cluster_ips = port.cluster_ips;
+    h.external_ips = port.external_ips;
+    h.node_ips = port.node_port_addresses;
+    h.port = port.port;
+    h.node_port = port.node_port;
+    for (const auto& ep : port.local_endpoints) h.local_endpoints.push_back(ep.address);
+    for (const auto& rule : ExpandHairpin(h, config.hairpin_mode)) out.hairpin.push_back(rule);
   }
   return out;
 }
@@ -262,29 +448,20 @@ FirewallInput FirewallInputOf(const ProxySnapshot& snapshot, const ProxyConfig& 
   }
   input.local_ips.assign(local.begin(), local.end());
   std::set<VipPort> services;
-  for (const auto& [id, vs] : snapshot.programmed->services) {
-    if (id.fwmark != 0) continue;
-    services.insert({id.address, ProtocolText(id.protocol), id.port});
-  }
   std::set<HairpinRule> hairpin;
-  for (const auto& [name, svc] : *snapshot.services) {
-    for (const auto& d : svc.virtual_services) {
-      if (d.dsr) {
-        services.insert(
-            {d.vs.service.address, ProtocolText(d.vs.service.protocol), d.vs.service.port});
-      }
+  if (snapshot.programmed != nullptr) {
+    for (const auto& [id, vs] : snapshot.programmed->services) {
+      if (id.fwmark != 0) continue;
+      services.insert({id.address, ProtocolText(id.protocol), id.port});
     }
-    for (const auto& port : svc.ports) {
-      HairpinServicePort h;
-      h.annotated = port.hairpin;  // the flag or the annotation (ExpandHairpin ORs the flag)
-      h.external_ips_annotated = port.hairpin_external_ips;
-      h.cluster_ips = port.cluster_ips;
-      h.external_ips = port.external_ips;
-      h.node_ips = port.node_port_addresses;
-      h.port = port.port;
-      h.node_port = port.node_port;
-      for (const auto& ep : port.local_endpoints) h.local_endpoints.push_back(ep.address);
-      for (const auto& rule : ExpandHairpin(h, config.hairpin_mode)) hairpin.insert(rule);
+  }
+  if (snapshot.services != nullptr) {
+    for (const auto& [name, svc] : *snapshot.services) {
+      // Programmed ones are already in; this adds the DSR services and the hairpin rules.
+      static const ProxyImage kNothingProgrammed;
+      auto c = FirewallContributionOf(svc, kNothingProgrammed, config);
+      services.insert(c.services.begin(), c.services.end());
+      hairpin.insert(c.hairpin.begin(), c.hairpin.end());
     }
   }
   input.services.assign(services.begin(), services.end());
@@ -296,17 +473,34 @@ FirewallInput FirewallInputOf(const ProxySnapshot& snapshot, const ProxyConfig& 
   return input;
 }
 
+std::optional<HealthCheckService> HealthCheckOf(const DesiredService& svc) {
+  uint16_t port = 0;
+  std::set<IpAddress> local;
+  for (const auto& p : svc.ports) {
+    if (p.health_check_node_port != 0) port = p.health_check_node_port;
+    for (const auto& ep : p.local_endpoints) local.insert(ep.address);
+  }
+  if (port == 0) return std::nullopt;
+  return HealthCheckService{svc.name.namespace_, svc.name.name, port, local.size()};
+}
+
 std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot) {
   std::vector<HealthCheckService> out;
   for (const auto& [name, svc] : *snapshot.services) {
-    uint16_t port = 0;
-    std::set<IpAddress> local;
-    for (const auto& p : svc.ports) {
-      if (p.health_check_node_port != 0) port = p.health_check_node_port;
-      for (const auto& ep : p.local_endpoints) local.insert(ep.address);
-    }
-    if (port == 0) continue;
-    out.push_back({name.namespace_, name.name, port, local.size()});
+    if (auto check = HealthCheckOf(svc)) out.push_back(*check);
+  }
+  return out;
+}
+
+std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOfService(const DesiredService& svc,
+                                                                    const ProxyImage& programmed) {
+  std::map<IpvsServiceKey, ServiceMetricLabels> out;
+  for (const auto& d : svc.virtual_services) {
+    const auto& s = d.vs.service;
+    if (!d.dsr && !programmed.services.contains(d.vs.id())) continue;
+    out.emplace(KeyOf(s),
+                ServiceMetricLabels{svc.name.namespace_, svc.name.name, s.address.ToString(),
+                                    ProtocolText(s.protocol), s.port});
   }
   return out;
 }
@@ -314,12 +508,7 @@ std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot) {
 std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOf(const ProxySnapshot& snapshot) {
   std::map<IpvsServiceKey, ServiceMetricLabels> out;
   for (const auto& [name, svc] : *snapshot.services) {
-    for (const auto& d : svc.virtual_services) {
-      const auto& s = d.vs.service;
-      if (!d.dsr && !snapshot.programmed->services.contains(d.vs.id())) continue;
-      out.emplace(KeyOf(s), ServiceMetricLabels{name.namespace_, name.name, s.address.ToString(),
-                                                ProtocolText(s.protocol), s.port});
-    }
+    for (auto& entry : MetricLabelsOfService(svc, *snapshot.programmed)) out.insert(entry);
   }
   return out;
 }

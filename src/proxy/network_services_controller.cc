@@ -334,11 +334,12 @@ Status NetworkServicesController::Sync(SyncReason reason) {
   if (auto s = RefreshNode(); !s.ok()) return s;
   bool full = reason != SyncReason::kRequested || !programmed_valid_;
   std::set<ServiceName> changed = touched_;
-  Status status = full ? FullSync() : IncrementalSync();
-  if (status.ok()) status = RunDrains();
+  std::set<VirtualServiceId> touched;
+  Status status = full ? FullSync() : IncrementalSync(touched);
+  if (status.ok()) status = RunDrains(touched);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (status.ok()) status = RunExtensions(full, changed, seconds);
+  if (status.ok()) status = RunExtensions(full, changed, touched, seconds);
   if (status.ok()) RecordLatency();
   metrics_->GetGauge(kMetricServices, "Number of IPVS services the service proxy programmed.")
       .Set(static_cast<double>(programmed_.services.size()));
@@ -346,11 +347,11 @@ Status NetworkServicesController::Sync(SyncReason reason) {
   return status;
 }
 
-Status NetworkServicesController::IncrementalSync() {
+Status NetworkServicesController::IncrementalSync(std::set<VirtualServiceId>& touched) {
   DiffScope scope;
-  std::set<ServiceName> touched;
-  touched.swap(touched_);
-  for (const auto& name : touched) Rebuild(name, scope);
+  std::set<ServiceName> names;
+  names.swap(touched_);
+  for (const auto& name : names) Rebuild(name, scope);
   ProxyPlan plan = Diff(desired_, programmed_, &scope, {config_.graceful_termination});
   Status status = ApplyPlan(plan);
   if (!status.ok()) {
@@ -358,6 +359,7 @@ Status NetworkServicesController::IncrementalSync() {
     return status;
   }
   TrackDrains(plan, &scope);
+  touched.insert(scope.services.begin(), scope.services.end());
   return Status::Ok();
 }
 
@@ -617,7 +619,7 @@ void NetworkServicesController::TrackDrains(const ProxyPlan& plan, const DiffSco
   }
 }
 
-Status NetworkServicesController::RunDrains() {
+Status NetworkServicesController::RunDrains(std::set<VirtualServiceId>& touched) {
   if (drains_.empty()) return Status::Ok();
   const auto now = clock_();
   std::map<VirtualServiceId, std::vector<DrainKey>> by_service;
@@ -652,6 +654,7 @@ Status NetworkServicesController::RunDrains() {
       KR_LOG_INFO("service proxy: {} removed from {} ({})", key.second.ToString(), id.ToString(),
                   drained ? "no connections left" : "grace period over");
       ApplyChange({Op::kDeleteDestination, service, *it}, programmed_);
+      touched.insert(id);
       for (auto& e : extensions_) e->OnDestinationRemoved(service, *it);
       drains_.erase(key);
     }
@@ -660,18 +663,34 @@ Status NetworkServicesController::RunDrains() {
 }
 
 Status NetworkServicesController::RunExtensions(bool full, const std::set<ServiceName>& changed,
+                                                const std::set<VirtualServiceId>& touched,
                                                 double sync_seconds) {
   if (extensions_.empty()) return Status::Ok();
   ProxySnapshot snapshot;
-  snapshot.services = &services_;
   snapshot.full = full;
   snapshot.node = &node_;
-  snapshot.programmed = &programmed_;
+  snapshot.ipvs_services = programmed_.services.size();
   snapshot.sync_seconds = sync_seconds;
+  // An event sync shows only what it touched: the pieces cannot rebuild from every Service.
+  std::map<ServiceName, DesiredService> changed_services;
+  ProxyImage touched_image;
   if (full) {
+    snapshot.services = &services_;
+    snapshot.programmed = &programmed_;
     for (const auto& [name, svc] : services_) snapshot.changed.insert(name);
   } else {
     snapshot.changed = changed;
+    snapshot.touched = touched;
+    for (const auto& name : changed) {
+      if (auto it = services_.find(name); it != services_.end()) changed_services.insert(*it);
+    }
+    for (const auto& id : touched) {
+      if (auto it = programmed_.services.find(id); it != programmed_.services.end()) {
+        touched_image.services.insert(*it);
+      }
+    }
+    snapshot.services = &changed_services;
+    snapshot.programmed = &touched_image;
   }
   Status first_error;
   for (auto& e : extensions_) {

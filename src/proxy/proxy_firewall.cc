@@ -17,6 +17,14 @@ netfilter::Iptables* ProxyFirewall::Tables(IpFamily family) const {
   return family == IpFamily::kV4 ? v4_ : v6_;
 }
 
+std::vector<IpFamily> ProxyFirewall::Families() const {
+  std::vector<IpFamily> families;
+  for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+    if (Tables(family) != nullptr) families.push_back(family);
+  }
+  return families;
+}
+
 namespace {
 
 // Sorted and unique; a linear pass when the caller already gives sorted input (a std::set).
@@ -34,40 +42,76 @@ std::vector<T> Minus(const std::vector<T>& a, const std::vector<T>& b) {
   return out;
 }
 
-}  // namespace
-
-ProxyFirewall::SetEntries ProxyFirewall::Normalize(const FirewallInput& input, IpFamily family) {
-  const bool v4 = family == IpFamily::kV4;
-  SetEntries out;
-  for (const auto& svc : input.services) {
-    if (svc.address.is_v4() != v4) continue;
-    out.ports.push_back(svc);
-    out.vips.push_back(svc.address);
-  }
-  for (const auto& ip : input.local_ips) {
-    if (ip.is_v4() == v4) out.local.push_back(ip);
-  }
-  out.ports = SortedUnique(std::move(out.ports));
-  // Ports sort by address first, so their addresses come out sorted when the ports were.
-  out.vips.clear();
-  for (const auto& p : out.ports) {
-    if (out.vips.empty() || out.vips.back() != p.address) out.vips.push_back(p.address);
-  }
-  out.local = SortedUnique(std::move(out.local));
+template <typename T>
+std::vector<T> Minus(const std::vector<T>& a, const std::set<T>& b) {
+  std::vector<T> out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
   return out;
 }
 
-// Deltas between two normalized images, in the order PlanSets uses: additions to local-ips,
-// svip-prt, svip; removals from svip, svip-prt, local-ips. Only changed entries are turned into
-// text, so an event costs O(services) comparisons of plain values, not of strings.
-SetPlan ProxyFirewall::PlanSetDeltas(const SetEntries& old, const SetEntries& now,
-                                     IpFamily family) {
-  auto ip_entries = [](const std::vector<IpAddress>& ips) {
+template <typename T>
+std::vector<T> Minus(const std::set<T>& a, const std::vector<T>& b) {
+  std::vector<T> out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+IpFamily FamilyOf(const IpAddress& ip) { return ip.is_v4() ? IpFamily::kV4 : IpFamily::kV6; }
+
+// The set entries one change adds and removes, per family, in plain values.
+struct EntryDelta {
+  std::vector<IpAddress> add_local, del_local, add_vips, del_vips;
+  std::vector<VipPort> add_ports, del_ports;
+};
+
+}  // namespace
+
+SetPlan ProxyFirewall::ApplyToState(const FirewallChange& change) {
+  std::map<IpFamily, EntryDelta> delta;
+  const std::set<VipPort> adding(change.add_services.begin(), change.add_services.end());
+  for (const VipPort& p : change.remove_services) {
+    if (adding.contains(p) || state_.services.erase(p) == 0) continue;
+    EntryDelta& d = delta[FamilyOf(p.address)];
+    d.del_ports.push_back(p);
+    auto vip = state_.vip_ports.find(p.address);
+    if (vip != state_.vip_ports.end() && --vip->second == 0) {
+      state_.vip_ports.erase(vip);
+      d.del_vips.push_back(p.address);
+    }
+  }
+  for (const VipPort& p : adding) {
+    if (!state_.services.insert(p).second) continue;
+    EntryDelta& d = delta[FamilyOf(p.address)];
+    d.add_ports.push_back(p);
+    if (++state_.vip_ports[p.address] == 1) d.add_vips.push_back(p.address);
+  }
+  const std::set<HairpinRule> hairpin_adding(change.add_hairpin.begin(), change.add_hairpin.end());
+  for (const HairpinRule& r : change.remove_hairpin) {
+    if (!hairpin_adding.contains(r)) state_.hairpin.erase(r);
+  }
+  state_.hairpin.insert(hairpin_adding.begin(), hairpin_adding.end());
+
+  std::vector<IpAddress> local = SortedUnique(change.local_ips);
+  for (const IpAddress& ip : Minus(local, state_.local_ips)) {
+    delta[FamilyOf(ip)].add_local.push_back(ip);
+  }
+  for (const IpAddress& ip : Minus(state_.local_ips, local)) {
+    delta[FamilyOf(ip)].del_local.push_back(ip);
+  }
+  state_.local_ips = std::move(local);
+  state_.node_ips = change.node_ips;
+  state_.pod_cidrs = change.pod_cidrs;
+
+  // Additions: local-ips, then svip-prt, then svip (a VIP never jumps to the chain before its
+  // ports are accepted); removals the other way round. Only changed entries become text.
+  auto ip_entries = [](std::vector<IpAddress> ips) {
+    std::sort(ips.begin(), ips.end());
     std::vector<netfilter::IpsetEntry> out;
     for (const auto& ip : ips) out.push_back({ip.ToString()});
     return out;
   };
-  auto port_entries = [](const std::vector<VipPort>& ports) {
+  auto port_entries = [](std::vector<VipPort> ports) {
+    std::sort(ports.begin(), ports.end());
     std::vector<netfilter::IpsetEntry> out;
     for (const auto& p : ports) {
       out.push_back(netfilter::CanonicalEntry(
@@ -75,46 +119,84 @@ SetPlan ProxyFirewall::PlanSetDeltas(const SetEntries& old, const SetEntries& no
     }
     return out;
   };
-  const std::string local = FamilySetName(kLocalIpsSet, family);
-  const std::string ports = FamilySetName(kServiceIpPortsSet, family);
-  const std::string vips = FamilySetName(kServiceIpsSet, family);
-  SetPlan plan;
   auto add = [](netfilter::IpsetUpdate& update, const std::string& set,
                 std::vector<netfilter::IpsetEntry> entries, bool removal) {
     if (entries.empty()) return;
-    netfilter::IpsetDelta delta{set, {}, {}};
-    (removal ? delta.del : delta.add) = std::move(entries);
-    update.deltas.push_back(std::move(delta));
+    netfilter::IpsetDelta d{set, {}, {}};
+    (removal ? d.del : d.add) = std::move(entries);
+    update.deltas.push_back(std::move(d));
   };
-  add(plan.additions, local, ip_entries(Minus(now.local, old.local)), false);
-  add(plan.additions, ports, port_entries(Minus(now.ports, old.ports)), false);
-  add(plan.additions, vips, ip_entries(Minus(now.vips, old.vips)), false);
-  add(plan.removals, vips, ip_entries(Minus(old.vips, now.vips)), true);
-  add(plan.removals, ports, port_entries(Minus(old.ports, now.ports)), true);
-  add(plan.removals, local, ip_entries(Minus(old.local, now.local)), true);
+  SetPlan plan;
+  for (IpFamily family : Families()) {
+    auto it = delta.find(family);
+    if (it == delta.end()) continue;
+    EntryDelta& d = it->second;
+    // A VIP that lost one port and gained another in this change stays in svip.
+    std::sort(d.add_vips.begin(), d.add_vips.end());
+    std::sort(d.del_vips.begin(), d.del_vips.end());
+    std::vector<IpAddress> both;
+    std::set_intersection(d.add_vips.begin(), d.add_vips.end(), d.del_vips.begin(),
+                          d.del_vips.end(), std::back_inserter(both));
+    d.add_vips = Minus(d.add_vips, both);
+    d.del_vips = Minus(d.del_vips, both);
+    const std::string local_set = FamilySetName(kLocalIpsSet, family);
+    const std::string ports_set = FamilySetName(kServiceIpPortsSet, family);
+    const std::string vips_set = FamilySetName(kServiceIpsSet, family);
+    add(plan.additions, local_set, ip_entries(d.add_local), false);
+    add(plan.additions, ports_set, port_entries(d.add_ports), false);
+    add(plan.additions, vips_set, ip_entries(d.add_vips), false);
+    add(plan.removals, vips_set, ip_entries(d.del_vips), true);
+    add(plan.removals, ports_set, port_entries(d.del_ports), true);
+    add(plan.removals, local_set, ip_entries(d.del_local), true);
+  }
   return plan;
 }
 
-Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
-  const bool read_kernel = verify || !image_valid_;
-  image_valid_ = false;  // until this sync succeeds
-  std::vector<IpFamily> families;
-  for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
-    if (Tables(family) != nullptr) families.push_back(family);
-  }
-  // The common case of an event that changed no VIP, port or local address: one linear
-  // comparison of the input with the last one, no set work at all.
-  const bool same_entries =
-      !read_kernel && input.services == last_services_ && input.local_ips == last_local_ips_;
-  std::map<IpFamily, SetEntries> entries;
-  if (!same_entries) {
-    for (IpFamily family : families) entries[family] = Normalize(input, family);
-  }
+FirewallInput ProxyFirewall::RulesInput() const {
+  FirewallInput in;
+  in.permit_all = state_.permit_all;
+  in.masquerade_all = state_.masquerade_all;
+  in.local_ips = state_.local_ips;
+  in.node_ips = state_.node_ips;
+  in.pod_cidrs = state_.pod_cidrs;
+  in.hairpin.assign(state_.hairpin.begin(), state_.hairpin.end());
+  return in;
+}
 
-  SetPlan sets;
-  if (same_entries) {
-    // nothing to do for the sets
-  } else if (read_kernel) {
+FirewallInput ProxyFirewall::CurrentInput() const {
+  FirewallInput in = RulesInput();
+  in.services.assign(state_.services.begin(), state_.services.end());
+  return in;
+}
+
+Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
+  // The difference to the last input, as the event path takes it.
+  const std::vector<VipPort> services = SortedUnique(input.services);
+  const std::vector<HairpinRule> hairpin = SortedUnique(input.hairpin);
+  FirewallChange change;
+  change.add_services = Minus(services, state_.services);
+  change.remove_services = Minus(state_.services, services);
+  change.add_hairpin = Minus(hairpin, state_.hairpin);
+  change.remove_hairpin = Minus(state_.hairpin, hairpin);
+  change.local_ips = input.local_ips;
+  change.node_ips = input.node_ips;
+  change.pod_cidrs = input.pod_cidrs;
+  state_.permit_all = input.permit_all;
+  state_.masquerade_all = input.masquerade_all;
+  SetPlan sets = ApplyToState(change);
+  return Write(std::move(sets), verify || !image_valid_);
+}
+
+Status ProxyFirewall::Update(const FirewallChange& change) {
+  SetPlan sets = ApplyToState(change);
+  return Write(std::move(sets), !image_valid_);
+}
+
+Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
+  image_valid_ = false;  // until this write succeeds
+  const std::vector<IpFamily> families = Families();
+  const FirewallInput rules_input = RulesInput();
+  if (read_kernel) {
     // Against what the kernel holds: missing sets are created, drift repaired.
     auto listed = ipset_->List();
     if (!listed.ok()) return listed.status().Context("listing ipsets");
@@ -122,17 +204,12 @@ Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
     for (const auto& name : OwnedSetNames()) {
       if (auto it = listed->find(name); it != listed->end()) existing.insert(*it);
     }
+    const FirewallInput full = CurrentInput();
     std::vector<netfilter::IpsetSet> desired_sets;
     for (IpFamily family : families) {
-      for (auto& set : DesiredSets(input, family)) desired_sets.push_back(std::move(set));
+      for (auto& set : DesiredSets(full, family)) desired_sets.push_back(std::move(set));
     }
     sets = PlanSets(desired_sets, existing);
-  } else {
-    for (IpFamily family : families) {
-      SetPlan part = PlanSetDeltas(entries_image_[family], entries[family], family);
-      for (auto& d : part.additions.deltas) sets.additions.deltas.push_back(std::move(d));
-      for (auto& d : part.removals.deltas) sets.removals.deltas.push_back(std::move(d));
-    }
   }
 
   // 1. New sets and entries first: the rules about to be written may name them, and a REJECT
@@ -142,12 +219,12 @@ Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
   }
 
   // 2. Each table with one --noflush delta, planned against what the kernel holds; a table is
-  //    read only when its rules differ from the image of the last sync (or on verify).
+  //    read only when its rules differ from the image of the last write (or on verify).
   std::map<IpFamily, FamilyImage> next = image_;
   for (IpFamily family : families) {
     netfilter::Iptables* tables = Tables(family);
-    FamilyImage want{ServicesChainRules(input, family), MasqueradeRules(input, family),
-                     HairpinChainRules(input, family)};
+    FamilyImage want{ServicesChainRules(rules_input, family), MasqueradeRules(rules_input, family),
+                     HairpinChainRules(rules_input, family)};
     auto old = image_.find(family);
     const bool filter_same =
         !read_kernel && old != image_.end() && old->second.services_rules == want.services_rules;
@@ -157,7 +234,7 @@ Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
     if (!filter_same) {
       auto filter = tables->Save("filter");
       if (!filter.ok()) return filter.status().Context("reading the filter table");
-      auto update = PlanFilter(*filter, input, family);
+      auto update = PlanFilter(*filter, rules_input, family);
       if (!update.empty()) {
         if (auto s = tables->Apply(update); !s.ok()) {
           return s.Context(std::string("writing the VIP firewall (") +
@@ -168,7 +245,7 @@ Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
     if (!nat_same) {
       auto nat = tables->Save("nat");
       if (!nat.ok()) return nat.status().Context("reading the nat table");
-      auto update = PlanNat(*nat, input, family);
+      auto update = PlanNat(*nat, rules_input, family);
       if (!update.empty()) {
         if (auto s = tables->Apply(update); !s.ok()) {
           return s.Context(std::string("writing masquerade/hairpin rules (") +
@@ -185,11 +262,6 @@ Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
       return s.Context("removing ipset entries");
     }
   }
-  if (!same_entries) {
-    entries_image_ = std::move(entries);
-    last_services_ = input.services;
-    last_local_ips_ = input.local_ips;
-  }
   image_ = std::move(next);
   image_valid_ = true;
   return Status::Ok();
@@ -197,9 +269,7 @@ Status ProxyFirewall::Sync(const FirewallInput& input, bool verify) {
 
 Status ProxyFirewall::Cleanup() {
   image_valid_ = false;
-  entries_image_.clear();
-  last_services_.clear();
-  last_local_ips_.clear();
+  state_ = State{};
   image_.clear();
   Status result = Status::Ok();
   auto keep_first = [&](Status s) {

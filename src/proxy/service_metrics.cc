@@ -71,6 +71,13 @@ void ServiceMetrics::SetServices(std::map<IpvsServiceKey, ServiceMetricLabels> s
   services_ = std::move(services);
 }
 
+void ServiceMetrics::UpdateServices(const std::map<IpvsServiceKey, ServiceMetricLabels>& upserts,
+                                    const std::vector<IpvsServiceKey>& removed) {
+  std::lock_guard lock(mu_);
+  for (const auto& key : removed) services_.erase(key);
+  for (const auto& [key, labels] : upserts) services_[key] = labels;
+}
+
 void ServiceMetrics::ObserveSync(double seconds, size_t ipvs_services) {
   sync_time_.Observe(seconds);
   services_gauge_.Set(static_cast<double>(ipvs_services));

@@ -26,16 +26,31 @@
 namespace kr::proxy {
 
 // --- pure translations (snapshot -> the pieces' inputs) ---
+// The *Of(snapshot) functions translate a whole (full-sync) snapshot; the per-Service ones are
+// what the event path uses for the changed Services only.
 
 // Every virtual service of ours (programmed, plus DSR ones), local addresses (links filtered by
 // IsLocalIpsLink), node IPs, pod CIDRs and the hairpin rules of every Service port.
 FirewallInput FirewallInputOf(const ProxySnapshot& snapshot, const ProxyConfig& config,
                               const std::vector<netlink::Address>& addresses,
                               const std::vector<IpPrefix>& pod_cidrs);
+// What one Service adds to the firewall input: its virtual services (the DSR ones, and the
+// others when `programmed` holds them) and the hairpin rules of its ports.
+struct FirewallContribution {
+  std::vector<VipPort> services;
+  std::vector<HairpinRule> hairpin;
+};
+FirewallContribution FirewallContributionOf(const DesiredService& service,
+                                            const ProxyImage& programmed,
+                                            const ProxyConfig& config);
 // One entry per Service with a healthCheckNodePort: its local ready endpoint IPs, each once.
 std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot);
-// Labels for every programmed virtual service, from the Service port that owns it.
+std::optional<HealthCheckService> HealthCheckOf(const DesiredService& service);
+// Labels for every programmed virtual service, from the Service port that owns it (the first
+// Service by name when two want one).
 std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOf(const ProxySnapshot& snapshot);
+std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOfService(const DesiredService& service,
+                                                                    const ProxyImage& programmed);
 // A removed destination of a UDP/SCTP virtual service as a cleanup item (NodePort when the
 // address is one of the node's NodePort addresses); nullopt for TCP.
 std::optional<ConntrackCleanupItem> ConntrackItemOf(const netlink::IpvsService& service,
@@ -45,6 +60,7 @@ std::optional<ConntrackCleanupItem> ConntrackItemOf(const netlink::IpvsService& 
 // The DSR virtual services of the snapshot (kube-router.io/service.dsr=tunnel on external and
 // LoadBalancer IPs) as DSR inputs: every endpoint of the VIP's family, the local ones marked.
 std::vector<DsrServiceInput> DsrInputsOf(const ProxySnapshot& snapshot);
+std::vector<DsrServiceInput> DsrInputsOfService(const DesiredService& service);
 
 // --- the extensions ---
 

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kube_router/base/status.h"
@@ -41,13 +43,25 @@ class HealthCheckServers {
   // is served, the other logged. A port that cannot be bound is logged once per Sync that still
   // wants it and returned as an error; every other port keeps working.
   Status Sync(const std::vector<HealthCheckService>& services);
+  // The event path: only these Services changed (`upserts` want their port and count now;
+  // `removed` (namespace, name) want nothing any more). Touches only their ports (and retries
+  // ports that could not be bound); same rules as Sync.
+  Status Update(const std::vector<HealthCheckService>& upserts,
+                const std::vector<std::pair<std::string, std::string>>& removed);
   void StopAll();
   // Ports being served, sorted.
   std::vector<uint16_t> ports() const;
 
  private:
   struct Entry;
+  using Key = std::pair<std::string, std::string>;  // namespace, name
+  // Brings the server of `port` to its first claimant (by namespace/name), or stops it.
+  Status Reconcile(uint16_t port);
+
   std::string address_;
+  std::map<Key, HealthCheckService> wanted_;
+  std::map<uint16_t, std::set<Key>> claims_;  // port -> Services wanting it
+  std::set<uint16_t> failed_;                 // ports that could not be bound yet
   std::map<uint16_t, std::unique_ptr<Entry>> servers_;
 };
 

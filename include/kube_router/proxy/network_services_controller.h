@@ -46,14 +46,24 @@ struct ProxyDataplane {
   netlink::RouteTable* routes = nullptr;
 };
 
-// What the other proxy pieces see after every successful sync.
+// What the other proxy pieces see after every successful sync. A full sync shows everything; an
+// event sync shows only what it touched, so every piece costs O(change), not O(cluster), and
+// keeps its own state for the rest.
 struct ProxySnapshot {
-  const std::map<ServiceName, DesiredService>* services = nullptr;  // every non-skipped one
+  // Full sync: every non-skipped Service. Event sync: only the changed ones that still exist
+  // (a changed name missing here was deleted or is now skipped).
+  const std::map<ServiceName, DesiredService>* services = nullptr;
   std::set<ServiceName> changed;  // rebuilt by this sync (all of them on a full sync)
   bool full = false;              // startup/periodic: reconcile everything
   const NodeFacts* node = nullptr;
+  // Full sync: the whole programmed image. Event sync: only the virtual services in `touched`
+  // that are programmed (and the VIPs it compared).
   const ProxyImage* programmed = nullptr;
-  double sync_seconds = 0;  // how long the IPVS part of this sync took
+  // Event sync: the virtual services this sync compared or whose destinations the drain queue
+  // changed (a touched id missing from `programmed` is gone). Empty on a full sync.
+  std::set<VirtualServiceId> touched;
+  size_t ipvs_services = 0;  // IPVS services the proxy now programs (all of them)
+  double sync_seconds = 0;   // how long the IPVS part of this sync took
 };
 
 // A piece that plugs into the controller: the VIP firewall, masquerade and hairpin rules,
@@ -126,16 +136,19 @@ class NetworkServicesController : public Controller {
   void RefreshDesiredEntry(const VirtualServiceId& id);
   void LogProblems(const ServiceName& name, const std::vector<std::string>& problems);
   Status FullSync();
-  Status IncrementalSync();
+  // The ids it compared go into `touched`.
+  Status IncrementalSync(std::set<VirtualServiceId>& touched);
   Result<ProxyImage> ReadKernel(bool for_cleanup);
   Status ApplyPlan(const ProxyPlan& plan);
   Status AddVips(const std::vector<IpAddress>& vips);
   Status DeleteVips(const std::vector<IpAddress>& vips);
   Status EnsureDummyLink();
   void TrackDrains(const ProxyPlan& plan, const DiffScope* scope);
-  Status RunDrains();
+  // Deletes drained destinations; the virtual services it changed go into `touched`.
+  Status RunDrains(std::set<VirtualServiceId>& touched);
   std::chrono::milliseconds GracePeriodOf(const IpAddress& endpoint) const;
-  Status RunExtensions(bool full, const std::set<ServiceName>& changed, double sync_seconds);
+  Status RunExtensions(bool full, const std::set<ServiceName>& changed,
+                       const std::set<VirtualServiceId>& touched, double sync_seconds);
   void RecordLatency();
   void UpdateTicker();
 

@@ -1,12 +1,15 @@
 // Applies the service proxy's netfilter state (firewall_plan.h) through the netfilter role
 // interfaces: set changes as deltas, one iptables-restore --noflush delta per table, in the
-// order that keeps kube-router-local-ips non-empty whenever its REJECT rule exists. Keeps an
-// image of what it last applied, so an unchanged input costs no process at all; `verify` reads
-// the kernel and repairs drift (the periodic sync). One writer: not thread-safe.
+// order that keeps kube-router-local-ips non-empty whenever its REJECT rule exists. Keeps the
+// input it was last given (in sorted containers) and an image of the rules it wrote, so an
+// unchanged input costs no process at all and an event that changes a few services costs
+// O(those services) through Update; `verify` reads the kernel and repairs drift (the periodic
+// sync). One writer: not thread-safe.
 #pragma once
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,20 @@
 #include "kube_router/proxy/firewall_plan.h"
 
 namespace kr::proxy {
+
+// What changed since the last Sync/Update: the virtual services and hairpin rules that became
+// wanted or stopped being wanted (net: an entry in both lists is ignored), and the node's
+// addresses and facts as a whole (small). Flags (permit_all, masquerade_all) stay those of the
+// last Sync.
+struct FirewallChange {
+  std::vector<VipPort> add_services;
+  std::vector<VipPort> remove_services;
+  std::vector<HairpinRule> add_hairpin;
+  std::vector<HairpinRule> remove_hairpin;
+  std::vector<IpAddress> local_ips;
+  std::vector<IpAddress> node_ips;
+  std::vector<IpPrefix> pod_cidrs;
+};
 
 class ProxyFirewall {
  public:
@@ -27,6 +44,15 @@ class ProxyFirewall {
   // written, planned against the image of the last successful sync.
   Status Sync(const FirewallInput& input, bool verify = false);
 
+  // The event path: applies `change` to the last input and writes only its consequences (set
+  // entries of the changed services; a table only when its rules changed), in O(change) plus
+  // the hairpin rules. Before the first successful Sync, or after a failure, it re-reads and
+  // repairs everything as Sync(verify) does.
+  Status Update(const FirewallChange& change);
+
+  // The input as the firewall holds it now (sorted); for tests.
+  FirewallInput CurrentInput() const;
+
   // Removes all of ours in both families (both given adapters): jumps, chains, SNAT rules,
   // sets. Idempotent; foreign state stays.
   Status Cleanup();
@@ -37,26 +63,33 @@ class ProxyFirewall {
     std::vector<std::string> masquerade_rules;
     std::vector<std::string> hairpin_rules;
   };
-  // The set contents one family's input asks for, as sorted plain values.
-  struct SetEntries {
-    std::vector<VipPort> ports;
-    std::vector<IpAddress> vips;
-    std::vector<IpAddress> local;
+  // The last input, kept so that an event is applied as a delta.
+  struct State {
+    bool permit_all = true;
+    bool masquerade_all = false;
+    std::set<VipPort> services;
+    std::map<IpAddress, int> vip_ports;  // VIP -> how many entries of `services` it has
+    std::set<HairpinRule> hairpin;
+    std::vector<IpAddress> local_ips;  // sorted, unique
+    std::vector<IpAddress> node_ips;
+    std::vector<IpPrefix> pod_cidrs;
   };
   netfilter::Iptables* Tables(netfilter::IpFamily family) const;
-  static SetEntries Normalize(const FirewallInput& input, netfilter::IpFamily family);
-  static SetPlan PlanSetDeltas(const SetEntries& old, const SetEntries& now,
-                               netfilter::IpFamily family);
+  std::vector<netfilter::IpFamily> Families() const;
+  // Applies `change` to state_ and returns the set deltas it implies.
+  SetPlan ApplyToState(const FirewallChange& change);
+  // The input without the services (what the rules depend on).
+  FirewallInput RulesInput() const;
+  // Writes `sets` and the rules; with `read_kernel` the sets are planned against the kernel
+  // instead (`sets` ignored) and every table is read.
+  Status Write(SetPlan sets, bool read_kernel);
 
   netfilter::Iptables* v4_;
   netfilter::Iptables* v6_;
   netfilter::Ipset* ipset_;
-  // What the last successful sync left (valid while image_valid_).
-  std::map<netfilter::IpFamily, SetEntries> entries_image_;
-  std::vector<VipPort> last_services_;  // the input that entries_image_ came from
-  std::vector<IpAddress> last_local_ips_;
+  State state_;
   std::map<netfilter::IpFamily, FamilyImage> image_;
-  bool image_valid_ = false;
+  bool image_valid_ = false;  // the kernel holds state_ (the last write succeeded)
 };
 
 }  // namespace kr::proxy

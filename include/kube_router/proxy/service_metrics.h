@@ -52,6 +52,9 @@ class ServiceMetrics {
   // The virtual services that are ours, replaced whole after each sync (thread-safe). Services
   // of the dump not in this map get no series (foreign IPVS services).
   void SetServices(std::map<IpvsServiceKey, ServiceMetricLabels> services);
+  // The event path: these keys get (or change) their labels, those lose them.
+  void UpdateServices(const std::map<IpvsServiceKey, ServiceMetricLabels>& upserts,
+                      const std::vector<IpvsServiceKey>& removed);
   // After a sync: its duration and the number of IPVS services the proxy now owns.
   void ObserveSync(double seconds, size_t ipvs_services);
 

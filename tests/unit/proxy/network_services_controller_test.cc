@@ -113,6 +113,10 @@ class RecordingExtension : public ProxyExtension {
     ++applies;
     last_changed = snapshot.changed;
     last_full = snapshot.full;
+    last_services = snapshot.services->size();
+    last_programmed = snapshot.programmed->services.size();
+    last_touched = snapshot.touched;
+    last_ipvs_services = snapshot.ipvs_services;
     dsr_services.clear();
     for (const auto& [name, svc] : *snapshot.services) {
       for (const auto& vs : svc.virtual_services) {
@@ -132,6 +136,8 @@ class RecordingExtension : public ProxyExtension {
   }
   int applies = 0, cleanups = 0;
   bool last_full = false;
+  size_t last_services = 0, last_programmed = 0, last_ipvs_services = 0;
+  std::set<VirtualServiceId> last_touched;
   std::set<ServiceName> last_changed;
   std::vector<std::string> removed, dsr_services;
 
@@ -640,6 +646,46 @@ TEST_F(ProxyControllerTest, ExtensionsSeeChangesRemovalsAndDsr) {
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(recorder->cleanups, 1);
   EXPECT_THAT(*removed, ::testing::Contains("recorder state"));
+}
+
+// The work an event costs the extensions (firewall, health checks, metrics, conntrack, DSR) is
+// bounded by what it touched: at N Services one endpoint change shows them one Service and its
+// one virtual service, not N (the snapshot is all they can read).
+TEST_F(ProxyControllerTest, AnEventShowsTheExtensionsOnlyWhatItTouched) {
+  auto ext = std::make_unique<RecordingExtension>();
+  auto* recorder = ext.get();
+  Controller().AddExtension(std::move(ext));
+  constexpr int kServices = 300;
+  auto vip = [](int i) {
+    return "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+  };
+  for (int i = 0; i < kServices; ++i) {
+    const std::string name = "s" + std::to_string(i);
+    Upsert(Svc(name, vip(i), {Port("http", 80)}));
+    Upsert(Slice(name, name + "-1", {{"10.1.0.1"}, {"10.1.0.2"}}, {{"http", 8080}}));
+  }
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_TRUE(recorder->last_full);
+  EXPECT_EQ(recorder->last_services, static_cast<size_t>(kServices));
+  EXPECT_EQ(recorder->last_programmed, static_cast<size_t>(kServices));
+
+  ResetCounts();
+  Upsert(Slice("s7", "s7-1", {{"10.1.0.1"}, {"10.1.0.3"}}, {{"http", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Writes(), 2);  // one destination in, one out
+  EXPECT_FALSE(recorder->last_full);
+  EXPECT_EQ(recorder->last_services, 1u);
+  EXPECT_EQ(recorder->last_programmed, 1u);
+  EXPECT_EQ(recorder->last_touched.size(), 1u);
+  EXPECT_EQ(recorder->last_ipvs_services, static_cast<size_t>(kServices));
+
+  // A deleted Service: shown as touched but no longer programmed.
+  RemoveService("default/s9");
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(recorder->last_services, 0u);
+  EXPECT_EQ(recorder->last_programmed, 0u);
+  EXPECT_EQ(recorder->last_touched.size(), 1u);
+  EXPECT_EQ(recorder->last_ipvs_services, static_cast<size_t>(kServices - 1));
 }
 
 TEST_F(ProxyControllerTest, PodsAreWatchedOnlyWhenGracefulTerminationOrDsrNeedThem) {

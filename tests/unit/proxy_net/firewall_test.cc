@@ -374,6 +374,32 @@ TEST_F(ProxyFirewallTest, IncrementalSetDeltasMatchTheFullPlanUnderRandomChanges
   EXPECT_EQ(ipset_.replaced_sets(), 6);  // created once, then only deltas
 }
 
+// The event path: a change names only what became wanted or unwanted; a VIP that loses one port
+// and gains another in the same change stays in kube-router-svip (found by the oracle test).
+TEST_F(ProxyFirewallTest, UpdateAppliesOnlyTheChangeAndKeepsAVipThatSwapsPorts) {
+  FirewallInput in = DualStackInput();
+  ASSERT_TRUE(firewall_.Sync(in).ok());
+  const int saves = v4_.save_calls() + v6_.save_calls();
+  FirewallChange change;
+  change.remove_services = {{Ip("10.96.0.20"), "sctp", 9000}};
+  change.add_services = {{Ip("10.96.0.20"), "tcp", 9001}};
+  change.local_ips = in.local_ips;
+  change.node_ips = in.node_ips;
+  change.pod_cidrs = in.pod_cidrs;
+  ASSERT_TRUE(firewall_.Update(change).ok());
+  EXPECT_EQ(v4_.save_calls() + v6_.save_calls(), saves);  // no rule changed: no table read
+  EXPECT_TRUE(ipset_.sets()["kube-router-svip"].entries.contains({"10.96.0.20"}));
+  EXPECT_TRUE(ipset_.sets()["kube-router-svip-prt"].entries.contains({"10.96.0.20,tcp:9001"}));
+  EXPECT_FALSE(ipset_.sets()["kube-router-svip-prt"].entries.contains({"10.96.0.20,sctp:9000"}));
+  // The same end state as a full sync of the equivalent input.
+  in.services.erase(
+      std::find(in.services.begin(), in.services.end(), VipPort{Ip("10.96.0.20"), "sctp", 9000}));
+  in.services.push_back({Ip("10.96.0.20"), "tcp", 9001});
+  const int writes = Writes();
+  ASSERT_TRUE(firewall_.Sync(in, /*verify=*/true).ok());
+  EXPECT_EQ(Writes(), writes);
+}
+
 TEST(ExpandHairpin, FollowsTheFlagAndTheAnnotations) {
   HairpinServicePort port;
   port.cluster_ips = {Ip("10.96.0.10"), Ip("fd00:96::10")};
