@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "kube_router/bgp/speaker.h"
+#include "kube_router/bgp/types.h"
 
 namespace kr::bgp {
 
@@ -59,7 +59,7 @@ inline constexpr uint32_t kRestartKeepaliveTimer = 1u << 11;
 inline constexpr uint32_t kStopTimers = 1u << 12;  // hold and keepalive
 inline constexpr uint32_t kIncrementConnectRetryCounter = 1u << 13;
 inline constexpr uint32_t kZeroConnectRetryCounter = 1u << 14;
-inline constexpr uint32_t kProcessUpdate = 1u << 15;
+inline constexpr uint32_t kProcessUpdate = 1u << 15;       // by the reader, which holds the UPDATE
 inline constexpr uint32_t kSessionEstablished = 1u << 16;  // send the initial table
 }  // namespace action
 

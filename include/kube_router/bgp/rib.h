@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "kube_router/bgp/speaker.h"
+#include "kube_router/bgp/types.h"
 
 namespace kr::bgp {
 

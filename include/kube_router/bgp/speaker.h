@@ -25,17 +25,6 @@
 
 namespace kr::bgp {
 
-// RFC 4271 8.2.2 session states.
-enum class PeerState : uint8_t {
-  kIdle,
-  kConnect,
-  kActive,
-  kOpenSent,
-  kOpenConfirm,
-  kEstablished,
-};
-const char* PeerStateName(PeerState state);
-
 struct GlobalConfig {
   uint32_t local_asn = 0;
   IpAddress router_id;  // IPv4 form; must not be 0.0.0.0
@@ -104,19 +93,6 @@ struct LocalPath {
   // front of the path before it is exported (kube-router's path-prepend annotations).
   uint32_t prepend_asn = 0;
   int prepend_count = 0;
-};
-
-// One route as the speaker sees it, either locally originated or learned from a peer.
-struct Route {
-  IpPrefix prefix;
-  IpAddress next_hop;
-  PathAttributes attributes;
-  std::optional<IpAddress> peer;  // unset for local paths
-  uint32_t peer_asn = 0;          // 0 for local paths
-  IpAddress peer_router_id;
-  bool ibgp = false;   // learned over an iBGP session
-  bool stale = false;  // kept across a peer's graceful restart, not yet refreshed
-  bool local() const { return !peer.has_value(); }
 };
 
 // The best path for `prefix` changed; `best` is unset when no path remains.

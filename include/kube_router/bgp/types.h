@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Value types shared by the BGP codec, RIB and speaker API: path attributes and their parts.
+// Value types shared by the BGP codec, FSM, RIB and speaker API: path attributes and their
+// parts, routes, session states.
 // Plain data, no behaviour beyond comparison; safe to copy between threads.
 #pragma once
 
@@ -84,6 +85,30 @@ struct PathAttributes {
   std::vector<uint32_t> cluster_list;      // RFC 4456, cluster IDs as host-order integers
   std::vector<RawAttribute> unknown;       // optional transitive attributes to pass on
   auto operator<=>(const PathAttributes&) const = default;
+};
+
+// RFC 4271 8.2.2 session states.
+enum class PeerState : uint8_t {
+  kIdle,
+  kConnect,
+  kActive,
+  kOpenSent,
+  kOpenConfirm,
+  kEstablished,
+};
+const char* PeerStateName(PeerState state);
+
+// One route as the RIB and the speaker see it, either locally originated or learned from a peer.
+struct Route {
+  IpPrefix prefix;
+  IpAddress next_hop;
+  PathAttributes attributes;
+  std::optional<IpAddress> peer;  // unset for local paths
+  uint32_t peer_asn = 0;          // 0 for local paths
+  IpAddress peer_router_id;
+  bool ibgp = false;   // learned over an iBGP session
+  bool stale = false;  // kept across a peer's graceful restart, not yet refreshed
+  bool local() const { return !peer.has_value(); }
 };
 
 }  // namespace kr::bgp

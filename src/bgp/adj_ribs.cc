@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: Apache-2.0
+// The speaker's routes (see speaker_impl.h): UPDATEs into each peer's Adj-RIB-In (kept as
+// received, before import policy), accepted paths into the Loc-RIB, best-path changes out to
+// subscribers and into each established peer's Adj-RIB-Out (iBGP split horizon, RFC 4456
+// reflection, export policy); graceful restart's stale routes (RFC 4724) and the full table for
+// a new session or a route refresh (RFC 2918).
+#include <algorithm>
+
+#include "kube_router/base/log.h"
+#include "speaker_impl.h"
+
+namespace kr::bgp::speaker_internal {
+
+// ---- routes ----------------------------------------------------------------------------------
+
+void SpeakerImpl::DropRoutes(Peer& peer,
+                             const std::function<bool(const IpPrefix&, const AdjInEntry&)>& which) {
+  std::vector<LocRib::Change> changes;
+  for (auto it = peer.adj_in.begin(); it != peer.adj_in.end();) {
+    if (!which(it->first, it->second)) {
+      ++it;
+      continue;
+    }
+    if (it->second.accepted) {
+      rib_.Remove(it->first, peer.config.address, changes);
+      --peer.accepted;
+    }
+    it = peer.adj_in.erase(it);
+  }
+  Propagate(changes);
+}
+
+void SpeakerImpl::PeerUp(Session& s) {
+  Peer& p = *s.peer;
+  p.established = &s;
+  p.sessions_seen = true;
+  p.established_at = Clock::now();
+  p.last_error.clear();
+  const OpenMessage& open = *s.remote_open;
+  p.remote_id = open.bgp_id;
+  // RFC 4760 8: without multiprotocol capabilities the peer speaks IPv4 unicast only.
+  p.families.clear();
+  std::vector<AfiSafi> theirs = open.caps.multiprotocol;
+  if (theirs.empty()) theirs = {kIpv4Unicast};
+  for (auto f : theirs)
+    if (f == kIpv4Unicast || f == kIpv6Unicast) p.families.insert(f);
+  p.gr_negotiated = config_.graceful_restart && open.caps.graceful_restart.has_value();
+  p.peer_forwarding_preserved.clear();
+  p.peer_restart_time = 0;
+  if (open.caps.graceful_restart) {
+    p.peer_restart_time = open.caps.graceful_restart->restart_time_s;
+    for (const auto& f : open.caps.graceful_restart->families)
+      if (f.forwarding_preserved) p.peer_forwarding_preserved.insert(f.afi_safi);
+  }
+  loop_.Cancel(p.restart_timer);
+  p.restart_timer = 0;
+  // RFC 4724 4.2: stale routes of families the peer did not preserve go now; the rest wait
+  // for its End-of-RIB (or the stale-path timer).
+  bool any_stale = false;
+  DropRoutes(p, [&](const IpPrefix& prefix, const AdjInEntry& e) {
+    if (!e.stale) return false;
+    bool keep = p.gr_negotiated && p.peer_forwarding_preserved.count(FamilyOf(prefix));
+    any_stale |= keep;
+    return !keep;
+  });
+  if (any_stale) {
+    loop_.Cancel(p.stale_timer);
+    p.stale_timer = loop_.AddTimer(seconds(config_.stale_path_time_s), [this, &p] {
+      p.stale_timer = 0;
+      DropRoutes(p, [](const IpPrefix&, const AdjInEntry& e) { return e.stale; });
+    });
+  }
+  // The other connection lost the race.
+  if (Session* other = Other(s); other && other->fd >= 0)
+    Fire(*other, FsmEvent::kOpenCollisionDump);
+  p.adj_out.clear();
+  SendAll(p, std::nullopt);
+}
+
+void SpeakerImpl::PeerDown(Session& s) {
+  Peer& p = *s.peer;
+  p.established = nullptr;
+  p.adj_out.clear();
+  bool graceful = s.graceful_down && p.gr_negotiated && p.peer_restart_time > 0;
+  if (!graceful) {
+    DropRoutes(p, [](const IpPrefix&, const AdjInEntry&) { return true; });
+    return;
+  }
+  // RFC 4724 4.2: keep the routes, marked stale, for the peer's restart time.
+  KR_LOG_INFO("BGP peer {}: keeping {} routes as stale for up to {} s (graceful restart)",
+              p.config.address.ToString(), p.adj_in.size(), p.peer_restart_time);
+  std::vector<LocRib::Change> changes;
+  for (auto& [prefix, entry] : p.adj_in) {
+    entry.stale = true;
+    if (!entry.accepted) continue;
+    // The Loc-RIB holds the copy the import policy produced; produce it again, now stale.
+    Route r = RouteFromAdjIn(p, prefix, entry);
+    if (import_policy_ && import_policy_(p.config, r) == PolicyVerdict::kReject) continue;
+    rib_.Upsert(r, changes);
+  }
+  Propagate(changes);
+  loop_.Cancel(p.restart_timer);
+  p.restart_timer = loop_.AddTimer(seconds(p.peer_restart_time), [this, &p] {
+    p.restart_timer = 0;
+    KR_LOG_INFO("BGP peer {}: restart time over, dropping stale routes",
+                p.config.address.ToString());
+    DropRoutes(p, [](const IpPrefix&, const AdjInEntry& e) { return e.stale; });
+  });
+}
+
+Route SpeakerImpl::RouteFromAdjIn(const Peer& peer, const IpPrefix& prefix,
+                                  const AdjInEntry& entry) const {
+  Route r;
+  r.prefix = prefix;
+  r.next_hop = entry.next_hop;
+  r.attributes = *entry.attrs;
+  r.peer = peer.config.address;
+  r.peer_asn = peer.config.remote_asn;
+  r.peer_router_id = peer.remote_id;
+  r.ibgp = IsIbgp(peer);
+  r.stale = entry.stale;
+  return r;
+}
+
+void SpeakerImpl::Learn(Peer& peer, const IpPrefix& prefix,
+                        std::shared_ptr<const PathAttributes> attrs, const IpAddress& next_hop,
+                        bool stale, std::vector<LocRib::Change>& changes) {
+  auto& entry = peer.adj_in[prefix];
+  bool was_accepted = entry.accepted;
+  entry.attrs = std::move(attrs);
+  entry.next_hop = next_hop;
+  entry.stale = stale;
+  Route route = RouteFromAdjIn(peer, prefix, entry);
+  bool accept = true;
+  // Loop prevention (RFC 4271 9.1.2, RFC 4456 8).
+  if (!route.ibgp && route.attributes.as_path &&
+      route.attributes.as_path->Contains(config_.local_asn))
+    accept = false;
+  if (route.attributes.originator_id && *route.attributes.originator_id == config_.router_id)
+    accept = false;
+  if (std::find(route.attributes.cluster_list.begin(), route.attributes.cluster_list.end(),
+                config_.cluster_id->v4_host_order()) != route.attributes.cluster_list.end())
+    accept = false;
+  if (accept && import_policy_)
+    accept = import_policy_(peer.config, route) == PolicyVerdict::kAccept;
+  entry.accepted = accept;
+  if (accept) {
+    if (!was_accepted) ++peer.accepted;
+    rib_.Upsert(route, changes);
+  } else if (was_accepted) {
+    --peer.accepted;
+    rib_.Remove(prefix, peer.config.address, changes);
+  }
+}
+
+void SpeakerImpl::Unlearn(Peer& peer, const IpPrefix& prefix,
+                          std::vector<LocRib::Change>& changes) {
+  auto it = peer.adj_in.find(prefix);
+  if (it == peer.adj_in.end()) return;
+  if (it->second.accepted) {
+    --peer.accepted;
+    rib_.Remove(prefix, peer.config.address, changes);
+  }
+  peer.adj_in.erase(it);
+}
+
+void SpeakerImpl::ProcessUpdate(Session& s, const UpdateMessage& u) {
+  Peer& p = *s.peer;
+  if (s.prefix_limit_hit) return;
+  const std::string who = p.config.address.ToString();
+  if (auto eor = u.EndOfRib()) {
+    KR_VLOG(1, "BGP peer {}: End-of-RIB", who);
+    AfiSafi family = *eor;
+    loop_.Cancel(p.stale_timer);
+    p.stale_timer = 0;
+    DropRoutes(p, [&](const IpPrefix& prefix, const AdjInEntry& e) {
+      return e.stale && FamilyOf(prefix) == family;
+    });
+    return;
+  }
+  std::vector<LocRib::Change> changes;
+  for (const auto& prefix : u.withdrawn) Unlearn(p, prefix, changes);
+  if (u.mp_unreach)
+    for (const auto& prefix : u.mp_unreach->withdrawn) Unlearn(p, prefix, changes);
+
+  bool ibgp = IsIbgp(p);
+  bool withdraw = u.treat_as_withdraw;
+  PathAttributes attrs = u.attrs;
+  if (!ibgp) {
+    // RFC 4271 5.1.5: LOCAL_PREF from an external peer is ignored.
+    attrs.local_pref.reset();
+    // RFC 4271 6.3: the first AS must be the peer's (treat-as-withdraw per RFC 7606).
+    if (attrs.as_path && attrs.as_path->FirstAsn() != p.config.remote_asn &&
+        (!u.nlri.empty() || (u.mp_reach && !u.mp_reach->nlri.empty()))) {
+      if (++p.malformed_updates <= 10) {
+        KR_LOG_WARN("BGP peer {}: AS_PATH does not start with the peer AS {} (treat-as-withdraw)",
+                    who, p.config.remote_asn);
+      }
+      withdraw = true;
+    }
+  }
+  attrs.next_hop.reset();  // kept per route (NEXT_HOP or the MP_REACH next hop)
+  auto shared = std::make_shared<const PathAttributes>(std::move(attrs));
+  auto announce = [&](const std::vector<IpPrefix>& nlri, const IpAddress& next_hop) {
+    // RFC 4271 6.3: a next hop that is our own address is semantically incorrect; the routes
+    // are ignored.
+    const bool ours = next_hop == s.local_address;
+    if (ours && !nlri.empty() && ++p.malformed_updates <= 10) {
+      KR_LOG_WARN("BGP peer {}: next hop {} is our own address (routes ignored)", who,
+                  next_hop.ToString());
+    }
+    for (const auto& prefix : nlri) {
+      if (withdraw || ours) {
+        Unlearn(p, prefix, changes);
+      } else if (p.config.max_prefixes && p.adj_in.size() >= p.config.max_prefixes &&
+                 !p.adj_in.count(prefix)) {
+        OnPrefixLimit(s, FamilyOf(prefix));
+        return;
+      } else {
+        Learn(p, prefix, shared, next_hop, /*stale=*/false, changes);
+      }
+    }
+  };
+  if (!u.nlri.empty()) announce(u.nlri, u.attrs.next_hop.value_or(IpAddress()));
+  if (u.mp_reach) announce(u.mp_reach->nlri, u.mp_reach->next_hop);
+  Propagate(changes);
+}
+
+void SpeakerImpl::DoAddPath(const LocalPath& path) {
+  Route r;
+  r.prefix = path.prefix;
+  // Unspecified = next-hop-self, filled in per session at export.
+  r.next_hop = path.next_hop.value_or(path.prefix.is_v4() ? IpAddress() : *IpAddress::Parse("::"));
+  r.attributes.origin = path.origin;
+  r.attributes.as_path = AsPath{};
+  r.attributes.as_path->Prepend(path.prepend_asn ? path.prepend_asn : config_.local_asn,
+                                path.prepend_count);
+  r.attributes.communities = path.communities;
+  r.attributes.large_communities = path.large_communities;
+  r.attributes.local_pref = path.local_pref;
+  r.attributes.med = path.med;
+  r.peer_router_id = config_.router_id;
+  std::vector<LocRib::Change> changes;
+  rib_.Upsert(r, changes);
+  Propagate(changes);
+}
+
+void SpeakerImpl::DoReapplyPolicies() {
+  for (auto& [addr, peer] : peers_) {
+    std::vector<LocRib::Change> changes;
+    for (auto& [prefix, entry] : peer->adj_in) {
+      Learn(*peer, prefix, entry.attrs, entry.next_hop, entry.stale, changes);
+    }
+    Propagate(changes);
+  }
+  for (auto& [addr, peer] : peers_)
+    if (peer->established) SendAll(*peer, std::nullopt);
+}
+
+void SpeakerImpl::Propagate(const std::vector<LocRib::Change>& changes) {
+  if (changes.empty()) return;
+  for (const auto& c : changes)
+    for (const auto& cb : subscribers_) cb(BestPathChange{c.prefix, c.best});
+  std::vector<IpPrefix> prefixes;
+  prefixes.reserve(changes.size());
+  for (const auto& c : changes) prefixes.push_back(c.prefix);
+  for (auto& [addr, peer] : peers_)
+    if (peer->established) SyncExports(*peer, prefixes);
+}
+
+std::optional<ExportedPath> SpeakerImpl::ComputeExport(const Route& best, Peer& to) {
+  if (!to.families.count(FamilyOf(best.prefix))) return std::nullopt;
+  if (best.peer && *best.peer == to.config.address) return std::nullopt;
+  const bool to_ibgp = IsIbgp(to);
+  const auto& comms = best.attributes.communities;
+  if (std::find(comms.begin(), comms.end(), kNoAdvertise) != comms.end()) return std::nullopt;
+  if (!to_ibgp && std::find(comms.begin(), comms.end(), kNoExport) != comms.end())
+    return std::nullopt;
+  bool reflect = false;
+  if (best.ibgp && to_ibgp) {
+    // RFC 4456 6: iBGP-learned routes go to iBGP peers only through a reflector: from a
+    // client to everyone, from a non-client to clients.
+    auto from = peers_.find(*best.peer);
+    bool from_client = from != peers_.end() && from->second->config.route_reflector_client;
+    if (!from_client && !to.config.route_reflector_client) return std::nullopt;
+    reflect = true;
+  }
+  Route r = best;
+  PathAttributes& a = r.attributes;
+  for (auto& raw : a.unknown) raw.flags |= 0x20;  // RFC 4271 5: partial once passed on
+  if (!a.as_path) a.as_path = AsPath{};
+  bool next_hop_unset =
+      best.local() && (best.next_hop == IpAddress() || best.next_hop == *IpAddress::Parse("::"));
+  if (!to_ibgp) {
+    a.local_pref.reset();
+    a.originator_id.reset();
+    a.cluster_list.clear();
+    if (!best.local()) a.med.reset();  // RFC 4271 5.1.4: MED does not leave the next AS
+    if (!best.local() || next_hop_unset) r.next_hop = to.established->local_address;
+  } else {
+    if (!a.local_pref) a.local_pref = 100;
+    if (next_hop_unset) r.next_hop = to.established->local_address;
+    if (reflect) {
+      if (!a.originator_id) a.originator_id = best.peer_router_id;
+      a.cluster_list.insert(a.cluster_list.begin(), config_.cluster_id->v4_host_order());
+    }
+  }
+  if (export_policy_ && export_policy_(to.config, r) == PolicyVerdict::kReject) return std::nullopt;
+  // Our ASN goes in front after the policy, as GoBGP does, so a policy prepend lands behind it.
+  if (!to_ibgp) {
+    if (!r.attributes.as_path) r.attributes.as_path = AsPath{};
+    r.attributes.as_path->Prepend(config_.local_asn);
+  }
+  // The next hop must be of the prefix's family (an IPv6 prefix over an IPv4 session needs an
+  // explicit IPv6 next hop).
+  if (r.next_hop.is_v4() != best.prefix.is_v4()) return std::nullopt;
+  r.attributes.next_hop.reset();
+  return ExportedPath{std::move(r.attributes), r.next_hop};
+}
+
+void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes) {
+  Session& s = *peer.established;
+  struct Group {
+    std::shared_ptr<const PathAttributes> attrs;
+    std::vector<IpPrefix> prefixes;
+  };
+  std::map<std::pair<PathAttributes, IpAddress>, Group> announce;
+  std::vector<IpPrefix> withdraw_v4, withdraw_v6;
+  for (const auto& prefix : prefixes) {
+    const Route* best = rib_.Best(prefix);
+    std::optional<ExportedPath> want;
+    if (best) want = ComputeExport(*best, peer);
+    auto it = peer.adj_out.find(prefix);
+    if (want) {
+      if (it != peer.adj_out.end() && it->second.Same(*want)) continue;
+      Group& group = announce[{want->attrs, want->next_hop}];
+      if (!group.attrs) group.attrs = std::make_shared<const PathAttributes>(want->attrs);
+      group.prefixes.push_back(prefix);
+      peer.adj_out[prefix] = OutEntry{group.attrs, want->next_hop};
+    } else if (it != peer.adj_out.end()) {
+      (prefix.is_v4() ? withdraw_v4 : withdraw_v6).push_back(prefix);
+      peer.adj_out.erase(it);
+    }
+  }
+  for (auto* w : {&withdraw_v4, &withdraw_v6})
+    for (const auto& bytes : PackWithdrawals(*w, s.codec)) Send(s, bytes);
+  for (const auto& [key, group] : announce) {
+    // PackAnnouncements wants one family per call.
+    std::vector<IpPrefix> v4, v6;
+    for (const auto& p : group.prefixes) (p.is_v4() ? v4 : v6).push_back(p);
+    for (auto* part : {&v4, &v6})
+      for (const auto& bytes : PackAnnouncements(key.first, key.second, *part, s.codec))
+        Send(s, bytes);
+  }
+}
+
+void SpeakerImpl::SendAll(Peer& peer, std::optional<AfiSafi> family) {
+  std::vector<IpPrefix> prefixes;
+  rib_.ForEach([&](const IpPrefix& prefix, const std::vector<Route>&) {
+    if (!family || FamilyOf(prefix) == *family) prefixes.push_back(prefix);
+  });
+  if (family) {
+    // Route refresh: send everything for the family again.
+    for (auto it = peer.adj_out.begin(); it != peer.adj_out.end();)
+      it = FamilyOf(it->first) == *family ? peer.adj_out.erase(it) : std::next(it);
+  }
+  SyncExports(peer, prefixes);
+  // RFC 4724 2: End-of-RIB after the initial table (harmless for peers without GR).
+  Session& s = *peer.established;
+  for (auto f : peer.families) {
+    if (family && f != *family) continue;
+    UpdateMessage eor;
+    if (f != kIpv4Unicast) eor.mp_unreach = MpUnreach{f, {}};
+    Send(s, Encode(eor, s.codec));
+  }
+}
+
+}  // namespace kr::bgp::speaker_internal
