@@ -146,12 +146,13 @@ std::string CollectionPath(ResourceKind kind) {
 }
 
 Informer::Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster* cluster,
-                   EventSink* sink, int page_size)
+                   EventSink* sink, int page_size, BackoffParams backoff)
     : kind_(kind),
       client_(std::move(client)),
       sink_(sink),
       store_(MakeKindStore(kind, cluster)),
-      page_size_(page_size) {
+      page_size_(page_size),
+      backoff_(backoff) {
   // Registered up front so /metrics shows the series (at 0) before anything goes wrong.
   MalformedCounter();
 }

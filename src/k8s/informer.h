@@ -48,7 +48,7 @@ std::string CollectionPath(ResourceKind kind);
 class Informer {
  public:
   Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster* cluster, EventSink* sink,
-           int page_size);
+           int page_size, BackoffParams backoff = {});
   ~Informer();
 
   void Start();

@@ -87,8 +87,8 @@ Result<std::unique_ptr<Watcher>> Watcher::Start(const ConnectionOptions& options
         config->source);
   std::vector<std::unique_ptr<Informer>> informers;
   for (ResourceKind kind : kinds) {
-    informers.push_back(
-        std::make_unique<Informer>(kind, *client, cluster, sink, options.list_page_size));
+    informers.push_back(std::make_unique<Informer>(kind, *client, cluster, sink,
+                                                   options.list_page_size, options.retry_backoff));
   }
   return std::unique_ptr<Watcher>(new InformerWatcher(std::move(informers)));
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kube_router/base/status.h"
+#include "kube_router/k8s/backoff.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/k8s/types.h"
 
@@ -25,6 +26,8 @@ struct ConnectionOptions {
   std::string service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
   // Informer list page size (client-go's pager uses 500).
   int list_page_size = 500;
+  // Retry backoff of every informer (client-go's reflector numbers; fault tests shorten it).
+  BackoffParams retry_backoff;
   // Bounds every run of a kubeconfig exec credential plugin (the agent passes its
   // --cache-sync-timeout), and ends a running one once `*cancel` is set (shutdown).
   std::chrono::milliseconds exec_plugin_timeout = kDefaultExecPluginTimeout;

@@ -335,6 +335,17 @@ class Server {
     if (faults_.fail_count > 0 && line.find(faults_.fail_match) != std::string::npos) {
       --faults_.fail_count;
       int code = faults_.fail_code;
+      if (code == 0) {
+        // A connection dropped mid-body: 200 with a Content-Length the body never reaches.
+        res.status = 200;
+        res.set_content_provider(
+            1 << 20, "application/json", [](size_t offset, size_t, httplib::DataSink& sink) {
+              if (offset > 0) return false;  // abort: cpp-httplib closes the connection
+              static const std::string kStart = R"({"kind":"List","apiVersion":"v1","items":[)";
+              return sink.write(kStart.data(), kStart.size());
+            });
+        return httplib::Server::HandlerResponse::Handled;
+      }
       ApiError e{code,
                  code == 429   ? "TooManyRequests"
                  : code == 403 ? "Forbidden"
