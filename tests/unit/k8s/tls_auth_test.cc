@@ -3,6 +3,8 @@
 // rejection of a wrong CA, and exec credential plugins. Certificates are made per test with the
 // openssl CLI.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
@@ -131,6 +133,49 @@ TEST(TlsAuthTest, WrongCaOrWrongNameIsRejected) {
   auto res = (*ApiClient::Create(*cfg))->Request("GET", "/api/v1/namespaces");
   ASSERT_TRUE(res.ok()) << res.error();
   EXPECT_EQ(res->status, 200);
+}
+
+// Log lines while it lives (the informer threads log too, so a thread-safe sink).
+class CapturedLog {
+ public:
+  CapturedLog()
+      : previous_(spdlog::default_logger()),
+        sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink_));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::vector<std::string> Lines(const std::string& needle) const {
+    std::vector<std::string> out;
+    for (const auto& line : sink_->last_formatted())
+      if (line.find(needle) != std::string::npos) out.push_back(line);
+    return out;
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+// Finding 10: a kubeconfig that turns certificate verification off is said so once, as a
+// warning naming the file, when the connection starts; a verifying one says nothing of it.
+TEST(TlsAuthTest, InsecureSkipTlsVerifyIsWarnedAtStartAndOnlyThen) {
+  TlsHarness h(false, "");
+  {
+    CapturedLog log;
+    ASSERT_TRUE(h.Start(h.WriteKubeconfig(CaLine(h), "    {}\n")).ok()) << h.server->Log();
+    h.watcher->Stop();
+    h.watcher.reset();
+    EXPECT_TRUE(log.Lines("insecure").empty()) << log.Lines("insecure").front();
+    EXPECT_EQ(log.Lines("API server").size(), 1u);  // the capture did see the start-up
+  }
+  CapturedLog log;
+  std::string kubeconfig = h.WriteKubeconfig("    insecure-skip-tls-verify: true\n", "    {}\n");
+  ASSERT_TRUE(h.Start(kubeconfig).ok()) << h.server->Log();
+  auto lines = log.Lines("insecure-skip-tls-verify");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("[warning]"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find(kubeconfig), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("not verified"), std::string::npos) << lines[0];
 }
 
 TEST(TlsAuthTest, TokenFileRotationAfter401) {
