@@ -8,11 +8,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 namespace kr::testing {
 namespace {
@@ -279,6 +281,13 @@ void AnswerServer::Loop() {
     int fd;
     std::string peer;
     std::string request;  // HTTP: the head read so far
+    Kind mode;            // kTcpOrHttp until the client's first bytes or silence decide
+    Clock::time_point accepted;
+  };
+  constexpr auto kSilence = std::chrono::milliseconds(300);
+  auto greet = [&](const Conn& c) {
+    std::string line = name_ + " " + c.peer + "\n";
+    (void)!send(c.fd, line.data(), line.size(), MSG_NOSIGNAL);
   };
   std::vector<Conn> conns;
   auto drop = [&](size_t i) {
@@ -288,11 +297,25 @@ void AnswerServer::Loop() {
   while (true) {
     std::vector<pollfd> fds{{wake_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}};
     for (const Conn& c : conns) fds.push_back({c.fd, POLLIN, 0});
-    if (poll(fds.data(), fds.size(), -1) < 0) {
+    int timeout_ms = -1;  // undecided connections wake us when their silence ends
+    for (const Conn& c : conns) {
+      if (c.mode != Kind::kTcpOrHttp) continue;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.accepted + kSilence -
+                                                                        Clock::now());
+      int ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+      timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+    }
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (fds[0].revents) break;
+    for (Conn& c : conns) {
+      if (c.mode == Kind::kTcpOrHttp && Clock::now() >= c.accepted + kSilence) {
+        c.mode = Kind::kTcp;
+        greet(c);
+      }
+    }
     // Connections first (indexes shift when one is dropped: walk backwards).
     for (size_t i = conns.size(); i-- > 0;) {
       if (!fds[i + 2].revents) continue;
@@ -303,7 +326,16 @@ void AnswerServer::Loop() {
         drop(i);
         continue;
       }
-      if (kind_ != Kind::kHttp) {
+      if (conns[i].mode == Kind::kTcpOrHttp) {
+        static const char* const kMethods[] = {"GET ",     "HEAD ",  "POST ",    "PUT ",  "DELETE ",
+                                               "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "};
+        std::string_view first(buf, static_cast<size_t>(n));
+        bool http = false;
+        for (const char* m : kMethods) http = http || first.rfind(m, 0) == 0;
+        conns[i].mode = http ? Kind::kHttp : Kind::kTcp;
+        if (!http) greet(conns[i]);
+      }
+      if (conns[i].mode != Kind::kHttp) {
         (void)!send(conns[i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL);  // echo
         continue;
       }
@@ -334,11 +366,8 @@ void AnswerServer::Loop() {
     int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
     if (fd < 0) continue;
     if (conns.size() >= kMaxConnections) drop(0);
-    Conn c{fd, PeerText(peer), {}};
-    if (kind_ != Kind::kHttp) {
-      std::string line = name_ + " " + c.peer + "\n";
-      (void)!send(fd, line.data(), line.size(), MSG_NOSIGNAL);
-    }
+    Conn c{fd, PeerText(peer), {}, kind_, Clock::now()};
+    if (kind_ != Kind::kHttp && kind_ != Kind::kTcpOrHttp) greet(c);
     conns.push_back(std::move(c));
   }
   for (const Conn& c : conns) close(c.fd);

@@ -5,7 +5,10 @@
 //   * TCP and SCTP: sent on accept; after it, everything the client sends is echoed back until it
 //     closes (a long-lived connection can prove it still reaches the same backend);
 //   * UDP: to every datagram;
-//   * HTTP (over TCP): after reading the request head, a 200 whose body is that line.
+//   * HTTP (over TCP): after reading the request head, a 200 whose body is that line;
+//   * TCP or HTTP (the sandbox's pods, where users try curl and nc alike): HTTP when the client
+//     speaks first with an HTTP method, otherwise TCP, greeting after the client's first bytes
+//     or after 300 ms of silence.
 // A server listens on the wildcard address of both families (an IPv6 socket with v6only off),
 // in the network namespace it was made in, served by its own thread; at most 64 connections
 // are held at once (the oldest is closed beyond that).
@@ -23,7 +26,7 @@ namespace kr::testing {
 
 class AnswerServer {
  public:
-  enum class Kind { kTcp, kUdp, kSctp, kHttp };
+  enum class Kind { kTcp, kUdp, kSctp, kHttp, kTcpOrHttp };
   // Throws when the socket cannot be made (e.g. SCTP on the host kernel).
   AnswerServer(const std::string& netns, std::string name, int port, Kind kind);
   ~AnswerServer();

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "kube_router/base/exec.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 
@@ -49,6 +50,28 @@ TEST_F(AnswerServerTest, ServersSayWhoTheyAreAndWhoCalledOverEveryKindAndFamily)
     EXPECT_EQ(h.name, "pod-a");
     EXPECT_EQ(h.client_ip, client);
   }
+}
+
+TEST_F(AnswerServerTest, TcpOrHttpAnswersCurlAndRawClientsAlike) {
+  AnswerServer both(Ns("default/a"), "pod-a", 8082, AnswerServer::Kind::kTcpOrHttp);
+  const std::string a = net_.pod("default/a").ip;
+  const std::string b = net_.pod("default/b").ip;
+  Answer h = HttpGet(Ns("default/b"), a, 8082);
+  ASSERT_TRUE(h.ok()) << h.ToString();
+  EXPECT_EQ(h.name, "pod-a");
+  EXPECT_EQ(h.client_ip, b);
+  // A client that waits for the server to speak is greeted after the silence...
+  TcpHolder holder(Ns("default/b"), a, 8082);
+  ASSERT_TRUE(holder.greeting().ok()) << holder.greeting().ToString();
+  EXPECT_EQ(holder.greeting().name, "pod-a");
+  EXPECT_TRUE(holder.Alive());
+  // ...and one that speaks first (not HTTP) is greeted, then echoed.
+  auto nc =
+      Exec({"ip", "netns", "exec", Ns("default/b"), "socat", "-T2", "-", "TCP:" + a + ":8082"},
+           "hello\n");
+  ASSERT_TRUE(nc.ok()) << nc.error();
+  EXPECT_EQ(nc->out.rfind("pod-a " + b + " ", 0), 0u) << nc->out;
+  EXPECT_NE(nc->out.find("\nhello\n"), std::string::npos) << nc->out;
 }
 
 TEST_F(AnswerServerTest, RefusedIsToldApartFromTimeoutAndFast) {
