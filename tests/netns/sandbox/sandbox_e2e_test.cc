@@ -1,0 +1,268 @@
+// End to end through the local sandbox (scripts/sandbox.sh, docs/sandbox.md): the real
+// kube-router with every controller the kernel allows on three node namespaces over two
+// underlay subnets, BIRD on the router namespace, fake-apiserver, pods made by sandbox-node with
+// the real CNI plugins. Driven the way a user drives it: `sandbox.sh up`, `kubectl apply` of the
+// shipped examples, real traffic between pods, `sandbox.sh agent`, `kubectl delete`, and
+// `kube-router --cleanup-config` on every node. Its own namespace prefix and state directory
+// keep it apart from a user's sandbox.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "kube_router/base/exec.h"
+#include "lib/answer_server.h"
+#include "lib/netns.h"
+
+namespace kr {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::Answer;
+using testing::HttpGet;
+using testing::TempDir;
+using testing::WaitFor;
+
+constexpr auto kDeadline = 30s;
+
+// A free port on the host's loopback for the sandbox's kubectl forwarder.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class SandboxE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(testing::IsRoot()) << "the netns tier runs as root";
+    prefix_ = "kre" + std::to_string(getpid() % 100000);
+    state_ = dir_.path() + "/state";
+    env_ = {{"KRSB_PREFIX", prefix_},
+            {"KRSB_DIR", state_},
+            {"KR_BUILD_DIR", KR_BINARY_DIR},
+            {"KUBECONFIG", state_ + "/kubeconfig"}};
+  }
+  void TearDown() override {
+    auto down = Sh("scripts/sandbox.sh down --reap", 60s);
+    EXPECT_EQ(down.exit_code, 0) << down.out << down.err;
+    EXPECT_EQ(OurNetns(""), std::vector<std::string>{}) << "down left namespaces behind";
+    EXPECT_FALSE(std::filesystem::exists(state_));
+  }
+
+  ExecResult Sh(const std::string& command, std::chrono::milliseconds timeout = 60s) {
+    ExecOptions options;
+    options.env = env_;
+    options.timeout = timeout;
+    auto r = Exec({"bash", "-c", "cd " KR_SOURCE_DIR " && " + command}, "", options);
+    if (!r.ok()) return ExecResult{-1, "", r.error()};
+    return *r;
+  }
+  std::string Kubectl(const std::string& args) {
+    auto r = Sh("kubectl " + args);
+    EXPECT_EQ(r.exit_code, 0) << "kubectl " << args << ": " << r.err;
+    return r.out;
+  }
+  json Get(const std::string& what) {
+    return json::parse(Kubectl("get " + what + " -o json"), nullptr, false);
+  }
+  std::vector<std::string> OurNetns(const std::string& kind) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator("/run/netns")) {
+      std::string name = e.path().filename();
+      if (name.rfind(prefix_ + "-" + kind, 0) == 0) out.push_back(name);
+    }
+    return out;
+  }
+  // The namespace of the pod holding `ip` (how `sandbox.sh exec` finds it, too).
+  std::string PodNetns(const std::string& ip) {
+    for (const auto& ns : OurNetns("p-")) {
+      auto r = Exec({"ip", "-n", ns, "-o", "addr", "show", "dev", "eth0"});
+      if (r.ok() && r->out.find(" " + ip + "/") != std::string::npos) return ns;
+    }
+    ADD_FAILURE() << "no pod namespace holds " << ip;
+    return "";
+  }
+  struct PodInfo {
+    std::string ip, node, netns;
+  };
+  PodInfo Pod(const std::string& name) {
+    json pod = Get("pod " + name);
+    PodInfo info{pod["status"].value("podIP", ""), pod["spec"].value("nodeName", ""), ""};
+    info.netns = PodNetns(info.ip);
+    return info;
+  }
+  bool Reaches(const PodInfo& from, const PodInfo& to, const std::string& name) {
+    Answer a = HttpGet(from.netns, to.ip, 8080, 1500ms);
+    // The server saw the client pod's own address: no SNAT between pods.
+    return a.ok() && a.name == name && a.client_ip == from.ip;
+  }
+  bool Blocked(const PodInfo& from, const PodInfo& to) {
+    // The firewall rejects (ICMP port unreachable); a drop would time out.
+    auto outcome = HttpGet(from.netns, to.ip, 8080, 1000ms).outcome;
+    return outcome == Answer::Outcome::kRefused || outcome == Answer::Outcome::kTimeout;
+  }
+  std::string Routes(const std::string& node) {
+    auto r = Exec({"ip", "-n", prefix_ + "-" + node, "route", "show", "proto", "17"});
+    return r.ok() ? r->out : "";
+  }
+
+  TempDir dir_;
+  std::string prefix_, state_;
+  std::vector<std::pair<std::string, std::string>> env_;
+};
+
+TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
+  auto up = Sh("scripts/sandbox.sh up --api-port " + std::to_string(FreePort()), 180s);
+  ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
+  EXPECT_NE(up.out.find("export KUBECONFIG=" + state_ + "/kubeconfig"), std::string::npos)
+      << up.out;
+  const bool proxy = up.out.find("service-proxy=true") != std::string::npos;
+  if (!proxy) {
+    EXPECT_NE(up.out.find("WITHOUT the service proxy: this kernel has no ip_vs"), std::string::npos)
+        << up.out;
+  }
+  // A second `up` refuses to stack on the first.
+  auto again = Sh("scripts/sandbox.sh up --api-port " + std::to_string(FreePort()));
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("down --reap"), std::string::npos) << again.err;
+
+  // Every node peers with the router (eBGP) and the other nodes (iBGP).
+  auto bird = Sh("birdc -s " + state_ + "/bird.ctl show protocols");
+  for (const char* node : {"n1 ", "n2 ", "n3 "}) {
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          auto r = Sh("birdc -s " + state_ + "/bird.ctl show protocols | grep '^" +
+                      std::string(node) + "'");
+          return r.out.find("Established") != std::string::npos;
+        },
+        kDeadline))
+        << bird.out;
+  }
+
+  Kubectl("apply --validate=false -f examples/");
+  const std::vector<std::string> names = {"web-0", "web-1", "web-2", "client", "stranger"};
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json pods = Get("pods");
+        size_t running = 0;
+        for (const auto& p : pods["items"])
+          if (p["status"].value("phase", "") == "Running" &&
+              !p["status"].value("podIP", "").empty())
+            ++running;
+        return running == names.size();
+      },
+      kDeadline))
+      << Kubectl("get pods -o yaml") << Sh("cat " + state_ + "/logs/sandbox-node.log").out;
+
+  // The API server allocated the Services' addresses and port; the slices follow the pods with
+  // the named target port resolved.
+  json web = Get("service web");
+  EXPECT_EQ(web["spec"].value("clusterIP", "").rfind("10.96.", 0), 0u) << web.dump();
+  int node_port = Get("service web-nodeport")["spec"]["ports"][0].value("nodePort", 0);
+  EXPECT_GE(node_port, 30000);
+  auto slice_endpoints = [&] {
+    json slices = Get("endpointslices -l kubernetes.io/service-name=web");
+    std::set<std::string> ips;
+    for (const auto& s : slices["items"]) {
+      EXPECT_EQ(s["ports"][0]["port"], 8080);
+      for (const auto& e : s["endpoints"]) ips.insert(e["addresses"][0].get<std::string>());
+    }
+    return ips;
+  };
+  EXPECT_TRUE(WaitFor([&] { return slice_endpoints().size() == 3; }, kDeadline));
+
+  PodInfo client = Pod("client"), stranger = Pod("stranger");
+  PodInfo web0 = Pod("web-0"), web2 = Pod("web-2");
+  ASSERT_EQ(client.node, "n1");
+  ASSERT_EQ(web2.node, "n3");
+  // Across the underlay subnets: n1 (10.250.1.0/24) to n3 (10.250.2.0/24) through the router,
+  // which learned the pod CIDRs from the nodes by BGP.
+  EXPECT_TRUE(WaitFor([&] { return Reaches(client, web2, "web-2"); }, kDeadline));
+  EXPECT_TRUE(WaitFor([&] { return Reaches(stranger, web0, "web-0"); }, kDeadline));
+  std::string n3_cidr = Get("node n3")["spec"].value("podCIDR", "");
+  EXPECT_NE(Sh("birdc -s " + state_ + "/bird.ctl show route").out.find(n3_cidr), std::string::npos);
+
+  if (proxy) {
+    // Service traffic (only where the kernel has ip_vs): ClusterIP from a pod, NodePort from
+    // the router namespace (outside the cluster).
+    std::string vip = web["spec"]["clusterIP"];
+    EXPECT_TRUE(WaitFor([&] { return HttpGet(client.netns, vip, 80, 1500ms).ok(); }, kDeadline));
+    EXPECT_TRUE(
+        WaitFor([&] { return HttpGet(prefix_ + "-router", "10.250.1.11", node_port, 1500ms).ok(); },
+                kDeadline));
+  } else {
+    std::cout << "[ SKIPPED  ] service traffic: this kernel has no ip_vs, the sandbox runs "
+                 "without the service proxy (docs/sandbox.md)"
+              << std::endl;
+  }
+
+  // A connection held across the policy changes and the agent's crash.
+  testing::TcpHolder held(client.netns, web0.ip, 8080);
+  ASSERT_TRUE(held.greeting().ok()) << held.greeting().ToString();
+  EXPECT_EQ(held.greeting().name, "web-0");
+
+  // NetworkPolicy: default deny blocks, the allow rule lets only role=client in.
+  Kubectl("apply --validate=false -f examples/policy/default-deny.yaml");
+  EXPECT_TRUE(WaitFor([&] { return Blocked(client, web2); }, kDeadline));
+  EXPECT_TRUE(WaitFor([&] { return Blocked(stranger, web0); }, kDeadline));
+  Kubectl("apply --validate=false -f examples/policy/allow-client.yaml");
+  EXPECT_TRUE(WaitFor([&] { return Reaches(client, web2, "web-2"); }, kDeadline));
+  EXPECT_TRUE(Blocked(stranger, web0));
+  EXPECT_TRUE(held.Alive());
+
+  // web-0's node loses its agent (SIGKILL) and gets it back: the held connection survives
+  // (BGP graceful restart keeps the node's routes at its peers meanwhile), routes and policy are
+  // still in force.
+  auto killed = Sh("scripts/sandbox.sh agent " + web0.node + " kill");
+  ASSERT_EQ(killed.exit_code, 0) << killed.err;
+  EXPECT_TRUE(held.Alive());
+  auto started = Sh("scripts/sandbox.sh agent " + web0.node + " start", 90s);
+  ASSERT_EQ(started.exit_code, 0) << started.out << started.err;
+  EXPECT_TRUE(held.Alive());
+  EXPECT_TRUE(WaitFor([&] { return Reaches(client, web0, "web-0"); }, kDeadline));
+  EXPECT_TRUE(Blocked(stranger, web0));
+
+  // Node n3 deleted: its pod CIDR is withdrawn from the other nodes, its pods are collected
+  // and leave the Service's slices.
+  ASSERT_NE(Routes("n1").find(n3_cidr), std::string::npos) << Routes("n1");
+  Kubectl("delete node n3");
+  EXPECT_TRUE(WaitFor([&] { return Routes("n1").find(n3_cidr) == std::string::npos; }, kDeadline))
+      << Routes("n1");
+  EXPECT_TRUE(WaitFor([&] { return slice_endpoints().size() == 2; }, kDeadline));
+
+  // --cleanup-config on every node, after the pods are gone, returns each node namespace to
+  // what it was before its agent started. kube-bridge stays: the CNI bridge plugin (the
+  // kubelet's side) made it as much as the agent did.
+  Kubectl("delete pods --all");
+  EXPECT_TRUE(WaitFor([&] { return OurNetns("p-").empty(); }, kDeadline));
+  for (const char* node : {"n1", "n2", "n3"}) {
+    auto stop = Sh(std::string("scripts/sandbox.sh agent ") + node + " stop");
+    ASSERT_EQ(stop.exit_code, 0) << stop.err;
+    auto cleanup = Exec({"ip", "netns", "exec", prefix_ + "-" + node, KR_BINARY_DIR "/kube-router",
+                         "--cleanup-config"});
+    ASSERT_TRUE(cleanup.ok());
+    EXPECT_EQ(cleanup->exit_code, 0) << cleanup->err;
+    auto now = Sh(std::string("scripts/sandbox.sh snapshot ") + node + " | grep -v -e kube-bridge");
+    std::ifstream before_file(state_ + "/before/" + node);
+    std::stringstream before;
+    before << before_file.rdbuf();
+    EXPECT_EQ(now.out, before.str()) << node;
+  }
+}
+
+}  // namespace
+}  // namespace kr
