@@ -341,6 +341,11 @@ Status FakeIpvs::SetTimeouts(const IpvsTimeouts& timeouts) {
   return Status::Ok();
 }
 
+Result<std::vector<IpvsWriteError>> FakeIpvs::Apply(const std::vector<IpvsWrite>& writes) {
+  if (auto error = failures_.Take(Op::kApply)) return *error;
+  return Ipvs::Apply(writes);
+}
+
 Status FakeIpvs::SetConnections(const IpvsService& service, const IpvsDestination& dest,
                                 uint32_t active, uint32_t inactive) {
   Entry* entry = Find(service);

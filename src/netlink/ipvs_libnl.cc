@@ -4,7 +4,9 @@
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
 
+#include <algorithm>
 #include <functional>
+#include <utility>
 
 #include "ipvs_codec.h"
 #include "kube_router/base/log.h"
@@ -108,6 +110,31 @@ class NetlinkIpvs : public Ipvs {
         .Context("delete destination " + d.ToString() + " of " + s.ToString());
   }
 
+  Result<std::vector<IpvsWriteError>> Apply(const std::vector<IpvsWrite>& writes) override {
+    std::vector<IpvsWriteError> errors;
+    for (size_t begin = 0; begin < writes.size(); begin += kBatch) {
+      const size_t end = std::min(writes.size(), begin + kBatch);
+      std::vector<std::pair<size_t, MsgPtr>> requests;
+      for (size_t i = begin; i < end; ++i) {
+        const IpvsWrite& w = writes[i];
+        auto msg = BuildWrite(w);
+        if (!msg.ok()) {
+          errors.push_back({i, msg.error()});
+          continue;
+        }
+        requests.emplace_back(i, std::move(*msg));
+      }
+      std::vector<std::pair<size_t, std::string>> refused;
+      if (Status s = detail::SendBatch(sock_.get(), requests, next_seq_, refused); !s.ok()) {
+        return s.Context("IPVS writes");
+      }
+      for (auto& [index, message] : refused) errors.push_back({index, std::move(message)});
+    }
+    std::sort(errors.begin(), errors.end(),
+              [](const IpvsWriteError& a, const IpvsWriteError& b) { return a.index < b.index; });
+    return errors;
+  }
+
   Status Flush() override {
     return Do(IPVS_CMD_FLUSH, nullptr, nullptr, false).Context("flush IPVS");
   }
@@ -119,6 +146,34 @@ class NetlinkIpvs : public Ipvs {
   }
 
  private:
+  // Requests per sendmsg: each message is at most a few hundred bytes, its ack as much again.
+  static constexpr size_t kBatch = 256;
+
+  Result<MsgPtr> BuildWrite(const IpvsWrite& w) {
+    using Op = IpvsWrite::Op;
+    switch (w.op) {
+      case Op::kAddService:
+        return detail::BuildIpvsRequest(family_, IPVS_CMD_NEW_SERVICE, 0, &w.service, nullptr,
+                                        true);
+      case Op::kUpdateService:
+        return detail::BuildIpvsRequest(family_, IPVS_CMD_SET_SERVICE, 0, &w.service, nullptr,
+                                        true);
+      case Op::kDeleteService:
+        return detail::BuildIpvsRequest(family_, IPVS_CMD_DEL_SERVICE, 0, &w.service, nullptr,
+                                        false);
+      case Op::kAddDestination:
+        return detail::BuildIpvsRequest(family_, IPVS_CMD_NEW_DEST, 0, &w.service, &w.destination,
+                                        true);
+      case Op::kUpdateDestination:
+        return detail::BuildIpvsRequest(family_, IPVS_CMD_SET_DEST, 0, &w.service, &w.destination,
+                                        true);
+      case Op::kDeleteDestination:
+        return detail::BuildIpvsRequest(family_, IPVS_CMD_DEL_DEST, 0, &w.service, &w.destination,
+                                        false);
+    }
+    return Status::Error("unknown IPVS write");
+  }
+
   Status Do(uint8_t command, const IpvsService* s, const IpvsDestination* d, bool full) {
     auto msg = detail::BuildIpvsRequest(family_, command, 0, s, d, full);
     if (!msg.ok()) return msg.status();
@@ -163,6 +218,7 @@ class NetlinkIpvs : public Ipvs {
 
   SocketPtr sock_;
   int family_;
+  uint32_t next_seq_ = 1u << 31;  // our own for batches (detail::SendBatch), apart from libnl's
 };
 
 }  // namespace

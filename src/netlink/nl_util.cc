@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 
 namespace kr::netlink::detail {
 
@@ -22,6 +24,50 @@ Result<SocketPtr> Connect(int protocol) {
     return Status::Error("cannot size netlink socket buffers: " + NlError(err));
   }
   return sock;
+}
+
+Status SendBatch(nl_sock* sock, const std::vector<std::pair<size_t, MsgPtr>>& requests,
+                 uint32_t& seq, std::vector<std::pair<size_t, std::string>>& errors) {
+  if (requests.empty()) return Status::Ok();
+  std::string buffer;
+  std::map<uint32_t, size_t> pending;  // seq -> index
+  for (const auto& [index, msg] : requests) {
+    nlmsghdr* hdr = nlmsg_hdr(msg.get());
+    // Without NLM_F_REQUEST the kernel acks the message without acting on it.
+    hdr->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+    hdr->nlmsg_seq = seq++;
+    hdr->nlmsg_pid = 0;
+    pending[hdr->nlmsg_seq] = index;
+    buffer.append(reinterpret_cast<const char*>(hdr), NLMSG_ALIGN(hdr->nlmsg_len));
+  }
+  if (int err = nl_sendto(sock, buffer.data(), buffer.size()); err < 0) {
+    return Status::Error("cannot send netlink requests: " + NlError(err));
+  }
+  while (!pending.empty()) {
+    sockaddr_nl peer{};
+    unsigned char* data = nullptr;
+    int n = nl_recv(sock, &peer, &data, nullptr);
+    if (n <= 0) {
+      free(data);
+      return Status::Error("cannot read netlink acks: " + NlError(n == 0 ? -NLE_FAILURE : n));
+    }
+    int remaining = n;
+    for (auto* hdr = reinterpret_cast<nlmsghdr*>(data); nlmsg_ok(hdr, remaining);
+         hdr = nlmsg_next(hdr, &remaining)) {
+      if (hdr->nlmsg_type != NLMSG_ERROR) continue;
+      auto it = pending.find(hdr->nlmsg_seq);
+      if (it == pending.end()) continue;  // not ours (a stale answer)
+      if (hdr->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
+        const auto* ack = static_cast<const nlmsgerr*>(nlmsg_data(hdr));
+        if (ack->error != 0) errors.emplace_back(it->second, strerror(-ack->error));
+      } else {
+        errors.emplace_back(it->second, "truncated netlink ack");
+      }
+      pending.erase(it);
+    }
+    free(data);
+  }
+  return Status::Ok();
 }
 
 int FamilyOf(const IpAddress& address) { return address.is_v4() ? AF_INET : AF_INET6; }

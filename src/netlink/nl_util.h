@@ -10,6 +10,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kube_router/base/ip.h"
 #include "kube_router/base/status.h"
@@ -39,6 +41,15 @@ std::string NlError(int error);
 // A connected socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC) in the calling thread's
 // network namespace.
 Result<SocketPtr> Connect(int protocol);
+
+// Sends `requests` (index in the caller's list, complete request) packed into one sendmsg, each
+// asking for an ack under our own sequence number (`seq` is the caller's counter: libnl checks
+// replies to its own requests against its counter, which must not move under it), and reads
+// until every one is acknowledged. A refused request gives (index, the kernel's error text) in
+// `errors`; the others are not affected. The caller bounds the batch (the socket buffers hold
+// 4 MiB).
+Status SendBatch(nl_sock* sock, const std::vector<std::pair<size_t, MsgPtr>>& requests,
+                 uint32_t& seq, std::vector<std::pair<size_t, std::string>>& errors);
 
 int FamilyOf(const IpAddress& address);  // AF_INET / AF_INET6
 AddrPtr ToNlAddr(const IpAddress& address, int prefix_length);

@@ -57,8 +57,7 @@ class NetlinkRouteTable : public RouteTable {
     std::unordered_map<std::string, int> ifindex_of;
     for (size_t begin = 0; begin < changes.size(); begin += batch_size_) {
       const size_t end = std::min(changes.size(), begin + batch_size_);
-      std::string buffer;
-      std::map<uint32_t, size_t> index_of_seq;
+      std::vector<std::pair<size_t, MsgPtr>> requests;
       for (size_t i = begin; i < end; ++i) {
         const Route& route = changes[i].route;
         int ifindex = 0;
@@ -85,18 +84,18 @@ class NetlinkRouteTable : public RouteTable {
           errors.push_back({i, msg.error()});
           continue;
         }
-        nlmsghdr* hdr = nlmsg_hdr(msg->get());
-        hdr->nlmsg_seq = next_seq_++;
-        hdr->nlmsg_pid = 0;
-        index_of_seq[hdr->nlmsg_seq] = i;
-        buffer.append(reinterpret_cast<const char*>(hdr), NLMSG_ALIGN(hdr->nlmsg_len));
+        requests.emplace_back(i, std::move(*msg));
       }
-      if (index_of_seq.empty()) continue;
-      if (int err = nl_sendto(sock_.get(), buffer.data(), buffer.size()); err < 0) {
-        return Status::Error("cannot send route requests: " + NlError(err));
+      std::vector<std::pair<size_t, std::string>> refused;
+      if (Status s = detail::SendBatch(sock_.get(), requests, next_seq_, refused); !s.ok()) {
+        return s.Context("route requests");
       }
-      if (Status s = CollectAcks(index_of_seq, errors); !s.ok()) return s;
+      for (auto& [index, message] : refused) errors.push_back({index, std::move(message)});
     }
+    // Errors arrive in kernel order; keep them in batch order for the caller.
+    std::sort(
+        errors.begin(), errors.end(),
+        [](const RouteChangeError& a, const RouteChangeError& b) { return a.index < b.index; });
     return errors;
   }
 
@@ -109,44 +108,9 @@ class NetlinkRouteTable : public RouteTable {
     return CachePtr(raw);
   }
 
-  // Reads until every request in `pending` (seq -> change index) is acknowledged.
-  Status CollectAcks(std::map<uint32_t, size_t>& pending, std::vector<RouteChangeError>& errors) {
-    while (!pending.empty()) {
-      sockaddr_nl peer{};
-      unsigned char* data = nullptr;
-      int n = nl_recv(sock_.get(), &peer, &data, nullptr);
-      if (n <= 0) {
-        free(data);
-        return Status::Error("cannot read route acks: " + NlError(n == 0 ? -NLE_FAILURE : n));
-      }
-      int remaining = n;
-      for (auto* hdr = reinterpret_cast<nlmsghdr*>(data); nlmsg_ok(hdr, remaining);
-           hdr = nlmsg_next(hdr, &remaining)) {
-        if (hdr->nlmsg_type != NLMSG_ERROR) continue;
-        auto it = pending.find(hdr->nlmsg_seq);
-        if (it == pending.end()) continue;  // not ours (a stale answer)
-        if (hdr->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
-          const auto* ack = static_cast<const nlmsgerr*>(nlmsg_data(hdr));
-          if (ack->error != 0) errors.push_back({it->second, strerror(-ack->error)});
-        } else {
-          errors.push_back({it->second, "truncated netlink ack"});
-        }
-        pending.erase(it);
-      }
-      free(data);
-    }
-    // Errors arrive in kernel order; keep them in batch order for the caller.
-    std::sort(
-        errors.begin(), errors.end(),
-        [](const RouteChangeError& a, const RouteChangeError& b) { return a.index < b.index; });
-    return Status::Ok();
-  }
-
   SocketPtr sock_;
   size_t batch_size_;
-  // Our own sequence numbers: libnl checks the replies to its own requests against its counter,
-  // which must not move under it. Acks are matched to changes only inside CollectAcks.
-  uint32_t next_seq_ = 1;
+  uint32_t next_seq_ = 1;  // our own (detail::SendBatch)
 };
 
 }  // namespace

@@ -117,4 +117,34 @@ std::string SysctlPath(const std::string& key) {
   return path;
 }
 
+Result<std::vector<IpvsWriteError>> Ipvs::Apply(const std::vector<IpvsWrite>& writes) {
+  std::vector<IpvsWriteError> errors;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const IpvsWrite& w = writes[i];
+    Status s;
+    switch (w.op) {
+      case IpvsWrite::Op::kAddService:
+        s = AddService(w.service);
+        break;
+      case IpvsWrite::Op::kUpdateService:
+        s = UpdateService(w.service);
+        break;
+      case IpvsWrite::Op::kDeleteService:
+        s = DeleteService(w.service);
+        break;
+      case IpvsWrite::Op::kAddDestination:
+        s = AddDestination(w.service, w.destination);
+        break;
+      case IpvsWrite::Op::kUpdateDestination:
+        s = UpdateDestination(w.service, w.destination);
+        break;
+      case IpvsWrite::Op::kDeleteDestination:
+        s = DeleteDestination(w.service, w.destination);
+        break;
+    }
+    if (!s.ok()) errors.push_back({i, s.message()});
+  }
+  return errors;
+}
+
 }  // namespace kr::netlink

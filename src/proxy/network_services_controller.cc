@@ -57,6 +57,33 @@ netlink::Route VipRoute(const IpAddress& vip, const IpAddress& source) {
   return r;
 }
 
+netlink::IpvsWrite WriteOf(const IpvsChange& change) {
+  using W = netlink::IpvsWrite::Op;
+  W op = W::kAddService;
+  switch (change.op) {
+    case Op::kAddService:
+      op = W::kAddService;
+      break;
+    case Op::kUpdateService:
+      op = W::kUpdateService;
+      break;
+    case Op::kDeleteService:
+      op = W::kDeleteService;
+      break;
+    case Op::kAddDestination:
+      op = W::kAddDestination;
+      break;
+    case Op::kUpdateDestination:
+    case Op::kDrainDestination:
+      op = W::kUpdateDestination;
+      break;
+    case Op::kDeleteDestination:
+      op = W::kDeleteDestination;
+      break;
+  }
+  return {op, change.service, change.destination};
+}
+
 std::vector<double> LatencyBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 }
@@ -542,50 +569,52 @@ Status NetworkServicesController::DeleteVips(const std::vector<IpAddress>& vips)
 Status NetworkServicesController::ApplyPlan(const ProxyPlan& plan) {
   Status first_error = AddVips(plan.add_vips);
   auto& ipvs = *dataplane_.ipvs;
-  for (const IpvsChange& change : plan.ipvs) {
+  // All IPVS changes in one batch (few round trips: a cold start of 10k services is not 110k
+  // request/ack pairs); a refused write is retried or accepted one by one below.
+  std::vector<netlink::IpvsWrite> writes;
+  writes.reserve(plan.ipvs.size());
+  for (const IpvsChange& change : plan.ipvs) writes.push_back(WriteOf(change));
+  auto refused = ipvs.Apply(writes);
+  if (!refused.ok()) return refused.status().Context("service proxy");
+  auto error = refused->begin();
+  for (size_t i = 0; i < plan.ipvs.size(); ++i) {
+    const IpvsChange& change = plan.ipvs[i];
     Status s;
-    switch (change.op) {
-      case Op::kAddService:
-        s = ipvs.AddService(change.service);
-        if (IsExists(s)) s = ipvs.UpdateService(change.service);  // drift: made by someone
-        break;
-      case Op::kUpdateService:
-        s = ipvs.UpdateService(change.service);
-        break;
-      case Op::kDeleteService: {
-        s = ipvs.DeleteService(change.service);
-        if (IsMissing(s)) s = Status::Ok();
-        if (s.ok()) {
-          auto it = programmed_.services.find(VirtualServiceId::Of(change.service));
-          if (it != programmed_.services.end()) {
-            for (const auto& [id, dest] : it->second.destinations) {
-              for (auto& e : extensions_) e->OnDestinationRemoved(change.service, dest);
-            }
-          }
-        }
-        break;
+    if (error != refused->end() && error->index == i) {
+      s = Status::Error(error++->message);
+      switch (change.op) {
+        case Op::kAddService:
+          if (IsExists(s)) s = ipvs.UpdateService(change.service);  // drift: made by someone
+          break;
+        case Op::kAddDestination:
+          if (IsExists(s)) s = ipvs.UpdateDestination(change.service, change.destination);
+          break;
+        case Op::kDeleteService:
+        case Op::kDeleteDestination:
+          if (IsMissing(s)) s = Status::Ok();
+          break;
+        default:
+          break;
       }
-      case Op::kAddDestination:
-        s = ipvs.AddDestination(change.service, change.destination);
-        if (IsExists(s)) s = ipvs.UpdateDestination(change.service, change.destination);
-        break;
-      case Op::kUpdateDestination:
-      case Op::kDrainDestination:
-        s = ipvs.UpdateDestination(change.service, change.destination);
-        break;
-      case Op::kDeleteDestination:
-        s = ipvs.DeleteDestination(change.service, change.destination);
-        if (IsMissing(s)) s = Status::Ok();
-        if (s.ok()) {
-          for (auto& e : extensions_) e->OnDestinationRemoved(change.service, change.destination);
+    }
+    if (!s.ok()) {
+      if (first_error.ok()) {
+        first_error =
+            s.Context("service proxy: " + VirtualServiceId::Of(change.service).ToString());
+      }
+      continue;
+    }
+    if (change.op == Op::kDeleteService) {
+      auto it = programmed_.services.find(VirtualServiceId::Of(change.service));
+      if (it != programmed_.services.end()) {
+        for (const auto& [id, dest] : it->second.destinations) {
+          for (auto& e : extensions_) e->OnDestinationRemoved(change.service, dest);
         }
-        break;
+      }
+    } else if (change.op == Op::kDeleteDestination) {
+      for (auto& e : extensions_) e->OnDestinationRemoved(change.service, change.destination);
     }
-    if (s.ok()) {
-      ApplyChange(change, programmed_);
-    } else if (first_error.ok()) {
-      first_error = s.Context("service proxy: " + VirtualServiceId::Of(change.service).ToString());
-    }
+    ApplyChange(change, programmed_);
   }
   Status deleted = DeleteVips(plan.delete_vips);
   if (first_error.ok()) first_error = deleted;

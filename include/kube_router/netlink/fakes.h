@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -24,7 +25,9 @@
 namespace kr::netlink {
 
 // Queued one-shot failures per operation: FailNext(op) makes the next call of op fail with
-// `message` (`times` calls in a row). Other operations are not affected.
+// `message` (`times` calls in a row). Other operations are not affected. Every fake consults it
+// once per call, so it also counts the calls per operation (tests prove "no writes" and "only
+// what the event touched" with Calls()).
 template <typename Op>
 class FailureInjector {
  public:
@@ -33,6 +36,7 @@ class FailureInjector {
   }
   // The error the current call of `op` must return, if one is queued (consumes it).
   std::optional<Status> Take(Op op) {
+    ++calls_[op];
     auto it = pending_.find(op);
     if (it == pending_.end() || it->second.empty()) return std::nullopt;
     Status error = Status::Error(it->second.front());
@@ -41,8 +45,19 @@ class FailureInjector {
   }
   void Clear() { pending_.clear(); }
 
+  // Calls of these operations since the fake was made or ResetCalls().
+  int Calls(std::initializer_list<Op> ops) const {
+    int n = 0;
+    for (Op op : ops) {
+      if (auto it = calls_.find(op); it != calls_.end()) n += it->second;
+    }
+    return n;
+  }
+  void ResetCalls() { calls_.clear(); }
+
  private:
   std::map<Op, std::deque<std::string>> pending_;
+  std::map<Op, int> calls_;
 };
 
 class FakeLinks;
@@ -59,6 +74,7 @@ class FakeRouteTable : public RouteTable {
   Result<std::vector<RouteChangeError>> Apply(const std::vector<RouteChange>& changes) override;
 
   FailureInjector<Op>& failures() { return failures_; }
+  const FailureInjector<Op>& failures() const { return failures_; }
   // Every change to `destination` is refused (until cleared), in every later batch.
   void RejectDestination(const IpPrefix& destination, std::string message = "injected refusal");
   void ClearRejections() { rejected_.clear(); }
@@ -69,6 +85,12 @@ class FakeRouteTable : public RouteTable {
   // Puts a route in place as if someone else (or the kernel) had added it.
   void Seed(const Route& route);
   size_t apply_calls() const { return apply_calls_; }
+  // Route changes received by Apply (every batch, accepted or not).
+  size_t applied_changes() const { return applied_changes_; }
+  void ResetCounts() {
+    apply_calls_ = applied_changes_ = 0;
+    failures_.ResetCalls();
+  }
 
  private:
   Status ApplyOne(const RouteChange& change);
@@ -78,6 +100,7 @@ class FakeRouteTable : public RouteTable {
   std::map<IpPrefix, std::string> rejected_;
   FailureInjector<Op> failures_;
   size_t apply_calls_ = 0;
+  size_t applied_changes_ = 0;
 };
 
 class FakeLinks : public Links {
@@ -95,6 +118,10 @@ class FakeLinks : public Links {
     kAddAddress,
     kDeleteAddress,
   };
+  // The operations that write to the kernel.
+  static constexpr std::initializer_list<Op> kWrites = {
+      Op::kCreateTunnel, Op::kCreateBridge, Op::kCreateDummy, Op::kDelete,
+      Op::kSetUp,        Op::kSetMtu,       Op::kAddAddress,  Op::kDeleteAddress};
 
   Result<std::vector<Link>> List() override;
   Result<std::optional<Link>> Get(const std::string& name) override;
@@ -109,6 +136,7 @@ class FakeLinks : public Links {
   Status DeleteAddress(const Address& address) override;
 
   FailureInjector<Op>& failures() { return failures_; }
+  const FailureInjector<Op>& failures() const { return failures_; }
   // Adds a link as if it existed before the agent (e.g. "eth0"); its index is assigned.
   void Seed(Link link);
   bool Has(const std::string& name) const { return links_.count(name) > 0; }
@@ -139,7 +167,12 @@ class FakeIpvs : public Ipvs {
     kDeleteDestination,
     kFlush,
     kSetTimeouts,
+    kApply,  // a batch; its writes are counted as their own operations too
   };
+  // The operations that write to the kernel.
+  static constexpr std::initializer_list<Op> kWrites = {
+      Op::kAddService,        Op::kUpdateService,     Op::kDeleteService, Op::kAddDestination,
+      Op::kUpdateDestination, Op::kDeleteDestination, Op::kFlush,         Op::kSetTimeouts};
 
   Result<std::vector<IpvsService>> ListServices() override;
   Result<std::vector<IpvsServiceStats>> ListServiceStats() override;
@@ -152,8 +185,11 @@ class FakeIpvs : public Ipvs {
   Status DeleteDestination(const IpvsService& service, const IpvsDestination& dest) override;
   Status Flush() override;
   Status SetTimeouts(const IpvsTimeouts& timeouts) override;
+  // One call of the default (one write at a time), counted as kApply.
+  Result<std::vector<IpvsWriteError>> Apply(const std::vector<IpvsWrite>& writes) override;
 
   FailureInjector<Op>& failures() { return failures_; }
+  const FailureInjector<Op>& failures() const { return failures_; }
   // Sets the connection counts ListDestinations reports for a destination (graceful
   // termination tests).
   Status SetConnections(const IpvsService& service, const IpvsDestination& dest, uint32_t active,
@@ -187,6 +223,7 @@ class FakeSysctl : public Sysctl {
 
   void Seed(const std::string& key, const std::string& value);
   FailureInjector<Op>& failures() { return failures_; }
+  const FailureInjector<Op>& failures() const { return failures_; }
   // Keys written through Set, in order (a key set twice appears twice).
   const std::vector<std::string>& writes() const { return writes_; }
 
@@ -206,6 +243,7 @@ class FakeConntrack : public Conntrack {
   Result<size_t> Delete(const std::vector<ConntrackFilter>& filters) override;
 
   FailureInjector<Op>& failures() { return failures_; }
+  const FailureInjector<Op>& failures() const { return failures_; }
   void Seed(const ConntrackFlow& flow) { flows_.push_back(flow); }
   const std::vector<ConntrackFlow>& flows() const { return flows_; }
   // Every filter Delete was called with, in order (to check that a change deletes nothing).
@@ -229,6 +267,7 @@ class FakeRuleTable : public RuleTable {
   Status Delete(const Rule& rule) override;
 
   FailureInjector<Op>& failures() { return failures_; }
+  const FailureInjector<Op>& failures() const { return failures_; }
   void Seed(const Rule& rule) { rules_.push_back(rule); }
   const std::vector<Rule>& rules() const { return rules_; }
 

@@ -98,6 +98,28 @@ struct IpvsTimeouts {
   uint32_t udp = 0;
 };
 
+// One write of a batch (Ipvs::Apply).
+struct IpvsWrite {
+  enum class Op {
+    kAddService,
+    kUpdateService,
+    kDeleteService,
+    kAddDestination,
+    kUpdateDestination,
+    kDeleteDestination,
+  };
+  Op op = Op::kAddService;
+  IpvsService service;
+  IpvsDestination destination;  // destination ops only
+};
+
+// A write of a batch the kernel refused: its index in the batch and the reason (strerror text,
+// e.g. "File exists", "No such process").
+struct IpvsWriteError {
+  size_t index = 0;
+  std::string message;
+};
+
 class Ipvs {
  public:
   virtual ~Ipvs() = default;
@@ -114,6 +136,14 @@ class Ipvs {
   virtual Status AddDestination(const IpvsService& service, const IpvsDestination& dest) = 0;
   virtual Status UpdateDestination(const IpvsService& service, const IpvsDestination& dest) = 0;
   virtual Status DeleteDestination(const IpvsService& service, const IpvsDestination& dest) = 0;
+
+  // Many writes in order with as few round trips as the adapter can make: the netlink adapter
+  // packs up to 256 requests per sendmsg and matches the acks by sequence number (as
+  // RouteTable::Apply). A refused write does not stop the others (one that depends on it, e.g. a
+  // destination of a service that could not be added, fails too). Returns the refused ones in
+  // batch order; an error only when the transport failed (then any prefix may have been applied).
+  // The default does them one call at a time (fakes, wrappers).
+  virtual Result<std::vector<IpvsWriteError>> Apply(const std::vector<IpvsWrite>& writes);
 
   // Removes every service (kube-router's --cleanup-config; the agent's own cleanup should
   // delete only services it owns).

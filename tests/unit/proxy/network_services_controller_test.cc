@@ -15,95 +15,6 @@ using netlink::IpvsService;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-// Pass-through wrappers that count every call that would write to the kernel (and the reads),
-// so tests can prove "no writes" and "only what the event touched".
-class CountingIpvs : public netlink::Ipvs {
- public:
-  explicit CountingIpvs(netlink::FakeIpvs* f) : f_(f) {}
-  Result<std::vector<IpvsService>> ListServices() override {
-    ++reads;
-    return f_->ListServices();
-  }
-  Result<std::vector<netlink::IpvsServiceStats>> ListServiceStats() override {
-    return f_->ListServiceStats();
-  }
-  Status AddService(const IpvsService& s) override { return W(f_->AddService(s)); }
-  Status UpdateService(const IpvsService& s) override { return W(f_->UpdateService(s)); }
-  Status DeleteService(const IpvsService& s) override { return W(f_->DeleteService(s)); }
-  Result<std::vector<IpvsDestination>> ListDestinations(const IpvsService& s) override {
-    ++reads;
-    return f_->ListDestinations(s);
-  }
-  Status AddDestination(const IpvsService& s, const IpvsDestination& d) override {
-    return W(f_->AddDestination(s, d));
-  }
-  Status UpdateDestination(const IpvsService& s, const IpvsDestination& d) override {
-    return W(f_->UpdateDestination(s, d));
-  }
-  Status DeleteDestination(const IpvsService& s, const IpvsDestination& d) override {
-    return W(f_->DeleteDestination(s, d));
-  }
-  Status Flush() override {
-    ++flushes;
-    return W(f_->Flush());
-  }
-  Status SetTimeouts(const netlink::IpvsTimeouts& t) override { return W(f_->SetTimeouts(t)); }
-
-  int writes = 0, reads = 0, flushes = 0;
-
- private:
-  Status W(Status s) {
-    ++writes;
-    return s;
-  }
-  netlink::FakeIpvs* f_;
-};
-
-class CountingLinks : public netlink::Links {
- public:
-  explicit CountingLinks(netlink::FakeLinks* f) : f_(f) {}
-  Result<std::vector<netlink::Link>> List() override { return f_->List(); }
-  Result<std::optional<netlink::Link>> Get(const std::string& n) override { return f_->Get(n); }
-  Status CreateTunnel(const netlink::TunnelSpec& s) override { return W(f_->CreateTunnel(s)); }
-  Status CreateBridge(const std::string& n, uint32_t m) override {
-    return W(f_->CreateBridge(n, m));
-  }
-  Status CreateDummy(const std::string& n) override { return W(f_->CreateDummy(n)); }
-  Status Delete(const std::string& n) override { return W(f_->Delete(n)); }
-  Status SetUp(const std::string& n, bool up) override { return W(f_->SetUp(n, up)); }
-  Status SetMtu(const std::string& n, uint32_t m) override { return W(f_->SetMtu(n, m)); }
-  Result<std::vector<netlink::Address>> ListAddresses(const std::string& d) override {
-    return f_->ListAddresses(d);
-  }
-  Status AddAddress(const netlink::Address& a) override { return W(f_->AddAddress(a)); }
-  Status DeleteAddress(const netlink::Address& a) override { return W(f_->DeleteAddress(a)); }
-  int writes = 0;
-
- private:
-  Status W(Status s) {
-    ++writes;
-    return s;
-  }
-  netlink::FakeLinks* f_;
-};
-
-class CountingRoutes : public netlink::RouteTable {
- public:
-  explicit CountingRoutes(netlink::FakeRouteTable* f) : f_(f) {}
-  Result<std::vector<netlink::Route>> List(const netlink::RouteFilter& filter) override {
-    return f_->List(filter);
-  }
-  Result<std::vector<netlink::RouteChangeError>> Apply(
-      const std::vector<netlink::RouteChange>& changes) override {
-    writes += static_cast<int>(changes.size());
-    return f_->Apply(changes);
-  }
-  int writes = 0;
-
- private:
-  netlink::FakeRouteTable* f_;
-};
-
 // Records what the controller tells its extensions.
 class RecordingExtension : public ProxyExtension {
  public:
@@ -154,11 +65,12 @@ class ProxyControllerTest : public ::testing::Test {
     (void)links.AddAddress({"lo", Ip("127.0.0.1"), 8, netlink::Scope::kHost});
     Upsert(NodeObj("node-a", {"192.0.2.10"}));
     config = Config("node-a");
+    ResetCounts();  // the set-up above is not the controller's
   }
 
   std::unique_ptr<NetworkServicesController> Make() {
     auto c = std::make_unique<NetworkServicesController>(
-        config, cluster.get(), ProxyDataplane{&ipvs_w, &links_w, &routes_w}, &registry);
+        config, cluster.get(), ProxyDataplane{&ipvs, &links, &routes}, &registry);
     c->SetClock([this] { return now; });
     return c;
   }
@@ -204,8 +116,22 @@ class ProxyControllerTest : public ::testing::Test {
     controller->OnUpdate(e);
   }
 
-  int Writes() const { return ipvs_w.writes + links_w.writes + routes_w.writes; }
-  void ResetCounts() { ipvs_w.writes = ipvs_w.reads = links_w.writes = routes_w.writes = 0; }
+  // Kernel writes and reads, counted by the fakes themselves.
+  int Writes() const {
+    return ipvs.failures().Calls(netlink::FakeIpvs::kWrites) +
+           links.failures().Calls(netlink::FakeLinks::kWrites) +
+           static_cast<int>(routes.applied_changes());
+  }
+  int IpvsReads() const {
+    using Op = netlink::FakeIpvs::Op;
+    return ipvs.failures().Calls({Op::kListServices, Op::kListDestinations});
+  }
+  int Flushes() const { return ipvs.failures().Calls({netlink::FakeIpvs::Op::kFlush}); }
+  void ResetCounts() {
+    ipvs.failures().ResetCalls();
+    links.failures().ResetCalls();
+    routes.ResetCounts();
+  }
 
   std::vector<std::string> Services() {
     std::vector<std::string> out;
@@ -256,9 +182,6 @@ class ProxyControllerTest : public ::testing::Test {
   netlink::FakeIpvs ipvs;
   netlink::FakeLinks links;
   netlink::FakeRouteTable routes{&links};
-  CountingIpvs ipvs_w{&ipvs};
-  CountingLinks links_w{&links};
-  CountingRoutes routes_w{&routes};
   metrics::Registry registry;
   ProxyConfig config;
   std::chrono::steady_clock::time_point now =
@@ -291,6 +214,40 @@ TEST_F(ProxyControllerTest, ColdStartProgramsDummyLinkVipRouteServicesAndDestina
 // The kernel gives an IPv6-enabled kube-dummy-if its own fe80:: address. It is not a VIP of
 // ours: a sync must neither treat it as stale nor try to delete it (the kernel refuses that, and
 // every sync on a dual-stack node failed).
+// A cold start sends every IPVS change in one batch (the netlink adapter packs it into few
+// round trips), not one call per object; an event is one batch too.
+TEST_F(ProxyControllerTest, IpvsChangesAreWrittenAsOneBatchPerSync) {
+  StandardServices();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  using Op = netlink::FakeIpvs::Op;
+  EXPECT_EQ(ipvs.failures().Calls({Op::kApply}), 1);
+  EXPECT_EQ(ipvs.failures().Calls({Op::kAddService}), 3);  // inside that batch
+  EXPECT_EQ(ipvs.failures().Calls({Op::kAddDestination}), 4);
+  ResetCounts();
+  Upsert(Slice("web", "web-1", {{"10.1.0.7"}}, {{"http", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(ipvs.failures().Calls({Op::kApply}), 1);
+  EXPECT_EQ(Writes(), 3);  // one destination in, two out
+}
+
+// A write the kernel refuses inside a batch fails only itself: the rest of the batch is in, the
+// sync reports the error and the next (full) sync repairs it.
+TEST_F(ProxyControllerTest, ARefusedWriteInABatchFailsOnlyItself) {
+  StandardServices();
+  ipvs.failures().FailNext(netlink::FakeIpvs::Op::kAddDestination, "No space left on device");
+  EXPECT_FALSE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_EQ(Services().size(), 3u);
+  int dests = 0;
+  for (const auto& [vip, port] :
+       std::vector<std::pair<std::string, uint16_t>>{{"10.96.0.10", 80}, {"10.96.0.1", 443}}) {
+    dests += static_cast<int>(Dests(vip, port).size());
+  }
+  dests += static_cast<int>(Dests("10.96.0.53", 53, netlink::IpvsProtocol::kUdp).size());
+  EXPECT_EQ(dests, 3);                                          // four wanted, one refused
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());  // full: the image is untrusted
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w1"));
+}
+
 TEST_F(ProxyControllerTest, TheKernelsLinkLocalAddressOnTheDummyLinkIsNotAStaleVip) {
   StandardServices();
   ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
@@ -320,8 +277,8 @@ TEST_F(ProxyControllerTest, AnEventWritesOnlyWhatItsServiceChanged) {
   ResetCounts();
   Upsert(Slice("web", "web-1", {{"10.1.0.1"}, {"10.1.0.2"}, {"10.1.0.9"}}, {{"http", 8080}}));
   ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
-  EXPECT_EQ(Writes(), 1);      // one AddDestination
-  EXPECT_EQ(ipvs_w.reads, 0);  // no kernel dump on the event path
+  EXPECT_EQ(Writes(), 1);     // one AddDestination
+  EXPECT_EQ(IpvsReads(), 0);  // no kernel dump on the event path
   EXPECT_THAT(Dests("10.96.0.10", 80),
               ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w1", "10.1.0.9:8080 w1"));
 
@@ -363,7 +320,7 @@ TEST_F(ProxyControllerTest, RestartAdoptsTheKernelStateWithoutWriting) {
   ASSERT_TRUE(restarted->Init().ok());
   ASSERT_TRUE(restarted->Sync(SyncReason::kStartup).ok());
   EXPECT_EQ(Writes(), 0) << "restart adopts existing state";
-  EXPECT_EQ(ipvs_w.flushes, 0);
+  EXPECT_EQ(Flushes(), 0);
   EXPECT_EQ(restarted->programmed().services.size(), 3u);
 }
 
@@ -453,12 +410,12 @@ TEST_F(ProxyControllerTest, ForeignStateSurvivesSyncsRestartAndCleanup) {
   // Idempotent: a second cleanup (a fresh process, empty caches) finds nothing of ours.
   auto empty_cluster = k8s::MakeCluster();
   NetworkServicesController fresh(config, empty_cluster.get(),
-                                  ProxyDataplane{&ipvs_w, &links_w, &routes_w}, nullptr);
+                                  ProxyDataplane{&ipvs, &links, &routes}, nullptr);
   auto again = fresh.Cleanup();
   ASSERT_TRUE(again.ok()) << again.error();
   EXPECT_THAT(*again, IsEmpty());
   EXPECT_THAT(Services(), ::testing::UnorderedElementsAreArray(foreign));
-  EXPECT_EQ(ipvs_w.flushes, 0);
+  EXPECT_EQ(Flushes(), 0);
 }
 
 TEST_F(ProxyControllerTest, CleanupRemovesNodePortsOfServicesDeletedWhileDown) {

@@ -121,6 +121,54 @@ TEST_F(IpvsVmTest, UpdatesAndDeletesInPlace) {
   EXPECT_FALSE(ipvs_->UpdateService(svc).ok()) << "update of a missing service";
 }
 
+// Apply packs many writes per sendmsg (more than one batch here) and matches every ack to its
+// write: refused writes are reported by index, the others are all in the kernel, in order
+// (services before their destinations), and single calls keep working on the same socket.
+TEST_F(IpvsVmTest, ABatchOfWritesIsAppliedInOrderAndReportsOnlyTheRefusedOnes) {
+  using Op = IpvsWrite::Op;
+  std::vector<IpvsWrite> writes;
+  constexpr int kServices = 300;  // 300 services + 900 destinations: several batches
+  for (int i = 0; i < kServices; ++i) {
+    IpvsService svc{IpAddress::V4(0x0a600000u + static_cast<uint32_t>(i) + 1), IpvsProtocol::kTcp,
+                    80};
+    writes.push_back({Op::kAddService, svc, {}});
+    for (int j = 0; j < 3; ++j) {
+      IpvsDestination d{IpAddress::V4(0x0af40000u + static_cast<uint32_t>(i * 3 + j) + 1), 8080};
+      writes.push_back({Op::kAddDestination, svc, d});
+    }
+  }
+  const IpvsService first = writes[0].service;
+  const size_t duplicate = writes.size();
+  writes.push_back({Op::kAddService, first, {}});  // refused: exists
+  const size_t missing = writes.size();
+  writes.push_back({Op::kDeleteDestination, first, {A("10.9.9.9"), 1}});  // refused: no such
+  IpvsService changed = first;
+  changed.scheduler = "lc";
+  writes.push_back({Op::kUpdateService, changed, {}});
+  writes.push_back({Op::kDeleteDestination, first, writes[1].destination});
+
+  auto refused = ipvs_->Apply(writes);
+  ASSERT_TRUE(refused.ok()) << refused.error();
+  ASSERT_EQ(refused->size(), 2u);
+  EXPECT_EQ((*refused)[0].index, duplicate);
+  EXPECT_NE((*refused)[0].message.find("exists"), std::string::npos) << (*refused)[0].message;
+  EXPECT_EQ((*refused)[1].index, missing);
+  EXPECT_NE((*refused)[1].message.find("No such"), std::string::npos) << (*refused)[1].message;
+
+  auto listed = ipvs_->ListServices();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), static_cast<size_t>(kServices));
+  const std::string shown = Ipvsadm("-Ln");
+  size_t dests = 0;
+  for (size_t at = shown.find("Masq"); at != std::string::npos; at = shown.find("Masq", at + 1)) {
+    ++dests;
+  }
+  EXPECT_EQ(dests, static_cast<size_t>(kServices * 3 - 1));
+  EXPECT_TRUE(Has(Ipvsadm("-Ln -t 10.96.0.1:80"), "TCP  10.96.0.1:80 lc")) << shown;
+  ASSERT_TRUE(ipvs_->DeleteService(first).ok());  // a single call after the batch
+  EXPECT_EQ(ipvs_->ListServices()->size(), static_cast<size_t>(kServices - 1));
+}
+
 TEST_F(IpvsVmTest, SchedulersLoadOnDemandWithTheirFlags) {
   // ip_vs_mh is not preloaded: the kernel asks for it when the service names it.
   IpvsService dh{A("10.96.0.30"), IpvsProtocol::kTcp, 80, 0, "dh"};
