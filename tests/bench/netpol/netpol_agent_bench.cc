@@ -18,14 +18,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <regex>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "kube_router/netpol/naming.h"
+#include "lib/agent_bench.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
@@ -33,6 +30,7 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using kr::testing::Percentile;
 using kr::testing::PodNetwork;
 using kr::testing::Process;
 using kr::testing::Proto;
@@ -117,43 +115,6 @@ std::string Manifests(bool big, const PodNetwork& net) {
   return out + "]}";
 }
 
-// One HTTP request over a socket opened in `netns` (no process start inside the measurement);
-// true on a 2xx answer.
-bool Http(const kr::testing::Netns& netns, int port, const std::string& method,
-          const std::string& path, const std::string& type, const std::string& body) {
-  int fd = -1;
-  {
-    kr::testing::ScopedNetns inside(netns.name());
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  }
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string request =
-      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + type +
-      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-            send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-                static_cast<ssize_t>(request.size());
-  std::string answer;
-  char buf[4096];
-  ssize_t n = 0;
-  while (ok && (n = recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return ok && answer.rfind("HTTP/1.1 2", 0) == 0;
-}
-
-long RssKib(pid_t pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::string(field).size()));
-  }
-  return -1;
-}
-
 struct Run {
   std::vector<double> target_ms;  // the server entering or leaving the policy's targets
   std::vector<double> peer_ms;    // the client entering or leaving the policy's peers
@@ -171,25 +132,15 @@ std::string Measure(bool big, const std::string& mode, int rounds, Run& out) {
   net.Serve("ns0/server", 80, Proto::kTcp);
   auto& node = net.nodes()[0];
 
-  std::filesystem::create_directories(dir.path() + "/manifests");
-  std::ofstream(dir.path() + "/manifests/cluster.json") << Manifests(big, net);
-  const std::string kubeconfig = dir.path() + "/kubeconfig";
-  Process api(
-      node.ns->Wrap({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
-                     dir.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
-      dir.path() + "/apiserver.log");
-  if (!kr::testing::WaitFor([&] { return std::filesystem::exists(kubeconfig); },
-                            std::chrono::seconds(120))) {
-    return "fake-apiserver did not start: " + api.Log();
+  kr::testing::FakeApiServer api;
+  if (auto e = kr::testing::StartFakeApiServer(*node.ns, dir.path(), Manifests(big, net),
+                                               kr::testing::kFakeApiServerBinary,
+                                               std::chrono::seconds(120), api);
+      !e.empty()) {
+    return e;
   }
-  std::stringstream text;
-  text << std::ifstream(kubeconfig).rdbuf();
-  std::smatch m;
-  std::string config = text.str();
-  if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) {
-    return "no port in " + kubeconfig;
-  }
-  int port = std::stoi(m[1]);
+  const std::string& kubeconfig = api.kubeconfig;
+  const int port = api.port;
 
   auto start = Clock::now();
   Process agent(
@@ -228,8 +179,9 @@ std::string Measure(bool big, const std::string& mode, int rounds, Run& out) {
     std::string body = std::string(R"({"metadata":{"labels":{")") + change.label + R"(":")" +
                        change.value + "\"}}}";
     auto sent = Clock::now();
-    if (!Http(*node.ns, port, "PATCH", std::string("/api/v1/namespaces/ns0/pods/") + change.pod,
-              "application/merge-patch+json", body)) {
+    if (!kr::testing::HttpRequest(*node.ns, port, "PATCH",
+                                  std::string("/api/v1/namespaces/ns0/pods/") + change.pod,
+                                  "application/merge-patch+json", body)) {
       return "PATCH failed";
     }
     bool flipped = kr::testing::WaitFor(
@@ -238,14 +190,9 @@ std::string Measure(bool big, const std::string& mode, int rounds, Run& out) {
     if (!flipped) return "the verdict did not change in round " + std::to_string(round);
     (change.target ? out.target_ms : out.peer_ms).push_back(Ms(Clock::now() - sent));
   }
-  out.rss_kib = RssKib(agent.pid(), "VmRSS:");
-  out.peak_rss_kib = RssKib(agent.pid(), "VmHWM:");
+  out.rss_kib = kr::testing::ProcStatusKib(agent.pid(), "VmRSS:");
+  out.peak_rss_kib = kr::testing::ProcStatusKib(agent.pid(), "VmHWM:");
   return "";
-}
-
-double Percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
 }
 
 }  // namespace

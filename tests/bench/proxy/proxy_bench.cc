@@ -22,16 +22,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kube_router/netlink/libnl.h"
+#include "lib/agent_bench.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
@@ -41,6 +40,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using kr::testing::Netns;
+using kr::testing::Percentile;
 using kr::testing::Process;
 using kr::testing::ScopedNetns;
 using kr::testing::TempDir;
@@ -117,41 +117,6 @@ std::string IpvsadmRestoreText(int services) {
   return out;
 }
 
-// One HTTP request from `netns` to 127.0.0.1:port; true on 2xx.
-bool Http(const Netns& netns, int port, const std::string& method, const std::string& path,
-          const std::string& type, const std::string& body) {
-  int fd;
-  {
-    ScopedNetns inside(netns.name());
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  }
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string request =
-      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + type +
-      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-            send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-                static_cast<ssize_t>(request.size());
-  std::string answer;
-  char buf[4096];
-  ssize_t n = 0;
-  while (ok && (n = recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return ok && answer.rfind("HTTP/1.1 2", 0) == 0;
-}
-
-long StatusKib(pid_t pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
-  }
-  return -1;
-}
-
 // IPVS services and destinations of the namespace `netns`, from one read of /proc/net/ip_vs.
 std::pair<long, long> IpvsCounts(const Netns& netns) {
   ScopedNetns inside(netns.name());
@@ -207,7 +172,7 @@ class KernelWriteCounter {
 struct World {
   TempDir dir;
   std::unique_ptr<Netns> node;
-  std::unique_ptr<Process> api;
+  kr::testing::FakeApiServer api;
   std::unique_ptr<Process> agent;
   int port = 0;
 };
@@ -221,23 +186,13 @@ std::string StartWorld(World& w, const std::string& prefix, int services,
       "ip link set kr-up1 up && ip addr add 192.0.2.1/24 dev kr-up && "
       "ip route add default via 192.0.2.2");
   if (!up.ok()) return "node setup: " + up.error();
-  std::filesystem::create_directories(w.dir.path() + "/manifests");
-  std::ofstream(w.dir.path() + "/manifests/cluster.json") << Manifests(services);
-  const std::string kubeconfig = w.dir.path() + "/kubeconfig";
-  w.api = std::make_unique<Process>(
-      w.node->Wrap({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
-                    w.dir.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
-      w.dir.path() + "/apiserver.log");
-  if (!WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 300s)) {
-    return "fake-apiserver did not start: " + w.api->Log();
+  if (auto e = kr::testing::StartFakeApiServer(*w.node, w.dir.path(), Manifests(services),
+                                               kr::testing::kFakeApiServerBinary, 300s, w.api);
+      !e.empty()) {
+    return e;
   }
-  std::ifstream in(kubeconfig);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::smatch m;
-  std::string config = text.str();
-  if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) return "no port";
-  w.port = std::stoi(m[1]);
+  w.port = w.api.port;
+  const std::string& kubeconfig = w.api.kubeconfig;
   const char* other = std::getenv("KR_PROXY_TEST_AGENT");  // another build of the agent
   if (agent_started != nullptr) *agent_started = Clock::now();
   w.agent = std::make_unique<Process>(
@@ -275,10 +230,10 @@ std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string
                                  kPort};
     const kr::IpAddress wanted = *kr::IpAddress::Parse(ips[0]);
     auto start = Clock::now();
-    if (!Http(*w.node, w.port, "PATCH",
-              "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/s" + std::to_string(k) +
-                  "-1",
-              "application/merge-patch+json", body)) {
+    if (!kr::testing::HttpRequest(*w.node, w.port, "PATCH",
+                                  "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/s" +
+                                      std::to_string(k) + "-1",
+                                  "application/merge-patch+json", body)) {
       error = "PATCH failed";
       return out;
     }
@@ -297,13 +252,6 @@ std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string
     out.push_back(Ms(Clock::now() - start));
   }
   return out;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
 }
 
 }  // namespace
@@ -390,7 +338,8 @@ int main(int argc, char** argv) {
 
   // 4. RSS at this size.
   std::printf("  agent RSS at %d services: %ld KiB (peak %ld KiB)\n", services,
-              StatusKib(big.agent->pid(), "VmRSS:"), StatusKib(big.agent->pid(), "VmHWM:"));
+              kr::testing::ProcStatusKib(big.agent->pid(), "VmRSS:"),
+              kr::testing::ProcStatusKib(big.agent->pid(), "VmHWM:"));
 
   // 2. endpoint changes at N and at 1.
   std::string error;
@@ -400,7 +349,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   big.agent.reset();
-  big.api.reset();
+  big.api.process.reset();
   World small;
   if (auto e = StartWorld(small, "kpbs", 1, "10s"); !e.empty()) {
     std::printf("%s\n", e.c_str());
