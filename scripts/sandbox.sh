@@ -149,10 +149,14 @@ cmd_up() {
   if ss -Hltn "sport = :$API_PORT" | grep -q .; then
     die "port $API_PORT on 127.0.0.1 is in use: pass --api-port PORT"
   fi
-  local run_router=false run_firewall=false run_proxy=false overlay=false proxy_note=""
+  local c run_router=false run_firewall=false run_proxy=false overlay=false proxy_note=""
+  for c in ${CONTROLLERS//,/ }; do
+    [[ $c =~ ^(router|firewall|proxy)$ ]] || die "--controllers takes router,firewall,proxy; got $c"
+  done
   [[ ,$CONTROLLERS, == *,router,* ]] && run_router=true
   [[ ,$CONTROLLERS, == *,firewall,* ]] && run_firewall=true
   [[ ,$CONTROLLERS, == *,proxy,* ]] && run_proxy=true
+  $run_router || $run_firewall || $run_proxy || die "--controllers names none of router,firewall,proxy"
   if $run_proxy && ! kernel_has ip_vs; then
     run_proxy=false
     proxy_note="WITHOUT the service proxy: this kernel has no ip_vs (ClusterIP/NodePort traffic is not served; see docs/sandbox.md)"

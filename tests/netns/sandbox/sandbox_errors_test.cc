@@ -1,6 +1,6 @@
 // scripts/sandbox.sh refuses clearly before it makes anything: not root, a missing tool (named
-// with its Debian package), the API port in use. (A half-made sandbox is refused in the e2e
-// test, which has one at hand.)
+// with its Debian package), an unknown controller, the API port in use. (A half-made sandbox is
+// refused in the e2e test, which has one at hand.)
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -68,6 +68,13 @@ TEST_F(SandboxErrorsTest, MissingToolsAreNamedWithTheirPackages) {
   EXPECT_NE(r.err.find("birdc (apt-get install bird2)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("socat (apt-get install socat)"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("kubectl ("), std::string::npos) << r.err;
+}
+
+TEST_F(SandboxErrorsTest, UnknownController) {
+  auto r = Up("", "--controllers router,bogus");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--controllers takes router,firewall,proxy; got bogus"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(SandboxErrorsTest, ApiPortInUse) {
