@@ -92,7 +92,7 @@ class FirewallExtension : public ProxyExtension {
       pod_cidrs = k8s::PodCidrsOfNode(*node).cidrs;
     }
     Status status;
-    if (snapshot.full || !seeded_) {
+    if (snapshot.full || !seeded_) {  // (the controller's first sync is always full)
       // Everything, verified against the kernel; the per-Service counts start over.
       services_.Clear();
       hairpin_.Clear();
@@ -104,7 +104,9 @@ class FirewallExtension : public ProxyExtension {
         hairpin_.Set(name, std::move(c.hairpin), ignored_hairpin, ignored_hairpin);
       }
       status = firewall_.Sync(FirewallInputOf(snapshot, config_, *addresses, pod_cidrs), true);
-      seeded_ = status.ok();
+      // The counts hold every Service now, whether or not the write went through: the firewall
+      // keeps the input and repairs from the kernel on its next call after a failure.
+      seeded_ = true;
     } else {
       // Only the changed Services: their entries in, their old ones out.
       FirewallChange change;

@@ -111,6 +111,21 @@ TEST_F(ProxyExtensionsTest, FirewallFollowsTheProgrammedServices) {
   EXPECT_FALSE(iptables.table("filter").chains.contains(kServicesChain));
 }
 
+// The first (full) sync's firewall write fails; the next sync is an event that shows one new
+// Service only. The firewall must still hold every Service afterwards (it repairs from what it
+// was given, not from the event's partial view).
+TEST_F(ProxyExtensionsTest, AFailedFirstFirewallWriteIsRepairedByTheNextEventSync) {
+  Put(Svc("web", "10.96.0.10", {Port("http", 80)}));
+  Put(Svc("api", "10.96.0.1", {Port("https", 443)}));
+  Build();
+  ipset.FailNext(1);
+  EXPECT_FALSE(controller->Sync(SyncReason::kStartup).ok());
+  Put(Svc("dns", "10.96.0.53", {Port("dns", 53, "UDP")}));
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet),
+              ElementsAre("10.96.0.1,tcp:443", "10.96.0.10,tcp:80", "10.96.0.53,udp:53"));
+}
+
 TEST_F(ProxyExtensionsTest, ConntrackFlowsOfAGoneUdpBackendAreDeleted) {
   Put(Svc("dns", "10.96.0.53", {Port("dns", 53, "UDP")}));
   Put(Slice("dns", "dns-1", {{"10.244.1.5"}, {"10.244.2.5"}}, {{"dns", 5353}}));
