@@ -140,6 +140,8 @@ cmd_up() {
     esac
   done
   [[ $NODES =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 8 ] || die "--nodes wants 1..8"
+  [[ $API_PORT =~ ^[0-9]+$ ]] && [ "$API_PORT" -ge 1 ] && [ "$API_PORT" -le 65535 ] ||
+    die "--api-port wants 1..65535"
   need_root
   need_tools
   find_bin

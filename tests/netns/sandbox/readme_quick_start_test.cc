@@ -104,7 +104,7 @@ TEST_F(ReadmeQuickStartTest, TwoCommandsThenWhatUpSuggests) {
         return status.exit_code == 0 && status.out.find("Established") != std::string::npos &&
                status.out.find("web-2") != std::string::npos;
       },
-      30s))
+      60s))
       << Sh(tries[1]).out;
   // client -> web-2 answers with web-2's name (once the pods run).
   EXPECT_TRUE(WaitFor(
@@ -112,13 +112,13 @@ TEST_F(ReadmeQuickStartTest, TwoCommandsThenWhatUpSuggests) {
         auto r = Sh(tries[2]);
         return r.exit_code == 0 && r.out.rfind("web-2 ", 0) == 0;
       },
-      30s))
+      60s))
       << Sh(tries[2]).out << Sh(tries[2]).err;
   auto policy = Sh(tries[3]);
   EXPECT_EQ(policy.exit_code, 0) << policy.err;
   // The stranger is refused once the policies are in force.
-  EXPECT_TRUE(WaitFor([&] { return Sh(tries[4]).exit_code != 0; }, 30s)) << Sh(tries[4]).out;
-  EXPECT_TRUE(WaitFor([&] { return Sh(tries[2]).out.rfind("web-2 ", 0) == 0; }, 30s))
+  EXPECT_TRUE(WaitFor([&] { return Sh(tries[4]).exit_code != 0; }, 60s)) << Sh(tries[4]).out;
+  EXPECT_TRUE(WaitFor([&] { return Sh(tries[2]).out.rfind("web-2 ", 0) == 0; }, 60s))
       << "the client is let in";
   ASSERT_EQ(tries[5], "scripts/sandbox.sh down");
   auto down = Sh(tries[5]);
