@@ -8,7 +8,7 @@
 #                         [--kube-router-flags "..."] [--api-port 6443]
 #   scripts/sandbox.sh status
 #   scripts/sandbox.sh exec NAMESPACE/POD -- COMMAND...
-#   scripts/sandbox.sh agent NODE stop|kill|start|restart
+#   scripts/sandbox.sh agent nN|sandbox-node stop|kill|start|restart
 #   scripts/sandbox.sh snapshot NODE      (routes, links, iptables, ipsets of a node namespace)
 #   scripts/sandbox.sh down [--reap]
 #
@@ -206,8 +206,8 @@ cmd_up() {
     mkdir -p "$STATE/cni/n$i"
     node_args+=(--node "n$i,$ns,$ip,$STATE/cni/n$i/10-kuberouter.conflist")
   done
-  start_bg sandbox-node "$ROUTER_NS" "$BIN/sandbox-node" --kubeconfig "$STATE/kubeconfig-inner" \
-    --state-dir "$STATE" --netns-prefix "$PREFIX" --cluster-cidr "$CLUSTER_CIDR" "${node_args[@]}"
+  printf '%s\n' "${node_args[@]}" >"$STATE/sandbox-node.args"
+  start_sandbox_node
   export KUBECONFIG=$STATE/kubeconfig
   for i in $(seq 1 "$NODES"); do
     wait_for 20 "node n$i's pod CIDR" sh -c "kubectl get node n$i -o jsonpath='{.spec.podCIDR}' | grep -q /" ||
@@ -264,6 +264,13 @@ snapshot() {
   done
   echo "# ipsets"
   ip netns exec "$ns" ipset list -n 2>/dev/null | sort || true
+}
+
+start_sandbox_node() {
+  local args=()
+  mapfile -t args <"$STATE/sandbox-node.args"
+  start_bg sandbox-node "$ROUTER_NS" "$BIN/sandbox-node" --kubeconfig "$STATE/kubeconfig-inner" \
+    --state-dir "$STATE" --netns-prefix "$PREFIX" --cluster-cidr "$CLUSTER_CIDR" "${args[@]}"
 }
 
 start_agent() { # INDEX
@@ -367,32 +374,41 @@ cmd_exec() {
   die "no pod namespace holds $ip"
 }
 
-# Stops, kills (SIGKILL: a crash), starts or restarts the kube-router of one node.
+# Stops, kills (SIGKILL: a crash), starts or restarts the kube-router of one node, or
+# sandbox-node (whose pods keep their namespaces; their servers restart with it).
 cmd_agent() {
   need_root
-  local node=${1:-} action=${2:-} i pid
-  [[ $node =~ ^n([0-9]+)$ ]] && [ -e "$STATE/nodes" ] && [ "${BASH_REMATCH[1]}" -le "$(cat "$STATE/nodes")" ] ||
-    die "usage: agent nN stop|kill|start|restart (no such sandbox node: $node)"
-  i=${BASH_REMATCH[1]}
+  local node=${1:-} action=${2:-} i=0 pid name
+  if [ "$node" = sandbox-node ] && [ -e "$STATE/nodes" ]; then
+    name=sandbox-node
+  elif [[ $node =~ ^n([0-9]+)$ ]] && [ -e "$STATE/nodes" ] && [ "${BASH_REMATCH[1]}" -le "$(cat "$STATE/nodes")" ]; then
+    i=${BASH_REMATCH[1]} name=kube-router-$node
+  else
+    die "usage: agent nN|sandbox-node stop|kill|start|restart (no such agent: $node)"
+  fi
   find_bin
-  pid=$(cat "$STATE/pids/kube-router-$node" 2>/dev/null || true)
+  pid=$(cat "$STATE/pids/$name" 2>/dev/null || true)
   case $action in
     stop | kill | restart)
       if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
         kill "-$([ "$action" = kill ] && echo KILL || echo TERM)" "$pid"
-        wait_for 30 "agent exit" sh -c "! kill -0 $pid" || die "kube-router on $node did not exit"
+        wait_for 30 "agent exit" sh -c "! kill -0 $pid" || die "$name did not exit"
       fi
       [ "$action" = restart ] || return 0
       ;;
     start) ;;
-    *) die "usage: agent nN stop|kill|start|restart" ;;
+    *) die "usage: agent nN|sandbox-node stop|kill|start|restart" ;;
   esac
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then die "kube-router on $node is running"; fi
-  mv -f "$STATE/logs/kube-router-$node.log" "$STATE/logs/kube-router-$node.log.old" 2>/dev/null || true
-  start_agent "$i"
-  wait_for 60 "healthy" ip netns exec "$PREFIX-$node" curl -sf -m 2 http://127.0.0.1:20244/healthz ||
-    die "kube-router on $node is not healthy: $(tail -5 "$STATE/logs/kube-router-$node.log")"
-  say "kube-router on $node started (pid $(cat "$STATE/pids/kube-router-$node"))"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then die "$name is running"; fi
+  mv -f "$STATE/logs/$name.log" "$STATE/logs/$name.log.old" 2>/dev/null || true
+  if [ "$name" = sandbox-node ]; then
+    start_sandbox_node
+  else
+    start_agent "$i"
+    wait_for 60 "healthy" ip netns exec "$PREFIX-$node" curl -sf -m 2 http://127.0.0.1:20244/healthz ||
+      die "kube-router on $node is not healthy: $(tail -5 "$STATE/logs/$name.log")"
+  fi
+  say "$name started (pid $(cat "$STATE/pids/$name"))"
 }
 
 case ${1:-} in

@@ -244,6 +244,18 @@ TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
   EXPECT_TRUE(WaitFor([&] { return Reaches(client, web0, "web-0"); }, kDeadline));
   EXPECT_TRUE(Blocked(stranger, web0));
 
+  // sandbox-node (the kubelet stand-in) crashes and comes back: it adopts the pods' namespaces
+  // (same namespace, same address: no second CNI ADD) and serves their ports again.
+  auto node_agent_killed = Sh("scripts/sandbox.sh agent sandbox-node kill");
+  ASSERT_EQ(node_agent_killed.exit_code, 0) << node_agent_killed.err;
+  EXPECT_FALSE(HttpGet(client.netns, web0.ip, 8080, 1000ms).ok()) << "its servers went with it";
+  auto node_agent_started = Sh("scripts/sandbox.sh agent sandbox-node start");
+  ASSERT_EQ(node_agent_started.exit_code, 0) << node_agent_started.err;
+  EXPECT_TRUE(WaitFor([&] { return Reaches(client, web0, "web-0"); }, kDeadline));
+  PodInfo web0_again = Pod("web-0");
+  EXPECT_EQ(web0_again.ip, web0.ip);
+  EXPECT_EQ(web0_again.netns, web0.netns);
+
   // Node n3 deleted: its pod CIDR is withdrawn from the other nodes, its pods are collected
   // and leave the Service's slices.
   ASSERT_NE(Routes("n1").find(n3_cidr), std::string::npos) << Routes("n1");
