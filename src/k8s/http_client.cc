@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "interim_bound.h"
 #include "kube_router/k8s/dns.h"
 #include "kube_router/k8s/gzip.h"
 
@@ -321,19 +322,15 @@ Result<HttpResponse> HttpClient::ExchangeWith(
     const std::atomic<bool>* cancel, bool* connected) const {
   SigpipeBlock no_sigpipe;
   // One client (and connection) per exchange: watches run for minutes on several threads.
-  std::unique_ptr<httplib::ClientImpl> client;
-  httplib::SSLClient* tls_client = nullptr;
+  InterimCount interim;  // 1xx responses before the answer, bounded by count
+  std::unique_ptr<InterimBoundedClient> client;
   // TLS: the name in the certificate (and SNI) may differ from the URL host; httplib connects
   // to the address mapped to it below (no NSS lookups in a static binary).
   const std::string& name = tls_ ? server_name_ : url_.host;
+  client = std::make_unique<InterimBoundedClient>(name, url_.port, tls_ != nullptr, &interim);
   if (tls_) {
-    auto ssl = std::make_unique<httplib::SSLClient>(name, url_.port);
-    tls_->Apply(ssl->ssl_context());
-    ssl->enable_server_certificate_verification(tls_->verify);
-    tls_client = ssl.get();
-    client = std::move(ssl);
-  } else {
-    client = std::make_unique<httplib::ClientImpl>(name, url_.port);
+    tls_->Apply(client->ssl_context());
+    client->enable_server_certificate_verification(tls_->verify);
   }
   client->set_hostname_addr_map({{name, ip.ToString()}});
   auto timeout = idle_timeout;
@@ -385,7 +382,8 @@ Result<HttpResponse> HttpClient::ExchangeWith(
     head_seen = true;
     *connected = true;
     if (r.status < 200) {
-      // httplib skips 100 Continue itself (within the head deadline); any other
+      // httplib skips 100 Continue itself (at most kMaxInterimResponses of them, counted
+      // by interim_bound.h, and within the head deadline); any other
       // informational status as a final answer is a protocol error.
       failure = Status::Error("unexpected informational response " + std::to_string(r.status));
       return false;
@@ -466,6 +464,11 @@ Result<HttpResponse> HttpClient::ExchangeWith(
   watchdog.join();
 
   if (!failure.ok()) return failure;
+  if (interim.exceeded) {
+    *connected = true;
+    return Status::Error("more than " + std::to_string(kMaxInterimResponses) +
+                         " informational (1xx) responses before the answer; refused");
+  }
   if (caller_stopped) return head;
   if (!stopped_by.empty()) return Status::Error(stopped_by);
   if (!ok) {
@@ -476,7 +479,7 @@ Result<HttpResponse> HttpClient::ExchangeWith(
         *connected = true;
         return Status::Error(
             "TLS: server certificate verification failed: " +
-            std::string(X509_verify_cert_error_string(tls_client->get_openssl_verify_result())));
+            std::string(X509_verify_cert_error_string(client->get_openssl_verify_result())));
       case httplib::Error::SSLServerHostnameVerification:
         *connected = true;
         return Status::Error("TLS: server certificate is not valid for " + server_name_);

@@ -504,12 +504,41 @@ TEST(HttpClientLimitsTest, ResponseHeadHasATotalDeadline) {
   EXPECT_LT(took, std::chrono::seconds(5));
 }
 
-TEST(HttpClientLimitsTest, EndlessContinueIsBoundedByTheHeadDeadline) {
+// An endless stream of 100 Continue ends at the 17th, long before the head deadline (here
+// one every 50 ms: under a second).
+TEST(HttpClientLimitsTest, EndlessContinueIsBoundedByCount) {
   DripServer server("", "HTTP/1.1 100 Continue\r\n\r\n");
   std::chrono::steady_clock::duration took;
-  std::string error = StreamError(server.url(), std::chrono::milliseconds(1500), &took);
-  EXPECT_FALSE(error.empty());
-  EXPECT_LT(took, std::chrono::seconds(5)) << error;
+  std::string error = StreamError(server.url(), std::chrono::milliseconds(5000), &took);
+  EXPECT_NE(error.find("more than 16 informational (1xx) responses"), std::string::npos) << error;
+  EXPECT_LT(took, std::chrono::seconds(3)) << error;
+}
+
+std::string Interim(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += "HTTP/1.1 100 Continue\r\n\r\n";
+  return out;
+}
+
+// 16 interim responses are still fine; the 17th fails the request (all sent at once, so only
+// the count can tell).
+TEST(HttpClientLimitsTest, InterimResponsesAreBoundedByCount) {
+  for (int n : {0, 1, 16, 17, 200}) {
+    SCOPED_TRACE(std::to_string(n) + " interim responses");
+    OneShotServer server;
+    server.Serve(Interim(n) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", {"ok"}, nullptr);
+    auto client = HttpClient::Create(server.url(), {});
+    ASSERT_TRUE(client.ok());
+    auto res = (*client)->Do(HttpRequest{"GET", "/api/v1/pods", {}, ""}, std::chrono::seconds(10));
+    if (n <= 16) {
+      ASSERT_TRUE(res.ok()) << res.error();
+      EXPECT_EQ(res->status, 200);
+      EXPECT_EQ(res->body, "ok");
+    } else {
+      ASSERT_FALSE(res.ok());
+      EXPECT_NE(res.error().find("more than 16 informational"), std::string::npos) << res.error();
+    }
+  }
 }
 
 TEST(HttpClientLimitsTest, OtherInformationalAnswersAreErrors) {

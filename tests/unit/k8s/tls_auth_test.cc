@@ -2,10 +2,14 @@
 // tls-server-name, client certificates, bearer tokens, a 401 followed by token rotation, basic
 // rejection of a wrong CA, and exec credential plugins. Certificates are made per test with the
 // openssl CLI.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -176,6 +180,58 @@ TEST(TlsAuthTest, InsecureSkipTlsVerifyIsWarnedAtStartAndOnlyThen) {
   EXPECT_NE(lines[0].find("[warning]"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find(kubeconfig), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("not verified"), std::string::npos) << lines[0];
+}
+
+int FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// The bound on interim responses holds over TLS too (the agent's real connection): a server
+// (socat with the test CA's certificate) answers n "100 Continue" before a 200.
+TEST(TlsAuthTest, InterimResponsesAreBoundedByCountOverTls) {
+  kr::testing::TempDir dir;
+  MakeCertificates(dir.path());
+  TlsOptions tls;
+  tls.ca_pem = kr::k8s::testing::ReadAll(dir.path() + "/ca.pem");
+  for (int n : {16, 17}) {
+    SCOPED_TRACE(std::to_string(n) + " interim responses");
+    std::string answer;
+    for (int i = 0; i < n; ++i) answer += "HTTP/1.1 100 Continue\r\n\r\n";
+    answer += "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    WriteFile(dir.path() + "/answer", answer);
+    int port = FreeLoopbackPort();
+    kr::testing::Process server({"socat",
+                                 "OPENSSL-LISTEN:" + std::to_string(port) +
+                                     ",bind=127.0.0.1,reuseaddr,verify=0,cert=" + dir.path() +
+                                     "/server.pem,key=" + dir.path() + "/server.key",
+                                 "SYSTEM:head -c 1 >/dev/null; cat " + dir.path() + "/answer"},
+                                dir.path() + "/socat.log");
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return Exec({"sh", "-c", "ss -ltn | grep -q '127.0.0.1:" + std::to_string(port) + " '"})
+                     ->exit_code == 0;
+        },
+        10s));
+    auto client = HttpClient::Create("https://127.0.0.1:" + std::to_string(port), tls);
+    ASSERT_TRUE(client.ok()) << client.error();
+    auto res = (*client)->Do(HttpRequest{"GET", "/api/v1/pods", {}, ""}, 10s);
+    if (n <= 16) {
+      ASSERT_TRUE(res.ok()) << res.error() << server.Log();
+      EXPECT_EQ(res->status, 200);
+      EXPECT_EQ(res->body, "ok");
+    } else {
+      ASSERT_FALSE(res.ok());
+      EXPECT_NE(res.error().find("more than 16 informational"), std::string::npos) << res.error();
+    }
+  }
 }
 
 TEST(TlsAuthTest, TokenFileRotationAfter401) {
