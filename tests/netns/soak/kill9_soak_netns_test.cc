@@ -45,7 +45,7 @@ using testing::TempDir;
 using testing::WaitFor;
 
 constexpr uint64_t kCiSeed = 9;
-constexpr uint64_t kCiRounds = 5;
+constexpr uint64_t kCiRounds = 20;
 constexpr auto kConverge = 60s;
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {

@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <vector>
 
 namespace kr::proxy {
 namespace {
@@ -120,6 +123,57 @@ TEST(HealthCheckServers, TwoServicesOnOnePortServeTheFirstByName) {
   ASSERT_TRUE(servers.Sync({{"zeta", "x", port, 0}, {"alpha", "y", port, 4}}).ok());
   EXPECT_TRUE(Answers(Get(port, "/healthz"), 200, "4 Service Endpoints found"));
   EXPECT_EQ(servers.ports().size(), 1u);
+}
+
+int OpenDescriptors() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n += !e.path().empty();
+  return n;
+}
+
+// Issue 16, resource bounds: a healthCheckNodePort server (one per Service port, on the node
+// address for anyone who reaches it) keeps answering while 400 half-sent requests from 50
+// source addresses are held open, and holds at most its cap of them (net::HttpServer: 8 per
+// source, 256 in total). In-process because the proxy cannot run on a host without ip_vs.
+TEST(HealthCheckServers, KeepAnsweringUnderHeldIdleConnectionsWithinTheCap) {
+  rlimit nofile{};
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  nofile.rlim_cur = nofile.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &nofile);
+  HealthCheckServers servers("");
+  const uint16_t port = FreePort();
+  ASSERT_TRUE(servers.Sync({{"default", "web", port, 2}}).ok());
+  ASSERT_TRUE(Answers(Get(port, "/healthz"), 200, "2 Service Endpoints found"));
+  const int before = OpenDescriptors();
+  std::vector<int> held;
+  const std::string partial = "GET /healthz HTTP/1.1\r\nHost: node\r\nX-Slow: ";
+  for (int i = 0; i < 400; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in src{}, dst{};
+    src.sin_family = dst.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl((127u << 24) | (10u + static_cast<unsigned>(i / 8)));
+    bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src));
+    dst.sin_port = htons(port);
+    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst));
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 200) == 1) send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+    held.push_back(fd);
+  }
+  for (int i = 0; i < 10; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(Answers(Get(port, "/healthz"), 200, "2 Service Endpoints found")) << "probe " << i;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2)) << "probe " << i;
+  }
+  // Ours: the 400 client ends; the server's: at most its cap (and a few of its own).
+  EXPECT_LE(OpenDescriptors(), before + 400 + 256 + 16);
+  for (int fd : held) close(fd);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (OpenDescriptors() > before + 16 && std::chrono::steady_clock::now() < deadline) {
+    pollfd none{-1, 0, 0};
+    poll(&none, 1, 100);  // poll interval of the deadline loop
+  }
+  EXPECT_LE(OpenDescriptors(), before + 16) << "descriptors of closed clients kept";
 }
 
 }  // namespace
