@@ -22,8 +22,6 @@ const char* ResourceKindName(ResourceKind kind) {
 
 std::unique_ptr<Cluster> MakeCluster() {
   auto cluster = std::make_unique<Cluster>();
-  cluster->pods.AddIndex(kIndexNamespace,
-                         [](const Pod& p) { return std::vector<std::string>{p.meta.namespace_}; });
   cluster->pods.AddIndex(kIndexNodeName, [](const Pod& p) {
     return p.node_name.empty() ? std::vector<std::string>{} : std::vector<std::string>{p.node_name};
   });
@@ -32,20 +30,9 @@ std::unique_ptr<Cluster> MakeCluster() {
     if (ips.empty() && !p.pod_ip.empty()) ips.push_back(p.pod_ip);
     return ips;
   });
-  cluster->network_policies.AddIndex(kIndexNamespace, [](const NetworkPolicy& p) {
-    return std::vector<std::string>{p.meta.namespace_};
-  });
-  cluster->endpoint_slices.AddIndex(kIndexNamespace, [](const EndpointSlice& s) {
-    return std::vector<std::string>{s.meta.namespace_};
-  });
   cluster->endpoint_slices.AddIndex(kIndexServiceName, [](const EndpointSlice& s) {
     if (s.service_name.empty()) return std::vector<std::string>{};
     return std::vector<std::string>{s.meta.namespace_ + "/" + s.service_name};
-  });
-  cluster->namespaces.AddIndex(kIndexLabel, [](const Namespace& n) {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : n.meta.labels) out.push_back(k + "=" + v);
-    return out;
   });
   return cluster;
 }

@@ -122,13 +122,12 @@ class Store {
   std::map<std::string, IndexData> indexes_;
 };
 
-// Index names set up by MakeCluster().
-inline constexpr char kIndexNamespace[] = "namespace";  // Pods, Policies, Slices
+// Index names set up by MakeCluster(): only those a controller reads (the service proxy). The
+// firewall compiles from a snapshot with its own index (docs/netpol.md), so there are no
+// namespace or label indexes here.
 inline constexpr char kIndexNodeName[] = "node";        // Pods by spec.nodeName
 inline constexpr char kIndexServiceName[] = "service";  // Slices by "ns/service-name"
 inline constexpr char kIndexPodIp[] = "podip";          // Pods by each status.podIPs address
-// Namespaces by label: one entry "key=value" per label (namespaceSelector matchLabels).
-inline constexpr char kIndexLabel[] = "label";
 
 // Every cache the controllers read. Informers fill it; controllers only read it.
 struct Cluster {

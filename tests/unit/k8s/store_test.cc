@@ -20,8 +20,8 @@ TEST(StoreTest, IndexesFollowUpdatesAndRemovals) {
   pods.Upsert("x/a", MakePod("x", "a", "node1"));
   pods.Upsert("x/b", MakePod("x", "b", "node2"));
   pods.Upsert("y/c", MakePod("y", "c", "node1"));
-  EXPECT_EQ(pods.ByIndex(kIndexNamespace, "x").size(), 2u);
   EXPECT_EQ(pods.ByIndex(kIndexNodeName, "node1").size(), 2u);
+  EXPECT_EQ(pods.ByIndex(kIndexNodeName, "node2").size(), 1u);
 
   auto old = pods.Upsert("x/a", MakePod("x", "a", "node2"));  // moved node
   ASSERT_TRUE(old);
@@ -32,7 +32,7 @@ TEST(StoreTest, IndexesFollowUpdatesAndRemovals) {
   EXPECT_TRUE(pods.Remove("y/c"));
   EXPECT_FALSE(pods.Remove("y/c"));
   EXPECT_TRUE(pods.ByIndex(kIndexNodeName, "node1").empty());
-  EXPECT_TRUE(pods.ByIndex(kIndexNamespace, "y").empty());
+  EXPECT_EQ(pods.ByIndex(kIndexNodeName, "node2").size(), 2u);
   EXPECT_EQ(pods.Size(), 2u);
   EXPECT_TRUE(pods.ByIndex("no-such-index", "x").empty());
 }
@@ -46,21 +46,28 @@ TEST(StoreTest, ListIsASnapshotThatOutlivesWrites) {
   EXPECT_EQ(snapshot[0]->meta.name, "a");  // still valid: objects are shared and immutable
 }
 
-TEST(StoreTest, NamespacesByLabel) {
+// A multi-valued index: a dual-stack pod is filed under each address, and re-filed when its
+// addresses change.
+TEST(StoreTest, PodsByEachAddress) {
   auto cluster = MakeCluster();
-  auto ns = [](const std::string& name, Labels labels) {
-    auto n = std::make_shared<Namespace>();
-    n->meta.name = name;
-    n->meta.labels = std::move(labels);
-    return std::shared_ptr<const Namespace>(n);
+  auto pod = [](const std::string& name, std::vector<std::string> ips, std::string ip = "") {
+    auto p = std::make_shared<Pod>();
+    p->meta.namespace_ = "x";
+    p->meta.name = name;
+    p->pod_ips = std::move(ips);
+    p->pod_ip = std::move(ip);
+    return std::shared_ptr<const Pod>(p);
   };
-  cluster->namespaces.Upsert("a", ns("a", {{"team", "x"}, {"env", "prod"}}));
-  cluster->namespaces.Upsert("b", ns("b", {{"team", "x"}}));
-  EXPECT_EQ(cluster->namespaces.ByIndex(kIndexLabel, "team=x").size(), 2u);
-  EXPECT_EQ(cluster->namespaces.ByIndex(kIndexLabel, "env=prod").size(), 1u);
-  cluster->namespaces.Upsert("a", ns("a", {{"team", "y"}}));  // relabelled
-  EXPECT_EQ(cluster->namespaces.ByIndex(kIndexLabel, "team=x").size(), 1u);
-  EXPECT_TRUE(cluster->namespaces.ByIndex(kIndexLabel, "env=prod").empty());
+  auto& pods = cluster->pods;
+  pods.Upsert("x/a", pod("a", {"10.244.1.5", "fd00::5"}));
+  pods.Upsert("x/b", pod("b", {}, "10.244.1.6"));  // only the legacy podIP field
+  EXPECT_EQ(pods.ByIndex(kIndexPodIp, "10.244.1.5").size(), 1u);
+  EXPECT_EQ(pods.ByIndex(kIndexPodIp, "fd00::5").size(), 1u);
+  EXPECT_EQ(pods.ByIndex(kIndexPodIp, "10.244.1.6").size(), 1u);
+  pods.Upsert("x/a", pod("a", {"10.244.1.7"}));  // readdressed
+  EXPECT_TRUE(pods.ByIndex(kIndexPodIp, "10.244.1.5").empty());
+  EXPECT_TRUE(pods.ByIndex(kIndexPodIp, "fd00::5").empty());
+  EXPECT_EQ(pods.ByIndex(kIndexPodIp, "10.244.1.7").size(), 1u);
 }
 
 }  // namespace
