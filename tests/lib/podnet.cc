@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 
 namespace kr::testing {
@@ -27,11 +28,40 @@ void MustRun(const std::vector<std::string>& argv) {
   Must(ExecChecked(argv), what);
 }
 
+// Every `ip` command of one namespace in one process (`ip -n NS -batch -`): under an emulated
+// CPU (the vm tier) each process start costs a lot, and `ip netns exec` + `sh` + N `ip` runs
+// were most of a world's set-up time. Stops at the first failing line.
+void IpBatch(const Netns& ns, const std::vector<std::string>& lines, const std::string& what) {
+  std::string input;
+  for (const auto& line : lines) input += line + "\n";
+  Must(ExecChecked({"ip", "-n", ns.name(), "-batch", "-"}, input), what + " (" + ns.name() + ")");
+}
+
+using Sysctl = std::pair<const char*, const char*>;
+
+// Writes sysctls of a namespace from this process (/proc/sys/net opened by a thread inside the
+// namespace belongs to it): no process at all.
+void WriteSysctls(const Netns& ns, const std::vector<Sysctl>& settings) {
+  ScopedNetns inside(ns.name());
+  for (const auto& [key, value] : settings) {
+    std::string path = "/proc/sys/" + std::string(key);
+    for (size_t i = 10; i < path.size(); ++i) {
+      if (path[i] == '.') path[i] = '/';
+    }
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    const size_t length = std::strlen(value);
+    const bool ok = fd >= 0 && write(fd, value, length) == static_cast<ssize_t>(length);
+    if (fd >= 0) close(fd);
+    if (!ok) throw std::runtime_error("cannot set " + std::string(key) + " in " + ns.name());
+  }
+}
+
 // IPv6 on, duplicate address detection off (addresses are usable at once), for interfaces
 // created in the namespace from now on.
-const char kIpv6Sysctls[] =
-    "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 "
-    "net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0";
+const std::vector<Sysctl> kIpv6Sysctls = {{"net.ipv6.conf.all.disable_ipv6", "0"},
+                                          {"net.ipv6.conf.default.disable_ipv6", "0"},
+                                          {"net.ipv6.conf.all.accept_dad", "0"},
+                                          {"net.ipv6.conf.default.accept_dad", "0"}};
 
 // "fd00:10::" for node 0, "fd00:10:0:N::" otherwise (N in hex).
 std::string PodPrefix6(int node) {
@@ -90,20 +120,15 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
     // address is usable the node sends no neighbour solicitation for forwarded packets.
     node.pod_cidr6 = PodPrefix6(index) + "/64";
     node.gateway6 = PodPrefix6(index) + "1";
-    Must(node.ns->Sh(std::string(kIpv6Sysctls) +
-                     " net.ipv6.conf.all.forwarding=1 net.ipv6.icmp.ratelimit=0"),
-         "enable IPv6 on node " + name);
+    WriteSysctls(*node.ns, kIpv6Sysctls);
+    WriteSysctls(*node.ns,
+                 {{"net.ipv6.conf.all.forwarding", "1"}, {"net.ipv6.icmp.ratelimit", "0"}});
   }
-  Must(node.ns->Sh("ip link add kube-bridge type bridge && ip link set kube-bridge up && "
-                   "ip addr add " +
-                   node.gateway +
-                   "/24 dev kube-bridge && "
-                   "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0"),
-       "set up node " + name);
-  if (dual_stack_) {
-    Must(node.ns->Sh("ip -6 addr add " + node.gateway6 + "/64 dev kube-bridge nodad"),
-         "IPv6 address on node " + name);
-  }
+  std::vector<std::string> bridge = {"link add kube-bridge type bridge", "link set kube-bridge up",
+                                     "addr add " + node.gateway + "/24 dev kube-bridge"};
+  if (dual_stack_) bridge.push_back("addr add " + node.gateway6 + "/64 dev kube-bridge nodad");
+  IpBatch(*node.ns, bridge, "set up node " + name);
+  WriteSysctls(*node.ns, {{"net.ipv4.ip_forward", "1"}, {"net.ipv4.icmp_ratelimit", "0"}});
   if (index > 0) {
     // Star topology: node 0 holds one link per other node.
     Node& hub = nodes_[0];
@@ -111,24 +136,22 @@ PodNetwork::Node& PodNetwork::AddNode(const std::string& name) {
     MustRun({"ip", "link", "add", hub_if, "netns", hub.ns->name(), "type", "veth", "peer", "name",
              "to-n0", "netns", node.ns->name()});
     std::string link_net = "10.70." + std::to_string(index) + ".";
-    Must(hub.ns->Sh("ip addr add " + link_net + "1/24 dev " + hub_if + " && ip link set " + hub_if +
-                    " up && ip route add " + node.pod_cidr + " via " + link_net + "2"),
-         "link hub to " + name);
-    Must(node.ns->Sh("ip addr add " + link_net +
-                     "2/24 dev to-n0 && ip link set to-n0 up && "
-                     "ip route add 10.71.0.0/16 via " +
-                     link_net + "1"),
-         "link " + name + " to hub");
+    std::vector<std::string> hub_side = {"addr add " + link_net + "1/24 dev " + hub_if,
+                                         "link set " + hub_if + " up",
+                                         "route add " + node.pod_cidr + " via " + link_net + "2"};
+    std::vector<std::string> node_side = {"addr add " + link_net + "2/24 dev to-n0",
+                                          "link set to-n0 up",
+                                          "route add 10.71.0.0/16 via " + link_net + "1"};
     node.node_ip = link_net + "2";
     if (dual_stack_) {
       std::string link6 = "fd00:70:" + std::to_string(index) + "::";
-      Must(hub.ns->Sh("ip -6 addr add " + link6 + "1/64 dev " + hub_if +
-                      " nodad && ip -6 route add " + node.pod_cidr6 + " via " + link6 + "2"),
-           "link hub to " + name + " (IPv6)");
-      Must(node.ns->Sh("ip -6 addr add " + link6 + "2/64 dev to-n0 nodad && ip -6 route add " +
-                       "fd00:10::/48 via " + link6 + "1"),
-           "link " + name + " to hub (IPv6)");
+      hub_side.push_back("addr add " + link6 + "1/64 dev " + hub_if + " nodad");
+      hub_side.push_back("route add " + node.pod_cidr6 + " via " + link6 + "2");
+      node_side.push_back("addr add " + link6 + "2/64 dev to-n0 nodad");
+      node_side.push_back("route add fd00:10::/48 via " + link6 + "1");
     }
+    IpBatch(*hub.ns, hub_side, "link hub to " + name);
+    IpBatch(*node.ns, node_side, "link " + name + " to hub");
   }
   nodes_.push_back(std::move(node));
   return nodes_.back();
@@ -147,26 +170,45 @@ PodNetwork::Pod& PodNetwork::AddPod(int node_index, const std::string& name) {
     char suffix[16];
     std::snprintf(suffix, sizeof(suffix), "%x00", host);
     pod.ip6 = PodPrefix6(node_index) + suffix;
-    Must(pod.ns->Sh(kIpv6Sysctls), "enable IPv6 in " + name);
+    WriteSysctls(*pod.ns, kIpv6Sysctls);
   }
   std::string host_if = "veth" + std::to_string(host);
+  pod.host_link = host_if;
   MustRun({"ip", "link", "add", host_if, "netns", node.ns->name(), "type", "veth", "peer", "name",
            "eth0", "netns", pod.ns->name()});
-  Must(node.ns->Sh("ip link set " + host_if + " master kube-bridge && ip link set " + host_if +
-                   " up"),
-       "attach " + name);
-  Must(pod.ns->Sh("ip addr add " + pod.ip +
-                  "/24 dev eth0 && ip link set eth0 up && "
-                  "ip route add default via " +
-                  node.gateway),
-       "address " + name);
+  IpBatch(*node.ns, {"link set " + host_if + " master kube-bridge", "link set " + host_if + " up"},
+          "attach " + name);
+  std::vector<std::string> pod_side = {"addr add " + pod.ip + "/24 dev eth0", "link set eth0 up",
+                                       "route add default via " + node.gateway};
   if (dual_stack_) {
-    Must(pod.ns->Sh("ip -6 addr add " + pod.ip6 +
-                    "/64 dev eth0 nodad && ip -6 route add default via " + node.gateway6),
-         "IPv6 address " + name);
+    pod_side.push_back("addr add " + pod.ip6 + "/64 dev eth0 nodad");
+    pod_side.push_back("route add ::/0 via " + node.gateway6);
   }
+  IpBatch(*pod.ns, pod_side, "address " + name);
   auto [it, inserted] = pods_.emplace(name, std::move(pod));
   return it->second;
+}
+
+void PodNetwork::AttachExternalClient(int node_index, const Netns& client,
+                                      const std::string& node_link, bool ipv6) {
+  const Netns& node = *nodes_.at(node_index).ns;
+  if (ipv6) WriteSysctls(client, kIpv6Sysctls);
+  MustRun({"ip", "link", "add", node_link, "netns", node.name(), "type", "veth", "peer", "name",
+           "eth0", "netns", client.name()});
+  std::vector<std::string> node_side = {
+      "addr add " + std::string(kExternalNodeIp) + "/24 dev " + node_link,
+      "link set " + node_link + " up"};
+  std::vector<std::string> client_side = {
+      "addr add " + std::string(kExternalClientIp) + "/24 dev eth0", "link set eth0 up",
+      "route add default via " + std::string(kExternalNodeIp)};
+  if (ipv6) {
+    node_side.push_back("addr add " + std::string(kExternalNodeIp6) + "/64 dev " + node_link +
+                        " nodad");
+    client_side.push_back("addr add " + std::string(kExternalClientIp6) + "/64 dev eth0 nodad");
+    client_side.push_back("route add ::/0 via " + std::string(kExternalNodeIp6));
+  }
+  IpBatch(node, node_side, "node side of the external client's link");
+  IpBatch(client, client_side, "external client");
 }
 
 namespace {

@@ -65,6 +65,7 @@ class PodNetwork {
     std::string ip;
     // Dual-stack only: "<pod_cidr6 prefix><host in hex>00", so every pod owns its own /120.
     std::string ip6;
+    std::string host_link;  // the node's end of the pod's veth (a kube-bridge port)
   };
 
   // `prefix` names the namespaces (keep it short, e.g. "np").
@@ -75,6 +76,16 @@ class PodNetwork {
   // ICMP error (no rate limit), so each rejected probe fails at once, however many there are.
   Node& AddNode(const std::string& name);
   Pod& AddPod(int node, const std::string& name);
+  // An external client (a namespace the caller made) on its own veth link to node `node`: the
+  // node's side, named `node_link`, holds kExternalNodeIp/24, the client's eth0
+  // kExternalClientIp/24 with a default route via the node. With `ipv6` also
+  // kExternalNodeIp6/64 and kExternalClientIp6/64 (DAD off) and an IPv6 default route.
+  void AttachExternalClient(int node, const Netns& client, const std::string& node_link = "kr-ext",
+                            bool ipv6 = false);
+  static constexpr const char* kExternalNodeIp = "192.0.2.1";
+  static constexpr const char* kExternalClientIp = "192.0.2.9";
+  static constexpr const char* kExternalNodeIp6 = "fd00:192::1";
+  static constexpr const char* kExternalClientIp6 = "fd00:192::9";
   // Listens on `port` inside the pod: a TCP connection, an SCTP association or a UDP datagram
   // is answered with "pong" (by a thread of the test process; its sockets live in the pod's
   // namespace). A dual-stack pod listens on its IPv4 and its IPv6 address.

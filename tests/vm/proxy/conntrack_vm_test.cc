@@ -15,6 +15,7 @@
 #include "lib/netns.h"
 #include "lib/podnet.h"
 #include "netns/netlink/in_netns.h"
+#include "vm/proxy/guest_node.h"
 
 namespace kr {
 namespace {
@@ -43,27 +44,15 @@ class ProxyConntrackVmTest : public ::testing::Test {
     net_.AddPod(0, "default/a");
     net_.AddPod(0, "default/b");
     Netns& node = *net_.nodes()[0].ns;
-    // kube-router's IPVS sysctls, the VIP, a conntrack rule so the node tracks flows, and the
-    // external client on its own link.
+    net_.AttachExternalClient(0, ext_);
+    auto vip = testing::AddServiceVip(node, kVip);
+    ASSERT_TRUE(vip.ok()) << vip.error();
+    // kube-router's IPVS sysctls and a conntrack rule so the node tracks flows.
     auto setup = node.Sh(
         "sysctl -qw net.ipv4.vs.conntrack=1 net.ipv4.vs.expire_nodest_conn=1 && "
-        "ip link add kube-dummy-if type dummy && ip link set kube-dummy-if up && "
-        "ip addr add " +
-        std::string(kVip) +
-        "/32 dev kube-dummy-if && "
-        "iptables -A INPUT -m conntrack --ctstate NEW -j ACCEPT && "
-        "ip link add kr-ext type veth peer name eth0 netns " +
-        ext_.name() +
-        " && "
-        "ip addr add 192.0.2.1/24 dev kr-ext && ip link set kr-ext up");
+        "iptables -A INPUT -m conntrack --ctstate NEW -j ACCEPT");
     ASSERT_TRUE(setup.ok()) << setup.error();
-    auto client = ext_.Sh(
-        "ip addr add 192.0.2.9/24 dev eth0 && ip link set eth0 up && "
-        "ip route add default via 192.0.2.1");
-    ASSERT_TRUE(client.ok()) << client.error();
-    auto ipvs = InNetns(node.name(), [] { return netlink::MakeNetlinkIpvs(); });
-    ASSERT_TRUE(ipvs.ok()) << ipvs.error();
-    ipvs_ = std::move(*ipvs);
+    ipvs_ = testing::NodeIpvs(node);
     auto ct = InNetns(node.name(), [] { return netlink::MakeNetlinkConntrack(); });
     ASSERT_TRUE(ct.ok()) << ct.error();
     conntrack_ = std::move(*ct);

@@ -58,13 +58,7 @@ TEST(ProxyDsrVmTest, PodAnswersTheClientFromTheVipAndEverythingGoesWithTheAnnota
   net.AddPod(0, "default/b");
   Netns client("kpdc");
   Netns& node = *net.nodes()[0].ns;
-  ASSERT_TRUE(node.Sh("ip link add kr-ext type veth peer name eth0 netns " + client.name() +
-                      " && ip addr add 192.0.2.1/24 dev kr-ext && ip link set kr-ext up")
-                  .ok());
-  ASSERT_TRUE(client
-                  .Sh("ip addr add 192.0.2.9/24 dev eth0 && ip link set eth0 up && "
-                      "ip route add default via 192.0.2.1")
-                  .ok());
+  net.AttachExternalClient(0, client);
   const std::string pod_a = net.pod("default/a").ip;
   const std::string pod_b = net.pod("default/b").ip;
   AnswerServer server(net.pod("default/a").ns->name(), "a", 80, AnswerServer::Kind::kTcp);

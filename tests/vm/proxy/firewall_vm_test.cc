@@ -19,6 +19,7 @@
 #include "lib/podnet.h"
 #include "netns/netlink/in_netns.h"
 #include "netns/proxy_net/counting_adapters.h"
+#include "vm/proxy/guest_node.h"
 
 namespace kr::proxy {
 namespace {
@@ -53,23 +54,10 @@ class ProxyFirewallVmTest : public ::testing::Test {
     net_.AddPod(0, "default/a");
     net_.AddPod(1, "default/b");
     Netns& node = Node();
-    auto setup = node.Sh(
-        "ip link add kube-dummy-if type dummy && ip link set kube-dummy-if up && "
-        "ip addr add " +
-        std::string(kVip) +
-        "/32 dev kube-dummy-if && "
-        "ip link add kr-ext type veth peer name eth0 netns " +
-        ext_.name() +
-        " && "
-        "ip addr add 192.0.2.1/24 dev kr-ext && ip link set kr-ext up");
-    ASSERT_TRUE(setup.ok()) << setup.error();
-    auto client = ext_.Sh(
-        "ip addr add 192.0.2.9/24 dev eth0 && ip link set eth0 up && "
-        "ip route add default via 192.0.2.1");
-    ASSERT_TRUE(client.ok()) << client.error();
-    auto ipvs = InNetns(node.name(), [] { return netlink::MakeNetlinkIpvs(); });
-    ASSERT_TRUE(ipvs.ok()) << ipvs.error();
-    ipvs_ = std::move(*ipvs);
+    net_.AttachExternalClient(0, ext_);
+    auto vip = testing::AddServiceVip(node, kVip);
+    ASSERT_TRUE(vip.ok()) << vip.error();
+    ipvs_ = testing::NodeIpvs(node);
     {
       ScopedNetns inside(node.name());
       // kube-router's sysctls (vs.conntrack=1 is what lets -m ipvs see the IPVS connections)
