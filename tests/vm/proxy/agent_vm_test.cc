@@ -1,8 +1,13 @@
 // The service proxy end to end: the REAL kube-router binary (proxy only) in two node namespaces
 // inside the guest kernel, Services and EndpointSlices served by fake-apiserver and changed with
-// the real kubectl, checked with real TCP/UDP/SCTP/HTTP traffic from pods, nodes and an external
-// client, and with ipvsadm. One world for the whole binary (one boot); every test uses its own
-// Services, VIPs and NodePorts, and leaves the agents running.
+// the real kubectl (the main scenarios) or straight over HTTP (where kubectl is not the point: a
+// kubectl run costs seconds of emulated CPU), checked with real TCP/UDP/SCTP/HTTP traffic from
+// pods, nodes and an external client, and with ipvsadm. One world for the whole binary (one boot);
+// every test uses its own Services, VIPs and NodePorts, and leaves the agents as it found them.
+//
+// The two agents differ on purpose: node0 runs with --ipvs-permit-all=false (the VIP firewall),
+// node1 with --ipvs-graceful-termination. A test that needs other flags restarts node0's agent
+// with them and back.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -10,6 +15,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "lib/answer_server.h"
 #include "vm/proxy/proxy_world.h"
@@ -21,12 +27,18 @@ using namespace std::chrono_literals;
 
 constexpr auto kProgrammed = 20s;  // API write -> answered, with a wide margin for the TCG guest
 
-// Backends: a0 on node0, b1 and c1 on node1; clients: client0 on node0, client1 on node1.
+// Backends: a0 on node0, b1, c1 and g1 on node1; clients: client0 on node0, client1 on node1.
+// g1 has a short termination grace period (the graceful-termination deadline).
 const char* const kA0 = "default/a0";
 const char* const kB1 = "default/b1";
 const char* const kC1 = "default/c1";
+const char* const kG1 = "default/g1";
 const char* const kClient0 = "default/client0";
 const char* const kClient1 = "default/client1";
+constexpr int kG1GraceSeconds = 8;
+// A port nothing but the nodes' own listeners serves (the VIP firewall's probe).
+constexpr int kHostPort = 9999;
+constexpr int kMetricsPort = 9100;
 
 std::string Q(const std::string& s) { return "\"" + s + "\""; }
 
@@ -43,19 +55,32 @@ std::string ServiceJson(const std::string& name, const std::string& spec,
          status + "}";
 }
 
+// A ClusterIP Service with one TCP port 80 -> 8080 named "t".
+std::string SimpleService(const std::string& name, const std::string& vip,
+                          const std::string& annotations = "{}") {
+  return ServiceJson(
+      name,
+      R"({"clusterIP":)" + Q(vip) + R"(,"clusterIPs":[)" + Q(vip) +
+          R"(],"ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})",
+      annotations);
+}
+
 class ProxyAgentVmTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ProxyWorldOptions options;
     options.dual_stack = true;
-    options.agent_flags = {"--service-external-ip-range=203.0.113.0/24",
-                           "--loadbalancer-ip-range=198.51.100.0/24", "--metrics-port=9100",
-                           "--ipvs-sync-period=30s"};
+    options.agent_flags = {
+        "--service-external-ip-range=203.0.113.0/24", "--loadbalancer-ip-range=198.51.100.0/24",
+        "--metrics-port=" + std::to_string(kMetricsPort), "--ipvs-sync-period=30s"};
+    options.node_flags = {{"--ipvs-permit-all=false"},
+                          {"--ipvs-graceful-termination=true", "--ipvs-graceful-period=60s"}};
+    options.grace_periods[kG1] = kG1GraceSeconds;
     world_ = new ProxyWorld(options);
     for (const char* pod : {kA0, kClient0}) world_->AddPod(0, pod);
-    for (const char* pod : {kB1, kC1, kClient1}) world_->AddPod(1, pod);
-    for (const char* pod : {kA0, kB1, kC1}) {
-      const std::string name = std::string(pod).substr(8);
+    for (const char* pod : {kB1, kC1, kG1, kClient1}) world_->AddPod(1, pod);
+    for (const char* pod : {kA0, kB1, kC1, kG1}) {
+      const std::string name = Name(pod);
       const std::string& ns = world_->PodNs(pod);
       servers_->push_back(std::make_unique<AnswerServer>(ns, name, 8080, AnswerServer::Kind::kTcp));
       servers_->push_back(std::make_unique<AnswerServer>(ns, name, 5353, AnswerServer::Kind::kUdp));
@@ -67,18 +92,37 @@ class ProxyAgentVmTest : public ::testing::Test {
     // A second number for the named port "web" on b1 (named targetPorts differ per pod).
     servers_->push_back(std::make_unique<AnswerServer>(world_->PodNs(kB1), "b1-alt", 8090,
                                                        AnswerServer::Kind::kTcp));
+    // The nodes' own listeners on a port no Service has.
+    for (int node = 0; node < 2; ++node) {
+      servers_->push_back(std::make_unique<AnswerServer>(world_->NodeNs(node).name(),
+                                                         world_->NodeName(node), kHostPort,
+                                                         AnswerServer::Kind::kTcp));
+    }
     world_->Start();
+    for (int node = 0; node < 2; ++node) {
+      if (!WaitFirstSync(node, std::chrono::system_clock::time_point{})) {
+        throw std::runtime_error("agent " + world_->NodeName(node) +
+                                 " never synced: " + world_->AgentLog(node));
+      }
+    }
+    world_->Stamp("agents synced");
   }
   static void TearDownTestSuite() {
     servers_->clear();
     delete world_;
     world_ = nullptr;
   }
+  void SetUp() override {
+    world_->Stamp(std::string("start ") +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
   void TearDown() override {
     if (HasFailure()) {
       for (int i = 0; i < 2; ++i) {
         std::cerr << "--- agent node" << i << " log:\n" << world_->AgentLog(i) << "\n";
         std::cerr << "--- ipvsadm node" << i << ":\n" << world_->Ipvsadm(i) << "\n";
+        auto nat = world_->NodeNs(i).Sh("iptables-save -c -t nat; ip addr show kube-dummy-if");
+        std::cerr << "--- nat node" << i << ":\n" << (nat.ok() ? *nat : nat.error()) << "\n";
       }
     }
   }
@@ -92,6 +136,27 @@ class ProxyAgentVmTest : public ::testing::Test {
     return {p.ip6, world_->NodeName(p.node), true, true, false};
   }
   static std::string Name(const char* pod) { return std::string(pod).substr(8); }
+
+  // True once the agent of `node` reports a successful sync at or after `since` (the
+  // controller's last-successful-sync metric).
+  static bool WaitFirstSync(int node, std::chrono::system_clock::time_point since) {
+    const std::string series =
+        "\nkube_router_controller_last_successful_sync_timestamp_seconds{controller="
+        "\"NetworkServices\"} ";
+    const double after = std::chrono::duration<double>(since.time_since_epoch()).count() - 1;
+    // Read in-process every 100 ms: no process start competing with the agent for the CPU.
+    const auto deadline = std::chrono::steady_clock::now() + kProgrammed * 6;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto metrics = world_->Metrics(node, kMetricsPort);
+      const size_t at = metrics.ok() ? metrics->find(series) : std::string::npos;
+      if (at != std::string::npos) {
+        const double value = std::strtod(metrics->c_str() + at + series.size(), nullptr);
+        if (value > 0 && value >= after) return true;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
 
   // Waits until `from` gets an answer from one of `names`.
   static bool WaitAnswer(const std::string& from, const std::string& ip, int port, Proto proto,
@@ -116,6 +181,16 @@ class ProxyAgentVmTest : public ::testing::Test {
     }
     return seen;
   }
+  // The source addresses backends saw for `count` fresh connections.
+  static std::map<std::string, int> Sources(const std::string& from, const std::string& ip,
+                                            int port, int count) {
+    std::map<std::string, int> seen;
+    for (int i = 0; i < count; ++i) {
+      Answer a = Ask(from, ip, port, Proto::kTcp, 2000ms);
+      seen[a.ok() ? a.client_ip : a.ToString()]++;
+    }
+    return seen;
+  }
 
   static ProxyWorld* world_;
   static std::vector<std::unique_ptr<AnswerServer>>* servers_;
@@ -126,14 +201,10 @@ std::vector<std::unique_ptr<AnswerServer>>* ProxyAgentVmTest::servers_ =
     new std::vector<std::unique_ptr<AnswerServer>>();
 
 TEST_F(ProxyAgentVmTest, ClusterIpServesPodsAndNodesWithTheNodeIpAsSource) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson("basic", R"({"clusterIP":"10.96.1.1","clusterIPs":["10.96.1.1"],
-      "ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]})"))
-                .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "basic-1", "basic", "IPv4", {Ep(kA0), Ep(kB1)},
-                                {{"http", 8080, "TCP"}}))
-                .ok());
+  ASSERT_OK(world_->Put(ServiceJson("basic", R"({"clusterIP":"10.96.1.1","clusterIPs":["10.96.1.1"],
+      "ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]})")));
+  ASSERT_OK(world_->Put(SliceJson("default", "basic-1", "basic", "IPv4", {Ep(kA0), Ep(kB1)},
+                                  {{"http", 8080, "TCP"}})));
   ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient0), "10.96.1.1", 80, Proto::kTcp, {"a0", "b1"}));
   for (const char* client : {kClient0, kClient1}) {
     auto seen = Spread(world_->PodNs(client), "10.96.1.1", 80, Proto::kTcp, 12);
@@ -157,31 +228,26 @@ TEST_F(ProxyAgentVmTest, ClusterIpServesPodsAndNodesWithTheNodeIpAsSource) {
 }
 
 TEST_F(ProxyAgentVmTest, MultiPortNamedPortsAndAllThreeProtocols) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson("multi", R"({"clusterIP":"10.96.1.2","clusterIPs":["10.96.1.2"],
+  ASSERT_OK(
+      world_->Apply(ServiceJson("multi", R"({"clusterIP":"10.96.1.2","clusterIPs":["10.96.1.2"],
       "ports":[{"name":"web","port":80,"protocol":"TCP","targetPort":"web"},
                {"name":"dns","port":53,"protocol":"UDP","targetPort":5353},
                {"name":"dns-tcp","port":53,"protocol":"TCP","targetPort":8080},
                {"name":"assoc","port":77,"protocol":"SCTP","targetPort":7777},
-               {"name":"http","port":81,"protocol":"TCP","targetPort":8081}]})"))
-                .ok());
+               {"name":"http","port":81,"protocol":"TCP","targetPort":8081}]})")));
   // The named port "web" is 8080 on a0 and 8090 on b1: one slice each.
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "multi-a", "multi", "IPv4", {Ep(kA0)},
-                                {{"web", 8080, "TCP"},
-                                 {"dns", 5353, "UDP"},
-                                 {"dns-tcp", 8080, "TCP"},
-                                 {"assoc", 7777, "SCTP"},
-                                 {"http", 8081, "TCP"}}))
-                .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "multi-b", "multi", "IPv4", {Ep(kB1)},
-                                {{"web", 8090, "TCP"},
-                                 {"dns", 5353, "UDP"},
-                                 {"dns-tcp", 8080, "TCP"},
-                                 {"assoc", 7777, "SCTP"},
-                                 {"http", 8081, "TCP"}}))
-                .ok());
+  ASSERT_OK(world_->Apply(SliceJson("default", "multi-a", "multi", "IPv4", {Ep(kA0)},
+                                    {{"web", 8080, "TCP"},
+                                     {"dns", 5353, "UDP"},
+                                     {"dns-tcp", 8080, "TCP"},
+                                     {"assoc", 7777, "SCTP"},
+                                     {"http", 8081, "TCP"}})));
+  ASSERT_OK(world_->Apply(SliceJson("default", "multi-b", "multi", "IPv4", {Ep(kB1)},
+                                    {{"web", 8090, "TCP"},
+                                     {"dns", 5353, "UDP"},
+                                     {"dns-tcp", 8080, "TCP"},
+                                     {"assoc", 7777, "SCTP"},
+                                     {"http", 8081, "TCP"}})));
   const std::string client = world_->PodNs(kClient1);
   ASSERT_TRUE(WaitAnswer(client, "10.96.1.2", 80, Proto::kTcp, {"a0", "b1-alt"}));
   auto web = Spread(client, "10.96.1.2", 80, Proto::kTcp, 10);
@@ -200,24 +266,24 @@ TEST_F(ProxyAgentVmTest, MultiPortNamedPortsAndAllThreeProtocols) {
 }
 
 TEST_F(ProxyAgentVmTest, EndpointChurnToZeroIsRefusedAtOnceAndComesBack) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson("churn", R"({"clusterIP":"10.96.1.3","clusterIPs":["10.96.1.3"],
+  ASSERT_OK(world_->Put(ServiceJson("churn", R"({"clusterIP":"10.96.1.3","clusterIPs":["10.96.1.3"],
       "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080},
-               {"name":"u","port":53,"protocol":"UDP","targetPort":5353}]})"))
-                .ok());
-  auto slice = [&](std::vector<SliceEndpoint> eps) {
-    return world_->Put(SliceJson("default", "churn-1", "churn", "IPv4", eps,
-                                 {{"t", 8080, "TCP"}, {"u", 5353, "UDP"}}));
+               {"name":"u","port":53,"protocol":"UDP","targetPort":5353}]})")));
+  // kubectl for the first slice, the change to zero and the deletion; the rest over HTTP.
+  auto slice = [&](std::vector<SliceEndpoint> eps, bool with_kubectl = false) {
+    const std::string json = SliceJson("default", "churn-1", "churn", "IPv4", eps,
+                                       {{"t", 8080, "TCP"}, {"u", 5353, "UDP"}});
+    return with_kubectl ? world_->Put(json) : world_->Apply(json);
   };
-  ASSERT_TRUE(slice({Ep(kA0), Ep(kB1)}).ok());
+  ASSERT_OK(slice({Ep(kA0), Ep(kB1)}, true));
   const std::string client = world_->PodNs(kClient0);
   ASSERT_TRUE(WaitAnswer(client, "10.96.1.3", 80, Proto::kTcp, {"a0", "b1"}));
-  ASSERT_TRUE(slice({Ep(kB1), Ep(kC1)}).ok());
+  ASSERT_OK(slice({Ep(kB1), Ep(kC1)}));
   ASSERT_TRUE(
       WaitFor([&] { return Spread(client, "10.96.1.3", 80, Proto::kTcp, 4).count("a0") == 0; },
               kProgrammed))
       << "a0 left";
-  ASSERT_TRUE(slice({}).ok());
+  ASSERT_OK(slice({}, true));
   Answer refused;
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -234,30 +300,23 @@ TEST_F(ProxyAgentVmTest, EndpointChurnToZeroIsRefusedAtOnceAndComesBack) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms) << "refused, not timed out";
   EXPECT_NE(world_->Ipvsadm(1).find("TCP  10.96.1.3:80"), std::string::npos)
       << "the service stays, without destinations";
-  ASSERT_TRUE(slice({Ep(kA0)}).ok());
+  ASSERT_OK(slice({Ep(kA0)}));
   EXPECT_TRUE(WaitAnswer(client, "10.96.1.3", 80, Proto::kTcp, {"a0"}));
   EXPECT_TRUE(WaitAnswer(client, "10.96.1.3", 53, Proto::kUdp, {"a0"}));
   // Deleted and re-created.
-  ASSERT_TRUE(world_->Delete("service", "default", "churn").ok());
+  ASSERT_OK(world_->Delete("service", "default", "churn"));
   ASSERT_TRUE(world_->WaitIpvs(0, "10.96.1.3:80", false));
-  ASSERT_OK(world_
-                ->Put(ServiceJson("churn", R"({"clusterIP":"10.96.1.3","clusterIPs":["10.96.1.3"],
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})"))
-                .ok());
+  ASSERT_OK(world_->Apply(SimpleService("churn", "10.96.1.3")));
   EXPECT_TRUE(WaitAnswer(client, "10.96.1.3", 80, Proto::kTcp, {"a0"}));
 }
 
 TEST_F(ProxyAgentVmTest, NodePortFromOutsideWithAndWithoutALocalPod) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson("np", R"({"type":"NodePort","clusterIP":"10.96.1.4",
+  ASSERT_OK(world_->Put(ServiceJson("np", R"({"type":"NodePort","clusterIP":"10.96.1.4",
       "clusterIPs":["10.96.1.4"],"externalTrafficPolicy":"Cluster",
       "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080,"nodePort":30080},
-               {"name":"u","port":53,"protocol":"UDP","targetPort":5353,"nodePort":30053}]})"))
-                .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "np-1", "np", "IPv4", {Ep(kB1)},
-                                {{"t", 8080, "TCP"}, {"u", 5353, "UDP"}}))
-                .ok());
+               {"name":"u","port":53,"protocol":"UDP","targetPort":5353,"nodePort":30053}]})")));
+  ASSERT_OK(world_->Put(SliceJson("default", "np-1", "np", "IPv4", {Ep(kB1)},
+                                  {{"t", 8080, "TCP"}, {"u", 5353, "UDP"}})));
   const std::string client = world_->ClientNs();
   Answer local, remote;
   // node1 has the pod: the pod sees the client's own address.
@@ -272,23 +331,16 @@ TEST_F(ProxyAgentVmTest, NodePortFromOutsideWithAndWithoutALocalPod) {
 }
 
 TEST_F(ProxyAgentVmTest, TrafficPoliciesLocalServeOnlyOnNodesWithALocalEndpoint) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson("etp", R"({"type":"NodePort","clusterIP":"10.96.1.5",
+  ASSERT_OK(world_->Apply(ServiceJson("etp", R"({"type":"NodePort","clusterIP":"10.96.1.5",
       "clusterIPs":["10.96.1.5"],"externalTrafficPolicy":"Local",
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080,"nodePort":30081}]})"))
-                .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "etp-1", "etp", "IPv4", {Ep(kB1), Ep(kA0, false)},
-                                {{"t", 8080, "TCP"}}))
-                .ok());
-  ASSERT_OK(world_
-                ->Put(ServiceJson("itp", R"({"clusterIP":"10.96.1.6","clusterIPs":["10.96.1.6"],
+      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080,"nodePort":30081}]})")));
+  ASSERT_OK(world_->Apply(SliceJson("default", "etp-1", "etp", "IPv4", {Ep(kB1), Ep(kA0, false)},
+                                    {{"t", 8080, "TCP"}})));
+  ASSERT_OK(world_->Apply(ServiceJson("itp", R"({"clusterIP":"10.96.1.6","clusterIPs":["10.96.1.6"],
       "internalTrafficPolicy":"Local",
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})"))
-                .ok());
-  ASSERT_TRUE(
-      world_->Put(SliceJson("default", "itp-1", "itp", "IPv4", {Ep(kB1)}, {{"t", 8080, "TCP"}}))
-          .ok());
+      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})")));
+  ASSERT_OK(
+      world_->Apply(SliceJson("default", "itp-1", "itp", "IPv4", {Ep(kB1)}, {{"t", 8080, "TCP"}})));
   Answer local;
   ASSERT_TRUE(
       WaitAnswer(world_->ClientNs(), world_->NodeIp(1), 30081, Proto::kTcp, {"b1"}, &local));
@@ -307,19 +359,16 @@ TEST_F(ProxyAgentVmTest, TrafficPoliciesLocalServeOnlyOnNodesWithALocalEndpoint)
 }
 
 TEST_F(ProxyAgentVmTest, ExternalAndLoadBalancerIpsOnlyInsideTheirRanges) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson(
-                    "ext",
-                    R"({"type":"LoadBalancer","clusterIP":"10.96.1.7","clusterIPs":["10.96.1.7"],
+  ASSERT_OK(world_->Put(
+      ServiceJson("ext",
+                  R"({"type":"LoadBalancer","clusterIP":"10.96.1.7","clusterIPs":["10.96.1.7"],
       "externalIPs":["203.0.113.10","192.0.2.200","10.96.1.99"],
       "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080,"nodePort":30082}]})",
-                    "{}",
-                    R"({"loadBalancer":{"ingress":[{"ip":"198.51.100.10"},{"ip":"203.0.113.77"},
-      {"ip":"198.51.100.11","ipMode":"Proxy"}]}})"))
-                .ok());
-  ASSERT_TRUE(
-      world_->Put(SliceJson("default", "ext-1", "ext", "IPv4", {Ep(kA0)}, {{"t", 8080, "TCP"}}))
-          .ok());
+                  "{}",
+                  R"({"loadBalancer":{"ingress":[{"ip":"198.51.100.10"},{"ip":"203.0.113.77"},
+      {"ip":"198.51.100.11","ipMode":"Proxy"}]}})")));
+  ASSERT_OK(
+      world_->Apply(SliceJson("default", "ext-1", "ext", "IPv4", {Ep(kA0)}, {{"t", 8080, "TCP"}})));
   ASSERT_TRUE(world_->WaitIpvs(0, "TCP  198.51.100.10:80")) << world_->Ipvsadm(0);
   const std::string shown = world_->Ipvsadm(0);
   EXPECT_NE(shown.find("TCP  203.0.113.10:80"), std::string::npos) << shown;
@@ -344,16 +393,12 @@ TEST_F(ProxyAgentVmTest, ExternalAndLoadBalancerIpsOnlyInsideTheirRanges) {
 }
 
 TEST_F(ProxyAgentVmTest, SessionAffinityAndSchedulerChangeKeepAnOpenConnection) {
-  ASSERT_TRUE(
-      world_
-          ->Put(ServiceJson("sticky", R"({"clusterIP":"10.96.1.8","clusterIPs":["10.96.1.8"],
+  ASSERT_OK(
+      world_->Put(ServiceJson("sticky", R"({"clusterIP":"10.96.1.8","clusterIPs":["10.96.1.8"],
       "sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":60}},
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})"))
-          .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "sticky-1", "sticky", "IPv4",
-                                {Ep(kA0), Ep(kB1), Ep(kC1)}, {{"t", 8080, "TCP"}}))
-                .ok());
+      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})")));
+  ASSERT_OK(world_->Apply(SliceJson("default", "sticky-1", "sticky", "IPv4",
+                                    {Ep(kA0), Ep(kB1), Ep(kC1)}, {{"t", 8080, "TCP"}})));
   const std::string client = world_->PodNs(kClient1);
   ASSERT_TRUE(WaitAnswer(client, "10.96.1.8", 80, Proto::kTcp, {"a0", "b1", "c1"}));
   auto seen = Spread(client, "10.96.1.8", 80, Proto::kTcp, 10);
@@ -364,13 +409,11 @@ TEST_F(ProxyAgentVmTest, SessionAffinityAndSchedulerChangeKeepAnOpenConnection) 
   // Switch affinity off and the scheduler to lc while a connection is open.
   TcpHolder held(client, "10.96.1.8", 80);
   ASSERT_TRUE(held.greeting().ok()) << held.greeting().ToString();
-  ASSERT_TRUE(
-      world_
-          ->Put(ServiceJson("sticky", R"({"clusterIP":"10.96.1.8","clusterIPs":["10.96.1.8"],
+  ASSERT_OK(
+      world_->Put(ServiceJson("sticky", R"({"clusterIP":"10.96.1.8","clusterIPs":["10.96.1.8"],
       "sessionAffinity":"None",
       "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})",
-                            R"({"kube-router.io/service.scheduler":"lc"})"))
-          .ok());
+                              R"({"kube-router.io/service.scheduler":"lc"})")));
   ASSERT_TRUE(world_->WaitIpvs(1, "TCP  10.96.1.8:80 lc\n", true)) << world_->Ipvsadm(1);
   EXPECT_TRUE(held.Alive()) << "the open connection survives the in-place update";
   auto spread = Spread(client, "10.96.1.8", 80, Proto::kTcp, 9);
@@ -378,17 +421,14 @@ TEST_F(ProxyAgentVmTest, SessionAffinityAndSchedulerChangeKeepAnOpenConnection) 
 }
 
 TEST_F(ProxyAgentVmTest, DualStackClusterIpAndNodePortBothFamilies) {
-  ASSERT_OK(world_
-                ->Put(ServiceJson("ds", R"({"type":"NodePort","ipFamilyPolicy":"RequireDualStack",
+  ASSERT_OK(
+      world_->Apply(ServiceJson("ds", R"({"type":"NodePort","ipFamilyPolicy":"RequireDualStack",
       "ipFamilies":["IPv4","IPv6"],"clusterIP":"10.96.1.9","clusterIPs":["10.96.1.9","fd00:96::9"],
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080,"nodePort":30083}]})"))
-                .ok());
-  ASSERT_TRUE(
-      world_->Put(SliceJson("default", "ds-4", "ds", "IPv4", {Ep(kB1)}, {{"t", 8080, "TCP"}}))
-          .ok());
-  ASSERT_TRUE(
-      world_->Put(SliceJson("default", "ds-6", "ds", "IPv6", {Ep6(kB1)}, {{"t", 8080, "TCP"}}))
-          .ok());
+      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080,"nodePort":30083}]})")));
+  ASSERT_OK(
+      world_->Apply(SliceJson("default", "ds-4", "ds", "IPv4", {Ep(kB1)}, {{"t", 8080, "TCP"}})));
+  ASSERT_OK(
+      world_->Apply(SliceJson("default", "ds-6", "ds", "IPv6", {Ep6(kB1)}, {{"t", 8080, "TCP"}})));
   EXPECT_TRUE(WaitAnswer(world_->PodNs(kClient0), "fd00:96::9", 80, Proto::kTcp, {"b1"}));
   EXPECT_TRUE(WaitAnswer(world_->PodNs(kClient0), "10.96.1.9", 80, Proto::kTcp, {"b1"}));
   Answer from_node;
@@ -399,21 +439,15 @@ TEST_F(ProxyAgentVmTest, DualStackClusterIpAndNodePortBothFamilies) {
 }
 
 TEST_F(ProxyAgentVmTest, MetricsCountTrafficPerServiceVip) {
-  ASSERT_TRUE(
-      world_
-          ->Put(ServiceJson("metered", R"({"clusterIP":"10.96.1.10","clusterIPs":["10.96.1.10"],
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})"))
-          .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "metered-1", "metered", "IPv4", {Ep(kA0)},
-                                {{"t", 8080, "TCP"}}))
-                .ok());
+  ASSERT_OK(world_->Apply(SimpleService("metered", "10.96.1.10")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "metered-1", "metered", "IPv4", {Ep(kA0)}, {{"t", 8080, "TCP"}})));
   ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient0), "10.96.1.10", 80, Proto::kTcp, {"a0"}));
   for (int i = 0; i < 3; ++i) (void)Ask(world_->PodNs(kClient0), "10.96.1.10", 80, Proto::kTcp);
   std::string metrics;
   EXPECT_TRUE(WaitFor(
       [&] {
-        auto out = world_->NodeNs(0).Sh("curl -s http://127.0.0.1:9100/metrics");
+        auto out = world_->Metrics(0, kMetricsPort);
         metrics = out.ok() ? *out : out.error();
         // A total_connections series of this VIP with a non-zero count.
         std::istringstream lines(metrics);
@@ -430,22 +464,250 @@ TEST_F(ProxyAgentVmTest, MetricsCountTrafficPerServiceVip) {
       << metrics.substr(0, 4000);
   // promtool exits 1 on a parse error and 3 on naming lint only (kube-router's counter names lack
   // "_total" by parity): the format must parse.
-  auto check = world_->NodeNs(0).Sh(
-      "curl -s http://127.0.0.1:9100/metrics | promtool check metrics; rc=$?; "
-      "[ $rc -eq 0 ] || [ $rc -eq 3 ]");
-  EXPECT_TRUE(check.ok()) << check.error();
+  auto check = Exec({"promtool", "check", "metrics"}, metrics);
+  ASSERT_TRUE(check.ok()) << check.error();
+  EXPECT_TRUE(check->exit_code == 0 || check->exit_code == 3) << check->out << check->err;
+}
+
+// The VIP firewall is kube-router's --ipvs-permit-all (default true; the name reads inverted:
+// true installs it). node1 has it: a port of a VIP that no Service has is rejected there, while
+// node0 (--ipvs-permit-all=false) lets it through to the node's own listener.
+TEST_F(ProxyAgentVmTest, VipFirewallRejectsNonServicePortsOnlyWhereEnabled) {
+  ASSERT_OK(world_->Apply(SimpleService("fw", "10.96.1.14")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "fw-1", "fw", "IPv4", {Ep(kA0), Ep(kB1)}, {{"t", 8080, "TCP"}})));
+  ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient0), "10.96.1.14", 80, Proto::kTcp, {"a0", "b1"}));
+  ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient1), "10.96.1.14", 80, Proto::kTcp, {"a0", "b1"}));
+  Answer rejected;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        rejected = Ask(world_->PodNs(kClient1), "10.96.1.14", kHostPort, Proto::kTcp, 1000ms);
+        return rejected.outcome == Answer::Outcome::kRefused;
+      },
+      kProgrammed))
+      << "node1's own listener behind a VIP: " << rejected.ToString();
+  Answer direct = Ask(world_->PodNs(kClient1), world_->NodeIp(1), kHostPort, Proto::kTcp);
+  EXPECT_TRUE(direct.ok() && direct.name == "node1")
+      << "the node's address is untouched: " << direct.ToString();
+  Answer service = Ask(world_->PodNs(kClient1), "10.96.1.14", 80, Proto::kTcp);
+  EXPECT_TRUE(service.ok()) << "the service port is accepted: " << service.ToString();
+  Answer open = Ask(world_->PodNs(kClient0), "10.96.1.14", kHostPort, Proto::kTcp);
+  EXPECT_TRUE(open.ok() && open.name == "node0")
+      << "--ipvs-permit-all=false (node0) leaves the VIP open: " << open.ToString();
+  for (int node = 0; node < 2; ++node) {
+    auto rules = world_->NodeNs(node).Sh("iptables-save -t filter");
+    ASSERT_TRUE(rules.ok()) << rules.error();
+    EXPECT_EQ(rules->find("--match-set kube-router-local-ips dst -j REJECT") != std::string::npos,
+              node == 1)
+        << world_->NodeName(node) << ":\n"
+        << *rules;
+  }
+}
+
+// The hairpin annotation: a pod reaches itself through its Service and sees the VIP as source;
+// without it the reply never finds its way back.
+TEST_F(ProxyAgentVmTest, HairpinAnnotationLetsAPodReachItselfThroughItsService) {
+  ASSERT_OK(world_->Apply(
+      SimpleService("hair", "10.96.1.13", R"({"kube-router.io/service.hairpin":""})")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "hair-1", "hair", "IPv4", {Ep(kA0)}, {{"t", 8080, "TCP"}})));
+  ASSERT_OK(world_->Apply(SimpleService("nohair", "10.96.1.18")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "nohair-1", "nohair", "IPv4", {Ep(kA0)}, {{"t", 8080, "TCP"}})));
+  Answer self;
+  ASSERT_TRUE(WaitAnswer(world_->PodNs(kA0), "10.96.1.13", 80, Proto::kTcp, {"a0"}, &self))
+      << self.ToString();
+  EXPECT_EQ(self.client_ip, "10.96.1.13") << "hairpin SNAT to the VIP";
+  ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient0), "10.96.1.18", 80, Proto::kTcp, {"a0"}));
+  Answer none = Ask(world_->PodNs(kA0), "10.96.1.18", 80, Proto::kTcp, 1500ms);
+  EXPECT_FALSE(none.ok()) << "no hairpin without the annotation: " << none.ToString();
+}
+
+// Agent flags that change every Service: --masquerade-all (pods see the node's address) and
+// --hairpin-mode (every Service hairpins), on node0's agent restarted with them and back.
+TEST_F(ProxyAgentVmTest, MasqueradeAllAndHairpinModeFlags) {
+  ASSERT_OK(world_->Apply(SimpleService("masq", "10.96.1.19")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "masq-1", "masq", "IPv4", {Ep(kA0), Ep(kB1)}, {{"t", 8080, "TCP"}})));
+  ASSERT_OK(world_->Apply(SimpleService("self", "10.96.1.20")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "self-1", "self", "IPv4", {Ep(kA0)}, {{"t", 8080, "TCP"}})));
+  const std::string client = world_->PodNs(kClient0);
+  ASSERT_TRUE(WaitAnswer(client, "10.96.1.19", 80, Proto::kTcp, {"a0", "b1"}));
+  ASSERT_TRUE(WaitAnswer(client, "10.96.1.20", 80, Proto::kTcp, {"a0"}));
+  auto before = Sources(client, "10.96.1.19", 80, 6);
+  EXPECT_EQ(before[world_->PodIp(kClient0)], 6) << "default: pod sources kept";
+  EXPECT_FALSE(Ask(world_->PodNs(kA0), "10.96.1.20", 80, Proto::kTcp, 1500ms).ok())
+      << "no hairpin by default";
+
+  // Back to node0's own flags however the test ends.
+  struct Restore {
+    bool done = false;
+    ~Restore() {
+      if (done) return;
+      const auto at = std::chrono::system_clock::now();
+      world_->StopAgent(0, SIGTERM);
+      world_->StartAgent(0);
+      if (!WaitFirstSync(0, at)) ADD_FAILURE() << "node0 did not come back with its own flags";
+    }
+  } restore;
+  auto restarted_at = std::chrono::system_clock::now();
+  world_->StopAgent(0, SIGTERM);
+  world_->StartAgent(0, {"--masquerade-all=true", "--hairpin-mode=true"});
+  ASSERT_TRUE(WaitFirstSync(0, restarted_at)) << world_->AgentLog(0);
+  Answer hairpin;
+  EXPECT_TRUE(WaitAnswer(world_->PodNs(kA0), "10.96.1.20", 80, Proto::kTcp, {"a0"}, &hairpin))
+      << "--hairpin-mode: " << hairpin.ToString();
+  EXPECT_EQ(hairpin.client_ip, "10.96.1.20");
+  std::map<std::string, int> masqueraded;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        masqueraded = Sources(client, "10.96.1.19", 80, 6);
+        return masqueraded[world_->NodeIp(0)] == 6;
+      },
+      kProgrammed))
+      << "--masquerade-all: every backend sees node0's address; seen "
+      << ::testing::PrintToString(masqueraded);
+  // Back to the defaults: the flags' rules are gone again (checked after the restore).
+  world_->StopAgent(0, SIGTERM);
+  restarted_at = std::chrono::system_clock::now();
+  world_->StartAgent(0);
+  restore.done = true;
+  ASSERT_TRUE(WaitFirstSync(0, restarted_at)) << world_->AgentLog(0);
+  std::map<std::string, int> plain;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        plain = Sources(client, "10.96.1.19", 80, 4);
+        return plain[world_->PodIp(kClient0)] == 4;
+      },
+      kProgrammed))
+      << "masquerade rule of the flag removed; seen " << ::testing::PrintToString(plain);
+  EXPECT_FALSE(Ask(world_->PodNs(kA0), "10.96.1.20", 80, Proto::kTcp, 1500ms).ok())
+      << "hairpin rule of the flag removed";
+}
+
+// KEP-1669: a serving-but-terminating endpoint is used only while no ready one exists.
+TEST_F(ProxyAgentVmTest, TerminatingEndpointsServeOnlyWhenNoReadyOneExists) {
+  ASSERT_OK(world_->Apply(SimpleService("term", "10.96.1.16")));
+  auto slice = [&](std::vector<SliceEndpoint> eps) {
+    return world_->Apply(SliceJson("default", "term-1", "term", "IPv4", eps, {{"t", 8080, "TCP"}}));
+  };
+  const std::string client = world_->PodNs(kClient0);
+  ASSERT_OK(slice({Ep(kB1), Ep(kA0, false, true)}));
+  ASSERT_TRUE(WaitAnswer(client, "10.96.1.16", 80, Proto::kTcp, {"b1"}));
+  auto seen = Spread(client, "10.96.1.16", 80, Proto::kTcp, 6);
+  EXPECT_EQ(seen["b1"], 6) << "the ready endpoint only: " << ::testing::PrintToString(seen);
+  ASSERT_OK(slice({Ep(kA0, false, true)}));
+  EXPECT_TRUE(WaitAnswer(client, "10.96.1.16", 80, Proto::kTcp, {"a0"}))
+      << "no ready endpoint: the terminating one serves";
+  SliceEndpoint gone = Ep(kA0, false, true);
+  gone.serving = false;
+  ASSERT_OK(slice({gone}));
+  Answer refused;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        refused = Ask(client, "10.96.1.16", 80, Proto::kTcp, 1000ms);
+        return refused.outcome == Answer::Outcome::kRefused;
+      },
+      kProgrammed))
+      << "terminating and not serving: none; " << refused.ToString();
+}
+
+// Graceful termination on node1: the removed backend keeps weight 0 with its open connection
+// working, new connections avoid it, and it goes at the pod's grace period.
+TEST_F(ProxyAgentVmTest, GracefulTerminationKeepsAnOpenConnectionUntilTheGracePeriod) {
+  ASSERT_OK(world_->Apply(SimpleService("grace", "10.96.1.15")));
+  auto slice = [&](std::vector<SliceEndpoint> eps) {
+    return world_->Apply(
+        SliceJson("default", "grace-1", "grace", "IPv4", eps, {{"t", 8080, "TCP"}}));
+  };
+  ASSERT_OK(slice({Ep(kG1)}));
+  const std::string client = world_->PodNs(kClient1);
+  ASSERT_TRUE(WaitAnswer(client, "10.96.1.15", 80, Proto::kTcp, {"g1"}));
+  TcpHolder held(client, "10.96.1.15", 80);
+  ASSERT_TRUE(held.greeting().ok() && held.greeting().name == "g1") << held.greeting().ToString();
+
+  const auto removed_at = std::chrono::steady_clock::now();
+  ASSERT_OK(slice({Ep(kC1)}));
+  const std::string g1 = "-> " + world_->PodIp(kG1) + ":8080";
+  // "  -> IP:PORT  Masq  WEIGHT  ACTIVE  INACTIVE": the weight of g1, -1 when absent.
+  auto weight_of_g1 = [&](const std::string& shown) {
+    const size_t at = shown.find(g1);
+    if (at == std::string::npos) return -1;
+    std::istringstream line(shown.substr(at + g1.size()));
+    std::string method;
+    int weight = -1;
+    line >> method >> weight;
+    return weight;
+  };
+  std::string shown;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
+        return weight_of_g1(shown) == 0;
+      },
+      kProgrammed))
+      << "g1 at weight 0: " << shown;
+  EXPECT_TRUE(held.Alive()) << "the open connection keeps working while g1 drains";
+  auto fresh = Spread(client, "10.96.1.15", 80, Proto::kTcp, 4);
+  EXPECT_EQ(fresh["c1"], 4) << "new connections avoid the draining backend";
+  EXPECT_TRUE(held.Alive());
+  // The connection stays open, so only the deadline (g1's terminationGracePeriodSeconds, not the
+  // 60 s --ipvs-graceful-period) removes it.
+  ASSERT_TRUE(world_->WaitIpvs(1, g1, false, std::chrono::seconds(kG1GraceSeconds) + kProgrammed))
+      << world_->Ipvsadm(1);
+  EXPECT_GE(std::chrono::steady_clock::now() - removed_at,
+            std::chrono::seconds(kG1GraceSeconds - 1))
+      << "not before the grace period";
+  EXPECT_FALSE(held.Alive()) << "after removal the kernel expires the connection "
+                                "(expire_nodest_conn)";
+}
+
+// A resolver-like UDP client keeps its source port: when its backend goes, the agent's conntrack
+// cleanup lets the same flow reach the surviving backend at once.
+TEST_F(ProxyAgentVmTest, FixedSourcePortUdpClientMovesToTheSurvivorWhenItsBackendGoes) {
+  ASSERT_OK(world_->Apply(ServiceJson("dnsfix", R"({"clusterIP":"10.96.1.17",
+      "clusterIPs":["10.96.1.17"],"ports":[{"name":"u","port":53,"protocol":"UDP","targetPort":5353}]})")));
+  auto slice = [&](std::vector<SliceEndpoint> eps) {
+    return world_->Apply(
+        SliceJson("default", "dnsfix-1", "dnsfix", "IPv4", eps, {{"u", 5353, "UDP"}}));
+  };
+  ASSERT_OK(slice({Ep(kA0), Ep(kB1)}));
+  const std::string client = world_->PodNs(kClient0);
+  ASSERT_TRUE(WaitAnswer(client, "10.96.1.17", 53, Proto::kUdp, {"a0", "b1"}));
+  FixedPortUdpClient resolver(client, 40053);
+  Answer first = resolver.Ask("10.96.1.17", 53);
+  ASSERT_TRUE(first.ok()) << first.ToString();
+  for (int i = 0; i < 3; ++i) {
+    Answer again = resolver.Ask("10.96.1.17", 53);
+    ASSERT_TRUE(again.ok()) << again.ToString();
+    EXPECT_EQ(again.name, first.name) << "one flow, one backend";
+  }
+  const bool a0_went = first.name == "a0";
+  const std::string survivor = a0_went ? "b1" : "a0";
+  ASSERT_OK(slice({Ep(a0_went ? kB1 : kA0)}));
+  Answer moved;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        moved = resolver.Ask("10.96.1.17", 53, 500ms);
+        return moved.ok() && moved.name == survivor;
+      },
+      kProgrammed))
+      << "the same source port reaches " << survivor << ": " << moved.ToString();
+  for (int i = 0; i < 3; ++i) {
+    Answer after = resolver.Ask("10.96.1.17", 53);
+    EXPECT_EQ(after.name, survivor) << after.ToString();
+  }
+  auto flows = world_->NodeNs(0).Sh("conntrack -L -p udp --sport 40053 2>/dev/null");
+  ASSERT_TRUE(flows.ok()) << flows.error();
+  EXPECT_EQ(flows->find("src=" + world_->PodIp(a0_went ? kA0 : kB1) + " "), std::string::npos)
+      << "no flow of the gone backend left: " << *flows;
 }
 
 TEST_F(ProxyAgentVmTest, KillAndRestartKeepEstablishedConnectionsAndWriteNothingNew) {
-  ASSERT_TRUE(
-      world_
-          ->Put(ServiceJson("durable", R"({"clusterIP":"10.96.1.11","clusterIPs":["10.96.1.11"],
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})"))
-          .ok());
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "durable-1", "durable", "IPv4", {Ep(kA0), Ep(kB1)},
-                                {{"t", 8080, "TCP"}}))
-                .ok());
+  ASSERT_OK(world_->Apply(SimpleService("durable", "10.96.1.11")));
+  ASSERT_OK(world_->Apply(SliceJson("default", "durable-1", "durable", "IPv4", {Ep(kA0), Ep(kB1)},
+                                    {{"t", 8080, "TCP"}})));
   const std::string client = world_->PodNs(kClient0);
   ASSERT_TRUE(WaitAnswer(client, "10.96.1.11", 80, Proto::kTcp, {"a0", "b1"}));
   // A foreign IPVS service and a foreign address: never ours.
@@ -460,27 +722,15 @@ TEST_F(ProxyAgentVmTest, KillAndRestartKeepEstablishedConnectionsAndWriteNothing
   EXPECT_TRUE(held.Alive()) << "the kernel keeps forwarding without the agent";
   const auto restarted_at = std::chrono::system_clock::now();
   world_->StartAgent(0);
-  // The restarted agent adopts the kernel's state: once its first sync succeeded (the
-  // controller's last-successful-sync metric moves), nothing changed and no change was logged.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto out = world_->NodeNs(0).Sh(
-            "curl -s http://127.0.0.1:9100/metrics | grep '^kube_router_controller_last_successful"
-            "_sync_timestamp_seconds{controller=\"NetworkServices\"}'");
-        if (!out.ok() || out->empty()) return false;
-        const double at = std::stod(out->substr(out->rfind(' ') + 1));
-        return at >= std::chrono::duration<double>(restarted_at.time_since_epoch()).count() - 1;
-      },
-      kProgrammed * 3))
-      << world_->AgentLog(0);
+  // The restarted agent adopts the kernel's state: once its first sync succeeded, nothing
+  // changed and no change was logged.
+  ASSERT_TRUE(WaitFirstSync(0, restarted_at)) << world_->AgentLog(0);
   EXPECT_EQ(world_->AgentLog(0).find("IPVS change(s)"), std::string::npos) << world_->AgentLog(0);
   EXPECT_EQ(world_->Ipvsadm(0, "-Sn"), before) << "nothing rewritten or flushed";
   EXPECT_TRUE(held.Alive()) << "established connection survived kill -9 and restart";
   // And it follows changes again.
-  ASSERT_OK(world_
-                ->Put(SliceJson("default", "durable-1", "durable", "IPv4",
-                                {Ep(kA0), Ep(kB1), Ep(kC1)}, {{"t", 8080, "TCP"}}))
-                .ok());
+  ASSERT_OK(world_->Put(SliceJson("default", "durable-1", "durable", "IPv4",
+                                  {Ep(kA0), Ep(kB1), Ep(kC1)}, {{"t", 8080, "TCP"}})));
   ASSERT_TRUE(world_->WaitIpvs(0, "-> " + world_->PodIp(kC1) + ":8080"));
   EXPECT_TRUE(held.Alive()) << "established connection survived kill -9 and restart";
   const std::string after = world_->Ipvsadm(0, "-Sn");
@@ -491,16 +741,15 @@ TEST_F(ProxyAgentVmTest, KillAndRestartKeepEstablishedConnectionsAndWriteNothing
 }
 
 TEST_F(ProxyAgentVmTest, CleanupConfigRemovesOursOnlyAndIsIdempotent) {
-  ASSERT_TRUE(
-      world_
-          ->Put(ServiceJson("gone", R"({"clusterIP":"10.96.1.12","clusterIPs":["10.96.1.12"],
-      "ports":[{"name":"t","port":80,"protocol":"TCP","targetPort":8080}]})"))
-          .ok());
-  ASSERT_TRUE(
-      world_->Put(SliceJson("default", "gone-1", "gone", "IPv4", {Ep(kB1)}, {{"t", 8080, "TCP"}}))
-          .ok());
+  ASSERT_OK(world_->Apply(SimpleService("gone", "10.96.1.12")));
+  ASSERT_OK(world_->Apply(
+      SliceJson("default", "gone-1", "gone", "IPv4", {Ep(kB1)}, {{"t", 8080, "TCP"}})));
   ASSERT_TRUE(world_->WaitIpvs(1, "TCP  10.96.1.12:80"));
-  ASSERT_TRUE(world_->NodeNs(1).Sh("ipvsadm -A -u 10.99.1.1:53 -s rr").ok());
+  // Foreign state of every kind the proxy writes: an IPVS service, a set, a nat rule.
+  ASSERT_TRUE(world_->NodeNs(1)
+                  .Sh("ipvsadm -A -u 10.99.1.1:53 -s rr && ipset create kr-test-foreign hash:ip && "
+                      "iptables -t nat -A POSTROUTING -s 10.99.9.0/24 -j MASQUERADE")
+                  .ok());
   world_->StopAgent(1, SIGTERM);
   for (int run = 0; run < 2; ++run) {
     auto out = world_->RunAgentOnce(1, {"--cleanup-config"});
@@ -511,6 +760,14 @@ TEST_F(ProxyAgentVmTest, CleanupConfigRemovesOursOnlyAndIsIdempotent) {
   EXPECT_NE(left.find("-A -u 10.99.1.1:53"), std::string::npos) << "foreign service kept\n" << left;
   auto dummy = world_->NodeNs(1).Sh("ip link show kube-dummy-if");
   EXPECT_FALSE(dummy.ok()) << "kube-dummy-if removed";
+  auto sets = world_->NodeNs(1).Sh("ipset list -n");
+  ASSERT_TRUE(sets.ok()) << sets.error();
+  EXPECT_NE(sets->find("kr-test-foreign"), std::string::npos) << "foreign set kept: " << *sets;
+  EXPECT_EQ(sets->find("kube-router-svip"), std::string::npos) << "our sets removed: " << *sets;
+  auto nat = world_->NodeNs(1).Sh("iptables-save -t nat");
+  ASSERT_TRUE(nat.ok()) << nat.error();
+  EXPECT_NE(nat->find("-s 10.99.9.0/24 -j MASQUERADE"), std::string::npos) << *nat;
+  EXPECT_EQ(nat->find("--vmethod MASQ"), std::string::npos) << "our SNAT removed: " << *nat;
   world_->StartAgent(1);
   EXPECT_TRUE(world_->WaitIpvs(1, "TCP  10.96.1.12:80")) << "back after a restart";
 }

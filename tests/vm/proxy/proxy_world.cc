@@ -1,5 +1,11 @@
 #include "vm/proxy/proxy_world.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -24,6 +30,58 @@ std::string Quote(const std::string& s) { return "\"" + s + "\""; }
 
 std::string NamespaceOf(const std::string& key) { return key.substr(0, key.find('/')); }
 std::string NameOf(const std::string& key) { return key.substr(key.find('/') + 1); }
+
+std::vector<std::string> Words(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// The collection path of a kind in a namespace.
+Result<std::string> CollectionPath(const std::string& kind, const std::string& ns) {
+  if (kind == "Service" || kind == "service") return "/api/v1/namespaces/" + ns + "/services";
+  if (kind == "Pod" || kind == "pod") return "/api/v1/namespaces/" + ns + "/pods";
+  if (kind == "EndpointSlice" || kind == "endpointslice") {
+    return "/apis/discovery.k8s.io/v1/namespaces/" + ns + "/endpointslices";
+  }
+  return Status::Error("no API path for kind " + kind);
+}
+
+// "Service", "EndpointSlice", "Pod" whatever the spelling ("service", "endpointslice").
+std::string CanonicalKind(const std::string& kind) {
+  if (kind == "service" || kind == "services") return "Service";
+  if (kind == "endpointslice" || kind == "endpointslices") return "EndpointSlice";
+  if (kind == "pod" || kind == "pods") return "Pod";
+  return kind;
+}
+
+// "Kind/namespace/name" of one of our JSON objects (kind first, metadata with namespace then
+// name, as ServiceJson/SliceJson write them); "" when it does not look like one.
+std::string ObjectKey(const std::string& json) {
+  std::smatch kind, meta;
+  if (!std::regex_search(json, kind, std::regex(R"re("kind":"([A-Za-z]+)")re")) ||
+      !std::regex_search(json, meta, std::regex(R"re("namespace":"([^"]+)","name":"([^"]+)")re"))) {
+    return "";
+  }
+  return CanonicalKind(kind[1].str()) + "/" + meta[1].str() + "/" + meta[2].str();
+}
+
+constexpr size_t kMaxApiResponse = 4 << 20;
+constexpr auto kApiDeadline = 20s;
+
+// Waits for `events` until the deadline; false on timeout or error.
+bool WaitReady(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    int r = poll(&p, 1, static_cast<int>(left.count()));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
 
 }  // namespace
 
@@ -51,25 +109,16 @@ std::string SliceJson(const std::string& ns, const std::string& name, const std:
 }
 
 ProxyWorld::ProxyWorld(ProxyWorldOptions options) : options_(std::move(options)) {
+  // kubectl's first start in the guest reads its ~50 MB binary over 9p and initialises the Go
+  // runtime: tens of seconds of emulation. A client-only run while the namespaces are built pays
+  // that beside the set-up; the warm-up in Start() then only does API discovery.
+  preload_ = std::thread([] {
+    (void)Exec({"kubectl", "version", "--client"}, "", ExecOptions{.timeout = 180s});
+  });
   net_ = std::make_unique<PodNetwork>(options_.prefix, options_.dual_stack);
   for (int i = 0; i < options_.nodes; ++i) net_->AddNode("node" + std::to_string(i));
   client_ = std::make_unique<Netns>(options_.prefix + "c");
-  Netns& hub = *net_->nodes()[0].ns;
-  Must(ExecChecked({"ip", "link", "add", "kr-client", "netns", hub.name(), "type", "veth", "peer",
-                    "name", "eth0", "netns", client_->name()}),
-       "client link");
-  Must(hub.Sh("ip addr add 192.0.2.1/24 dev kr-client && ip link set kr-client up"), "hub side");
-  Must(client_->Sh("ip addr add 192.0.2.9/24 dev eth0 && ip link set eth0 up && "
-                   "ip route add default via 192.0.2.1"),
-       "client side");
-  if (options_.dual_stack) {
-    Must(client_->Sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.accept_dad=0"),
-         "client IPv6");
-    Must(hub.Sh("ip -6 addr add fd00:192::1/64 dev kr-client nodad"), "hub IPv6");
-    Must(client_->Sh("ip -6 addr add fd00:192::9/64 dev eth0 nodad && "
-                     "ip -6 route add default via fd00:192::1"),
-         "client IPv6 route");
-  }
+  net_->AttachExternalClient(0, *client_, "kr-client", options_.dual_stack);
   for (int i = 1; i < options_.nodes; ++i) {
     const std::string via = "10.70." + std::to_string(i) + ".1";
     Must(NodeNs(i).Sh("ip route add 192.0.2.0/24 via " + via), "route to the client");
@@ -78,16 +127,25 @@ ProxyWorld::ProxyWorld(ProxyWorldOptions options) : options_(std::move(options))
            "IPv6 route to the client");
     }
   }
+  Stamp("namespaces built");
 }
 
 ProxyWorld::~ProxyWorld() {
+  if (preload_.joinable()) preload_.join();
   agents_.clear();
   api_.reset();
 }
 
 PodNetwork::Pod& ProxyWorld::AddPod(int node, const std::string& key) {
   pod_keys_.push_back(key);
-  return net_->AddPod(node, key);
+  PodNetwork::Pod& pod = net_->AddPod(node, key);
+  // kube-router's CNI conf has "hairpinMode": true, so the bridge plugin turns hairpin on for
+  // every pod's port. Hairpin Services need it: with br_netfilter the un-SNATed reply of a pod
+  // talking to itself through a VIP is bridged straight back out of the port it came in on.
+  Must(ExecChecked({"ip", "-n", NodeNs(node).name(), "link", "set", pod.host_link, "type",
+                    "bridge_slave", "hairpin", "on"}),
+       "hairpin on " + pod.host_link);
+  return pod;
 }
 
 std::string ProxyWorld::NodeIp(int node) const {
@@ -119,13 +177,14 @@ void ProxyWorld::Start() {
     const auto& pod = net_->pod(key);
     std::string ips = R"({"ip":)" + Quote(pod.ip) + "}" +
                       (pod.ip6.empty() ? "" : R"(,{"ip":)" + Quote(pod.ip6) + "}");
-    manifests
-        << R"(,{"apiVersion":"v1","kind":"Pod","metadata":{"namespace":)" << Quote(NamespaceOf(key))
-        << R"(,"name":)" << Quote(NameOf(key)) << R"(,"labels":{"app":)" << Quote(NameOf(key))
-        << R"(}},"spec":{"nodeName":)" << Quote(net_->nodes()[pod.node].name)
-        << R"(,"terminationGracePeriodSeconds":30,"containers":[{"name":"c","image":"none"}]},)"
-        << R"("status":{"phase":"Running","hostIP":)" << Quote(NodeIp(pod.node)) << R"(,"podIP":)"
-        << Quote(pod.ip) << R"(,"podIPs":[)" << ips << "]}}";
+    manifests << R"(,{"apiVersion":"v1","kind":"Pod","metadata":{"namespace":)"
+              << Quote(NamespaceOf(key)) << R"(,"name":)" << Quote(NameOf(key))
+              << R"(,"labels":{"app":)" << Quote(NameOf(key)) << R"(}},"spec":{"nodeName":)"
+              << Quote(net_->nodes()[pod.node].name) << R"(,"terminationGracePeriodSeconds":)"
+              << (options_.grace_periods.count(key) ? options_.grace_periods.at(key) : 30)
+              << R"(,"containers":[{"name":"c","image":"none"}]},)"
+              << R"("status":{"phase":"Running","hostIP":)" << Quote(NodeIp(pod.node))
+              << R"(,"podIP":)" << Quote(pod.ip) << R"(,"podIPs":[)" << ips << "]}}";
   }
   manifests << "]}";
   manifests.close();
@@ -147,6 +206,8 @@ void ProxyWorld::Start() {
     throw std::runtime_error("no port in kubeconfig: " + config);
   }
   api_url_ = "http://127.0.0.1:" + m[1].str();
+  api_port_ = std::stoi(m[1].str());
+  Stamp("fake-apiserver up");
   for (int i = 0; i < options_.nodes; ++i) {
     std::string node_config = config;
     if (i > 0) {
@@ -157,10 +218,19 @@ void ProxyWorld::Start() {
     agents_.push_back(nullptr);
     StartAgent(i);
   }
+  Stamp("agents started");
+  if (preload_.joinable()) preload_.join();
+  Stamp("kubectl loaded");
   // kubectl's first run in the emulated guest (API discovery, a cold cache) takes tens of
-  // seconds; pay it here, not inside a test's first change.
+  // seconds; pay it here, not inside a test's first change (the agents start meanwhile).
   auto warm = Kubectl("get nodes");
   if (!warm.ok()) throw std::runtime_error("kubectl cannot reach fake-apiserver: " + warm.error());
+  Stamp("kubectl warm");
+}
+
+void ProxyWorld::Stamp(const std::string& what) const {
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - born_).count();
+  std::fprintf(stderr, "[+%.1fs] %s\n", s, what.c_str());
 }
 
 std::vector<std::string> ProxyWorld::AgentArgv(int node,
@@ -180,6 +250,9 @@ std::vector<std::string> ProxyWorld::AgentArgv(int node,
     argv.push_back("--service-cluster-ip-range=fd00:96::/108");
   }
   for (const auto& f : options_.agent_flags) argv.push_back(f);
+  if (node < static_cast<int>(options_.node_flags.size())) {
+    for (const auto& f : options_.node_flags[node]) argv.push_back(f);
+  }
   for (const auto& f : extra) argv.push_back(f);
   return argv;
 }
@@ -212,8 +285,11 @@ Result<std::string> ProxyWorld::RunAgentOnce(int node, const std::vector<std::st
 }
 
 Result<std::string> ProxyWorld::Kubectl(const std::string& args, const std::string& input) {
-  auto r = Exec(NodeNs(0).Wrap({"sh", "-c", "kubectl " + args}), input,
-                ExecOptions{.timeout = 180s, .env = {{"KUBECONFIG", kubeconfig_hub_}}});
+  std::vector<std::string> argv = Words("kubectl " + args);
+  // Started from a thread inside node 0: no `ip netns exec` and shell in front of it.
+  ScopedNetns inside(NodeNs(0).name());
+  auto r =
+      Exec(argv, input, ExecOptions{.timeout = 180s, .env = {{"KUBECONFIG", kubeconfig_hub_}}});
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) return Status::Error("kubectl " + args + ": " + r->err);
   return r->out;
@@ -226,6 +302,13 @@ Status ProxyWorld::Put(const std::string& json) {
 }
 
 Status ProxyWorld::PutOnce(const std::string& json) {
+  // An object this world wrote before is replaced at once: one kubectl run, not two.
+  const std::string key = ObjectKey(json);
+  if (!key.empty() && written_.count(key) > 0) {
+    auto replaced = Kubectl("replace --validate=false -f -", json);
+    return replaced.ok() ? Status::Ok() : replaced.status();
+  }
+  if (!key.empty()) written_.insert(key);
   auto created = Kubectl("create --validate=false -f -", json);
   if (created.ok()) return Status::Ok();
   if (created.error().find("AlreadyExists") == std::string::npos &&
@@ -237,19 +320,121 @@ Status ProxyWorld::PutOnce(const std::string& json) {
 }
 
 Status ProxyWorld::Delete(const std::string& kind, const std::string& ns, const std::string& name) {
+  written_.erase(CanonicalKind(kind) + "/" + ns + "/" + name);
   auto r = Kubectl("delete " + kind + " -n " + ns + " " + name);
   return r.ok() ? Status::Ok() : r.status();
 }
 
 std::string ProxyWorld::Ipvsadm(int node, const std::string& args) {
-  auto out = NodeNs(node).Sh("ipvsadm " + args);
+  std::vector<std::string> argv = Words("ipvsadm " + args);
+  ScopedNetns inside(NodeNs(node).name());  // one process, not ip netns exec + sh + ipvsadm
+  auto out = ExecChecked(argv);
   return out.ok() ? *out : "ipvsadm failed: " + out.error();
 }
 
 bool ProxyWorld::WaitIpvs(int node, const std::string& wanted, bool present,
                           std::chrono::milliseconds timeout) {
-  return WaitFor([&] { return (Ipvsadm(node).find(wanted) != std::string::npos) == present; },
-                 timeout);
+  // Every look is a process start, which on the one emulated CPU competes with the agent being
+  // waited for: look every 100 ms, not every 20.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if ((Ipvsadm(node).find(wanted) != std::string::npos) == present) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+Result<std::pair<int, std::string>> ProxyWorld::ApiRequest(const std::string& method,
+                                                           const std::string& path,
+                                                           const std::string& body) {
+  return LoopbackHttp(0, api_port_, method, path, body);
+}
+
+Result<std::string> ProxyWorld::Metrics(int node, int port) {
+  auto r = LoopbackHttp(node, port, "GET", "/metrics", "");
+  if (!r.ok()) return r.status();
+  if (r->first != 200) return Status::Error("/metrics: HTTP " + std::to_string(r->first));
+  return r->second;
+}
+
+Result<std::pair<int, std::string>> ProxyWorld::LoopbackHttp(int node, int port,
+                                                             const std::string& method,
+                                                             const std::string& path,
+                                                             const std::string& body) {
+  const auto deadline = std::chrono::steady_clock::now() + kApiDeadline;
+  int fd;
+  {
+    ScopedNetns inside(NodeNs(node).name());
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  }
+  if (fd < 0) return Status::Error("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string request = method + " " + path +
+                              " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " +
+                              std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  std::string response;
+  bool sent = false;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 || errno == EINPROGRESS) {
+    size_t off = 0;
+    while (off < request.size() && WaitReady(fd, POLLOUT, deadline)) {
+      ssize_t n = send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) break;
+      if (n > 0) off += static_cast<size_t>(n);
+    }
+    sent = off == request.size();
+  }
+  while (sent && response.size() < kMaxApiResponse && WaitReady(fd, POLLIN, deadline)) {
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  int code = 0;
+  if (std::sscanf(response.c_str(), "HTTP/1.%*d %d", &code) != 1) {
+    return Status::Error(method + " " + path + ": no HTTP answer (" + response.substr(0, 80) + ")");
+  }
+  const size_t head_end = response.find("\r\n\r\n");
+  return std::make_pair(code, head_end == std::string::npos ? "" : response.substr(head_end + 4));
+}
+
+Status ProxyWorld::Apply(const std::string& json) {
+  std::smatch kind, meta;
+  if (!std::regex_search(json, kind, std::regex(R"re("kind":"([A-Za-z]+)")re")) ||
+      !std::regex_search(json, meta, std::regex(R"re("namespace":"([^"]+)","name":"([^"]+)")re"))) {
+    return Status::Error("Apply: no kind/namespace/name in " + json.substr(0, 120));
+  }
+  written_.insert(ObjectKey(json));
+  auto collection = CollectionPath(kind[1].str(), meta[1].str());
+  if (!collection.ok()) return collection.status();
+  auto created = ApiRequest("POST", *collection, json);
+  if (!created.ok()) return created.status();
+  if (created->first == 201) return Status::Ok();
+  if (created->first != 409) {
+    return Status::Error("POST " + *collection + ": " + std::to_string(created->first) + " " +
+                         created->second);
+  }
+  auto replaced = ApiRequest("PUT", *collection + "/" + meta[2].str(), json);
+  if (!replaced.ok()) return replaced.status();
+  if (replaced->first == 200) return Status::Ok();
+  return Status::Error("PUT " + *collection + "/" + meta[2].str() + ": " +
+                       std::to_string(replaced->first) + " " + replaced->second);
+}
+
+Status ProxyWorld::Remove(const std::string& kind, const std::string& ns, const std::string& name) {
+  written_.erase(CanonicalKind(kind) + "/" + ns + "/" + name);
+  auto collection = CollectionPath(kind, ns);
+  if (!collection.ok()) return collection.status();
+  auto deleted = ApiRequest("DELETE", *collection + "/" + name, "");
+  if (!deleted.ok()) return deleted.status();
+  if (deleted->first == 200) return Status::Ok();
+  return Status::Error("DELETE " + *collection + "/" + name + ": " +
+                       std::to_string(deleted->first) + " " + deleted->second);
 }
 
 }  // namespace kr::testing
