@@ -196,6 +196,25 @@ Result<std::unique_ptr<Controller>> MakeAgentServicesController(const Options& o
   controller->AddExtension(MakeHealthCheckExtension());
   if (metrics) controller->AddExtension(MakeMetricsExtension(*metrics, *owner->scrape_ipvs));
   if (owner->conntrack) controller->AddExtension(MakeConntrackExtension(owner->conntrack.get()));
+  // DSR (kube-router.io/service.dsr=tunnel). Without this extension the builder's dsr-marked
+  // services would be programmed as ordinary masquerading ones (found by the agent guest test).
+  auto rules = netlink::MakeNetlinkRuleTable();
+  if (!rules.ok()) return rules.status();
+  owner->rules = std::move(*rules);
+  auto dsr_routes = netlink::MakeNetlinkRouteTable();
+  if (!dsr_routes.ok()) return dsr_routes.status();
+  owner->dsr_routes = std::move(*dsr_routes);
+  owner->pods = netlink::MakeProcPodNetns();
+  DsrDataplane dsr{owner->ipvs.get(),
+                   owner->rules.get(),
+                   owner->dsr_routes.get(),
+                   owner->iptables_v4.get(),
+                   owner->iptables_v6.get(),
+                   owner->pods.get(),
+                   [](const netlink::PodNetnsContext&) { return netlink::MakeNetlinkLinks(); },
+                   [](const netlink::PodNetnsContext&) { return netlink::MakeProcSysctl(); }};
+  controller->AddExtension(
+      MakeDsrExtension(std::move(dsr), owner->links.get(), cluster, config->node_name));
   return std::unique_ptr<Controller>(std::move(controller));
 }
 
