@@ -299,6 +299,37 @@ class Kill9Soak : public ::testing::Test {
     return got == line;
   }
 
+  // The fresh start: both agents synced (pod chains, the other node's pod route), the state
+  // read until two polls agree, the verdicts right, the long-lived connection open.
+  void FreshStart(std::vector<std::string>* fresh_out) {
+    std::vector<std::string>& fresh = *fresh_out;
+    fresh.assign(2, "");
+    for (int i = 0; i < 2; ++i) {
+      bool synced = WaitFor(
+          [&] {
+            std::string s = KernelState(*net_->nodes()[i].ns);
+            return Healthy(i) && s.find("KUBE-POD-FW-") != std::string::npos &&
+                   s.find(net_->nodes()[1 - i].pod_cidr) != std::string::npos;
+          },
+          kConverge);
+      ASSERT_TRUE(synced) << "node " << i << ":\n" << KernelState(*net_->nodes()[i].ns);
+      std::string previous;
+      ASSERT_TRUE(WaitFor(
+          [&] {
+            fresh[i] = KernelState(*net_->nodes()[i].ns);
+            bool same = fresh[i] == previous;  // two polls agree: nothing still moving
+            previous = fresh[i];
+            return same;
+          },
+          kConverge));
+    }
+    std::string mismatches;
+    ASSERT_TRUE(WaitFor([&] { return (mismatches = VerdictMismatches()).empty(); }, kConverge))
+        << mismatches;
+    OpenLongLivedConnection();
+    ASSERT_TRUE(Echoes("fresh", 10s));
+  }
+
   const std::vector<std::string> kPods = {"sk-a/a0", "sk-a/a1", "sk-b/b0", "sk-b/b1"};
   TempDir dir_;
   std::unique_ptr<PodNetwork> net_;
@@ -318,33 +349,9 @@ TEST_F(Kill9Soak, RestartsAtRandomPointsConvergeToTheFreshStateAndKeepConnection
   std::mt19937_64 rng(seed);
   auto uniform = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
 
-  // The fresh start: both agents synced (pod chains, the other node's pod route), then the
-  // state read until two reads agree.
-  std::vector<std::string> fresh(2);
-  for (int i = 0; i < 2; ++i) {
-    bool synced = WaitFor(
-        [&] {
-          std::string s = KernelState(*net_->nodes()[i].ns);
-          return Healthy(i) && s.find("KUBE-POD-FW-") != std::string::npos &&
-                 s.find(net_->nodes()[1 - i].pod_cidr) != std::string::npos;
-        },
-        kConverge);
-    ASSERT_TRUE(synced) << "node " << i << ":\n" << KernelState(*net_->nodes()[i].ns);
-    std::string previous;
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          fresh[i] = KernelState(*net_->nodes()[i].ns);
-          bool same = fresh[i] == previous;  // two polls agree: nothing still moving
-          previous = fresh[i];
-          return same;
-        },
-        kConverge));
-  }
+  std::vector<std::string> fresh;
+  ASSERT_NO_FATAL_FAILURE(FreshStart(&fresh));
   std::string mismatches;
-  ASSERT_TRUE(WaitFor([&] { return (mismatches = VerdictMismatches()).empty(); }, kConverge))
-      << mismatches;
-  OpenLongLivedConnection();
-  ASSERT_TRUE(Echoes("fresh", 10s));
 
   for (uint64_t round = 0; round < rounds; ++round) {
     int mode = uniform(3);
@@ -394,6 +401,64 @@ TEST_F(Kill9Soak, RestartsAtRandomPointsConvergeToTheFreshStateAndKeepConnection
         << mismatches;
     EXPECT_TRUE(Echoes("round-" + std::to_string(round), 20s))
         << "the established connection did not survive";
+  }
+}
+
+// The API side of the storm through the real binary (the in-process storm with every fault is
+// k8s_fault_storm_unit_test): while both agents run, a NetworkPolicy is created and deleted
+// around seeded API faults (410 in-stream and as HTTP status after a compaction, watches cut,
+// lists and watches cut mid-body, 500s and 429s on lists and watches). Every round must end
+// with the kernel state of the fresh start: a delete lost across a relist would leave the
+// policy's chain and set behind. The agents keep client-go's backoff (up to 60 s).
+TEST_F(Kill9Soak, ApiFaultsLeaveNoStaleRules) {
+  const uint64_t seed = EnvOr("KR_SOAK_SEED", kCiSeed);
+  const uint64_t rounds = EnvOr("KR_API_STORM_ROUNDS", 6);
+  std::cout << "API storm: KR_SOAK_SEED=" << seed << " KR_API_STORM_ROUNDS=" << rounds << std::endl;
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> fresh;
+  ASSERT_NO_FATAL_FAILURE(FreshStart(&fresh));
+  const std::vector<std::pair<const char*, std::vector<std::string>>> faults = {
+      {"410 in-stream", {"expire-watches"}},
+      {"410 as HTTP status", {"settings?goneAsHttpStatus", "compact", "drop-watches"}},
+      {"watches cut", {"drop-watches"}},
+      {"lists and watches cut mid-body", {"fail?count=6&code=0&match=GET%20", "expire-watches"}},
+      {"500s", {"fail?count=8&code=500&match=GET%20", "drop-watches"}},
+      {"429 with Retry-After", {"fail?count=6&code=429&retryAfter=1&match=GET%20", "drop-watches"}},
+  };
+  std::vector<size_t> order(faults.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto inject = [&](size_t f) {
+    for (const auto& step : faults[f].second) {
+      if (step == "settings?goneAsHttpStatus")
+        Api("POST", "/_fake/settings", R"({"goneAsHttpStatus":true})");
+      else
+        Api("POST", "/_fake/" + step);
+    }
+  };
+  for (uint64_t round = 0; round < rounds; ++round) {
+    if (round % faults.size() == 0) std::shuffle(order.begin(), order.end(), rng);
+    size_t first = order[round % faults.size()], second = rng() % faults.size();
+    std::string what = "round " + std::to_string(round) + ": " + faults[first].first +
+                       ", policy deleted, then " + faults[second].first;
+    std::cout << "API storm: " << what << std::endl;
+    SCOPED_TRACE(what);
+    std::string name = "tmp-" + std::to_string(round);
+    Api("POST", "/apis/networking.k8s.io/v1/namespaces/sk-b/networkpolicies",
+        json{{"metadata", {{"name", name}}},
+             {"spec", {{"podSelector", json::object()}, {"policyTypes", {"Ingress"}}}}}
+            .dump());
+    inject(first);
+    Api("DELETE", "/apis/networking.k8s.io/v1/namespaces/sk-b/networkpolicies/" + name);
+    inject(second);
+    std::string diff;
+    ASSERT_TRUE(WaitFor([&] { return Converged(fresh, &diff); }, 90s))
+        << diff << "(KR_SOAK_SEED=" << seed << ")";
+    Api("POST", "/_fake/settings", R"({"goneAsHttpStatus":false})");
+    Api("POST", "/_fake/fail?count=0");
+    std::string mismatches;
+    ASSERT_TRUE(WaitFor([&] { return (mismatches = VerdictMismatches()).empty(); }, 20s))
+        << mismatches;
+    EXPECT_TRUE(Echoes("round-" + std::to_string(round), 20s));
   }
 }
 
