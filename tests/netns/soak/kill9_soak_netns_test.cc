@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -425,6 +426,23 @@ TEST_F(Kill9Soak, ApiFaultsLeaveNoStaleRules) {
       {"500s", {"fail?count=8&code=500&match=GET%20", "drop-watches"}},
       {"429 with Retry-After", {"fail?count=6&code=429&retryAfter=1&match=GET%20", "drop-watches"}},
   };
+  // What each agent holds after its start; the storm must not make it grow.
+  auto usage = [&](int i) {
+    std::string proc = "/proc/" + std::to_string(agents_[i]->pid());
+    auto count = [](const std::string& dir) {
+      std::error_code ec;
+      long n = 0;
+      for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+        ++n;
+      return n;
+    };
+    long rss = 0;
+    std::ifstream status(proc + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("VmRSS:", 0) == 0) rss = std::atol(line.c_str() + 6);
+    return std::array<long, 3>{count(proc + "/fd"), count(proc + "/task"), rss};
+  };
+  const std::array<std::array<long, 3>, 2> before = {usage(0), usage(1)};
   std::vector<size_t> order(faults.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   auto inject = [&](size_t f) {
@@ -459,6 +477,16 @@ TEST_F(Kill9Soak, ApiFaultsLeaveNoStaleRules) {
     ASSERT_TRUE(WaitFor([&] { return (mismatches = VerdictMismatches()).empty(); }, 20s))
         << mismatches;
     EXPECT_TRUE(Echoes("round-" + std::to_string(round), 20s));
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto after = usage(i);
+    std::cout << "agent " << i << ": descriptors " << before[i][0] << " -> " << after[0]
+              << ", threads " << before[i][1] << " -> " << after[1] << ", RSS " << before[i][2]
+              << " -> " << after[2] << " KiB" << std::endl;
+    // One connection and one watchdog thread per open watch (six kinds), whatever happened.
+    EXPECT_LE(after[0], before[i][0] + 8) << "agent " << i << " leaks descriptors";
+    EXPECT_LE(after[1], before[i][1] + 8) << "agent " << i << " leaks threads";
+    EXPECT_LT(after[2] - before[i][2], 32 * 1024) << "agent " << i << " keeps growing";
   }
 }
 
