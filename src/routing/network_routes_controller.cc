@@ -133,11 +133,20 @@ Status NetworkRoutesController::FullSync(SyncReason reason) {
   std::vector<NodeInfo> all_nodes;  // every node: their addresses are never masqueraded
   std::optional<NodeInfo> self;
   std::set<std::string> present;
-  ++node_list_reads_;
+  // Every node's addresses and pod CIDRs (nodes without a pod CIDR included), for the import
+  // filter and the tunnels: from the same, single read of the Node list.
+  std::set<IpAddress> node_addresses;
+  std::map<IpPrefix, std::set<IpAddress>> pod_cidr_owners;
   for (const auto& node : cluster_->nodes.List()) {
     ParsedNode parsed = ParseNode(*node);
     LogNodeProblems(parsed.info.name, parsed.problems);
     present.insert(parsed.info.name);
+    std::set<IpAddress> addresses;
+    for (const auto& address : node->addresses) {
+      if (auto ip = IpAddress::Parse(address.address)) addresses.insert(*ip);
+    }
+    node_addresses.insert(addresses.begin(), addresses.end());
+    for (const auto& cidr : parsed.info.pod_cidrs) pod_cidr_owners[cidr] = addresses;
     if (parsed.info.name == config_.node_name) self = parsed.info;
     all_nodes.push_back(parsed.info);
     if (parsed.info.pod_cidrs.empty() && parsed.info.name != config_.node_name) {
@@ -183,23 +192,7 @@ Status NetworkRoutesController::FullSync(SyncReason reason) {
   policy->import.service_vips = AllServiceVips(services);
   policy->import.reject = self->custom_import_reject;
   policy->import.service_ranges = config_.service_ranges;
-  // Every node's addresses and pod CIDRs (nodes without a pod CIDR included).
-  std::set<IpAddress> node_addresses;
-  std::map<std::string, const NodeInfo*> by_name;
-  for (const auto& info : all_nodes) by_name[info.name] = &info;
-  ++node_list_reads_;
-  for (const auto& node : cluster_->nodes.List()) {
-    std::set<IpAddress> addresses;
-    for (const auto& address : node->addresses) {
-      if (auto ip = IpAddress::Parse(address.address)) addresses.insert(*ip);
-    }
-    node_addresses.insert(addresses.begin(), addresses.end());
-    if (auto info = by_name.find(node->meta.name); info != by_name.end()) {
-      for (const auto& cidr : info->second->pod_cidrs) {
-        policy->import.pod_cidr_owners[cidr] = addresses;
-      }
-    }
-  }
+  policy->import.pod_cidr_owners = std::move(pod_cidr_owners);
   policy->import.node_addresses = node_addresses;
   synced_node_addresses_ = node_addresses;  // where routes-only syncs may build tunnels to
   // This node's directly connected subnets (one route dump, shared with the kernel sync).

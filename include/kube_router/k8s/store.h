@@ -3,6 +3,8 @@
 // long as it likes; List() returns a consistent snapshot of the whole store.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,6 +65,7 @@ class Store {
   }
 
   std::vector<Ptr> List() const {
+    list_calls_.fetch_add(1, std::memory_order_relaxed);
     std::shared_lock lock(mu_);
     std::vector<Ptr> out;
     out.reserve(items_.size());
@@ -95,6 +98,9 @@ class Store {
     return items_.size();
   }
 
+  // How many times List() was called: lets tests prove how often a sync reads a whole kind.
+  uint64_t ListCalls() const { return list_calls_.load(std::memory_order_relaxed); }
+
  private:
   struct IndexData {
     IndexFunc fn;
@@ -118,6 +124,7 @@ class Store {
   }
 
   mutable std::shared_mutex mu_;
+  mutable std::atomic<uint64_t> list_calls_{0};
   std::unordered_map<std::string, Ptr> items_;
   std::map<std::string, IndexData> indexes_;
 };

@@ -70,9 +70,6 @@ class NetworkRoutesController : public Controller {
   // (served over HTTP by the app, see src/app/endpoints.h).
   std::string StatusJson() const;
 
-  // How many times a Sync listed every Node: a learned or withdrawn path must not.
-  uint64_t node_list_reads() const { return node_list_reads_; }
-
  private:
   // What the speaker-thread callbacks read; replaced as a whole by Sync.
   struct PolicyState {
@@ -127,7 +124,6 @@ class NetworkRoutesController : public Controller {
   bool full_sync_pending_ = true;
   std::optional<NodeInfo> synced_self_;        // this node as the last full sync saw it
   std::set<IpAddress> synced_node_addresses_;  // every node's addresses, ditto
-  uint64_t node_list_reads_ = 0;
 
   // Shared with the speaker thread and StatusJson().
   mutable std::mutex shared_mu_;

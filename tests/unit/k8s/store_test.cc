@@ -40,7 +40,9 @@ TEST(StoreTest, IndexesFollowUpdatesAndRemovals) {
 TEST(StoreTest, ListIsASnapshotThatOutlivesWrites) {
   Store<Pod> pods;
   pods.Upsert("x/a", MakePod("x", "a", "n"));
+  EXPECT_EQ(pods.ListCalls(), 0u);
   auto snapshot = pods.List();
+  EXPECT_EQ(pods.ListCalls(), 1u);  // counted: tests prove how often a sync reads a kind
   pods.Remove("x/a");
   ASSERT_EQ(snapshot.size(), 1u);
   EXPECT_EQ(snapshot[0]->meta.name, "a");  // still valid: objects are shared and immutable

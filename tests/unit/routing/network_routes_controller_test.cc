@@ -236,7 +236,7 @@ TEST_F(RoutesControllerTest, LearnedPathsBecomeKernelRoutesDirectOrThroughTunnel
 
 TEST_F(RoutesControllerTest, APathEventReprogramsRoutesAndTunnelsOnly) {
   SyncOk(SyncReason::kStartup);
-  const uint64_t node_reads = Controller().node_list_reads();
+  const uint64_t node_reads = cluster_->nodes.ListCalls();
   const int netfilter_calls = NetfilterCalls();
   ASSERT_GT(node_reads, 0u);
   ASSERT_GT(netfilter_calls, 0);
@@ -266,7 +266,7 @@ TEST_F(RoutesControllerTest, APathEventReprogramsRoutesAndTunnelsOnly) {
   EXPECT_TRUE(Tunnels().empty());
 
   EXPECT_EQ(NetfilterCalls(), netfilter_calls);  // no ipset / iptables-save process
-  EXPECT_EQ(Controller().node_list_reads(), node_reads);
+  EXPECT_EQ(cluster_->nodes.ListCalls(), node_reads);
   EXPECT_EQ(keys(speaker_->peers()), peers);  // n2 still peered on its old address
   EXPECT_EQ(keys(speaker_->paths()), paths);
 }
@@ -276,20 +276,21 @@ TEST_F(RoutesControllerTest, PeriodicAndApiEventSyncsStayFull) {
   speaker_->Announce(Ip("192.0.2.2"), Cidr("10.1.2.0/24"), Ip("192.0.2.2"));
   SyncOk();
   const int netfilter_calls = NetfilterCalls();
-  const uint64_t per_full_sync = Controller().node_list_reads();  // the startup sync's
-  ASSERT_GT(per_full_sync, 0u);
+  const uint64_t per_full_sync = cluster_->nodes.ListCalls();  // the startup sync's
+  // One read of the Node list serves peers, routes, pod egress and the import filter.
+  ASSERT_EQ(per_full_sync, 1u);
 
   // Periodic: nodes re-read, ipsets listed, nat table read, even with nothing to change.
   ipset_.sets()[kNodeIpsSet].entries.clear();  // drift only a full sync repairs
   SyncOk(SyncReason::kPeriodic);
-  EXPECT_EQ(Controller().node_list_reads(), 2 * per_full_sync);
+  EXPECT_EQ(cluster_->nodes.ListCalls(), 2 * per_full_sync);
   EXPECT_GE(counted_ipset_.calls + counted_iptables_.calls, netfilter_calls + 3);
   EXPECT_TRUE(ipset_.sets()[kNodeIpsSet].entries.count({"198.51.100.3", false}));
 
   // An API event makes the next requested sync full.
   AddNode(MakeNode("n4", "192.0.2.4", "10.1.4.0/24"));
   SyncOk();
-  EXPECT_EQ(Controller().node_list_reads(), 3 * per_full_sync);
+  EXPECT_EQ(cluster_->nodes.ListCalls(), 3 * per_full_sync);
   EXPECT_TRUE(speaker_->peers().count(Ip("192.0.2.4")));
   EXPECT_TRUE(ipset_.sets()[kPodSubnetsSet].entries.count({"10.1.4.0/24", false}));
 
@@ -298,7 +299,7 @@ TEST_F(RoutesControllerTest, PeriodicAndApiEventSyncsStayFull) {
   speaker_->Announce(Ip("192.0.2.4"), Cidr("10.1.4.0/24"), Ip("192.0.2.4"));
   SyncOk();
   EXPECT_EQ(NetfilterCalls(), calls);
-  EXPECT_EQ(Controller().node_list_reads(), 3 * per_full_sync);
+  EXPECT_EQ(cluster_->nodes.ListCalls(), 3 * per_full_sync);
   EXPECT_EQ(OurRoutes().size(), 2u);
 
   // A full sync that failed is repeated in full by the next request, not skipped.
@@ -309,7 +310,7 @@ TEST_F(RoutesControllerTest, PeriodicAndApiEventSyncsStayFull) {
   calls = NetfilterCalls();
   SyncOk();
   EXPECT_GT(NetfilterCalls(), calls);
-  EXPECT_EQ(Controller().node_list_reads(), 5 * per_full_sync);
+  EXPECT_EQ(cluster_->nodes.ListCalls(), 5 * per_full_sync);
   EXPECT_TRUE(ipset_.sets()[kPodSubnetsSet].entries.count({"10.1.5.0/24", false}));
   EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2"}));
 }
