@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "interim_bound.h"
-#include "kube_router/k8s/dns.h"
 #include "kube_router/k8s/gzip.h"
+#include "kube_router/net/dns.h"
 
 namespace kr::k8s {
 namespace {
@@ -206,7 +206,7 @@ Result<std::vector<IpAddress>> ResolveHost(const std::string& host, const std::s
   }
   if (!out.empty()) return out;
   // Not a local name: ask the nameservers directly (no NSS in a static binary).
-  auto dns = QueryDns(host, ReadNameservers(resolv_conf));
+  auto dns = net::QueryDns(host, net::ReadNameservers(resolv_conf));
   if (!dns.ok())
     return Status::Error(dns.error() + " (and not in " + hosts_file +
                          "); use an IP address in the server URL or add the name to " + hosts_file);

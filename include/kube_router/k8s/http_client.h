@@ -3,7 +3,7 @@
 // (`Connection: close`), TLS 1.2+ with CA verification (only the configured CA when one is
 // given), SNI and host/IP checks, client certificates, deadlines, cancellation, and streaming
 // of bodies for watches. Host names resolve from /etc/hosts, then by a direct DNS query
-// (dns.h), and the address is handed to httplib: the agent performs no NSS lookups (a static
+// (net/dns.h), and the address is handed to httplib: the agent performs no NSS lookups (a static
 // glibc binary cannot load NSS modules).
 // Limits (issue 16 item 6): the response head must be complete within 30 s (or the idle
 // timeout, if shorter); a whole response body is at most 128 MiB after decoding; a gzip body
@@ -38,7 +38,7 @@ struct Url {
 Result<Url> ParseUrl(const std::string& url);
 
 // Numeric addresses directly; names from `hosts_file` ("localhost" always works); otherwise
-// an A/AAAA query to the nameservers of `resolv_conf` (dns.h). Never NSS.
+// an A/AAAA query to the nameservers of `resolv_conf` (net/dns.h). Never NSS.
 Result<std::vector<IpAddress>> ResolveHost(const std::string& host,
                                            const std::string& hosts_file = "/etc/hosts",
                                            const std::string& resolv_conf = "/etc/resolv.conf");

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "kube_router/k8s/dns.h"
+#include "kube_router/net/dns.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +15,7 @@
 #include "kube_router/net/sockaddr.h"
 #include "kube_router/net/unique_fd.h"
 
-namespace kr::k8s {
+namespace kr::net {
 namespace {
 
 constexpr uint16_t kTypeA = 1;
@@ -174,4 +174,4 @@ Result<std::vector<IpAddress>> QueryDns(const std::string& name,
   return Status::Error("cannot resolve '" + name + "' via DNS: " + last_error);
 }
 
-}  // namespace kr::k8s
+}  // namespace kr::net

@@ -12,7 +12,7 @@
 #include "kube_router/base/ip.h"
 #include "kube_router/base/status.h"
 
-namespace kr::k8s {
+namespace kr::net {
 
 // "nameserver" entries of a resolv.conf file (addresses only; port 53 implied).
 std::vector<IpAddress> ReadNameservers(const std::string& resolv_conf);
@@ -29,4 +29,4 @@ std::string BuildDnsQuery(const std::string& name, uint16_t id, uint16_t qtype);
 // input or an error RCODE.
 Result<std::vector<IpAddress>> ParseDnsResponse(const std::string& packet, uint16_t id);
 
-}  // namespace kr::k8s
+}  // namespace kr::net
