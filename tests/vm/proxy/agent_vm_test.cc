@@ -619,7 +619,8 @@ TEST_F(ProxyAgentVmTest, TerminatingEndpointsServeOnlyWhenNoReadyOneExists) {
 }
 
 // Graceful termination on node1: the removed backend keeps weight 0 with its open connection
-// working, new connections avoid it, and it goes at the pod's grace period.
+// working, new connections avoid it, a return cancels the drain, and it goes at the pod's grace
+// period.
 TEST_F(ProxyAgentVmTest, GracefulTerminationKeepsAnOpenConnectionUntilTheGracePeriod) {
   ASSERT_OK(world_->Apply(SimpleService("grace", "10.96.1.15")));
   auto slice = [&](std::vector<SliceEndpoint> eps) {
@@ -632,7 +633,6 @@ TEST_F(ProxyAgentVmTest, GracefulTerminationKeepsAnOpenConnectionUntilTheGracePe
   TcpHolder held(client, "10.96.1.15", 80, kAskTimeout);
   ASSERT_TRUE(held.greeting().ok() && held.greeting().name == "g1") << held.greeting().ToString();
 
-  const auto removed_at = std::chrono::steady_clock::now();
   ASSERT_OK(slice({Ep(kC1)}));
   const std::string g1 = "-> " + world_->PodIp(kG1) + ":8080";
   // "  -> IP:PORT  Masq  WEIGHT  ACTIVE  INACTIVE": the weight of g1, -1 when absent.
@@ -656,6 +656,26 @@ TEST_F(ProxyAgentVmTest, GracefulTerminationKeepsAnOpenConnectionUntilTheGracePe
   EXPECT_TRUE(held.Alive(kAskTimeout)) << "the open connection keeps working while g1 drains";
   auto fresh = Spread(client, "10.96.1.15", 80, Proto::kTcp, 4);
   EXPECT_EQ(fresh["c1"], 4) << "new connections avoid the draining backend";
+  EXPECT_TRUE(held.Alive(kAskTimeout));
+  // g1 comes back while it drains: weight 1 again and its drain cancelled (the deadline below
+  // counts from the second removal), then it goes for good.
+  ASSERT_OK(slice({Ep(kG1), Ep(kC1)}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
+        return weight_of_g1(shown) == 1;
+      },
+      kProgrammed))
+      << "g1 back at weight 1: " << shown;
+  const auto removed_at = std::chrono::steady_clock::now();
+  ASSERT_OK(slice({Ep(kC1)}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
+        return weight_of_g1(shown) == 0;
+      },
+      kProgrammed))
+      << "g1 at weight 0 again: " << shown;
   EXPECT_TRUE(held.Alive(kAskTimeout));
   // The connection stays open, so only the deadline (g1's terminationGracePeriodSeconds, not the
   // 60 s --ipvs-graceful-period) removes it.
