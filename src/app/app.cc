@@ -194,6 +194,7 @@ int Run(const Options& options, const sigset_t& signals) {
     k8s::ConnectionOptions connection{options.master, options.kubeconfig};
     connection.exec_plugin_timeout = options.cache_sync_timeout;
     connection.cancel = &stopping;
+    connection.registry = &registry;
     // Connecting (which may run an exec credential plugin) and the first lists both happen on a
     // helper thread, within --cache-sync-timeout overall, so that a signal still ends the wait.
     auto deadline = std::chrono::steady_clock::now() + options.cache_sync_timeout;

@@ -146,10 +146,12 @@ std::string CollectionPath(ResourceKind kind) {
 }
 
 Informer::Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster* cluster,
-                   EventSink* sink, int page_size, BackoffParams backoff)
+                   EventSink* sink, metrics::Registry& registry, int page_size,
+                   BackoffParams backoff)
     : kind_(kind),
       client_(std::move(client)),
       sink_(sink),
+      registry_(registry),
       store_(MakeKindStore(kind, cluster)),
       page_size_(page_size),
       backoff_(backoff) {
@@ -189,9 +191,9 @@ bool Informer::Sleep(std::chrono::milliseconds d) {
 }
 
 metrics::Counter& Informer::MalformedCounter() {
-  return metrics::Registry::Default().GetCounter(
-      "kube_router_k8s_malformed_objects_total",
-      "API objects skipped because they could not be decoded", {{"kind", ResourceKindName(kind_)}});
+  return registry_.GetCounter("kube_router_k8s_malformed_objects_total",
+                              "API objects skipped because they could not be decoded",
+                              {{"kind", ResourceKindName(kind_)}});
 }
 
 void Informer::CountMalformed(const std::string& what) {

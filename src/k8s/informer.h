@@ -47,8 +47,9 @@ std::string CollectionPath(ResourceKind kind);
 
 class Informer {
  public:
+  // `registry` (where skipped objects are counted) must outlive the informer.
   Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster* cluster, EventSink* sink,
-           int page_size, BackoffParams backoff = {});
+           metrics::Registry& registry, int page_size, BackoffParams backoff = {});
   ~Informer();
 
   void Start();
@@ -88,6 +89,7 @@ class Informer {
   const ResourceKind kind_;
   const std::shared_ptr<ApiClient> client_;
   EventSink* const sink_;
+  metrics::Registry& registry_;
   const std::unique_ptr<KindStore> store_;
   const int page_size_;
   std::string last_rv_;

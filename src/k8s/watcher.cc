@@ -18,8 +18,10 @@ namespace {
 
 class InformerWatcher : public Watcher {
  public:
-  explicit InformerWatcher(std::vector<std::unique_ptr<Informer>> informers)
-      : informers_(std::move(informers)) {
+  // `own_registry` (may be null) is where the informers count when no registry was injected.
+  InformerWatcher(std::unique_ptr<metrics::Registry> own_registry,
+                  std::vector<std::unique_ptr<Informer>> informers)
+      : own_registry_(std::move(own_registry)), informers_(std::move(informers)) {
     for (auto& i : informers_) i->Start();
   }
   ~InformerWatcher() override { Stop(); }
@@ -64,6 +66,7 @@ class InformerWatcher : public Watcher {
   }
 
  private:
+  const std::unique_ptr<metrics::Registry> own_registry_;  // outlives the informers
   std::vector<std::unique_ptr<Informer>> informers_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -85,12 +88,19 @@ Result<std::unique_ptr<Watcher>> Watcher::Start(const ConnectionOptions& options
         "{} sets insecure-skip-tls-verify: the API server's certificate is not verified, so "
         "anyone on the path can impersonate it and feed this agent its rules",
         config->source);
+  std::unique_ptr<metrics::Registry> own_registry;
+  metrics::Registry* registry = options.registry;
+  if (registry == nullptr) {
+    own_registry = std::make_unique<metrics::Registry>();
+    registry = own_registry.get();
+  }
   std::vector<std::unique_ptr<Informer>> informers;
   for (ResourceKind kind : kinds) {
-    informers.push_back(std::make_unique<Informer>(kind, *client, cluster, sink,
+    informers.push_back(std::make_unique<Informer>(kind, *client, cluster, sink, *registry,
                                                    options.list_page_size, options.retry_backoff));
   }
-  return std::unique_ptr<Watcher>(new InformerWatcher(std::move(informers)));
+  return std::unique_ptr<Watcher>(
+      new InformerWatcher(std::move(own_registry), std::move(informers)));
 }
 
 std::string ResolveNodeName(const std::string& hostname_override) {

@@ -13,6 +13,7 @@
 #include "kube_router/k8s/backoff.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/k8s/types.h"
+#include "kube_router/metrics/registry.h"
 
 namespace kr::k8s {
 
@@ -32,6 +33,11 @@ struct ConnectionOptions {
   // --cache-sync-timeout), and ends a running one once `*cancel` is set (shutdown).
   std::chrono::milliseconds exec_plugin_timeout = kDefaultExecPluginTimeout;
   const std::atomic<bool>* cancel = nullptr;
+  // Where the informers count what they skip (kube_router_k8s_malformed_objects_total), injected
+  // like the controllers' registry: the agent passes the one it serves on /metrics. Null: a
+  // registry of the Watcher's own that nobody serves (tests that do not look). Must outlive the
+  // Watcher.
+  metrics::Registry* registry = nullptr;
 };
 
 class Watcher {

@@ -276,6 +276,9 @@ TEST_F(RunningAgent, HealthzAndMetricsOverHttp) {
                    "kube_router_controller_last_successful_sync_timestamp_seconds{"
                    "controller=\"NetworkPolicy\"}"),
             0);
+  // The informers count into the registry the app serves (injected, registered at 0).
+  EXPECT_EQ(Sample(metrics.body, "kube_router_k8s_malformed_objects_total{kind=\"Pod\"}"), 0)
+      << metrics.body;
   // The policy really reached the kernel of this namespace.
   auto rules = ns_->Sh("iptables-save -t filter");
   ASSERT_TRUE(rules.ok());

@@ -277,16 +277,20 @@ TEST(InformerTest, HonoursRetryAfterOn429) {
   EXPECT_GE(watch_times[2] - watch_times[1], 2900) << "Retry-After: 3 was not honoured";
 }
 
+// Counted in the registry the watcher was given (the agent's /metrics one), not a global.
 TEST(InformerTest, MalformedObjectsAreSkippedAndCounted) {
-  auto& counter = metrics::Registry::Default().GetCounter(
-      "kube_router_k8s_malformed_objects_total",
-      "API objects skipped because they could not be decoded", {{"kind", "Service"}});
+  metrics::Registry registry;
+  auto& counter = registry.GetCounter("kube_router_k8s_malformed_objects_total",
+                                      "API objects skipped because they could not be decoded",
+                                      {{"kind", "Service"}});
   double before = counter.Value();
+  ConnectionOptions opts;
+  opts.registry = &registry;
   Harness h;
   json bad = {{"metadata", {{"name", "bad"}, {"namespace", "demo"}}},
               {"spec", {{"ports", {{{"port", "eighty"}}}}}}};
   ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/services", bad), 201);
-  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  ASSERT_TRUE(h.StartWatcher(opts).ok()) << h.server->Log();
   EXPECT_TRUE(h.cluster->services.Get("demo/web"));  // the rest of the list is there
   EXPECT_FALSE(h.cluster->services.Get("demo/bad"));
   EXPECT_EQ(counter.Value(), before + 1);
@@ -298,8 +302,9 @@ TEST(InformerTest, MalformedObjectsAreSkippedAndCounted) {
   EXPECT_TRUE(WaitFor([&] { return h.cluster->services.Get("demo/good") != nullptr; }, 30s));
   EXPECT_FALSE(h.cluster->services.Get("demo/bad2"));
   EXPECT_EQ(counter.Value(), before + 2);
-  EXPECT_NE(metrics::Registry::Default().Render().find(
-                "kube_router_k8s_malformed_objects_total{kind=\"Service\"}"),
+  EXPECT_NE(registry.Render().find("kube_router_k8s_malformed_objects_total{kind=\"Service\"}"),
+            std::string::npos);
+  EXPECT_EQ(metrics::Registry::Default().Render().find("kube_router_k8s_malformed_objects_total"),
             std::string::npos);
 }
 
