@@ -181,38 +181,6 @@ Result<Url> ParseUrl(const std::string& text) {
   return url;
 }
 
-Result<std::vector<IpAddress>> ResolveHost(const std::string& host, const std::string& hosts_file,
-                                           const std::string& resolv_conf) {
-  if (auto ip = IpAddress::Parse(host)) return std::vector<IpAddress>{*ip};
-  std::vector<IpAddress> out;
-  std::ifstream in(hosts_file);
-  std::string line;
-  std::string want = Lower(host);
-  while (std::getline(in, line)) {
-    line = line.substr(0, line.find('#'));
-    std::istringstream fields(line);
-    std::string addr, name;
-    if (!(fields >> addr)) continue;
-    auto ip = IpAddress::Parse(addr);
-    if (!ip) continue;
-    while (fields >> name) {
-      if (Lower(name) == want && std::find(out.begin(), out.end(), *ip) == out.end())
-        out.push_back(*ip);
-    }
-  }
-  if (out.empty() && want == "localhost") {
-    out.push_back(*IpAddress::Parse("127.0.0.1"));
-    out.push_back(*IpAddress::Parse("::1"));
-  }
-  if (!out.empty()) return out;
-  // Not a local name: ask the nameservers directly (no NSS in a static binary).
-  auto dns = net::QueryDns(host, net::ReadNameservers(resolv_conf));
-  if (!dns.ok())
-    return Status::Error(dns.error() + " (and not in " + hosts_file +
-                         "); use an IP address in the server URL or add the name to " + hosts_file);
-  return dns;
-}
-
 Result<std::shared_ptr<HttpClient>> HttpClient::Create(const std::string& url_text,
                                                        const TlsOptions& tls) {
   auto url = ParseUrl(url_text);
@@ -297,7 +265,7 @@ Result<HttpResponse> HttpClient::Exchange(const HttpRequest& request,
                                           std::chrono::milliseconds idle_timeout,
                                           std::optional<Clock::time_point> total_deadline,
                                           size_t max_body, const std::atomic<bool>* cancel) const {
-  auto addresses = ResolveHost(url_.host);
+  auto addresses = net::ResolveHost(url_.host);
   if (!addresses.ok()) return addresses.status();
   std::string where = url_.host + ":" + std::to_string(url_.port);
   Status last = Status::Error("no address");

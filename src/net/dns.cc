@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -45,7 +47,44 @@ bool SkipName(const std::string& p, size_t* pos) {
   return false;
 }
 
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 }  // namespace
+
+Result<std::vector<IpAddress>> ResolveHost(const std::string& host, const std::string& hosts_file,
+                                           const std::string& resolv_conf) {
+  if (auto ip = IpAddress::Parse(host)) return std::vector<IpAddress>{*ip};
+  std::vector<IpAddress> out;
+  std::ifstream in(hosts_file);
+  std::string line;
+  std::string want = Lower(host);
+  while (std::getline(in, line)) {
+    line = line.substr(0, line.find('#'));
+    std::istringstream fields(line);
+    std::string addr, name;
+    if (!(fields >> addr)) continue;
+    auto ip = IpAddress::Parse(addr);
+    if (!ip) continue;
+    while (fields >> name) {
+      if (Lower(name) == want && std::find(out.begin(), out.end(), *ip) == out.end())
+        out.push_back(*ip);
+    }
+  }
+  if (out.empty() && want == "localhost") {
+    out.push_back(*IpAddress::Parse("127.0.0.1"));
+    out.push_back(*IpAddress::Parse("::1"));
+  }
+  if (!out.empty()) return out;
+  // Not a local name: ask the nameservers directly (no NSS in a static binary).
+  auto dns = QueryDns(host, ReadNameservers(resolv_conf));
+  if (!dns.ok())
+    return Status::Error(dns.error() + " (and not in " + hosts_file +
+                         "); use an IP address in the server URL or add the name to " + hosts_file);
+  return dns;
+}
 
 std::vector<IpAddress> ReadNameservers(const std::string& resolv_conf) {
   std::vector<IpAddress> out;

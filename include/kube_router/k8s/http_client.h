@@ -2,14 +2,14 @@
 // The Kubernetes API client's HTTP transport, on cpp-httplib: one connection per request
 // (`Connection: close`), TLS 1.2+ with CA verification (only the configured CA when one is
 // given), SNI and host/IP checks, client certificates, deadlines, cancellation, and streaming
-// of bodies for watches. Host names resolve from /etc/hosts, then by a direct DNS query
-// (net/dns.h), and the address is handed to httplib: the agent performs no NSS lookups (a static
-// glibc binary cannot load NSS modules).
-// Limits (issue 16 item 6): the response head must be complete within 30 s (or the idle
-// timeout, if shorter); a whole response body is at most 128 MiB after decoding; a gzip body
-// may inflate at most 200x (beyond its first 4 MiB); header lines and counts are bounded by
-// httplib; 100 Continue is skipped within the head deadline, other 1xx answers are errors.
-// An HttpClient is immutable after Create and may be used from many threads at once.
+// of bodies for watches. Host names resolve by net::ResolveHost (/etc/hosts, then a direct
+// DNS query, net/dns.h), and the address is handed to httplib: the agent performs no NSS lookups (a
+// static glibc binary cannot load NSS modules). Limits (issue 16 item 6): the response head must be
+// complete within 30 s (or the idle timeout, if shorter); a whole response body is at most 128 MiB
+// after decoding; a gzip body may inflate at most 200x (beyond its first 4 MiB); header lines and
+// counts are bounded by httplib; 100 Continue is skipped within the head deadline, other 1xx
+// answers are errors. An HttpClient is immutable after Create and may be used from many threads at
+// once.
 #pragma once
 
 #include <atomic>
@@ -36,12 +36,6 @@ struct Url {
 };
 // http(s)://host[:port][/path]; IPv6 literals in brackets.
 Result<Url> ParseUrl(const std::string& url);
-
-// Numeric addresses directly; names from `hosts_file` ("localhost" always works); otherwise
-// an A/AAAA query to the nameservers of `resolv_conf` (net/dns.h). Never NSS.
-Result<std::vector<IpAddress>> ResolveHost(const std::string& host,
-                                           const std::string& hosts_file = "/etc/hosts",
-                                           const std::string& resolv_conf = "/etc/resolv.conf");
 
 struct TlsOptions {
   std::string ca_pem;  // empty: the system's default roots

@@ -14,6 +14,13 @@
 
 namespace kr::net {
 
+// Name resolution without NSS: numeric addresses directly; names from `hosts_file`
+// ("localhost" always works); otherwise an A/AAAA query to the nameservers of `resolv_conf`.
+// Errors name the host and say how to avoid the lookup.
+Result<std::vector<IpAddress>> ResolveHost(const std::string& host,
+                                           const std::string& hosts_file = "/etc/hosts",
+                                           const std::string& resolv_conf = "/etc/resolv.conf");
+
 // "nameserver" entries of a resolv.conf file (addresses only; port 53 implied).
 std::vector<IpAddress> ReadNameservers(const std::string& resolv_conf);
 

@@ -1,14 +1,12 @@
-// Watch-stream framing, chunked transfer decoding, backoff and URL/host parsing (the DNS stub
-// the host resolution falls back to is tested in tests/unit/net/dns_test.cc).
+// Watch-stream framing, chunked transfer decoding, backoff and URL parsing (host resolution,
+// hosts file then DNS, is tested with it in tests/unit/net/dns_test.cc).
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 
 #include "kube_router/k8s/backoff.h"
 #include "kube_router/k8s/http_client.h"
 #include "kube_router/k8s/watch_stream.h"
-#include "lib/netns.h"
 
 namespace kr::k8s {
 namespace {
@@ -146,31 +144,6 @@ TEST(HttpClientTest, ParseUrl) {
   EXPECT_FALSE(ParseUrl("https://:443").ok());
   EXPECT_FALSE(ParseUrl("https://h:99999").ok());
   EXPECT_FALSE(ParseUrl("https://h:12x").ok());
-}
-
-void WriteResolvConf(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-}
-
-TEST(HttpClientTest, ResolveUsesHostsFileFirst) {
-  kr::testing::TempDir dir;
-  std::string hosts = dir.path() + "/hosts";
-  {
-    std::ofstream out(hosts);
-    out << "# comment\n192.0.2.5 api.example  API2 # trailing\nfd00::5 api.example\n";
-  }
-  auto r = ResolveHost("api.example", hosts);
-  ASSERT_TRUE(r.ok()) << r.error();
-  ASSERT_EQ(r->size(), 2u);
-  EXPECT_EQ((*r)[0].ToString(), "192.0.2.5");
-  EXPECT_EQ(ResolveHost("api2", hosts)->at(0).ToString(), "192.0.2.5");
-  EXPECT_EQ(ResolveHost("198.51.100.1", hosts)->at(0).ToString(), "198.51.100.1");
-  EXPECT_TRUE(ResolveHost("localhost", hosts).ok());
-  WriteResolvConf(dir.path() + "/resolv.conf", "");  // no nameserver: no query leaves the host
-  auto missing = ResolveHost("nowhere.example", hosts, dir.path() + "/resolv.conf");
-  ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.error().find("nowhere.example"), std::string::npos);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// The DNS stub resolver (net/dns.h): a query answered by a one-name server on loopback
-// (through a CNAME with compression pointers), resolv.conf parsing, malformed responses.
+// Name resolution without NSS (net/dns.h): the hosts file first; the DNS stub: a query answered by
+// a one-name server on loopback (through a CNAME with compression pointers), resolv.conf parsing,
+// malformed responses.
 #include "kube_router/net/dns.h"
 
 #include <arpa/inet.h>
@@ -23,6 +24,27 @@ using namespace std::chrono_literals;
 void WriteResolvConf(const std::string& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
+}
+
+// Hosts file first, then (only for names not in it) the nameservers.
+TEST(ResolveHostTest, UsesHostsFileFirst) {
+  kr::testing::TempDir dir;
+  std::string hosts = dir.path() + "/hosts";
+  {
+    std::ofstream out(hosts);
+    out << "# comment\n192.0.2.5 api.example  API2 # trailing\nfd00::5 api.example\n";
+  }
+  auto r = ResolveHost("api.example", hosts);
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].ToString(), "192.0.2.5");
+  EXPECT_EQ(ResolveHost("api2", hosts)->at(0).ToString(), "192.0.2.5");
+  EXPECT_EQ(ResolveHost("198.51.100.1", hosts)->at(0).ToString(), "198.51.100.1");
+  EXPECT_TRUE(ResolveHost("localhost", hosts).ok());
+  WriteResolvConf(dir.path() + "/resolv.conf", "");  // no nameserver: no query leaves the host
+  auto missing = ResolveHost("nowhere.example", hosts, dir.path() + "/resolv.conf");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().find("nowhere.example"), std::string::npos);
 }
 
 // A one-name DNS server on 127.0.0.1: A queries for api.example get a CNAME (with a
