@@ -1,10 +1,34 @@
 // Wires the controller to the real kernel adapters (kept out of kr_netpol so that unit tests of
 // the controller link only the interfaces and fakes).
+#include "kube_router/netpol/agent.h"
+
 #include "kube_router/base/log.h"
 #include "kube_router/netfilter/adapters.h"
 #include "kube_router/netpol/network_policy_controller.h"
 
 namespace kr::netpol {
+
+NetpolConfig NetpolConfigFromOptions(const Options& options, const std::string& node_name) {
+  NetpolConfig config;
+  config.node_name = node_name;
+  config.sync_period = options.iptables_sync_period;
+  config.iptables_mode = options.iptables_mode;
+  config.enable_ipv4 = options.enable_ipv4;
+  config.enable_ipv6 = options.enable_ipv6;
+  config.service_cluster_ip_ranges = options.service_cluster_ip_range;
+  config.service_external_ip_ranges = options.service_external_ip_range;
+  config.loadbalancer_ip_ranges = options.loadbalancer_ip_range;
+  config.node_port_first = options.node_port_range_first;
+  config.node_port_last = options.node_port_range_last;
+  config.default_deny = options.netpol_default_deny;
+  return config;
+}
+
+Result<std::unique_ptr<Controller>> MakeAgentPolicyController(const Options& options,
+                                                              const std::string& node_name,
+                                                              const k8s::Cluster* cluster) {
+  return MakeNetworkPolicyController(NetpolConfigFromOptions(options, node_name), cluster);
+}
 
 Result<std::unique_ptr<Controller>> MakeNetworkPolicyController(const NetpolConfig& config,
                                                                 const k8s::Cluster* cluster) {
