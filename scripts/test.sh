@@ -5,7 +5,9 @@
 #   netns - real kernel in throwaway network namespaces (root)
 #   vm    - Debian guest kernel under qemu for IPVS/IPIP (root)
 #   fuzz  - fuzz corpora replayed with deterministic mutations
-# The ASan+UBSan build runs the unit, fuzz and netns tiers again.
+# The ASan+UBSan build runs the unit, fuzz and netns tiers again. Also checked: formatting
+# (clang-format), module boundaries (ctest include_boundaries), clang -Wthread-safety on the
+# annotated mutexes and clang-tidy over src/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,8 @@ else
 fi
 
 jobs=$(nproc)
+status=0
+scripts/check-format.sh || status=1
 scripts/build.sh release
 # ldd exits non-zero for a static executable, so read its words rather than its status.
 ldd_out=$(ldd build/kube-router 2>&1 || true)
@@ -31,7 +35,8 @@ fi
 echo "test.sh: build/kube-router is fully static"
 scripts/build.sh asan
 
-status=0
+scripts/check-thread-safety.sh build || status=1
+scripts/check-tidy.sh build || status=1
 ctest --test-dir build -L "$tiers" -j "$jobs" --output-on-failure --no-tests=error || status=1
 ctest --test-dir build-asan -L "$asan_tiers" -j "$jobs" --output-on-failure --no-tests=error ||
   status=1

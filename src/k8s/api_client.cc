@@ -30,6 +30,8 @@ std::string Trim(std::string s) {
 std::optional<time_t> ParseRfc3339(const std::string& s) {
   std::tm tm{};
   int consumed = 0;
+  // Every conversion has a width of at most 4 digits, so none can overflow an int.
+  // NOLINTNEXTLINE(cert-err34-c)
   if (sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
              &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6)
     return std::nullopt;
@@ -42,7 +44,7 @@ std::optional<time_t> ParseRfc3339(const std::string& s) {
     }
   if (*rest == '+' || *rest == '-') {
     int hh = 0, mm = 0;
-    if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+    if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;  // NOLINT(cert-err34-c)
     int offset = (hh * 60 + mm) * 60;
     t += (*rest == '+') ? -offset : offset;
   }

@@ -167,7 +167,7 @@ void Informer::Start() {
 
 void Informer::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -175,17 +175,17 @@ void Informer::Stop() {
 }
 
 std::string Informer::last_error() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_error_;
 }
 
 void Informer::SetError(const std::string& error) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   last_error_ = error;
 }
 
 bool Informer::Sleep(std::chrono::milliseconds d) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   cv_.wait_for(lock, d, [this] { return stop_.load(); });
   return !stop_;
 }

@@ -15,13 +15,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 
+#include "kube_router/base/mutex.h"
 #include "kube_router/k8s/api_client.h"
 #include "kube_router/k8s/backoff.h"
 #include "kube_router/k8s/store.h"
@@ -101,9 +101,9 @@ class Informer {
   std::atomic<bool> watching_{false};    // a watch stream is open (HTTP 200 received)
   std::atomic<int64_t> fresh_at_ns_{0};  // steady clock: last successful list or watch
   std::atomic<bool> refused_{false};     // the last failure was a refusal, not an outage
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::string last_error_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any cv_;
+  std::string last_error_ KR_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -7,7 +7,6 @@ namespace kr::proxy {
 namespace {
 
 using netfilter::IpFamily;
-using netfilter::IpsetEntry;
 using netfilter::IpsetSet;
 using netfilter::IpsetType;
 using netfilter::TableSnapshot;

@@ -24,7 +24,9 @@ bool SameTimeouts(const netlink::IpvsTimeouts& a, const netlink::IpvsTimeouts& b
 bool ConnReuseModeWanted(const std::string& kernel_release) {
   int major = 0;
   int minor = 0;
-  if (std::sscanf(kernel_release.c_str(), "%d.%d", &major, &minor) != 2) return true;
+  // The widths bound each number to 4 digits, so neither conversion can overflow an int.
+  // NOLINTNEXTLINE(cert-err34-c)
+  if (std::sscanf(kernel_release.c_str(), "%4d.%4d", &major, &minor) != 2) return true;
   return major < 5 || (major == 5 && minor < 9);
 }
 

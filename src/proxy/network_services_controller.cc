@@ -12,8 +12,6 @@
 namespace kr::proxy {
 namespace {
 
-using netlink::IpvsDestination;
-using netlink::IpvsService;
 using Op = IpvsChange::Op;
 
 constexpr char kMetricServices[] = "kube_router_controller_ipvs_services";
@@ -40,6 +38,8 @@ std::vector<double> LatencyBuckets() {
 std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::string& text) {
   std::tm tm{};
   int consumed = 0;
+  // Every conversion has a width of at most 4 digits, so none can overflow an int.
+  // NOLINTNEXTLINE(cert-err34-c)
   if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6) {
     return std::nullopt;

@@ -10,7 +10,6 @@ namespace kr::proxy {
 
 using detail::HostBits;
 using detail::IsExists;
-using detail::IsIpv6LinkLocal;
 using detail::IsMissing;
 using detail::VipRoute;
 using netlink::IpvsDestination;

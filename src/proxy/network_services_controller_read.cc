@@ -9,11 +9,7 @@
 namespace kr::proxy {
 
 using detail::HostBits;
-using detail::IsExists;
 using detail::IsIpv6LinkLocal;
-using detail::IsMissing;
-using detail::VipRoute;
-using netlink::IpvsDestination;
 using netlink::IpvsService;
 using Op = IpvsChange::Op;
 

@@ -14,7 +14,7 @@ Status NetworkRoutesController::SyncKernelRoutes(
     const std::set<IpAddress>& node_addresses) {
   std::vector<LearnedPath> paths;
   {
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     for (const auto& [prefix, path] : learned_) paths.push_back(path);
   }
   if (!main_routes) return main_routes.status().Context("listing kernel routes");
@@ -102,7 +102,8 @@ Status NetworkRoutesController::SyncTunnels(const std::vector<DesiredTunnel>& de
       }
     }
   }
-  for (const auto& [name, link] : existing) {
+  for (const auto& entry : existing) {
+    const std::string& name = entry.first;  // a lambda capture (clang 14 cannot capture bindings)
     bool wanted = std::any_of(desired.begin(), desired.end(),
                               [&](const DesiredTunnel& t) { return t.name == name; });
     if (wanted) continue;

@@ -208,7 +208,7 @@ Status NetworkRoutesController::FullSync(SyncReason reason) {
   }
   bool policy_changed;
   {
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     policy_changed = policy_->local_kinds != policy->local_kinds ||
                      policy_->external_peers != policy->external_peers ||
                      policy_->node_peers != policy->node_peers ||
@@ -288,7 +288,7 @@ Status NetworkRoutesController::EnsureSpeaker(const NodeInfo& self, uint32_t loc
     speaker_.reset();
     peers_.clear();
     advertised_.clear();
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     learned_.clear();
   }
   auto speaker = speaker_factory_(global);
@@ -312,7 +312,7 @@ bgp::PolicyVerdict NetworkRoutesController::ImportRoute(const bgp::PeerConfig& f
                                                         const bgp::Route& route) {
   std::shared_ptr<const PolicyState> policy;
   {
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     policy = policy_;
   }
   const bool node_peer = policy->node_peers.count(from.address) > 0;
@@ -321,7 +321,7 @@ bgp::PolicyVerdict NetworkRoutesController::ImportRoute(const bgp::PeerConfig& f
   if (verdict == ImportVerdict::kAccept) return bgp::PolicyVerdict::kAccept;
   bool first;
   {
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     first = import_rejects_[{from.address, verdict}]++ == 0;
   }
   if (first) {
@@ -341,7 +341,7 @@ bgp::PolicyVerdict NetworkRoutesController::ExportRoute(const bgp::PeerConfig& t
                                                         bgp::Route& route) const {
   std::shared_ptr<const PolicyState> policy;
   {
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     policy = policy_;
   }
   PeerSpec peer;
@@ -375,7 +375,7 @@ bgp::PolicyVerdict NetworkRoutesController::ExportRoute(const bgp::PeerConfig& t
 
 void NetworkRoutesController::OnBestPath(const bgp::BestPathChange& change) {
   {
-    std::lock_guard lock(shared_mu_);
+    MutexLock lock(shared_mu_);
     if (change.best && !change.best->local()) {
       learned_[change.prefix] = LearnedPath{change.prefix, change.best->next_hop};
     } else {
@@ -389,7 +389,7 @@ void NetworkRoutesController::OnBestPath(const bgp::BestPathChange& change) {
 }
 
 bool NetworkRoutesController::OnConnectedSubnet(const IpAddress& address) const {
-  std::lock_guard lock(shared_mu_);
+  MutexLock lock(shared_mu_);
   for (const auto& subnet : policy_->import.node_subnets) {
     if (subnet.Contains(address)) return true;
   }

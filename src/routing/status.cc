@@ -53,12 +53,12 @@ void NetworkRoutesController::UpdatePeerMetrics() {
       {"advertised", advertised},
       {"routes", routes},
       {"tunnels", tunnels}};
-  std::lock_guard lock(shared_mu_);
+  MutexLock lock(shared_mu_);
   status_json_ = view.dump(2);
 }
 
 std::string NetworkRoutesController::StatusJson() const {
-  std::lock_guard lock(shared_mu_);
+  MutexLock lock(shared_mu_);
   return status_json_;
 }
 

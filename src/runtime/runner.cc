@@ -87,7 +87,7 @@ void ControllerRunner::Stop() {
 
 void ControllerRunner::Post(const k8s::Event& event) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     inbox_.Push(event);
   }
   wake_.notify_one();
@@ -95,24 +95,24 @@ void ControllerRunner::Post(const k8s::Event& event) {
 
 void ControllerRunner::RequestSync() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sync_requested_ = true;
   }
   wake_.notify_one();
 }
 
 size_t ControllerRunner::PendingEvents() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return inbox_.size();
 }
 
 uint64_t ControllerRunner::SuccessfulSyncs() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return successful_syncs_;
 }
 
 uint64_t ControllerRunner::FailedSyncs() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return failed_syncs_;
 }
 
@@ -128,7 +128,7 @@ bool ControllerRunner::RunInit(std::stop_token stop) {
     if (s.ok()) return true;
     KR_LOG_ERROR("{}: initialisation failed, retrying in {}ms: {}", name_, retry.count(),
                  s.message());
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     wake_.wait_for(lock, stop, retry, [] { return false; });
     retry = std::min<std::chrono::milliseconds>(retry * 2, period_);
   }
@@ -146,7 +146,7 @@ bool ControllerRunner::RunSync(SyncReason reason) {
   }
   auto took = Clock::now() - start;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++(s.ok() ? successful_syncs_ : failed_syncs_);
   }
   if (s.ok()) {
@@ -171,9 +171,11 @@ void ControllerRunner::Loop(std::stop_token stop) {
       std::vector<k8s::Event> events;
       bool requested = false;
       {
-        std::unique_lock lock(mu_);
-        wake_.wait_until(lock, stop, next_due,
-                         [this] { return !inbox_.empty() || sync_requested_; });
+        MutexLock lock(mu_);
+        wake_.wait_until(lock, stop, next_due, [this] {
+          mu_.AssertHeld();
+          return !inbox_.empty() || sync_requested_;
+        });
         if (stop.stop_requested()) break;
         events = inbox_.TakeAll();
         requested = sync_requested_;

@@ -61,8 +61,7 @@ std::vector<uint8_t> Mutate(const std::vector<uint8_t>& a, const std::vector<uin
         size_t s = rng() % out.size(), len = rng() % (out.size() - s);
         std::vector<uint8_t> slice(out.begin() + static_cast<long>(s),
                                    out.begin() + static_cast<long>(s + len));
-        out.insert(out.begin() + static_cast<long>(rng() % out.size()), slice.begin(),
-                   slice.end());
+        out.insert(out.begin() + static_cast<long>(rng() % out.size()), slice.begin(), slice.end());
       }
   }
   return out;

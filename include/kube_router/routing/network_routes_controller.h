@@ -11,12 +11,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "kube_router/base/mutex.h"
 #include "kube_router/bgp/speaker.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/metrics/registry.h"
@@ -126,13 +126,13 @@ class NetworkRoutesController : public Controller {
   std::set<IpAddress> synced_node_addresses_;  // every node's addresses, ditto
 
   // Shared with the speaker thread and StatusJson().
-  mutable std::mutex shared_mu_;
-  std::shared_ptr<const PolicyState> policy_;  // guarded by shared_mu_
-  std::map<IpPrefix, LearnedPath> learned_;    // guarded by shared_mu_
-  std::function<void()> request_sync_;         // set before Init
-  std::string status_json_ = "{}";             // guarded by shared_mu_
+  mutable Mutex shared_mu_;
+  std::shared_ptr<const PolicyState> policy_ KR_GUARDED_BY(shared_mu_);
+  std::map<IpPrefix, LearnedPath> learned_ KR_GUARDED_BY(shared_mu_);
+  std::function<void()> request_sync_;  // set before Init
+  std::string status_json_ KR_GUARDED_BY(shared_mu_) = "{}";
   // Import rejections per peer and reason (each pair logged once).
-  std::map<std::pair<IpAddress, ImportVerdict>, uint64_t> import_rejects_;  // shared_mu_
+  std::map<std::pair<IpAddress, ImportVerdict>, uint64_t> import_rejects_ KR_GUARDED_BY(shared_mu_);
 };
 
 // The status view's JSON source when `controller` is the routes controller (the app serves it

@@ -16,12 +16,12 @@
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "kube_router/base/mutex.h"
 #include "kube_router/base/status.h"
 #include "kube_router/k8s/types.h"
 #include "kube_router/runtime/controller.h"
@@ -94,12 +94,12 @@ class ControllerRunner {
   const std::vector<k8s::ResourceKind> kinds_;
   const std::chrono::milliseconds period_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable_any wake_;
-  Inbox inbox_;                  // guarded by mu_
-  bool sync_requested_ = false;  // guarded by mu_
-  uint64_t successful_syncs_ = 0;
-  uint64_t failed_syncs_ = 0;
+  Inbox inbox_ KR_GUARDED_BY(mu_);
+  bool sync_requested_ KR_GUARDED_BY(mu_) = false;
+  uint64_t successful_syncs_ KR_GUARDED_BY(mu_) = 0;
+  uint64_t failed_syncs_ KR_GUARDED_BY(mu_) = 0;
   std::jthread thread_;
 };
 

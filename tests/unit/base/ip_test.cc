@@ -18,8 +18,8 @@ TEST(IpAddressTest, ParsesAndFormatsBothFamilies) {
 }
 
 TEST(IpAddressTest, RejectsMalformedText) {
-  for (const char* bad : {"", "10.1.2", "10.1.2.256", "1.2.3.4.5", "fd00:::1", "abc", "1.2.3.4/8",
-                          " 1.2.3.4"}) {
+  for (const char* bad :
+       {"", "10.1.2", "10.1.2.256", "1.2.3.4.5", "fd00:::1", "abc", "1.2.3.4/8", " 1.2.3.4"}) {
     EXPECT_FALSE(IpAddress::Parse(bad)) << bad;
   }
 }
