@@ -159,11 +159,13 @@ Status DsrApplier::ApplyRules(const DsrPlan& plan, std::set<uint32_t>& our_marks
     }
     for (const netlink::Rule& r : present) {
       if (std::find(plan.rules.begin(), plan.rules.end(), r) == plan.rules.end()) {
+        ++writes_;
         result = First(result, dp_.rules->Delete(r));
       }
     }
     for (const netlink::Rule& r : plan.rules) {
       if (r.family == family && std::find(present.begin(), present.end(), r) == present.end()) {
+        ++writes_;
         result = First(result, dp_.rules->Add(r));
       }
     }
@@ -210,6 +212,7 @@ Status DsrApplier::ApplyIpvs(const DsrPlan& plan, const std::set<uint32_t>& our_
   // Ours and no longer wanted: a fwmark service whose mark one of our rules named.
   for (const auto& [key, svc] : present) {
     if (our_marks.count(key.first) && !wanted.count(key)) {
+      ++writes_;
       result = First(result, dp_.ipvs->DeleteService(svc));
     }
   }
@@ -236,6 +239,7 @@ Status DsrApplier::ApplyRoutes(const DsrPlan& plan) {
     if (!have) changes.push_back({netlink::RouteChange::Op::kReplace, w});
   }
   if (changes.empty()) return Status::Ok();
+  writes_ += changes.size();
   auto refused = dp_.routes->Apply(changes);
   if (!refused.ok()) return refused.status();
   if (!refused->empty()) {
@@ -289,7 +293,10 @@ Status DsrApplier::ApplyMangle(const DsrPlan& plan, bool remove) {
         if (rules_of(chain)) update.delete_chains.push_back(chain);
       }
     }
-    if (!update.empty()) result = First(result, ipt->Apply(update).Context("DSR mangle rules"));
+    if (!update.empty()) {
+      ++writes_;
+      result = First(result, ipt->Apply(update).Context("DSR mangle rules"));
+    }
   }
   return result;
 }
@@ -301,7 +308,11 @@ Status DsrApplier::SetPodVips(const IpAddress& pod, const std::set<IpAddress>& v
     const std::string name = pod.is_v4() ? kPodTunnelV4 : kPodTunnelV6;
     auto link = (*links)->Get(name);
     if (!link.ok()) return link.status();
-    if (vips.empty()) return *link ? (*links)->Delete(name) : Status::Ok();
+    if (vips.empty()) {
+      if (!*link) return Status::Ok();
+      ++writes_;
+      return (*links)->Delete(name);
+    }
     if (*link && (*link)->tunnel_local != pod) {
       if (Status s = (*links)->Delete(name); !s.ok()) return s;
       *link = std::nullopt;
@@ -320,6 +331,7 @@ Status DsrApplier::SetPodVips(const IpAddress& pod, const std::set<IpAddress>& v
     for (const netlink::Address& a : *addresses) {
       if (a.address.is_v6() && a.prefix_length == 64) continue;  // the link-local address
       if (!vips.count(a.address)) {
+        ++writes_;
         if (Status s = (*links)->DeleteAddress(a); !s.ok()) return s;
       } else {
         have.insert(a.address);
@@ -370,9 +382,11 @@ Status DsrApplier::ApplyPods(const DsrPlan& plan, const std::vector<IpAddress>& 
 
 Result<std::vector<std::string>> DsrApplier::Cleanup(const std::vector<IpAddress>& local_pods) {
   DsrPlan empty;
+  const size_t writes_before = writes_;
   Status s = Apply(empty, local_pods);
   s = First(s, ApplyMangle(empty, true));
   if (!s.ok()) return s;
+  if (writes_ == writes_before) return std::vector<std::string>{};  // nothing of ours was left
   return std::vector<std::string>{"DSR fwmark services, ip rules, table 78 routes, mangle chains " +
                                   std::string(kDsrMarkChain) + "/" + kDsrMssChain +
                                   " and pod tunnel VIPs"};

@@ -123,6 +123,8 @@ class DsrApplier {
 
   DsrDataplane dp_;
   std::set<IpAddress> pods_with_vips_;
+  // Kernel writes issued so far: Cleanup reports a removal only when it wrote something.
+  size_t writes_ = 0;
 };
 
 }  // namespace kr::proxy

@@ -224,6 +224,23 @@ TEST_F(DsrApplierTest, ProgramsEverythingThenNothingMoreThenRemovesItAlsoAfterAR
   ASSERT_TRUE(cleaned.ok()) << cleaned.error();
   EXPECT_EQ(ipt4_.table("mangle").chains.count(kDsrMarkChain), 0u);
   EXPECT_TRUE(ipt4_.table("mangle").chains["PREROUTING"].empty());
+  // Idempotent: a second cleanup finds nothing of ours and says so.
+  auto again = restarted.Cleanup();
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_TRUE(again->empty());
+}
+
+// --cleanup-config reports DSR state only when it removed some (its second run says nothing).
+TEST_F(DsrApplierTest, CleanupReportsOnlyWhatItRemoved) {
+  DsrApplier applier(Dataplane());
+  ASSERT_TRUE(applier.Apply(BuildDsrPlan({Web("203.0.113.21", 80)}, 1500)).ok());
+  auto cleaned = applier.Cleanup();
+  ASSERT_TRUE(cleaned.ok()) << cleaned.error();
+  EXPECT_EQ(cleaned->size(), 1u);
+  EXPECT_TRUE(rules_.List(IpAddress::Family::kV4, netlink::kKubeRouterRouteProtocol)->empty());
+  auto again = applier.Cleanup();
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_TRUE(again->empty()) << again->front();
 }
 
 TEST_F(DsrApplierTest, EndpointChangesUpdateDestinationsAndPodsInPlace) {
