@@ -123,6 +123,9 @@ int RunCleanup(const Options& options) {
   return status;
 }
 
+// The service proxy controller's name (NetworkServicesController::Name(), kube-router's).
+constexpr const char* kServiceProxyName = "NetworkServices";
+
 // Logs flags that this implementation accepts for compatibility but does not act on.
 void WarnAboutUnsupported(const Options& o) {
   struct Unsupported {
@@ -146,6 +149,11 @@ int Run(const Options& options, const sigset_t& signals) {
   RecordBuildInfo(&registry);
 
   health::HealthChecker checker;
+  // The service proxy's gate is set before /healthz listens: a proxy-only agent must not look
+  // healthy while it builds its controllers and connects (the runner registers it again below).
+  if (options.run_service_proxy) {
+    checker.Register(kServiceProxyName, options.ipvs_sync_period, /*until_first_sync=*/true);
+  }
   auto endpoints = StartHealthAndMetrics(options, &checker, &registry);
   if (!endpoints) {
     KR_LOG_ERROR("{}", endpoints.error());
@@ -179,7 +187,7 @@ int Run(const Options& options, const sigset_t& signals) {
     }
     auto runner = std::make_unique<ControllerRunner>(std::move(controller), &observer);
     // The service proxy gates /healthz until it has programmed the node once.
-    checker.Register(runner->name(), runner->sync_period(), runner->name() == "NetworkServices");
+    checker.Register(runner->name(), runner->sync_period(), runner->name() == kServiceProxyName);
     sync_metrics.Register(runner->name());
     dispatcher.Add(runner.get());
     runners.push_back(std::move(runner));
