@@ -10,7 +10,7 @@ WORKDIR /src
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends build-essential cmake ninja-build pkg-config \
       nlohmann-json3-dev libyaml-cpp-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev \
-      libcli11-dev libspdlog-dev libfmt-dev libssl-dev zlib1g-dev \
+      libnl-nf-3-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 # cpp-httplib from Debian trixie's source package, compiled by the build (scripts/fetch-httplib.sh).
 COPY scripts/fetch-httplib.sh /tmp/fetch-httplib.sh
@@ -19,10 +19,12 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
     && /tmp/fetch-httplib.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKR_STATIC=ON \
-      -DKR_BUILD_TESTS=OFF \
+      -DKR_SPDLOG_COMPILED=ON -DKR_BUILD_TESTS=OFF \
     && cmake --build /build --target kube-router \
-    && strip -o /kube-router /build/kube-router \
+    && cp /build/kube-router /kube-router \
     && (ldd /kube-router 2>&1 | grep -q "not a dynamic executable")
+# /build/kube-router is stripped by the build (KR_SPLIT_DEBUG): its debug info and symbols are in
+# /build/kube-router.debug, which stays in this stage (gdb finds it through .gnu_debuglink).
 
 FROM debian:12-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

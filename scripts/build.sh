@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Configures and builds one flavour:
-#   release (default) -> build/       static kube-router, tests, tools (RelWithDebInfo)
+#   release (default) -> build/       static kube-router (debug info split into
+#                                     kube-router.debug), tests, tools (RelWithDebInfo)
 #   asan              -> build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer, dynamic
+#   tsan              -> build-tsan/  ThreadSanitizer, dynamic, -O1 (CI builds kr_tsan_tests)
 #   dev               -> build-dev/   Debug, dynamic (fast links while iterating)
+# The CI flavours compile tests with line tables only (-g1), the sanitizer ones all code (their
+# reports need file:line, not variables), and spdlog's implementation once (docs/build.md).
+# The dev flavour keeps the compile commands the shared ccache holds.
 # Extra arguments are passed to `cmake --build` (e.g. a target name via --target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour=${1:-release}
 shift || true
+light=(-DKR_LIGHT_TEST_DEBUG_INFO=ON -DKR_SPDLOG_COMPILED=ON)
 case "$flavour" in
-  release) dir=build; args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DKR_STATIC=ON) ;;
-  asan) dir=build-asan; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_SANITIZE=ON) ;;
+  release) dir=build; args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DKR_STATIC=ON "${light[@]}") ;;
+  asan) dir=build-asan; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_SANITIZE=ON "${light[@]}"
+                             -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_C_FLAGS_DEBUG=-g1) ;;
+  tsan) dir=build-tsan; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_TSAN=ON "${light[@]}"
+                             "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1") ;;
   dev) dir=build-dev; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_STATIC=OFF) ;;
-  *) echo "usage: $0 [release|asan|dev] [cmake --build args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 [release|asan|tsan|dev] [cmake --build args...]" >&2; exit 2 ;;
 esac
 dir=${KR_BUILD_DIR:-$dir}  # helpers working side by side use their own build dirs
 cmake -S . -B "$dir" -G Ninja "${args[@]}" >/dev/null
