@@ -120,9 +120,8 @@ void SpeakerImpl::OnAccept(int listen_fd) {
   }
 }
 
-void SpeakerImpl::AdoptConnection(Session& s, int fd) {
+void SpeakerImpl::BeginConnection(Session& s, int fd) {
   s.fd = fd;
-  s.connecting = false;
   s.rbuf.clear();
   s.wbuf.clear();
   s.woff = 0;
@@ -130,6 +129,11 @@ void SpeakerImpl::AdoptConnection(Session& s, int fd) {
   s.prefix_limit_hit = false;
   s.refresh_pending.clear();
   s.graceful_down = false;
+}
+
+void SpeakerImpl::AdoptConnection(Session& s, int fd) {
+  BeginConnection(s, fd);
+  s.connecting = false;
   s.local_address = net::LocalAddress(fd);
   loop_.Watch(fd, EPOLLIN, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
 }
@@ -360,16 +364,9 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
         }
       });
     } else {
-      s.fd = *fd;
+      BeginConnection(s, *fd);
       s.connecting = true;
       s.initiated_locally = true;
-      s.rbuf.clear();
-      s.wbuf.clear();
-      s.woff = 0;
-      s.output_overflow = false;
-      s.prefix_limit_hit = false;
-      s.refresh_pending.clear();
-      s.graceful_down = false;
       loop_.Watch(*fd, EPOLLOUT, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
     }
   }

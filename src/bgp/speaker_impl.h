@@ -153,6 +153,8 @@ class SpeakerImpl final : public Speaker {
   void StartSession(Session& s);
   void ApplyListenerKeys(const PeerConfig& config, bool remove);
   void OnAccept(int listen_fd);
+  // A new TCP connection for `s`: per-connection buffers and flags start empty.
+  void BeginConnection(Session& s, int fd);
   void AdoptConnection(Session& s, int fd);
   void OnSocketEvent(Session& s, uint32_t events);
   void OnConnected(Session& s);
