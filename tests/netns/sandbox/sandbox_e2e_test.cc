@@ -19,6 +19,7 @@
 
 #include "kube_router/base/exec.h"
 #include "lib/answer_server.h"
+#include "lib/free_port.h"
 #include "lib/netns.h"
 
 namespace kr {
@@ -40,19 +41,6 @@ int Slow() {
   return n > 0 ? n : 1;
 }
 const auto kDeadline = std::chrono::milliseconds(60s) * Slow();
-
-// A free port on the host's loopback for the sandbox's kubectl forwarder.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 class SandboxE2eTest : public ::testing::Test {
  protected:
@@ -136,7 +124,8 @@ class SandboxE2eTest : public ::testing::Test {
 };
 
 TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
-  auto up = Sh("scripts/sandbox.sh up --api-port " + std::to_string(FreePort()), 180s);
+  auto up =
+      Sh("scripts/sandbox.sh up --api-port " + std::to_string(testing::FreeLoopbackPort()), 180s);
   ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
   EXPECT_NE(up.out.find("export KUBECONFIG=" + state_ + "/kubeconfig"), std::string::npos)
       << up.out;
@@ -146,7 +135,8 @@ TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
         << up.out;
   }
   // A second `up` refuses to stack on the first.
-  auto again = Sh("scripts/sandbox.sh up --api-port " + std::to_string(FreePort()));
+  auto again =
+      Sh("scripts/sandbox.sh up --api-port " + std::to_string(testing::FreeLoopbackPort()));
   EXPECT_NE(again.exit_code, 0);
   EXPECT_NE(again.err.find("down --reap"), std::string::npos) << again.err;
 

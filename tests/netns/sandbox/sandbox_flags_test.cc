@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kube_router/base/exec.h"
+#include "lib/free_port.h"
 #include "lib/netns.h"
 
 namespace kr {
@@ -18,18 +19,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::TempDir;
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 class SandboxFlagsTest : public ::testing::Test {
  protected:
@@ -69,7 +58,7 @@ class SandboxFlagsTest : public ::testing::Test {
 
 TEST_F(SandboxFlagsTest, NodesControllersAndExtraFlags) {
   auto up = Sh("scripts/sandbox.sh up --nodes 2 --controllers firewall --api-port " +
-                   std::to_string(FreePort()) +
+                   std::to_string(testing::FreeLoopbackPort()) +
                    " "
                    "--kube-router-flags '--metrics-port=20245 --iptables-sync-period=1m'",
                180s);

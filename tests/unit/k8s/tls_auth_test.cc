@@ -18,6 +18,7 @@
 #include "kube_router/k8s/api_client.h"
 #include "kube_router/k8s/client_config.h"
 #include "kube_router/k8s/watcher.h"
+#include "lib/free_port.h"
 
 namespace kr::k8s {
 namespace {
@@ -182,18 +183,6 @@ TEST(TlsAuthTest, InsecureSkipTlsVerifyIsWarnedAtStartAndOnlyThen) {
   EXPECT_NE(lines[0].find("not verified"), std::string::npos) << lines[0];
 }
 
-int FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // The bound on interim responses holds over TLS too (the agent's real connection): a server
 // (socat with the test CA's certificate) answers n "100 Continue" before a 200.
 TEST(TlsAuthTest, InterimResponsesAreBoundedByCountOverTls) {
@@ -207,7 +196,7 @@ TEST(TlsAuthTest, InterimResponsesAreBoundedByCountOverTls) {
     for (int i = 0; i < n; ++i) answer += "HTTP/1.1 100 Continue\r\n\r\n";
     answer += "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
     WriteFile(dir.path() + "/answer", answer);
-    int port = FreeLoopbackPort();
+    int port = kr::testing::FreeLoopbackPort();
     kr::testing::Process server({"socat",
                                  "OPENSSL-LISTEN:" + std::to_string(port) +
                                      ",bind=127.0.0.1,reuseaddr,verify=0,cert=" + dir.path() +
