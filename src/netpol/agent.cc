@@ -21,6 +21,7 @@ NetpolConfig NetpolConfigFromOptions(const Options& options, const std::string& 
   config.node_port_first = options.node_port_range_first;
   config.node_port_last = options.node_port_range_last;
   config.default_deny = options.netpol_default_deny;
+  config.beta_namespace_isolation = options.netpol_beta_namespace_isolation;
   return config;
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kube_router/netpol/selector.h"
+#include "namespace_isolation.h"
 
 namespace kr::netpol {
 
@@ -34,7 +35,12 @@ k8s::Labels EffectiveNamespaceLabels(const std::string& name, const k8s::Namespa
 ClusterIndex::ClusterIndex(const ClusterView& view, const NetpolConfig& config, IpFamily family) {
   for (const auto& ns : view.namespaces) {
     namespace_labels_[ns->meta.name] = EffectiveNamespaceLabels(ns->meta.name, ns.get());
+    if (!config.beta_namespace_isolation) continue;
+    BetaIsolation isolation = ReadBetaIsolation(*ns);
+    if (isolation.ingress_isolated) ingress_isolated_namespaces_.insert(ns->meta.name);
+    if (!isolation.problem.empty()) namespace_problems_.push_back(std::move(isolation.problem));
   }
+  std::sort(namespace_problems_.begin(), namespace_problems_.end());
   for (const auto& pod : view.pods) {
     std::string ip = PolicyPodIp(*pod, family);
     if (ip.empty()) continue;

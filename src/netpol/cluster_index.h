@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,11 +40,20 @@ class ClusterIndex {
   // The pods of `ns` that `selector` matches (all of them for a null selector).
   std::vector<PodRef> PodsIn(const std::string& ns, const k8s::LabelSelector* selector) const;
 
+  // With beta namespace isolation: the namespace's annotation isolates its pods' ingress.
+  bool NamespaceIsolatesIngress(const std::string& ns) const {
+    return ingress_isolated_namespaces_.contains(ns);
+  }
+  // One line per namespace whose beta annotation could not be read (in name order).
+  const std::vector<std::string>& namespace_problems() const { return namespace_problems_; }
+
  private:
   // Mutable: a namespace with pods but no Namespace object gets its default labels on demand.
   mutable std::map<std::string, k8s::Labels> namespace_labels_;
   std::map<std::string, std::vector<PodRef>> pods_by_namespace_;
   std::vector<PodRef> local_pods_;
+  std::set<std::string> ingress_isolated_namespaces_;
+  std::vector<std::string> namespace_problems_;
 };
 
 }  // namespace kr::netpol::compiler_internal

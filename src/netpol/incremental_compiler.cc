@@ -143,6 +143,7 @@ struct IncrementalCompiler::Impl {
   NameOwners owners;                               // of the policies' chains and sets
   std::set<std::string> collided;                  // keys of policies refused a name
   std::vector<std::string> pod_collisions;
+  std::vector<std::string> policy_problems;
   ByKey<k8s::Pod> pods;
   ByKey<k8s::Namespace> namespaces;
   ByKey<k8s::NetworkPolicy> policy_objects;
@@ -231,12 +232,19 @@ struct IncrementalCompiler::Impl {
                                  pod_collisions.end());
   }
 
-  void CollectProblems() {
-    state.problems.clear();
-    for (const auto& [key, compiled] : policies) {
-      state.problems.insert(state.problems.end(), compiled.problems.begin(),
-                            compiled.problems.end());
+  // The policies' problems (gathered again only when a policy was recompiled), then the
+  // namespaces' (read from every view).
+  void CollectProblems(const ClusterIndex& index, bool policies_changed) {
+    if (policies_changed) {
+      policy_problems.clear();
+      for (const auto& [key, compiled] : policies) {
+        policy_problems.insert(policy_problems.end(), compiled.problems.begin(),
+                               compiled.problems.end());
+      }
     }
+    state.problems = policy_problems;
+    const auto& namespaces = index.namespace_problems();
+    state.problems.insert(state.problems.end(), namespaces.begin(), namespaces.end());
   }
 
   Changes CompileAll(const ClusterView& view) {
@@ -258,7 +266,7 @@ struct IncrementalCompiler::Impl {
     pod_and_top_chains.clear();
     SetPodAndTopLevelChains(index, view, nullptr);
     SetLocalPodsSet(index, nullptr);
-    CollectProblems();
+    CollectProblems(index, true);
     CollectCollisions();
     compiled = true;
     return changes;
@@ -308,7 +316,7 @@ struct IncrementalCompiler::Impl {
     changes.policies_compiled = dirty.size();
     SetPodAndTopLevelChains(index, view, &changes);
     SetLocalPodsSet(index, &changes);
-    if (!dirty.empty()) CollectProblems();
+    CollectProblems(index, !dirty.empty());
     CollectCollisions();
     return changes;
   }

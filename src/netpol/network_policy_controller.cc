@@ -114,7 +114,14 @@ bool NetworkPolicyController::OnUpdate(const k8s::Event& event) {
       if (event.type != k8s::EventType::kUpdated) return true;
       auto a = As<k8s::Namespace>(event.old_object);
       auto b = As<k8s::Namespace>(event.new_object);
-      return !a || !b || a->meta.labels != b->meta.labels;
+      if (!a || !b || a->meta.labels != b->meta.labels) return true;
+      if (!config_.beta_namespace_isolation) return false;
+      auto annotation = [](const k8s::Namespace& ns) -> std::optional<std::string> {
+        auto found = ns.meta.annotations.find(kBetaIsolationAnnotation);
+        if (found == ns.meta.annotations.end()) return std::nullopt;
+        return found->second;
+      };
+      return annotation(*a) != annotation(*b);
     }
     case k8s::ResourceKind::kPod: {
       if (event.type != k8s::EventType::kUpdated) return true;

@@ -59,7 +59,9 @@ struct PodPolicy {
   bool egress = false;
 };
 
-Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
+// `namespace_isolated`: the pod's namespace isolates its ingress (beta semantics), so only its
+// policies' ingress rules let traffic in, whether or not one selects it.
+Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies, bool namespace_isolated) {
   const std::string key = ref.pod->meta.Key();
   const std::string& ip = ref.ip;
   Chain chain{PodChainName(ref.pod->meta.namespace_, ref.pod->meta.name), {}};
@@ -67,7 +69,7 @@ Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies) {
   chain.rules.push_back(
       Comment("rule to permit the traffic to pods when source is the pod's local node") + " -d " +
       ip + " -m addrtype --src-type LOCAL -j ACCEPT");
-  bool ingress = false, egress = false;
+  bool ingress = namespace_isolated, egress = false;
   if (policies != nullptr) {
     for (const auto& pp : *policies) {
       ingress |= pp.ingress;
@@ -192,7 +194,8 @@ std::map<std::string, Chain> PodAndTopLevelChains(
       continue;
     }
     auto found = pod_policies.find(key);
-    Chain chain = PodChain(ref, found == pod_policies.end() ? nullptr : &found->second);
+    Chain chain = PodChain(ref, found == pod_policies.end() ? nullptr : &found->second,
+                           index.NamespaceIsolatesIngress(ref.pod->meta.namespace_));
     std::string to_pod = Comment("rule to jump traffic destined to POD name:" + key);
     std::string from_pod = Comment("rule to jump traffic from POD name:" + key);
     forward.rules.push_back(to_pod + " -d " + ref.ip + " -j " + chain.name);

@@ -317,6 +317,10 @@ const std::vector<Flag>& Flags() {
         StringFlag("metrics-path", &O::metrics_path, "HTTP path of the Prometheus metrics."),
         UintFlag<uint16_t>("metrics-port", "uint16", &O::metrics_port,
                            "Port for the Prometheus metrics; 0 disables them."),
+        BoolFlag("netpol-beta-namespace-isolation", &O::netpol_beta_namespace_isolation,
+                 "Honour the NetworkPolicy beta namespace annotation "
+                 "net.beta.kubernetes.io/network-policy: \"DefaultDeny\" isolates the ingress "
+                 "of every pod in the namespace."),
         BoolFlag("netpol-default-deny", &O::netpol_default_deny,
                  "Reject a local pod's traffic until its network policy firewall is in place."),
         BoolFlag("nodeport-bindon-all-ip", &O::nodeport_bindon_all_ip,

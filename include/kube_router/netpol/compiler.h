@@ -39,7 +39,15 @@ struct NetpolConfig {
   // chain is programmed (kube-router-local-pods), closing the window between a pod starting and
   // its policies being written.
   bool default_deny = false;
+  // --netpol-beta-namespace-isolation: NetworkPolicy beta semantics for namespaces. A namespace
+  // annotated net.beta.kubernetes.io/network-policy={"ingress":{"isolation":"DefaultDeny"}}
+  // isolates the ingress of all its pods, so that only policies let traffic in (on top of the v1
+  // semantics: policies still isolate the pods they select). Off: the annotation means nothing.
+  bool beta_namespace_isolation = false;
 };
+
+// The namespace annotation of the NetworkPolicy beta API (Kubernetes 1.3-1.6).
+inline constexpr char kBetaIsolationAnnotation[] = "net.beta.kubernetes.io/network-policy";
 
 // Snapshots of the caches the compiler reads.
 struct ClusterView {

@@ -66,6 +66,7 @@ struct Options {
   // ---- network policy ----
   milliseconds iptables_sync_period{60'000};
   bool netpol_default_deny = false;
+  bool netpol_beta_namespace_isolation = false;  // ours: the beta namespace annotation
   bool use_nftables_for_netpol = false;
   std::string iptables_mode = "auto";  // ours: auto | nft | legacy
 

@@ -172,6 +172,17 @@ TEST(Options, HelpListsEveryFlagWithItsDefault) {
   testing::ExpectHelpListsEveryFlagWithItsDefault(help);
 }
 
+// Ours: the beta namespace annotation is honoured only on request, so a stale annotation never
+// changes a cluster on the v1 semantics.
+TEST(Options, BetaNamespaceIsolationIsOptIn) {
+  auto o = Parse({});
+  ASSERT_TRUE(o.ok()) << o.error();
+  EXPECT_FALSE(o->netpol_beta_namespace_isolation);
+  auto on = Parse({"--netpol-beta-namespace-isolation"});
+  ASSERT_TRUE(on.ok()) << on.error();
+  EXPECT_TRUE(on->netpol_beta_namespace_isolation);
+}
+
 TEST(Options, NoControllerEnabledIsAnError) {
   auto o = Parse({"--run-router=false", "--run-firewall=false", "--run-service-proxy=false"});
   ASSERT_TRUE(o.ok());
