@@ -5,6 +5,8 @@
 // reflection, export policy); graceful restart's stale routes (RFC 4724) and the full table for
 // a new session or a route refresh (RFC 2918).
 #include <algorithm>
+#include <tuple>
+#include <unordered_map>
 
 #include "kube_router/base/log.h"
 #include "speaker_impl.h"
@@ -14,18 +16,13 @@ namespace kr::bgp::speaker_internal {
 // ---- routes ----------------------------------------------------------------------------------
 
 void SpeakerImpl::DropRoutes(Peer& peer,
-                             const std::function<bool(const IpPrefix&, const AdjInEntry&)>& which) {
+                             const std::function<bool(const IpPrefix&, const RibPath&)>& which) {
+  if (peer.received == 0) return;
   std::vector<LocRib::Change> changes;
-  for (auto it = peer.adj_in.begin(); it != peer.adj_in.end();) {
-    if (!which(it->first, it->second)) {
-      ++it;
-      continue;
-    }
-    if (it->second.accepted) {
-      rib_.Remove(it->first, peer.config.address, changes);
-      --peer.accepted;
-    }
-    it = peer.adj_in.erase(it);
+  const std::optional<IpAddress> from = peer.config.address;
+  for (auto prefix = rib_.Next(std::nullopt); prefix; prefix = rib_.Next(prefix)) {
+    const RibPath* path = rib_.Find(*prefix, from);
+    if (path && which(*prefix, *path)) Unlearn(peer, *prefix, changes);
   }
   Propagate(changes);
 }
@@ -38,6 +35,8 @@ void SpeakerImpl::PeerUp(Session& s) {
   p.last_error.clear();
   const OpenMessage& open = *s.remote_open;
   p.remote_id = open.bgp_id;
+  p.source = interners_.sources.Intern(
+      PathSource{p.config.address, p.config.remote_asn, p.remote_id, IsIbgp(p), false});
   // RFC 4760 8: without multiprotocol capabilities the peer speaks IPv4 unicast only.
   p.families.clear();
   std::vector<AfiSafi> theirs = open.caps.multiprotocol;
@@ -57,8 +56,8 @@ void SpeakerImpl::PeerUp(Session& s) {
   // RFC 4724 4.2: stale routes of families the peer did not preserve go now; the rest wait
   // for its End-of-RIB (or the stale-path timer).
   bool any_stale = false;
-  DropRoutes(p, [&](const IpPrefix& prefix, const AdjInEntry& e) {
-    if (!e.stale) return false;
+  DropRoutes(p, [&](const IpPrefix& prefix, const RibPath& path) {
+    if (!path.source->stale) return false;
     bool keep = p.gr_negotiated && p.peer_forwarding_preserved.count(FamilyOf(prefix));
     any_stale |= keep;
     return !keep;
@@ -67,7 +66,7 @@ void SpeakerImpl::PeerUp(Session& s) {
     loop_.Cancel(p.stale_timer);
     p.stale_timer = loop_.AddTimer(seconds(config_.stale_path_time_s), [this, &p] {
       p.stale_timer = 0;
-      DropRoutes(p, [](const IpPrefix&, const AdjInEntry& e) { return e.stale; });
+      DropRoutes(p, [](const IpPrefix&, const RibPath& path) { return path.source->stale; });
     });
   }
   // The other connection lost the race.
@@ -83,20 +82,22 @@ void SpeakerImpl::PeerDown(Session& s) {
   p.adj_out.clear();
   bool graceful = s.graceful_down && p.gr_negotiated && p.peer_restart_time > 0;
   if (!graceful) {
-    DropRoutes(p, [](const IpPrefix&, const AdjInEntry&) { return true; });
+    DropRoutes(p, [](const IpPrefix&, const RibPath&) { return true; });
     return;
   }
   // RFC 4724 4.2: keep the routes, marked stale, for the peer's restart time.
   KR_LOG_INFO("BGP peer {}: keeping {} routes as stale for up to {} s (graceful restart)",
-              p.config.address.ToString(), p.adj_in.size(), p.peer_restart_time);
+              p.config.address.ToString(), p.received, p.peer_restart_time);
   std::vector<LocRib::Change> changes;
-  for (auto& [prefix, entry] : p.adj_in) {
-    entry.stale = true;
-    if (!entry.accepted) continue;
-    // The Loc-RIB holds the copy the import policy produced; produce it again, now stale.
-    Route r = RouteFromAdjIn(p, prefix, entry);
-    if (import_policy_ && import_policy_(p.config, r) == PolicyVerdict::kReject) continue;
-    rib_.Upsert(r, changes);
+  const std::optional<IpAddress> from = p.config.address;
+  for (auto prefix = rib_.Next(std::nullopt); prefix; prefix = rib_.Next(prefix)) {
+    const RibPath* path = rib_.Find(*prefix, from);
+    if (!path || path->source->stale) continue;
+    RibPath stale = *path;
+    PathSource source = *path->source;
+    source.stale = true;
+    stale.source = interners_.sources.Intern(std::move(source));
+    rib_.Upsert(*prefix, std::move(stale), changes);
   }
   Propagate(changes);
   loop_.Cancel(p.restart_timer);
@@ -104,64 +105,53 @@ void SpeakerImpl::PeerDown(Session& s) {
     p.restart_timer = 0;
     KR_LOG_INFO("BGP peer {}: restart time over, dropping stale routes",
                 p.config.address.ToString());
-    DropRoutes(p, [](const IpPrefix&, const AdjInEntry& e) { return e.stale; });
+    DropRoutes(p, [](const IpPrefix&, const RibPath& path) { return path.source->stale; });
   });
 }
 
-Route SpeakerImpl::RouteFromAdjIn(const Peer& peer, const IpPrefix& prefix,
-                                  const AdjInEntry& entry) const {
-  Route r;
-  r.prefix = prefix;
-  r.next_hop = entry.next_hop;
-  r.attributes = *entry.attrs;
-  r.peer = peer.config.address;
-  r.peer_asn = peer.config.remote_asn;
-  r.peer_router_id = peer.remote_id;
-  r.ibgp = IsIbgp(peer);
-  r.stale = entry.stale;
-  return r;
-}
-
-void SpeakerImpl::Learn(Peer& peer, const IpPrefix& prefix,
-                        std::shared_ptr<const PathAttributes> attrs, const IpAddress& next_hop,
-                        bool stale, std::vector<LocRib::Change>& changes) {
-  auto& entry = peer.adj_in[prefix];
-  bool was_accepted = entry.accepted;
-  entry.attrs = std::move(attrs);
-  entry.next_hop = next_hop;
-  entry.stale = stale;
-  Route route = RouteFromAdjIn(peer, prefix, entry);
+void SpeakerImpl::Learn(Peer& peer, const IpPrefix& prefix, Interned<PathInfo> received,
+                        const Interned<PathSource>& source, std::vector<LocRib::Change>& changes) {
+  const std::optional<IpAddress> from = peer.config.address;
+  const RibPath* old = rib_.Find(prefix, from);
+  const bool was_accepted = old && old->usable();
+  if (!old) ++peer.received;
+  const PathAttributes& a = received->attributes;
   bool accept = true;
   // Loop prevention (RFC 4271 9.1.2, RFC 4456 8).
-  if (!route.ibgp && route.attributes.as_path &&
-      route.attributes.as_path->Contains(config_.local_asn))
+  if (!source->ibgp && a.as_path && a.as_path->Contains(config_.local_asn)) accept = false;
+  if (a.originator_id && *a.originator_id == config_.router_id) accept = false;
+  if (std::find(a.cluster_list.begin(), a.cluster_list.end(),
+                config_.cluster_id->v4_host_order()) != a.cluster_list.end())
     accept = false;
-  if (route.attributes.originator_id && *route.attributes.originator_id == config_.router_id)
-    accept = false;
-  if (std::find(route.attributes.cluster_list.begin(), route.attributes.cluster_list.end(),
-                config_.cluster_id->v4_host_order()) != route.attributes.cluster_list.end())
-    accept = false;
-  if (accept && import_policy_)
+  RibPath path{source, received, {}};
+  if (accept && import_policy_) {
+    // The policy edits a copy; what it returns is interned again, so a change made for this
+    // path never reaches another path sharing the received set.
+    Route route = ToRoute(prefix, RibPath{source, received, received});
     accept = import_policy_(peer.config, route) == PolicyVerdict::kAccept;
-  entry.accepted = accept;
-  if (accept) {
-    if (!was_accepted) ++peer.accepted;
-    rib_.Upsert(route, changes);
-  } else if (was_accepted) {
-    --peer.accepted;
-    rib_.Remove(prefix, peer.config.address, changes);
+    if (accept) {
+      route.attributes.next_hop.reset();
+      path.info =
+          route.attributes == a && route.next_hop == received->next_hop
+              ? received
+              : interners_.infos.Intern(PathInfo{std::move(route.attributes), route.next_hop});
+    }
+  } else if (accept) {
+    path.info = received;
   }
+  if (accept && !was_accepted) ++peer.accepted;
+  if (!accept && was_accepted) --peer.accepted;
+  rib_.Upsert(prefix, std::move(path), changes);
 }
 
 void SpeakerImpl::Unlearn(Peer& peer, const IpPrefix& prefix,
                           std::vector<LocRib::Change>& changes) {
-  auto it = peer.adj_in.find(prefix);
-  if (it == peer.adj_in.end()) return;
-  if (it->second.accepted) {
-    --peer.accepted;
-    rib_.Remove(prefix, peer.config.address, changes);
-  }
-  peer.adj_in.erase(it);
+  const std::optional<IpAddress> from = peer.config.address;
+  const RibPath* path = rib_.Find(prefix, from);
+  if (!path) return;
+  --peer.received;
+  if (path->usable()) --peer.accepted;
+  rib_.Remove(prefix, from, changes);
 }
 
 void SpeakerImpl::ProcessUpdate(Session& s, const UpdateMessage& u) {
@@ -173,8 +163,8 @@ void SpeakerImpl::ProcessUpdate(Session& s, const UpdateMessage& u) {
     AfiSafi family = *eor;
     loop_.Cancel(p.stale_timer);
     p.stale_timer = 0;
-    DropRoutes(p, [&](const IpPrefix& prefix, const AdjInEntry& e) {
-      return e.stale && FamilyOf(prefix) == family;
+    DropRoutes(p, [&](const IpPrefix& prefix, const RibPath& path) {
+      return path.source->stale && FamilyOf(prefix) == family;
     });
     return;
   }
@@ -199,9 +189,10 @@ void SpeakerImpl::ProcessUpdate(Session& s, const UpdateMessage& u) {
       withdraw = true;
     }
   }
-  attrs.next_hop.reset();  // kept per route (NEXT_HOP or the MP_REACH next hop)
-  auto shared = std::make_shared<const PathAttributes>(std::move(attrs));
+  attrs.next_hop.reset();  // kept in PathInfo (NEXT_HOP or the MP_REACH next hop)
   auto announce = [&](const std::vector<IpPrefix>& nlri, const IpAddress& next_hop) {
+    // Interned: every prefix of every UPDATE with these attributes shares one set.
+    Interned<PathInfo> info;
     // RFC 4271 6.3: a next hop that is our own address is semantically incorrect; the routes
     // are ignored.
     const bool ours = next_hop == s.local_address;
@@ -212,12 +203,13 @@ void SpeakerImpl::ProcessUpdate(Session& s, const UpdateMessage& u) {
     for (const auto& prefix : nlri) {
       if (withdraw || ours) {
         Unlearn(p, prefix, changes);
-      } else if (p.config.max_prefixes && p.adj_in.size() >= p.config.max_prefixes &&
-                 !p.adj_in.count(prefix)) {
+      } else if (p.config.max_prefixes && p.received >= p.config.max_prefixes &&
+                 !rib_.Find(prefix, p.config.address)) {
         OnPrefixLimit(s, FamilyOf(prefix));
         return;
       } else {
-        Learn(p, prefix, shared, next_hop, /*stale=*/false, changes);
+        if (!info) info = interners_.infos.Intern(PathInfo{attrs, next_hop});
+        Learn(p, prefix, info, p.source, changes);
       }
     }
   };
@@ -241,26 +233,36 @@ void SpeakerImpl::DoAddPath(const LocalPath& path) {
   r.attributes.med = path.med;
   r.peer_router_id = config_.router_id;
   std::vector<LocRib::Change> changes;
-  rib_.Upsert(r, changes);
+  rib_.Upsert(r.prefix, interners_.FromRoute(r), changes);
   Propagate(changes);
 }
 
 void SpeakerImpl::DoReapplyPolicies() {
-  for (auto& [addr, peer] : peers_) {
-    std::vector<LocRib::Change> changes;
-    for (auto& [prefix, entry] : peer->adj_in) {
-      Learn(*peer, prefix, entry.attrs, entry.next_hop, entry.stale, changes);
+  std::vector<LocRib::Change> changes;
+  for (auto prefix = rib_.Next(std::nullopt); prefix; prefix = rib_.Next(prefix)) {
+    // Copied: Learn replaces the paths it runs over.
+    std::vector<RibPath> learned;
+    const PathList& paths = *rib_.Paths(*prefix);
+    for (size_t i = 0; i < paths.size(); ++i)
+      if (paths[i].peer()) learned.push_back(paths[i]);
+    for (const RibPath& path : learned) {
+      auto peer = peers_.find(*path.peer());
+      if (peer != peers_.end()) Learn(*peer->second, *prefix, path.received, path.source, changes);
     }
-    Propagate(changes);
   }
+  Propagate(changes);
   for (auto& [addr, peer] : peers_)
     if (peer->established) SendAll(*peer, std::nullopt);
 }
 
 void SpeakerImpl::Propagate(const std::vector<LocRib::Change>& changes) {
   if (changes.empty()) return;
-  for (const auto& c : changes)
-    for (const auto& cb : subscribers_) cb(BestPathChange{c.prefix, c.best});
+  for (const auto& c : changes) {
+    if (subscribers_.empty()) break;
+    BestPathChange change{c.prefix, std::nullopt};
+    if (c.best) change.best = ToRoute(c.prefix, *c.best);
+    for (const auto& cb : subscribers_) cb(change);
+  }
   std::vector<IpPrefix> prefixes;
   prefixes.reserve(changes.size());
   for (const auto& c : changes) prefixes.push_back(c.prefix);
@@ -268,40 +270,42 @@ void SpeakerImpl::Propagate(const std::vector<LocRib::Change>& changes) {
     if (peer->established) SyncExports(*peer, prefixes);
 }
 
-std::optional<ExportedPath> SpeakerImpl::ComputeExport(const Route& best, Peer& to) {
-  if (!to.families.count(FamilyOf(best.prefix))) return std::nullopt;
-  if (best.peer && *best.peer == to.config.address) return std::nullopt;
+std::optional<Interned<PathInfo>> SpeakerImpl::ComputeExport(const IpPrefix& prefix,
+                                                             const RibPath& best, Peer& to) {
+  if (!to.families.count(FamilyOf(prefix))) return std::nullopt;
+  if (best.peer() && *best.peer() == to.config.address) return std::nullopt;
   const bool to_ibgp = IsIbgp(to);
-  const auto& comms = best.attributes.communities;
+  const auto& comms = best.info->attributes.communities;
   if (std::find(comms.begin(), comms.end(), kNoAdvertise) != comms.end()) return std::nullopt;
   if (!to_ibgp && std::find(comms.begin(), comms.end(), kNoExport) != comms.end())
     return std::nullopt;
   bool reflect = false;
-  if (best.ibgp && to_ibgp) {
+  if (best.source->ibgp && to_ibgp) {
     // RFC 4456 6: iBGP-learned routes go to iBGP peers only through a reflector: from a
     // client to everyone, from a non-client to clients.
-    auto from = peers_.find(*best.peer);
+    auto from = peers_.find(*best.peer());
     bool from_client = from != peers_.end() && from->second->config.route_reflector_client;
     if (!from_client && !to.config.route_reflector_client) return std::nullopt;
     reflect = true;
   }
-  Route r = best;
+  // A copy: the interned set is shared with other paths and never changed in place.
+  Route r = ToRoute(prefix, best);
   PathAttributes& a = r.attributes;
   for (auto& raw : a.unknown) raw.flags |= 0x20;  // RFC 4271 5: partial once passed on
   if (!a.as_path) a.as_path = AsPath{};
   bool next_hop_unset =
-      best.local() && (best.next_hop == IpAddress() || best.next_hop == *IpAddress::Parse("::"));
+      r.local() && (r.next_hop == IpAddress() || r.next_hop == *IpAddress::Parse("::"));
   if (!to_ibgp) {
     a.local_pref.reset();
     a.originator_id.reset();
     a.cluster_list.clear();
-    if (!best.local()) a.med.reset();  // RFC 4271 5.1.4: MED does not leave the next AS
-    if (!best.local() || next_hop_unset) r.next_hop = to.established->local_address;
+    if (!r.local()) a.med.reset();  // RFC 4271 5.1.4: MED does not leave the next AS
+    if (!r.local() || next_hop_unset) r.next_hop = to.established->local_address;
   } else {
     if (!a.local_pref) a.local_pref = 100;
     if (next_hop_unset) r.next_hop = to.established->local_address;
     if (reflect) {
-      if (!a.originator_id) a.originator_id = best.peer_router_id;
+      if (!a.originator_id) a.originator_id = best.source->peer_router_id;
       a.cluster_list.insert(a.cluster_list.begin(), config_.cluster_id->v4_host_order());
     }
   }
@@ -313,30 +317,47 @@ std::optional<ExportedPath> SpeakerImpl::ComputeExport(const Route& best, Peer& 
   }
   // The next hop must be of the prefix's family (an IPv6 prefix over an IPv4 session needs an
   // explicit IPv6 next hop).
-  if (r.next_hop.is_v4() != best.prefix.is_v4()) return std::nullopt;
+  if (r.next_hop.is_v4() != prefix.is_v4()) return std::nullopt;
   r.attributes.next_hop.reset();
-  return ExportedPath{std::move(r.attributes), r.next_hop};
+  return interners_.infos.Intern(PathInfo{std::move(r.attributes), r.next_hop});
 }
 
 void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes) {
   Session& s = *peer.established;
+  // Prefixes with the same exported set go out together, in order of first appearance.
   struct Group {
-    std::shared_ptr<const PathAttributes> attrs;
-    std::vector<IpPrefix> prefixes;
+    Interned<PathInfo> info;
+    std::vector<IpPrefix> v4, v6;
   };
-  std::map<std::pair<PathAttributes, IpAddress>, Group> announce;
+  std::vector<Group> groups;
+  std::unordered_map<const PathInfo*, size_t> group_of;
+  // Without an export policy the result depends only on the path's source and attributes (and
+  // the family), which most prefixes share: compute it once per combination.
+  std::map<std::tuple<const PathSource*, const PathInfo*, bool>, std::optional<Interned<PathInfo>>>
+      memo;
   std::vector<IpPrefix> withdraw_v4, withdraw_v6;
   for (const auto& prefix : prefixes) {
-    const Route* best = rib_.Best(prefix);
-    std::optional<ExportedPath> want;
-    if (best) want = ComputeExport(*best, peer);
+    const RibPath* best = rib_.Best(prefix);
+    std::optional<Interned<PathInfo>> want;
+    if (best && export_policy_) {
+      want = ComputeExport(prefix, *best, peer);
+    } else if (best) {
+      auto key = std::make_tuple(best->source.get(), best->info.get(), prefix.is_v4());
+      auto m = memo.find(key);
+      if (m == memo.end()) m = memo.emplace(key, ComputeExport(prefix, *best, peer)).first;
+      want = m->second;
+    }
     auto it = peer.adj_out.find(prefix);
     if (want) {
-      if (it != peer.adj_out.end() && it->second.Same(*want)) continue;
-      Group& group = announce[{want->attrs, want->next_hop}];
-      if (!group.attrs) group.attrs = std::make_shared<const PathAttributes>(want->attrs);
-      group.prefixes.push_back(prefix);
-      peer.adj_out[prefix] = OutEntry{group.attrs, want->next_hop};
+      if (it != peer.adj_out.end() && it->second == *want) continue;
+      auto [g, added] = group_of.emplace(want->get(), groups.size());
+      if (added) groups.push_back(Group{*want, {}, {}});
+      (prefix.is_v4() ? groups[g->second].v4 : groups[g->second].v6).push_back(prefix);
+      if (it != peer.adj_out.end()) {
+        it->second = std::move(*want);
+      } else {
+        peer.adj_out.emplace(prefix, std::move(*want));
+      }
     } else if (it != peer.adj_out.end()) {
       (prefix.is_v4() ? withdraw_v4 : withdraw_v6).push_back(prefix);
       peer.adj_out.erase(it);
@@ -344,19 +365,18 @@ void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes)
   }
   for (auto* w : {&withdraw_v4, &withdraw_v6})
     for (const auto& bytes : PackWithdrawals(*w, s.codec)) Send(s, bytes);
-  for (const auto& [key, group] : announce) {
+  for (const Group& group : groups) {
     // PackAnnouncements wants one family per call.
-    std::vector<IpPrefix> v4, v6;
-    for (const auto& p : group.prefixes) (p.is_v4() ? v4 : v6).push_back(p);
-    for (auto* part : {&v4, &v6})
-      for (const auto& bytes : PackAnnouncements(key.first, key.second, *part, s.codec))
+    for (const auto* part : {&group.v4, &group.v6})
+      for (const auto& bytes :
+           PackAnnouncements(group.info->attributes, group.info->next_hop, *part, s.codec))
         Send(s, bytes);
   }
 }
 
 void SpeakerImpl::SendAll(Peer& peer, std::optional<AfiSafi> family) {
   std::vector<IpPrefix> prefixes;
-  rib_.ForEach([&](const IpPrefix& prefix, const std::vector<Route>&) {
+  rib_.ForEach([&](const IpPrefix& prefix, const PathList&) {
     if (!family || FamilyOf(prefix) == *family) prefixes.push_back(prefix);
   });
   if (family) {

@@ -8,70 +8,180 @@ namespace {
 
 constexpr uint32_t kDefaultLocalPref = 100;
 
-uint32_t LocalPref(const Route& r) { return r.attributes.local_pref.value_or(kDefaultLocalPref); }
-size_t PathLength(const Route& r) {
-  return r.attributes.as_path ? r.attributes.as_path->Length() : 0;
-}
-int OriginRank(const Route& r) {
-  return static_cast<int>(r.attributes.origin.value_or(Origin::kIncomplete));
+// What the decision process looks at, for both the public Route and the interned RibPath.
+struct Candidate {
+  const PathAttributes& a;
+  bool local;
+  bool ibgp;
+  const IpAddress& router_id;
+  const std::optional<IpAddress>& peer;
+};
+
+uint32_t LocalPref(const Candidate& c) { return c.a.local_pref.value_or(kDefaultLocalPref); }
+size_t PathLength(const Candidate& c) { return c.a.as_path ? c.a.as_path->Length() : 0; }
+int OriginRank(const Candidate& c) {
+  return static_cast<int>(c.a.origin.value_or(Origin::kIncomplete));
 }
 // RFC 4456 9: a reflected route is compared by its ORIGINATOR_ID instead of the router ID.
-uint32_t RouterIdOf(const Route& r) {
-  return r.attributes.originator_id ? r.attributes.originator_id->v4_host_order()
-                                    : r.peer_router_id.v4_host_order();
+uint32_t RouterIdOf(const Candidate& c) {
+  return c.a.originator_id ? c.a.originator_id->v4_host_order() : c.router_id.v4_host_order();
 }
 
-}  // namespace
-
-bool BetterPath(const Route& a, const Route& b) {
+bool Better(const Candidate& a, const Candidate& b) {
   if (LocalPref(a) != LocalPref(b)) return LocalPref(a) > LocalPref(b);
-  if (a.local() != b.local()) return a.local();
+  if (a.local != b.local) return a.local;
   if (PathLength(a) != PathLength(b)) return PathLength(a) < PathLength(b);
   if (OriginRank(a) != OriginRank(b)) return OriginRank(a) < OriginRank(b);
   // RFC 4271 9.1.2.2 c): MED only compares paths from the same neighbouring AS; a missing MED
   // is the lowest value (0).
-  uint32_t as_a = a.attributes.as_path ? a.attributes.as_path->FirstAsn() : 0;
-  uint32_t as_b = b.attributes.as_path ? b.attributes.as_path->FirstAsn() : 0;
+  uint32_t as_a = a.a.as_path ? a.a.as_path->FirstAsn() : 0;
+  uint32_t as_b = b.a.as_path ? b.a.as_path->FirstAsn() : 0;
   if (as_a == as_b) {
-    uint32_t med_a = a.attributes.med.value_or(0), med_b = b.attributes.med.value_or(0);
+    uint32_t med_a = a.a.med.value_or(0), med_b = b.a.med.value_or(0);
     if (med_a != med_b) return med_a < med_b;
   }
   if (a.ibgp != b.ibgp) return !a.ibgp;
   if (RouterIdOf(a) != RouterIdOf(b)) return RouterIdOf(a) < RouterIdOf(b);
-  if (a.attributes.cluster_list.size() != b.attributes.cluster_list.size())
-    return a.attributes.cluster_list.size() < b.attributes.cluster_list.size();
+  if (a.a.cluster_list.size() != b.a.cluster_list.size())
+    return a.a.cluster_list.size() < b.a.cluster_list.size();
   return a.peer.value_or(IpAddress()) < b.peer.value_or(IpAddress());
 }
 
-bool LocRib::Select(std::vector<Route>& paths) {
-  size_t best = 0;
-  for (size_t i = 1; i < paths.size(); ++i)
-    if (BetterPath(paths[i], paths[best])) best = i;
-  if (best == 0) return false;
-  std::swap(paths[0], paths[best]);
-  return true;
+Candidate Of(const Route& r) { return {r.attributes, r.local(), r.ibgp, r.peer_router_id, r.peer}; }
+Candidate Of(const RibPath& p) {
+  return {p.info->attributes, !p.peer().has_value(), p.source->ibgp, p.source->peer_router_id,
+          p.peer()};
+}
+
+// Boost-style mixing; the values only need to spread over the interner's buckets.
+void Mix(size_t& seed, size_t v) { seed ^= v + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2); }
+void MixIp(size_t& seed, const IpAddress& ip) {
+  Mix(seed, static_cast<size_t>(ip.family()));
+  for (uint8_t b : ip.bytes()) Mix(seed, b);
+}
+
+}  // namespace
+
+size_t HashPathInfo(const PathInfo& info) {
+  const PathAttributes& a = info.attributes;
+  size_t h = 0;
+  MixIp(h, info.next_hop);
+  Mix(h, a.origin ? 1 + static_cast<size_t>(*a.origin) : 0);
+  if (a.as_path) {
+    for (const auto& seg : a.as_path->segments) {
+      Mix(h, static_cast<size_t>(seg.type));
+      for (uint32_t asn : seg.asns) Mix(h, asn);
+    }
+  }
+  Mix(h, a.med ? 1 + static_cast<size_t>(*a.med) : 0);
+  Mix(h, a.local_pref ? 1 + static_cast<size_t>(*a.local_pref) : 0);
+  Mix(h, a.atomic_aggregate);
+  for (uint32_t c : a.communities) Mix(h, c);
+  for (const auto& lc : a.large_communities) {
+    Mix(h, lc.global_admin);
+    Mix(h, lc.local_data1);
+    Mix(h, lc.local_data2);
+  }
+  for (uint32_t c : a.cluster_list) Mix(h, c);
+  if (a.originator_id) MixIp(h, *a.originator_id);
+  // Aggregator and unknown attributes are rare: equality sorts them out.
+  Mix(h, a.unknown.size());
+  return h;
+}
+
+size_t HashPathSource(const PathSource& s) {
+  size_t h = 0;
+  if (s.peer) MixIp(h, *s.peer);
+  Mix(h, s.peer_asn);
+  MixIp(h, s.peer_router_id);
+  Mix(h, s.ibgp);
+  Mix(h, s.stale);
+  return h;
+}
+
+RibPath PathInterners::FromRoute(const Route& route) {
+  RibPath p;
+  p.source = sources.Intern(
+      PathSource{route.peer, route.peer_asn, route.peer_router_id, route.ibgp, route.stale});
+  p.received = infos.Intern(PathInfo{route.attributes, route.next_hop});
+  p.info = p.received;
+  return p;
+}
+
+Route ToRoute(const IpPrefix& prefix, const RibPath& path) {
+  Route r;
+  r.prefix = prefix;
+  r.next_hop = path.info->next_hop;
+  r.attributes = path.info->attributes;
+  r.peer = path.source->peer;
+  r.peer_asn = path.source->peer_asn;
+  r.peer_router_id = path.source->peer_router_id;
+  r.ibgp = path.source->ibgp;
+  r.stale = path.source->stale;
+  return r;
+}
+
+bool BetterPath(const Route& a, const Route& b) { return Better(Of(a), Of(b)); }
+bool BetterPath(const RibPath& a, const RibPath& b) { return Better(Of(a), Of(b)); }
+
+void PathList::push_back(RibPath path) {
+  if (!first_.source) {
+    first_ = std::move(path);
+    return;
+  }
+  if (!rest_) rest_ = std::make_unique<std::vector<RibPath>>();
+  rest_->push_back(std::move(path));
+}
+
+void PathList::erase(size_t i) {
+  if (i == 0) {
+    if (rest_ && !rest_->empty()) {
+      first_ = std::move(rest_->back());
+      rest_->pop_back();
+    } else {
+      first_ = RibPath{};
+    }
+  } else {
+    rest_->erase(rest_->begin() + static_cast<long>(i - 1));
+  }
+  if (rest_ && rest_->empty()) rest_.reset();
+}
+
+void LocRib::Select(PathList& paths) {
+  size_t best = paths.size();
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (!paths[i].usable()) continue;
+    if (best == paths.size() || BetterPath(paths[i], paths[best])) best = i;
+  }
+  if (best != paths.size() && best != 0) std::swap(paths[0], paths[best]);
+}
+
+std::optional<RibPath> LocRib::BestOf(const PathList& paths) {
+  if (paths.empty() || !paths[0].usable()) return std::nullopt;
+  return paths[0];
 }
 
 namespace {
-bool SameRoute(const Route& a, const Route& b) {
-  return a.peer == b.peer && a.next_hop == b.next_hop && a.attributes == b.attributes &&
-         a.stale == b.stale;
+// Interned handles: equal pointers are equal values.
+bool SamePath(const std::optional<RibPath>& a, const std::optional<RibPath>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  return !a || (a->source == b->source && a->info == b->info);
 }
 }  // namespace
 
-void LocRib::Upsert(const Route& route, std::vector<Change>& changes) {
-  auto& paths = table_[route.prefix];
-  std::optional<Route> old_best;
-  if (!paths.empty()) old_best = paths[0];
-  auto it = std::find_if(paths.begin(), paths.end(),
-                         [&](const Route& r) { return r.peer == route.peer; });
-  if (it != paths.end()) {
-    *it = route;
+void LocRib::Upsert(const IpPrefix& prefix, RibPath path, std::vector<Change>& changes) {
+  auto& paths = table_[prefix];
+  std::optional<RibPath> old_best = BestOf(paths);
+  size_t i = 0;
+  while (i < paths.size() && paths[i].peer() != path.peer()) ++i;
+  if (i < paths.size()) {
+    paths[i] = std::move(path);
   } else {
-    paths.push_back(route);
+    paths.push_back(std::move(path));
   }
   Select(paths);
-  if (!old_best || !SameRoute(*old_best, paths[0])) changes.push_back({route.prefix, paths[0]});
+  std::optional<RibPath> new_best = BestOf(paths);
+  if (!SamePath(old_best, new_best)) changes.push_back({prefix, std::move(new_best)});
 }
 
 void LocRib::Remove(const IpPrefix& prefix, const std::optional<IpAddress>& source,
@@ -79,27 +189,43 @@ void LocRib::Remove(const IpPrefix& prefix, const std::optional<IpAddress>& sour
   auto t = table_.find(prefix);
   if (t == table_.end()) return;
   auto& paths = t->second;
-  auto it =
-      std::find_if(paths.begin(), paths.end(), [&](const Route& r) { return r.peer == source; });
-  if (it == paths.end()) return;
-  bool was_best = it == paths.begin();
-  paths.erase(it);
-  if (paths.empty()) {
-    table_.erase(t);
-    changes.push_back({prefix, std::nullopt});
-    return;
-  }
+  size_t i = 0;
+  while (i < paths.size() && paths[i].peer() != source) ++i;
+  if (i == paths.size()) return;
+  std::optional<RibPath> old_best = BestOf(paths);
+  paths.erase(i);
   Select(paths);
-  if (was_best) changes.push_back({prefix, paths[0]});
+  std::optional<RibPath> new_best = BestOf(paths);
+  if (paths.empty()) table_.erase(t);
+  if (!SamePath(old_best, new_best)) changes.push_back({prefix, std::move(new_best)});
 }
 
-const Route* LocRib::Best(const IpPrefix& prefix) const {
+const RibPath* LocRib::Best(const IpPrefix& prefix) const {
   auto t = table_.find(prefix);
-  return t == table_.end() ? nullptr : &t->second[0];
+  if (t == table_.end() || !t->second[0].usable()) return nullptr;
+  return &t->second[0];
 }
 
-void LocRib::ForEach(
-    const std::function<void(const IpPrefix&, const std::vector<Route>&)>& fn) const {
+const RibPath* LocRib::Find(const IpPrefix& prefix, const std::optional<IpAddress>& source) const {
+  const PathList* paths = Paths(prefix);
+  if (!paths) return nullptr;
+  for (size_t i = 0; i < paths->size(); ++i)
+    if ((*paths)[i].peer() == source) return &(*paths)[i];
+  return nullptr;
+}
+
+const PathList* LocRib::Paths(const IpPrefix& prefix) const {
+  auto t = table_.find(prefix);
+  return t == table_.end() ? nullptr : &t->second;
+}
+
+std::optional<IpPrefix> LocRib::Next(const std::optional<IpPrefix>& after) const {
+  auto it = after ? table_.upper_bound(*after) : table_.begin();
+  if (it == table_.end()) return std::nullopt;
+  return it->first;
+}
+
+void LocRib::ForEach(const std::function<void(const IpPrefix&, const PathList&)>& fn) const {
   for (const auto& [prefix, paths] : table_) fn(prefix, paths);
 }
 

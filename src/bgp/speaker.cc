@@ -61,8 +61,8 @@ void SpeakerImpl::ReapplyPolicies() {
 void SpeakerImpl::SubscribeBestPaths(BestPathCallback callback) {
   loop_.Post([this, callback] {
     subscribers_.push_back(callback);
-    rib_.ForEach([&](const IpPrefix& prefix, const std::vector<Route>& paths) {
-      callback(BestPathChange{prefix, paths[0]});
+    rib_.ForEach([&](const IpPrefix& prefix, const PathList& paths) {
+      if (paths[0].usable()) callback(BestPathChange{prefix, ToRoute(prefix, paths[0])});
     });
   });
 }
@@ -74,8 +74,9 @@ std::vector<PeerStatus> SpeakerImpl::Peers() {
 std::vector<Route> SpeakerImpl::Rib() {
   return Query<std::vector<Route>>([this] {
     std::vector<Route> out;
-    rib_.ForEach([&](const IpPrefix&, const std::vector<Route>& paths) {
-      out.insert(out.end(), paths.begin(), paths.end());
+    rib_.ForEach([&](const IpPrefix& prefix, const PathList& paths) {
+      for (size_t i = 0; i < paths.size(); ++i)
+        if (paths[i].usable()) out.push_back(ToRoute(prefix, paths[i]));
     });
     return out;
   });
@@ -84,8 +85,9 @@ std::vector<Route> SpeakerImpl::Rib() {
 std::vector<Route> SpeakerImpl::BestPaths() {
   return Query<std::vector<Route>>([this] {
     std::vector<Route> out;
-    rib_.ForEach(
-        [&](const IpPrefix&, const std::vector<Route>& paths) { out.push_back(paths[0]); });
+    rib_.ForEach([&](const IpPrefix& prefix, const PathList& paths) {
+      if (paths[0].usable()) out.push_back(ToRoute(prefix, paths[0]));
+    });
     return out;
   });
 }
@@ -232,7 +234,7 @@ void SpeakerImpl::DoRemovePeer(const IpAddress& address) {
   loop_.Cancel(p.restart_timer);
   loop_.Cancel(p.stale_timer);
   p.established = nullptr;
-  DropRoutes(p, [](const IpPrefix&, const AdjInEntry&) { return true; });
+  DropRoutes(p, [](const IpPrefix&, const RibPath&) { return true; });
   ApplyListenerKeys(p.config, true);
   KR_LOG_INFO("BGP peer {} removed", address.ToString());
   // Deleted after the current callback returns; timers and fds are already gone.

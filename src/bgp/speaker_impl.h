@@ -70,35 +70,18 @@ struct Session {
   size_t queued() const { return wbuf.size() - woff; }
 };
 
-struct AdjInEntry {
-  // As received (after the RFC checks, before import policy). One UPDATE's prefixes share
-  // one attribute set, which keeps a large table small.
-  std::shared_ptr<const PathAttributes> attrs;
-  IpAddress next_hop;
-  bool stale = false;
-  bool accepted = false;
-};
-
-// What export computes for one prefix and one peer.
-struct ExportedPath {
-  PathAttributes attrs;
-  IpAddress next_hop;
-};
-
-// What was sent; prefixes sent in one group share the attribute set.
-struct OutEntry {
-  std::shared_ptr<const PathAttributes> attrs;
-  IpAddress next_hop;
-  bool Same(const ExportedPath& p) const { return next_hop == p.next_hop && *attrs == p.attrs; }
-};
-
 struct Peer {
   PeerConfig config;
   std::unique_ptr<Session> out;  // absent for passive peers
   std::unique_ptr<Session> in;   // a connection the peer opened
   Session* established = nullptr;
-  std::map<IpPrefix, AdjInEntry> adj_in;
-  std::map<IpPrefix, OutEntry> adj_out;
+  // The Adj-RIB-In lives in the Loc-RIB (each path keeps its attributes as received); these
+  // count the peer's paths there: all of them, and those the import policy accepted.
+  uint64_t received = 0;
+  uint64_t accepted = 0;
+  Interned<PathSource> source;  // of the paths the current session announces
+  // Adj-RIB-Out: what was last sent per prefix (interned: the whole table usually shares one).
+  std::map<IpPrefix, Interned<PathInfo>> adj_out;
   Clock::time_point established_at;
   std::string last_error;
   IpAddress remote_id;
@@ -109,8 +92,7 @@ struct Peer {
   EventLoop::TimerId restart_timer = 0;  // peer restarting: drop stale if it does not return
   EventLoop::TimerId stale_timer = 0;    // peer back: drop stale if End-of-RIB does not come
   bool sessions_seen = false;            // for the R bit on our first sessions after start
-  uint64_t accepted = 0;
-  uint64_t malformed_updates = 0;  // RFC 7606 errors seen; the first few are logged in full
+  uint64_t malformed_updates = 0;        // RFC 7606 errors seen; the first few are logged in full
 };
 
 inline AfiSafi FamilyOf(const IpPrefix& p) { return p.is_v4() ? kIpv4Unicast : kIpv6Unicast; }
@@ -196,21 +178,26 @@ class SpeakerImpl final : public Speaker {
   // ---- routes --------------------------------------------------------------------------------
   void PeerUp(Session& s);
   void PeerDown(Session& s);
-  void DropRoutes(Peer& peer, const std::function<bool(const IpPrefix&, const AdjInEntry&)>& which);
-  Route RouteFromAdjIn(const Peer& peer, const IpPrefix& prefix, const AdjInEntry& entry) const;
+  void DropRoutes(Peer& peer, const std::function<bool(const IpPrefix&, const RibPath&)>& which);
   void ProcessUpdate(Session& s, const UpdateMessage& u);
-  void Learn(Peer& peer, const IpPrefix& prefix, std::shared_ptr<const PathAttributes> attrs,
-             const IpAddress& next_hop, bool stale, std::vector<LocRib::Change>& changes);
+  // Puts the peer's path for `prefix` into the Loc-RIB: as received, and usable when no loop
+  // is detected and the import policy accepts it.
+  void Learn(Peer& peer, const IpPrefix& prefix, Interned<PathInfo> received,
+             const Interned<PathSource>& source, std::vector<LocRib::Change>& changes);
   void Unlearn(Peer& peer, const IpPrefix& prefix, std::vector<LocRib::Change>& changes);
   void DoAddPath(const LocalPath& path);
   void DoReapplyPolicies();
   void Propagate(const std::vector<LocRib::Change>& changes);
-  std::optional<ExportedPath> ComputeExport(const Route& best, Peer& to);
+  std::optional<Interned<PathInfo>> ComputeExport(const IpPrefix& prefix, const RibPath& best,
+                                                  Peer& to);
   void SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes);
   void SendAll(Peer& peer, std::optional<AfiSafi> family);
   std::vector<PeerStatus> DoPeers();
 
   GlobalConfig config_;
+  // Declared before everything holding handles (peers' Adj-RIB-Out, the Loc-RIB), so it is
+  // destroyed after them.
+  PathInterners interners_;
   EventLoop loop_;
   std::thread thread_;
   std::atomic<bool> running_{false};

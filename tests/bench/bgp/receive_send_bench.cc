@@ -1,6 +1,8 @@
 // Benchmark (root, not a ctest test): 100,000 IPv4 prefixes sent by our speaker to GoBGP,
 // then the same 100,000 received from that GoBGP by BIRD 2 (the baseline) and by our speaker,
-// in the same run. Prints prefixes/s, RSS and the ratio to BIRD.
+// in the same run. Prints prefixes/s, the RSS growth of each receiver (ours: this process; BIRD:
+// its daemon, read from /proc/<pid>/status before its session is enabled and after it holds
+// the table) and the ratios to BIRD. `--receive-only` skips the BIRD send baseline.
 //
 // Topology: namespace "gobgp" in the middle, one veth each to "src" (our feeding speaker,
 // 10.0.2.1), "us" (our receiving speaker, 10.0.0.1) and "bird" (10.0.1.3). Receivers connect
@@ -74,7 +76,7 @@ kr::bgp::PeerConfig GobgpPeer(const char* address) {
   return peer;
 }
 
-int Run() {
+int Run(bool receive_only) {
   if (!kr::testing::IsRoot()) {
     std::cerr << "bench: needs root (network namespaces)\n";
     return 2;
@@ -160,18 +162,30 @@ protocol device { }
 protocol bgp gobgp {
   local 10.0.1.3 as 64514;
   neighbor 10.0.1.2 as 64513;
+  disabled;
   ipv4 { import all; export none; };
 }
 )";
   const std::string bird_sock = dir.path() + "/bird.ctl";
   double bird_seconds = 0;
-  long bird_rss = 0;
+  long bird_rss_before = 0, bird_rss = 0;
   {
-    auto start = Clock::now();
+    // The session starts disabled so the daemon's own footprint is measured first.
     Process bird(bird_ns.Wrap({"bird", "-f", "-c", bird_conf, "-s", bird_sock}),
                  dir.path() + "/bird.log");
+    auto birdc = [&](const std::string& cmd) {
+      return Out(kr::Exec({"birdc", "-s", bird_sock, cmd}));
+    };
+    if (!Check(
+            WaitFor([&] { return birdc("show status").find("Daemon is up") != std::string::npos; },
+                    30s),
+            "BIRD did not start"))
+      return 1;
+    bird_rss_before = RssKb(bird.pid());
+    auto start = Clock::now();
+    birdc("enable gobgp");
     auto bird_count = [&] {
-      std::string s = Out(kr::Exec({"birdc", "-s", bird_sock, "show route count"}));
+      std::string s = birdc("show route count");
       auto pos = s.find(" of ");
       if (pos == std::string::npos) return 0L;
       auto begin = s.rfind('\n', pos);
@@ -205,15 +219,24 @@ protocol bgp gobgp {
               kPrefixes);
   std::printf("  kube-router : %7.2f s  %9.0f prefixes/s  RSS +%ld KiB for the table\n",
               send_seconds, kPrefixes / send_seconds, rss_feeder - rss_start);
+  const long our_growth = rss_after - rss_before, bird_growth = bird_rss - bird_rss_before;
+  const double our_rate = kPrefixes / our_seconds, bird_rate = kPrefixes / bird_seconds;
   std::printf("receive %u prefixes from GoBGP (connect + initial table):\n", kPrefixes);
-  std::printf("  BIRD 2      : %7.2f s  %9.0f prefixes/s  RSS %6ld KiB (whole daemon)\n",
-              bird_seconds, kPrefixes / bird_seconds, bird_rss);
-  std::printf("  kube-router : %7.2f s  %9.0f prefixes/s  RSS +%ld KiB (growth of this process)\n",
-              our_seconds, kPrefixes / our_seconds, rss_after - rss_before);
-  std::printf("  ratio BIRD time / our time: %.2f (>= 1: not slower than BIRD)\n",
-              bird_seconds / our_seconds);
+  std::printf(
+      "  BIRD 2      : %7.2f s  %9.0f prefixes/s  RSS %ld -> %ld KiB, growth %ld KiB"
+      " (%.0f B/prefix)\n",
+      bird_seconds, bird_rate, bird_rss_before, bird_rss, bird_growth,
+      bird_growth * 1024.0 / kPrefixes);
+  std::printf(
+      "  kube-router : %7.2f s  %9.0f prefixes/s  RSS %ld -> %ld KiB, growth %ld KiB"
+      " (%.0f B/prefix)\n",
+      our_seconds, our_rate, rss_before, rss_after, our_growth, our_growth * 1024.0 / kPrefixes);
+  std::printf("  RSS growth ours / BIRD: %.2f (target <= 1)\n",
+              static_cast<double>(our_growth) / static_cast<double>(bird_growth));
+  std::printf("  receive rate ours / BIRD: %.2f (target >= 1)\n", our_rate / bird_rate);
   std::printf("  (receive times include polling: birdc every 20 ms, Peers() every 20 ms)\n");
   receiver->Stop();
+  if (receive_only) return 0;
 
   // ---- baseline for sending: BIRD feeds the same 100,000 to GoBGP from the same address ----
   feeder->Stop();
@@ -249,9 +272,9 @@ protocol bgp gobgp {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   try {
-    return Run();
+    return Run(argc > 1 && std::string(argv[1]) == "--receive-only");
   } catch (const std::exception& e) {
     std::cerr << "bench: " << e.what() << "\n";
     return 1;

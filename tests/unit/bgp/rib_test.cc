@@ -102,31 +102,47 @@ TEST(RibTest, DecisionProcess) {
 }
 
 TEST(RibTest, LocRibReportsBestPathChanges) {
+  PathInterners in;
   LocRib rib;
   std::vector<LocRib::Change> changes;
   Route slow = Learned("10.0.0.2", {1, 2}), fast = Learned("10.0.0.3", {1});
-  rib.Upsert(slow, changes);
+  rib.Upsert(slow.prefix, in.FromRoute(slow), changes);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0].best->peer, Ip("10.0.0.2"));
+  EXPECT_EQ(changes[0].best->peer(), Ip("10.0.0.2"));
 
   changes.clear();
-  rib.Upsert(fast, changes);
+  rib.Upsert(fast.prefix, in.FromRoute(fast), changes);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0].best->peer, Ip("10.0.0.3"));
+  EXPECT_EQ(changes[0].best->peer(), Ip("10.0.0.3"));
 
   // A change to a path that is not the best is not a best-path change.
   changes.clear();
   slow.attributes.med = 3;
-  rib.Upsert(slow, changes);
+  rib.Upsert(slow.prefix, in.FromRoute(slow), changes);
   EXPECT_TRUE(changes.empty());
 
   // Same content again: nothing.
-  rib.Upsert(fast, changes);
+  rib.Upsert(fast.prefix, in.FromRoute(fast), changes);
   EXPECT_TRUE(changes.empty());
 
+  // The best path turning unusable (rejected by policy) hands over to the next one; the
+  // rejected path stays (it is the Adj-RIB-In's).
+  RibPath rejected = in.FromRoute(fast);
+  rejected.info = {};
+  rib.Upsert(fast.prefix, rejected, changes);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].best->peer(), Ip("10.0.0.2"));
+  ASSERT_NE(rib.Find(fast.prefix, fast.peer), nullptr);
+  EXPECT_FALSE(rib.Find(fast.prefix, fast.peer)->usable());
+  changes.clear();
+  rib.Upsert(fast.prefix, in.FromRoute(fast), changes);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].best->peer(), Ip("10.0.0.3"));
+
+  changes.clear();
   rib.Remove(fast.prefix, fast.peer, changes);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0].best->peer, Ip("10.0.0.2"));
+  EXPECT_EQ(changes[0].best->peer(), Ip("10.0.0.2"));
 
   changes.clear();
   rib.Remove(slow.prefix, Ip("10.0.0.99"), changes);  // unknown source
@@ -135,6 +151,99 @@ TEST(RibTest, LocRibReportsBestPathChanges) {
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_FALSE(changes[0].best.has_value());
   EXPECT_EQ(rib.prefix_count(), 0u);
+}
+
+TEST(RibTest, PathListKeepsTheBestFirstAcrossRemovals) {
+  PathInterners in;
+  LocRib rib;
+  std::vector<LocRib::Change> changes;
+  const char* peers[] = {"10.0.0.5", "10.0.0.4", "10.0.0.3", "10.0.0.2"};
+  for (const char* p : peers)
+    rib.Upsert(Pfx("10.1.0.0/16"), in.FromRoute(Learned(p, {1})), changes);
+  EXPECT_EQ(rib.Paths(Pfx("10.1.0.0/16"))->size(), 4u);
+  for (const char* p : {"10.0.0.2", "10.0.0.4", "10.0.0.3"}) {
+    changes.clear();
+    rib.Remove(Pfx("10.1.0.0/16"), Ip(p), changes);
+    ASSERT_NE(rib.Best(Pfx("10.1.0.0/16")), nullptr);
+  }
+  EXPECT_EQ(rib.Best(Pfx("10.1.0.0/16"))->peer(), Ip("10.0.0.5"));
+  EXPECT_EQ(rib.Paths(Pfx("10.1.0.0/16"))->size(), 1u);
+}
+
+// Issue 14: attribute sets are hash-consed. Many paths with the same attributes hold one set;
+// changing one path's attributes gives it a new set and leaves the others' alone; the last
+// reference dropped frees the set.
+TEST(RibTest, PathsWithTheSameAttributesShareOneSet) {
+  PathInterners in;
+  LocRib rib;
+  std::vector<LocRib::Change> changes;
+  Route r = Learned("10.0.0.2", {1, 2, 3});
+  r.attributes.communities = {Community(64512, 1)};
+  for (int i = 0; i < 1000; ++i) {
+    r.prefix = IpPrefix(IpAddress::V4(0x0a000000u + (static_cast<uint32_t>(i) << 8)), 24);
+    rib.Upsert(r.prefix, in.FromRoute(r), changes);
+  }
+  changes.clear();  // changes hold handles too
+  EXPECT_EQ(rib.prefix_count(), 1000u);
+  EXPECT_EQ(in.infos.size(), 1u);
+  EXPECT_EQ(in.sources.size(), 1u);
+  const RibPath* first = rib.Best(Pfx("10.0.0.0/24"));
+  const RibPath* other = rib.Best(Pfx("10.0.7.0/24"));
+  ASSERT_TRUE(first && other);
+  EXPECT_EQ(first->info.get(), other->info.get());  // one object, not equal copies
+  EXPECT_EQ(first->info.use_count(), 2000u);        // received + accepted of every path
+
+  // What an import policy does to one path: edit a copy, intern it, replace that path only.
+  const PathAttributes original = first->info->attributes;
+  Route edited = ToRoute(Pfx("10.0.0.0/24"), *first);
+  edited.attributes.local_pref = 300;
+  edited.attributes.communities.push_back(kNoExport);
+  RibPath modified = *first;
+  modified.info = in.infos.Intern(PathInfo{edited.attributes, edited.next_hop});
+  rib.Upsert(Pfx("10.0.0.0/24"), std::move(modified), changes);
+  changes.clear();
+  EXPECT_EQ(in.infos.size(), 2u);
+  EXPECT_EQ(rib.Best(Pfx("10.0.0.0/24"))->info->attributes.local_pref, 300u);
+  EXPECT_EQ(rib.Best(Pfx("10.0.0.0/24"))->received->attributes, original);  // as received
+  for (const char* other_prefix : {"10.0.1.0/24", "10.0.7.0/24", "10.3.231.0/24"}) {
+    SCOPED_TRACE(other_prefix);
+    const RibPath* p = rib.Best(Pfx(other_prefix));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->info->attributes, original);
+    EXPECT_FALSE(p->info->attributes.local_pref.has_value());
+  }
+  // A next-hop rewrite is a new set as well.
+  PathInfo moved = *other->info;
+  moved.next_hop = Ip("192.0.2.1");
+  Interned<PathInfo> moved_set = in.infos.Intern(moved);
+  EXPECT_EQ(in.infos.size(), 3u);
+  EXPECT_EQ(rib.Best(Pfx("10.0.7.0/24"))->info->next_hop, Ip("10.0.0.2"));
+
+  // Equal values intern to the same set; dropping the last handle frees it.
+  EXPECT_EQ(in.infos.Intern(moved), moved_set);
+  moved_set = {};
+  EXPECT_EQ(in.infos.size(), 2u);
+  changes.clear();
+  rib.Remove(Pfx("10.0.0.0/24"), Ip("10.0.0.2"), changes);
+  changes.clear();
+  EXPECT_EQ(in.infos.size(), 1u);  // the edited set had one user
+  for (int i = 1; i < 1000; ++i) {
+    rib.Remove(IpPrefix(IpAddress::V4(0x0a000000u + (static_cast<uint32_t>(i) << 8)), 24),
+               Ip("10.0.0.2"), changes);
+  }
+  changes.clear();
+  EXPECT_EQ(in.infos.size(), 0u);
+  EXPECT_EQ(in.sources.size(), 0u);
+}
+
+TEST(RibTest, InternedHandlesOutliveTheirInterner) {
+  Interned<PathInfo> kept;
+  {
+    Interner<PathInfo> infos(HashPathInfo);
+    kept = infos.Intern(PathInfo{});
+  }
+  EXPECT_EQ(kept.use_count(), 1u);
+  kept = {};  // frees without touching the gone interner (ASan would see it)
 }
 
 TEST(RibTest, AsPathHelpers) {
