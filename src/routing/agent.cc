@@ -40,6 +40,7 @@ struct AgentDataplane {
   std::unique_ptr<netlink::RouteTable> routes;
   std::unique_ptr<netlink::Links> links;
   std::unique_ptr<netfilter::Iptables> iptables;
+  std::unique_ptr<netfilter::Iptables> iptables6;
   std::unique_ptr<netfilter::Ipset> ipset;
   std::unique_ptr<netlink::Sysctl> sysctl;
 };
@@ -50,6 +51,8 @@ Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
                                                const std::string& node_name) {
   RoutingConfig config;
   config.node_name = node_name;
+  config.enable_ipv4 = options.enable_ipv4;
+  config.enable_ipv6 = options.enable_ipv6;
   config.cluster_asn = options.cluster_asn == 0 ? 64512 : options.cluster_asn;
   if (!IsPrivateAsn(config.cluster_asn)) {
     return Status::Error("--cluster-asn " + std::to_string(config.cluster_asn) +
@@ -114,6 +117,7 @@ Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
                          "\": only ipip is supported by this implementation");
   }
   config.routes_sync_period = options.routes_sync_period;
+  config.injected_routes_sync_period = options.injected_routes_sync_period;
   config.enable_pod_egress = options.enable_pod_egress;
   config.enable_cni = options.enable_cni;
   config.auto_mtu = options.auto_mtu;
@@ -143,10 +147,16 @@ Result<std::unique_ptr<Controller>> MakeAgentRoutesController(const Options& opt
     mode = *forced;
   }
   owner->iptables = netfilter::MakeIptables(mode, netfilter::IpFamily::kV4);
+  if (options.cleanup_config) {
+    // Cleanup removes the IPv6 state whatever the flags (a table that is not there is empty).
+    owner->iptables6 = netfilter::MakeIptablesForCleanup(mode, netfilter::IpFamily::kV6);
+  } else if (options.enable_ipv6) {
+    owner->iptables6 = netfilter::MakeIptables(mode, netfilter::IpFamily::kV6);
+  }
   owner->ipset = netfilter::MakeIpset();
   owner->sysctl = netlink::MakeProcSysctl();
-  RoutingDataplane dataplane{owner->routes.get(), owner->links.get(), owner->iptables.get(),
-                             owner->ipset.get(), owner->sysctl.get()};
+  RoutingDataplane dataplane{owner->routes.get(), owner->links.get(),  owner->iptables.get(),
+                             owner->ipset.get(),  owner->sysctl.get(), owner->iptables6.get()};
   return std::unique_ptr<Controller>(std::make_unique<NetworkRoutesController>(
       std::move(*config), cluster, dataplane,
       [](const bgp::GlobalConfig& global) { return bgp::NewSpeaker(global); }, metrics,

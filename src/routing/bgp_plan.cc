@@ -10,6 +10,10 @@ bool SameFamily(const IpAddress& a, const IpAddress& b) { return a.family() == b
 
 IpPrefix HostPrefix(const IpAddress& ip) { return IpPrefix(ip, ip.bit_length()); }
 
+const char* FamilyName(IpAddress::Family family) {
+  return family == IpAddress::Family::kV4 ? "IPv4" : "IPv6";
+}
+
 // A per-service "true"/"false" annotation overriding a flag; anything else keeps the flag.
 bool FlagOrAnnotation(const k8s::Service& service, const char* key, bool flag) {
   auto it = service.meta.annotations.find(key);
@@ -23,14 +27,19 @@ bool FlagOrAnnotation(const k8s::Service& service, const char* key, bool flag) {
 std::set<std::string> ServicesWithLocalEndpoints(
     const NodeInfo& self, const std::vector<std::shared_ptr<const k8s::EndpointSlice>>& slices) {
   std::set<std::string> local;
-  std::string node_ip = self.ip ? self.ip->ToString() : "";
+  std::vector<std::string> node_ips;
+  for (const auto& ip : {self.ip, self.ipv4, self.ipv6}) {
+    if (ip) node_ips.push_back(ip->ToString());
+  }
   for (const auto& slice : slices) {
     if (!slice || slice->service_name.empty()) continue;
     for (const auto& endpoint : slice->endpoints) {
       if (!endpoint.ready && !endpoint.serving) continue;
       bool on_this_node = endpoint.node_name == self.name ||
-                          std::find(endpoint.addresses.begin(), endpoint.addresses.end(),
-                                    node_ip) != endpoint.addresses.end();
+                          std::any_of(node_ips.begin(), node_ips.end(), [&](const auto& ip) {
+                            return std::find(endpoint.addresses.begin(), endpoint.addresses.end(),
+                                             ip) != endpoint.addresses.end();
+                          });
       if (on_this_node) {
         local.insert(slice->meta.namespace_ + "/" + slice->service_name);
         break;
@@ -66,6 +75,25 @@ const char* RouteKindName(RouteKind kind) {
       return "loadbalancer-ip";
   }
   return "unknown";
+}
+
+std::vector<std::string> ApplyFamilies(const RoutingConfig& config, NodeInfo& node) {
+  std::vector<std::string> problems;
+  if (!config.enable_ipv4) node.ipv4.reset();
+  if (!config.enable_ipv6) node.ipv6.reset();
+  if (node.ip && !config.FamilyEnabled(node.ip->family())) {
+    node.ip = node.ip->is_v4() ? node.ipv6 : node.ipv4;
+  }
+  std::erase_if(node.pod_cidrs, [&](const IpPrefix& cidr) {
+    const auto family = cidr.address().family();
+    if (!config.FamilyEnabled(family)) return true;
+    if (AddressOf(node, family)) return false;
+    problems.push_back("node " + node.name + ": pod CIDR " + cidr.ToString() + " is " +
+                       FamilyName(family) + " but the node has no " + FamilyName(family) +
+                       " InternalIP or ExternalIP to route it to (skipped)");
+    return true;
+  });
+  return problems;
 }
 
 Result<uint32_t> LocalAsn(const RoutingConfig& config, const NodeInfo& self) {
@@ -104,31 +132,48 @@ std::vector<PeerSpec> PlanInternalPeers(const RoutingConfig& config, const NodeI
   return peers;
 }
 
-std::vector<PeerSpec> PlanExternalPeers(const RoutingConfig& config, const NodeInfo& self) {
-  std::vector<PeerSpec> peers =
+std::vector<PeerSpec> PlanExternalPeers(const RoutingConfig& config, const NodeInfo& self,
+                                        std::vector<std::string>* problems) {
+  const std::vector<PeerSpec>& configured =
       config.global_peers.empty() ? self.external_peers : config.global_peers;
-  for (auto& peer : peers) {
-    peer.external = true;
-    if (!peer.local_address && self.ip && SameFamily(*self.ip, peer.address)) {
-      peer.local_address = self.ip;
+  std::vector<PeerSpec> peers;
+  for (PeerSpec peer : configured) {
+    // The session runs in the peer's family, from this node's address of that family
+    // (kube-router skips peers it cannot reach that way too).
+    const auto family = peer.address.family();
+    const std::string name = FamilyName(family);
+    std::string why;
+    if (!config.FamilyEnabled(family)) {
+      why = name + " is disabled (--enable-" +
+            (family == IpAddress::Family::kV4 ? "ipv4" : "ipv6") + "=false)";
+    } else if (peer.local_address && !SameFamily(*peer.local_address, peer.address)) {
+      why = "its local address " + peer.local_address->ToString() + " is not " + name;
+    } else if (!peer.local_address && !AddressOf(self, family)) {
+      why = "node " + self.name + " has no " + name + " address";
     }
+    if (!why.empty()) {
+      if (problems) {
+        problems->push_back("external BGP peer " + peer.address.ToString() + " (AS " +
+                            std::to_string(peer.asn) + "): " + why + "; skipped");
+      }
+      continue;
+    }
+    peer.external = true;
+    if (!peer.local_address) peer.local_address = AddressOf(self, family);
     if (config.peer_multihop_ttl >= 2) peer.multihop_ttl = config.peer_multihop_ttl;
+    peers.push_back(std::move(peer));
   }
-  // A peer of the other family than our address cannot be reached from it (kube-router
-  // skips those too).
-  std::erase_if(peers, [&](const PeerSpec& peer) {
-    const std::optional<IpAddress>& local = peer.local_address ? peer.local_address : self.ip;
-    return local && !SameFamily(*local, peer.address);
-  });
   return peers;
 }
 
 std::vector<Advertisement> PlanPodCidrAdvertisements(const NodeInfo& self) {
   std::vector<Advertisement> out;
-  if (!self.ip) return out;
   for (const auto& cidr : self.pod_cidrs) {
-    if (cidr.address().family() != self.ip->family()) continue;
-    out.push_back({cidr, *self.ip, RouteKind::kPodCidr});
+    // An IPv6 pod CIDR goes out with the node's IPv6 address as next hop (MP_REACH), whatever
+    // family the session runs in.
+    auto next_hop = AddressOf(self, cidr.address().family());
+    if (!next_hop) continue;
+    out.push_back({cidr, *next_hop, RouteKind::kPodCidr});
   }
   return out;
 }
@@ -138,12 +183,13 @@ std::vector<Advertisement> PlanServiceAdvertisements(
     const std::vector<std::shared_ptr<const k8s::Service>>& services,
     const std::vector<std::shared_ptr<const k8s::EndpointSlice>>& slices) {
   std::set<Advertisement> out;
-  if (!self.ip) return {};
   const std::set<std::string> local = ServicesWithLocalEndpoints(self, slices);
   auto add = [&](const std::string& text, RouteKind kind) {
     auto ip = IpAddress::Parse(text);
-    if (!ip || !SameFamily(*ip, *self.ip)) return;
-    out.insert({HostPrefix(*ip), *self.ip, kind});
+    if (!ip || !config.FamilyEnabled(ip->family())) return;
+    auto next_hop = AddressOf(self, ip->family());
+    if (!next_hop) return;
+    out.insert({HostPrefix(*ip), *next_hop, kind});
   };
   for (const auto& service : services) {
     if (!service || !Advertisable(*service)) continue;

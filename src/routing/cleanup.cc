@@ -1,5 +1,6 @@
 // --cleanup-config: removes exactly what the routes controller owns, nothing else.
 #include <algorithm>
+#include <set>
 
 #include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/network_routes_controller.h"
@@ -43,12 +44,14 @@ Result<std::vector<std::string>> NetworkRoutesController::Cleanup() {
   } else {
     errors.push_back(links.error());
   }
-  if (dataplane_.iptables) {
-    if (auto nat = dataplane_.iptables->Save("nat"); nat) {
-      auto update = PlanPodEgress(*nat, /*enabled=*/false);
+  for (auto* iptables : {dataplane_.iptables, dataplane_.iptables6}) {
+    if (!iptables) continue;
+    const std::string family = netfilter::IpFamilyName(iptables->family());
+    if (auto nat = iptables->Save("nat"); nat) {
+      auto update = PlanPodEgress(*nat, /*enabled=*/false, iptables->family());
       if (!update.empty()) {
-        if (auto status = dataplane_.iptables->Apply(update); status.ok()) {
-          removed.push_back(std::string("nat chain ") + kPodEgressChain + " and its jump");
+        if (auto status = iptables->Apply(update); status.ok()) {
+          removed.push_back(family + " nat chain " + kPodEgressChain + " and its jump");
         } else {
           errors.push_back(status.message());
         }
@@ -58,11 +61,16 @@ Result<std::vector<std::string>> NetworkRoutesController::Cleanup() {
     }
   }
   if (dataplane_.ipset) {
-    // Only our two sets, never every set on the host (kube-router's Cleanup destroys all).
+    // Only our sets (two per family), never every set on the host (kube-router's Cleanup
+    // destroys all).
+    std::set<std::string> ours;
+    for (auto family : {netfilter::IpFamily::kV4, netfilter::IpFamily::kV6}) {
+      ours.insert({PodSubnetsSetName(family), NodeIpsSetName(family)});
+    }
     if (auto names = dataplane_.ipset->ListNames(); names) {
       netfilter::IpsetUpdate update;
       for (const auto& name : *names) {
-        if (name == kPodSubnetsSet || name == kNodeIpsSet) update.destroy.push_back(name);
+        if (ours.count(name)) update.destroy.push_back(name);
       }
       if (!update.empty()) {
         if (auto status = dataplane_.ipset->Apply(update); status.ok()) {

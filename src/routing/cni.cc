@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "kube_router/base/files.h"
@@ -42,7 +43,7 @@ Status NetworkRoutesController::SyncCni(const NodeInfo& self) {
     }
   }
 
-  // kube-bridge with the gateway address of our (first, same-family) pod CIDR.
+  // kube-bridge with the gateway address of our pod CIDRs.
   auto bridge = dataplane_.links->Get(kBridgeName);
   if (!bridge) return bridge.status().Context("reading kube-bridge");
   if (!*bridge) {
@@ -62,8 +63,10 @@ Status NetworkRoutesController::SyncCni(const NodeInfo& self) {
   }
   auto addresses = dataplane_.links->ListAddresses(kBridgeName);
   if (!addresses) return addresses.status().Context("reading kube-bridge addresses");
+  // One gateway per family: the first pod CIDR of each (dual stack: an IPv4 and an IPv6 one).
+  std::set<IpAddress::Family> families_done;
   for (const auto& cidr : self.pod_cidrs) {
-    if (cidr.address().family() != self.ip->family()) continue;
+    if (!families_done.insert(cidr.address().family()).second) continue;
     GatewayAddress gateway = BridgeGateway(cidr);
     netlink::Address want{kBridgeName, gateway.address, gateway.prefix_length,
                           netlink::Scope::kUniverse};
@@ -76,7 +79,6 @@ Status NetworkRoutesController::SyncCni(const NodeInfo& self) {
       }
       KR_LOG_INFO("routing: added {}", want.ToString());
     }
-    break;
   }
 
   const std::string& path = config_.cni_conf_file;

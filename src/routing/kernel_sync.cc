@@ -27,7 +27,12 @@ Status NetworkRoutesController::SyncKernelRoutes(
       underlay.push_back({route.destination, route.gateway});
     }
   }
-  RoutePlan plan = PlanRoutes(config_, *self.ip, self.pod_cidrs, paths, underlay, node_addresses);
+  std::vector<IpAddress> node_ips;
+  for (const auto& address : {self.ipv4, self.ipv6}) {
+    if (address) node_ips.push_back(*address);
+  }
+  if (node_ips.empty()) node_ips.push_back(*self.ip);
+  RoutePlan plan = PlanRoutes(config_, node_ips, self.pod_cidrs, paths, underlay, node_addresses);
   for (const auto& skipped : plan.skipped) KR_VLOG(1, "routing: not routing {}", skipped);
   for (const auto& collision : plan.name_collisions) {
     KR_LOG_ERROR("routing: not routing {}", collision);
@@ -123,24 +128,39 @@ Status NetworkRoutesController::SyncTunnels(const std::vector<DesiredTunnel>& de
 }
 
 Status NetworkRoutesController::SyncPodEgress(const std::vector<NodeInfo>& nodes) {
-  if (!dataplane_.ipset || !dataplane_.iptables) return Status::Ok();
+  if (!dataplane_.ipset) return Status::Ok();
+  Status v4 = Status::Ok();
+  if (dataplane_.iptables) {
+    v4 = SyncPodEgressFamily(nodes, *dataplane_.iptables,
+                             config_.enable_pod_egress && config_.enable_ipv4);
+  }
+  if (dataplane_.iptables6 && config_.enable_ipv6) {
+    Status v6 = SyncPodEgressFamily(nodes, *dataplane_.iptables6, config_.enable_pod_egress);
+    if (!v6.ok()) return v4.ok() ? v6 : Status::Error(v4.message() + "; " + v6.message());
+  }
+  return v4;
+}
+
+Status NetworkRoutesController::SyncPodEgressFamily(const std::vector<NodeInfo>& nodes,
+                                                    netfilter::Iptables& iptables, bool enabled) {
+  const netfilter::IpFamily family = iptables.family();
+  const std::string name = netfilter::IpFamilyName(family);
   auto sets = dataplane_.ipset->List();
   if (!sets) return sets.status().Context("listing ipsets");
-  netfilter::IpsetUpdate set_update = PlanSetUpdate(DesiredEgressSets(nodes), *sets);
+  netfilter::IpsetUpdate set_update = PlanSetUpdate(DesiredEgressSets(nodes, family), *sets);
   if (!set_update.empty()) {
     if (auto status = dataplane_.ipset->Apply(set_update); !status.ok()) {
-      return status.Context("updating the pod/node ipsets");
+      return status.Context("updating the " + name + " pod/node ipsets");
     }
   }
-  auto nat = dataplane_.iptables->Save("nat");
-  if (!nat) return nat.status().Context("reading the nat table");
-  netfilter::TableUpdate update = PlanPodEgress(*nat, config_.enable_pod_egress);
+  auto nat = iptables.Save("nat");
+  if (!nat) return nat.status().Context("reading the " + name + " nat table");
+  netfilter::TableUpdate update = PlanPodEgress(*nat, enabled, family);
   if (!update.empty()) {
-    if (auto status = dataplane_.iptables->Apply(update); !status.ok()) {
-      return status.Context("updating the pod egress masquerade");
+    if (auto status = iptables.Apply(update); !status.ok()) {
+      return status.Context("updating the " + name + " pod egress masquerade");
     }
-    KR_LOG_INFO("routing: pod egress masquerade {}",
-                config_.enable_pod_egress ? "installed" : "removed");
+    KR_LOG_INFO("routing: {} pod egress masquerade {}", name, enabled ? "installed" : "removed");
   }
   return Status::Ok();
 }

@@ -71,8 +71,14 @@ Status NetworkRoutesController::Init() {
   if (dataplane_.sysctl) {
     // Pods on other nodes are reached by forwarding; bridged pod traffic must see iptables
     // (pod egress masquerade, network policy).
-    for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
-             {"net.ipv4.ip_forward", "1"}, {"net.bridge.bridge-nf-call-iptables", "1"}}) {
+    std::vector<std::pair<std::string, std::string>> settings = {
+        {"net.ipv4.ip_forward", "1"}, {"net.bridge.bridge-nf-call-iptables", "1"}};
+    if (config_.enable_ipv6) {
+      settings.insert(settings.end(), {{"net.ipv6.conf.all.disable_ipv6", "0"},
+                                       {"net.ipv6.conf.all.forwarding", "1"},
+                                       {"net.bridge.bridge-nf-call-ip6tables", "1"}});
+    }
+    for (const auto& [key, value] : settings) {
       if (auto status = dataplane_.sysctl->Set(key, value); !status.ok()) {
         KR_LOG_WARN("routing: cannot set {}={}: {}", key, value, status.message());
       }
@@ -99,6 +105,12 @@ void NetworkRoutesController::LogNodeProblems(const std::string& node,
   last = problems;
 }
 
+std::chrono::milliseconds NetworkRoutesController::SyncPeriod() const {
+  const auto injected = config_.injected_routes_sync_period;
+  if (injected.count() > 0 && injected < config_.routes_sync_period) return injected;
+  return config_.routes_sync_period;
+}
+
 Status NetworkRoutesController::Sync(SyncReason reason) {
   // A requested sync with no API event since the last good full sync was asked for by a learned
   // or withdrawn path: only the kernel routes and tunnels can be out of date. Everything else
@@ -106,15 +118,38 @@ Status NetworkRoutesController::Sync(SyncReason reason) {
   if (reason == SyncReason::kRequested && !full_sync_pending_ && synced_self_) {
     return SyncRoutesOnly();
   }
+  // A periodic tick of the shorter --injected-routes-sync-period re-installs the learned
+  // routes (kube-router's RouteSync); the full repair still runs every routes_sync_period
+  // (half a tick of slack, so timer jitter never pushes it a whole tick late).
+  if (reason == SyncReason::kPeriodic && !full_sync_pending_ && synced_self_ &&
+      SyncPeriod() < config_.routes_sync_period &&
+      std::chrono::steady_clock::now() - last_full_sync_ + SyncPeriod() / 2 <
+          config_.routes_sync_period) {
+    return SyncRoutesOnly();
+  }
   Status status = FullSync(reason);
   full_sync_pending_ = !status.ok();
+  if (status.ok()) last_full_sync_ = std::chrono::steady_clock::now();
   return status;
+}
+
+Result<std::vector<netlink::Route>> NetworkRoutesController::ListMainRoutes(
+    const NodeInfo& self) const {
+  std::vector<netlink::Route> all;
+  for (const auto& address : {self.ipv4, self.ipv6}) {
+    if (!address) continue;
+    auto routes =
+        dataplane_.routes->List({address->family(), netlink::kMainTable, std::nullopt, {}});
+    if (!routes) return routes.status();
+    all.insert(all.end(), std::make_move_iterator(routes->begin()),
+               std::make_move_iterator(routes->end()));
+  }
+  return all;
 }
 
 Status NetworkRoutesController::SyncRoutesOnly() {
   const auto started = std::chrono::steady_clock::now();
-  const auto main_routes =
-      dataplane_.routes->List({synced_self_->ip->family(), netlink::kMainTable, std::nullopt, {}});
+  const auto main_routes = ListMainRoutes(*synced_self_);
   Status status = SyncKernelRoutes(*synced_self_, main_routes, synced_node_addresses_);
   UpdatePeerMetrics();  // the status view lists the installed routes
   metrics_
@@ -139,6 +174,9 @@ Status NetworkRoutesController::FullSync(SyncReason reason) {
   std::map<IpPrefix, std::set<IpAddress>> pod_cidr_owners;
   for (const auto& node : cluster_->nodes.List()) {
     ParsedNode parsed = ParseNode(*node);
+    // Pod CIDRs the node cannot be routed to in their family are left out of everything.
+    auto family_problems = ApplyFamilies(config_, parsed.info);
+    parsed.problems.insert(parsed.problems.end(), family_problems.begin(), family_problems.end());
     LogNodeProblems(parsed.info.name, parsed.problems);
     present.insert(parsed.info.name);
     std::set<IpAddress> addresses;
@@ -182,7 +220,9 @@ Status NetworkRoutesController::FullSync(SyncReason reason) {
   // Policies before paths and peers, so nothing is ever exported under an old policy.
   const auto peers_started = std::chrono::steady_clock::now();
   std::vector<PeerSpec> peers = PlanInternalPeers(config_, *self, *local_asn, nodes);
-  std::vector<PeerSpec> external = PlanExternalPeers(config_, *self);
+  std::vector<std::string> peer_problems;
+  std::vector<PeerSpec> external = PlanExternalPeers(config_, *self, &peer_problems);
+  LogNodeProblems(self->name + "/peers", peer_problems);
   auto policy = std::make_shared<PolicyState>();
   policy->local_asn = *local_asn;
   policy->self = *self;
@@ -196,8 +236,7 @@ Status NetworkRoutesController::FullSync(SyncReason reason) {
   policy->import.node_addresses = node_addresses;
   synced_node_addresses_ = node_addresses;  // where routes-only syncs may build tunnels to
   // This node's directly connected subnets (one route dump, shared with the kernel sync).
-  const auto main_routes =
-      dataplane_.routes->List({self->ip->family(), netlink::kMainTable, std::nullopt, {}});
+  const auto main_routes = ListMainRoutes(*self);
   if (main_routes) {
     for (const auto& route : *main_routes) {
       if (route.protocol != kRouteProtocol && route.type == netlink::RouteType::kUnicast &&
@@ -270,7 +309,11 @@ Status NetworkRoutesController::EnsureSpeaker(const NodeInfo& self, uint32_t loc
                          " has an IPv6 address only; --router-id is required");
   }
   global.listen_port = config_.bgp_port;
+  // Both families' addresses: an external IPv6 peer connects to the IPv6 one.
   global.listen_addresses = {*self.ip};
+  for (const auto& address : {self.ipv4, self.ipv6}) {
+    if (address && *address != *self.ip) global.listen_addresses.push_back(*address);
+  }
   global.hold_time_s = static_cast<uint16_t>(config_.hold_time.count());
   global.graceful_restart = config_.graceful_restart;
   if (self.rr_server_cluster_id) global.cluster_id = IpAddress::V4(*self.rr_server_cluster_id);
@@ -366,7 +409,10 @@ bgp::PolicyVerdict NetworkRoutesController::ExportRoute(const bgp::PeerConfig& t
     if (!route.attributes.as_path) route.attributes.as_path = bgp::AsPath{};
     route.attributes.as_path->Prepend(decision.prepend->asn, decision.prepend->repeat);
   }
-  if (decision.next_hop_self && to.local_address) {
+  // Next-hop-self only in the session's family: an IPv6 route over an IPv4 session keeps the
+  // node's IPv6 address (a next hop must be of the prefix's family).
+  if (decision.next_hop_self && to.local_address &&
+      to.local_address->family() == route.prefix.address().family()) {
     route.next_hop = *to.local_address;
     route.attributes.next_hop = *to.local_address;
   }

@@ -301,12 +301,32 @@ Result<std::vector<PeerSpec>> ParsePeersYaml(std::string_view yaml) {
   }
 }
 
+std::optional<IpAddress> NodeIpOfFamily(const k8s::Node& node, IpAddress::Family family) {
+  for (const char* type : {"InternalIP", "ExternalIP"}) {
+    for (const auto& address : node.addresses) {
+      if (address.type != type) continue;
+      auto ip = IpAddress::Parse(address.address);
+      if (ip && ip->family() == family) return ip;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<IpAddress> AddressOf(const NodeInfo& node, IpAddress::Family family) {
+  const auto& own = family == IpAddress::Family::kV4 ? node.ipv4 : node.ipv6;
+  if (own) return own;
+  if (node.ip && node.ip->family() == family) return node.ip;
+  return std::nullopt;
+}
+
 ParsedNode ParseNode(const k8s::Node& node) {
   ParsedNode parsed;
   NodeInfo& info = parsed.info;
   ProblemLog log(node.meta.name);
   info.name = node.meta.name;
   info.ip = PrimaryNodeIp(node);
+  info.ipv4 = NodeIpOfFamily(node, IpAddress::Family::kV4);
+  info.ipv6 = NodeIpOfFamily(node, IpAddress::Family::kV6);
   if (!info.ip) log.AddField("no InternalIP or ExternalIP address");
   ParsePodCidrs(node, info, log);
   ParseOptional<uint32_t>(node, kAnnotationNodeAsn, info.asn, ParseAsn, log);

@@ -15,15 +15,27 @@ bool HasJump(const netfilter::TableSnapshot& nat) {
 
 }  // namespace
 
-std::vector<netfilter::IpsetSet> DesiredEgressSets(const std::vector<NodeInfo>& nodes) {
-  netfilter::IpsetSet pods{
-      kPodSubnetsSet, netfilter::IpsetType::kHashNet, netfilter::IpFamily::kV4, {}};
-  netfilter::IpsetSet ips{kNodeIpsSet, netfilter::IpsetType::kHashIp, netfilter::IpFamily::kV4, {}};
+std::string PodSubnetsSetName(netfilter::IpFamily family) {
+  return (family == netfilter::IpFamily::kV6 ? kIpv6SetPrefix : "") + std::string(kPodSubnetsSet);
+}
+
+std::string NodeIpsSetName(netfilter::IpFamily family) {
+  return (family == netfilter::IpFamily::kV6 ? kIpv6SetPrefix : "") + std::string(kNodeIpsSet);
+}
+
+std::vector<netfilter::IpsetSet> DesiredEgressSets(const std::vector<NodeInfo>& nodes,
+                                                   netfilter::IpFamily family) {
+  const bool v4 = family == netfilter::IpFamily::kV4;
+  netfilter::IpsetSet pods{PodSubnetsSetName(family), netfilter::IpsetType::kHashNet, family, {}};
+  netfilter::IpsetSet ips{NodeIpsSetName(family), netfilter::IpsetType::kHashIp, family, {}};
   for (const auto& node : nodes) {
     for (const auto& cidr : node.pod_cidrs) {
-      if (cidr.is_v4()) pods.entries.insert(netfilter::CanonicalEntry({cidr.ToString(), false}));
+      if (cidr.is_v4() == v4) {
+        pods.entries.insert(netfilter::CanonicalEntry({cidr.ToString(), false}));
+      }
     }
-    if (node.ip && node.ip->is_v4()) ips.entries.insert({node.ip->ToString(), false});
+    auto ip = AddressOf(node, v4 ? IpAddress::Family::kV4 : IpAddress::Family::kV6);
+    if (ip) ips.entries.insert({ip->ToString(), false});
   }
   return {pods, ips};
 }
@@ -50,12 +62,14 @@ netfilter::IpsetUpdate PlanSetUpdate(const std::vector<netfilter::IpsetSet>& des
   return update;
 }
 
-std::string PodEgressRule() {
-  return std::string("-m set --match-set ") + kPodSubnetsSet + " src -m set ! --match-set " +
-         kPodSubnetsSet + " dst -m set ! --match-set " + kNodeIpsSet + " dst -j MASQUERADE";
+std::string PodEgressRule(netfilter::IpFamily family) {
+  const std::string pods = PodSubnetsSetName(family);
+  return "-m set --match-set " + pods + " src -m set ! --match-set " + pods +
+         " dst -m set ! --match-set " + NodeIpsSetName(family) + " dst -j MASQUERADE";
 }
 
-netfilter::TableUpdate PlanPodEgress(const netfilter::TableSnapshot& nat, bool enabled) {
+netfilter::TableUpdate PlanPodEgress(const netfilter::TableSnapshot& nat, bool enabled,
+                                     netfilter::IpFamily family) {
   netfilter::TableUpdate update;
   update.table = "nat";
   auto chain = nat.chains.find(kPodEgressChain);
@@ -73,7 +87,7 @@ netfilter::TableUpdate PlanPodEgress(const netfilter::TableSnapshot& nat, bool e
     if (chain != nat.chains.end()) update.delete_chains.push_back(kPodEgressChain);
     return update;
   }
-  const std::vector<std::string> rules = {PodEgressRule()};
+  const std::vector<std::string> rules = {PodEgressRule(family)};
   if (chain == nat.chains.end() || chain->second != rules) {
     update.replace_chains.push_back({kPodEgressChain, rules});
   }

@@ -42,6 +42,15 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
                      const std::vector<LearnedPath>& paths,
                      const std::vector<UnderlayRoute>& underlay,
                      const std::set<IpAddress>& node_addresses) {
+  return PlanRoutes(config, std::vector<IpAddress>{node_ip}, own_pod_cidrs, paths, underlay,
+                    node_addresses);
+}
+
+RoutePlan PlanRoutes(const RoutingConfig& config, const std::vector<IpAddress>& node_ips,
+                     const std::vector<IpPrefix>& own_pod_cidrs,
+                     const std::vector<LearnedPath>& paths,
+                     const std::vector<UnderlayRoute>& underlay,
+                     const std::set<IpAddress>& node_addresses) {
   RoutePlan plan;
   std::set<DesiredTunnel> tunnels;
   std::set<DesiredRoute> routes;
@@ -50,14 +59,22 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
   for (const auto& path : paths) {
     // Text for the skip reasons only (rare): built on demand.
     auto what = [&] { return path.prefix.ToString() + " via " + path.next_hop.ToString(); };
-    if (path.next_hop == node_ip ||
+    if (std::find(node_ips.begin(), node_ips.end(), path.next_hop) != node_ips.end() ||
         std::find(own_pod_cidrs.begin(), own_pod_cidrs.end(), path.prefix) != own_pod_cidrs.end()) {
       continue;  // our own advertisement reflected back
     }
-    if (path.next_hop.family() != node_ip.family()) {
-      plan.skipped.push_back(what() + ": next hop family differs from the node address");
+    if (path.next_hop.family() != path.prefix.address().family()) {
+      plan.skipped.push_back(what() + ": the next hop is not of the prefix's family");
       continue;
     }
+    auto own = std::find_if(node_ips.begin(), node_ips.end(), [&](const IpAddress& ip) {
+      return ip.family() == path.next_hop.family();
+    });
+    if (own == node_ips.end()) {
+      plan.skipped.push_back(what() + ": this node has no address of the next hop's family");
+      continue;
+    }
+    const IpAddress& node_ip = *own;
     if (!seen.insert(path.prefix).second) {
       plan.skipped.push_back(what() + ": a second path for the same prefix");
       continue;
@@ -98,6 +115,10 @@ netlink::Route ToKernelRoute(const DesiredRoute& route) {
   out.source = route.source;
   out.table = netlink::kMainTable;
   out.protocol = kRouteProtocol;
+  // The kernel stores an IPv6 route added with metric 0 under metric 1024 (IP6_RT_PRIO_USER);
+  // asking for that directly keeps the diff's (destination, metric) keys equal to what a dump
+  // returns, so a route is not replaced and then deleted as stale on every sync.
+  if (!route.destination.is_v4()) out.metric = kIpv6DefaultMetric;
   return out;
 }
 

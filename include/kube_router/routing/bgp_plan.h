@@ -40,6 +40,13 @@ struct Advertisement {
   auto operator<=>(const Advertisement&) const = default;
 };
 
+// Narrows `node` to the enabled address families (--enable-ipv4/--enable-ipv6): addresses and
+// pod CIDRs of a disabled family are dropped, and the session address `ip` moves to the other
+// family's address when its own family is disabled. A pod CIDR of an enabled family on a node
+// without an address of that family cannot be routed (no next hop): it is dropped with a
+// problem line naming the node and the CIDR. Returns those lines.
+std::vector<std::string> ApplyFamilies(const RoutingConfig& config, NodeInfo& node);
+
 // The AS this node speaks: --cluster-asn in full-mesh mode, else the node's
 // kube-router.io/node.asn (required then; the error names the node).
 Result<uint32_t> LocalAsn(const RoutingConfig& config, const NodeInfo& self);
@@ -51,15 +58,23 @@ std::vector<PeerSpec> PlanInternalPeers(const RoutingConfig& config, const NodeI
                                         uint32_t local_asn, const std::vector<NodeInfo>& nodes);
 
 // External peers: the global --peer-router-* list if any, else the node's own annotations.
-std::vector<PeerSpec> PlanExternalPeers(const RoutingConfig& config, const NodeInfo& self);
+// Each peer uses this node's address of the peer's family as local address (the session runs
+// in that family). Skipped, with one line each in `problems` (when given) naming the peer: a
+// peer of a disabled family, a peer of a family this node has no address in, a peer whose
+// localip is of the other family.
+std::vector<PeerSpec> PlanExternalPeers(const RoutingConfig& config, const NodeInfo& self,
+                                        std::vector<std::string>* problems = nullptr);
 
-// This node's pod CIDRs with the node address as next hop (same family only).
+// This node's pod CIDRs, each with the node's address of its family as next hop (a CIDR of a
+// family the node has no address in is left out).
 std::vector<Advertisement> PlanPodCidrAdvertisements(const NodeInfo& self);
 
-// Service VIPs (/32, /128) to advertise from this node, honouring the --advertise-* flags,
-// the per-service advertise annotations, skiplbips, internalTrafficPolicy=Local (cluster IP)
-// and externalTrafficPolicy=Local / service.local (external and LB IPs): with Local a VIP is
-// advertised only by nodes that have a local endpoint. Sorted and free of duplicates.
+// Service VIPs (/32, /128; next hop: the node's address of the VIP's family, VIPs of a
+// disabled family or one the node has no address in are left out) to advertise from this node,
+// honouring the --advertise-* flags, the per-service advertise annotations, skiplbips,
+// internalTrafficPolicy=Local (cluster IP) and externalTrafficPolicy=Local / service.local
+// (external and LB IPs): with Local a VIP is advertised only by nodes that have a local endpoint.
+// Sorted and free of duplicates.
 std::vector<Advertisement> PlanServiceAdvertisements(
     const RoutingConfig& config, const NodeInfo& self,
     const std::vector<std::shared_ptr<const k8s::Service>>& services,

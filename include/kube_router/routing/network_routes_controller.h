@@ -39,6 +39,8 @@ struct RoutingDataplane {
   netfilter::Iptables* iptables = nullptr;  // IPv4; only the nat table is touched
   netfilter::Ipset* ipset = nullptr;
   netlink::Sysctl* sysctl = nullptr;
+  // IPv6 (ip6tables), for pod egress with --enable-ipv6; may be null (then no IPv6 egress).
+  netfilter::Iptables* iptables6 = nullptr;
 };
 
 // Creates the speaker once the local node (and so the AS and router ID) is known.
@@ -56,7 +58,9 @@ class NetworkRoutesController : public Controller {
   ~NetworkRoutesController() override;
 
   std::string Name() const override { return "NetworkRoutes"; }
-  std::chrono::milliseconds SyncPeriod() const override { return config_.routes_sync_period; }
+  // The routes sync period, or the shorter --injected-routes-sync-period: the periodic syncs in
+  // between re-install the learned routes only (see Sync).
+  std::chrono::milliseconds SyncPeriod() const override;
   std::vector<k8s::ResourceKind> WatchedKinds() const override;
 
   void SetSyncRequester(std::function<void()> request_sync) override;
@@ -93,7 +97,11 @@ class NetworkRoutesController : public Controller {
                           const Result<std::vector<netlink::Route>>& main_routes,
                           const std::set<IpAddress>& node_addresses);
   Status SyncTunnels(const std::vector<DesiredTunnel>& desired);
+  // The main table's routes of every enabled family (one dump per family).
+  Result<std::vector<netlink::Route>> ListMainRoutes(const NodeInfo& self) const;
   Status SyncPodEgress(const std::vector<NodeInfo>& nodes);
+  Status SyncPodEgressFamily(const std::vector<NodeInfo>& nodes, netfilter::Iptables& iptables,
+                             bool enabled);
   Status SyncCni(const NodeInfo& self);
   void UpdatePeerMetrics();
   void LogNodeProblems(const std::string& node, const std::vector<std::string>& problems);
@@ -122,8 +130,9 @@ class NetworkRoutesController : public Controller {
   std::vector<DesiredTunnel> installed_tunnels_;
   // Set by an API event and by a failed full sync; the next requested sync is then full.
   bool full_sync_pending_ = true;
-  std::optional<NodeInfo> synced_self_;        // this node as the last full sync saw it
-  std::set<IpAddress> synced_node_addresses_;  // every node's addresses, ditto
+  std::chrono::steady_clock::time_point last_full_sync_;  // when the last good full sync ended
+  std::optional<NodeInfo> synced_self_;                   // this node as the last full sync saw it
+  std::set<IpAddress> synced_node_addresses_;             // every node's addresses, ditto
 
   // Shared with the speaker thread and StatusJson().
   mutable Mutex shared_mu_;

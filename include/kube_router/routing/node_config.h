@@ -62,7 +62,13 @@ struct PathPrepend {
 
 struct NodeInfo {
   std::string name;
-  std::optional<IpAddress> ip;  // first InternalIP, else first ExternalIP
+  // The address BGP sessions use: first InternalIP, else first ExternalIP. The controller
+  // moves it to the other family's address when its own family is disabled (ApplyFamilies).
+  std::optional<IpAddress> ip;
+  // This node's address in each family (InternalIP first, then ExternalIP): the next hop of
+  // what it advertises in that family and the source of its routes and tunnels there.
+  std::optional<IpAddress> ipv4;
+  std::optional<IpAddress> ipv6;
   std::vector<IpPrefix> pod_cidrs;
   std::optional<uint32_t> asn;                   // kube-router.io/node.asn
   std::optional<uint32_t> rr_server_cluster_id;  // kube-router.io/rr.server
@@ -84,6 +90,12 @@ ParsedNode ParseNode(const k8s::Node& node);
 // The node's primary address: first InternalIP, else first ExternalIP (kube-router
 // pkg/utils/node.go).
 std::optional<IpAddress> PrimaryNodeIp(const k8s::Node& node);
+// The node's first address of `family`, InternalIP before ExternalIP.
+std::optional<IpAddress> NodeIpOfFamily(const k8s::Node& node, IpAddress::Family family);
+
+// The address `node` has in `family`: NodeInfo::ipv4 / ipv6, else `ip` when it is of that
+// family.
+std::optional<IpAddress> AddressOf(const NodeInfo& node, IpAddress::Family family);
 
 // --- value parsers shared with the flag mapping (each error says what was wrong) ---
 

@@ -20,6 +20,8 @@ namespace kr::routing {
 // rtnetlink protocol of every route we install ("zebra" in /etc/iproute2/rt_protos).
 inline constexpr uint8_t kRouteProtocol = 17;
 inline constexpr char kTunnelPrefix[] = "tun-";
+// The metric the kernel gives an IPv6 route added without one (IP6_RT_PRIO_USER).
+inline constexpr uint32_t kIpv6DefaultMetric = 1024;
 
 struct LearnedPath {
   IpPrefix prefix;
@@ -72,6 +74,16 @@ bool IsOurTunnelName(const std::string& name);
 //    source (so there are never more tunnels than nodes, whatever peers announce);
 //  * otherwise: route via the underlay gateway that reaches the next hop.
 // Paths for our own pod CIDRs, or whose next hop is this node, are skipped.
+// Both families: `node_ips` holds this node's address per family (at most one each); a path is
+// planned with the one of its next hop's family (source of its tunnel and tunnel route). Paths
+// whose prefix and next hop differ in family, or whose next hop's family this node has no
+// address in, are skipped with the reason.
+RoutePlan PlanRoutes(const RoutingConfig& config, const std::vector<IpAddress>& node_ips,
+                     const std::vector<IpPrefix>& own_pod_cidrs,
+                     const std::vector<LearnedPath>& paths,
+                     const std::vector<UnderlayRoute>& underlay,
+                     const std::set<IpAddress>& node_addresses);
+// A single-stack node.
 RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
                      const std::vector<IpPrefix>& own_pod_cidrs,
                      const std::vector<LearnedPath>& paths,

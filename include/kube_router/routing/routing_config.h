@@ -16,7 +16,16 @@ namespace kr::routing {
 enum class OverlayType { kSubnet, kFull };
 
 struct RoutingConfig {
+  bool FamilyEnabled(IpAddress::Family family) const {
+    return family == IpAddress::Family::kV4 ? enable_ipv4 : enable_ipv6;
+  }
+
   std::string node_name;
+
+  // Address families routed (--enable-ipv4 / --enable-ipv6): pod CIDRs, learned routes, VIPs,
+  // peers and pod egress of a disabled family are left alone.
+  bool enable_ipv4 = true;
+  bool enable_ipv6 = false;
 
   // BGP (kube-router.md §2.4).
   uint32_t cluster_asn = 64512;         // --cluster-asn
@@ -51,6 +60,10 @@ struct RoutingConfig {
   bool enable_overlay = true;  // --enable-overlay
   OverlayType overlay_type = OverlayType::kSubnet;
   std::chrono::milliseconds routes_sync_period{std::chrono::minutes(5)};
+  // --injected-routes-sync-period: between full syncs, a periodic routes-only sync re-installs
+  // the learned routes and tunnels this often (kube-router's RouteSync). 0: off (every
+  // periodic sync is full, every routes_sync_period).
+  std::chrono::milliseconds injected_routes_sync_period{0};
 
   bool enable_pod_egress = true;  // --enable-pod-egress
   bool enable_cni = true;         // --enable-cni
