@@ -53,7 +53,12 @@ struct NodeSpec {
   std::string name;
   int index;  // node IP 192.0.2.<index>, pod CIDR 10.201.<index>.0/24
   std::map<std::string, std::string> annotations;
+  // Also node IP 2001:db8::<index>, pod CIDR fd00:201:<index>::/64 (issue 15).
+  bool dual_stack = false;
 };
+
+std::string NodeIp6(int index) { return "2001:db8::" + std::to_string(index); }
+std::string PodCidr6(int index) { return "fd00:201:" + std::to_string(index) + "::/64"; }
 
 std::string NodeJson(const NodeSpec& node) {
   nlohmann::json j = {
@@ -67,6 +72,10 @@ std::string NodeJson(const NodeSpec& node) {
        {{"addresses",
          {{{"type", "InternalIP"}, {"address", "192.0.2." + std::to_string(node.index)}}}}}}};
   if (node.annotations.empty()) j["metadata"].erase("annotations");
+  if (node.dual_stack) {
+    j["spec"]["podCIDRs"].push_back(PodCidr6(node.index));
+    j["status"]["addresses"].push_back({{"type", "InternalIP"}, {"address", NodeIp6(node.index)}});
+  }
   return j.dump();
 }
 
@@ -124,7 +133,24 @@ class RoutingCluster : public ::testing::Test {
   void StartNodes(const std::vector<NodeSpec>& nodes, const std::vector<std::string>& flags = {}) {
     for (const auto& node : nodes) {
       nodes_[node.name] = Attach("krrt-" + node.name, node.index);
+      if (node.dual_stack) AddIpv6(*nodes_[node.name], node.index);
       StartAgent(node.name, flags);
+    }
+  }
+
+  // 2001:db8::<index>/64 on the namespace's eth0 (the underlay bridge gets 2001:db8::fe).
+  // Duplicate address detection is off in our namespaces (kube-bridge included, through the
+  // default), so addresses are usable at once.
+  void AddIpv6(Netns& ns, int index) {
+    auto r = ns.Sh(
+        "sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 && "
+        "ip addr add " +
+        NodeIp6(index) + "/64 dev eth0 nodad");
+    EXPECT_TRUE(r.ok()) << r.error();
+    if (!underlay_has_ipv6_) {
+      r = underlay_->Sh("ip addr add 2001:db8::fe/64 dev br0 nodad");
+      EXPECT_TRUE(r.ok()) << r.error();
+      underlay_has_ipv6_ = true;
     }
   }
 
@@ -153,15 +179,17 @@ class RoutingCluster : public ::testing::Test {
     return dir_.path() + "/cni-" + node + "/10-kuberouter.conflist";
   }
 
-  std::string RoutesOf(const std::string& node) {
-    auto r = nodes_.at(node)->Sh("ip -4 route show proto 17");
+  std::string RoutesOf(const std::string& node, const std::string& family = "-4") {
+    auto r = nodes_.at(node)->Sh("ip " + family + " route show proto 17");
     return r.ok() ? *r : "error: " + r.error();
   }
 
-  // Waits until `node` has exactly the routes of `wanted` ("10.201.2.0/24 via 192.0.2.2" ...).
-  void ExpectRoutes(const std::string& node, const std::vector<std::string>& wanted) {
+  // Waits until `node` has exactly the routes of `wanted` ("10.201.2.0/24 via 192.0.2.2" ...)
+  // in `family` ("-4" or "-6").
+  void ExpectRoutes(const std::string& node, const std::vector<std::string>& wanted,
+                    const std::string& family = "-4") {
     auto matches = [&] {
-      std::string routes = RoutesOf(node);
+      std::string routes = RoutesOf(node, family);
       size_t lines = std::count(routes.begin(), routes.end(), '\n');
       if (lines != wanted.size()) return false;
       for (const auto& w : wanted) {
@@ -170,13 +198,13 @@ class RoutingCluster : public ::testing::Test {
       return true;
     };
     EXPECT_TRUE(WaitFor(matches, kDeadline)) << node << " has:\n"
-                                             << RoutesOf(node) << "\nagent log:\n"
+                                             << RoutesOf(node, family) << "\nagent log:\n"
                                              << agents_.at(node)->Log();
   }
 
   // A pod namespace on `node` with 10.201.<index>.<host>/24 behind kube-bridge (which the
   // agent creates with the gateway address).
-  Netns& AddPod(const std::string& node, int index, int host) {
+  Netns& AddPod(const std::string& node, int index, int host, bool dual_stack = false) {
     Netns& node_ns = *nodes_.at(node);
     EXPECT_TRUE(WaitFor([&] { return node_ns.Sh("ip link show kube-bridge").ok(); }, kDeadline))
         << agents_.at(node)->Log();
@@ -189,6 +217,13 @@ class RoutingCluster : public ::testing::Test {
     r = pod->Sh("ip link set lo up && ip addr add " + ip + "/24 dev eth0 && ip link set eth0 up" +
                 " && ip route add default via 10.201." + std::to_string(index) + ".1");
     EXPECT_TRUE(r.ok()) << r.error();
+    if (dual_stack) {
+      // fd00:201:<index>::<host>, default route via the bridge's IPv6 gateway (::1).
+      const std::string prefix = "fd00:201:" + std::to_string(index) + "::";
+      r = pod->Sh("ip addr add " + prefix + std::to_string(host) + "/64 dev eth0 nodad && " +
+                  "ip -6 route add default via " + prefix + "1");
+      EXPECT_TRUE(r.ok()) << r.error();
+    }
     pods_.push_back(std::move(pod));
     return *pods_.back();
   }
@@ -207,6 +242,20 @@ class RoutingCluster : public ::testing::Test {
     return r.ok() && r->exit_code == 0 && r->out.find("pong") != std::string::npos;
   }
 
+  // Serves "pong" on TCP6 `port` inside `pod`.
+  void ServePong6(Netns& pod, int port) {
+    extra_.push_back(std::make_unique<Process>(
+        pod.Wrap({"socat", "TCP6-LISTEN:" + std::to_string(port) + ",reuseaddr,fork",
+                  "SYSTEM:echo pong"}),
+        dir_.path() + "/socat6-" + pod.name() + ".log"));
+  }
+
+  bool TcpPong6(Netns& from, const std::string& ip, int port) {
+    auto r = from.Run(
+        {"socat", "-T2", "-", "TCP6:[" + ip + "]:" + std::to_string(port) + ",connect-timeout=2"});
+    return r.ok() && r->exit_code == 0 && r->out.find("pong") != std::string::npos;
+  }
+
   Result<ExecResult> Api(const std::string& method, const std::string& path) {
     return underlay_->Run({"curl", "-s", "-X", method, api_url_ + path});
   }
@@ -220,6 +269,7 @@ class RoutingCluster : public ::testing::Test {
   std::vector<std::unique_ptr<Process>> extra_;
   std::string kubeconfig_;
   std::string api_url_;
+  bool underlay_has_ipv6_ = false;
 };
 
 const std::vector<NodeSpec> kThreeNodes = {{"n1", 1, {}}, {"n2", 2, {}}, {"n3", 3, {}}};
@@ -514,6 +564,132 @@ TEST_F(RoutingCluster, CleanupConfigRemovesOnlyOurs) {
   EXPECT_EQ(nat.find("KUBE-ROUTER"), std::string::npos) << nat;
   EXPECT_NE(nat.find("FOREIGN"), std::string::npos);
   EXPECT_NE(ShOut(n1, "ip route show 10.9.0.0/24").find("192.0.2.254"), std::string::npos);
+}
+
+// Issue 15: three dual-stack nodes on one subnet with --enable-ipv6. IPv6 pod CIDRs travel over
+// the (IPv4) node sessions with IPv6 next hops and become proto 17 IPv6 routes; pods on different
+// nodes talk TCP over IPv6; a pod reaching an outside IPv6 host leaves with its node's IPv6
+// address; a deleted learned route comes back within --injected-routes-sync-period; and
+// --cleanup-config removes the IPv6 state as well.
+TEST_F(RoutingCluster, DualStackPodsTalkOverIpv6AndEgressIsMasqueraded) {
+  const std::vector<NodeSpec> nodes = {
+      {"n1", 1, {}, true}, {"n2", 2, {}, true}, {"n3", 3, {}, true}};
+  StartApiServer(nodes);
+  StartNodes(nodes,
+             {"--enable-ipv6=true", "--injected-routes-sync-period=2s", "--routes-sync-period=5m"});
+  ExpectRoutes("n1", {"fd00:201:2::/64 via 2001:db8::2", "fd00:201:3::/64 via 2001:db8::3"}, "-6");
+  ExpectRoutes("n3", {"fd00:201:1::/64 via 2001:db8::1", "fd00:201:2::/64 via 2001:db8::2"}, "-6");
+  ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2", "10.201.3.0/24 via 192.0.2.3"});
+  // One (IPv4) session per node pair carries both families.
+  auto status = nodes_.at("n1")->Run({"curl", "-s", "http://127.0.0.1:50051/status"});
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(nlohmann::json::parse(status->out)["peers"].size(), 2u) << status->out;
+
+  Netns& p1 = AddPod("n1", 1, 5, true);
+  Netns& p3 = AddPod("n3", 3, 5, true);
+  ServePong6(p3, 8080);
+  EXPECT_TRUE(WaitFor([&] { return TcpPong6(p1, "fd00:201:3::5", 8080); }, 30s))
+      << ShOut(*nodes_.at("n1"), "ip -6 route; ip -6 addr show kube-bridge");
+
+  // Egress: an outside host (not a node, no route to the pods) sees n1's IPv6 address.
+  auto outside = Attach("krrt-out", 100);
+  ASSERT_TRUE(outside->Sh("ip addr add 2001:db8::100/64 dev eth0 nodad").ok());
+  extra_.push_back(
+      std::make_unique<Process>(outside->Wrap({"socat", "TCP6-LISTEN:9090,reuseaddr,fork",
+                                               "SYSTEM:echo from=$SOCAT_PEERADDR"}),
+                                dir_.path() + "/socat-outside.log"));
+  std::string seen;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = p1.Run({"socat", "-T2", "-", "TCP6:[2001:db8::100]:9090,connect-timeout=2"});
+        seen = r.ok() ? r->out : "";
+        return seen.find("from=") != std::string::npos;
+      },
+      30s))
+      << ShOut(*nodes_.at("n1"), "ip6tables -t nat -S; ipset list -n");
+  // socat prints the peer address in full: n1's 2001:db8::1, not the pod's fd00:201:1::5.
+  EXPECT_NE(seen.find("from=[2001:0db8:0000:0000:0000:0000:0000:0001]"), std::string::npos) << seen;
+  std::string nat6 = ShOut(*nodes_.at("n1"), "ip6tables -t nat -S KUBE-ROUTER-POD-EGRESS");
+  EXPECT_NE(nat6.find("inet6:kube-router-pod-subnets"), std::string::npos) << nat6;
+
+  // A deleted learned IPv6 route is back within --injected-routes-sync-period (the full sync
+  // is minutes away).
+  Netns& n1 = *nodes_.at("n1");
+  ASSERT_TRUE(n1.Sh("ip -6 route del fd00:201:2::/64 proto 17").ok());
+  ExpectRoutes("n1", {"fd00:201:2::/64 via 2001:db8::2", "fd00:201:3::/64 via 2001:db8::3"}, "-6");
+
+  // --cleanup-config removes the IPv6 routes, chain, sets and gateway too (no IPv6 flag needed).
+  agents_.erase("n1");  // stops it
+  auto cleanup = n1.Run(
+      {kAgentBinary, "--cleanup-config", "--run-firewall=false", "--run-service-proxy=false"});
+  ASSERT_TRUE(cleanup.ok());
+  EXPECT_EQ(cleanup->exit_code, 0) << cleanup->err;
+  EXPECT_EQ(RoutesOf("n1", "-6"), "");
+  EXPECT_EQ(ShOut(n1, "ipset list -n").find("kube-router"), std::string::npos);
+  EXPECT_EQ(ShOut(n1, "ip6tables -t nat -S").find("KUBE-ROUTER"), std::string::npos);
+  EXPECT_EQ(ShOut(n1, "ip -6 addr show dev kube-bridge scope global"), "");
+}
+
+const char kDualStackService[] = R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web6, namespace: default}
+spec:
+  type: ClusterIP
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10, "fd00:96::10"]
+  ipFamilies: [IPv4, IPv6]
+  ports: [{port: 80, protocol: TCP}]
+)";
+
+// Issue 15: GoBGP as an external router over an IPv6 session (--peer-router-ips with an IPv6
+// address) receives the node's IPv6 pod CIDR and IPv6 cluster IP with the node's IPv6 next hop,
+// and its own IPv6 route is installed with protocol 17.
+TEST_F(RoutingCluster, GobgpIpv6PeerExchangesIpv6Routes) {
+  const std::vector<NodeSpec> one = {{"n1", 1, {}, true}};
+  StartApiServer(one, kDualStackService);
+  auto router = Attach("krrt-ext6", 100);
+  ASSERT_TRUE(router->Sh("ip addr add 2001:db8::100/64 dev eth0 nodad").ok());
+  WriteFile(dir_.path() + "/gobgpd6.toml",
+            "[global.config]\n  as = 65000\n  router-id = \"192.0.2.100\"\n"
+            "  local-address-list = [\"2001:db8::100\"]\n"
+            "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"2001:db8::1\"\n"
+            "    peer-as = 64512\n  [neighbors.timers.config]\n    connect-retry = 1\n"
+            "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n"
+            "      afi-safi-name = \"ipv6-unicast\"\n");
+  extra_.push_back(
+      std::make_unique<Process>(router->Wrap({"gobgpd", "-p", "-f", dir_.path() + "/gobgpd6.toml",
+                                              "--api-hosts", "127.0.0.1:50051", "--pprof-disable"}),
+                                dir_.path() + "/gobgpd6.log"));
+  auto gobgp = [&](const std::string& args) {
+    return ShOut(*router, "gobgp -u 127.0.0.1 -p 50051 " + args);
+  };
+  ASSERT_TRUE(WaitFor([&] { return router->Sh("gobgp -u 127.0.0.1 -p 50051 global").ok(); }, 20s))
+      << extra_.back()->Log();
+  ASSERT_TRUE(router
+                  ->Sh("gobgp -u 127.0.0.1 -p 50051 global rib add -a ipv6 fd00:99::/64 nexthop "
+                       "2001:db8::100")
+                  .ok());
+  StartNodes(one, {"--enable-ipv6=true", "--peer-router-ips=2001:db8::100",
+                   "--peer-router-asns=65000", "--advertise-cluster-ip=true"});
+  auto has = [](const std::string& table, const std::string& prefix, const std::string& hop) {
+    for (size_t at = table.find(prefix); at != std::string::npos; at = table.find(prefix, at + 1)) {
+      auto eol = table.find('\n', at);
+      if (table.substr(at, eol - at).find(hop) != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        std::string table = gobgp("global rib -a ipv6");
+        return has(table, "fd00:201:1::/64", "2001:db8::1") &&
+               has(table, "fd00:96::10/128", "2001:db8::1");
+      },
+      kDeadline))
+      << gobgp("global rib -a ipv6") << "\n"
+      << gobgp("neighbor") << "\n"
+      << agents_.at("n1")->Log();
+  ExpectRoutes("n1", {"fd00:99::/64 via 2001:db8::100"}, "-6");
 }
 
 }  // namespace
