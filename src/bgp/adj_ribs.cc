@@ -21,7 +21,7 @@ void SpeakerImpl::DropRoutes(Peer& peer,
   std::vector<LocRib::Change> changes;
   const std::optional<IpAddress> from = peer.config.address;
   for (auto prefix = rib_.Next(std::nullopt); prefix; prefix = rib_.Next(prefix)) {
-    const RibPath* path = rib_.Find(*prefix, from);
+    auto path = rib_.Find(*prefix, from);
     if (path && which(*prefix, *path)) Unlearn(peer, *prefix, changes);
   }
   Propagate(changes);
@@ -91,7 +91,7 @@ void SpeakerImpl::PeerDown(Session& s) {
   std::vector<LocRib::Change> changes;
   const std::optional<IpAddress> from = p.config.address;
   for (auto prefix = rib_.Next(std::nullopt); prefix; prefix = rib_.Next(prefix)) {
-    const RibPath* path = rib_.Find(*prefix, from);
+    auto path = rib_.Find(*prefix, from);
     if (!path || path->source->stale) continue;
     RibPath stale = *path;
     PathSource source = *path->source;
@@ -112,7 +112,7 @@ void SpeakerImpl::PeerDown(Session& s) {
 void SpeakerImpl::Learn(Peer& peer, const IpPrefix& prefix, Interned<PathInfo> received,
                         const Interned<PathSource>& source, std::vector<LocRib::Change>& changes) {
   const std::optional<IpAddress> from = peer.config.address;
-  const RibPath* old = rib_.Find(prefix, from);
+  auto old = rib_.Find(prefix, from);
   const bool was_accepted = old && old->usable();
   if (!old) ++peer.received;
   const PathAttributes& a = received->attributes;
@@ -147,7 +147,7 @@ void SpeakerImpl::Learn(Peer& peer, const IpPrefix& prefix, Interned<PathInfo> r
 void SpeakerImpl::Unlearn(Peer& peer, const IpPrefix& prefix,
                           std::vector<LocRib::Change>& changes) {
   const std::optional<IpAddress> from = peer.config.address;
-  const RibPath* path = rib_.Find(prefix, from);
+  auto path = rib_.Find(prefix, from);
   if (!path) return;
   --peer.received;
   if (path->usable()) --peer.accepted;
@@ -337,7 +337,7 @@ void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes)
       memo;
   std::vector<IpPrefix> withdraw_v4, withdraw_v6;
   for (const auto& prefix : prefixes) {
-    const RibPath* best = rib_.Best(prefix);
+    auto best = rib_.Best(prefix);
     std::optional<Interned<PathInfo>> want;
     if (best && export_policy_) {
       want = ComputeExport(prefix, *best, peer);

@@ -124,30 +124,44 @@ Route ToRoute(const IpPrefix& prefix, const RibPath& path) {
 bool BetterPath(const Route& a, const Route& b) { return Better(Of(a), Of(b)); }
 bool BetterPath(const RibPath& a, const RibPath& b) { return Better(Of(a), Of(b)); }
 
-void PathList::push_back(RibPath path) {
-  if (!first_.source) {
-    first_ = std::move(path);
-    return;
-  }
-  if (!rest_) rest_ = std::make_unique<std::vector<RibPath>>();
-  rest_->push_back(std::move(path));
+RibPath PathList::operator[](size_t i) const {
+  if (source_) return RibPath{source_, info_, info_};
+  return (*more_)[i];
 }
 
-void PathList::erase(size_t i) {
-  if (i == 0) {
-    if (rest_ && !rest_->empty()) {
-      first_ = std::move(rest_->back());
-      rest_->pop_back();
-    } else {
-      first_ = RibPath{};
-    }
+void PathList::Clear() {
+  if (source_) {
+    info_.~Interned<PathInfo>();
+    source_ = {};
   } else {
-    rest_->erase(rest_->begin() + static_cast<long>(i - 1));
+    delete more_;
   }
-  if (rest_ && rest_->empty()) rest_.reset();
+  more_ = nullptr;
 }
 
-void LocRib::Select(PathList& paths) {
+std::vector<RibPath> PathList::Take() {
+  std::vector<RibPath> out;
+  if (source_) {
+    Interned<PathInfo> info = std::move(info_);
+    out.push_back(RibPath{std::move(source_), info, info});
+  } else if (more_) {
+    out = std::move(*more_);
+  }
+  Clear();
+  return out;
+}
+
+void PathList::Put(std::vector<RibPath> paths) {
+  Clear();
+  if (paths.size() == 1 && paths[0].usable() && paths[0].received == paths[0].info) {
+    source_ = std::move(paths[0].source);
+    new (&info_) Interned<PathInfo>(std::move(paths[0].info));
+  } else if (!paths.empty()) {
+    more_ = new std::vector<RibPath>(std::move(paths));
+  }
+}
+
+void LocRib::Select(std::vector<RibPath>& paths) {
   size_t best = paths.size();
   for (size_t i = 0; i < paths.size(); ++i) {
     if (!paths[i].usable()) continue;
@@ -156,7 +170,7 @@ void LocRib::Select(PathList& paths) {
   if (best != paths.size() && best != 0) std::swap(paths[0], paths[best]);
 }
 
-std::optional<RibPath> LocRib::BestOf(const PathList& paths) {
+std::optional<RibPath> LocRib::BestOf(const std::vector<RibPath>& paths) {
   if (paths.empty() || !paths[0].usable()) return std::nullopt;
   return paths[0];
 }
@@ -170,17 +184,19 @@ bool SamePath(const std::optional<RibPath>& a, const std::optional<RibPath>& b) 
 }  // namespace
 
 void LocRib::Upsert(const IpPrefix& prefix, RibPath path, std::vector<Change>& changes) {
-  auto& paths = table_[prefix];
+  PathList& list = table_[prefix];
+  std::vector<RibPath> paths = list.Take();
   std::optional<RibPath> old_best = BestOf(paths);
-  size_t i = 0;
-  while (i < paths.size() && paths[i].peer() != path.peer()) ++i;
-  if (i < paths.size()) {
-    paths[i] = std::move(path);
+  auto it = std::find_if(paths.begin(), paths.end(),
+                         [&](const RibPath& p) { return p.peer() == path.peer(); });
+  if (it != paths.end()) {
+    *it = std::move(path);
   } else {
     paths.push_back(std::move(path));
   }
   Select(paths);
   std::optional<RibPath> new_best = BestOf(paths);
+  list.Put(std::move(paths));
   if (!SamePath(old_best, new_best)) changes.push_back({prefix, std::move(new_best)});
 }
 
@@ -188,30 +204,42 @@ void LocRib::Remove(const IpPrefix& prefix, const std::optional<IpAddress>& sour
                     std::vector<Change>& changes) {
   auto t = table_.find(prefix);
   if (t == table_.end()) return;
-  auto& paths = t->second;
-  size_t i = 0;
-  while (i < paths.size() && paths[i].peer() != source) ++i;
-  if (i == paths.size()) return;
+  std::vector<RibPath> paths = t->second.Take();
+  auto it = std::find_if(paths.begin(), paths.end(),
+                         [&](const RibPath& p) { return p.peer() == source; });
+  if (it == paths.end()) {
+    t->second.Put(std::move(paths));
+    return;
+  }
   std::optional<RibPath> old_best = BestOf(paths);
-  paths.erase(i);
+  paths.erase(it);
   Select(paths);
   std::optional<RibPath> new_best = BestOf(paths);
-  if (paths.empty()) table_.erase(t);
+  if (paths.empty()) {
+    table_.erase(t);
+  } else {
+    t->second.Put(std::move(paths));
+  }
   if (!SamePath(old_best, new_best)) changes.push_back({prefix, std::move(new_best)});
 }
 
-const RibPath* LocRib::Best(const IpPrefix& prefix) const {
+std::optional<RibPath> LocRib::Best(const IpPrefix& prefix) const {
   auto t = table_.find(prefix);
-  if (t == table_.end() || !t->second[0].usable()) return nullptr;
-  return &t->second[0];
+  if (t == table_.end()) return std::nullopt;
+  RibPath first = t->second[0];
+  if (!first.usable()) return std::nullopt;
+  return first;
 }
 
-const RibPath* LocRib::Find(const IpPrefix& prefix, const std::optional<IpAddress>& source) const {
+std::optional<RibPath> LocRib::Find(const IpPrefix& prefix,
+                                    const std::optional<IpAddress>& source) const {
   const PathList* paths = Paths(prefix);
-  if (!paths) return nullptr;
-  for (size_t i = 0; i < paths->size(); ++i)
-    if ((*paths)[i].peer() == source) return &(*paths)[i];
-  return nullptr;
+  if (!paths) return std::nullopt;
+  for (size_t i = 0; i < paths->size(); ++i) {
+    RibPath p = (*paths)[i];
+    if (p.peer() == source) return p;
+  }
+  return std::nullopt;
 }
 
 const PathList* LocRib::Paths(const IpPrefix& prefix) const {

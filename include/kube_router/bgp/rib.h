@@ -67,19 +67,29 @@ Route ToRoute(const IpPrefix& prefix, const RibPath& path);
 bool BetterPath(const Route& a, const Route& b);
 bool BetterPath(const RibPath& a, const RibPath& b);  // both usable
 
-// The paths of one prefix: the first inline (most prefixes have one), more on the heap.
+// The paths of one prefix in 16 bytes: the common case, one usable path whose set as received
+// is the one accepted, is its two handles; anything else is a vector on the heap.
 class PathList {
  public:
-  size_t size() const { return first_.source ? 1 + (rest_ ? rest_->size() : 0) : 0; }
-  bool empty() const { return !first_.source; }
-  RibPath& operator[](size_t i) { return i == 0 ? first_ : (*rest_)[i - 1]; }
-  const RibPath& operator[](size_t i) const { return i == 0 ? first_ : (*rest_)[i - 1]; }
-  void push_back(RibPath path);
-  void erase(size_t i);
+  PathList() : more_(nullptr) {}
+  ~PathList() { Clear(); }
+  PathList(const PathList&) = delete;
+  PathList& operator=(const PathList&) = delete;
+
+  size_t size() const { return source_ ? 1 : more_ ? more_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  RibPath operator[](size_t i) const;  // a copy (three handles)
+  // Moves the paths out (the list is then empty) and back in.
+  std::vector<RibPath> Take();
+  void Put(std::vector<RibPath> paths);
 
  private:
-  RibPath first_;
-  std::unique_ptr<std::vector<RibPath>> rest_;
+  void Clear();
+  Interned<PathSource> source_;  // set: the compact form, info_ is the accepted set
+  union {
+    Interned<PathInfo> info_;
+    std::vector<RibPath>* more_;  // when source_ is unset (null: no paths)
+  };
 };
 
 class LocRib {
@@ -96,9 +106,9 @@ class LocRib {
   void Remove(const IpPrefix& prefix, const std::optional<IpAddress>& source,
               std::vector<Change>& changes);
 
-  const RibPath* Best(const IpPrefix& prefix) const;
+  std::optional<RibPath> Best(const IpPrefix& prefix) const;
   // The path from `source` (usable or not), if any.
-  const RibPath* Find(const IpPrefix& prefix, const std::optional<IpAddress>& source) const;
+  std::optional<RibPath> Find(const IpPrefix& prefix, const std::optional<IpAddress>& source) const;
   size_t prefix_count() const { return table_.size(); }  // prefixes with any path
   // Visits prefixes in order with all their paths (unusable ones too); paths[0] is the best
   // when it is usable.
@@ -110,8 +120,8 @@ class LocRib {
 
  private:
   // Moves the best usable path to the front.
-  static void Select(PathList& paths);
-  static std::optional<RibPath> BestOf(const PathList& paths);
+  static void Select(std::vector<RibPath>& paths);
+  static std::optional<RibPath> BestOf(const std::vector<RibPath>& paths);
   std::map<IpPrefix, PathList> table_;
 };
 
