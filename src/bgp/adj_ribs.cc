@@ -12,6 +12,11 @@
 #include "speaker_impl.h"
 
 namespace kr::bgp::speaker_internal {
+namespace {
+// Prefixes exported per step. The queue bound is checked between steps, so at most one step's
+// UPDATEs land on top of it.
+constexpr size_t kExportBatch = 512;
+}  // namespace
 
 // ---- routes ----------------------------------------------------------------------------------
 
@@ -72,14 +77,14 @@ void SpeakerImpl::PeerUp(Session& s) {
   // The other connection lost the race.
   if (Session* other = Other(s); other && other->fd >= 0)
     Fire(*other, FsmEvent::kOpenCollisionDump);
-  p.adj_out.clear();
+  ResetExports(p);
   SendAll(p, std::nullopt);
 }
 
 void SpeakerImpl::PeerDown(Session& s) {
   Peer& p = *s.peer;
   p.established = nullptr;
-  p.adj_out.clear();
+  ResetExports(p);
   bool graceful = s.graceful_down && p.gr_negotiated && p.peer_restart_time > 0;
   if (!graceful) {
     DropRoutes(p, [](const IpPrefix&, const RibPath&) { return true; });
@@ -267,7 +272,63 @@ void SpeakerImpl::Propagate(const std::vector<LocRib::Change>& changes) {
   prefixes.reserve(changes.size());
   for (const auto& c : changes) prefixes.push_back(c.prefix);
   for (auto& [addr, peer] : peers_)
-    if (peer->established) SyncExports(*peer, prefixes);
+    if (peer->established) ExportPrefixes(*peer, prefixes);
+}
+
+void SpeakerImpl::ResetExports(Peer& peer) {
+  peer.adj_out.clear();
+  peer.export_pending.clear();
+  peer.walking = false;
+  peer.walk_after.reset();
+  peer.walk_families.clear();
+  peer.walk_resend.clear();
+  peer.eor_due.clear();
+}
+
+void SpeakerImpl::ExportPrefixes(Peer& peer, const std::vector<IpPrefix>& prefixes) {
+  Session& s = *peer.established;
+  size_t i = 0;
+  while (i < prefixes.size() && !Throttled(s) && peer.established == &s) {
+    const size_t n = std::min(kExportBatch, prefixes.size() - i);
+    SyncExports(peer, std::span<const IpPrefix>(prefixes).subspan(i, n));
+    i += n;
+  }
+  // The rest waits for the queue to drain; only the prefix is remembered, its state is read
+  // from the Loc-RIB when it goes out.
+  peer.export_pending.insert(prefixes.begin() + static_cast<long>(i), prefixes.end());
+}
+
+void SpeakerImpl::Pump(Peer& peer) {
+  if (!peer.established) return;
+  Session& s = *peer.established;
+  std::vector<IpPrefix> batch;
+  while (!Throttled(s) && peer.established == &s) {
+    batch.clear();
+    while (batch.size() < kExportBatch && !peer.export_pending.empty())
+      batch.push_back(peer.export_pending.extract(peer.export_pending.begin()).value());
+    if (!batch.empty()) {
+      SyncExports(peer, batch);
+      continue;
+    }
+    if (!peer.walking) break;
+    std::optional<IpPrefix> next = rib_.Next(peer.walk_after);
+    for (; next && batch.size() < kExportBatch; next = rib_.Next(next)) {
+      peer.walk_after = next;
+      if (peer.walk_families.count(FamilyOf(*next))) batch.push_back(*next);
+    }
+    SyncExports(peer, batch, peer.walk_resend);
+    if (next) continue;
+    // RFC 4724 2: End-of-RIB after the table (harmless for peers without GR).
+    peer.walking = false;
+    peer.walk_families.clear();
+    peer.walk_resend.clear();
+    for (AfiSafi f : peer.eor_due) {
+      UpdateMessage eor;
+      if (f != kIpv4Unicast) eor.mp_unreach = MpUnreach{f, {}};
+      Send(s, Encode(eor, s.codec));
+    }
+    peer.eor_due.clear();
+  }
 }
 
 std::optional<Interned<PathInfo>> SpeakerImpl::ComputeExport(const IpPrefix& prefix,
@@ -322,7 +383,8 @@ std::optional<Interned<PathInfo>> SpeakerImpl::ComputeExport(const IpPrefix& pre
   return interners_.infos.Intern(PathInfo{std::move(r.attributes), r.next_hop});
 }
 
-void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes) {
+void SpeakerImpl::SyncExports(Peer& peer, std::span<const IpPrefix> prefixes,
+                              const std::set<AfiSafi>& resend) {
   Session& s = *peer.established;
   // Prefixes with the same exported set go out together, in order of first appearance.
   struct Group {
@@ -349,7 +411,8 @@ void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes)
     }
     auto it = peer.adj_out.find(prefix);
     if (want) {
-      if (it != peer.adj_out.end() && it->second == *want) continue;
+      if (it != peer.adj_out.end() && it->second == *want && !resend.count(FamilyOf(prefix)))
+        continue;
       auto [g, added] = group_of.emplace(want->get(), groups.size());
       if (added) groups.push_back(Group{*want, {}, {}});
       (prefix.is_v4() ? groups[g->second].v4 : groups[g->second].v6).push_back(prefix);
@@ -375,24 +438,18 @@ void SpeakerImpl::SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes)
 }
 
 void SpeakerImpl::SendAll(Peer& peer, std::optional<AfiSafi> family) {
-  std::vector<IpPrefix> prefixes;
-  rib_.ForEach([&](const IpPrefix& prefix, const PathList&) {
-    if (!family || FamilyOf(prefix) == *family) prefixes.push_back(prefix);
-  });
-  if (family) {
-    // Route refresh: send everything for the family again.
-    for (auto it = peer.adj_out.begin(); it != peer.adj_out.end();)
-      it = FamilyOf(it->first) == *family ? peer.adj_out.erase(it) : std::next(it);
-  }
-  SyncExports(peer, prefixes);
-  // RFC 4724 2: End-of-RIB after the initial table (harmless for peers without GR).
-  Session& s = *peer.established;
-  for (auto f : peer.families) {
+  // A walk over the Loc-RIB in prefix order, restarted from the beginning. A route refresh
+  // re-sends its family even where the Adj-RIB-Out says the peer has it; the Adj-RIB-Out stays,
+  // so withdrawals of prefixes that left meanwhile still go out.
+  for (AfiSafi f : peer.families) {
     if (family && f != *family) continue;
-    UpdateMessage eor;
-    if (f != kIpv4Unicast) eor.mp_unreach = MpUnreach{f, {}};
-    Send(s, Encode(eor, s.codec));
+    peer.walk_families.insert(f);
+    if (family) peer.walk_resend.insert(f);
+    peer.eor_due.insert(f);
   }
+  peer.walking = true;
+  peer.walk_after.reset();
+  Pump(peer);
 }
 
 }  // namespace kr::bgp::speaker_internal

@@ -125,7 +125,6 @@ void SpeakerImpl::BeginConnection(Session& s, int fd) {
   s.rbuf.clear();
   s.wbuf.clear();
   s.woff = 0;
-  s.output_overflow = false;
   s.prefix_limit_hit = false;
   s.refresh_pending.clear();
   s.graceful_down = false;
@@ -428,17 +427,8 @@ void SpeakerImpl::ScheduleRestart(Peer& p) {
 
 void SpeakerImpl::Send(Session& s, const std::vector<uint8_t>& bytes) {
   if (s.fd < 0) return;
-  // A NOTIFICATION is always queued (it is small and the session ends with it); anything else
-  // beyond the bound ends the session instead of growing the queue.
-  const bool notification =
-      bytes.size() > 18 && bytes[18] == static_cast<uint8_t>(MessageType::kNotification);
-  if (!notification) {
-    if (s.output_overflow) return;
-    if (s.queued() + bytes.size() > config_.max_output_queue_bytes) {
-      OnOutputOverflow(s);
-      return;
-    }
-  }
+  // Always queued: UPDATEs are not generated while the queue is past its bound (Throttled), so
+  // only one batch of them and small control messages can ever be on top of it.
   // Compact once the sent prefix dominates, so a long-lived slow peer does not keep it.
   if (s.woff > 0 && s.woff >= s.wbuf.size() / 2) {
     s.wbuf.erase(s.wbuf.begin(), s.wbuf.begin() + static_cast<long>(s.woff));
@@ -446,27 +436,6 @@ void SpeakerImpl::Send(Session& s, const std::vector<uint8_t>& bytes) {
   }
   s.wbuf.insert(s.wbuf.end(), bytes.begin(), bytes.end());
   Flush(s);
-}
-
-void SpeakerImpl::OnOutputOverflow(Session& s) {
-  Peer& p = *s.peer;
-  s.output_overflow = true;
-  s.refresh_pending.clear();
-  KR_LOG_WARN(
-      "BGP peer {}: {} bytes queued and the peer is not reading; closing with Cease/Out of "
-      "Resources",
-      p.config.address.ToString(), s.queued());
-  // Closed from the loop, not from inside whatever was sending (an export walk, PeerUp).
-  loop_.Post([this, addr = p.config.address, session = &s] {
-    Session* live = FindSession(addr, session);
-    if (!live || live->fd < 0 || !live->output_overflow) return;
-    live->pending_error =
-        BgpError{err::kCease, err::kOutOfResources, {}, "output queue bound exceeded"};
-    live->peer->last_error = "sent NOTIFICATION Cease/Out of Resources: output queue of " +
-                             std::to_string(config_.max_output_queue_bytes) +
-                             " bytes full (peer not reading)";
-    Fire(*live, FsmEvent::kLocalLimitExceeded);
-  });
 }
 
 void SpeakerImpl::OnPrefixLimit(Session& s, AfiSafi family) {
@@ -505,7 +474,8 @@ Session* SpeakerImpl::FindSession(const IpAddress& peer, const Session* s) {
 
 void SpeakerImpl::OnRouteRefresh(Session& s, AfiSafi family) {
   const std::string who = s.peer->config.address.ToString();
-  if (s.queued() > 0 || s.refresh_scheduled) {
+  const Peer& p = *s.peer;
+  if (s.queued() > 0 || s.resume_scheduled || p.walking || !p.export_pending.empty()) {
     // RFC 2918 asks for the table again; while the last copy is still queued, one more
     // re-send once it has drained answers every request made in between.
     if (s.refresh_pending.insert(family).second) {
@@ -553,6 +523,7 @@ void SpeakerImpl::Flush(Session& s) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       loop_.Modify(s.fd, EPOLLIN | EPOLLOUT);
+      ScheduleResume(s);
       return;
     }
     // A dead connection: the read side reports it as TcpConnectionFails.
@@ -564,20 +535,31 @@ void SpeakerImpl::Flush(Session& s) {
   s.wbuf.shrink_to_fit();  // a large table sent once does not stay allocated
   s.woff = 0;
   loop_.Modify(s.fd, EPOLLIN);
-  if (!s.refresh_pending.empty() && !s.refresh_scheduled) {
-    // Answered from the loop: Flush may run inside an export walk.
-    s.refresh_scheduled = true;
-    loop_.Post([this, addr = s.peer->config.address, session = &s] {
-      Session* live = FindSession(addr, session);
-      if (!live) return;
-      live->refresh_scheduled = false;
-      std::set<AfiSafi> families;
-      families.swap(live->refresh_pending);
-      if (live->fd < 0 || live->peer->established != live) return;
-      KR_VLOG(1, "BGP peer {}: deferred route refresh", addr.ToString());
-      for (AfiSafi f : families) SendAll(*live->peer, f);
-    });
-  }
+  ScheduleResume(s);
+}
+
+void SpeakerImpl::ScheduleResume(Session& s) {
+  const Peer& p = *s.peer;
+  const bool work = p.walking || !p.export_pending.empty() || !p.eor_due.empty() ||
+                    (s.queued() == 0 && !s.refresh_pending.empty());
+  if (!work || s.resume_scheduled || p.established != &s ||
+      s.queued() > config_.max_output_queue_bytes / 2)
+    return;
+  // From the loop: Flush may run inside an export walk.
+  s.resume_scheduled = true;
+  loop_.Post([this, addr = p.config.address, session = &s] {
+    Session* live = FindSession(addr, session);
+    if (!live) return;
+    live->resume_scheduled = false;
+    if (live->fd < 0 || live->peer->established != live) return;
+    Peer& peer = *live->peer;
+    Pump(peer);
+    if (live->queued() > 0 || peer.walking || !peer.export_pending.empty()) return;
+    std::set<AfiSafi> families;
+    families.swap(live->refresh_pending);
+    if (!families.empty()) KR_VLOG(1, "BGP peer {}: deferred route refresh", addr.ToString());
+    for (AfiSafi f : families) SendAll(peer, f);
+  });
 }
 
 void SpeakerImpl::CloseFd(Session& s) {

@@ -50,14 +50,13 @@ struct Session {
   std::vector<uint8_t> rbuf;
   std::vector<uint8_t> wbuf;
   size_t woff = 0;
-  // The queue passed max_output_queue_bytes: nothing more is queued, the session is closing.
-  bool output_overflow = false;
   // The peer passed its prefix limit: nothing more is read, the session is closing.
   bool prefix_limit_hit = false;
   // Route refreshes asked for while output was still queued: answered once it drains, so a
   // peer repeating ROUTE-REFRESH without reading gets one re-send, not one per request.
   std::set<AfiSafi> refresh_pending;
-  bool refresh_scheduled = false;
+  // A task is posted to resume exports (and deferred refreshes) once the queue has drained.
+  bool resume_scheduled = false;
   Clock::time_point last_write;  // last time send() took bytes (RFC 9687)
   EventLoop::TimerId hold_timer = 0, keepalive_timer = 0, connect_retry_timer = 0,
                      restart_timer = 0, send_hold_timer = 0;
@@ -82,6 +81,16 @@ struct Peer {
   Interned<PathSource> source;  // of the paths the current session announces
   // Adj-RIB-Out: what was last sent per prefix (interned: the whole table usually shares one).
   std::map<IpPrefix, Interned<PathInfo>> adj_out;
+  // Exports not generated yet because the connection's queue is past its bound (backpressure):
+  // changed prefixes (their latest state is computed when they go out, so a prefix that changes
+  // ten times while the peer is not reading is sent once) and a walk over the Loc-RIB for a
+  // whole table (new session, route refresh, ReapplyPolicies).
+  std::set<IpPrefix> export_pending;
+  bool walking = false;
+  std::optional<IpPrefix> walk_after;  // the walk continues after this prefix (unset: start)
+  std::set<AfiSafi> walk_families;     // families the walk covers
+  std::set<AfiSafi> walk_resend;       // ...of which sent even when unchanged (route refresh)
+  std::set<AfiSafi> eor_due;           // End-of-RIB once the walk is done
   Clock::time_point established_at;
   std::string last_error;
   IpAddress remote_id;
@@ -149,7 +158,10 @@ class SpeakerImpl final : public Speaker {
   void Execute(Session& s, const Transition& t, PeerState old);
   void Send(Session& s, const std::vector<uint8_t>& bytes);
   void Flush(Session& s);
-  void OnOutputOverflow(Session& s);
+  // Past max_output_queue_bytes no UPDATE is generated for the connection.
+  bool Throttled(const Session& s) const { return s.queued() >= config_.max_output_queue_bytes; }
+  // Once the queue is below half the bound: resume exports, then answer deferred refreshes.
+  void ScheduleResume(Session& s);
   void OnPrefixLimit(Session& s, AfiSafi family);
   void OnRouteRefresh(Session& s, AfiSafi family);
   void ArmSendHoldTimer(Session& s);
@@ -190,7 +202,16 @@ class SpeakerImpl final : public Speaker {
   void Propagate(const std::vector<LocRib::Change>& changes);
   std::optional<Interned<PathInfo>> ComputeExport(const IpPrefix& prefix, const RibPath& best,
                                                   Peer& to);
-  void SyncExports(Peer& peer, const std::vector<IpPrefix>& prefixes);
+  // Exports `prefixes` now while the queue has room, the rest later (export_pending).
+  void ExportPrefixes(Peer& peer, const std::vector<IpPrefix>& prefixes);
+  // Sends what Loc-RIB and Adj-RIB-Out disagree on for `prefixes` (one batch); prefixes of the
+  // `resend` families go out even when unchanged.
+  void SyncExports(Peer& peer, std::span<const IpPrefix> prefixes,
+                   const std::set<AfiSafi>& resend = {});
+  // Generates pending exports and the table walk batch by batch until the queue is full.
+  void Pump(Peer& peer);
+  void ResetExports(Peer& peer);
+  // The whole table (or one family of it) again, then End-of-RIB.
   void SendAll(Peer& peer, std::optional<AfiSafi> family);
   std::vector<PeerStatus> DoPeers();
 

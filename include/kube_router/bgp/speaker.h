@@ -41,11 +41,11 @@ struct GlobalConfig {
   bool graceful_restart = false;
   uint16_t graceful_restart_time_s = 90;  // advertised restart time (max 4095)
   uint16_t stale_path_time_s = 360;       // how long stale routes survive a re-established peer
-  // Bound on the bytes queued for one connection that the peer has not read yet. A peer that
-  // stops reading while we still have UPDATEs for it is closed with Cease/Out of Resources
-  // (RFC 4486) once the queue would pass this; the bound is per connection, so memory stays
-  // proportional to the number of peers.
-  size_t max_output_queue_bytes = 32u << 20;
+  // Bound on the bytes queued for one connection that the peer has not read yet. Past it no
+  // UPDATE is generated for that peer: changed prefixes are only noted, and their latest state
+  // goes out once the queue has drained to half (at most one export batch lands on top of the
+  // bound). A peer that reads nothing at all is closed by the send hold timer.
+  size_t max_output_queue_bytes = 1u << 20;
   // RFC 9687 send hold time: an established connection on which nothing could be written for
   // this long is closed (NOTIFICATION 8, Send Hold Timer Expired). 0 = the RFC's default, the
   // greater of 8 minutes and twice the negotiated hold time; otherwise it must exceed the hold

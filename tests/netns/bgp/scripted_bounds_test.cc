@@ -1,6 +1,8 @@
 // Resource bounds against a scripted peer that misbehaves: a peer that stops reading (output
-// queue bound, RFC 9687 send hold timer, coalesced route refreshes), a slow peer that still
-// converges, and the per-peer prefix limit (RFC 4486).
+// queue bound with backpressure, RFC 9687 send hold timer, coalesced route refreshes), a slow
+// peer that still converges, and the per-peer prefix limit (RFC 4486).
+#include <map>
+
 #include "scripted_peer.h"
 
 namespace kr::bgp::testing {
@@ -52,23 +54,87 @@ TEST_F(ScriptedPeerTest, RouteRefreshFloodFromAPeerThatDoesNotReadIsBounded) {
 #endif
 }
 
-// The per-connection output bound: a table larger than the bound for a peer that does not
-// read ends with Cease/Out of Resources (RFC 4486) instead of growing the queue.
-TEST_F(ScriptedPeerTest, OutputQueueBoundClosesWithOutOfResources) {
+// Issue 14: a peer that stops reading while we advertise and keep changing many routes. Past
+// the queue bound no UPDATE is generated; changed prefixes are remembered, not queued, so the
+// queue stays at the bound plus one batch however much changes. Once the peer reads again it
+// gets the latest state of each prefix, not every change, and ends with exactly our table.
+TEST_F(ScriptedPeerTest, PeerThatStopsReadingIsThrottledAndConvergesWhenItReads) {
   SmallSocketBuffers();
-  tweak_ = [](GlobalConfig& g) { g.max_output_queue_bytes = 64u << 10; };
+  constexpr uint64_t kBound = 64u << 10;
+  tweak_ = [](GlobalConfig& g) { g.max_output_queue_bytes = kBound; };
   StartOurs(false, true);
-  OriginateDistinctPaths(3000);
+  constexpr int kPaths = 6000;  // ~360 KB of UPDATEs, one per path
+  OriginateDistinctPaths(kPaths);
   ScriptedPeer peer;
-  Handshake(peer, PeerOpen("10.9.9.9", false), nullptr, /*rcvbuf=*/4096);
-  ASSERT_TRUE(WaitFor([&] { return !Established("127.0.0.2"); }, 10s));
-  auto status = OurPeer("127.0.0.2");
-  ASSERT_TRUE(status.has_value());
-  EXPECT_NE(status->last_error.find("Out of Resources"), std::string::npos) << status->last_error;
-  EXPECT_EQ(status->output_queue_bytes, 0u);
-  // The connection is gone: reading what was in flight ends in EOF.
-  while (peer.Receive(5s)) {
+  OpenMessage open = PeerOpen("10.9.9.9", false);
+  open.hold_time_s = 0;  // the script sends no keepalives; send hold time is tested above
+  Handshake(peer, open, nullptr, /*rcvbuf=*/4096);
+  ASSERT_TRUE(WaitFor([&] { return OurPeer("127.0.0.2")->output_queue_bytes > 0; }, 10s));
+
+  // The peer reads nothing while every path changes five times, a sixth of them go and new
+  // ones come.
+  auto prefix_of = [](int i) {
+    return *IpPrefix::Parse("10." + std::to_string(100 + i / 256) + "." + std::to_string(i % 256) +
+                            ".0/24");
+  };
+  uint64_t max_queued = 0;
+  auto watch = [&] {
+    auto status = OurPeer("127.0.0.2");
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(status->state, PeerState::kEstablished);
+    max_queued = std::max(max_queued, status->output_queue_bytes);
+  };
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < kPaths; ++i) {
+      if (round == 4 && i % 6 == 0) {
+        speaker_->WithdrawPath(prefix_of(i));
+        continue;
+      }
+      LocalPath path;
+      path.prefix = prefix_of(i);
+      path.communities = {Community(static_cast<uint16_t>(2 + round), static_cast<uint16_t>(i))};
+      speaker_->AddPath(path);
+    }
+    watch();
   }
+  for (int i = 0; i < 500; ++i) {
+    LocalPath path;
+    path.prefix = *IpPrefix::Parse("10.200." + std::to_string(i % 256) + "." +
+                                   std::to_string(i / 256) + "/32");
+    speaker_->AddPath(path);
+  }
+  const size_t expected = kPaths - kPaths / 6 + 500;
+  ASSERT_TRUE(WaitFor([&] { return speaker_->BestPaths().size() == expected; }, 30s));
+  watch();
+  // One export batch (512 prefixes, one ~60-byte UPDATE each here) may land on top of the bound.
+  EXPECT_LE(max_queued, kBound + (40u << 10));
+
+  std::map<IpPrefix, std::vector<uint32_t>> ours;
+  for (const Route& r : speaker_->BestPaths()) ours[r.prefix] = r.attributes.communities;
+  // The peer reads again: it converges to our table.
+  std::map<IpPrefix, std::vector<uint32_t>> theirs;
+  size_t announced = 0;
+  bool end_of_rib = false;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto u = peer.ReceiveUpdate(2s);
+    if (!u) {
+      if (end_of_rib && theirs == ours) break;
+      continue;
+    }
+    if (u->EndOfRib()) end_of_rib = true;
+    for (const auto& p : u->withdrawn) theirs.erase(p);
+    for (const auto& p : u->nlri) theirs[p] = u->attrs.communities;
+    announced += u->nlri.size();
+  }
+  EXPECT_TRUE(end_of_rib);
+  EXPECT_TRUE(theirs == ours) << "peer has " << theirs.size() << " prefixes, we have "
+                              << ours.size();
+  // Changes made while the peer was not reading were not queued one by one: 5 rounds of
+  // 6,000 changes would be 30,000 announcements.
+  EXPECT_LT(announced, static_cast<size_t>(2 * kPaths + 500));
+  EXPECT_TRUE(Established("127.0.0.2"));
+  EXPECT_TRUE(WaitFor([&] { return OurPeer("127.0.0.2")->output_queue_bytes == 0; }, 10s));
 }
 
 // A slow but honest peer: it reads only after our queue has backed up, and still gets the
