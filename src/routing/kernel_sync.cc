@@ -33,7 +33,13 @@ Status NetworkRoutesController::SyncKernelRoutes(
   }
   if (node_ips.empty()) node_ips.push_back(*self.ip);
   RoutePlan plan = PlanRoutes(config_, node_ips, self.pod_cidrs, paths, underlay, node_addresses);
-  for (const auto& skipped : plan.skipped) KR_VLOG(1, "routing: not routing {}", skipped);
+  // Each unroutable path (e.g. an IPv6 next hop on a node without an IPv6 address, a prefix and
+  // next hop of different families) is logged once, when it first appears, not every sync.
+  std::set<std::string> skipped(plan.skipped.begin(), plan.skipped.end());
+  for (const auto& line : skipped) {
+    if (!logged_skips_.count(line)) KR_LOG_WARN("routing: not routing {}", line);
+  }
+  logged_skips_ = std::move(skipped);
   for (const auto& collision : plan.name_collisions) {
     KR_LOG_ERROR("routing: not routing {}", collision);
   }

@@ -128,6 +128,7 @@ class NetworkRoutesController : public Controller {
   std::map<IpAddress, metrics::LabelSet> peer_info_series_;        // current bgp_peer_info labels
   std::vector<netlink::Route> installed_routes_;
   std::vector<DesiredTunnel> installed_tunnels_;
+  std::set<std::string> logged_skips_;  // unroutable paths already logged
   // Set by an API event and by a failed full sync; the next requested sync is then full.
   bool full_sync_pending_ = true;
   std::chrono::steady_clock::time_point last_full_sync_;  // when the last good full sync ended

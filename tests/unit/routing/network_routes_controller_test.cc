@@ -870,6 +870,27 @@ TEST_F(DualStackControllerTest, CleanupRemovesTheIpv6StateToo) {
   }
 }
 
+TEST_F(DualStackControllerTest, Ipv6OnlySessionsAndRoutesWithIpv4Disabled) {
+  config_.enable_ipv4 = false;
+  config_.generate_router_id = true;  // an IPv6 session address needs a router ID
+  config_.global_peers = {PeerSpec{Ip("192.0.2.100"), 65000}, PeerSpec{Ip("2001:db8::100"), 65000}};
+  SyncOk();
+  // Sessions move to the IPv6 addresses; the IPv4 peer is skipped.
+  std::vector<std::string> peers;
+  for (const auto& [address, peer] : speaker_->peers()) peers.push_back(address.ToString());
+  std::sort(peers.begin(), peers.end());
+  EXPECT_EQ(peers, (std::vector<std::string>{"2001:db8:3::3", "2001:db8::100", "2001:db8::2"}));
+  EXPECT_EQ(speaker_->peers().at(Ip("2001:db8::2")).local_address, Ip("2001:db8::1"));
+  EXPECT_EQ(speaker_->config().listen_addresses, std::vector<IpAddress>{Ip("2001:db8::1")});
+  ASSERT_EQ(speaker_->paths().size(), 1u);
+  EXPECT_EQ(speaker_->paths().begin()->first, Cidr("fd00:1::/64"));
+  EXPECT_TRUE(speaker_->Announce(Ip("2001:db8::2"), Cidr("fd00:2::/64"), Ip("2001:db8::2")));
+  SyncOk();
+  EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"fd00:2::/64 via 2001:db8::2"}));
+  EXPECT_FALSE(iptables_.table("nat").chains.count(kPodEgressChain));  // no IPv4 egress
+  EXPECT_TRUE(v6_.table("nat").chains.count(kPodEgressChain));
+}
+
 // --injected-routes-sync-period: between full syncs, periodic ticks re-install learned routes
 // only (no Node read, no iptables/ipset process).
 TEST_F(RoutesControllerTest, InjectedRoutesSyncPeriodReinstallsLearnedRoutesCheaply) {
