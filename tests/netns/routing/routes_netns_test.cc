@@ -647,7 +647,10 @@ spec:
 // and its own IPv6 route is installed with protocol 17.
 TEST_F(RoutingCluster, GobgpIpv6PeerExchangesIpv6Routes) {
   const std::vector<NodeSpec> one = {{"n1", 1, {}, true}};
-  StartApiServer(one, kDualStackService);
+  // Bad input beside it: n4 (no agent) has an IPv6 pod CIDR but no IPv6 address.
+  nlohmann::json n4 = nlohmann::json::parse(NodeJson({"n4", 4, {}}));
+  n4["spec"]["podCIDRs"].push_back(PodCidr6(4));
+  StartApiServer(one, kDualStackService + std::string("\n---\n") + n4.dump() + "\n");
   auto router = Attach("krrt-ext6", 100);
   ASSERT_TRUE(router->Sh("ip addr add 2001:db8::100/64 dev eth0 nodad").ok());
   WriteFile(dir_.path() + "/gobgpd6.toml",
@@ -690,6 +693,12 @@ TEST_F(RoutingCluster, GobgpIpv6PeerExchangesIpv6Routes) {
       << gobgp("neighbor") << "\n"
       << agents_.at("n1")->Log();
   ExpectRoutes("n1", {"fd00:99::/64 via 2001:db8::100"}, "-6");
+  // n4's IPv6 CIDR is reported once, naming the node; everything else above went on.
+  const std::string log = agents_.at("n1")->Log();
+  const std::string problem = "node n4: pod CIDR fd00:201:4::/64 is IPv6 but the node has no IPv6";
+  const size_t first = log.find(problem);
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(problem, first + 1), std::string::npos) << log;
 }
 
 }  // namespace
