@@ -539,6 +539,51 @@ TEST_F(RoutingCluster, CniPluginsUseTheWrittenConfig) {
   pods_.push_back(std::move(pod));
 }
 
+// Issue 15: with --enable-ipv6 the written config hands the real host-local plugin both pod
+// CIDRs, so a pod gets an IPv4 and an IPv6 address.
+TEST_F(RoutingCluster, CniPluginsAssignBothFamilies) {
+  ASSERT_TRUE(std::filesystem::exists(kCniBin + "/bridge")) << "containernetworking-plugins";
+  const std::vector<NodeSpec> one = {{"n1", 1, {}, true}};
+  StartApiServer(one);
+  StartNodes(one, {"--enable-ipv6=true"});
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(CniFile("n1")); }, kDeadline))
+      << agents_.at("n1")->Log();
+  auto conflist = nlohmann::json::parse(Slurp(CniFile("n1")));
+  nlohmann::json bridge = conflist["plugins"][0];
+  ASSERT_EQ(bridge["ipam"]["ranges"].size(), 2u) << conflist.dump();
+  bridge["cniVersion"] = conflist["cniVersion"];
+  bridge["name"] = conflist["name"];
+  bridge["ipam"]["dataDir"] = dir_.path() + "/ipam";
+  // The agent puts both gateways on kube-bridge (before any plugin run could add them).
+  auto bridge_addresses = [&] { return ShOut(*nodes_.at("n1"), "ip addr show dev kube-bridge"); };
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        std::string have = bridge_addresses();
+        return have.find("10.201.1.1/24") != std::string::npos &&
+               have.find("fd00:201:1::1/64") != std::string::npos;
+      },
+      kDeadline))
+      << bridge_addresses();
+  auto pod = std::make_unique<Netns>("krrt-cni6");
+  auto add = nodes_.at("n1")->Run({"env", "CNI_COMMAND=ADD", "CNI_CONTAINERID=krrt-test6",
+                                   "CNI_NETNS=/var/run/netns/" + pod->name(), "CNI_IFNAME=eth0",
+                                   "CNI_PATH=" + kCniBin, kCniBin + "/bridge"},
+                                  bridge.dump());
+  ASSERT_TRUE(add.ok());
+  ASSERT_EQ(add->exit_code, 0) << add->out << add->err;
+  auto ips = nlohmann::json::parse(add->out)["ips"];
+  ASSERT_EQ(ips.size(), 2u) << add->out;
+  EXPECT_EQ(ips[0]["address"].get<std::string>().rfind("10.201.1.", 0), 0u) << add->out;
+  EXPECT_EQ(ips[1]["address"].get<std::string>().rfind("fd00:201:1::", 0), 0u) << add->out;
+  auto del = nodes_.at("n1")->Run({"env", "CNI_COMMAND=DEL", "CNI_CONTAINERID=krrt-test6",
+                                   "CNI_NETNS=/var/run/netns/" + pod->name(), "CNI_IFNAME=eth0",
+                                   "CNI_PATH=" + kCniBin, kCniBin + "/bridge"},
+                                  bridge.dump());
+  ASSERT_TRUE(del.ok());
+  EXPECT_EQ(del->exit_code, 0) << del->err;
+  pods_.push_back(std::move(pod));
+}
+
 TEST_F(RoutingCluster, CleanupConfigRemovesOnlyOurs) {
   const std::vector<NodeSpec> nodes = {{"n1", 1, {}}, {"n2", 2, {}}};
   StartApiServer(nodes);
