@@ -139,6 +139,30 @@ TEST(DualStackBgpTest, ExternalPeersRunInTheirFamilyAndBadOnesAreNamed) {
   EXPECT_NE(problems[0].find("--enable-ipv4=false"), std::string::npos);
 }
 
+TEST(DualStackBgpTest, Ipv6PeersFromNodeAnnotations) {
+  k8s::Node node = DualNode("n1", 1);
+  node.meta.annotations = {{"kube-router.io/peers",
+                            "- remoteip: 2001:db8::100\n  remoteasn: 65000\n"
+                            "- remoteip: 2001:db8::101\n  remoteasn: 65001\n  localip: 192.0.2.1\n"
+                            "- remoteip: 192.0.2.100\n  remoteasn: 65002\n"}};
+  ParsedNode parsed = ParseNode(node);
+  ASSERT_TRUE(parsed.problems.empty()) << parsed.problems[0];
+  RoutingConfig config = DualStack();
+  ApplyFamilies(config, parsed.info);
+  std::vector<std::string> problems;
+  auto peers = PlanExternalPeers(config, parsed.info, &problems);
+  ASSERT_EQ(peers.size(), 2u);
+  EXPECT_EQ(peers[0].address, Ip("2001:db8::100"));
+  EXPECT_EQ(peers[0].local_address, Ip("2001:db8::1"));
+  EXPECT_EQ(peers[1].address, Ip("192.0.2.100"));
+  EXPECT_EQ(peers[1].local_address, Ip("192.0.2.1"));
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("external BGP peer 2001:db8::101 (AS 65001)"), std::string::npos)
+      << problems[0];
+  EXPECT_NE(problems[0].find("local address 192.0.2.1 is not IPv6"), std::string::npos)
+      << problems[0];
+}
+
 TEST(DualStackBgpTest, Ipv6ServiceVipsAdvertisedWithTheIpv6NextHop) {
   RoutingConfig config = DualStack();
   config.advertise_cluster_ip = true;
