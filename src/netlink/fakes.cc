@@ -19,8 +19,26 @@ Route AsKernelStores(Route route) {
 
 }  // namespace
 
+int FakeRouteTable::LinkIndex(const std::string& device) const {
+  if (links_ == nullptr || device.empty()) return -1;
+  auto it = links_->links().find(device);
+  return it == links_->links().end() ? 0 : it->second.index;
+}
+
+void FakeRouteTable::Prune() const {
+  for (size_t i = 0; i < routes_.size();) {
+    if (link_index_[i] >= 0 && LinkIndex(routes_[i].device) != link_index_[i]) {
+      routes_.erase(routes_.begin() + static_cast<std::ptrdiff_t>(i));
+      link_index_.erase(link_index_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
 Result<std::vector<Route>> FakeRouteTable::List(const RouteFilter& filter) {
   if (auto error = failures_.Take(Op::kList)) return *error;
+  Prune();
   std::vector<Route> out;
   for (const Route& route : routes_) {
     if (filter.Matches(route)) out.push_back(route);
@@ -32,6 +50,7 @@ Result<std::vector<RouteChangeError>> FakeRouteTable::Apply(
     const std::vector<RouteChange>& changes) {
   ++apply_calls_;
   if (auto error = failures_.Take(Op::kApply)) return *error;
+  Prune();
   std::vector<RouteChangeError> errors;
   for (size_t i = 0; i < changes.size(); ++i) {
     Status status = ApplyOne(changes[i]);
@@ -53,6 +72,7 @@ Status FakeRouteTable::ApplyOne(const RouteChange& change) {
         existing->type != route.type) {
       return Status::Error("No such process");  // ESRCH, as the kernel answers
     }
+    link_index_.erase(link_index_.begin() + (existing - routes_.begin()));
     routes_.erase(existing);
     return Status::Ok();
   }
@@ -65,9 +85,11 @@ Status FakeRouteTable::ApplyOne(const RouteChange& change) {
   if (existing != routes_.end()) {
     if (change.op == RouteChange::Op::kAdd) return Status::Error("File exists");
     *existing = route;
+    link_index_[existing - routes_.begin()] = LinkIndex(route.device);
     return Status::Ok();
   }
   routes_.push_back(route);
+  link_index_.push_back(LinkIndex(route.device));
   return Status::Ok();
 }
 
@@ -76,6 +98,7 @@ void FakeRouteTable::RejectDestination(const IpPrefix& destination, std::string 
 }
 
 std::vector<Route> FakeRouteTable::RoutesWithProtocol(uint8_t protocol) const {
+  Prune();
   std::vector<Route> out;
   for (const Route& route : routes_) {
     if (route.protocol == protocol) out.push_back(route);
@@ -89,8 +112,10 @@ void FakeRouteTable::Seed(const Route& route) {
                                [&](const Route& r) { return SameRouteIdentity(r, stored); });
   if (existing != routes_.end()) {
     *existing = stored;
+    link_index_[existing - routes_.begin()] = -1;
   } else {
     routes_.push_back(stored);
+    link_index_.push_back(-1);
   }
 }
 
@@ -135,11 +160,43 @@ Status FakeLinks::CreateTunnel(const TunnelSpec& spec) {
   Link link;
   link.name = spec.name;
   link.kind = spec.local.is_v4() ? "ipip" : "ip6tnl";
-  // Default MTU as the kernel derives it from a 1500-byte underlay.
-  link.mtu = spec.mtu != 0 ? spec.mtu : (spec.local.is_v4() ? 1480 : 1452);
+  // Default MTU as the kernel derives it from a 1500-byte underlay (UDP and GUE headers
+  // included when encapsulated).
+  uint32_t encap = spec.encap.type == TunnelEncapType::kNone  ? 0
+                   : spec.encap.type == TunnelEncapType::kGue ? 12
+                                                              : 8;
+  link.mtu = spec.mtu != 0 ? spec.mtu : (spec.local.is_v4() ? 1480 : 1452) - encap;
   link.tunnel_local = spec.local;
   link.tunnel_remote = spec.remote;
+  link.tunnel_encap = spec.encap;
   return Create(std::move(link));
+}
+
+Result<std::vector<FouPort>> FakeFouPorts::List() {
+  if (auto error = failures_.Take(Op::kList)) return *error;
+  return ports();
+}
+
+std::vector<FouPort> FakeFouPorts::ports() const {
+  std::vector<FouPort> out;
+  for (const auto& [key, port] : ports_) out.push_back(port);
+  return out;
+}
+
+Status FakeFouPorts::Add(const FouPort& port) {
+  if (auto error = failures_.Take(Op::kAdd)) return *error;
+  if (port.port == 0) return Status::Error("Invalid argument");
+  if (!ports_.try_emplace({port.family, port.port}, port).second) {
+    return Status::Error("File exists");
+  }
+  return Status::Ok();
+}
+
+Status FakeFouPorts::Delete(const FouPort& port) {
+  if (auto error = failures_.Take(Op::kDelete)) return *error;
+  if (ports_.erase({port.family, port.port}) == 0)
+    return Status::Error("No such file or directory");
+  return Status::Ok();
 }
 
 Status FakeLinks::CreateBridge(const std::string& name, uint32_t mtu) {

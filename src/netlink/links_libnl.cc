@@ -1,22 +1,24 @@
 // Links over rtnetlink (libnl-route): tunnels, bridges, dummies, link state and addresses.
 #include <linux/if.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
-#include <netlink/route/link/ip6tnl.h>
-#include <netlink/route/link/ipip.h>
 
 #include <array>
 #include <cstring>
+#include <map>
 
 #include "kube_router/netlink/libnl.h"
 #include "nl_util.h"
+#include "tunnel_codec.h"
 
 namespace kr::netlink {
 namespace {
 
 using detail::AddrPtr;
 using detail::CachePtr;
+using detail::MsgPtr;
 using detail::NlError;
 using detail::SocketPtr;
 
@@ -29,28 +31,6 @@ struct AddrObjDeleter {
 using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
 using AddrObjPtr = std::unique_ptr<rtnl_addr, AddrObjDeleter>;
 
-// libnl keeps IPIP end points as the raw network-order 32-bit value.
-uint32_t NetworkOrderV4(const IpAddress& ip) {
-  uint32_t out;
-  std::memcpy(&out, ip.bytes().data(), 4);
-  return out;
-}
-IpAddress FromNetworkOrderV4(uint32_t raw) {
-  std::array<uint8_t, 4> b;
-  std::memcpy(b.data(), &raw, 4);
-  return IpAddress::V4(uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3]);
-}
-in6_addr ToIn6(const IpAddress& ip) {
-  in6_addr out{};
-  std::memcpy(&out, ip.bytes().data(), 16);
-  return out;
-}
-IpAddress FromIn6(const in6_addr& raw) {
-  std::array<uint8_t, 16> b;
-  std::memcpy(b.data(), &raw, 16);
-  return IpAddress::V6(b);
-}
-
 Link FromKernel(rtnl_link* kernel) {
   Link link;
   link.name = rtnl_link_get_name(kernel) ? rtnl_link_get_name(kernel) : "";
@@ -58,15 +38,7 @@ Link FromKernel(rtnl_link* kernel) {
   link.kind = rtnl_link_get_type(kernel) ? rtnl_link_get_type(kernel) : "";
   link.mtu = rtnl_link_get_mtu(kernel);
   link.up = (rtnl_link_get_flags(kernel) & IFF_UP) != 0;
-  if (link.kind == "ipip") {
-    link.tunnel_local = FromNetworkOrderV4(rtnl_link_ipip_get_local(kernel));
-    link.tunnel_remote = FromNetworkOrderV4(rtnl_link_ipip_get_remote(kernel));
-  } else if (link.kind == "ip6tnl") {
-    in6_addr local{}, remote{};
-    if (rtnl_link_ip6_tnl_get_local(kernel, &local) == 0) link.tunnel_local = FromIn6(local);
-    if (rtnl_link_ip6_tnl_get_remote(kernel, &remote) == 0) link.tunnel_remote = FromIn6(remote);
-  }
-  return link;
+  return link;  // a tunnel's end points and encapsulation: see ReadTunnels
 }
 
 class NetlinkLinks : public Links {
@@ -81,6 +53,7 @@ class NetlinkLinks : public Links {
          obj = nl_cache_get_next(obj)) {
       out.push_back(FromKernel(reinterpret_cast<rtnl_link*>(obj)));
     }
+    if (auto status = ReadTunnels(out); !status.ok()) return status;
     return out;
   }
 
@@ -90,30 +63,21 @@ class NetlinkLinks : public Links {
     if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return std::optional<Link>();
     if (err < 0) return Status::Error("cannot read link " + name + ": " + NlError(err));
     LinkPtr link(raw);
-    return std::optional<Link>(FromKernel(link.get()));
+    std::vector<Link> found{FromKernel(link.get())};
+    if (auto status = ReadTunnels(found); !status.ok()) return status;
+    return std::optional<Link>(std::move(found.front()));
   }
 
   Status CreateTunnel(const TunnelSpec& spec) override {
-    if (spec.local.family() != spec.remote.family()) {
-      return Status::Error("tunnel " + spec.name + ": local and remote families differ");
+    auto msg = detail::BuildTunnelRequest(spec);
+    if (!msg.ok()) return msg.status().Context("create tunnel " + spec.name);
+    if (int err = nl_send_auto(sock_.get(), msg->get()); err < 0) {
+      return Status::Error("create tunnel " + spec.name + ": " + NlError(err));
     }
-    LinkPtr link;
-    if (spec.local.is_v4()) {
-      link.reset(rtnl_link_ipip_alloc());
-      if (!link) return Status::Error("out of memory");
-      rtnl_link_ipip_set_local(link.get(), NetworkOrderV4(spec.local));
-      rtnl_link_ipip_set_remote(link.get(), NetworkOrderV4(spec.remote));
-      rtnl_link_ipip_set_ttl(link.get(), spec.ttl);
-    } else {
-      link.reset(rtnl_link_ip6_tnl_alloc());
-      if (!link) return Status::Error("out of memory");
-      in6_addr local = ToIn6(spec.local), remote = ToIn6(spec.remote);
-      rtnl_link_ip6_tnl_set_local(link.get(), &local);
-      rtnl_link_ip6_tnl_set_remote(link.get(), &remote);
-      rtnl_link_ip6_tnl_set_ttl(link.get(), spec.ttl);
-      rtnl_link_ip6_tnl_set_proto(link.get(), IPPROTO_IPV6);  // mode ip6ip6
+    if (int err = nl_wait_for_ack(sock_.get()); err < 0) {
+      return Status::Error("create tunnel " + spec.name + ": " + NlError(err));
     }
-    return Add(std::move(link), spec.name, spec.mtu).Context("create tunnel " + spec.name);
+    return Status::Ok();
   }
 
   Status CreateBridge(const std::string& name, uint32_t mtu) override {
@@ -199,6 +163,45 @@ class NetlinkLinks : public Links {
   }
 
  private:
+  // libnl's link objects carry no UDP encapsulation: the tunnels among `links` are completed
+  // from one raw link dump.
+  Status ReadTunnels(std::vector<Link>& links) {
+    std::map<int, Link*> tunnels;
+    for (auto& link : links) {
+      if (link.kind == "ipip" || link.kind == "ip6tnl") tunnels[link.index] = &link;
+    }
+    if (tunnels.empty()) return Status::Ok();
+    MsgPtr msg(nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP));
+    ifinfomsg header{};
+    header.ifi_family = AF_UNSPEC;
+    if (!msg || nlmsg_append(msg.get(), &header, sizeof(header), NLMSG_ALIGNTO) < 0) {
+      return Status::Error("out of memory");
+    }
+    auto on_valid = [](nl_msg* answer, void* arg) -> int {
+      auto* by_index = static_cast<std::map<int, Link*>*>(arg);
+      nlmsghdr* hdr = nlmsg_hdr(answer);
+      if (hdr->nlmsg_type != RTM_NEWLINK) return NL_OK;
+      auto* info = static_cast<ifinfomsg*>(nlmsg_data(hdr));
+      if (auto it = by_index->find(info->ifi_index); it != by_index->end()) {
+        detail::ParseTunnelInfo(hdr, *it->second);
+      }
+      return NL_OK;
+    };
+    if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) {
+      return Status::Error("cannot dump tunnels: " + NlError(err));
+    }
+    // nl_socket_get_cb hands out a reference of its own: drop it once cloned.
+    nl_cb* socket_cb = nl_socket_get_cb(sock_.get());
+    nl_cb* cb = nl_cb_clone(socket_cb);
+    nl_cb_put(socket_cb);
+    if (cb == nullptr) return Status::Error("out of memory");
+    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, &tunnels);
+    int err = nl_recvmsgs(sock_.get(), cb);
+    nl_cb_put(cb);
+    if (err < 0) return Status::Error("cannot dump tunnels: " + NlError(err));
+    return Status::Ok();
+  }
+
   Result<CachePtr> LinkCache() {
     nl_cache* raw = nullptr;
     if (int err = rtnl_link_alloc_cache(sock_.get(), AF_UNSPEC, &raw); err < 0) {

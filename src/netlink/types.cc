@@ -55,6 +55,12 @@ std::string Address::ToString() const {
   return address.ToString() + "/" + std::to_string(prefix_length) + " dev " + device;
 }
 
+std::string FouPort::ToString() const {
+  std::string text = kind == FouKind::kGue ? "gue" : "fou ipproto " + std::to_string(protocol);
+  return text + " port " + std::to_string(port) +
+         (family == IpAddress::Family::kV4 ? " (IPv4)" : " (IPv6)");
+}
+
 std::string OverlayTunnelName(const IpAddress& next_hop) {
   // The canonical address text keeps its separators: kube-router strips '.' and ':', so
   // 10.1.23.4 and 10.12.3.4 share a name there.

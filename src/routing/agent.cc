@@ -43,6 +43,7 @@ struct AgentDataplane {
   std::unique_ptr<netfilter::Iptables> iptables6;
   std::unique_ptr<netfilter::Ipset> ipset;
   std::unique_ptr<netlink::Sysctl> sysctl;
+  std::unique_ptr<netlink::FouPorts> fou;
 };
 
 }  // namespace
@@ -112,10 +113,14 @@ Result<RoutingConfig> RoutingConfigFromOptions(const Options& options,
   } else {
     return Status::Error("--overlay-type \"" + options.overlay_type + "\": want subnet or full");
   }
-  if (options.enable_overlay && options.overlay_encap != "ipip") {
-    return Status::Error("--overlay-encap \"" + options.overlay_encap +
-                         "\": only ipip is supported by this implementation");
+  if (options.overlay_encap == "ipip") {
+    config.overlay_encap = OverlayEncap::kIpip;
+  } else if (options.overlay_encap == "fou") {
+    config.overlay_encap = OverlayEncap::kFou;
+  } else {
+    return Status::Error("--overlay-encap \"" + options.overlay_encap + "\": want ipip or fou");
   }
+  config.overlay_encap_port = options.overlay_encap_port;  // >= 1024, checked by the flags
   config.routes_sync_period = options.routes_sync_period;
   config.injected_routes_sync_period = options.injected_routes_sync_period;
   config.enable_pod_egress = options.enable_pod_egress;
@@ -155,8 +160,14 @@ Result<std::unique_ptr<Controller>> MakeAgentRoutesController(const Options& opt
   }
   owner->ipset = netfilter::MakeIpset();
   owner->sysctl = netlink::MakeProcSysctl();
+  // Always made (a socket only; the fou module is loaded on the first port): --cleanup-config
+  // and a switch back to ipip remove the ports an earlier fou run added.
+  auto fou = netlink::MakeNetlinkFouPorts();
+  if (!fou) return fou.status().Context("routing: generic netlink (FoU)");
+  owner->fou = std::move(*fou);
   RoutingDataplane dataplane{owner->routes.get(), owner->links.get(),  owner->iptables.get(),
-                             owner->ipset.get(),  owner->sysctl.get(), owner->iptables6.get()};
+                             owner->ipset.get(),  owner->sysctl.get(), owner->iptables6.get(),
+                             owner->fou.get()};
   return std::unique_ptr<Controller>(std::make_unique<NetworkRoutesController>(
       std::move(*config), cluster, dataplane,
       [](const bgp::GlobalConfig& global) { return bgp::NewSpeaker(global); }, metrics,

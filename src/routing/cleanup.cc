@@ -4,6 +4,7 @@
 
 #include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/network_routes_controller.h"
+#include "kube_router/routing/overlay_tunnels.h"
 #include "kube_router/routing/pod_egress.h"
 
 namespace kr::routing {
@@ -32,18 +33,9 @@ Result<std::vector<std::string>> NetworkRoutesController::Cleanup() {
       if (!refused) removed.push_back("route " + changes[i].route.ToString());
     }
   }
-  if (auto links = dataplane_.links->List(); links) {
-    for (const auto& link : *links) {
-      if (!IsOurTunnelName(link.name) || (link.kind != "ipip" && link.kind != "ip6tnl")) continue;
-      if (auto status = dataplane_.links->Delete(link.name); status.ok()) {
-        removed.push_back("tunnel " + link.name);
-      } else {
-        errors.push_back(status.message());
-      }
-    }
-  } else {
-    errors.push_back(links.error());
-  }
+  // Our tunnels and FoU ports.
+  auto overlay = CleanupOverlay(config_, *dataplane_.links, dataplane_.fou, errors);
+  removed.insert(removed.end(), overlay.begin(), overlay.end());
   for (auto* iptables : {dataplane_.iptables, dataplane_.iptables6}) {
     if (!iptables) continue;
     const std::string family = netfilter::IpFamilyName(iptables->family());

@@ -2,6 +2,7 @@
 // initCNIConfig / setupKubeBridge).
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -14,8 +15,6 @@
 
 namespace kr::routing {
 namespace {
-
-constexpr uint32_t kIpipOverhead = 20;  // one IPv4 header (RFC 2003)
 
 Result<std::string> ReadFileIfExists(const std::string& path) {
   std::error_code ec;
@@ -37,9 +36,13 @@ Status NetworkRoutesController::SyncCni(const NodeInfo& self) {
     if (!node_mtu) {
       KR_LOG_WARN("routing: --auto-mtu: {}; leaving the MTU alone", node_mtu.error());
     } else {
-      // Pod packets crossing the IPIP overlay get a second IPv4 header; keep them within the
-      // underlay MTU instead of relying on fragmentation.
-      mtu = *node_mtu - (config_.enable_overlay ? kIpipOverhead : 0);
+      // Pod packets crossing the overlay get the tunnel's headers; keep them (of every family
+      // the node has pods of) within the underlay MTU instead of relying on fragmentation.
+      uint32_t overhead = 0;
+      for (const auto& cidr : self.pod_cidrs) {
+        overhead = std::max(overhead, OverlayOverhead(config_, cidr.address().family()));
+      }
+      mtu = *node_mtu - overhead;
     }
   }
 

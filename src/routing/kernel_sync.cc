@@ -1,10 +1,11 @@
-// The controller's kernel sync: learned routes and IPIP tunnels (the part a learned or withdrawn
-// path needs) and the pod egress ipsets and masquerade chain.
+// The controller's kernel sync: learned routes, overlay tunnels and their FoU ports (the part a
+// learned or withdrawn path needs) and the pod egress ipsets and masquerade chain.
 #include <algorithm>
 
 #include "controller_metrics.h"
 #include "kube_router/base/log.h"
 #include "kube_router/routing/network_routes_controller.h"
+#include "kube_router/routing/overlay_tunnels.h"
 #include "kube_router/routing/pod_egress.h"
 
 namespace kr::routing {
@@ -44,8 +45,15 @@ Status NetworkRoutesController::SyncKernelRoutes(
     KR_LOG_ERROR("routing: not routing {}", collision);
   }
 
-  // Tunnels first: a route through a tunnel needs the link to exist and be up.
-  Status tunnel_status = SyncTunnels(plan.tunnels);
+  // Tunnels (and their FoU ports) first: a route through a tunnel needs the link to exist and
+  // be up.
+  std::set<std::string> gone;
+  Status tunnel_status =
+      SyncOverlayTunnels(config_, plan.tunnels, *dataplane_.links, dataplane_.fou, &gone);
+  installed_tunnels_ = plan.tunnels;
+  // Routes through a deleted (or recreated) tunnel went with it: the diff must not keep or
+  // delete them as if they were still there.
+  std::erase_if(ours, [&](const netlink::Route& route) { return gone.count(route.device) > 0; });
 
   std::vector<netlink::Route> want;
   for (const auto& route : plan.routes) want.push_back(ToKernelRoute(route));
@@ -74,62 +82,6 @@ Status NetworkRoutesController::SyncKernelRoutes(
   installed_routes_ = want;
   if (!tunnel_status.ok()) return tunnel_status;
   if (!refused.empty()) return Status::Error("kernel refused routes: " + refused);
-  return Status::Ok();
-}
-
-Status NetworkRoutesController::SyncTunnels(const std::vector<DesiredTunnel>& desired) {
-  auto links = dataplane_.links->List();
-  if (!links) return links.status().Context("listing links");
-  std::map<std::string, netlink::Link> existing;
-  for (const auto& link : *links) {
-    if (IsOurTunnelName(link.name) && (link.kind == "ipip" || link.kind == "ip6tnl")) {
-      existing.emplace(link.name, link);
-    }
-  }
-  std::vector<std::string> errors;
-  for (const auto& tunnel : desired) {
-    auto it = existing.find(tunnel.name);
-    bool create = it == existing.end();
-    if (!create &&
-        (it->second.tunnel_local != tunnel.local || it->second.tunnel_remote != tunnel.remote)) {
-      KR_LOG_INFO("routing: tunnel {} has other end points; recreating", tunnel.name);
-      if (auto status = dataplane_.links->Delete(tunnel.name); !status.ok()) {
-        errors.push_back(status.message());
-        continue;
-      }
-      create = true;
-    }
-    if (create) {
-      netlink::TunnelSpec spec{tunnel.name, tunnel.local, tunnel.remote, 0, 0};
-      if (auto status = dataplane_.links->CreateTunnel(spec); !status.ok()) {
-        errors.push_back("creating tunnel " + tunnel.name + ": " + status.message());
-        continue;
-      }
-      KR_LOG_INFO("routing: created tunnel {} to {}", tunnel.name, tunnel.remote.ToString());
-    }
-    if (create || !it->second.up) {
-      if (auto status = dataplane_.links->SetUp(tunnel.name, true); !status.ok()) {
-        errors.push_back("bringing up " + tunnel.name + ": " + status.message());
-      }
-    }
-  }
-  for (const auto& entry : existing) {
-    const std::string& name = entry.first;  // a lambda capture (clang 14 cannot capture bindings)
-    bool wanted = std::any_of(desired.begin(), desired.end(),
-                              [&](const DesiredTunnel& t) { return t.name == name; });
-    if (wanted) continue;
-    if (auto status = dataplane_.links->Delete(name); !status.ok()) {
-      errors.push_back("deleting tunnel " + name + ": " + status.message());
-    } else {
-      KR_LOG_INFO("routing: deleted tunnel {}", name);
-    }
-  }
-  installed_tunnels_ = desired;
-  if (!errors.empty()) {
-    std::string joined;
-    for (const auto& e : errors) joined += (joined.empty() ? "" : "; ") + e;
-    return Status::Error(joined);
-  }
   return Status::Ok();
 }
 

@@ -37,6 +37,35 @@ bool IsOurTunnelName(const std::string& name) {
          digits([](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+netlink::TunnelEncap OverlayTunnelEncap(const RoutingConfig& config) {
+  if (config.overlay_encap != OverlayEncap::kFou) return {};
+  return {netlink::TunnelEncapType::kGue, 0, config.overlay_encap_port};
+}
+
+std::vector<netlink::FouPort> PlanFouPorts(const RoutingConfig& config,
+                                           const std::vector<DesiredTunnel>& tunnels) {
+  std::set<IpAddress::Family> families;
+  for (const auto& tunnel : tunnels) {
+    if (tunnel.encap.type != netlink::TunnelEncapType::kNone)
+      families.insert(tunnel.local.family());
+  }
+  std::vector<netlink::FouPort> out;
+  for (auto family : families) {
+    out.push_back({family, config.overlay_encap_port, netlink::FouKind::kGue, 0});
+  }
+  return out;
+}
+
+bool IsOurFouPort(const RoutingConfig& config, const netlink::FouPort& port) {
+  return port.kind == netlink::FouKind::kGue && port.port == config.overlay_encap_port;
+}
+
+uint32_t OverlayOverhead(const RoutingConfig& config, IpAddress::Family family) {
+  if (!config.enable_overlay) return 0;
+  uint32_t outer = family == IpAddress::Family::kV4 ? 20 : 48;
+  return outer + (config.overlay_encap == OverlayEncap::kFou ? 8 + 4 : 0);
+}
+
 RoutePlan PlanRoutes(const RoutingConfig& config, const IpAddress& node_ip,
                      const std::vector<IpPrefix>& own_pod_cidrs,
                      const std::vector<LearnedPath>& paths,
@@ -84,7 +113,8 @@ RoutePlan PlanRoutes(const RoutingConfig& config, const std::vector<IpAddress>& 
     if (directly_connected && config.overlay_type != OverlayType::kFull) {
       routes.insert({path.prefix, path.next_hop, "", std::nullopt});
     } else if (config.enable_overlay && node_addresses.count(path.next_hop)) {
-      DesiredTunnel tunnel{TunnelName(path.next_hop), node_ip, path.next_hop};
+      DesiredTunnel tunnel{TunnelName(path.next_hop), node_ip, path.next_hop,
+                           OverlayTunnelEncap(config)};
       auto [holder, fresh] = tunnel_remotes.try_emplace(tunnel.name, path.next_hop);
       if (!fresh && holder->second != path.next_hop) {
         plan.name_collisions.push_back(what() + ": tunnel name " + tunnel.name +

@@ -41,9 +41,13 @@ void NetworkRoutesController::UpdatePeerMetrics() {
   for (const auto& route : installed_routes_) routes.push_back(route.ToString());
   nlohmann::json tunnels = nlohmann::json::array();
   for (const auto& tunnel : installed_tunnels_) {
-    tunnels.push_back({{"name", tunnel.name},
-                       {"local", tunnel.local.ToString()},
-                       {"remote", tunnel.remote.ToString()}});
+    tunnels.push_back(
+        {{"name", tunnel.name},
+         {"local", tunnel.local.ToString()},
+         {"remote", tunnel.remote.ToString()},
+         {"encap", tunnel.encap.type == netlink::TunnelEncapType::kNone
+                       ? "none"
+                       : "gue port " + std::to_string(tunnel.encap.destination_port)}});
   }
   nlohmann::json view = {
       {"node", config_.node_name},

@@ -67,7 +67,8 @@ class FakeRouteTable : public RouteTable {
   enum class Op { kList, kApply };
 
   // With `links`, adds and replaces over a device the fake does not know fail ("No such
-  // device"), as in the kernel.
+  // device"), and routes added over a link go when that link is deleted (or deleted and made
+  // again under the same name), as in the kernel.
   explicit FakeRouteTable(const FakeLinks* links = nullptr) : links_(links) {}
 
   Result<std::vector<Route>> List(const RouteFilter& filter) override;
@@ -80,7 +81,10 @@ class FakeRouteTable : public RouteTable {
   void ClearRejections() { rejected_.clear(); }
 
   // Test access to the state.
-  const std::vector<Route>& routes() const { return routes_; }
+  const std::vector<Route>& routes() const {
+    Prune();
+    return routes_;
+  }
   std::vector<Route> RoutesWithProtocol(uint8_t protocol) const;
   // Puts a route in place as if someone else (or the kernel) had added it.
   void Seed(const Route& route);
@@ -94,9 +98,14 @@ class FakeRouteTable : public RouteTable {
 
  private:
   Status ApplyOne(const RouteChange& change);
+  // Forgets the routes whose link is gone (see the constructor).
+  void Prune() const;
+  int LinkIndex(const std::string& device) const;
 
   const FakeLinks* links_;
-  std::vector<Route> routes_;
+  mutable std::vector<Route> routes_;
+  // Per route: the index of its link when it was added; -1 when not tracked (seeded).
+  mutable std::vector<int> link_index_;
   std::map<IpPrefix, std::string> rejected_;
   FailureInjector<Op> failures_;
   size_t apply_calls_ = 0;
@@ -150,6 +159,26 @@ class FakeLinks : public Links {
   std::map<std::string, Link> links_;
   std::vector<Address> addresses_;
   int next_index_ = 1;
+  FailureInjector<Op> failures_;
+};
+
+// FoU ports as the kernel keeps them: one per (family, port); adding an existing one fails.
+class FakeFouPorts : public FouPorts {
+ public:
+  enum class Op { kList, kAdd, kDelete };
+  static constexpr std::initializer_list<Op> kWrites = {Op::kAdd, Op::kDelete};
+
+  Result<std::vector<FouPort>> List() override;
+  Status Add(const FouPort& port) override;
+  Status Delete(const FouPort& port) override;
+
+  FailureInjector<Op>& failures() { return failures_; }
+  // A port as if someone else (or an earlier run) had added it.
+  void Seed(const FouPort& port) { ports_[{port.family, port.port}] = port; }
+  std::vector<FouPort> ports() const;
+
+ private:
+  std::map<std::pair<IpAddress::Family, uint16_t>, FouPort> ports_;
   FailureInjector<Op> failures_;
 };
 

@@ -21,6 +21,9 @@ namespace kr::netlink {
 // `batch_size`: route requests sent per sendmsg (kernel-limits.md measured 256 as fast).
 Result<std::unique_ptr<RouteTable>> MakeNetlinkRouteTable(size_t batch_size = 256);
 Result<std::unique_ptr<Links>> MakeNetlinkLinks();
+// Resolves the "fou" generic netlink family only when first used (an agent with IPIP
+// encapsulation never loads the module).
+Result<std::unique_ptr<FouPorts>> MakeNetlinkFouPorts();
 // Fails when the kernel has no IPVS (module ip_vs not loaded and not loadable).
 Result<std::unique_ptr<Ipvs>> MakeNetlinkIpvs();
 Result<std::unique_ptr<RuleTable>> MakeNetlinkRuleTable();

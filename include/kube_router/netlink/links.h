@@ -19,6 +19,17 @@ namespace kr::netlink {
 inline constexpr const char* kKubeBridgeName = "kube-bridge";
 inline constexpr const char* kKubeDummyName = "kube-dummy-if";
 
+// UDP encapsulation of a tunnel's packets (the kernel's TUNNEL_ENCAP_*): plain FoU puts the
+// inner packet right after the UDP header, GUE adds a 4-byte header naming the inner protocol.
+enum class TunnelEncapType : uint16_t { kNone = 0, kFou = 1, kGue = 2 };
+
+struct TunnelEncap {
+  TunnelEncapType type = TunnelEncapType::kNone;
+  uint16_t source_port = 0;       // 0: chosen by the kernel per flow ("encap-sport auto")
+  uint16_t destination_port = 0;  // the receiver's FoU port
+  auto operator<=>(const TunnelEncap&) const = default;
+};
+
 struct Link {
   std::string name;
   int index = 0;
@@ -26,21 +37,23 @@ struct Link {
   std::string kind;
   uint32_t mtu = 0;
   bool up = false;  // administratively up (IFF_UP)
-  // Tunnel end points, set for "ipip" and "ip6tnl" links.
+  // Tunnel end points and UDP encapsulation, set for "ipip" and "ip6tnl" links.
   std::optional<IpAddress> tunnel_local;
   std::optional<IpAddress> tunnel_remote;
+  TunnelEncap tunnel_encap;
 
   auto operator<=>(const Link&) const = default;
 };
 
 // An IPv4-in-IPv4 tunnel ("ipip"), or IPv6-in-IPv6 ("ip6tnl", mode ip6ip6) when the end points
-// are IPv6, as kube-router's overlay creates per remote node.
+// are IPv6, as kube-router's overlay creates per remote node; optionally inside UDP (FoU/GUE).
 struct TunnelSpec {
   std::string name;  // see OverlayTunnelName
   IpAddress local;
   IpAddress remote;
   uint32_t mtu = 0;  // 0: the kernel's default (underlay MTU minus the encapsulation)
   uint8_t ttl = 0;   // 0: inherit
+  TunnelEncap encap;
 };
 
 struct Address {
@@ -57,6 +70,31 @@ struct Address {
 // characters (IFNAMSIZ - 1). kube-router hashes the text with '.' and ':' removed, which is
 // ambiguous (10.1.23.4 and 10.12.3.4); see docs/parity.md.
 std::string OverlayTunnelName(const IpAddress& next_hop);
+
+// A FoU receive port (`ip fou add port P gue`, `ip -6 fou add ...`): UDP packets arriving on it
+// are decapsulated and handed to the tunnel of the inner protocol. One per (family, port).
+enum class FouKind : uint8_t { kDirect = 1, kGue = 2 };  // FOU_ENCAP_DIRECT, FOU_ENCAP_GUE
+
+struct FouPort {
+  IpAddress::Family family = IpAddress::Family::kV4;
+  uint16_t port = 0;
+  FouKind kind = FouKind::kGue;
+  uint8_t protocol = 0;  // the inner IP protocol, for kDirect only (GUE carries it per packet)
+  auto operator<=>(const FouPort&) const = default;
+  std::string ToString() const;  // "gue port 5555 (IPv4)"
+};
+
+// The kernel's FoU ports (generic netlink family "fou").
+class FouPorts {
+ public:
+  virtual ~FouPorts() = default;
+  // Empty when the kernel has no FoU support loaded (then there are no ports either).
+  virtual Result<std::vector<FouPort>> List() = 0;
+  // Loads the fou module (and fou6 for IPv6, which IPv6 tunnels with UDP encapsulation need)
+  // when the kernel lacks them. Fails when the port exists.
+  virtual Status Add(const FouPort& port) = 0;
+  virtual Status Delete(const FouPort& port) = 0;
+};
 
 class Links {
  public:

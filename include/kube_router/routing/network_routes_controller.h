@@ -1,6 +1,7 @@
 // NetworkRoutes controller (--run-router, kube-router pkg/controllers/routing): pod CIDRs over
 // iBGP between nodes, service VIPs to external peers, learned routes into the kernel (proto 17,
-// IPIP tunnels across subnets), pod egress masquerade, and the CNI config with kube-bridge.
+// ipip/ip6tnl tunnels across subnets, optionally in FoU/GUE), pod egress masquerade, and the CNI
+// config with kube-bridge.
 //
 // Threading: Init/OnUpdate/Sync/Cleanup/Shutdown run on the controller's own thread (the
 // runner's), which is the only caller of the dataplane. The BGP speaker calls the policies and
@@ -41,6 +42,9 @@ struct RoutingDataplane {
   netlink::Sysctl* sysctl = nullptr;
   // IPv6 (ip6tables), for pod egress with --enable-ipv6; may be null (then no IPv6 egress).
   netfilter::Iptables* iptables6 = nullptr;
+  // FoU receive ports (--overlay-encap=fou). May be null when FoU is never used: then ports of
+  // ours are neither added nor cleaned up.
+  netlink::FouPorts* fou = nullptr;
 };
 
 // Creates the speaker once the local node (and so the AS and router ID) is known.
@@ -96,7 +100,6 @@ class NetworkRoutesController : public Controller {
   Status SyncKernelRoutes(const NodeInfo& self,
                           const Result<std::vector<netlink::Route>>& main_routes,
                           const std::set<IpAddress>& node_addresses);
-  Status SyncTunnels(const std::vector<DesiredTunnel>& desired);
   // The main table's routes of every enabled family (one dump per family).
   Result<std::vector<netlink::Route>> ListMainRoutes(const NodeInfo& self) const;
   Status SyncPodEgress(const std::vector<NodeInfo>& nodes);

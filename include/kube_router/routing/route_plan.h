@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kube_router/base/ip.h"
+#include "kube_router/netlink/links.h"
 #include "kube_router/netlink/route_table.h"
 #include "kube_router/routing/routing_config.h"
 
@@ -40,6 +41,7 @@ struct DesiredTunnel {
   std::string name;
   IpAddress local;
   IpAddress remote;
+  netlink::TunnelEncap encap;  // OverlayTunnelEncap(config)
   auto operator<=>(const DesiredTunnel&) const = default;
 };
 
@@ -66,12 +68,30 @@ std::string TunnelName(const IpAddress& remote);
 // lowercase hex digits, so that tunnels left under the old names are removed as stale.
 bool IsOurTunnelName(const std::string& name);
 
+// Our tunnels' encapsulation: none for --overlay-encap=ipip; for fou, GUE to
+// --overlay-encap-port with the source port chosen per flow (kube-router: `encap gue
+// encap-sport auto encap-dport P`), so the underlay can spread flows over its paths.
+netlink::TunnelEncap OverlayTunnelEncap(const RoutingConfig& config);
+
+// The FoU receive ports this node needs: with --overlay-encap=fou, a GUE port on
+// --overlay-encap-port for each family in which it has a tunnel; none otherwise.
+std::vector<netlink::FouPort> PlanFouPorts(const RoutingConfig& config,
+                                           const std::vector<DesiredTunnel>& tunnels);
+// True for FoU ports we may remove: GUE on --overlay-encap-port (kube-router's own), in either
+// family. A FoU port on another port, or a plain FoU one, belongs to somebody else.
+bool IsOurFouPort(const RoutingConfig& config, const netlink::FouPort& port);
+
+// Bytes the overlay adds in front of a pod packet of `family` (kernel defaults): IPIP 20,
+// ip6tnl 40 + 8 (its encapsulation-limit option); FoU adds UDP 8 + GUE 4. 0 without overlay.
+uint32_t OverlayOverhead(const RoutingConfig& config, IpAddress::Family family);
+
 // For each path (one per prefix; the speaker's best path):
 //  * the next hop is on a directly connected underlay subnet, and not --overlay-type=full:
 //    route via the next hop;
 //  * otherwise with --enable-overlay, when the next hop is a node of the cluster (one of
-//    `node_addresses`): an IPIP tunnel to it and a route through it with the node address as
-//    source (so there are never more tunnels than nodes, whatever peers announce);
+//    `node_addresses`): a tunnel to it (ipip, or ip6tnl for an IPv6 next hop; encapsulated as
+//    OverlayTunnelEncap says) and a route through it with the node address as source (so there
+//    are never more tunnels than nodes, whatever peers announce);
 //  * otherwise: route via the underlay gateway that reaches the next hop.
 // Paths for our own pod CIDRs, or whose next hop is this node, are skipped.
 // Both families: `node_ips` holds this node's address per family (at most one each); a path is

@@ -14,6 +14,9 @@
 namespace kr::routing {
 
 enum class OverlayType { kSubnet, kFull };
+// --overlay-encap: plain IP-in-IP, or inside UDP (kube-router's "fou" is FoU with GUE headers).
+enum class OverlayEncap { kIpip, kFou };
+inline constexpr uint16_t kDefaultOverlayEncapPort = 5555;  // kube-router's default
 
 struct RoutingConfig {
   bool FamilyEnabled(IpAddress::Family family) const {
@@ -59,6 +62,8 @@ struct RoutingConfig {
   // Routes into the kernel.
   bool enable_overlay = true;  // --enable-overlay
   OverlayType overlay_type = OverlayType::kSubnet;
+  OverlayEncap overlay_encap = OverlayEncap::kIpip;        // --overlay-encap
+  uint16_t overlay_encap_port = kDefaultOverlayEncapPort;  // --overlay-encap-port (FoU)
   std::chrono::milliseconds routes_sync_period{std::chrono::minutes(5)};
   // --injected-routes-sync-period: between full syncs, a periodic routes-only sync re-installs
   // the learned routes and tunnels this often (kube-router's RouteSync). 0: off (every

@@ -205,3 +205,34 @@ TEST(FakeSysctl, OnlySeededKeysExist) {
 
 }  // namespace
 }  // namespace kr::netlink
+
+namespace kr::netlink {
+namespace {
+
+TEST(FakeFouPorts, OnePortPerFamilyAndNumberLikeTheKernel) {
+  FakeFouPorts fou;
+  FouPort gue4{IpAddress::Family::kV4, 5555, FouKind::kGue, 0};
+  FouPort gue6{IpAddress::Family::kV6, 5555, FouKind::kGue, 0};
+  ASSERT_TRUE(fou.Add(gue4).ok());
+  ASSERT_TRUE(fou.Add(gue6).ok());  // the same number in the other family is another socket
+  EXPECT_FALSE(fou.Add({IpAddress::Family::kV4, 5555, FouKind::kDirect, 4}).ok());
+  EXPECT_EQ(fou.List()->size(), 2u);
+  ASSERT_TRUE(fou.Delete(gue4).ok());
+  EXPECT_FALSE(fou.Delete(gue4).ok());
+  EXPECT_EQ(*fou.List(), (std::vector<FouPort>{gue6}));
+  EXPECT_EQ(gue6.ToString(), "gue port 5555 (IPv6)");
+}
+
+TEST(FakeLinks, EncapsulatedTunnelsKeepTheirEncapAndLoseMtu) {
+  FakeLinks links;
+  TunnelSpec spec{"tun-X", *IpAddress::Parse("192.0.2.1"),  *IpAddress::Parse("192.0.2.2"), 0,
+                  0,       {TunnelEncapType::kGue, 0, 5555}};
+  ASSERT_TRUE(links.CreateTunnel(spec).ok());
+  auto link = links.Get("tun-X");
+  ASSERT_TRUE(link.ok() && *link);
+  EXPECT_EQ((*link)->tunnel_encap, spec.encap);
+  EXPECT_EQ((*link)->mtu, 1468u);
+}
+
+}  // namespace
+}  // namespace kr::netlink

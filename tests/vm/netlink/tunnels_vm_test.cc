@@ -1,11 +1,12 @@
-// IPIP / ip6ip6 tunnels and dummy links (modules the host kernel lacks) against the guest
-// kernel, plus the overlay routes through them.
+// IPIP / ip6ip6 tunnels (plain and FoU/GUE), FoU ports and dummy links (modules the host kernel
+// lacks) against the guest kernel, plus the overlay routes through them.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -91,6 +92,60 @@ TEST_F(TunnelsVmTest, Ip6Ip6Tunnel) {
   EXPECT_EQ((*link)->tunnel_remote, A("fd00:198::2"));
   const std::string shown = Ip("-d link show " + name);
   EXPECT_TRUE(Has(shown, "ip6ip6 remote fd00:198::2 local fd00:192::1")) << shown;
+}
+
+// --overlay-encap=fou: GUE receive ports in both families (the adapter loads fou and fou6) and
+// tunnels whose encapsulation reads back as created.
+TEST_F(TunnelsVmTest, FouPortsAndGueTunnelsInBothFamilies) {
+  auto made = InNetns(ns_.name(), [] { return MakeNetlinkFouPorts(); });
+  ASSERT_TRUE(made.ok()) << made.error();
+  auto& fou = *made;
+  const FouPort gue4{IpAddress::Family::kV4, 5555, FouKind::kGue, 0};
+  const FouPort gue6{IpAddress::Family::kV6, 5555, FouKind::kGue, 0};
+  const FouPort direct{IpAddress::Family::kV4, 7777, FouKind::kDirect, 4};
+  for (const auto& port : {gue4, gue6, direct}) {
+    Status added = fou->Add(port);
+    ASSERT_TRUE(added.ok()) << added.message();
+  }
+  EXPECT_FALSE(fou->Add(gue4).ok()) << "exists";
+  auto ports = fou->List();
+  ASSERT_TRUE(ports.ok()) << ports.error();
+  std::sort(ports->begin(), ports->end());
+  std::vector<FouPort> want{gue4, direct, gue6};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(*ports, want);
+  EXPECT_TRUE(Has(Ip("fou show"), "port 5555 gue")) << Ip("fou show");
+  EXPECT_TRUE(Has(Ip("-6 fou show"), "port 5555 gue")) << Ip("-6 fou show");
+
+  const TunnelEncap encap{TunnelEncapType::kGue, 0, 5555};
+  const std::string v4 = OverlayTunnelName(A("198.51.100.2"));
+  const std::string v6 = OverlayTunnelName(A("fd00:198::2"));
+  Status created = links_->CreateTunnel({v4, A("192.0.2.1"), A("198.51.100.2"), 0, 0, encap});
+  ASSERT_TRUE(created.ok()) << created.message();
+  created = links_->CreateTunnel({v6, A("fd00:192::1"), A("fd00:198::2"), 0, 0, encap});
+  ASSERT_TRUE(created.ok()) << created.message();
+  for (const auto& name : {v4, v6}) {
+    auto link = links_->Get(name);
+    ASSERT_TRUE(link.ok() && link->has_value());
+    EXPECT_EQ((*link)->tunnel_encap, encap) << name;
+    const std::string shown = Ip("-d link show " + name);
+    EXPECT_TRUE(Has(shown, "encap gue encap-sport auto encap-dport 5555")) << shown;
+  }
+  EXPECT_TRUE(Has(Ip("-d link show " + v6), "encap-csum6")) << "RFC 8200: IPv6 UDP checksums";
+  auto listed = links_->List();
+  ASSERT_TRUE(listed.ok());
+  for (const auto& link : *listed) {
+    if (link.name == v4) {
+      EXPECT_EQ(link.tunnel_encap, encap);
+    }
+    if (link.name == "tunl0") {
+      EXPECT_EQ(link.tunnel_encap, TunnelEncap{});
+    }
+  }
+
+  for (const auto& port : {gue4, gue6, direct}) EXPECT_TRUE(fou->Delete(port).ok());
+  EXPECT_TRUE(fou->List()->empty());
+  EXPECT_EQ(Ip("fou show"), "");
 }
 
 TEST_F(TunnelsVmTest, DummyLinkHoldsServiceVipsWithLocalRoutes) {

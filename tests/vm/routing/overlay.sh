@@ -1,19 +1,29 @@
 #!/bin/sh
-# Runs inside the Debian guest kernel (IPIP exists there, not on the host): two nodes in
-# different subnets joined by a router namespace, fake-apiserver on the router, the real
-# kube-router (--run-router only) on each node. Proves the IPIP overlay: each node gets a
-# tun-... tunnel and a proto 17 route through it, and a pod on node 1 reaches a pod on node 2
-# by TCP. Prints PASS and exits 0, or names the failing check and exits 1.
-# Usage: overlay.sh <kube-router> <fake-apiserver>
+# Runs inside the Debian guest kernel (ipip, ip6tnl and fou exist there, not on the host): two
+# nodes in different subnets (dual-stack underlay) joined by a router namespace, fake-apiserver
+# on the router, one pod per node behind kube-bridge. In one boot:
+#  1. IPv4 over IPIP: the real kube-router (--run-router only) on each node gives tun-... ipip
+#     tunnels and proto 17 routes through them; pod -> pod TCP; the router forwards IP proto 4.
+#  2. IPv4 over FoU: the agents restarted with --overlay-encap=fou recreate the tunnels with
+#     GUE to port 5555 and add the GUE port (loading the fou module themselves); pod -> pod TCP;
+#     the router forwards UDP to 5555 and no IP proto 4 (iptables counters on the router).
+#  3. IPv6 over ip6tnl, then over FoU: overlay-tunnel-tool (the controller's planner and tunnel
+#     code with the paths given on the command line; the controller has no IPv6 pod routes yet)
+#     on each node; pod -> pod TCP over IPv6; the router sees IPv6-in-IPv6, then UDP to 5555.
+#  4. --cleanup-config on each node removes every tun-... tunnel and both FoU ports.
+# Prints PASS and exits 0, or names the failing check and exits 1.
+# Usage: overlay.sh <kube-router> <fake-apiserver> <overlay-tunnel-tool>
 set -u
 agent=$1
 apiserver=$2
+tool=$3
 work=$(mktemp -d /tmp/krvm-routing.XXXXXX)
 pids=""
+agent_pids=""
 
 cleanup() {
-  for pid in $pids; do kill "$pid" 2>/dev/null; done
-  for pid in $pids; do wait "$pid" 2>/dev/null; done
+  for pid in $pids $agent_pids; do kill "$pid" 2>/dev/null; done
+  for pid in $pids $agent_pids; do wait "$pid" 2>/dev/null; done
   for ns in p1 p2 n1 n2 rt; do ip netns del "$ns" 2>/dev/null; done
 }
 trap cleanup EXIT
@@ -40,22 +50,45 @@ set -e
 ip netns add rt
 ip netns add n1
 ip netns add n2
-for ns in rt n1 n2; do ip -n "$ns" link set lo up; done
-# Underlay: n1 in 192.0.2.0/24, n2 in 198.51.100.0/24, routed by rt.
+for ns in rt n1 n2; do
+  ip -n "$ns" link set lo up
+  ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward
+    echo 1 > /proc/sys/net/ipv6/conf/all/forwarding'
+done
+# Underlay: n1 in 192.0.2.0/24 and 2001:db8:1::/64, n2 in 198.51.100.0/24 and 2001:db8:2::/64,
+# routed by rt.
 ip -n n1 link add eth0 type veth peer name to-n1 netns rt
 ip -n n2 link add eth0 type veth peer name to-n2 netns rt
 ip -n rt addr add 192.0.2.254/24 dev to-n1
 ip -n rt addr add 198.51.100.254/24 dev to-n2
+ip -n rt addr add 2001:db8:1::fe/64 dev to-n1 nodad
+ip -n rt addr add 2001:db8:2::fe/64 dev to-n2 nodad
 ip -n rt link set to-n1 up
 ip -n rt link set to-n2 up
-ip netns exec rt sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 ip -n n1 addr add 192.0.2.1/24 dev eth0
 ip -n n2 addr add 198.51.100.2/24 dev eth0
+ip -n n1 addr add 2001:db8:1::1/64 dev eth0 nodad
+ip -n n2 addr add 2001:db8:2::2/64 dev eth0 nodad
 for ns in n1 n2; do ip -n "$ns" link set eth0 up; done
 ip -n n1 route add default via 192.0.2.254
 ip -n n2 route add default via 198.51.100.254
+ip -n n1 route add default via 2001:db8:1::fe
+ip -n n2 route add default via 2001:db8:2::fe
 
-cat > "$work/nodes.yaml" <<YAML
+# What the router forwards between the subnets, counted per encapsulation.
+ipt() { ip netns exec rt iptables -w "$@"; }
+ip6t() { ip netns exec rt ip6tables -w "$@"; }
+ipt -A FORWARD -p 4 -m comment --comment ipip
+ipt -A FORWARD -p udp --dport 5555 -m comment --comment fou
+ip6t -A FORWARD -p 41 -m comment --comment ip6ip6
+ip6t -A FORWARD -p udp --dport 5555 -m comment --comment fou
+# Packets counted by the rule with that comment.
+count() {  # iptables|ip6tables comment
+  ip netns exec rt "$1" -w -L FORWARD -v -x -n | awk -v c="/* $2 */" 'index($0, c) {print $1}'
+}
+zero() { ipt -Z FORWARD; ip6t -Z FORWARD; }
+
+cat >"$work/nodes.yaml" <<YAML
 apiVersion: v1
 kind: List
 items:
@@ -77,39 +110,138 @@ ip netns exec rt "$apiserver" --listen 192.0.2.254:0 --manifests "$work/nodes.ya
 pids="$pids $!"
 wait_for 60 test -s "$work/kubeconfig" || fail "fake-apiserver did not start"
 
-for n in n1 n2; do
-  KUBE_ROUTER_CNI_CONF_FILE="$work/cni-$n.conflist" ip netns exec "$n" "$agent" \
-    --kubeconfig "$work/kubeconfig" --hostname-override "$n" --run-router=true \
-    --run-firewall=false --run-service-proxy=false --health-port=0 \
-    --routes-sync-period=10s >"$work/agent-$n.log" 2>&1 &
-  pids="$pids $!"
-done
+start_agents() {  # extra flags
+  for n in n1 n2; do
+    KUBE_ROUTER_CNI_CONF_FILE="$work/cni-$n.conflist" ip netns exec "$n" "$agent" \
+      --kubeconfig "$work/kubeconfig" --hostname-override "$n" --run-router=true \
+      --run-firewall=false --run-service-proxy=false --health-port=0 \
+      --routes-sync-period=10s "$@" >>"$work/agent-$n.log" 2>&1 &
+    agent_pids="$agent_pids $!"
+  done
+}
+stop_agents() {
+  for pid in $agent_pids; do kill "$pid" 2>/dev/null; done
+  for pid in $agent_pids; do wait "$pid" 2>/dev/null; done
+  agent_pids=""
+}
 
 has_tunnel_route() {  # node, pod CIDR
   ip -n "$1" route show proto 17 | grep -q "^$2 dev tun-"
 }
+tunnel_details() {  # node: the tun-... links with their details
+  ip -n "$1" -d link show | grep -A2 ": tun-"
+}
+
+echo "== 1. IPv4 over IPIP (agent)"
+start_agents
 wait_for 120 has_tunnel_route n1 10.201.2.0/24 || fail "n1 has no tunnel route to 10.201.2.0/24"
 wait_for 120 has_tunnel_route n2 10.201.1.0/24 || fail "n2 has no tunnel route to 10.201.1.0/24"
-echo "n1 routes:"; ip -n n1 route show proto 17
-echo "n1 tunnels:"; ip -n n1 -d link show type ipip | grep -A1 "tun-"
+ip -n n1 route show proto 17
+tunnel_details n1
 ip -n n1 -d link show type ipip | grep -q "remote 198.51.100.2 local 192.0.2.1" ||
   fail "n1 tunnel end points"
+tunnel_details n1 | grep -q "encap gue" && fail "IPIP tunnel with UDP encapsulation"
 
-# One pod per node behind kube-bridge (the agents create it with the gateway address).
+# One pod per node behind kube-bridge (the agents create it with the gateway address; the IPv6
+# gateway is added here: the controller has no IPv6 pod CIDRs yet).
 for i in 1 2; do
   wait_for 60 ip -n "n$i" link show kube-bridge || fail "n$i has no kube-bridge"
+  ip -n "n$i" addr add "fd00:10:201:$i::1/64" dev kube-bridge nodad
   ip netns add "p$i"
   ip -n "p$i" link set lo up
   ip -n "n$i" link add "vp$i" type veth peer name eth0 netns "p$i"
   ip -n "n$i" link set "vp$i" master kube-bridge up
   ip -n "p$i" addr add "10.201.$i.5/24" dev eth0
+  ip -n "p$i" addr add "fd00:10:201:$i::5/64" dev eth0 nodad
   ip -n "p$i" link set eth0 up
   ip -n "p$i" route add default via "10.201.$i.1"
+  ip -n "p$i" route add default via "fd00:10:201:$i::1"
 done
 ip netns exec p2 socat TCP-LISTEN:8080,reuseaddr,fork SYSTEM:'echo pong' >"$work/socat.log" 2>&1 &
+pids="$pids $!"
+ip netns exec p2 socat TCP6-LISTEN:8080,reuseaddr,fork,ipv6only=1 SYSTEM:'echo pong6' \
+  >"$work/socat6.log" 2>&1 &
 pids="$pids $!"
 pong() {
   ip netns exec p1 socat -T3 - TCP:10.201.2.5:8080,connect-timeout=3 </dev/null | grep -q pong
 }
+pong6() {
+  ip netns exec p1 socat -T3 - TCP6:[fd00:10:201:2::5]:8080,connect-timeout=3 </dev/null |
+    grep -q pong6
+}
+zero
 wait_for 60 pong || fail "pod on n1 cannot reach the pod on n2 over the IPIP overlay"
+echo "router counters: ipip=$(count iptables ipip) fou=$(count iptables fou)"
+[ "$(count iptables ipip)" -gt 0 ] || fail "no IPIP packets crossed the router"
+[ "$(count iptables fou)" -eq 0 ] || fail "UDP to 5555 with --overlay-encap=ipip"
+lsmod | grep -q '^fou ' && fail "the fou module was loaded without --overlay-encap=fou"
+
+echo "== 2. IPv4 over FoU/GUE (agent restarted with --overlay-encap=fou)"
+stop_agents
+start_agents --overlay-encap=fou
+gue_tunnel() {  # node
+  tunnel_details "$1" | grep -q "encap gue encap-sport auto encap-dport 5555"
+}
+gue_port() {  # node, -4|-6
+  ip -n "$1" "$2" fou show | grep -q "port 5555 gue"
+}
+for n in n1 n2; do
+  wait_for 120 gue_tunnel "$n" || fail "$n: no tunnel with encap gue to port 5555"
+  wait_for 60 gue_port "$n" -4 || fail "$n: no IPv4 GUE port 5555"
+done
+tunnel_details n1
+ip -n n1 fou show
+zero
+wait_for 60 pong || fail "pod on n1 cannot reach the pod on n2 over FoU"
+echo "router counters: ipip=$(count iptables ipip) fou=$(count iptables fou)"
+[ "$(count iptables fou)" -gt 0 ] || fail "no UDP to port 5555 crossed the router"
+[ "$(count iptables ipip)" -eq 0 ] || fail "plain IPIP packets with --overlay-encap=fou"
+echo "n1 main table:"; ip -n n1 route show
+stop_agents
+grep -h "refusing routes" "$work"/agent-*.log
+
+echo "== 3a. IPv6 over ip6tnl (overlay-tunnel-tool)"
+tunnel6() {  # node, local, pod CIDR of the other node, its address, encap
+  ip netns exec "$1" "$tool" --node-ip "$2" --path "$3=$4" --node "$4" --encap "$5" \
+    >>"$work/tool-$1.log" 2>&1
+}
+tunnel6 n1 2001:db8:1::1 fd00:10:201:2::/64 2001:db8:2::2 ipip || fail "tool on n1 (ip6tnl)"
+tunnel6 n2 2001:db8:2::2 fd00:10:201:1::/64 2001:db8:1::1 ipip || fail "tool on n2 (ip6tnl)"
+ip -n n1 -6 route show proto 17
+tunnel_details n1
+ip -n n1 -6 route show proto 17 | grep -q "^fd00:10:201:2::/64 dev tun-" ||
+  fail "n1 has no IPv6 route through a tunnel"
+ip -n n1 -d link show type ip6tnl | grep -q "ip6ip6 remote 2001:db8:2::2 local 2001:db8:1::1" ||
+  fail "n1 ip6tnl mode or end points"
+zero
+wait_for 60 pong6 || fail "pod on n1 cannot reach the pod on n2 over ip6tnl"
+echo "router counters: ip6ip6=$(count ip6tables ip6ip6) fou=$(count ip6tables fou)"
+[ "$(count ip6tables ip6ip6)" -gt 0 ] || fail "no IPv6-in-IPv6 packets crossed the router"
+[ "$(count ip6tables fou)" -eq 0 ] || fail "UDP to 5555 over IPv6 without fou"
+
+echo "== 3b. IPv6 over FoU/GUE (overlay-tunnel-tool --encap fou)"
+tunnel6 n1 2001:db8:1::1 fd00:10:201:2::/64 2001:db8:2::2 fou || fail "tool on n1 (fou)"
+tunnel6 n2 2001:db8:2::2 fd00:10:201:1::/64 2001:db8:1::1 fou || fail "tool on n2 (fou)"
+tunnel_details n1
+ip -n n1 -6 fou show
+gue_tunnel n1 || fail "n1: the ip6tnl tunnel was not recreated with encap gue"
+gue_port n1 -6 || fail "n1: no IPv6 GUE port 5555"
+zero
+wait_for 60 pong6 || fail "pod on n1 cannot reach the pod on n2 over IPv6 FoU"
+echo "router counters: ip6ip6=$(count ip6tables ip6ip6) fou=$(count ip6tables fou)"
+[ "$(count ip6tables fou)" -gt 0 ] || fail "no UDP over IPv6 to port 5555 crossed the router"
+[ "$(count ip6tables ip6ip6)" -eq 0 ] || fail "plain IPv6-in-IPv6 packets with fou"
+
+echo "== 4. --cleanup-config"
+for n in n1 n2; do
+  KUBE_ROUTER_CNI_CONF_FILE="$work/cni-$n.conflist" ip netns exec "$n" "$agent" \
+    --cleanup-config --run-router=true --run-firewall=false --run-service-proxy=false \
+    >>"$work/cleanup-$n.log" 2>&1 || fail "$n: --cleanup-config failed"
+  ip -n "$n" link show | grep -q ": tun-" && fail "$n: tunnels left after --cleanup-config"
+  [ -z "$(ip -n "$n" route show proto 17)$(ip -n "$n" -6 route show proto 17)" ] ||
+    fail "$n: proto 17 routes left after --cleanup-config"
+  [ -z "$(ip -n "$n" -4 fou show)$(ip -n "$n" -6 fou show)" ] ||
+    fail "$n: FoU ports left after --cleanup-config"
+done
+cat "$work/cleanup-n1.log"
 echo PASS
