@@ -1,6 +1,5 @@
 // The overlay's kernel objects: tun-* tunnels (ipip, ip6tnl) and, with --overlay-encap=fou,
-// the GUE receive ports. Used by the routes controller (every kernel sync, --cleanup-config)
-// and by the guest-kernel test tool that drives the same plan without BGP.
+// the GUE receive ports, for the routes controller's kernel sync and --cleanup-config.
 #pragma once
 
 #include <set>

@@ -1,22 +1,20 @@
 #!/bin/sh
 # Runs inside the Debian guest kernel (ipip, ip6tnl and fou exist there, not on the host): two
-# nodes in different subnets (dual-stack underlay) joined by a router namespace, fake-apiserver
-# on the router, one pod per node behind kube-bridge. In one boot:
-#  1. IPv4 over IPIP: the real kube-router (--run-router only) on each node gives tun-... ipip
-#     tunnels and proto 17 routes through them; pod -> pod TCP; the router forwards IP proto 4.
-#  2. IPv4 over FoU: the agents restarted with --overlay-encap=fou recreate the tunnels with
-#     GUE to port 5555 and add the GUE port (loading the fou module themselves); pod -> pod TCP;
-#     the router forwards UDP to 5555 and no IP proto 4 (iptables counters on the router).
-#  3. IPv6 over ip6tnl, then over FoU: overlay-tunnel-tool (the controller's planner and tunnel
-#     code with the paths given on the command line; the controller has no IPv6 pod routes yet)
-#     on each node; pod -> pod TCP over IPv6; the router sees IPv6-in-IPv6, then UDP to 5555.
-#  4. --cleanup-config on each node removes every tun-... tunnel and both FoU ports.
+# dual-stack nodes in different subnets joined by a router namespace, fake-apiserver on the
+# router, the real kube-router (--run-router only, --enable-ipv6) on each node, one dual-stack
+# pod per node behind kube-bridge. In one boot:
+#  1. IPIP: tun-... tunnels (ipip to the other node's IPv4 address, ip6tnl ip6ip6 to its IPv6
+#     one) with proto 17 routes through them; pod -> pod TCP over IPv4 and over IPv6; the router
+#     forwards IP protocol 4 and IPv6 next header 41 (iptables/ip6tables counters on the router).
+#  2. FoU: the agents restarted with --overlay-encap=fou recreate both tunnels with GUE to port
+#     5555 and add a GUE port per family (loading fou and fou6 themselves); pod -> pod TCP over
+#     both families; the router forwards UDP to 5555 only, no plain IPIP / IPv6-in-IPv6.
+#  3. --cleanup-config on each node removes every tun-... tunnel, proto 17 route and FoU port.
 # Prints PASS and exits 0, or names the failing check and exits 1.
-# Usage: overlay.sh <kube-router> <fake-apiserver> <overlay-tunnel-tool>
+# Usage: overlay.sh <kube-router> <fake-apiserver>
 set -u
 agent=$1
 apiserver=$2
-tool=$3
 work=$(mktemp -d /tmp/krvm-routing.XXXXXX)
 pids=""
 agent_pids=""
@@ -95,13 +93,15 @@ items:
 - apiVersion: v1
   kind: Node
   metadata: {name: n1}
-  spec: {podCIDR: 10.201.1.0/24, podCIDRs: [10.201.1.0/24]}
-  status: {addresses: [{type: InternalIP, address: 192.0.2.1}]}
+  spec: {podCIDR: 10.201.1.0/24, podCIDRs: [10.201.1.0/24, "fd00:10:201:1::/64"]}
+  status: {addresses: [{type: InternalIP, address: 192.0.2.1},
+                       {type: InternalIP, address: "2001:db8:1::1"}]}
 - apiVersion: v1
   kind: Node
   metadata: {name: n2}
-  spec: {podCIDR: 10.201.2.0/24, podCIDRs: [10.201.2.0/24]}
-  status: {addresses: [{type: InternalIP, address: 198.51.100.2}]}
+  spec: {podCIDR: 10.201.2.0/24, podCIDRs: [10.201.2.0/24, "fd00:10:201:2::/64"]}
+  status: {addresses: [{type: InternalIP, address: 198.51.100.2},
+                       {type: InternalIP, address: "2001:db8:2::2"}]}
 YAML
 set +e
 
@@ -115,7 +115,7 @@ start_agents() {  # extra flags
     KUBE_ROUTER_CNI_CONF_FILE="$work/cni-$n.conflist" ip netns exec "$n" "$agent" \
       --kubeconfig "$work/kubeconfig" --hostname-override "$n" --run-router=true \
       --run-firewall=false --run-service-proxy=false --health-port=0 \
-      --routes-sync-period=10s "$@" >>"$work/agent-$n.log" 2>&1 &
+      --routes-sync-period=10s --enable-ipv6=true "$@" >>"$work/agent-$n.log" 2>&1 &
     agent_pids="$agent_pids $!"
   done
 }
@@ -126,27 +126,34 @@ stop_agents() {
 }
 
 has_tunnel_route() {  # node, pod CIDR
-  ip -n "$1" route show proto 17 | grep -q "^$2 dev tun-"
+  ip -n "$1" route show proto 17 | grep -q "^$2 dev tun-" ||
+    ip -n "$1" -6 route show proto 17 | grep -q "^$2 dev tun-"
 }
 tunnel_details() {  # node: the tun-... links with their details
   ip -n "$1" -d link show | grep -A2 ": tun-"
 }
 
-echo "== 1. IPv4 over IPIP (agent)"
+echo "== 1. IPIP: ipip and ip6tnl (agent)"
 start_agents
-wait_for 120 has_tunnel_route n1 10.201.2.0/24 || fail "n1 has no tunnel route to 10.201.2.0/24"
-wait_for 120 has_tunnel_route n2 10.201.1.0/24 || fail "n2 has no tunnel route to 10.201.1.0/24"
+for route in "n1 10.201.2.0/24" "n2 10.201.1.0/24" "n1 fd00:10:201:2::/64" "n2 fd00:10:201:1::/64"; do
+  set -- $route
+  wait_for 120 has_tunnel_route "$1" "$2" || fail "$1 has no tunnel route to $2"
+done
 ip -n n1 route show proto 17
+ip -n n1 -6 route show proto 17
 tunnel_details n1
 ip -n n1 -d link show type ipip | grep -q "remote 198.51.100.2 local 192.0.2.1" ||
-  fail "n1 tunnel end points"
-tunnel_details n1 | grep -q "encap gue" && fail "IPIP tunnel with UDP encapsulation"
+  fail "n1 ipip tunnel end points"
+ip -n n1 -d link show type ip6tnl | grep -q "ip6ip6 remote 2001:db8:2::2 local 2001:db8:1::1" ||
+  fail "n1 ip6tnl mode or end points"
+tunnel_details n1 | grep -q "encap gue" && fail "a tunnel with UDP encapsulation under ipip"
 
-# One pod per node behind kube-bridge (the agents create it with the gateway address; the IPv6
-# gateway is added here: the controller has no IPv6 pod CIDRs yet).
+# One pod per node behind kube-bridge (the agents create it with both gateway addresses).
+bridge_ready() {  # node number
+  ip -n "n$1" addr show dev kube-bridge | grep -q "fd00:10:201:$1::1/64"
+}
 for i in 1 2; do
-  wait_for 60 ip -n "n$i" link show kube-bridge || fail "n$i has no kube-bridge"
-  ip -n "n$i" addr add "fd00:10:201:$i::1/64" dev kube-bridge nodad
+  wait_for 60 bridge_ready "$i" || fail "n$i has no kube-bridge with its IPv6 gateway"
   ip netns add "p$i"
   ip -n "p$i" link set lo up
   ip -n "n$i" link add "vp$i" type veth peer name eth0 netns "p$i"
@@ -170,69 +177,46 @@ pong6() {
     grep -q pong6
 }
 zero
-wait_for 60 pong || fail "pod on n1 cannot reach the pod on n2 over the IPIP overlay"
-echo "router counters: ipip=$(count iptables ipip) fou=$(count iptables fou)"
+wait_for 60 pong || fail "pod on n1 cannot reach the pod on n2 over ipip"
+wait_for 60 pong6 || fail "pod on n1 cannot reach the pod on n2 over ip6tnl"
+echo "router counters: ipip=$(count iptables ipip) fou=$(count iptables fou)" \
+  "ip6ip6=$(count ip6tables ip6ip6) fou6=$(count ip6tables fou)"
 [ "$(count iptables ipip)" -gt 0 ] || fail "no IPIP packets crossed the router"
+[ "$(count ip6tables ip6ip6)" -gt 0 ] || fail "no IPv6-in-IPv6 packets crossed the router"
 [ "$(count iptables fou)" -eq 0 ] || fail "UDP to 5555 with --overlay-encap=ipip"
+[ "$(count ip6tables fou)" -eq 0 ] || fail "UDP over IPv6 to 5555 with --overlay-encap=ipip"
 lsmod | grep -q '^fou ' && fail "the fou module was loaded without --overlay-encap=fou"
 
-echo "== 2. IPv4 over FoU/GUE (agent restarted with --overlay-encap=fou)"
+echo "== 2. FoU/GUE (agents restarted with --overlay-encap=fou)"
 stop_agents
 start_agents --overlay-encap=fou
-gue_tunnel() {  # node
-  tunnel_details "$1" | grep -q "encap gue encap-sport auto encap-dport 5555"
+gue_tunnels() {  # node: both tunnels encapsulated
+  [ "$(tunnel_details "$1" | grep -c "encap gue encap-sport auto encap-dport 5555")" -eq 2 ]
 }
 gue_port() {  # node, -4|-6
   ip -n "$1" "$2" fou show | grep -q "port 5555 gue"
 }
 for n in n1 n2; do
-  wait_for 120 gue_tunnel "$n" || fail "$n: no tunnel with encap gue to port 5555"
+  wait_for 120 gue_tunnels "$n" || fail "$n: not both tunnels with encap gue to port 5555"
   wait_for 60 gue_port "$n" -4 || fail "$n: no IPv4 GUE port 5555"
+  wait_for 60 gue_port "$n" -6 || fail "$n: no IPv6 GUE port 5555"
 done
 tunnel_details n1
+ip -n n1 -d link show type ip6tnl | grep -q "encap-csum6" || fail "IPv6 GUE without UDP checksum"
 ip -n n1 fou show
-zero
-wait_for 60 pong || fail "pod on n1 cannot reach the pod on n2 over FoU"
-echo "router counters: ipip=$(count iptables ipip) fou=$(count iptables fou)"
-[ "$(count iptables fou)" -gt 0 ] || fail "no UDP to port 5555 crossed the router"
-[ "$(count iptables ipip)" -eq 0 ] || fail "plain IPIP packets with --overlay-encap=fou"
-echo "n1 main table:"; ip -n n1 route show
-stop_agents
-grep -h "refusing routes" "$work"/agent-*.log
-
-echo "== 3a. IPv6 over ip6tnl (overlay-tunnel-tool)"
-tunnel6() {  # node, local, pod CIDR of the other node, its address, encap
-  ip netns exec "$1" "$tool" --node-ip "$2" --path "$3=$4" --node "$4" --encap "$5" \
-    >>"$work/tool-$1.log" 2>&1
-}
-tunnel6 n1 2001:db8:1::1 fd00:10:201:2::/64 2001:db8:2::2 ipip || fail "tool on n1 (ip6tnl)"
-tunnel6 n2 2001:db8:2::2 fd00:10:201:1::/64 2001:db8:1::1 ipip || fail "tool on n2 (ip6tnl)"
-ip -n n1 -6 route show proto 17
-tunnel_details n1
-ip -n n1 -6 route show proto 17 | grep -q "^fd00:10:201:2::/64 dev tun-" ||
-  fail "n1 has no IPv6 route through a tunnel"
-ip -n n1 -d link show type ip6tnl | grep -q "ip6ip6 remote 2001:db8:2::2 local 2001:db8:1::1" ||
-  fail "n1 ip6tnl mode or end points"
-zero
-wait_for 60 pong6 || fail "pod on n1 cannot reach the pod on n2 over ip6tnl"
-echo "router counters: ip6ip6=$(count ip6tables ip6ip6) fou=$(count ip6tables fou)"
-[ "$(count ip6tables ip6ip6)" -gt 0 ] || fail "no IPv6-in-IPv6 packets crossed the router"
-[ "$(count ip6tables fou)" -eq 0 ] || fail "UDP to 5555 over IPv6 without fou"
-
-echo "== 3b. IPv6 over FoU/GUE (overlay-tunnel-tool --encap fou)"
-tunnel6 n1 2001:db8:1::1 fd00:10:201:2::/64 2001:db8:2::2 fou || fail "tool on n1 (fou)"
-tunnel6 n2 2001:db8:2::2 fd00:10:201:1::/64 2001:db8:1::1 fou || fail "tool on n2 (fou)"
-tunnel_details n1
 ip -n n1 -6 fou show
-gue_tunnel n1 || fail "n1: the ip6tnl tunnel was not recreated with encap gue"
-gue_port n1 -6 || fail "n1: no IPv6 GUE port 5555"
 zero
-wait_for 60 pong6 || fail "pod on n1 cannot reach the pod on n2 over IPv6 FoU"
-echo "router counters: ip6ip6=$(count ip6tables ip6ip6) fou=$(count ip6tables fou)"
+wait_for 60 pong || fail "pod on n1 cannot reach the pod on n2 over FoU (IPv4)"
+wait_for 60 pong6 || fail "pod on n1 cannot reach the pod on n2 over FoU (IPv6)"
+echo "router counters: ipip=$(count iptables ipip) fou=$(count iptables fou)" \
+  "ip6ip6=$(count ip6tables ip6ip6) fou6=$(count ip6tables fou)"
+[ "$(count iptables fou)" -gt 0 ] || fail "no UDP to port 5555 crossed the router"
 [ "$(count ip6tables fou)" -gt 0 ] || fail "no UDP over IPv6 to port 5555 crossed the router"
+[ "$(count iptables ipip)" -eq 0 ] || fail "plain IPIP packets with --overlay-encap=fou"
 [ "$(count ip6tables ip6ip6)" -eq 0 ] || fail "plain IPv6-in-IPv6 packets with fou"
+stop_agents
 
-echo "== 4. --cleanup-config"
+echo "== 3. --cleanup-config"
 for n in n1 n2; do
   KUBE_ROUTER_CNI_CONF_FILE="$work/cni-$n.conflist" ip netns exec "$n" "$agent" \
     --cleanup-config --run-router=true --run-firewall=false --run-service-proxy=false \
