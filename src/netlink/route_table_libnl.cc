@@ -45,7 +45,11 @@ class NetlinkRouteTable : public RouteTable {
     std::vector<Route> out;
     for (nl_object* obj = nl_cache_get_first(cache.get()); obj != nullptr;
          obj = nl_cache_get_next(obj)) {
-      auto route = detail::RouteFromKernel(reinterpret_cast<rtnl_route*>(obj), name_of);
+      auto* kernel = reinterpret_cast<rtnl_route*>(obj);
+      // A non-strict dump also returns the kernel's cached next-hop exceptions (PMTU,
+      // redirects): host routes of protocol 0 that nobody configured. They are not routes.
+      if (rtnl_route_get_flags(kernel) & RTM_F_CLONED) continue;
+      auto route = detail::RouteFromKernel(kernel, name_of);
       if (route && filter.Matches(*route)) out.push_back(std::move(*route));
     }
     return out;

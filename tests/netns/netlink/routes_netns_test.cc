@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "in_netns.h"
 #include "kube_router/netlink/libnl.h"
@@ -160,6 +161,70 @@ TEST_F(RoutesNetnsTest, LargeBatchesSpanSeveralSendsAndAllAcksAreMatched) {
   ASSERT_TRUE(errors.ok());
   ASSERT_EQ(errors->size(), 1u) << "only the route that was never added";
   EXPECT_TRUE(Ours().empty());
+}
+
+// The kernel answers a non-strict route dump (libnl's) with its cached next-hop exceptions
+// too: a PMTU exception is a /32 (/128) "route" of protocol 0 without a gateway. Taken for a
+// route, it looked like a connected node subnet inside a peer's pod CIDR, and the routing
+// controller refused that peer's pod CIDR once traffic through a tunnel had made one.
+TEST_F(RoutesNetnsTest, CachedPathMtuExceptionsAreNotListedAsRoutes) {
+  Netns router("krrtr");
+  const std::string link = "ip link add kr-p0 type veth peer name kr-p1 netns " + router.name();
+  ASSERT_TRUE(ns_.Sh(link + " && ip link set kr-p0 up && "
+                            "ip addr add 198.51.100.1/24 dev kr-p0 && "
+                            "ip addr add fd00:198::1/64 dev kr-p0 nodad && "
+                            "ip route add 10.244.7.0/24 via 198.51.100.2 proto boot && "
+                            "ip route add fd00:244:7::/64 via fd00:198::2 proto boot")
+                  .ok());
+  // The router forwards both prefixes onto a 1280-byte link, so 1400-byte packets that may
+  // not be fragmented come back as "fragmentation needed" / "packet too big".
+  ASSERT_TRUE(router
+                  .Sh("ip link set kr-p1 up && ip addr add 198.51.100.2/24 dev kr-p1 && "
+                      "ip addr add fd00:198::2/64 dev kr-p1 nodad && "
+                      "ip link add kr-n0 mtu 1280 type veth peer name kr-n1 mtu 1280 && "
+                      "ip link set kr-n0 up && ip link set kr-n1 up && "
+                      "ip route add 10.244.7.0/24 dev kr-n0 && "
+                      "ip route add fd00:244:7::/64 dev kr-n0 && "
+                      "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+                  .ok());
+  const std::string send_big_datagrams = R"(python3 -c '
+import socket
+for family, host, level, opt in ((socket.AF_INET, "10.244.7.5", socket.IPPROTO_IP, 10),
+                                 (socket.AF_INET6, "fd00:244:7::5", socket.IPPROTO_IPV6, 23)):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(level, opt, 2)  # IP(V6)_MTU_DISCOVER = IP(V6)_PMTUDISC_DO
+    try:
+        s.sendto(b"x" * 1400, (host, 9))
+    except OSError:
+        pass  # the exception is already known: EMSGSIZE
+')";
+  auto cached = [&] {
+    auto v4 = ns_.Sh("ip route show cache 10.244.7.5");
+    auto v6 = ns_.Sh("ip -6 route show cache fd00:244:7::5");
+    return v4.ok() && v6.ok() && v4->find("mtu 1280") != std::string::npos &&
+           v6->find("mtu 1280") != std::string::npos;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!cached() && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(ns_.Sh(send_big_datagrams).ok());
+  }
+  ASSERT_TRUE(cached()) << "the kernel made no PMTU exceptions; nothing to check";
+
+  for (auto family : {IpAddress::Family::kV4, IpAddress::Family::kV6}) {
+    RouteFilter filter;
+    filter.family = family;
+    filter.table = kMainTable;
+    auto routes = table_->List(filter);
+    ASSERT_TRUE(routes.ok()) << routes.error();
+    bool has_prefix = false;
+    for (const Route& route : *routes) {
+      EXPECT_NE(route.destination.length(), route.destination.address().bit_length())
+          << "a cached exception listed as a route: " << route.destination.ToString();
+      has_prefix |= route.destination ==
+                    P(family == IpAddress::Family::kV4 ? "10.244.7.0/24" : "fd00:244:7::/64");
+    }
+    EXPECT_TRUE(has_prefix) << "the route the exception hangs off is still listed";
+  }
 }
 
 }  // namespace
