@@ -23,6 +23,7 @@ using compiler_internal::EffectiveNamespaceLabels;
 using compiler_internal::LocalPodsSet;
 using compiler_internal::PodAndTopLevelChains;
 using compiler_internal::PolicyCompiler;
+using compiler_internal::SharedSets;
 using netfilter::IpFamily;
 using netfilter::IpsetSet;
 
@@ -140,7 +141,8 @@ struct IncrementalCompiler::Impl {
   DesiredState state;
   std::map<std::string, CompiledPolicy> policies;  // by policy key
   std::set<std::string> pod_and_top_chains;        // names in state.chains
-  NameOwners owners;                               // of the policies' chains and sets
+  NameOwners owners;                               // of the policies' chains
+  SharedSets sets{state.sets};                     // the policies' sets and their uses
   std::set<std::string> collided;                  // keys of policies refused a name
   std::vector<std::string> pod_collisions;
   std::vector<std::string> policy_problems;
@@ -158,11 +160,8 @@ struct IncrementalCompiler::Impl {
       changes.chains.try_emplace(name, std::move(chain.mapped()));
       owners.Release(name);
     }
-    for (const auto& name : it->second.sets) {
-      auto set = state.sets.extract(name);
-      changes.sets.try_emplace(name, std::move(set.mapped()));
-      owners.Release(name);
-    }
+    // A shared set leaves the state (and its old content goes to `changes`) with its last use.
+    for (const auto& name : it->second.sets) sets.Release(name);
     collided.erase(key);
     policies.erase(it);
   }
@@ -171,12 +170,11 @@ struct IncrementalCompiler::Impl {
                  Changes* changes) {
     CompiledPolicy compiled = compiler.Compile(policy);
     if (changes != nullptr) {
-      // Names another policy never produces (they hash this policy's namespace and name), so a
-      // name not recorded by RemovePolicy did not exist.
+      // Chain names another policy never produces (they hash this policy's namespace and name),
+      // so a name not recorded by RemovePolicy did not exist. (Shared sets record their own.)
       for (const auto& name : {compiled.ingress_chain, compiled.egress_chain}) {
         if (!name.empty()) changes->chains.try_emplace(name, std::nullopt);
       }
-      for (const auto& name : compiled.sets) changes->sets.try_emplace(name, std::nullopt);
     }
     if (!compiled.collisions.empty()) collided.insert(policy->meta.Key());
     policies[policy->meta.Key()] = std::move(compiled);
@@ -253,9 +251,11 @@ struct IncrementalCompiler::Impl {
     state = DesiredState{};
     policies.clear();
     owners.Clear();
+    sets.Clear();
+    sets.BeginPass(nullptr);
     collided.clear();
     ClusterIndex index(view, config, family);
-    PolicyCompiler compiler(index, config.node_name, family, owners, state);
+    PolicyCompiler compiler(index, config, family, owners, sets, state);
     // Key order decides which of two colliding policies keeps a name, as in CompileChanged.
     std::vector<std::shared_ptr<const k8s::NetworkPolicy>> ordered = view.policies;
     std::sort(ordered.begin(), ordered.end(),
@@ -306,13 +306,15 @@ struct IncrementalCompiler::Impl {
     }
     // A policy refused a name retries whenever others change: the holder may be gone.
     if (!dirty.empty()) dirty.insert(collided.begin(), collided.end());
-    PolicyCompiler compiler(index, config.node_name, family, owners, state);
+    sets.BeginPass(&changes.sets);
+    PolicyCompiler compiler(index, config, family, owners, sets, state);
     // All removals first, so the names they free are there for the additions (in key order).
     for (const auto& key : dirty) RemovePolicy(key, changes);
     for (const auto& key : dirty) {
       auto it = new_policies.find(key);
       if (it != new_policies.end()) AddPolicy(compiler, it->second, &changes);
     }
+    sets.BeginPass(nullptr);  // `changes` is returned by value
     changes.policies_compiled = dirty.size();
     SetPodAndTopLevelChains(index, view, &changes);
     SetLocalPodsSet(index, &changes);

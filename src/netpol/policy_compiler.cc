@@ -2,6 +2,7 @@
 // (pods, ipBlocks, named ports) and its ingress/egress chains, in kube-router's layout.
 #include "policy_compiler.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -37,24 +38,39 @@ struct RulePorts {
   std::vector<NamedPort> named;
 };
 
-// A canonical text of a selector (maps are ordered), used as a cache key.
-std::string SelectorKey(const k8s::LabelSelector& selector) {
-  std::string key;
-  for (const auto& [k, v] : selector.match_labels) key += k + "=" + v + ",";
-  for (const auto& req : selector.match_expressions) {
-    key += ";" + req.key + " " + req.op;
-    for (const auto& v : req.values) key += " " + v;
-  }
-  return key;
+// The identities that decide a shared set's members (compared on every use, so a second identity
+// hashing to a held name is refused). Each is tagged with its kind and encoded unambiguously.
+std::string SelectionsKey(std::vector<std::string> selections) {
+  std::sort(selections.begin(), selections.end());
+  selections.erase(std::unique(selections.begin(), selections.end()), selections.end());
+  std::string out;
+  for (const auto& selection : selections) out += EncodeNameFields({selection});
+  return out;
+}
+
+std::string PodsKey(std::vector<std::string> selections) {
+  return EncodeNameFields({"pods", SelectionsKey(std::move(selections))});
+}
+
+std::string NetsKey(const std::set<IpsetEntry>& entries) {
+  std::string out;
+  for (const auto& e : entries) out += EncodeNameFields({e.address, e.nomatch ? "nomatch" : ""});
+  return EncodeNameFields({"nets", out});
 }
 
 }  // namespace
 
 struct PolicyCompiler::Impl {
  public:
-  Impl(const ClusterIndex& index, const std::string& local_node, IpFamily family,
-       NameOwners& owners, DesiredState& out)
-      : index_(index), local_node_(local_node), family_(family), owners_(owners), out_(out) {}
+  Impl(const ClusterIndex& index, const NetpolConfig& config, IpFamily family, NameOwners& owners,
+       SharedSets& sets, DesiredState& out)
+      : index_(index),
+        local_node_(config.node_name),
+        share_sets_(config.share_sets),
+        family_(family),
+        owners_(owners),
+        sets_(sets),
+        out_(out) {}
 
   CompiledPolicy Compile(std::shared_ptr<const k8s::NetworkPolicy> policy_ptr) {
     CompiledPolicy compiled;
@@ -82,10 +98,7 @@ struct PolicyCompiler::Impl {
     }
     if (!compiled.collisions.empty()) {
       // Programming part of a policy could widen or narrow it: none of it is written.
-      for (const auto& name : compiled.sets) {
-        out_.sets.erase(name);
-        owners_.Release(name);
-      }
+      for (const auto& name : compiled.sets) sets_.Release(name);
       compiled.sets.clear();
       for (const auto& [ingress, chain] : chains) owners_.Release(chain.name);
       return compiled;
@@ -102,38 +115,46 @@ struct PolicyCompiler::Impl {
     record_->problems.push_back("NetworkPolicy " + policy.meta.Key() + ": " + what);
   }
 
-  // Pods a selector peer names; null (with a logged problem) for an invalid selector.
-  const std::vector<PodRef>* PeerPods(const k8s::NetworkPolicy& policy,
-                                      const k8s::NetworkPolicyPeer& peer,
-                                      const std::string& where) {
+  // A selector peer after validation: its selection key and its pods (computed once per pass).
+  struct SelectedPods {
+    std::string key;
+    std::string description;
+    const std::vector<PodRef>* pods;
+  };
+
+  // The pods a selector peer names; nullopt (with a logged problem) for an invalid selector.
+  std::optional<SelectedPods> PeerPods(const k8s::NetworkPolicy& policy,
+                                       const k8s::NetworkPolicyPeer& peer,
+                                       const std::string& where) {
     for (const auto* selector : {peer.pod_selector ? &*peer.pod_selector : nullptr,
                                  peer.namespace_selector ? &*peer.namespace_selector : nullptr}) {
       if (selector == nullptr) continue;
       if (auto s = ValidateSelector(*selector); !s.ok()) {
         Problem(policy, where + ": " + s.message() + "; peer skipped");
-        return nullptr;
+        return std::nullopt;
       }
     }
     const k8s::LabelSelector* pod_selector = peer.pod_selector ? &*peer.pod_selector : nullptr;
     const k8s::LabelSelector* ns_selector =
         peer.namespace_selector ? &*peer.namespace_selector : nullptr;
     record_->peer_reads.push_back({ns_selector, pod_selector});
-    std::string key =
-        (ns_selector ? "sel:" + SelectorKey(*ns_selector) : "ns:" + policy.meta.namespace_) + "|" +
-        (pod_selector ? SelectorKey(*pod_selector) : "*");
-    auto cached = peer_cache_.find(key);
-    if (cached != peer_cache_.end()) return &cached->second;
-    std::vector<PodRef>& pods = peer_cache_[key];
+    const std::string& ns = policy.meta.namespace_;
+    SelectedPods out{PodSelectionKey(ns, ns_selector, pod_selector),
+                     DescribeSelection(ns, ns_selector, pod_selector), nullptr};
+    auto [cached, fresh] = peer_cache_.try_emplace(out.key);
+    out.pods = &cached->second;
+    if (!fresh) return out;
+    std::vector<PodRef>& pods = cached->second;
     if (ns_selector == nullptr) {
-      pods = index_.PodsIn(policy.meta.namespace_, pod_selector);
-      return &pods;
+      pods = index_.PodsIn(ns, pod_selector);
+      return out;
     }
-    for (const auto& [ns, refs] : index_.pods_by_namespace()) {
-      if (!SelectorMatches(*ns_selector, index_.NamespaceLabels(ns))) continue;
-      auto in_ns = index_.PodsIn(ns, pod_selector);
+    for (const auto& [pod_ns, refs] : index_.pods_by_namespace()) {
+      if (!SelectorMatches(*ns_selector, index_.NamespaceLabels(pod_ns))) continue;
+      auto in_ns = index_.PodsIn(pod_ns, pod_selector);
       pods.insert(pods.end(), in_ns.begin(), in_ns.end());
     }
-    return &pods;
+    return out;
   }
 
   // Adds an ipBlock's CIDR and its excepted ranges (as nomatch) for this family. False (with a
@@ -245,17 +266,45 @@ struct PolicyCompiler::Impl {
     return false;
   }
 
-  IpsetSet& AddSet(const std::string& name, IpsetType type, const std::string& purpose) {
-    if (!Claim(name, "ipset", purpose)) {
-      scratch_ = IpsetSet{};  // filled and thrown away
-      return scratch_;
+  // One use of the shared set `name` (members decided by `key`) by this policy for `purpose`;
+  // `members` computes the entries when the set is built in this pass. False, with the
+  // collision recorded, when another identity holds the name. Without sharing, `name` becomes
+  // the name of this use's own set.
+  template <typename Members>
+  bool UseSet(std::string& name, IpsetType type, std::string key, const std::string& description,
+              const std::string& purpose, Members members) {
+    if (!share_sets_) {
+      // The benchmark's baseline: a set of its own per policy and use (the same prefix).
+      std::string user =
+          EncodeNameFields({record_->policy->meta.namespace_, record_->policy->meta.name, purpose});
+      name = name.substr(0, name.size() - 16) + NameDigest(EncodeNameFields({name, user}), 16);
+      key += user;
     }
-    auto& set = out_.sets[name];
-    if (set.name.empty()) record_->sets.push_back(name);
-    set.name = name;
-    set.type = type;
-    set.family = family_;
-    return set;
+    auto grant = sets_.Acquire(name, key, description);
+    if (!grant.granted) {
+      std::string owner = "NetworkPolicy " + record_->policy->meta.Key() + " (" + purpose + ")";
+      record_->collisions.push_back(
+          owner + ": ipset name " + name + " is already held by " + "the set of " + grant.holder +
+          " (hash collision); policy not programmed, " + "its pods stay isolated");
+      return false;
+    }
+    record_->sets.push_back(name);
+    if (grant.build) sets_.Put({name, type, family_, members()});
+    return true;
+  }
+
+  static std::set<IpsetEntry> Entries(const std::vector<const std::vector<PodRef>*>& groups) {
+    std::set<IpsetEntry> out;
+    for (const auto* pods : groups) {
+      for (const auto& ref : *pods) out.insert({ref.ip, false});
+    }
+    return out;
+  }
+
+  static std::string DescribeNets(const std::set<IpsetEntry>& entries) {
+    std::string out = "CIDRs";
+    for (const auto& e : entries) out += (e.nomatch ? " except " : " ") + e.address;
+    return out;
   }
 
   static void AllowPair(Chain& chain, const std::string& comment, const std::string& match) {
@@ -270,13 +319,15 @@ struct PolicyCompiler::Impl {
     return text;
   }
 
-  // Named ports resolved against `pods`: one set per distinct (protocol, number), since the same
-  // name can mean different numbers on different pods.
-  void AddNamedPortRules(const k8s::NetworkPolicy& policy, bool ingress, size_t rule_index,
-                         const RulePorts& ports, const std::vector<PodRef>& pods,
+  // Named ports resolved against `pods` (the union of `selections`): one set per distinct
+  // (protocol, number), since the same name can mean different numbers on different pods.
+  void AddNamedPortRules(const k8s::NetworkPolicy& policy, bool ingress, const RulePorts& ports,
+                         const std::vector<PodRef>& pods,
+                         const std::vector<std::string>& selections,
+                         const std::string& selection_text,
                          const std::vector<std::string>& peer_matches,
                          const std::string& target_match, Chain& chain, const std::string& comment,
-                         const std::string& where, size_t& named_index) {
+                         const std::string& where) {
     for (const auto& named : ports.named) {
       std::map<int32_t, std::set<std::string>> ips_by_port;
       for (const auto& ref : pods) {
@@ -293,14 +344,20 @@ struct PolicyCompiler::Impl {
         continue;
       }
       for (const auto& [number, ips] : ips_by_port) {
-        size_t port_index = named_index++;
-        std::string set_name = NamedPortSetName(ingress, policy.meta.namespace_, policy.meta.name,
-                                                rule_index, port_index, family_);
-        auto& set =
-            AddSet(set_name, IpsetType::kHashIp,
-                   std::string(ingress ? "ingress" : "egress") + " rule " +
-                       std::to_string(rule_index) + " named port " + std::to_string(port_index));
-        for (const auto& ip : ips) set.entries.insert({ip, false});
+        std::string set_name =
+            NamedPortSetName(selections, named.protocol, named.name, number, family_);
+        std::string key = EncodeNameFields({"named-port", named.protocol, named.name,
+                                            std::to_string(number), SelectionsKey(selections)});
+        std::string description = "named port " + named.name + "/" + named.protocol + " = " +
+                                  std::to_string(number) + " of " + selection_text;
+        if (!UseSet(set_name, IpsetType::kHashIp, key, description,
+                    where + " named port " + named.name, [&] {
+                      std::set<IpsetEntry> entries;
+                      for (const auto& ip : ips) entries.insert({ip, false});
+                      return entries;
+                    })) {
+          continue;
+        }
         std::string port_text = PortText({named.protocol, std::to_string(number)});
         for (const auto& peer : peer_matches) {
           // Ingress: peer source and the named-port set as destination. Egress: the targets as
@@ -316,12 +373,15 @@ struct PolicyCompiler::Impl {
                         const std::vector<PodRef>& targets, Chain& chain) {
     const auto& ns = policy.meta.namespace_;
     const auto& rules = ingress ? policy.ingress : policy.egress;
-    std::string target_set = TargetSetName(ingress, ns, policy.meta.name, family_);
-    auto& tset = AddSet(target_set, IpsetType::kHashIp,
-                        std::string(ingress ? "ingress" : "egress") + " targets");
-    for (const auto& ref : targets) tset.entries.insert({ref.ip, false});
     // Ingress: the targets are the destination; egress: the source.
+    const std::string target_key = PodSelectionKey(ns, nullptr, &policy.pod_selector);
+    const std::string target_text = DescribeSelection(ns, nullptr, &policy.pod_selector);
+    std::string target_set = PodSetName(!ingress, {target_key}, family_);
+    UseSet(target_set, IpsetType::kHashIp, PodsKey({target_key}), target_text,
+           std::string(ingress ? "ingress" : "egress") + " targets",
+           [&] { return Entries({&targets}); });
     std::string target_match = MatchSet(target_set, ingress ? "dst" : "src");
+    const bool peer_src = ingress;
     const char* peer_dir = ingress ? "src" : "dst";
 
     for (size_t i = 0; i < rules.size(); ++i) {
@@ -335,16 +395,14 @@ struct PolicyCompiler::Impl {
       // Peer matches for numeric ports (sets of pods and of CIDRs), and the pods that named
       // ports are resolved against.
       std::vector<std::string> peer_matches;
-      // Only egress named ports need the peer pods themselves (to look the name up on them).
-      bool need_peer_pods = !ingress && !ports->named.empty();
-      std::vector<PodRef> peer_pods;
+      std::vector<std::string> selections;  // keys of the rule's selector peers
+      std::string selection_text;
+      std::vector<const std::vector<PodRef>*> peer_pods;
       bool match_all_peers = rule.peers.empty();
       if (match_all_peers) {
         peer_matches.push_back("");
       } else {
-        bool any_pod_peer = false;
-        bool any_block_peer = false;
-        std::set<IpsetEntry> pod_entries, block_entries;
+        std::set<IpsetEntry> block_entries;
         for (size_t p = 0; p < rule.peers.size(); ++p) {
           const auto& peer = rule.peers[p];
           std::string peer_where = where + " peer " + std::to_string(p);
@@ -352,41 +410,43 @@ struct PolicyCompiler::Impl {
             if (peer.ip_block) {
               Problem(policy, peer_where + ": ipBlock combined with a selector is ignored");
             }
-            const auto* pods = PeerPods(policy, peer, peer_where);
-            if (pods == nullptr) continue;
-            any_pod_peer = true;
-            for (const auto& ref : *pods) {
-              pod_entries.insert({ref.ip, false});
-              if (need_peer_pods) peer_pods.push_back(ref);
-            }
+            auto selected = PeerPods(policy, peer, peer_where);
+            if (!selected) continue;
+            selections.push_back(selected->key);
+            selection_text += (selection_text.empty() ? "" : " or ") + selected->description;
+            peer_pods.push_back(selected->pods);
           } else if (peer.ip_block) {
             std::set<IpsetEntry> entries;
             if (!AddIpBlock(policy, *peer.ip_block, peer_where, entries)) continue;
             if (entries.empty()) continue;  // the other family's block
             if (peer.ip_block->except.empty()) {
-              any_block_peer = true;
               block_entries.insert(entries.begin(), entries.end());
               continue;
             }
             // A block with excepts gets a set of its own: in a shared hash:net set its nomatch
             // entries would also cut what another peer of the rule allows.
-            std::string name = IpBlockPeerSetName(ingress, ns, policy.meta.name, i, p, family_);
-            AddSet(name, IpsetType::kHashNet, peer_where + " ipBlock").entries = std::move(entries);
-            peer_matches.push_back(MatchSet(name, peer_dir));
+            std::string name = NetSetName(peer_src, entries, family_);
+            if (UseSet(name, IpsetType::kHashNet, NetsKey(entries), DescribeNets(entries),
+                       peer_where + " ipBlock", [&] { return entries; })) {
+              peer_matches.push_back(MatchSet(name, peer_dir));
+            }
           } else {
             Problem(policy, peer_where + ": empty peer; peer skipped");
           }
         }
-        if (any_pod_peer) {
-          std::string name = PeerSetName(ingress, ns, policy.meta.name, i, false, family_);
-          AddSet(name, IpsetType::kHashIp, where + " pod peers").entries = std::move(pod_entries);
-          peer_matches.push_back(MatchSet(name, peer_dir));
+        if (!selections.empty()) {
+          std::string name = PodSetName(peer_src, selections, family_);
+          if (UseSet(name, IpsetType::kHashIp, PodsKey(selections), selection_text,
+                     where + " pod peers", [&] { return Entries(peer_pods); })) {
+            peer_matches.push_back(MatchSet(name, peer_dir));
+          }
         }
-        if (any_block_peer) {
-          std::string name = PeerSetName(ingress, ns, policy.meta.name, i, true, family_);
-          AddSet(name, IpsetType::kHashNet, where + " ipBlock peers").entries =
-              std::move(block_entries);
-          peer_matches.push_back(MatchSet(name, peer_dir));
+        if (!block_entries.empty()) {
+          std::string name = NetSetName(peer_src, block_entries, family_);
+          if (UseSet(name, IpsetType::kHashNet, NetsKey(block_entries), DescribeNets(block_entries),
+                     where + " ipBlock peers", [&] { return block_entries; })) {
+            peer_matches.push_back(MatchSet(name, peer_dir));
+          }
         }
         if (peer_matches.empty()) continue;  // every peer was invalid: allow nothing
       }
@@ -397,42 +457,47 @@ struct PolicyCompiler::Impl {
         for (const auto& port : ports->numeric) AllowPair(chain, comment, base + PortText(port));
       }
       if (ports->named.empty()) continue;
-      size_t named_index = 0;
       if (ingress) {
         // The name is looked up on the destination: the selected pods.
-        AddNamedPortRules(policy, true, i, *ports, targets, peer_matches, target_match, chain,
-                          comment, where, named_index);
-      } else {
-        // The name is looked up on the destination: the peer pods (any pod for an empty `to`).
-        // The named-port set then stands for the destination; ipBlock peers have no ports.
+        AddNamedPortRules(policy, true, *ports, targets, {target_key}, target_text, peer_matches,
+                          target_match, chain, comment, where);
+      } else if (match_all_peers) {
+        // The name is looked up on the destination: any pod for an empty `to`.
+        record_->reads_all_pods = true;
         std::vector<PodRef> destinations;
-        if (match_all_peers) {
-          record_->reads_all_pods = true;
-          for (const auto& [pns, refs] : index_.pods_by_namespace()) {
-            destinations.insert(destinations.end(), refs.begin(), refs.end());
-          }
-        } else {
-          destinations = peer_pods;
+        for (const auto& [pns, refs] : index_.pods_by_namespace()) {
+          destinations.insert(destinations.end(), refs.begin(), refs.end());
         }
-        AddNamedPortRules(policy, false, i, *ports, destinations, {""}, target_match, chain,
-                          comment, where, named_index);
+        AddNamedPortRules(policy, false, *ports, destinations, {AllPodsSelectionKey()}, "every pod",
+                          {""}, target_match, chain, comment, where);
+      } else if (!selections.empty()) {
+        // The peer pods; the named-port set then stands for the destination (ipBlock peers
+        // have no ports to look the name up on).
+        std::vector<PodRef> destinations;
+        for (const auto* pods : peer_pods) {
+          destinations.insert(destinations.end(), pods->begin(), pods->end());
+        }
+        AddNamedPortRules(policy, false, *ports, destinations, selections, selection_text, {""},
+                          target_match, chain, comment, where);
       }
     }
   }
 
   const ClusterIndex& index_;
   const std::string& local_node_;
+  const bool share_sets_;
   IpFamily family_;
-  NameOwners& owners_;  // policy chains and sets, across the policies of the state
+  NameOwners& owners_;  // policy chains, across the policies of the state
+  SharedSets& sets_;
   DesiredState& out_;
   CompiledPolicy* record_ = nullptr;
-  IpsetSet scratch_;  // where a set goes whose name another owner holds
-  std::map<std::string, std::vector<PodRef>> peer_cache_;
+  std::map<std::string, std::vector<PodRef>> peer_cache_;  // by selection key, for one pass
 };
 
-PolicyCompiler::PolicyCompiler(const ClusterIndex& index, const std::string& local_node,
-                               IpFamily family, NameOwners& owners, DesiredState& out)
-    : impl_(std::make_unique<Impl>(index, local_node, family, owners, out)) {}
+PolicyCompiler::PolicyCompiler(const ClusterIndex& index, const NetpolConfig& config,
+                               IpFamily family, NameOwners& owners, SharedSets& sets,
+                               DesiredState& out)
+    : impl_(std::make_unique<Impl>(index, config, family, owners, sets, out)) {}
 
 PolicyCompiler::~PolicyCompiler() = default;
 

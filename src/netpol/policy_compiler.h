@@ -11,6 +11,7 @@
 #include "kube_router/k8s/types.h"
 #include "kube_router/netpol/compiler.h"
 #include "kube_router/netpol/naming.h"
+#include "shared_sets.h"
 
 namespace kr::netpol::compiler_internal {
 
@@ -28,6 +29,8 @@ struct CompiledPolicy {
   // Its ingress and egress chains (empty: none for that direction, or not programmed).
   std::string ingress_chain;
   std::string egress_chain;
+  // Every use it holds of a shared set (a name appears once per use), released when the policy
+  // is recompiled or removed.
   std::vector<std::string> sets;
   std::vector<std::string> problems;
   std::vector<std::string> local_targets;  // keys of the pods on this node it selects
@@ -44,9 +47,10 @@ struct CompiledPolicy {
 // few selectors across many policies, and a namespace selector has to look at every pod.
 class PolicyCompiler {
  public:
-  // `owners` holds the policy chain and set names across the policies of `out`.
-  PolicyCompiler(const ClusterIndex& index, const std::string& local_node,
-                 netfilter::IpFamily family, NameOwners& owners, DesiredState& out);
+  // `owners` holds the policy chain names across the policies of `out`; `sets` the shared sets
+  // in `out.sets` and their uses.
+  PolicyCompiler(const ClusterIndex& index, const NetpolConfig& config, netfilter::IpFamily family,
+                 NameOwners& owners, SharedSets& sets, DesiredState& out);
   ~PolicyCompiler();
   PolicyCompiler(const PolicyCompiler&) = delete;
   PolicyCompiler& operator=(const PolicyCompiler&) = delete;

@@ -44,6 +44,9 @@ struct NetpolConfig {
   // isolates the ingress of all its pods, so that only policies let traffic in (on top of the v1
   // semantics: policies still isolate the pods they select). Off: the annotation means nothing.
   bool beta_namespace_isolation = false;
+  // Policies needing the same set members share one content-addressed set (issue 14). false
+  // gives every use its own set, as before; only the benchmark's baseline turns it off.
+  bool share_sets = true;
 };
 
 // The namespace annotation of the NetworkPolicy beta API (Kubernetes 1.3-1.6).

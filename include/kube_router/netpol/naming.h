@@ -6,9 +6,14 @@
 // collides (the compiler refuses a second owner of a name).
 #pragma once
 
+#include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "kube_router/k8s/types.h"
+#include "kube_router/netfilter/ipset.h"
 #include "kube_router/netfilter/iptables.h"
 
 namespace kr::netpol {
@@ -33,20 +38,37 @@ std::string PodChainName(const std::string& ns, const std::string& pod);
 // runs the ingress rules that belong to the other end (and vice versa).
 std::string PolicyChainName(const std::string& ns, const std::string& policy,
                             netfilter::IpFamily family, bool ingress);
-// The set of a policy's target pods: KUBE-DST- (ingress) or KUBE-SRC- (egress).
-std::string TargetSetName(bool ingress, const std::string& ns, const std::string& policy,
-                          netfilter::IpFamily family);
-// The peer set of ingress/egress rule `index`; `ip_block` selects the hash:net set of the
-// rule's ipBlock peers without `except` (pod peers: hash:ip).
-std::string PeerSetName(bool ingress, const std::string& ns, const std::string& policy,
-                        size_t index, bool ip_block, netfilter::IpFamily family);
-// The hash:net set of one ipBlock peer with `except` entries (peer `peer_index` of rule
-// `index`): alone in its set, so its nomatch entries cannot cut another peer's block.
-std::string IpBlockPeerSetName(bool ingress, const std::string& ns, const std::string& policy,
-                               size_t index, size_t peer_index, netfilter::IpFamily family);
-// The set of pods exposing named port group `port_index` of rule `index`.
-std::string NamedPortSetName(bool ingress, const std::string& ns, const std::string& policy,
-                             size_t index, size_t port_index, netfilter::IpFamily family);
+// Policy ipsets are content-addressed: a set's name is derived from what decides its members
+// (which pods a selector picks, which CIDRs a block lists), never from the policy that uses it,
+// so every policy needing the same members uses one set (the compiler counts its users). The
+// prefix says which address of a packet the set is matched against (kube-router's meaning:
+// KUBE-SRC- source, KUBE-DST- destination), and the hash covers the prefix, the family and an
+// unambiguous encoding of the identity (length-prefixed fields, as HashedName).
+
+// Who a pod set selects, as canonical text: the pods of namespace `ns` (`namespace_selector`
+// null) or of every namespace `namespace_selector` matches, filtered by `pod_selector` (null or
+// empty: all). Selectors are normalised (matchLabels k=v is `k In (v)`; requirements and values
+// sorted, duplicates dropped), so equal keys pick the same pods in every cluster.
+std::string PodSelectionKey(const std::string& ns, const k8s::LabelSelector* namespace_selector,
+                            const k8s::LabelSelector* pod_selector);
+// Every pod of the cluster (an egress named port towards everyone).
+std::string AllPodsSelectionKey();
+// The readable form of a key for logs ("pods of namespace x matching app In (web)").
+std::string DescribeSelection(const std::string& ns, const k8s::LabelSelector* namespace_selector,
+                              const k8s::LabelSelector* pod_selector);
+
+// The hash:ip set of the pods of the union of `selections` (keys in any order), matched
+// against the source (`match_src`) or the destination address.
+std::string PodSetName(bool match_src, std::vector<std::string> selections,
+                       netfilter::IpFamily family);
+// The hash:net set holding exactly `entries` (CIDRs, nomatch excepts).
+std::string NetSetName(bool match_src, const std::set<netfilter::IpsetEntry>& entries,
+                       netfilter::IpFamily family);
+// The pods of the union of `selections` that expose named port `port_name` for `protocol` as
+// `number` (matched against the destination).
+std::string NamedPortSetName(std::vector<std::string> selections, const std::string& protocol,
+                             const std::string& port_name, int32_t number,
+                             netfilter::IpFamily family);
 
 // kube-router-local-pods (IPv6: inet6:kube-router-local-pods): the local pods whose chain is
 // programmed, which --netpol-default-deny lets through.

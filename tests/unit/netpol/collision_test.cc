@@ -16,17 +16,25 @@ using namespace testing;  // NOLINT: builders
 
 constexpr char kNode[] = "node1";
 
-// SHA-256 of the encoding, except that the attacker's fields hash as the victim's: the names of
-// team-ab/x are those of team-a/bx, and pod team-ad/b's chain is pod team-a/db's.
+// SHA-256 of the encoding, except that the attacker's fields hash as the victim's: the chain
+// names of team-ab/x are those of team-a/bx, the set of every pod of team-ab is the set of every
+// pod of team-a (a different identity, so not a shared set), and pod team-ad/b's chain is pod
+// team-a/db's.
 std::string CollidingDigest(std::string_view encoded, size_t digits) {
   std::string text(encoded);
-  for (auto [from, to] :
-       {std::pair{"7:team-ab1:x", "6:team-a2:bx"}, std::pair{"7:team-ad1:b", "6:team-a2:db"}}) {
+  for (auto [from, to] : {std::pair{"7:team-ab1:x", "6:team-a2:bx"},
+                          std::pair{"25:22:9:namespace7:team-ab0:", "24:21:9:namespace6:team-a0:"},
+                          std::pair{"7:team-ad1:b", "6:team-a2:db"}}) {
     for (size_t at = text.find(from); at != std::string::npos; at = text.find(from)) {
       text.replace(at, std::string_view(from).size(), to);
     }
   }
   return NameDigest(text, digits);
+}
+
+// The ingress target set of a policy selecting every pod of `ns`.
+std::string TargetSet(const std::string& ns) {
+  return PodSetName(false, {PodSelectionKey(ns, nullptr, nullptr)}, IpFamily::kV4);
 }
 
 std::shared_ptr<const k8s::Pod> LocalPod(const std::string& ns, const std::string& name,
@@ -77,8 +85,7 @@ class NameCollisionTest : public ::testing::Test {
 TEST_F(NameCollisionTest, TheTestDigestReallyCollides) {
   EXPECT_EQ(PolicyChainName("team-a", "bx", IpFamily::kV4, true),
             PolicyChainName("team-ab", "x", IpFamily::kV4, true));
-  EXPECT_EQ(TargetSetName(true, "team-a", "bx", IpFamily::kV4),
-            TargetSetName(true, "team-ab", "x", IpFamily::kV4));
+  EXPECT_EQ(TargetSet("team-a"), TargetSet("team-ab"));
   EXPECT_EQ(PodChainName("team-a", "db"), PodChainName("team-ad", "b"));
 }
 
@@ -87,7 +94,7 @@ TEST_F(NameCollisionTest, ASecondPolicyOnTheSameNamesIsRefusedAndTheFirstKeepsTh
   DesiredState state = Compile(view_, config_, IpFamily::kV4);
   DesiredState alone = Alone();
   const std::string chain = PolicyChainName("team-a", "bx", IpFamily::kV4, true);
-  const std::string set = TargetSetName(true, "team-a", "bx", IpFamily::kV4);
+  const std::string set = TargetSet("team-a");
   // The victim's chain and target set are exactly what they are without the attacker.
   EXPECT_EQ(state.chains.at(chain), alone.chains.at(chain));
   EXPECT_EQ(state.sets.at(set), alone.sets.at(set));
@@ -110,7 +117,7 @@ TEST_F(NameCollisionTest, IncrementallyTheHolderKeepsTheNameAndTheOtherGetsItWhe
   // The victim arrives second: refused, its pods isolated (fail closed), the error names both.
   view_.policies = {attacker, victim};
   compiler.Update(view_);
-  const std::string set = TargetSetName(true, "team-a", "bx", IpFamily::kV4);
+  const std::string set = TargetSet("team-a");
   EXPECT_EQ(compiler.state().sets.at(set).entries, (std::set<netfilter::IpsetEntry>{{"10.0.0.3"}}));
   EXPECT_TRUE(Mentions(compiler.state().name_collisions, "NetworkPolicy team-a/bx",
                        "NetworkPolicy team-ab/x"));

@@ -71,17 +71,38 @@ bool ChainHas(const DesiredState& state, const std::string& chain, const std::st
   return false;
 }
 
-std::string Dst(const std::string& policy) {
-  return TargetSetName(true, "x", policy, IpFamily::kV4);
+// The shared set names as the compiler derives them (naming.h), for policies in namespace x.
+std::string Selection(const k8s::LabelSelector& pods) {
+  return PodSelectionKey("x", nullptr, &pods);
 }
-std::string Src(const std::string& policy) {
-  return TargetSetName(false, "x", policy, IpFamily::kV4);
+std::string Selection(const k8s::NetworkPolicyPeer& peer) {
+  return PodSelectionKey("x", peer.namespace_selector ? &*peer.namespace_selector : nullptr,
+                         peer.pod_selector ? &*peer.pod_selector : nullptr);
 }
-std::string InPeer(const std::string& policy, size_t rule, bool block = false) {
-  return PeerSetName(true, "x", policy, rule, block, IpFamily::kV4);
+// Ingress targets (matched as destination) and egress targets (as source).
+std::string Dst(const k8s::LabelSelector& pods = {}) {
+  return PodSetName(false, {Selection(pods)}, IpFamily::kV4);
 }
-std::string OutPeer(const std::string& policy, size_t rule, bool block = false) {
-  return PeerSetName(false, "x", policy, rule, block, IpFamily::kV4);
+std::string Src(const k8s::LabelSelector& pods = {}) {
+  return PodSetName(true, {Selection(pods)}, IpFamily::kV4);
+}
+std::string Peers(bool src, const std::vector<k8s::NetworkPolicyPeer>& peers) {
+  std::vector<std::string> keys;
+  for (const auto& peer : peers) keys.push_back(Selection(peer));
+  return PodSetName(src, keys, IpFamily::kV4);
+}
+std::string InPeer(const std::vector<k8s::NetworkPolicyPeer>& peers) { return Peers(true, peers); }
+std::string OutPeer(const std::vector<k8s::NetworkPolicyPeer>& peers) {
+  return Peers(false, peers);
+}
+std::string InNets(const std::set<IpsetEntry>& entries) {
+  return NetSetName(true, entries, IpFamily::kV4);
+}
+std::string OutNets(const std::set<IpsetEntry>& entries) {
+  return NetSetName(false, entries, IpFamily::kV4);
+}
+std::string Named(const std::vector<std::string>& selections, int32_t number) {
+  return NamedPortSetName(selections, "tcp", "serve-80-tcp", number, IpFamily::kV4);
 }
 std::string PChain(const std::string& policy, bool ingress = true) {
   return PolicyChainName("x", policy, IpFamily::kV4, ingress);
@@ -92,7 +113,7 @@ std::vector<Case> Cases() {
   std::vector<Case> cases;
   cases.push_back({"default deny ingress selects every pod of the namespace",
                    {Policy("x", "deny", {}, true, false)},
-                   {{Dst("deny"), Ips({"10.0.1.1", "10.0.1.2", "10.0.1.3"})}},
+                   {{Dst(), Ips({"10.0.1.1", "10.0.1.2", "10.0.1.3"})}},
                    {{kPodXA, "-d 10.0.1.1 -j " + PChain("deny")},
                     {kPodXA, "-s 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
                    {{kPodXA, "-d 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}, {PChain("deny"), "MARK"}},
@@ -101,9 +122,11 @@ std::vector<Case> Cases() {
       {"pod selector peer on one TCP port",
        {Policy("x", "p", Labels({{"pod", "a"}}), true, false,
                {Rule({PodPeer(Labels({{"pod", "b"}}))}, {Port(80)})})},
-       {{Dst("p"), Ips({"10.0.1.1"})}, {InPeer("p", 0), Ips({"10.0.1.2"})}},
-       {{PChain("p"), "-m set --match-set " + InPeer("p", 0) + " src -m set --match-set " +
-                          Dst("p") + " dst -p tcp --dport 80 -j MARK --set-xmark 0x10000/0x10000"},
+       {{Dst(Labels({{"pod", "a"}})), Ips({"10.0.1.1"})},
+        {InPeer({PodPeer(Labels({{"pod", "b"}}))}), Ips({"10.0.1.2"})}},
+       {{PChain("p"), "-m set --match-set " + InPeer({PodPeer(Labels({{"pod", "b"}}))}) +
+                          " src -m set --match-set " + Dst(Labels({{"pod", "a"}})) +
+                          " dst -p tcp --dport 80 -j MARK --set-xmark 0x10000/0x10000"},
         {PChain("p"), "-p tcp --dport 80 -m mark --mark 0x10000/0x10000 -j RETURN"}},
        {},
        {}});
@@ -111,16 +134,17 @@ std::vector<Case> Cases() {
   and_peer.pod_selector = Labels({{"pod", "a"}});
   cases.push_back({"namespace AND pod selector in one peer",
                    {Policy("x", "and", {}, true, false, {Rule({and_peer})})},
-                   {{InPeer("and", 0), Ips({"10.0.2.1"})}},
-                   {{PChain("and"), "--match-set " + InPeer("and", 0) + " src -m set --match-set " +
-                                        Dst("and") + " dst -j MARK"}},
+                   {{InPeer({and_peer}), Ips({"10.0.2.1"})}},
+                   {{PChain("and"), "--match-set " + InPeer({and_peer}) +
+                                        " src -m set --match-set " + Dst() + " dst -j MARK"}},
                    {},
                    {}});
   cases.push_back(
       {"namespace OR pod selector as two peers",
        {Policy("x", "or", {}, true, false,
                {Rule({NamespacePeer(Labels({{"ns", "y"}})), PodPeer(Labels({{"pod", "a"}}))})})},
-       {{InPeer("or", 0), Ips({"10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.1.1"})}},
+       {{InPeer({NamespacePeer(Labels({{"ns", "y"}})), PodPeer(Labels({{"pod", "a"}}))}),
+         Ips({"10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.1.1"})}},
        {},
        {},
        {}});
@@ -128,7 +152,8 @@ std::vector<Case> Cases() {
       {"matchExpressions NotIn on namespaces, automatic name label",
        {Policy("x", "expr", {}, true, false,
                {Rule({NamespacePeer(Expr("kubernetes.io/metadata.name", "NotIn", {"x", "y"}))})})},
-       {{InPeer("expr", 0), Ips({"10.0.3.1", "10.0.3.2", "10.0.3.3"})}},
+       {{InPeer({NamespacePeer(Expr("kubernetes.io/metadata.name", "NotIn", {"x", "y"}))}),
+         Ips({"10.0.3.1", "10.0.3.2", "10.0.3.3"})}},
        {},
        {},
        {}});
@@ -136,10 +161,11 @@ std::vector<Case> Cases() {
       {"ipBlock with except uses hash:net and nomatch, in a set of its own",
        {Policy("x", "block", {}, true, false,
                {Rule({BlockPeer("10.0.0.0/16", {"10.0.2.0/24", "10.0.3.3/32"})})})},
-       {{IpBlockPeerSetName(true, "x", "block", 0, 0, IpFamily::kV4),
+       {{InNets({{"10.0.0.0/16", false}, {"10.0.2.0/24", true}, {"10.0.3.3", true}}),
          {{"10.0.0.0/16", false}, {"10.0.2.0/24", true}, {"10.0.3.3", true}}}},
        {{PChain("block"),
-         "--match-set " + IpBlockPeerSetName(true, "x", "block", 0, 0, IpFamily::kV4) + " src"}},
+         "--match-set " +
+             InNets({{"10.0.0.0/16", false}, {"10.0.2.0/24", true}, {"10.0.3.3", true}}) + " src"}},
        {},
        {}});
   // Found by the matrix test: one shared hash:net set let the except of one peer cut what
@@ -149,39 +175,38 @@ std::vector<Case> Cases() {
        {Policy("x", "blocks", {}, true, false,
                {Rule({BlockPeer("10.0.0.0/16", {"10.0.2.0/24"}), BlockPeer("10.0.2.0/30"),
                       BlockPeer("10.0.3.0/24", {"10.0.3.3/32"})})})},
-       {{IpBlockPeerSetName(true, "x", "blocks", 0, 0, IpFamily::kV4),
+       {{InNets({{"10.0.0.0/16", false}, {"10.0.2.0/24", true}}),
          {{"10.0.0.0/16", false}, {"10.0.2.0/24", true}}},
-        {InPeer("blocks", 0, true), {{"10.0.2.0/30", false}}},
-        {IpBlockPeerSetName(true, "x", "blocks", 0, 2, IpFamily::kV4),
+        {InNets({{"10.0.2.0/30", false}}), {{"10.0.2.0/30", false}}},
+        {InNets({{"10.0.3.0/24", false}, {"10.0.3.3", true}}),
          {{"10.0.3.0/24", false}, {"10.0.3.3", true}}}},
        {{PChain("blocks"),
-         "--match-set " + IpBlockPeerSetName(true, "x", "blocks", 0, 0, IpFamily::kV4) + " src"},
-        {PChain("blocks"), "--match-set " + InPeer("blocks", 0, true) + " src"},
+         "--match-set " + InNets({{"10.0.0.0/16", false}, {"10.0.2.0/24", true}}) + " src"},
+        {PChain("blocks"), "--match-set " + InNets({{"10.0.2.0/30", false}}) + " src"},
         {PChain("blocks"),
-         "--match-set " + IpBlockPeerSetName(true, "x", "blocks", 0, 2, IpFamily::kV4) + " src"}},
+         "--match-set " + InNets({{"10.0.3.0/24", false}, {"10.0.3.3", true}}) + " src"}},
        {},
        {}});
-  cases.push_back(
-      {"egress to 0.0.0.0/0 is split in two halves",
-       {Policy("x", "world", {}, false, true, {}, {Rule({BlockPeer("0.0.0.0/0")})})},
-       {{OutPeer("world", 0, true), {{"0.0.0.0/1", false}, {"128.0.0.0/1", false}}},
-        {Src("world"), Ips({"10.0.1.1", "10.0.1.2", "10.0.1.3"})}},
-       {{PChain("world", false), "-m set --match-set " + Src("world") + " src -m set --match-set " +
-                                     OutPeer("world", 0, true) + " dst -j MARK"},
-        {kPodXA, "-s 10.0.1.1 -j " + PChain("world", false)},
-        {kPodXA, "-d 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
-       {{kPodXA, "-s 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
-       {}});
+  cases.push_back({"egress to 0.0.0.0/0 is split in two halves",
+                   {Policy("x", "world", {}, false, true, {}, {Rule({BlockPeer("0.0.0.0/0")})})},
+                   {{OutNets({{"0.0.0.0/1", false}, {"128.0.0.0/1", false}}),
+                     {{"0.0.0.0/1", false}, {"128.0.0.0/1", false}}},
+                    {Src(), Ips({"10.0.1.1", "10.0.1.2", "10.0.1.3"})}},
+                   {{PChain("world", false),
+                     "-m set --match-set " + Src() + " src -m set --match-set " +
+                         OutNets({{"0.0.0.0/1", false}, {"128.0.0.0/1", false}}) + " dst -j MARK"},
+                    {kPodXA, "-s 10.0.1.1 -j " + PChain("world", false)},
+                    {kPodXA, "-d 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
+                   {{kPodXA, "-s 10.0.1.1 -j KUBE-NWPLCY-DEFAULT"}},
+                   {}});
   cases.push_back(
       {"named port resolves to different numbers on different pods",
        {Policy("x", "named", {}, true, false, {Rule({}, {NamedPort("serve-80-tcp")})})},
-       {{NamedPortSetName(true, "x", "named", 0, 0, IpFamily::kV4), Ips({"10.0.1.1"})},
-        {NamedPortSetName(true, "x", "named", 0, 1, IpFamily::kV4), Ips({"10.0.1.2", "10.0.1.3"})}},
-       {{PChain("named"), "--match-set " +
-                              NamedPortSetName(true, "x", "named", 0, 0, IpFamily::kV4) +
+       {{Named({Selection(k8s::LabelSelector{})}, 80), Ips({"10.0.1.1"})},
+        {Named({Selection(k8s::LabelSelector{})}, 8080), Ips({"10.0.1.2", "10.0.1.3"})}},
+       {{PChain("named"), "--match-set " + Named({Selection(k8s::LabelSelector{})}, 80) +
                               " dst -p tcp --dport 80 -j MARK"},
-        {PChain("named"), "--match-set " +
-                              NamedPortSetName(true, "x", "named", 0, 1, IpFamily::kV4) +
+        {PChain("named"), "--match-set " + Named({Selection(k8s::LabelSelector{})}, 8080) +
                               " dst -p tcp --dport 8080 -j MARK"}},
        {},
        {}});
@@ -191,7 +216,7 @@ std::vector<Case> Cases() {
                    {Policy("x", "ports", {}, true, false,
                            {Rule({}, {range, Port(81, "UDP"), Port(82, "SCTP")})})},
                    {},
-                   {{PChain("ports"), "--match-set " + Dst("ports") + " dst -p tcp --dport 80:90"},
+                   {{PChain("ports"), "--match-set " + Dst() + " dst -p tcp --dport 80:90"},
                     {PChain("ports"), "-p udp --dport 81"},
                     {PChain("ports"), "-p sctp --dport 82"}},
                    {},
@@ -199,18 +224,20 @@ std::vector<Case> Cases() {
   cases.push_back({"ingress: [{}] allows everything to the selected pods",
                    {Policy("x", "all", {}, true, false, {Rule({})})},
                    {},
-                   {{PChain("all"), "-m set --match-set " + Dst("all") +
-                                        " dst -j MARK --set-xmark 0x10000/0x10000"}},
+                   {{PChain("all"),
+                     "-m set --match-set " + Dst() + " dst -j MARK --set-xmark 0x10000/0x10000"}},
                    {},
                    {}});
   cases.push_back(
       {"egress named port to selected pods uses those pods only",
        {Policy("x", "out", Labels({{"pod", "a"}}), false, true, {},
                {Rule({NamespacePeer(Labels({{"ns", "z"}}))}, {NamedPort("serve-80-tcp")})})},
-       {{NamedPortSetName(false, "x", "out", 0, 0, IpFamily::kV4), Ips({"10.0.3.1"})},
-        {NamedPortSetName(false, "x", "out", 0, 1, IpFamily::kV4), Ips({"10.0.3.2", "10.0.3.3"})}},
-       {{PChain("out", false), "-m set --match-set " + Src("out") + " src -m set --match-set " +
-                                   NamedPortSetName(false, "x", "out", 0, 1, IpFamily::kV4) +
+       {{Named({Selection(NamespacePeer(Labels({{"ns", "z"}})))}, 80), Ips({"10.0.3.1"})},
+        {Named({Selection(NamespacePeer(Labels({{"ns", "z"}})))}, 8080),
+         Ips({"10.0.3.2", "10.0.3.3"})}},
+       {{PChain("out", false), "-m set --match-set " + Src(Labels({{"pod", "a"}})) +
+                                   " src -m set --match-set " +
+                                   Named({Selection(NamespacePeer(Labels({{"ns", "z"}})))}, 8080) +
                                    " dst -p tcp --dport 8080"}},
        {},
        {}});
@@ -222,19 +249,20 @@ std::vector<Case> Cases() {
        {},
        {{kPodXA, "-d 10.0.1.1 -j " + PChain("both", true)},
         {kPodXA, "-s 10.0.1.1 -j " + PChain("both", false)},
-        {PChain("both", true), "--match-set " + Dst("both") + " dst -j MARK"},
-        {PChain("both", false), "--match-set " + OutPeer("both", 0) + " dst -j MARK"}},
+        {PChain("both", true), "--match-set " + Dst(Labels({{"pod", "a"}})) + " dst -j MARK"},
+        {PChain("both", false),
+         "--match-set " + OutPeer({PodPeer(Labels({{"pod", "b"}}))}) + " dst -j MARK"}},
        {{kPodXA, "-j KUBE-NWPLCY-DEFAULT"},
         {kPodXA, "-s 10.0.1.1 -j " + PChain("both", true)},
         {kPodXA, "-d 10.0.1.1 -j " + PChain("both", false)},
-        {PChain("both", true), OutPeer("both", 0)},
-        {PChain("both", false), Dst("both")}},
+        {PChain("both", true), OutPeer({PodPeer(Labels({{"pod", "b"}}))})},
+        {PChain("both", false), Dst(Labels({{"pod", "a"}}))}},
        {}});
   cases.push_back(
       {"several policies on one pod are all jumped to",
        {Policy("x", "one", Labels({{"pod", "a"}}), true, false),
         Policy("x", "two", Expr("pod", "In", {"a", "b"}), true, false, {Rule({})})},
-       {{Dst("two"), Ips({"10.0.1.1", "10.0.1.2"})}},
+       {{Dst(Expr("pod", "In", {"a", "b"})), Ips({"10.0.1.1", "10.0.1.2"})}},
        {{kPodXA, "-d 10.0.1.1 -j " + PChain("one")}, {kPodXA, "-d 10.0.1.1 -j " + PChain("two")}},
        {},
        {}});
@@ -309,7 +337,7 @@ TEST(Compile, IgnoresHostNetworkFinishedAndAddresslessPods) {
   view.policies.push_back(
       std::make_shared<k8s::NetworkPolicy>(Policy("x", "deny", {}, true, false)));
   DesiredState state = Compile(view, config, IpFamily::kV4);
-  EXPECT_EQ(state.sets.at(Dst("deny")).entries, Ips({"10.0.9.4"}));
+  EXPECT_EQ(state.sets.at(Dst()).entries, Ips({"10.0.9.4"}));
   EXPECT_TRUE(state.chains.contains(PodChainName("x", "live")));
   for (const char* name : {"host", "done", "failed", "pending"}) {
     EXPECT_FALSE(state.chains.contains(PodChainName("x", name))) << name;
@@ -365,8 +393,8 @@ TEST(Compile, OneBadPeerLeavesTheOtherPeersOfTheRule) {
              {Rule({BlockPeer("not-a-cidr"), PodPeer(Labels({{"pod", "c"}}))})})));
   DesiredState state = Compile(view, config, IpFamily::kV4);
   EXPECT_EQ(state.problems.size(), 1u);
-  EXPECT_EQ(state.sets.at(InPeer("mixed", 0)).entries, Ips({"10.0.1.3"}));
-  EXPECT_FALSE(state.sets.contains(InPeer("mixed", 0, true)));
+  EXPECT_EQ(state.sets.at(InPeer({PodPeer(Labels({{"pod", "c"}}))})).entries, Ips({"10.0.1.3"}));
+  EXPECT_EQ(state.sets.size(), 2u);  // the targets and the pod peers: no set for the bad block
 }
 
 TEST(Compile, Ipv6FamilyUsesInet6SetsAndIgnoresV4Blocks) {
@@ -379,8 +407,10 @@ TEST(Compile, Ipv6FamilyUsesInet6SetsAndIgnoresV4Blocks) {
   view.policies.push_back(std::make_shared<k8s::NetworkPolicy>(Policy(
       "x", "p", {}, true, false, {Rule({BlockPeer("10.0.0.0/8"), BlockPeer("fd00::/64")})})));
   DesiredState v6 = Compile(view, config, IpFamily::kV6);
-  EXPECT_EQ(v6.sets.at(TargetSetName(true, "x", "p", IpFamily::kV6)).entries, Ips({"fd00::1"}));
-  EXPECT_EQ(v6.sets.at(PeerSetName(true, "x", "p", 0, true, IpFamily::kV6)).entries,
+  const k8s::LabelSelector all;
+  EXPECT_EQ(v6.sets.at(PodSetName(false, {Selection(all)}, IpFamily::kV6)).entries,
+            Ips({"fd00::1"}));
+  EXPECT_EQ(v6.sets.at(NetSetName(true, {{"fd00::/64", false}}, IpFamily::kV6)).entries,
             (std::set<IpsetEntry>{{"fd00::/64", false}}));
   EXPECT_TRUE(ChainHas(v6, PodChainName("x", "a"), "-d fd00::1 -j"));
   EXPECT_TRUE(v6.problems.empty());

@@ -20,6 +20,9 @@ using netfilter::IpFamily;
 using netfilter::IpsetEntry;
 using namespace testing;  // NOLINT: builders
 
+const k8s::LabelSelector kPodA = Labels({{"pod", "a"}});
+const k8s::LabelSelector kPodB = Labels({{"pod", "b"}});
+
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -82,7 +85,10 @@ class ControllerTest : public ::testing::Test {
   netlink::FakeSysctl* sysctl_ = nullptr;
   std::unique_ptr<NetworkPolicyController> controller_;
   const std::string policy_chain_ = PolicyChainName("x", "allow-b", IpFamily::kV4, true);
-  const std::string peer_set_ = PeerSetName(true, "x", "allow-b", 0, false, IpFamily::kV4);
+  const std::string peer_set_ =
+      PodSetName(true, {PodSelectionKey("x", nullptr, &kPodB)}, IpFamily::kV4);  // allow-b's peers
+  const std::string target_set_ = PodSetName(false, {PodSelectionKey("x", nullptr, &kPodA)},
+                                             IpFamily::kV4);  // allow-b's targets
 };
 
 TEST_F(ControllerTest, WatchesNodesOnlyForDefaultDeny) {
@@ -151,14 +157,12 @@ TEST_F(ControllerTest, NewAndDeletedLocalPodsAddAndRemoveOnlyTheirChains) {
   // The new pod's chain and the top-level chains that jump to it; nothing else.
   EXPECT_EQ(rewritten, (std::set<std::string>{PodChainName("x", "d"), kInputChain, kForwardChain,
                                               kOutputChain}));
-  EXPECT_EQ(Members(TargetSetName(true, "x", "allow-b", IpFamily::kV4)),
-            (std::set<IpsetEntry>{{"10.0.1.1"}, {"10.0.1.4"}}));
+  EXPECT_EQ(Members(target_set_), (std::set<IpsetEntry>{{"10.0.1.1"}, {"10.0.1.4"}}));
 
   cluster_->pods.Remove("x/d");
   ASSERT_TRUE(controller_->Sync(SyncReason::kRequested).ok());
   EXPECT_FALSE(HasChain(PodChainName("x", "d")));
-  EXPECT_EQ(Members(TargetSetName(true, "x", "allow-b", IpFamily::kV4)),
-            (std::set<IpsetEntry>{{"10.0.1.1"}}));
+  EXPECT_EQ(Members(target_set_), (std::set<IpsetEntry>{{"10.0.1.1"}}));
 }
 
 TEST_F(ControllerTest, AnUpgradeRemovesChainsAndSetsLeftUnderTheOldAmbiguousNames) {
@@ -315,7 +319,7 @@ TEST(ControllerCleanupTest, CleansOtherBackendsBeforeTheSetsAndSkipsUnreadableOn
   FakeIpset* ipset_ptr = ipset.get();
   broken->FailNext(1);
   ipset->CheckReferencesIn(legacy_ptr);
-  const std::string set = PeerSetName(true, "x", "p", 0, false, IpFamily::kV4);
+  const std::string set = PodSetName(true, {PodSelectionKey("x", nullptr, nullptr)}, IpFamily::kV4);
   ipset->sets()[set] = {set, netfilter::IpsetType::kHashIp, IpFamily::kV4, {}};
   ipset->sets()["docker-nets"] = {"docker-nets", netfilter::IpsetType::kHashNet, IpFamily::kV4, {}};
 
