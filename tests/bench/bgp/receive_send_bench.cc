@@ -1,13 +1,17 @@
 // Benchmark (root, not a ctest test): 100,000 IPv4 prefixes sent by our speaker to GoBGP,
 // then the same 100,000 received from that GoBGP by BIRD 2 (the baseline) and by our speaker,
-// in the same run. Prints prefixes/s, the RSS growth of each receiver (ours: this process; BIRD:
-// its daemon, read from /proc/<pid>/status before its session is enabled and after it holds
-// the table) and the ratios to BIRD. `--receive-only` skips the BIRD send baseline.
+// in the same run; then BIRD sends them to GoBGP (the send baseline), to a second BIRD and to a
+// second speaker of ours. Prints prefixes/s, the RSS growth of each receiver (ours: this
+// process; BIRD: its daemon, read from /proc/<pid>/status before its session is enabled and
+// after it holds the table) and the ratios to BIRD. `--receive-only` stops after the receipt
+// from GoBGP.
 //
-// Topology: namespace "gobgp" in the middle, one veth each to "src" (our feeding speaker,
-// 10.0.2.1), "us" (our receiving speaker, 10.0.0.1) and "bird" (10.0.1.3). Receivers connect
-// only after GoBGP holds the whole table, so each figure is a full initial table transfer.
-// (`gobgp mrt inject` would avoid the feeder, but GoBGP 3.10 silently ignored our dumps.)
+// Topology: namespace "gobgp" in the middle, one veth each to "src" (our feeding speaker, later
+// the feeding BIRD, 10.0.2.1), "us" (our receiving speaker, 10.0.0.1) and "bird" (10.0.1.3);
+// "src" also has a veth to "us" (10.0.3.1-2) and one to "bird" (10.0.4.1-2) for the receipt
+// from BIRD. Receivers connect only after the sender holds the whole table, so each figure is
+// a full initial table transfer. (`gobgp mrt inject` would avoid the feeder, but GoBGP 3.10
+// silently ignored our dumps.)
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
@@ -95,7 +99,9 @@ int Run(bool receive_only) {
   };
   if (!link(us, "v0", "10.0.0.1/24", mid, "v1", "10.0.0.2/24") ||
       !link(bird_ns, "v3", "10.0.1.3/24", mid, "v2", "10.0.1.2/24") ||
-      !link(src, "v5", "10.0.2.1/24", mid, "v4", "10.0.2.2/24")) {
+      !link(src, "v5", "10.0.2.1/24", mid, "v4", "10.0.2.2/24") ||
+      !link(src, "v6", "10.0.3.1/24", us, "v7", "10.0.3.2/24") ||
+      !link(src, "v8", "10.0.4.1/24", bird_ns, "v9", "10.0.4.2/24")) {
     std::cerr << "bench: topology setup failed\n";
     return 1;
   }
@@ -166,24 +172,27 @@ protocol bgp gobgp {
   ipv4 { import all; export none; };
 }
 )";
-  const std::string bird_sock = dir.path() + "/bird.ctl";
-  double bird_seconds = 0;
-  long bird_rss_before = 0, bird_rss = 0;
-  {
-    // The session starts disabled so the daemon's own footprint is measured first.
-    Process bird(bird_ns.Wrap({"bird", "-f", "-c", bird_conf, "-s", bird_sock}),
-                 dir.path() + "/bird.log");
-    auto birdc = [&](const std::string& cmd) {
-      return Out(kr::Exec({"birdc", "-s", bird_sock, cmd}));
-    };
+  // The receiving BIRD starts with its session disabled, so the daemon's own footprint is
+  // measured first; then `birdc enable` and the time until it holds the table.
+  struct Receipt {
+    double seconds = 0;
+    long rss_before = 0, rss_after = 0;
+  };
+  auto bird_receives = [&](const std::string& conf, const std::string& name,
+                           const std::string& protocol) -> std::optional<Receipt> {
+    const std::string sock = dir.path() + "/" + name + ".ctl";
+    Process bird(bird_ns.Wrap({"bird", "-f", "-c", conf, "-s", sock}),
+                 dir.path() + "/" + name + ".log");
+    auto birdc = [&](const std::string& cmd) { return Out(kr::Exec({"birdc", "-s", sock, cmd})); };
     if (!Check(
             WaitFor([&] { return birdc("show status").find("Daemon is up") != std::string::npos; },
                     30s),
             "BIRD did not start"))
-      return 1;
-    bird_rss_before = RssKb(bird.pid());
+      return std::nullopt;
+    Receipt r;
+    r.rss_before = RssKb(bird.pid());
     auto start = Clock::now();
-    birdc("enable gobgp");
+    birdc("enable " + protocol);
     auto bird_count = [&] {
       std::string s = birdc("show route count");
       auto pos = s.find(" of ");
@@ -192,49 +201,66 @@ protocol bgp gobgp {
       return std::stol(s.substr(begin == std::string::npos ? 0 : begin + 1, pos));
     };
     if (!Check(WaitFor([&] { return bird_count() >= kPrefixes; }, 300s), "BIRD incomplete"))
-      return 1;
-    bird_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    bird_rss = RssKb(bird.pid());
-  }
+      return std::nullopt;
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.rss_after = RssKb(bird.pid());
+    return r;
+  };
+  // Our receiving speaker: the growth of this process while it takes the table.
+  auto we_receive = [&](const Netns& ns, const kr::bgp::GlobalConfig& config,
+                        const kr::bgp::PeerConfig& peer,
+                        std::unique_ptr<kr::bgp::Speaker>& speaker) -> std::optional<Receipt> {
+    Receipt r;
+    r.rss_before = RssKb(getpid());
+    auto start = Clock::now();
+    InNetns(ns, [&] {
+      speaker = kr::bgp::NewSpeaker(config);
+      if (!speaker->Start().ok()) throw std::runtime_error("receiver start");
+    });
+    speaker->AddPeer(peer);
+    auto received = [&] {
+      auto peers = speaker->Peers();
+      return peers.empty() ? 0UL : peers[0].prefixes_received;
+    };
+    if (!Check(WaitFor([&] { return received() >= kPrefixes; }, 300s), "speaker incomplete"))
+      return std::nullopt;
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.rss_after = RssKb(getpid());
+    return r;
+  };
+  auto report = [&](const char* from, const Receipt& bird, const Receipt& ours) {
+    const long our_growth = ours.rss_after - ours.rss_before;
+    const long bird_growth = bird.rss_after - bird.rss_before;
+    const double our_rate = kPrefixes / ours.seconds, bird_rate = kPrefixes / bird.seconds;
+    std::printf("receive %u prefixes from %s (connect + initial table):\n", kPrefixes, from);
+    std::printf(
+        "  BIRD 2      : %7.2f s  %9.0f prefixes/s  RSS %ld -> %ld KiB, growth %ld KiB"
+        " (%.0f B/prefix)\n",
+        bird.seconds, bird_rate, bird.rss_before, bird.rss_after, bird_growth,
+        bird_growth * 1024.0 / kPrefixes);
+    std::printf(
+        "  kube-router : %7.2f s  %9.0f prefixes/s  RSS %ld -> %ld KiB, growth %ld KiB"
+        " (%.0f B/prefix)\n",
+        ours.seconds, our_rate, ours.rss_before, ours.rss_after, our_growth,
+        our_growth * 1024.0 / kPrefixes);
+    std::printf("  RSS growth ours / BIRD: %.2f (target <= 1)\n",
+                static_cast<double>(our_growth) / static_cast<double>(bird_growth));
+    std::printf("  receive rate ours / BIRD: %.2f (target >= 1)\n", our_rate / bird_rate);
+    std::printf("  (receive times include polling: birdc every 20 ms, Peers() every 20 ms)\n");
+  };
+  auto bird_from_gobgp = bird_receives(bird_conf, "bird", "gobgp");
+  if (!bird_from_gobgp) return 1;
 
   // ---- ours receives the same table from GoBGP ----
-  long rss_before = RssKb(getpid());
   std::unique_ptr<kr::bgp::Speaker> receiver;
-  auto start = Clock::now();
-  InNetns(us, [&] {
-    receiver = kr::bgp::NewSpeaker(SpeakerConfig(64512, "10.0.0.1"));
-    if (!receiver->Start().ok()) throw std::runtime_error("receiver start");
-  });
-  receiver->AddPeer(GobgpPeer("10.0.0.2"));
-  auto received = [&] {
-    auto peers = receiver->Peers();
-    return peers.empty() ? 0UL : peers[0].prefixes_received;
-  };
-  if (!Check(WaitFor([&] { return received() >= kPrefixes; }, 300s), "speaker incomplete"))
-    return 1;
-  double our_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  long rss_after = RssKb(getpid());
-
+  auto ours_from_gobgp =
+      we_receive(us, SpeakerConfig(64512, "10.0.0.1"), GobgpPeer("10.0.0.2"), receiver);
+  if (!ours_from_gobgp) return 1;
   std::printf("send %u prefixes to GoBGP (connect + initial table, until GoBGP accepted all):\n",
               kPrefixes);
   std::printf("  kube-router : %7.2f s  %9.0f prefixes/s  RSS +%ld KiB for the table\n",
               send_seconds, kPrefixes / send_seconds, rss_feeder - rss_start);
-  const long our_growth = rss_after - rss_before, bird_growth = bird_rss - bird_rss_before;
-  const double our_rate = kPrefixes / our_seconds, bird_rate = kPrefixes / bird_seconds;
-  std::printf("receive %u prefixes from GoBGP (connect + initial table):\n", kPrefixes);
-  std::printf(
-      "  BIRD 2      : %7.2f s  %9.0f prefixes/s  RSS %ld -> %ld KiB, growth %ld KiB"
-      " (%.0f B/prefix)\n",
-      bird_seconds, bird_rate, bird_rss_before, bird_rss, bird_growth,
-      bird_growth * 1024.0 / kPrefixes);
-  std::printf(
-      "  kube-router : %7.2f s  %9.0f prefixes/s  RSS %ld -> %ld KiB, growth %ld KiB"
-      " (%.0f B/prefix)\n",
-      our_seconds, our_rate, rss_before, rss_after, our_growth, our_growth * 1024.0 / kPrefixes);
-  std::printf("  RSS growth ours / BIRD: %.2f (target <= 1)\n",
-              static_cast<double>(our_growth) / static_cast<double>(bird_growth));
-  std::printf("  receive rate ours / BIRD: %.2f (target >= 1)\n", our_rate / bird_rate);
-  std::printf("  (receive times include polling: birdc every 20 ms, Peers() every 20 ms)\n");
+  report("GoBGP", *bird_from_gobgp, *ours_from_gobgp);
   receiver->Stop();
   if (receive_only) return 0;
 
@@ -253,6 +279,11 @@ protocol bgp gobgp {
            << ".0/24 blackhole;\n";
     }
     conf << "}\nprotocol bgp gobgp { local 10.0.2.1 as 64600; neighbor 10.0.2.2 as 64513;\n"
+            "  ipv4 { import none; export all; }; }\n"
+            // The same table from BIRD, to a second BIRD and to a second speaker of ours.
+            "protocol bgp to_bird { local 10.0.4.1 as 64600; neighbor 10.0.4.2 as 64514;\n"
+            "  ipv4 { import none; export all; }; }\n"
+            "protocol bgp to_ours { local 10.0.3.1 as 64600; neighbor 10.0.3.2 as 64512;\n"
             "  ipv4 { import none; export all; }; }\n";
   }
   auto bird_send_start = Clock::now();
@@ -267,6 +298,31 @@ protocol bgp gobgp {
       "prefixes/s  RSS %ld KiB\n",
       bird_send_seconds, kPrefixes / bird_send_seconds, RssKb(bird_feeder.pid()));
   std::printf("  send ratio BIRD time / our time: %.2f\n", bird_send_seconds / send_seconds);
+
+  // ---- both receive the table from BIRD ----
+  const std::string bird2_conf = dir.path() + "/bird2.conf";
+  std::ofstream(bird2_conf) << R"(router id 10.0.4.2;
+protocol device { }
+protocol bgp feeder {
+  local 10.0.4.2 as 64514;
+  neighbor 10.0.4.1 as 64600;
+  disabled;
+  ipv4 { import all; export none; };
+}
+)";
+  auto bird_from_bird = bird_receives(bird2_conf, "bird2", "feeder");
+  if (!bird_from_bird) return 1;
+  kr::bgp::GlobalConfig config = SpeakerConfig(64512, "10.0.3.2");
+  config.disable_listen = true;
+  kr::bgp::PeerConfig bird_peer;
+  bird_peer.address = *IpAddress::Parse("10.0.3.1");
+  bird_peer.remote_asn = 64600;
+  bird_peer.local_address = *IpAddress::Parse("10.0.3.2");
+  std::unique_ptr<kr::bgp::Speaker> receiver2;
+  auto ours_from_bird = we_receive(us, config, bird_peer, receiver2);
+  if (!ours_from_bird) return 1;
+  report("BIRD", *bird_from_bird, *ours_from_bird);
+  receiver2->Stop();
   return 0;
 }
 
