@@ -153,6 +153,8 @@ Informer::Informer(ResourceKind kind, std::shared_ptr<ApiClient> client, Cluster
       sink_(sink),
       registry_(registry),
       store_(MakeKindStore(kind, cluster)),
+      cluster_(cluster),
+      collection_path_(CollectionPath(kind)),
       page_size_(page_size),
       backoff_(backoff) {
   // Registered up front so /metrics shows the series (at 0) before anything goes wrong.
@@ -303,12 +305,27 @@ std::chrono::milliseconds Informer::StaleFor() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(since);
 }
 
+bool Informer::SwitchNetworkPolicyApi() {
+  if (kind_ != ResourceKind::kNetworkPolicy) return false;
+  bool beta = collection_path_ != kBetaNetworkPolicyPath;
+  collection_path_ = beta ? kBetaNetworkPolicyPath : CollectionPath(kind_);
+  cluster_->network_policies_beta_api = beta;
+  if (beta) {
+    KR_LOG_WARN(
+        "NetworkPolicy informer: the API server has no networking.k8s.io/v1 NetworkPolicies "
+        "(Kubernetes older than 1.7); trying extensions/v1beta1 with the beta semantics "
+        "(namespaces isolate ingress through net.beta.kubernetes.io/network-policy)");
+  }
+  return true;
+}
+
 bool Informer::List(const std::string& resource_version, ListError* error, Failure* failure) {
   std::map<std::string, AnyObject> items;
   std::string cont;
   std::string list_rv;
+  bool switched_api = false;
   for (;;) {
-    std::string path = CollectionPath(kind_) + "?";
+    std::string path = collection_path_ + "?";
     if (!cont.empty()) {
       path += "continue=" + UrlEscape(cont) + "&";
     }
@@ -322,6 +339,11 @@ bool Informer::List(const std::string& resource_version, ListError* error, Failu
       return false;
     }
     json body = json::parse(res->body, nullptr, false);
+    // No such NetworkPolicy API on this server: once per list, the other one.
+    if (res->status == 404 && cont.empty() && !switched_api && SwitchNetworkPolicyApi()) {
+      switched_api = true;
+      continue;
+    }
     if (res->status != 200) {
       failure->message =
           "GET " + path + ": HTTP " + std::to_string(res->status) + ": " + StatusMessage(body);
@@ -416,7 +438,7 @@ void Informer::Apply(const WatchEvent& event) {
 Informer::WatchEnd Informer::Watch(Failure* failure, bool* got_events) {
   // client-go randomises the server-side timeout so watches do not all expire together.
   int timeout_s = std::uniform_int_distribution<int>(300, 600)(rng_);
-  std::string path = CollectionPath(kind_) +
+  std::string path = collection_path_ +
                      "?allowWatchBookmarks=true&resourceVersion=" + UrlEscape(last_rv_) +
                      "&timeoutSeconds=" + std::to_string(timeout_s) + "&watch=true";
   WatchStreamDecoder decoder;

@@ -44,6 +44,8 @@ std::unique_ptr<KindStore> MakeKindStore(ResourceKind kind, Cluster* cluster);
 
 // Collection path of a kind ("/api/v1/pods").
 std::string CollectionPath(ResourceKind kind);
+// Where API servers older than 1.7 serve NetworkPolicies (beta semantics).
+inline constexpr char kBetaNetworkPolicyPath[] = "/apis/extensions/v1beta1/networkpolicies";
 
 class Informer {
  public:
@@ -91,6 +93,12 @@ class Informer {
   EventSink* const sink_;
   metrics::Registry& registry_;
   const std::unique_ptr<KindStore> store_;
+  Cluster* const cluster_;
+  // CollectionPath(kind_), except for NetworkPolicies on a server without networking.k8s.io/v1
+  // (older than Kubernetes 1.7): extensions/v1beta1, as kube-router did there.
+  std::string collection_path_;
+  // Switches collection_path_ to the other NetworkPolicy API after a 404; false for other kinds.
+  bool SwitchNetworkPolicyApi();
   const int page_size_;
   std::string last_rv_;
   Backoff backoff_;

@@ -32,10 +32,11 @@ k8s::Labels EffectiveNamespaceLabels(const std::string& name, const k8s::Namespa
   return labels;
 }
 
-ClusterIndex::ClusterIndex(const ClusterView& view, const NetpolConfig& config, IpFamily family) {
+ClusterIndex::ClusterIndex(const ClusterView& view, const NetpolConfig& config, IpFamily family)
+    : beta_api_(view.beta_api) {
   for (const auto& ns : view.namespaces) {
     namespace_labels_[ns->meta.name] = EffectiveNamespaceLabels(ns->meta.name, ns.get());
-    if (!config.beta_namespace_isolation) continue;
+    if (!config.beta_namespace_isolation && !view.beta_api) continue;
     BetaIsolation isolation = ReadBetaIsolation(*ns);
     if (isolation.ingress_isolated) ingress_isolated_namespaces_.insert(ns->meta.name);
     if (!isolation.problem.empty()) namespace_problems_.push_back(std::move(isolation.problem));

@@ -40,6 +40,8 @@ class ClusterIndex {
   // The pods of `ns` that `selector` matches (all of them for a null selector).
   std::vector<PodRef> PodsIn(const std::string& ns, const k8s::LabelSelector* selector) const;
 
+  // On a pre-1.7 API server (ClusterView::beta_api) policies never isolate, only allow.
+  bool policies_isolate() const { return !beta_api_; }
   // With beta namespace isolation: the namespace's annotation isolates its pods' ingress.
   bool NamespaceIsolatesIngress(const std::string& ns) const {
     return ingress_isolated_namespaces_.contains(ns);
@@ -52,6 +54,7 @@ class ClusterIndex {
   mutable std::map<std::string, k8s::Labels> namespace_labels_;
   std::map<std::string, std::vector<PodRef>> pods_by_namespace_;
   std::vector<PodRef> local_pods_;
+  bool beta_api_ = false;
   std::set<std::string> ingress_isolated_namespaces_;
   std::vector<std::string> namespace_problems_;
 };

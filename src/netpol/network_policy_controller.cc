@@ -115,7 +115,9 @@ bool NetworkPolicyController::OnUpdate(const k8s::Event& event) {
       auto a = As<k8s::Namespace>(event.old_object);
       auto b = As<k8s::Namespace>(event.new_object);
       if (!a || !b || a->meta.labels != b->meta.labels) return true;
-      if (!config_.beta_namespace_isolation) return false;
+      if (!config_.beta_namespace_isolation && !cluster_->network_policies_beta_api.load()) {
+        return false;
+      }
       auto annotation = [](const k8s::Namespace& ns) -> std::optional<std::string> {
         auto found = ns.meta.annotations.find(kBetaIsolationAnnotation);
         if (found == ns.meta.annotations.end()) return std::nullopt;
@@ -149,6 +151,7 @@ ClusterView NetworkPolicyController::Snapshot() {
   view.pods = cluster_->pods.List();
   view.namespaces = cluster_->namespaces.List();
   view.policies = cluster_->network_policies.List();
+  view.beta_api = cluster_->network_policies_beta_api.load();
   if (config_.default_deny) {
     if (auto node = cluster_->nodes.Get(config_.node_name)) {
       auto cidrs = k8s::PodCidrsOfNode(*node);

@@ -60,8 +60,10 @@ struct PodPolicy {
 };
 
 // `namespace_isolated`: the pod's namespace isolates its ingress (beta semantics), so only its
-// policies' ingress rules let traffic in, whether or not one selects it.
-Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies, bool namespace_isolated) {
+// policies' ingress rules let traffic in, whether or not one selects it. Without
+// `policies_isolate` (a pre-1.7 API server) that is the only ingress isolation.
+Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies, bool namespace_isolated,
+               bool policies_isolate) {
   const std::string key = ref.pod->meta.Key();
   const std::string& ip = ref.ip;
   Chain chain{PodChainName(ref.pod->meta.namespace_, ref.pod->meta.name), {}};
@@ -72,8 +74,8 @@ Chain PodChain(const PodRef& ref, const std::vector<PodPolicy>* policies, bool n
   bool ingress = namespace_isolated, egress = false;
   if (policies != nullptr) {
     for (const auto& pp : *policies) {
-      ingress |= pp.ingress;
-      egress |= pp.egress;
+      ingress |= pp.ingress && policies_isolate;
+      egress |= pp.egress && policies_isolate;
     }
   }
   if (!egress) {
@@ -195,7 +197,8 @@ std::map<std::string, Chain> PodAndTopLevelChains(
     }
     auto found = pod_policies.find(key);
     Chain chain = PodChain(ref, found == pod_policies.end() ? nullptr : &found->second,
-                           index.NamespaceIsolatesIngress(ref.pod->meta.namespace_));
+                           index.NamespaceIsolatesIngress(ref.pod->meta.namespace_),
+                           index.policies_isolate());
     std::string to_pod = Comment("rule to jump traffic destined to POD name:" + key);
     std::string from_pod = Comment("rule to jump traffic from POD name:" + key);
     forward.rules.push_back(to_pod + " -d " + ref.ip + " -j " + chain.name);

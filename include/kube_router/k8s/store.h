@@ -144,6 +144,9 @@ struct Cluster {
   Store<Node> nodes;
   Store<Namespace> namespaces;
   Store<NetworkPolicy> network_policies;
+  // Set by the NetworkPolicy informer when the server has no networking.k8s.io/v1 and the
+  // policies come from extensions/v1beta1 (API servers older than 1.7): beta semantics.
+  std::atomic<bool> network_policies_beta_api{false};
 };
 
 // A Cluster with the standard indexes installed.

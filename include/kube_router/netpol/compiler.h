@@ -59,6 +59,10 @@ struct ClusterView {
   std::vector<std::shared_ptr<const k8s::NetworkPolicy>> policies;
   // This node's pod CIDRs (both families); read only with NetpolConfig::default_deny.
   std::vector<IpPrefix> node_pod_cidrs;
+  // The policies come from extensions/v1beta1 (an API server older than 1.7, which has no
+  // networking.k8s.io/v1): the beta semantics alone, as kube-router did there. The namespace
+  // annotation is the only ingress isolation; policies only let traffic in.
+  bool beta_api = false;
 };
 
 struct DesiredState {

@@ -87,10 +87,8 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
     manifests.close();
 
     std::string kubeconfig = dir_.path() + "/kubeconfig";
-    api_ = std::make_unique<Process>(
-        hub.ns->Wrap({kFakeApiServerBinary, "--listen", "0.0.0.0:0", "--manifests",
-                      dir_.path() + "/manifests", "--kubeconfig-out", kubeconfig}),
-        dir_.path() + "/apiserver.log");
+    api_ = std::make_unique<Process>(hub.ns->Wrap(ApiServerArgs(kubeconfig)),
+                                     dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
     std::ifstream in(kubeconfig);
     std::stringstream text;
@@ -145,6 +143,10 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
 
   // For variants: more agent flags, and pods that exist in the network before the API knows them.
   virtual std::vector<std::string> ExtraFlags() const { return {}; }
+  virtual std::vector<std::string> ApiServerArgs(const std::string& kubeconfig) const {
+    return {kFakeApiServerBinary,       "--listen",         "0.0.0.0:0", "--manifests",
+            dir_.path() + "/manifests", "--kubeconfig-out", kubeconfig};
+  }
   virtual bool DualStack() const { return false; }
   virtual void AddPodsOutsideTheApi() {}
 
@@ -343,6 +345,63 @@ TEST_P(AgentBetaIsolationE2E, TheAnnotationIsolatesAndAPolicyOpens) {
 
 // One backend: the netns in-process test covers both; this one proves the wiring.
 INSTANTIATE_TEST_SUITE_P(Backends, AgentBetaIsolationE2E, ::testing::Values("nft"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// An API server older than 1.7 (NetworkPolicies only under extensions/v1beta1), no flag: the
+// agent falls back to the beta API and its semantics, as kube-router did there. Policies do not
+// isolate; the namespace annotation does, and policies then let traffic in.
+class AgentBetaApiE2E : public AgentBetaIsolationE2E {
+ protected:
+  std::vector<std::string> ExtraFlags() const override { return {}; }
+  std::vector<std::string> ApiServerArgs(const std::string& kubeconfig) const override {
+    auto args = AgentE2E::ApiServerArgs(kubeconfig);
+    args.push_back("--beta-networkpolicies");
+    return args;
+  }
+  void CreateBetaPolicy(const std::string& ns, const std::string& json) {
+    Api("POST", "/apis/extensions/v1beta1/namespaces/" + ns + "/networkpolicies", json);
+  }
+  // Policy chains in node 0's filter table (beyond DEFAULT, COMMON and TAIL).
+  int PolicyChains() {
+    auto rules = net_->nodes()[0].ns->Sh(std::string("iptables-") + GetParam() + "-save -t filter");
+    if (!rules.ok()) return -1;
+    int n = 0;
+    for (size_t at = rules->find(":KUBE-NWPLCY-"); at != std::string::npos;
+         at = rules->find(":KUBE-NWPLCY-", at + 1)) {
+      ++n;
+    }
+    return n - 3;
+  }
+};
+
+TEST_P(AgentBetaApiE2E, PoliciesOnlyAllowAndTheAnnotationIsolates) {
+  // y/a selected by a policy without rules, x/a by one admitting y: neither isolates anything.
+  CreateBetaPolicy("y", R"({"apiVersion":"extensions/v1beta1","kind":"NetworkPolicy",
+    "metadata":{"name":"deny-a","namespace":"y"},
+    "spec":{"podSelector":{"matchLabels":{"pod":"a"}}}})");
+  CreateBetaPolicy("x", R"({"apiVersion":"extensions/v1beta1","kind":"NetworkPolicy",
+    "metadata":{"name":"from-y","namespace":"x"},
+    "spec":{"podSelector":{"matchLabels":{"pod":"a"}},
+            "ingress":[{"from":[{"podSelector":{}}]},
+                       {"from":[{"namespaceSelector":{"matchLabels":{"ns":"y"}}}]}]}})");
+  EXPECT_TRUE(kr::testing::WaitFor([&] { return PolicyChains() == 2; }, kVerdictDeadline))
+      << PolicyChains();
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto&) { return true; });
+
+  AnnotateX(R"("{\"ingress\":{\"isolation\":\"DefaultDeny\"}}")");
+  ExpectEventually("z/a", "x/a", false);
+  // x/a admits y and x (its policy); x/b and x/c admit nobody; y/a stays open.
+  ExpectMatrix(80, Proto::kTcp, [](auto& from, auto& to) {
+    if (NsOf(to) != "x") return true;
+    return to == "x/a" && NsOf(from) != "z";
+  });
+
+  AnnotateX("null");
+  ExpectEventually("z/a", "x/a", true);
+  ExpectMatrix(80, Proto::kTcp, [](auto&, auto&) { return true; });
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AgentBetaApiE2E, ::testing::Values("nft"),
                          [](const auto& info) { return std::string(info.param); });
 
 // The real binary with --enable-ipv6 on dual-stack pods: policies reach ip6tables and inet6 sets,

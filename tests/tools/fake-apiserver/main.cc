@@ -680,7 +680,8 @@ void Usage() {
                "  [--client-ca F] [--token T] [--basic-auth USER:PASSWORD] [--manifests PATH ...] "
                "[--kubeconfig-out F]\n"
                "  [--kubeconfig-ca F] [--kubeconfig-client-cert F --kubeconfig-client-key F]\n"
-               "  [--bookmark-interval-ms N] [--history-limit N] [--gzip] [-v]\n"
+               "  [--bookmark-interval-ms N] [--history-limit N] [--gzip] [--beta-networkpolicies] "
+               "[-v]\n"
                "  [--service-cluster-ip-range CIDR[,CIDR]] [--service-node-port-range A-B]\n";
 }
 
@@ -724,6 +725,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       f->history_limit = std::strtoull(v.c_str(), nullptr, 10);
     } else if (a == "--gzip") {
       f->gzip = true;
+    } else if (a == "--beta-networkpolicies") {
+      ServeNetworkPoliciesAsBeta();  // a pre-1.7 server: no networking.k8s.io/v1
     } else if (a == "--service-cluster-ip-range") {
       if (!value(&f->service_cidrs)) return false;
     } else if (a == "--service-node-port-range") {

@@ -3,8 +3,10 @@
 
 namespace fake_apiserver {
 
-const std::vector<ResourceType>& AllResources() {
-  static const std::vector<ResourceType> kAll = {
+namespace {
+
+std::vector<ResourceType>& Resources() {
+  static std::vector<ResourceType> all = {
       {"", "v1", "namespaces", "namespace", "Namespace", false, {"ns"}},
       {"", "v1", "nodes", "node", "Node", false, {"no"}},
       {"", "v1", "pods", "pod", "Pod", true, {"po"}},
@@ -20,7 +22,19 @@ const std::vector<ResourceType>& AllResources() {
        {"netpol"}},
       {"coordination.k8s.io", "v1", "leases", "lease", "Lease", true, {}},
   };
-  return kAll;
+  return all;
+}
+
+}  // namespace
+
+const std::vector<ResourceType>& AllResources() { return Resources(); }
+
+void ServeNetworkPoliciesAsBeta() {
+  for (auto& r : Resources()) {
+    if (r.kind != "NetworkPolicy") continue;
+    r.group = "extensions";
+    r.version = "v1beta1";
+  }
 }
 
 const ResourceType* FindByPath(const std::string& group, const std::string& version,

@@ -22,6 +22,9 @@ struct ResourceType {
 };
 
 const std::vector<ResourceType>& AllResources();
+// Serves NetworkPolicies under extensions/v1beta1 only, as API servers before 1.7 did (call
+// before serving anything).
+void ServeNetworkPoliciesAsBeta();
 // nullptr when unknown.
 const ResourceType* FindByPath(const std::string& group, const std::string& version,
                                const std::string& plural);

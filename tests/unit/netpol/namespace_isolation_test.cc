@@ -172,6 +172,32 @@ TEST(BetaNamespaceIsolation, IncrementalUpdatesFollowTheAnnotationAndEqualAFresh
   }
 }
 
+// A pre-1.7 API server (policies from extensions/v1beta1): the beta semantics alone, as
+// kube-router did there, with or without the flag. Policies never isolate; the annotation does.
+TEST(BetaNamespaceIsolation, OnABetaApiServerPoliciesOnlyAllowAndTheAnnotationAloneIsolates) {
+  for (bool flag : {false, true}) {
+    ClusterView view = World(kDenyAll);
+    view.beta_api = true;
+    // In y (not annotated) a policy selecting y/a with no rule: under v1 it would close y/a.
+    view.policies.push_back(std::make_shared<k8s::NetworkPolicy>(
+        Policy("y", "deny-a", Labels({{"pod", "a"}}), true, false)));
+    view.policies.push_back(std::make_shared<k8s::NetworkPolicy>(
+        Policy("x", "from-y", Labels({{"pod", "a"}}), true, false,
+               {{{NamespacePeer(Labels({{"ns", "y"}}))}, {}}})));
+    DesiredState state = Compile(view, Config(flag), IpFamily::kV4);
+    EXPECT_TRUE(IngressOpen(state, "y", "a", "10.0.2.1")) << flag;
+    EXPECT_FALSE(IngressOpen(state, "x", "a", "10.0.1.1")) << flag;
+    EXPECT_FALSE(IngressOpen(state, "x", "b", "10.0.1.2")) << flag;
+    std::string chain = PolicyChainName("x", "from-y", IpFamily::kV4, true);
+    EXPECT_TRUE(HasRuleWith(PodChain(state, "x", "a"), "-d 10.0.1.1 -j " + chain)) << flag;
+    // The same cluster on a v1 server without the flag: the policies isolate, x's annotation not.
+    view.beta_api = false;
+    DesiredState v1 = Compile(view, Config(false), IpFamily::kV4);
+    EXPECT_FALSE(IngressOpen(v1, "y", "a", "10.0.2.1"));
+    EXPECT_TRUE(IngressOpen(v1, "x", "b", "10.0.1.2"));
+  }
+}
+
 k8s::Event NamespaceUpdate(const k8s::Namespace& before, const k8s::Namespace& after) {
   k8s::Event e;
   e.kind = k8s::ResourceKind::kNamespace;
@@ -207,6 +233,9 @@ TEST(BetaNamespaceIsolation, TheControllerSyncsOnAnAnnotationChangeOnlyWithTheOp
   EXPECT_TRUE(on->OnUpdate(NamespaceUpdate(annotated, Annotated("x", "{}"))));
   EXPECT_FALSE(on->OnUpdate(NamespaceUpdate(plain, other_annotation)));
   EXPECT_FALSE(on->OnUpdate(NamespaceUpdate(annotated, annotated)));
+  // On a pre-1.7 API server the annotation counts without the flag.
+  cluster->network_policies_beta_api = true;
+  EXPECT_TRUE(off->OnUpdate(NamespaceUpdate(plain, annotated)));
 }
 
 TEST(BetaNamespaceIsolation, TheControllerProgramsTheIsolationIntoTheKernel) {
