@@ -21,10 +21,12 @@
 #include "kube_router/base/log.h"
 #include "kube_router/health/health.h"
 #include "kube_router/k8s/watcher.h"
+#include "kube_router/metrics/process.h"
 #include "kube_router/metrics/registry.h"
 #include "kube_router/options/options.h"
 #include "kube_router/routing/network_routes_controller.h"
 #include "kube_router/runtime/runner.h"
+#include "memory.h"
 #include "sync_metrics.h"
 
 namespace kr::app {
@@ -90,6 +92,16 @@ class ShutdownWatchdog {
 };
 
 constexpr std::chrono::seconds kShutdownDeadline{10};
+// A daemon with a few busy threads (informers, controllers): two arenas keep lock contention
+// low without a dozen mostly-free arenas each holding pages (docs/memory.md).
+constexpr int kMaxArenas = 2;
+// Periodic full syncs return free heap at most this often (malloc_trim walks every arena).
+constexpr std::chrono::seconds kTrimInterval{60};
+
+double HeapInUse(metrics::Registry* registry) {
+  metrics::UpdateHeapMetrics(registry);
+  return registry->GetGauge("kube_router_heap_in_use_bytes", "").Value();
+}
 
 int RunCleanup(const Options& options) {
   KR_LOG_INFO("cleanup: removing everything this agent owns");
@@ -170,7 +182,9 @@ int Run(const Options& options, const sigset_t& signals) {
   }
 
   SyncMetrics sync_metrics(&registry);
-  FanOutObserver observer(&checker, &sync_metrics);
+  FanOutObserver health_and_metrics(&checker, &sync_metrics);
+  TrimAfterSync trim(kTrimInterval);
+  FanOutObserver observer(&health_and_metrics, &trim);
   std::vector<std::unique_ptr<ControllerRunner>> runners;
   // The routing status view: declared after the runners (which own the controllers) so that
   // it is destroyed first; no request outlives the state it reads.
@@ -206,6 +220,7 @@ int Run(const Options& options, const sigset_t& signals) {
     // Connecting (which may run an exec credential plugin) and the first lists both happen on a
     // helper thread, within --cache-sync-timeout overall, so that a signal still ends the wait.
     auto deadline = std::chrono::steady_clock::now() + options.cache_sync_timeout;
+    const double heap_before_caches = HeapInUse(&registry);
     auto synced = std::async(std::launch::async, [&]() -> Status {
       auto started = k8s::Watcher::Start(connection, kinds, cluster.get(), &dispatcher);
       if (!started) return Status::Error("cannot watch the API server: " + started.error());
@@ -242,7 +257,17 @@ int Run(const Options& options, const sigset_t& signals) {
       if (watcher) watcher->Stop();
       return kExitError;
     }
-    KR_LOG_INFO("API caches synced");
+    // What the first lists cost the heap (decoded objects, store indexes, the events queued
+    // for the controllers): the caches' share of the agent's memory (docs/memory.md).
+    const double caches_heap = HeapInUse(&registry) - heap_before_caches;
+    registry
+        .GetGauge("kube_router_k8s_caches_heap_bytes",
+                  "Heap growth from connecting to the API server to the caches' first sync.")
+        .Set(caches_heap);
+    // The list pages and their parsed JSON are gone: give their pages back.
+    long returned = ReturnFreeMemory();
+    KR_LOG_INFO("API caches synced (heap +{:.1f} MiB; {:.1f} MiB of free heap returned)",
+                caches_heap / (1 << 20), static_cast<double>(returned) / (1 << 20));
     // A cache that cannot be refreshed for longer than the agent may take to sync one at
     // start-up makes the controllers that read it unhealthy.
     checker.SetStaleCacheProbe([&, bound = options.cache_sync_timeout](const std::string& name) {
@@ -298,6 +323,7 @@ int Main(int argc, char** argv) {
     std::printf("%s\n", VersionLine().c_str());
     return kExitOk;
   }
+  ConfigureAllocator(kMaxArenas);  // before any thread exists
   SetupLogging(options->verbosity);
   if (Status s = ValidateForRun(*options); !s.ok()) {
     KR_LOG_ERROR("{}", s.message());

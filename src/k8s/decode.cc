@@ -97,6 +97,7 @@ std::vector<std::string> StringList(const json& obj, const char* name, const std
   std::vector<std::string> out;
   const json* f = ArrayField(obj, name, path);
   if (!f) return out;
+  out.reserve(f->size());
   std::string p = Join(path, name);
   for (size_t i = 0; i < f->size(); ++i) {
     const json& v = (*f)[i];
@@ -106,16 +107,49 @@ std::vector<std::string> StringList(const json& obj, const char* name, const std
   return out;
 }
 
-Labels StringMap(const json& obj, const char* name, const std::string& path) {
+// Which entries of a string map are kept (every entry is still type-checked).
+using KeyFilter = bool (*)(const std::string& key);
+bool AnyKey(const std::string&) { return true; }
+
+Labels StringMap(const json& obj, const char* name, const std::string& path,
+                 KeyFilter keep = AnyKey) {
   Labels out;
   const json* f = ObjectField(obj, name, path);
   if (!f) return out;
   std::string p = Join(path, name);
   for (auto it = f->begin(); it != f->end(); ++it) {
     if (!it->is_string()) Fail(p + "[" + it.key() + "]", "expected a string");
-    out[it.key()] = it->get<std::string>();
+    if (keep(it.key())) out[it.key()] = it->get<std::string>();
   }
   return out;
+}
+
+// kubectl apply stores the whole applied object in this annotation; no controller reads it,
+// and it is often the largest part of an object (docs/memory.md).
+constexpr char kLastApplied[] = "kubectl.kubernetes.io/last-applied-configuration";
+bool NotLastApplied(const std::string& key) { return key != kLastApplied; }
+bool NoKey(const std::string&) { return false; }
+
+// What the controllers read of an EndpointSlice's labels and annotations (the service proxy:
+// the owning Service, headless slices, the change-trigger time for its latency metric).
+bool SliceLabelRead(const std::string& key) {
+  return key == "kubernetes.io/service-name" || key == "service.kubernetes.io/headless";
+}
+bool SliceAnnotationRead(const std::string& key) {
+  return key == "endpoints.kubernetes.io/last-change-trigger-time";
+}
+
+// Which labels and annotations of an object kind are kept in the caches.
+struct MetaFilter {
+  KeyFilter labels = AnyKey;
+  KeyFilter annotations = NotLastApplied;
+};
+
+// The length of an array field (0 when absent or not an array): decoders reserve exactly that,
+// so a decoded object holds no spare vector capacity for as long as it is cached.
+size_t ArraySize(const json& obj, const char* name) {
+  const json* f = Field(obj, name);
+  return f && f->is_array() ? f->size() : 0;
 }
 
 // Calls fn(element, element_path) for each object in an array field.
@@ -149,7 +183,7 @@ std::optional<IntOrString> OptIntOrString(const json& obj, const char* name,
   return ToIntOrString(*f, Join(path, name));
 }
 
-ObjectMeta Meta(const json& obj) {
+ObjectMeta Meta(const json& obj, MetaFilter filter = {}) {
   if (!obj.is_object()) Fail("object", "expected a JSON object");
   const json* m = ObjectField(obj, "metadata", "");
   if (!m) Fail("metadata", "missing");
@@ -159,8 +193,8 @@ ObjectMeta Meta(const json& obj) {
   meta.namespace_ = String(*m, "namespace", "metadata");
   meta.uid = String(*m, "uid", "metadata");
   meta.resource_version = String(*m, "resourceVersion", "metadata");
-  meta.labels = StringMap(*m, "labels", "metadata");
-  meta.annotations = StringMap(*m, "annotations", "metadata");
+  meta.labels = StringMap(*m, "labels", "metadata", filter.labels);
+  meta.annotations = StringMap(*m, "annotations", "metadata", filter.annotations);
   meta.being_deleted = Field(*m, "deletionTimestamp") != nullptr;
   return meta;
 }
@@ -196,6 +230,7 @@ Service ServiceFrom(const json& obj) {
   s.cluster_ips = StringList(sp, "clusterIPs", "spec");
   s.ip_families = StringList(sp, "ipFamilies", "spec");
   s.ip_family_policy = String(sp, "ipFamilyPolicy", "spec");
+  s.ports.reserve(ArraySize(sp, "ports"));
   ForEachObject(sp, "ports", "spec", [&](const json& p, const std::string& path) {
     ServicePort port;
     port.name = String(p, "name", path);
@@ -239,10 +274,11 @@ Service ServiceFrom(const json& obj) {
 
 EndpointSlice EndpointSliceFrom(const json& obj) {
   EndpointSlice s;
-  s.meta = Meta(obj);
+  s.meta = Meta(obj, MetaFilter{.labels = SliceLabelRead, .annotations = SliceAnnotationRead});
   s.address_type = String(obj, "addressType", "", "IPv4");
   auto label = s.meta.labels.find("kubernetes.io/service-name");
   if (label != s.meta.labels.end()) s.service_name = label->second;
+  s.endpoints.reserve(ArraySize(obj, "endpoints"));
   ForEachObject(obj, "endpoints", "", [&](const json& e, const std::string& path) {
     Endpoint ep;
     ep.addresses = StringList(e, "addresses", path);
@@ -258,6 +294,7 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
     ep.hostname = String(e, "hostname", path);
     s.endpoints.push_back(std::move(ep));
   });
+  s.ports.reserve(ArraySize(obj, "ports"));
   ForEachObject(obj, "ports", "", [&](const json& p, const std::string& path) {
     EndpointPort port;
     port.name = String(p, "name", path);
@@ -270,7 +307,7 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
 
 Pod PodFrom(const json& obj) {
   Pod p;
-  p.meta = Meta(obj);
+  p.meta = Meta(obj, MetaFilter{.annotations = NoKey});  // no controller reads pod annotations
   if (const json* spec = ObjectField(obj, "spec", "")) {
     p.node_name = String(*spec, "nodeName", "spec");
     p.host_network = Bool(*spec, "hostNetwork", "spec", false);
@@ -289,6 +326,7 @@ Pod PodFrom(const json& obj) {
   }
   if (const json* status = ObjectField(obj, "status", "")) {
     p.pod_ip = String(*status, "podIP", "status");
+    p.pod_ips.reserve(ArraySize(*status, "podIPs"));
     ForEachObject(*status, "podIPs", "status", [&](const json& ip, const std::string& path) {
       p.pod_ips.push_back(String(ip, "ip", path));
     });
@@ -308,6 +346,7 @@ Node NodeFrom(const json& obj) {
     n.provider_id = String(*spec, "providerID", "spec");
   }
   if (const json* status = ObjectField(obj, "status", "")) {
+    n.addresses.reserve(ArraySize(*status, "addresses"));
     ForEachObject(*status, "addresses", "status", [&](const json& a, const std::string& path) {
       n.addresses.push_back(NodeAddress{String(a, "type", path), String(a, "address", path)});
     });
@@ -339,7 +378,7 @@ NetworkPolicyRule RuleFrom(const json& r, const char* peers_field, const std::st
 
 NetworkPolicy NetworkPolicyFrom(const json& obj) {
   NetworkPolicy np;
-  np.meta = Meta(obj);
+  np.meta = Meta(obj, MetaFilter{.annotations = NoKey});  // no controller reads them
   const json* spec = ObjectField(obj, "spec", "");
   if (!spec) return np;  // no spec: selects all pods, denies all ingress
   if (auto sel = OptSelector(*spec, "podSelector", "spec")) np.pod_selector = std::move(*sel);
@@ -409,7 +448,7 @@ Result<NetworkPolicy> DecodeNetworkPolicy(const json& o) {
   return Guarded<NetworkPolicy>("NetworkPolicy", o, NetworkPolicyFrom);
 }
 Result<ObjectMeta> DecodeObjectMeta(const json& o) {
-  return Guarded<ObjectMeta>("object", o, Meta);
+  return Guarded<ObjectMeta>("object", o, [](const json& j) { return Meta(j); });
 }
 
 namespace {

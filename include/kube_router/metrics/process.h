@@ -8,6 +8,10 @@ namespace kr::metrics {
 // Sets process_resident_memory_bytes (from /proc/self/statm) and process_start_time_seconds
 // (Unix time, from /proc/self/stat and the boot time in /proc/stat) in `registry`. Call before
 // each render; a value that cannot be read is left as it was.
+// Also sets the heap gauges below.
 void UpdateProcessMetrics(Registry* registry);
+
+// kube_router_heap_in_use_bytes and kube_router_heap_free_bytes from glibc's mallinfo2.
+void UpdateHeapMetrics(Registry* registry);
 
 }  // namespace kr::metrics

@@ -192,6 +192,19 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
       {ResourceKind::kNetworkPolicy, R"({"metadata":{"name":"p"},
           "spec":{"ingress":[{"from":[{"ipBlock":{"cidr":5}}]}]}})",
        "spec.ingress[0].from[0].ipBlock.cidr"},
+      // Fields the caches do not keep are still checked (docs/k8s.md, "What the caches keep").
+      {ResourceKind::kPod, R"({"metadata":{"name":"p","uid":7}})", "metadata.uid"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p","annotations":{"a":1}}})",
+       "metadata.annotations[a]"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p"},"status":{"hostIP":1}})", "status.hostIP"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s","labels":{"x":false}}})",
+       "metadata.labels[x]"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},"endpoints":[{"zone":3}]})",
+       "endpoints[0].zone"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},"endpoints":[{"hostname":[]}]})",
+       "endpoints[0].hostname"},
+      {ResourceKind::kNode, R"({"metadata":{"name":"n"},"spec":{"providerID":{}}})",
+       "spec.providerID"},
       {ResourceKind::kNamespace, R"({"metadata":"x"})", "metadata"},
       {ResourceKind::kNamespace, R"({"metadata":{"name":"x"})", "invalid JSON"},
   };
@@ -202,6 +215,74 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
     EXPECT_NE(r.error().find(c.want_in_error), std::string::npos) << r.error();
     EXPECT_NE(r.error().find(ResourceKindName(c.kind)), std::string::npos) << r.error();
   }
+}
+
+// The caches keep only what a controller reads (docs/memory.md): each kind's labels and
+// annotations as the controllers use them, never kubectl's copy of the applied manifest.
+TEST(DecodeTest, CachesKeepOnlyTheLabelsAndAnnotationsControllersRead) {
+  const std::string last_applied =
+      R"("kubectl.kubernetes.io/last-applied-configuration":"{\"kind\":\"X\"}")";
+  auto slice = DecodeEndpointSlice(json::parse(
+      R"({"metadata":{"name":"s","namespace":"n","labels":{"kubernetes.io/service-name":"web",
+      "service.kubernetes.io/headless":"","endpointslice.kubernetes.io/managed-by":"c",
+      "app":"web"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"t",
+      "other":"x",)" +
+      last_applied + "}}}"));
+  ASSERT_TRUE(slice.ok()) << slice.error();
+  EXPECT_EQ(slice->service_name, "web");
+  EXPECT_EQ(slice->meta.labels, (Labels{{"kubernetes.io/service-name", "web"},
+                                        {"service.kubernetes.io/headless", ""}}));
+  EXPECT_EQ(slice->meta.annotations,
+            (Labels{{"endpoints.kubernetes.io/last-change-trigger-time", "t"}}));
+
+  const std::string meta = R"({"name":"a","namespace":"n","labels":{"app":"web"},
+      "annotations":{"kube-router.io/service.local":"true",)" +
+                           last_applied + "}}";
+  const Labels kept_annotations{{"kube-router.io/service.local", "true"}};
+  auto svc = DecodeService(json::parse(R"({"metadata":)" + meta + "}"));
+  ASSERT_TRUE(svc.ok()) << svc.error();
+  EXPECT_EQ(svc->meta.labels, (Labels{{"app", "web"}}));
+  EXPECT_EQ(svc->meta.annotations, kept_annotations);
+  auto node = DecodeNode(json::parse(R"({"metadata":)" + meta + "}"));
+  ASSERT_TRUE(node.ok()) << node.error();
+  EXPECT_EQ(node->meta.annotations, kept_annotations);
+  auto ns = DecodeNamespace(json::parse(R"({"metadata":)" + meta + "}"));
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  EXPECT_EQ(ns->meta.annotations, kept_annotations);
+  EXPECT_EQ(ns->meta.labels, (Labels{{"app", "web"}}));
+  // No controller reads Pod or NetworkPolicy annotations; their labels are selector input.
+  auto pod = DecodePod(json::parse(R"({"metadata":)" + meta + "}"));
+  ASSERT_TRUE(pod.ok()) << pod.error();
+  EXPECT_TRUE(pod->meta.annotations.empty());
+  EXPECT_EQ(pod->meta.labels, (Labels{{"app", "web"}}));
+  auto np = DecodeNetworkPolicy(json::parse(R"({"metadata":)" + meta + "}"));
+  ASSERT_TRUE(np.ok()) << np.error();
+  EXPECT_TRUE(np->meta.annotations.empty());
+}
+
+// A cached object holds no spare vector capacity: vectors are sized from the JSON arrays.
+TEST(DecodeTest, VectorsAreSizedFromTheJsonArrays) {
+  json slice = json::parse(R"({"metadata":{"name":"s","namespace":"n"},"endpoints":[],
+      "ports":[{"port":1},{"port":2},{"port":3}]})");
+  for (int i = 0; i < 10; ++i) {
+    slice["endpoints"].push_back({{"addresses", {"10.0.0." + std::to_string(i)}}});
+  }
+  auto r = DecodeEndpointSlice(slice);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->endpoints.size(), 10u);
+  EXPECT_EQ(r->endpoints.capacity(), 10u);
+  EXPECT_EQ(r->endpoints[9].addresses.capacity(), 1u);
+  EXPECT_EQ(r->ports.capacity(), 3u);
+  auto svc = DecodeService(json::parse(R"({"metadata":{"name":"a","namespace":"n"},
+      "spec":{"ports":[{"port":1},{"port":2},{"port":3}],"clusterIPs":["a","b","c"]}})"));
+  ASSERT_TRUE(svc.ok()) << svc.error();
+  EXPECT_EQ(svc->ports.capacity(), 3u);
+  EXPECT_EQ(svc->cluster_ips.capacity(), 3u);
+  auto node = DecodeNode(json::parse(R"({"metadata":{"name":"n"},"status":{"addresses":[
+      {"type":"InternalIP","address":"a"},{"type":"Hostname","address":"b"},
+      {"type":"ExternalIP","address":"c"}]}})"));
+  ASSERT_TRUE(node.ok()) << node.error();
+  EXPECT_EQ(node->addresses.capacity(), 3u);
 }
 
 TEST(DecodeTest, DecodeObjectPicksTheKindAndMetaOfFindsMetadata) {
