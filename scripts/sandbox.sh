@@ -96,7 +96,16 @@ start_bg() { # NAME NETNS|- COMMAND...: started in its own session, pid in $STAT
   else
     setsid nsenter "--net=/run/netns/$ns" "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
   fi
-  echo $! >"$STATE/pids/$name"
+  local pid=$!
+  echo "$pid" >"$STATE/pids/$name"
+  # Return only once the child has its own session (setsid ran) or is gone: whoever runs this
+  # script may end its process group when it exits (a test's exec, a CI runner), and a child
+  # not yet out of it would die unstarted, without even its log (seen on a loaded machine).
+  local deadline=$((SECONDS + 10))
+  until [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ]; do
+    kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ] || break
+    sleep 0.05
+  done
 }
 
 wait_for() { # SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds
@@ -403,6 +412,8 @@ cmd_agent() {
   mv -f "$STATE/logs/$name.log" "$STATE/logs/$name.log.old" 2>/dev/null || true
   if [ "$name" = sandbox-node ]; then
     start_sandbox_node
+    wait_for 30 "sandbox-node serving" grep -q "serving" "$STATE/logs/$name.log" ||
+      die "sandbox-node did not start: $(tail -5 "$STATE/logs/$name.log")"
   else
     start_agent "$i"
     wait_for 60 "healthy" ip netns exec "$PREFIX-$node" curl -sf -m 2 http://127.0.0.1:20244/healthz ||
