@@ -8,6 +8,12 @@
 #include <sstream>
 #include <string>
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// The sanitizers replace malloc, and glibc's mallinfo2 then reports zeros: ask their allocator.
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+extern "C" size_t __sanitizer_get_free_bytes();
+#endif
+
 namespace kr::metrics {
 namespace {
 
@@ -51,15 +57,22 @@ void UpdateHeapMetrics(Registry* registry) {
   // mallinfo2 sums every glibc arena: bytes in chunks handed out (small ones plus mmapped large
   // ones) and bytes the allocator holds free. Free bytes that stay high after a sync are
   // fragmentation the process keeps resident (docs/memory.md).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const double in_use = static_cast<double>(__sanitizer_get_current_allocated_bytes());
+  const double free_bytes = static_cast<double>(__sanitizer_get_free_bytes());
+#else
   struct mallinfo2 info = mallinfo2();
+  const double in_use = static_cast<double>(info.uordblks + info.hblkhd);
+  const double free_bytes = static_cast<double>(info.fordblks);
+#endif
   registry
       ->GetGauge("kube_router_heap_in_use_bytes",
                  "Bytes of heap the agent has allocated (glibc mallinfo2 uordblks + hblkhd).")
-      .Set(static_cast<double>(info.uordblks + info.hblkhd));
+      .Set(in_use);
   registry
       ->GetGauge("kube_router_heap_free_bytes",
                  "Bytes the allocator holds free in its arenas (glibc mallinfo2 fordblks).")
-      .Set(static_cast<double>(info.fordblks));
+      .Set(free_bytes);
 }
 
 void UpdateProcessMetrics(Registry* registry) {

@@ -15,7 +15,6 @@ namespace kr::netpol::compiler_internal {
 using netfilter::Chain;
 using netfilter::IpFamily;
 using netfilter::IpsetEntry;
-using netfilter::IpsetSet;
 using netfilter::IpsetType;
 
 namespace {
@@ -343,7 +342,8 @@ struct PolicyCompiler::Impl {
                             ") is not exposed by any selected pod; it allows nothing");
         continue;
       }
-      for (const auto& [number, ips] : ips_by_port) {
+      for (const auto& [number, ips_of_number] : ips_by_port) {
+        const auto& ips = ips_of_number;  // the lambda below cannot capture a structured binding
         std::string set_name =
             NamedPortSetName(selections, named.protocol, named.name, number, family_);
         std::string key = EncodeNameFields({"named-port", named.protocol, named.name,
