@@ -112,14 +112,9 @@ class NetlinkConntrack : public Conntrack {
       c->out->push_back(flow);
       return NL_OK;
     };
-    nl_cb* socket_cb = nl_socket_get_cb(sock_.get());
-    nl_cb* cb = nl_cb_clone(socket_cb);
-    nl_cb_put(socket_cb);
-    if (cb == nullptr) return Status::Error("out of memory");
-    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, &ctx);
-    int err = nl_recvmsgs(sock_.get(), cb);
-    nl_cb_put(cb);
-    if (err < 0) return Status::Error(NlError(err));
+    if (int err = detail::ReceiveAnswers(sock_.get(), on_valid, &ctx); err < 0) {
+      return Status::Error(NlError(err));
+    }
     if (ctx.skipped > 0) KR_LOG_WARN("conntrack: skipped {} unreadable flows", ctx.skipped);
     return Status::Ok();
   }

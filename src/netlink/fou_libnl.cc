@@ -87,14 +87,9 @@ class NetlinkFouPorts : public FouPorts {
     if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) {
       return Status::Error("cannot list FoU ports: " + NlError(err));
     }
-    nl_cb* socket_cb = nl_socket_get_cb(sock_.get());  // a reference of its own: dropped below
-    nl_cb* cb = nl_cb_clone(socket_cb);
-    nl_cb_put(socket_cb);
-    if (cb == nullptr) return Status::Error("out of memory");
-    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, &ctx);
-    int err = nl_recvmsgs(sock_.get(), cb);
-    nl_cb_put(cb);
-    if (err < 0) return Status::Error("cannot list FoU ports: " + NlError(err));
+    if (int err = detail::ReceiveAnswers(sock_.get(), on_valid, &ctx); err < 0) {
+      return Status::Error("cannot list FoU ports: " + NlError(err));
+    }
     if (!ctx.error.empty()) return Status::Error(ctx.error);
     return out;
   }

@@ -12,6 +12,18 @@ namespace kr::netlink::detail {
 
 std::string NlError(int error) { return nl_geterror(error); }
 
+int ReceiveAnswers(nl_sock* sock, nl_recvmsg_msg_cb_t on_valid, void* arg) {
+  // nl_socket_get_cb hands out a reference of its own: drop it once cloned.
+  nl_cb* socket_cb = nl_socket_get_cb(sock);
+  nl_cb* cb = nl_cb_clone(socket_cb);
+  nl_cb_put(socket_cb);
+  if (cb == nullptr) return -NLE_NOMEM;
+  nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, arg);
+  int err = nl_recvmsgs(sock, cb);
+  nl_cb_put(cb);
+  return err;
+}
+
 Result<SocketPtr> Connect(int protocol) {
   SocketPtr sock(nl_socket_alloc());
   if (!sock) return Status::Error("cannot allocate a netlink socket");

@@ -51,6 +51,11 @@ Result<SocketPtr> Connect(int protocol);
 Status SendBatch(nl_sock* sock, const std::vector<std::pair<size_t, MsgPtr>>& requests,
                  uint32_t& seq, std::vector<std::pair<size_t, std::string>>& errors);
 
+// Reads the answers to the request just sent on `sock`, calling `on_valid` with `arg` for each
+// message; the socket's own callbacks (libnl's sequence check, the final ack) stay in force.
+// Returns libnl's (negative) error code, or 0.
+int ReceiveAnswers(nl_sock* sock, nl_recvmsg_msg_cb_t on_valid, void* arg);
+
 int FamilyOf(const IpAddress& address);  // AF_INET / AF_INET6
 AddrPtr ToNlAddr(const IpAddress& address, int prefix_length);
 // nullopt for anything that is not a well-formed IPv4/IPv6 address.
