@@ -271,6 +271,15 @@ TEST(InformerTest, ServerErrorsBackOffAndRecover) {
 TEST(InformerTest, HonoursRetryAfterOn429) {
   Harness h;
   ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  // The informers are synced once their lists are in, but the watches follow: the 429 must
+  // answer the pod informer's second watch, not its first (which it then retries).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& l : Requests(*h.server).lines)
+          if (IsPodWatch(l)) return true;
+        return false;
+      },
+      30s));
   ASSERT_EQ(h.server->Fault("fail?count=1&code=429&retryAfter=3&match=%2Fapi%2Fv1%2Fpods%3F"), 200);
   ASSERT_EQ(h.server->Fault("drop-watches"), 200);
   ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
