@@ -67,11 +67,11 @@ void UpdateHeapMetrics(Registry* registry) {
 #endif
   registry
       ->GetGauge("kube_router_heap_in_use_bytes",
-                 "Bytes of heap the agent has allocated (glibc mallinfo2 uordblks + hblkhd).")
+                 "Bytes of heap the agent has allocated, as its malloc reports them.")
       .Set(in_use);
   registry
       ->GetGauge("kube_router_heap_free_bytes",
-                 "Bytes the allocator holds free in its arenas (glibc mallinfo2 fordblks).")
+                 "Bytes the agent's malloc holds free in its arenas.")
       .Set(free_bytes);
 }
 
