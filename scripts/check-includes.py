@@ -3,13 +3,21 @@
 
 Input: the module graph CMake writes at configure time (kr_module_graph.tsv in the build
 directory): one line per target under src/, "target<TAB>module<TAB>source dir<TAB>sources<TAB>
-link items" (lists separated by ';'). A target may include the headers of its own module and of
-the modules of every kr_ target it links, directly or through their PUBLIC links.
+link items" (lists separated by ';').
 
 Every file of ours a target's sources reach through #include (public headers under
 include/kube_router/<module>/, private ones next to the sources) is followed, so a public header
 that includes another module's header counts against each target that includes it.
-Exit status 1 and one line per violation when a target reaches a module it does not link.
+
+A module may have several libraries (k8s: the object model kr_k8s_model and the API client
+kr_k8s; netlink: the role interfaces and the libnl adapters), so the check is per library, not
+per module: a target may include a header only if it is, or links (directly or through PUBLIC
+links), a library the header belongs to. A header belongs to the library of its module that
+compiles the source of the same name (k8s/store.h: the one with src/k8s/store.cc); one without
+such a source to the libraries of its module whose sources reach it; one that none reaches, to
+all of them. A controller that links
+kr_k8s_model therefore cannot include the API client's headers, nor a planner the controller's.
+Exit status 1 and one line per violation.
 """
 import argparse
 import os
@@ -36,8 +44,8 @@ def read_graph(path):
     return targets
 
 
-def allowed_modules(name, targets):
-    """The target's own module and those of every kr_ target it reaches through its links."""
+def linked_targets(name, targets):
+    """The target itself and every kr_ target it reaches through its links."""
     seen, stack = set(), [name]
     while stack:
         t = stack.pop()
@@ -45,7 +53,7 @@ def allowed_modules(name, targets):
             continue
         seen.add(t)
         stack.extend(targets[t]["links"])
-    return {targets[t]["module"] for t in seen}
+    return seen
 
 
 def module_of(path, root):
@@ -86,29 +94,64 @@ def includes_of(path, root, cache):
     return cache[path]
 
 
+def sources_of(t, root):
+    paths = [os.path.realpath(os.path.join(t["dir"], s)) for s in t["sources"]]
+    return [p for p in paths if module_of(p, root) is not None]
+
+
+def reached_files(t, root, cache):
+    """(file, #include spec, included file) for every include the target's sources reach."""
+    edges, visited, pending = [], set(), sources_of(t, root)
+    while pending:
+        path = pending.pop()
+        if path in visited:
+            continue
+        visited.add(path)
+        for spec, target in includes_of(path, root, cache):
+            edges.append((path, spec, target))
+            pending.append(target)
+    return visited, edges
+
+
+def stem_key(path, root):
+    """(module, file name without extension): store.h and store.cc of k8s share one."""
+    return module_of(path, root), os.path.splitext(os.path.basename(path))[0]
+
+
 def check(graph_path, root):
     root = os.path.realpath(root)
     targets = read_graph(graph_path)
     cache = {}
+    reach = {name: reached_files(t, root, cache) for name, t in targets.items()}
+    # A header's libraries: the one compiling the source of the same name, else those of its
+    # module whose sources reach it.
+    compiled, reached = {}, {}
+    for name, t in targets.items():
+        for path in sources_of(t, root):
+            compiled.setdefault(stem_key(path, root), set()).add(name)
+        for path in reach[name][0]:
+            if module_of(path, root) == t["module"]:
+                reached.setdefault(path, set()).add(name)
+    owners = {}
+    for path in reached:
+        same_name = compiled.get(stem_key(path, root), set())
+        owners[path] = same_name or reached[path]
+    by_module = {}
+    for name, t in targets.items():
+        by_module.setdefault(t["module"], set()).add(name)
     violations = []
     for name in sorted(targets):
-        t = targets[name]
-        allowed = allowed_modules(name, targets)
-        pending = [os.path.realpath(os.path.join(t["dir"], s)) for s in t["sources"]]
-        pending = [p for p in pending if module_of(p, root) is not None]
-        visited = set()
-        while pending:
-            path = pending.pop()
-            if path in visited:
+        linked = linked_targets(name, targets)
+        for path, spec, target in reach[name][1]:
+            module = module_of(target, root)
+            owning = owners.get(target) or by_module.get(module, set())
+            if owning & linked:
                 continue
-            visited.add(path)
-            for spec, target in includes_of(path, root, cache):
-                module = module_of(target, root)
-                if module not in allowed:
-                    violations.append(
-                        f"{os.path.relpath(path, root)}: #include \"{spec}\" (module {module}) "
-                        f"but {name} links only modules {', '.join(sorted(allowed))}")
-                pending.append(target)
+            linked_here = sorted(t for t in linked if targets[t]["module"] == module)
+            violations.append(
+                f"{os.path.relpath(path, root)}: #include \"{spec}\" (module {module}, "
+                f"{', '.join(sorted(owning)) or 'no library'}) but {name} links "
+                + (f"only {', '.join(linked_here)} of it" if linked_here else "nothing of it"))
     return sorted(set(violations)), len(targets)
 
 
@@ -139,13 +182,38 @@ def self_test():
         # a includes b: b links a, not the other way round.
         write(f"{root}/src/a/a.cc", '#include "kube_router/a/a.h"\n#include <kube_router/b/b.h>\n')
         reverse, _ = check(graph, root)
+        # One module, two libraries: p links only the model, so the client's header is out of
+        # bounds for it, and so it is for the model itself (client.h goes with client.cc).
+        write(f"{root}/include/kube_router/k/model.h", "#pragma once\n")
+        write(f"{root}/include/kube_router/k/client.h",
+              '#pragma once\n#include "kube_router/k/model.h"\n')
+        write(f"{root}/src/k/model.cc", '#include "kube_router/k/model.h"\n')
+        write(f"{root}/src/k/client.cc", '#include "kube_router/k/client.h"\n')
+        write(f"{root}/src/p/p.cc", '#include "kube_router/k/model.h"\n')
+        write(graph, f"kr_k_model\tk\t{root}/src/k\tmodel.cc\t\n"
+                     f"kr_k_client\tk\t{root}/src/k\tclient.cc\tkr_k_model\n"
+                     f"kr_p\tp\t{root}/src/p\tp.cc\tkr_k_model\n")
+        split_clean, _ = check(graph, root)
+        write(f"{root}/src/p/p.cc", '#include "kube_router/k/client.h"\n')
+        split_client, _ = check(graph, root)
+        write(f"{root}/src/p/p.cc", '#include "kube_router/k/model.h"\n')
+        write(f"{root}/src/k/model.cc",
+              '#include "kube_router/k/model.h"\n#include "kube_router/k/client.h"\n')
+        split_inside, _ = check(graph, root)
     failures = []
     if clean:
         failures.append(f"a clean tree reported {clean}")
     if len(transitive) != 1 or "module c" not in transitive[0]:
         failures.append(f"an include of an unlinked module through two headers: {transitive}")
-    if not any("kr_a links only modules a" in v for v in reverse):
+    if not any(v.startswith("src/a/a.cc") and "kr_a links nothing of it" in v for v in reverse):
         failures.append(f"an include against the link direction: {reverse}")
+    if split_clean:
+        failures.append(f"the model's header from a library linking the model: {split_clean}")
+    if split_client != ['src/p/p.cc: #include "kube_router/k/client.h" (module k, kr_k_client) '
+                        'but kr_p links only kr_k_model of it']:
+        failures.append(f"the client's header from a library linking the model: {split_client}")
+    if len(split_inside) != 1 or "kr_k_model links only kr_k_model" not in split_inside[0]:
+        failures.append(f"the client's header from the model's own source: {split_inside}")
     for f in failures:
         print(f"check-includes self-test: {f}", file=sys.stderr)
     if not failures:

@@ -139,7 +139,7 @@ Status ApiClient::RefreshLocked() {
     }
   }
   if (!http_ || cert != exec_cert_pem_ || key != exec_key_pem_) {
-    TlsOptions tls;
+    net::TlsOptions tls;
     tls.ca_pem = config_.ca_pem;
     tls.insecure_skip_verify = config_.insecure_skip_tls_verify;
     tls.server_name = config_.tls_server_name;

@@ -14,9 +14,14 @@
 
 #include "kube_router/base/status.h"
 #include "kube_router/k8s/client_config.h"
-#include "kube_router/k8s/http_client.h"
+#include "kube_router/net/http_client.h"
 
 namespace kr::k8s {
+
+// Requests and answers are the net module's HTTP client types (informers and writes read them).
+using net::HttpClient;
+using net::HttpRequest;
+using net::HttpResponse;
 
 class ApiClient {
  public:

@@ -15,10 +15,10 @@
 #include <thread>
 
 #include "kube_router/base/log.h"
-#include "kube_router/k8s/http_client.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/k8s/watch_stream.h"
 #include "kube_router/k8s/watcher.h"
+#include "kube_router/net/http_client.h"
 #include "lib/netns.h"
 
 namespace {
@@ -27,6 +27,7 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using namespace std::chrono_literals;
 namespace k8s = kr::k8s;
+namespace net = kr::net;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -136,7 +137,7 @@ int main(int argc, char** argv) {
   }
   auto pos = kc.find("server: ");
   std::string url = kc.substr(pos + 8, kc.find('\n', pos) - pos - 8);
-  auto raw = k8s::HttpClient::Create(url, {});
+  auto raw = net::HttpClient::Create(url, {});
   if (!raw.ok()) return 1;
 
   // Agent: informers for every kind until synced.
@@ -167,7 +168,7 @@ int main(int argc, char** argv) {
         "/api/v1/nodes", "/api/v1/namespaces", "/apis/networking.k8s.io/v1/networkpolicies"}) {
     std::string cont;
     do {
-      k8s::HttpRequest req;
+      net::HttpRequest req;
       req.path = std::string(path) + "?limit=500" + (cont.empty() ? "" : "&continue=" + cont);
       auto res = (*raw)->Do(req, 60s);
       if (!res.ok()) return 1;
@@ -191,17 +192,17 @@ int main(int argc, char** argv) {
   Clock::time_point raw_done;
   std::string rv;
   {
-    k8s::HttpRequest req;
+    net::HttpRequest req;
     req.path = "/api/v1/services?limit=1";
     rv = json::parse((*raw)->Do(req, 60s)->body)["metadata"]["resourceVersion"];
   }
   std::thread raw_watch([&] {
     k8s::WatchStreamDecoder decoder;
     std::vector<kr::Result<k8s::WatchEvent>> events;
-    k8s::HttpRequest req;
+    net::HttpRequest req;
     req.path = "/api/v1/services?watch=true&resourceVersion=" + rv;
     (void)(*raw)->Stream(
-        req, [](const k8s::HttpResponse&) { return true; },
+        req, [](const net::HttpResponse&) { return true; },
         [&](std::string_view bytes) {
           events.clear();
           decoder.Feed(bytes, &events);
@@ -218,7 +219,7 @@ int main(int argc, char** argv) {
   for (int w = 0; w < 4; ++w) {
     writers.emplace_back([&, w] {
       for (int i = w; i < churn; i += 4) {
-        k8s::HttpRequest req;
+        net::HttpRequest req;
         req.method = "PATCH";
         req.path = "/api/v1/namespaces/ns-" + std::to_string(i % services % 50) + "/services/svc-" +
                    std::to_string(i % services);

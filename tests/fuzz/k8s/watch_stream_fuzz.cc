@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "kube_router/k8s/gzip.h"
 #include "kube_router/k8s/watch_stream.h"
+#include "kube_router/net/gzip.h"
 
 namespace {
 
@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (Decode(input, input.size() + 1) != Decode(input, piece)) std::abort();
 
   auto inflate = [&](size_t step) {
-    kr::k8s::GzipDecoder gzip;
+    kr::net::GzipDecoder gzip;
     std::string out;
     for (size_t pos = 0; pos < input.size(); pos += step) {
       if (!gzip.Feed(input.substr(pos, step), &out).ok()) return std::string("error");

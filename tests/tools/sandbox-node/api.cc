@@ -12,13 +12,13 @@ kr::Result<std::unique_ptr<Api>> Api::FromKubeconfig(const std::string& path) {
   options.kubeconfig = path;
   auto config = kr::k8s::LoadClientConfig(options);
   if (!config.ok()) return config.status();
-  kr::k8s::TlsOptions tls;
+  kr::net::TlsOptions tls;
   tls.ca_pem = config->ca_pem;
   tls.insecure_skip_verify = config->insecure_skip_tls_verify;
   tls.server_name = config->tls_server_name;
   tls.client_cert_pem = config->client_cert_pem;
   tls.client_key_pem = config->client_key_pem;
-  auto http = kr::k8s::HttpClient::Create(config->server, tls);
+  auto http = kr::net::HttpClient::Create(config->server, tls);
   if (!http.ok()) return http.status();
   auto api = std::unique_ptr<Api>(new Api());
   api->http_ = *http;
@@ -28,7 +28,7 @@ kr::Result<std::unique_ptr<Api>> Api::FromKubeconfig(const std::string& path) {
 
 kr::Result<Reply> Api::Call(const std::string& method, const std::string& path, const json& body,
                             const std::string& content_type) {
-  kr::k8s::HttpRequest request;
+  kr::net::HttpRequest request;
   request.method = method;
   request.path = path;
   request.headers.emplace_back("Accept", "application/json");

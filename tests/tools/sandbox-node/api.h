@@ -9,7 +9,7 @@
 #include <string>
 
 #include "kube_router/base/status.h"
-#include "kube_router/k8s/http_client.h"
+#include "kube_router/net/http_client.h"
 
 namespace sandbox {
 
@@ -35,7 +35,7 @@ class Api {
   }
 
  private:
-  std::shared_ptr<kr::k8s::HttpClient> http_;
+  std::shared_ptr<kr::net::HttpClient> http_;
   std::string token_;
 };
 

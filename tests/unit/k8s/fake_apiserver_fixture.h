@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "kube_router/k8s/http_client.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/k8s/watcher.h"
+#include "kube_router/net/http_client.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
 
@@ -51,10 +51,10 @@ class FakeApiServer {
     std::string kc = ReadAll(kubeconfig_);
     auto pos = kc.find("server: ");
     if (pos != std::string::npos) url_ = kc.substr(pos + 8, kc.find('\n', pos) - pos - 8);
-    TlsOptions tls;
+    net::TlsOptions tls;
     tls.insecure_skip_verify = true;  // the control client only drives faults and changes
     if (!url_.empty()) {
-      auto c = HttpClient::Create(url_, tls);
+      auto c = net::HttpClient::Create(url_, tls);
       if (c.ok()) control_ = *c;
     }
   }
@@ -68,7 +68,7 @@ class FakeApiServer {
            const std::string& content_type = "application/json", std::string* out = nullptr,
            const std::string& token = "") {
     if (!control_) return -1;
-    HttpRequest req;
+    net::HttpRequest req;
     req.method = method;
     req.path = path;
     req.body = body;
@@ -107,7 +107,7 @@ class FakeApiServer {
   std::string kubeconfig_;
   std::string url_;
   std::unique_ptr<kr::testing::Process> process_;
-  std::shared_ptr<HttpClient> control_;
+  std::shared_ptr<net::HttpClient> control_;
 };
 
 class RecordingSink : public EventSink {

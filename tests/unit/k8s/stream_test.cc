@@ -1,11 +1,10 @@
-// Watch-stream framing, chunked transfer decoding, backoff and URL parsing (host resolution,
-// hosts file then DNS, is tested with it in tests/unit/net/dns_test.cc).
+// Watch-stream framing and backoff (the HTTP client's URL parsing is tested in
+// tests/unit/net/http_client_test.cc, host resolution in tests/unit/net/dns_test.cc).
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "kube_router/k8s/backoff.h"
-#include "kube_router/k8s/http_client.h"
 #include "kube_router/k8s/watch_stream.h"
 
 namespace kr::k8s {
@@ -128,22 +127,6 @@ TEST(BackoffTest, ClientGoNumbers) {
     EXPECT_GE(d, base);
     EXPECT_LE(d, 2 * base);
   }
-}
-
-TEST(HttpClientTest, ParseUrl) {
-  auto u = ParseUrl("https://[fd00::1]:6443/prefix/");
-  ASSERT_TRUE(u.ok()) << u.error();
-  EXPECT_TRUE(u->tls);
-  EXPECT_EQ(u->host, "fd00::1");
-  EXPECT_EQ(u->port, 6443);
-  EXPECT_EQ(u->base_path, "/prefix");
-  u = ParseUrl("http://kubernetes");
-  ASSERT_TRUE(u.ok());
-  EXPECT_EQ(u->port, 80);
-  EXPECT_FALSE(ParseUrl("ftp://x").ok());
-  EXPECT_FALSE(ParseUrl("https://:443").ok());
-  EXPECT_FALSE(ParseUrl("https://h:99999").ok());
-  EXPECT_FALSE(ParseUrl("https://h:12x").ok());
 }
 
 }  // namespace

@@ -188,7 +188,7 @@ TEST(TlsAuthTest, InsecureSkipTlsVerifyIsWarnedAtStartAndOnlyThen) {
 TEST(TlsAuthTest, InterimResponsesAreBoundedByCountOverTls) {
   kr::testing::TempDir dir;
   MakeCertificates(dir.path());
-  TlsOptions tls;
+  net::TlsOptions tls;
   tls.ca_pem = kr::k8s::testing::ReadAll(dir.path() + "/ca.pem");
   for (int n : {16, 17}) {
     SCOPED_TRACE(std::to_string(n) + " interim responses");
@@ -209,9 +209,9 @@ TEST(TlsAuthTest, InterimResponsesAreBoundedByCountOverTls) {
                      ->exit_code == 0;
         },
         10s));
-    auto client = HttpClient::Create("https://127.0.0.1:" + std::to_string(port), tls);
+    auto client = net::HttpClient::Create("https://127.0.0.1:" + std::to_string(port), tls);
     ASSERT_TRUE(client.ok()) << client.error();
-    auto res = (*client)->Do(HttpRequest{"GET", "/api/v1/pods", {}, ""}, 10s);
+    auto res = (*client)->Do(net::HttpRequest{"GET", "/api/v1/pods", {}, ""}, 10s);
     if (n <= 16) {
       ASSERT_TRUE(res.ok()) << res.error() << server.Log();
       EXPECT_EQ(res->status, 200);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The Kubernetes API client's HTTP transport, on cpp-httplib: one connection per request
+// An HTTP client on cpp-httplib (the Kubernetes API client's transport): one connection per request
 // (`Connection: close`), TLS 1.2+ with CA verification (only the configured CA when one is
 // given), SNI and host/IP checks, client certificates, deadlines, cancellation, and streaming
 // of bodies for watches. Host names resolve by net::ResolveHost (/etc/hosts, then a direct
@@ -26,7 +26,7 @@
 #include "kube_router/base/ip.h"
 #include "kube_router/base/status.h"
 
-namespace kr::k8s {
+namespace kr::net {
 
 struct Url {
   bool tls = true;
@@ -111,4 +111,4 @@ class HttpClient {
   std::string server_name_;
 };
 
-}  // namespace kr::k8s
+}  // namespace kr::net

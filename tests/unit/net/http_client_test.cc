@@ -1,6 +1,7 @@
-// GzipDecoder: the same output however the compressed bytes are split, corrupt and truncated
-// input rejected; HttpClient inflating a gzipped chunked stream event by event.
-#include "kube_router/k8s/gzip.h"
+// The HTTP client: URL parsing; GzipDecoder (the same output however the compressed bytes are
+// split, corrupt and truncated input rejected); HttpClient inflating a gzipped chunked stream
+// event by event; its limits (body size, inflation ratio, head deadline, interim responses).
+#include "kube_router/net/http_client.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -16,9 +17,9 @@
 #include <random>
 #include <thread>
 
-#include "kube_router/k8s/http_client.h"
+#include "kube_router/net/gzip.h"
 
-namespace kr::k8s {
+namespace kr::net {
 namespace {
 
 // One gzip member; with `flush_every` > 0 a Z_SYNC_FLUSH after every that many input bytes
@@ -569,5 +570,21 @@ TEST(HttpClientLimitsTest, ChunkedBodiesWithExtensionsAndTrailers) {
   EXPECT_FALSE((*bad_client)->Do(HttpRequest{"GET", "/x", {}, ""}, std::chrono::seconds(10)).ok());
 }
 
+TEST(HttpClientTest, ParseUrl) {
+  auto u = ParseUrl("https://[fd00::1]:6443/prefix/");
+  ASSERT_TRUE(u.ok()) << u.error();
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->host, "fd00::1");
+  EXPECT_EQ(u->port, 6443);
+  EXPECT_EQ(u->base_path, "/prefix");
+  u = ParseUrl("http://kubernetes");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->port, 80);
+  EXPECT_FALSE(ParseUrl("ftp://x").ok());
+  EXPECT_FALSE(ParseUrl("https://:443").ok());
+  EXPECT_FALSE(ParseUrl("https://h:99999").ok());
+  EXPECT_FALSE(ParseUrl("https://h:12x").ok());
+}
+
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::net

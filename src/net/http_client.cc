@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "kube_router/k8s/http_client.h"
+#include "kube_router/net/http_client.h"
 
 #include <httplib.h>
 #include <openssl/err.h>
@@ -16,10 +16,10 @@
 #include <thread>
 
 #include "interim_bound.h"
-#include "kube_router/k8s/gzip.h"
 #include "kube_router/net/dns.h"
+#include "kube_router/net/gzip.h"
 
-namespace kr::k8s {
+namespace kr::net {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -470,4 +470,4 @@ Result<HttpResponse> HttpClient::ExchangeWith(
   return head;
 }
 
-}  // namespace kr::k8s
+}  // namespace kr::net

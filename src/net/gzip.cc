@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "kube_router/k8s/gzip.h"
+#include "kube_router/net/gzip.h"
 
 #include <zlib.h>
 
 #include <algorithm>
 
-namespace kr::k8s {
+namespace kr::net {
 
 struct GzipDecoder::Z {
   z_stream s{};
@@ -63,4 +63,4 @@ Status GzipDecoder::Feed(std::string_view in, std::string* out) {
   return Status::Ok();
 }
 
-}  // namespace kr::k8s
+}  // namespace kr::net

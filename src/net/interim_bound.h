@@ -13,7 +13,7 @@
 
 #include <string>
 
-namespace kr::k8s {
+namespace kr::net {
 
 inline constexpr int kMaxInterimResponses = 16;
 
@@ -48,4 +48,4 @@ class InterimBoundedClient : public httplib::ClientImpl {
   long verify_result_ = X509_V_OK;
 };
 
-}  // namespace kr::k8s
+}  // namespace kr::net

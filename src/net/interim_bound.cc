@@ -12,7 +12,7 @@
 #include <chrono>
 #include <climits>
 
-namespace kr::k8s {
+namespace kr::net {
 namespace {
 
 using std::chrono::milliseconds;
@@ -235,4 +235,4 @@ bool InterimBoundedClient::process_socket(const Socket& socket,
                                                 });
 }
 
-}  // namespace kr::k8s
+}  // namespace kr::net

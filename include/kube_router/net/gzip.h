@@ -11,7 +11,7 @@
 
 #include "kube_router/base/status.h"
 
-namespace kr::k8s {
+namespace kr::net {
 
 class GzipDecoder {
  public:
@@ -35,4 +35,4 @@ class GzipDecoder {
   std::string error_;
 };
 
-}  // namespace kr::k8s
+}  // namespace kr::net
