@@ -7,12 +7,12 @@
 #   fuzz  - fuzz corpora replayed with deterministic mutations
 # The ASan+UBSan build runs unit, netns and fuzz; the release build runs vm, fuzz (full length)
 # and the tests labelled `release` (checks a sanitizer cannot make, and the tests of the shipped
-# static binary). Also checked: module boundaries (ctest include_boundaries, unit), clang
-# -Wthread-safety on the annotated mutexes and clang-tidy over src/.
+# static binary). Also checked: module boundaries (ctest include_boundaries, unit), and
+# clang-tidy over src/ with clang's -Wthread-safety on the annotated mutexes (one parse).
 #
 # Schedule (docs/build.md): the release tests run while the ASan build compiles at a lower
 # priority (the guests and the network tests wait on timers much of the time), and the clang
-# passes run niced beside the ASan tests. Each phase's wall and CPU time is printed at the end.
+# pass runs niced beside the ASan tests. Each phase's wall and CPU time is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,8 +68,7 @@ background test-release ctest --test-dir build "${release_filter[@]}" -j "$jobs"
 release_pid=$!
 asan_built=1
 phase build-asan nice -n 10 scripts/build.sh asan || { asan_built=0; status=1; }
-background clang-checks nice -n 10 bash -c \
-  'scripts/check-thread-safety.sh build; ts=$?; scripts/check-tidy.sh build && exit $ts'
+background clang-checks nice -n 10 scripts/check-tidy.sh build
 checks_pid=$!
 finish test-release $release_pid || status=1
 if [ $asan_built -eq 1 ]; then

@@ -1,4 +1,4 @@
-// Not part of any build target: scripts/check-thread-safety.sh compiles it with clang and
+// Not part of any build target: scripts/check-tidy.sh runs clang-tidy on it and
 // expects -Wthread-safety to reject it, proving the check catches an unguarded access.
 #include "kube_router/base/mutex.h"
 

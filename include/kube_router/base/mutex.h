@@ -1,6 +1,6 @@
 // A mutex and scoped lock that clang's -Wthread-safety analysis understands, so that a member
 // marked KR_GUARDED_BY(mu_) read or written without mu_ held is a compile error in CI
-// (scripts/check-thread-safety.sh). Under gcc the annotations compile to nothing.
+// (scripts/check-tidy.sh). Under gcc the annotations compile to nothing.
 #pragma once
 
 #include <mutex>
