@@ -1,11 +1,10 @@
 #include "kube_router/netpol/network_policy_controller.h"
 
 #include <algorithm>
-#include <sstream>
 
-#include "kube_router/base/hashed_name.h"
 #include "kube_router/base/log.h"
 #include "kube_router/k8s/node_pod_cidrs.h"
+#include "kube_router/netpol/kernel_writes.h"
 #include "kube_router/netpol/naming.h"
 
 namespace kr::netpol {
@@ -16,48 +15,10 @@ using netfilter::TableUpdate;
 
 namespace {
 
-struct BuiltinJump {
-  const char* builtin;
-  const char* chain;
-};
-constexpr BuiltinJump kBuiltinJumps[] = {
-    {"INPUT", kInputChain}, {"FORWARD", kForwardChain}, {"OUTPUT", kOutputChain}};
-
-// kube-router's comment (a digest of constants, no object data), so an upgrade keeps the jumps.
-std::string JumpRule(const BuiltinJump& jump) {
-  return "-m comment --comment \"kube-router netpol - " +
-         NameDigest(std::string(jump.builtin) + jump.chain, 16) + "\" -j " + jump.chain;
-}
-
 template <typename T>
 std::shared_ptr<const T> As(const k8s::AnyObject& object) {
   auto* p = std::get_if<std::shared_ptr<const T>>(&object);
   return p ? *p : nullptr;
-}
-
-// A rule whose comment holds a newline (only other software writes those) cannot be written
-// back as `-D chain <rule>` in an iptables-restore batch; such rules are never deleted by us.
-bool Deletable(const std::string& rule) { return rule.find('\n') == std::string::npos; }
-
-// The addresses the kernel's KUBE-ROUTER-FORWARD already sends to a pod chain
-// ("-d IP ... -j KUBE-POD-FW-..."): the pods whose chain is programmed right now.
-std::set<std::string> PodsWithChains(const netfilter::TableSnapshot& filter) {
-  std::set<std::string> out;
-  auto it = filter.chains.find(kForwardChain);
-  if (it == filter.chains.end()) return out;
-  for (const auto& rule : it->second) {
-    if (!netfilter::RuleTarget(rule).starts_with(kPodChainPrefix)) continue;
-    std::istringstream words(rule);
-    std::string word;
-    while (words >> word) {
-      if (word != "-d" || !(words >> word)) continue;
-      auto prefix = IpPrefix::Parse(word);
-      if (prefix && prefix->length() == (prefix->is_v4() ? 32 : 128)) {
-        out.insert(prefix->address().ToString());
-      }
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -229,23 +190,13 @@ Status NetworkPolicyController::WriteEverything() {
   }
   // A local pod joins kube-router-local-pods only once its chain is programmed: until this
   // sync's chains are written, the set holds just the pods whose chains the kernel has already.
-  IpsetUpdate sets, local_pods_after_chains;
-  std::set<std::string> wanted_sets;
-  for (size_t i = 0; i < families_.size(); ++i) {
-    const std::string local_pods = LocalPodsSetName(families_[i].family);
-    for (const auto& [name, set] : families_[i].compiler.state().sets) {
-      wanted_sets.insert(name);
-      if (name != local_pods) {
-        sets.replace.push_back(set);
-        continue;
-      }
-      auto programmed = PodsWithChains(snapshots[i]);
-      netfilter::IpsetSet now = set;
-      std::erase_if(now.entries, [&](const auto& e) { return !programmed.contains(e.address); });
-      sets.replace.push_back(std::move(now));
-      local_pods_after_chains.replace.push_back(set);
-    }
+  std::vector<const DesiredState*> states;
+  std::vector<IpFamily> family_ids;
+  for (const auto& f : families_) {
+    states.push_back(&f.compiler.state());
+    family_ids.push_back(f.family);
   }
+  auto [sets, local_pods_after_chains, wanted_sets] = PlanFullSets(states, family_ids, snapshots);
   if (auto s = dataplane_.ipset->Apply(sets); !s.ok()) return s.Context("network policy ipsets");
 
   for (size_t i = 0; i < families_.size(); ++i) {
@@ -258,11 +209,7 @@ Status NetworkPolicyController::WriteEverything() {
 
   auto names = dataplane_.ipset->ListNames();
   if (!names.ok()) return names.status().Context("listing ipsets");
-  IpsetUpdate stale;
-  for (const auto& name : *names) {
-    if (IsOwnedSet(name) && !wanted_sets.contains(name)) stale.destroy.push_back(name);
-  }
-  if (auto s = dataplane_.ipset->Apply(stale); !s.ok()) {
+  if (auto s = dataplane_.ipset->Apply(PlanStaleSets(*names, wanted_sets)); !s.ok()) {
     return s.Context("removing stale network policy ipsets");
   }
   return Status::Ok();
@@ -301,26 +248,7 @@ Status NetworkPolicyController::CheckSnapshot(FamilyState& family,
 Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
                                                      const DesiredState& desired,
                                                      const netfilter::TableSnapshot& snapshot) {
-  TableUpdate update;
-  for (const auto& [name, chain] : desired.chains) update.replace_chains.push_back(chain);
-  for (const auto& [name, rules] : snapshot.chains) {
-    if (IsOwnedChain(name) && !desired.chains.contains(name)) update.delete_chains.push_back(name);
-  }
-  // Our jump must be the first rule of each built-in chain, and there must be only one.
-  for (const auto& jump : kBuiltinJumps) {
-    auto found = snapshot.chains.find(jump.builtin);
-    const std::vector<std::string> none;
-    const auto& rules = found == snapshot.chains.end() ? none : found->second;
-    std::vector<size_t> positions;
-    for (size_t i = 0; i < rules.size(); ++i) {
-      if (netfilter::RuleTarget(rules[i]) == jump.chain && Deletable(rules[i])) {
-        positions.push_back(i);
-      }
-    }
-    if (positions.size() == 1 && positions[0] == 0) continue;
-    for (size_t pos : positions) update.delete_rules.push_back({jump.builtin, rules[pos]});
-    update.insert_rules.push_back({jump.builtin, 1, JumpRule(jump)});
-  }
+  TableUpdate update = PlanFullChains(desired, snapshot);
   if (auto s = family.iptables->Apply(update); !s.ok()) {
     return s.Context(std::string("iptables-restore (") + netfilter::IpFamilyName(family.family) +
                      ")");
@@ -330,62 +258,15 @@ Status NetworkPolicyController::SyncFamilyChainsFull(FamilyState& family,
 
 Status NetworkPolicyController::WriteChanges(
     const std::vector<IncrementalCompiler::Changes>& changes) {
-  // New and changed sets before the chains that may reference them; removed sets after.
-  // kube-router-local-pods loses pods before their chains go and gains them after their chains
-  // are written (so default deny never lets a pod without a chain through).
-  IpsetUpdate before, after, local_pods_after_chains;
+  std::vector<FamilyChange> planned;
   for (size_t i = 0; i < families_.size(); ++i) {
-    const DesiredState& now = families_[i].compiler.state();
-    const std::string local_pods = LocalPodsSetName(families_[i].family);
-    for (const auto& [name, old] : changes[i].sets) {
-      auto it = now.sets.find(name);
-      if (it == now.sets.end()) {
-        if (old) after.destroy.push_back(name);
-        continue;
-      }
-      if (!old) {
-        if (name == local_pods) {
-          before.replace.push_back({name, it->second.type, it->second.family, {}});
-          local_pods_after_chains.replace.push_back(it->second);
-        } else {
-          before.replace.push_back(it->second);
-        }
-        continue;
-      }
-      const auto& entries = it->second.entries;
-      if (old->entries == entries) continue;
-      netfilter::IpsetDelta delta{name, {}, {}};
-      std::set_difference(entries.begin(), entries.end(), old->entries.begin(), old->entries.end(),
-                          std::back_inserter(delta.add));
-      std::set_difference(old->entries.begin(), old->entries.end(), entries.begin(), entries.end(),
-                          std::back_inserter(delta.del));
-      // An entry whose nomatch flag flipped is both deleted and re-added: delete first.
-      std::erase_if(delta.del, [&](const netfilter::IpsetEntry& e) {
-        return std::any_of(delta.add.begin(), delta.add.end(),
-                           [&](const auto& a) { return a.address == e.address; });
-      });
-      if (name == local_pods && !delta.add.empty()) {
-        local_pods_after_chains.deltas.push_back({name, std::move(delta.add), {}});
-        delta.add.clear();
-      }
-      // (An empty delta would still cost an `ipset restore` process.)
-      if (!delta.add.empty() || !delta.del.empty()) before.deltas.push_back(std::move(delta));
-    }
+    planned.push_back({families_[i].family, &families_[i].compiler.state(), &changes[i]});
   }
+  auto [before, chains, local_pods_after_chains, after] = PlanChangeWrites(planned);
   if (auto s = dataplane_.ipset->Apply(before); !s.ok()) return s.Context("network policy ipsets");
 
   for (size_t i = 0; i < families_.size(); ++i) {
-    const DesiredState& now = families_[i].compiler.state();
-    TableUpdate update;
-    for (const auto& [name, old] : changes[i].chains) {
-      auto it = now.chains.find(name);
-      if (it == now.chains.end()) {
-        if (old) update.delete_chains.push_back(name);
-      } else if (!old || *old != it->second) {
-        update.replace_chains.push_back(it->second);
-      }
-    }
-    if (auto s = families_[i].iptables->Apply(update); !s.ok()) {
+    if (auto s = families_[i].iptables->Apply(chains[i]); !s.ok()) {
       return s.Context(std::string("iptables-restore (") +
                        netfilter::IpFamilyName(families_[i].family) + ")");
     }
