@@ -191,7 +191,7 @@ ObjectMeta Meta(const json& obj, MetaFilter filter = {}) {
   meta.name = String(*m, "name", "metadata");
   if (meta.name.empty()) Fail("metadata.name", "missing");
   meta.namespace_ = String(*m, "namespace", "metadata");
-  meta.uid = String(*m, "uid", "metadata");
+  String(*m, "uid", "metadata");  // checked, not kept (as every dropped field: types.h)
   meta.resource_version = String(*m, "resourceVersion", "metadata");
   meta.labels = StringMap(*m, "labels", "metadata", filter.labels);
   meta.annotations = StringMap(*m, "annotations", "metadata", filter.annotations);
@@ -228,25 +228,23 @@ Service ServiceFrom(const json& obj) {
   s.type = String(sp, "type", "spec", "ClusterIP");
   s.cluster_ip = String(sp, "clusterIP", "spec");
   s.cluster_ips = StringList(sp, "clusterIPs", "spec");
-  s.ip_families = StringList(sp, "ipFamilies", "spec");
-  s.ip_family_policy = String(sp, "ipFamilyPolicy", "spec");
+  StringList(sp, "ipFamilies", "spec");
+  String(sp, "ipFamilyPolicy", "spec");
   s.ports.reserve(ArraySize(sp, "ports"));
   ForEachObject(sp, "ports", "spec", [&](const json& p, const std::string& path) {
     ServicePort port;
     port.name = String(p, "name", path);
     port.protocol = String(p, "protocol", path, "TCP");
     port.port = Int32(p, "port", path);
-    // The API server defaults targetPort to port; a bare object may omit it.
-    port.target_port = OptIntOrString(p, "targetPort", path)
-                           .value_or(IntOrString{.is_string = false, .number = port.port});
+    OptIntOrString(p, "targetPort", path);
     port.node_port = Int32(p, "nodePort", path);
     s.ports.push_back(std::move(port));
   });
-  s.selector = StringMap(sp, "selector", "spec");
+  StringMap(sp, "selector", "spec", NoKey);
   s.external_ips = StringList(sp, "externalIPs", "spec");
-  s.load_balancer_ip = String(sp, "loadBalancerIP", "spec");
-  s.load_balancer_class = String(sp, "loadBalancerClass", "spec");
-  s.load_balancer_source_ranges = StringList(sp, "loadBalancerSourceRanges", "spec");
+  String(sp, "loadBalancerIP", "spec");
+  String(sp, "loadBalancerClass", "spec");
+  StringList(sp, "loadBalancerSourceRanges", "spec");
   s.session_affinity = String(sp, "sessionAffinity", "spec", "None");
   if (const json* cfg = ObjectField(sp, "sessionAffinityConfig", "spec")) {
     if (const json* cip = ObjectField(*cfg, "clientIP", "spec.sessionAffinityConfig")) {
@@ -290,8 +288,8 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
       ep.terminating = Bool(*c, "terminating", cp, false);
     }
     ep.node_name = String(e, "nodeName", path);
-    ep.zone = String(e, "zone", path);
-    ep.hostname = String(e, "hostname", path);
+    String(e, "zone", path);
+    String(e, "hostname", path);
     s.endpoints.push_back(std::move(ep));
   });
   s.ports.reserve(ArraySize(obj, "ports"));
@@ -330,7 +328,7 @@ Pod PodFrom(const json& obj) {
     ForEachObject(*status, "podIPs", "status", [&](const json& ip, const std::string& path) {
       p.pod_ips.push_back(String(ip, "ip", path));
     });
-    p.host_ip = String(*status, "hostIP", "status");
+    String(*status, "hostIP", "status");
     p.phase = String(*status, "phase", "status");
   }
   return p;
@@ -343,7 +341,7 @@ Node NodeFrom(const json& obj) {
   if (const json* spec = ObjectField(obj, "spec", "")) {
     n.pod_cidr = String(*spec, "podCIDR", "spec");
     n.pod_cidrs = StringList(*spec, "podCIDRs", "spec");
-    n.provider_id = String(*spec, "providerID", "spec");
+    String(*spec, "providerID", "spec");
   }
   if (const json* status = ObjectField(obj, "status", "")) {
     n.addresses.reserve(ArraySize(*status, "addresses"));

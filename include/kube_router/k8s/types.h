@@ -15,10 +15,12 @@ namespace kr::k8s {
 
 using Labels = std::map<std::string, std::string>;
 
+// Every cached object is paid for on every node (docs/memory.md), so these types hold only what
+// a controller reads; the decoders type-check the fields they drop (docs/k8s.md lists them). A
+// controller that starts reading a dropped field adds it back here and in decode.cc.
 struct ObjectMeta {
   std::string name;
   std::string namespace_;  // empty for cluster-scoped objects
-  std::string uid;
   std::string resource_version;
   Labels labels;
   Labels annotations;
@@ -53,8 +55,7 @@ struct LabelSelector {
 struct ServicePort {
   std::string name;
   std::string protocol = "TCP";
-  int32_t port = 0;
-  IntOrString target_port;
+  int32_t port = 0;  // (targetPort is not kept: the proxy takes ports from EndpointSlices)
   int32_t node_port = 0;
 };
 
@@ -66,17 +67,11 @@ struct LoadBalancerIngress {
 
 struct Service {
   ObjectMeta meta;
-  std::string type = "ClusterIP";  // ClusterIP, NodePort, LoadBalancer, ExternalName
-  std::string cluster_ip;          // "None" for headless
-  std::vector<std::string> cluster_ips;
-  std::vector<std::string> ip_families;
-  std::string ip_family_policy;  // SingleStack, PreferDualStack, RequireDualStack
+  std::string type = "ClusterIP";        // ClusterIP, NodePort, LoadBalancer, ExternalName
+  std::string cluster_ip;                // "None" for headless
+  std::vector<std::string> cluster_ips;  // (the families are read from these addresses)
   std::vector<ServicePort> ports;
-  Labels selector;
   std::vector<std::string> external_ips;
-  std::string load_balancer_ip;
-  std::string load_balancer_class;
-  std::vector<std::string> load_balancer_source_ranges;
   std::string session_affinity = "None";  // None, ClientIP
   int32_t session_affinity_timeout_seconds = 10800;
   std::string external_traffic_policy = "Cluster";  // Cluster, Local
@@ -92,8 +87,6 @@ struct Endpoint {
   bool serving = true;
   bool terminating = false;
   std::string node_name;
-  std::string zone;
-  std::string hostname;
 };
 
 struct EndpointPort {
@@ -120,7 +113,6 @@ struct Node {
   ObjectMeta meta;
   std::string pod_cidr;
   std::vector<std::string> pod_cidrs;
-  std::string provider_id;
   std::vector<NodeAddress> addresses;
 };
 
@@ -138,7 +130,6 @@ struct Pod {
   std::vector<ContainerPort> container_ports;  // all containers' ports, in order
   std::string pod_ip;
   std::vector<std::string> pod_ips;
-  std::string host_ip;
   std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
   // spec.terminationGracePeriodSeconds (the proxy's graceful termination); nullopt if absent.
   std::optional<int64_t> termination_grace_period_seconds;

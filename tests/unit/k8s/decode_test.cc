@@ -30,11 +30,10 @@ TEST(DecodeTest, FullyPopulatedServiceFromApiRepo) {
   ASSERT_EQ(s.ports.size(), 1u);
   EXPECT_EQ(s.ports[0].port, 3);
   EXPECT_EQ(s.ports[0].node_port, 5);
-  EXPECT_TRUE(s.ports[0].target_port.is_string);
-  EXPECT_EQ(s.ports[0].target_port.text, "targetPortValue");
   EXPECT_EQ(s.session_affinity_timeout_seconds, 1);
   EXPECT_EQ(s.health_check_node_port, 12);
-  EXPECT_EQ(s.ip_family_policy, "ipFamilyPolicyValue");
+  EXPECT_EQ(s.cluster_ips, std::vector<std::string>{"clusterIPsValue"});
+  EXPECT_EQ(s.external_ips, std::vector<std::string>{"externalIPsValue"});
   ASSERT_EQ(s.load_balancer_ingress.size(), 1u);
   EXPECT_EQ(s.load_balancer_ingress[0].ip, "ipValue");
 }
@@ -87,8 +86,6 @@ TEST(DecodeTest, ListItemsWithoutKindAndDefaults) {
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->type, "ClusterIP");
   EXPECT_EQ(r->ports[0].protocol, "TCP");
-  EXPECT_FALSE(r->ports[0].target_port.is_string);
-  EXPECT_EQ(r->ports[0].target_port.number, 80);  // targetPort defaults to port
   EXPECT_EQ(r->session_affinity_timeout_seconds, 10800);
 }
 
@@ -205,6 +202,21 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
        "endpoints[0].hostname"},
       {ResourceKind::kNode, R"({"metadata":{"name":"n"},"spec":{"providerID":{}}})",
        "spec.providerID"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ports":[{"targetPort":[]}]}})",
+       "spec.ports[0].targetPort"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ipFamilies":[4]}})",
+       "spec.ipFamilies[0]"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ipFamilyPolicy":1}})",
+       "spec.ipFamilyPolicy"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"selector":{"app":2}}})",
+       "spec.selector[app]"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"loadBalancerIP":[]}})",
+       "spec.loadBalancerIP"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"loadBalancerClass":7}})",
+       "spec.loadBalancerClass"},
+      {ResourceKind::kService,
+       R"({"metadata":{"name":"a"},"spec":{"loadBalancerSourceRanges":"10.0.0.0/8"}})",
+       "spec.loadBalancerSourceRanges"},
       {ResourceKind::kNamespace, R"({"metadata":"x"})", "metadata"},
       {ResourceKind::kNamespace, R"({"metadata":{"name":"x"})", "invalid JSON"},
   };
