@@ -8,21 +8,28 @@
 //   steady-state RSS (VmRSS), cold-start peak (VmHWM), the agent's own heap gauges from
 //   /metrics (in use, free in the arenas, the caches' share at first sync).
 // Runs: idle (an empty cluster: only the agent's Node), the large cluster with firewall and
-// router, firewall only, router only (the per-component breakdown), and with --baseline=PATH
-// the large cluster again with another kube-router binary (e.g. main before a change) for ratios.
+// router, firewall only, router only, the large cluster with a BGP peer (BIRD, in a namespace of
+// its own on the node's subnet, announcing the other nodes' pod CIDRs and external routes: the
+// RIBs' share) for the per-component breakdown, and with --baseline=PATH the large cluster
+// again with another kube-router binary (e.g. main before a change) for ratios.
 // Usage (root): agent_memory_bench [--baseline=PATH] [--scale=F] [--wrap="heaptrack -o F"]
+//                                  [--only-full] [--bgp-routes=N]
 //   --scale shrinks or grows every count (1 = the issue's cluster); --wrap prefixes the agent's
-//   command line (a profiler; the RSS figures are then the profiler's).
+//   command line (a profiler; the RSS figures are then the profiler's); --only-full runs only
+//   the full cluster (and the baseline's); --bgp-routes sets the peer's external routes (5000).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "lib/agent_bench.h"
+#include "lib/bench_cluster.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
 
@@ -43,6 +50,11 @@ struct Shape {
   int policies = 1000;
   int namespaces = 50;
   int nodes = 100;
+  // The BGP run's peer (a ToR: BIRD in its own namespace on the node's subnet) announces the
+  // other nodes' pod CIDRs and this many external /24s (under the agent's limit of 10,000
+  // prefixes per peer).
+  int external_routes = 5000;
+  int PeerRoutes() const { return nodes - 1 + external_routes; }
 };
 
 int Fail(const std::string& why) {
@@ -53,6 +65,25 @@ int Fail(const std::string& why) {
 std::string Ip(int a, int i) {
   return std::to_string(a) + "." + std::to_string((i >> 16) & 255) + "." +
          std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+}
+
+constexpr char kPeerAddress[] = "172.20.255.254";
+constexpr int kPeerAsn = 64600;
+
+// BIRD's configuration: static blackhole routes exported to the agent (next hop: BIRD itself);
+// no kernel protocol, so BIRD writes nothing to its namespace's routing table.
+std::string BirdConfig(const Shape& s) {
+  std::string conf = std::string("router id ") + kPeerAddress +
+                     ";\nprotocol device { }\nprotocol static announced { ipv4;\n";
+  for (int i = 1; i < s.nodes; ++i) {
+    conf += "route 10.244." + std::to_string(i) + ".0/24 blackhole;\n";
+  }
+  for (int i = 0; i < s.external_routes; ++i) {
+    conf += "route " + Ip(20, i << 8) + "/24 blackhole;\n";
+  }
+  return conf + "};\nprotocol bgp agent { local " + kPeerAddress + " as " +
+         std::to_string(kPeerAsn) +
+         "; neighbor 172.20.0.1 as 64512;\n  ipv4 { import none; export all; }; }\n";
 }
 
 std::string NodeName(int i) { return i == 0 ? kNode : "node-" + std::to_string(i); }
@@ -68,52 +99,32 @@ std::string NodeJson(int i) {
 }
 
 std::string NamespaceJson(int n) {
-  return R"({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ns)" + std::to_string(n) +
-         R"(","labels":{"team":"t)" + std::to_string(n % 7) +
-         R"(","kubernetes.io/metadata.name":"ns)" + std::to_string(n) + R"("}}})";
+  return kr::testing::BenchNamespaceJson("ns" + std::to_string(n), "t" + std::to_string(n % 7));
 }
 
 // Pod i lives in namespace i % namespaces on node i % nodes... except every `local_every`th,
-// which is on the agent's node; its IP is in its node's pod CIDR.
+// which is on the agent's node; its IP is in its node's pod CIDR. It carries what a
+// Deployment's pod carries (uid, pod-template-hash, an annotation, hostIP).
 std::string PodJson(const Shape& s, int i) {
   int node = i % s.local_every == 0 ? 0 : 1 + i % (s.nodes - 1);
-  std::string ip = "10.244." + std::to_string(node) + "." + std::to_string(2 + (i / s.nodes) % 250);
-  std::string ns = "ns" + std::to_string(i % s.namespaces);
-  return R"({"apiVersion":"v1","kind":"Pod","metadata":{"namespace":")" + ns + R"(","name":"pod-)" +
-         std::to_string(i) + R"(","uid":"00000000-0000-0000-0000-)" +
-         std::to_string(100000000000 + i) + R"(","labels":{"app":"app)" + std::to_string(i % 20) +
-         R"(","role":")" + (i % 2 ? "client" : "server") + R"(","pod-template-hash":"5d9c7b8f4)" +
-         std::to_string(i % 10) +
-         R"("},"annotations":{"kubernetes.io/psp":"restricted"}},"spec":{"nodeName":")" +
-         NodeName(node) +
-         R"(","terminationGracePeriodSeconds":30,)"
-         R"("containers":[{"name":"c","image":"registry.example/app:1.0","ports":[)"
-         R"({"name":"http","containerPort":8080,"protocol":"TCP"},)"
-         R"({"name":"dns","containerPort":53,"protocol":"UDP"}]}]},)"
-         R"("status":{"phase":"Running","hostIP":"172.20.0.)" +
-         std::to_string(node + 1) + R"(","podIP":")" + ip + R"(","podIPs":[{"ip":")" + ip +
-         R"("}]}})";
+  return kr::testing::BenchPodJson(
+      {.namespace_ = "ns" + std::to_string(i % s.namespaces),
+       .name = "pod-" + std::to_string(i),
+       .node = NodeName(node),
+       .ip = "10.244." + std::to_string(node) + "." + std::to_string(2 + (i / s.nodes) % 250),
+       .app = "app" + std::to_string(i % 20),
+       .role = i % 2 ? "client" : "server",
+       .full_metadata = true,
+       .host_ip = "172.20.0." + std::to_string(node + 1),
+       .serial = i});
 }
 
-// netpol_agent_bench's shapes: ingress from role=client pods on TCP 80 and from one team's
-// namespaces on the named port http; every fourth policy also has egress to a CIDR.
+// The shared policy shape (tests/lib/bench_cluster.h): policy i selects app<i % 20> and admits
+// team t<i % 7>; every fourth also has egress.
 std::string PolicyJson(const Shape& s, int i) {
-  std::string ns = "ns" + std::to_string(i % s.namespaces);
-  std::string egress = i % 4 == 0
-                           ? R"(,"egress":[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24","except":)"
-                             R"(["192.0.2.128/25"]}}]}])"
-                           : "";
-  std::string types = i % 4 == 0 ? R"(["Ingress","Egress"])" : R"(["Ingress"])";
-  return R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":)"
-         R"({"namespace":")" +
-         ns + R"(","name":"policy)" + std::to_string(i) +
-         R"("},"spec":{"podSelector":{"matchLabels":{"app":"app)" + std::to_string(i % 20) +
-         R"("}},"policyTypes":)" + types +
-         R"(,"ingress":[{"from":[{"podSelector":{"matchLabels":{"role":"client"}}}],)"
-         R"("ports":[{"protocol":"TCP","port":80}]},)"
-         R"({"from":[{"namespaceSelector":{"matchLabels":{"team":"t)" +
-         std::to_string(i % 7) + R"("}}}],"ports":[{"protocol":"TCP","port":"http"}]}])" + egress +
-         "}}";
+  return kr::testing::BenchPolicyJson("ns" + std::to_string(i % s.namespaces),
+                                      "policy" + std::to_string(i), "app" + std::to_string(i % 20),
+                                      "t" + std::to_string(i % 7), i % 4 == 0);
 }
 
 // Service i: ClusterIP 10.96.x.y, selector app<i%20>, ports 80 -> http and 443 -> 8443.
@@ -153,16 +164,16 @@ std::string SliceJson(const Shape& s, int i) {
 }
 
 std::string Manifests(const Shape& s, bool empty) {
-  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)" + NodeJson(0);
+  std::vector<std::string> items = {NodeJson(0)};
   if (!empty) {
-    for (int i = 1; i < s.nodes; ++i) out += "," + NodeJson(i);
-    for (int n = 0; n < s.namespaces; ++n) out += "," + NamespaceJson(n);
-    for (int i = 0; i < s.pods; ++i) out += "," + PodJson(s, i);
-    for (int i = 0; i < s.policies; ++i) out += "," + PolicyJson(s, i);
-    for (int i = 0; i < s.services; ++i) out += "," + ServiceJson(s, i);
-    for (int i = 0; i < s.services; ++i) out += "," + SliceJson(s, i);
+    for (int i = 1; i < s.nodes; ++i) items.push_back(NodeJson(i));
+    for (int n = 0; n < s.namespaces; ++n) items.push_back(NamespaceJson(n));
+    for (int i = 0; i < s.pods; ++i) items.push_back(PodJson(s, i));
+    for (int i = 0; i < s.policies; ++i) items.push_back(PolicyJson(s, i));
+    for (int i = 0; i < s.services; ++i) items.push_back(ServiceJson(s, i));
+    for (int i = 0; i < s.services; ++i) items.push_back(SliceJson(s, i));
   }
-  return out + "]}";
+  return kr::testing::BenchListJson(items);
 }
 
 // One sample of `name` (with its labels, e.g. `x{a="b"}`) from a Prometheus text exposition.
@@ -179,6 +190,7 @@ struct Figures {
   long rss_kib = 0;     // steady state
   long peak_kib = 0;    // VmHWM: the cold start's peak
   double heap_in_use = 0, heap_free = 0, caches_heap = 0;  // bytes, from /metrics
+  double learned_routes = 0;  // BGP routes installed in the kernel (kube_router_host_routes_synced)
 };
 
 struct RunSpec {
@@ -187,6 +199,7 @@ struct RunSpec {
   bool firewall = true;
   bool router = true;
   bool empty = false;
+  bool bgp_peer = false;  // a BIRD peer announcing Shape::PeerRoutes() routes
 };
 
 std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& wrap,
@@ -199,6 +212,26 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
       !r.ok()) {
     return "netns setup: " + r.error();
   }
+  // The peer gets the veth's other end; it lives as long as this run (declared after `ns`,
+  // so it is stopped before the namespaces go).
+  std::unique_ptr<Netns> peer_ns;
+  std::unique_ptr<Process> bird;
+  if (spec.bgp_peer) {
+    peer_ns = std::make_unique<Netns>("krmempeer");
+    if (auto r = ns.Sh("ip link set eth1 netns " + peer_ns->name()); !r.ok()) {
+      return "moving the peer's link: " + r.error();
+    }
+    if (auto r = peer_ns->Sh(std::string("ip link set lo up && ip addr add ") + kPeerAddress +
+                             "/16 dev eth1 && ip link set eth1 up");
+        !r.ok()) {
+      return "peer netns setup: " + r.error();
+    }
+    const std::string conf = dir.path() + "/bird.conf";
+    std::ofstream(conf) << BirdConfig(shape);
+    bird = std::make_unique<Process>(
+        peer_ns->Wrap({"bird", "-f", "-c", conf, "-s", dir.path() + "/bird.ctl"}),
+        dir.path() + "/bird.log");
+  }
   kr::testing::FakeApiServer api;
   if (auto e = kr::testing::StartFakeApiServer(ns, dir.path(), Manifests(shape, spec.empty),
                                                kr::testing::kFakeApiServerBinary,
@@ -209,16 +242,19 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   std::vector<std::string> argv;
   std::istringstream words(wrap);
   for (std::string w; words >> w;) argv.push_back(w);
-  for (const std::string& a :
-       {spec.binary, std::string("--run-firewall=") + (spec.firewall ? "true" : "false"),
-        std::string("--run-router=") + (spec.router ? "true" : "false"),
-        std::string("--run-service-proxy=false"), std::string("--kubeconfig"), api.kubeconfig,
-        std::string("--hostname-override"), std::string(kNode), std::string("--health-port=0"),
-        "--metrics-port=" + std::to_string(kMetricsPort), std::string("--enable-cni=false"),
-        std::string("--gobgp-admin-port=0"), std::string("--iptables-sync-period=60m"),
-        std::string("--routes-sync-period=60m"), std::string("--cache-sync-timeout=300s")}) {
-    argv.push_back(a);
+  kr::testing::BenchAgent flags{
+      .binary = spec.binary,
+      .kubeconfig = api.kubeconfig,
+      .node = kNode,
+      .firewall = spec.firewall,
+      .router = spec.router,
+      .extra = {"--metrics-port=" + std::to_string(kMetricsPort), "--enable-cni=false",
+                "--gobgp-admin-port=0", "--routes-sync-period=60m", "--cache-sync-timeout=300s"}};
+  if (spec.bgp_peer) {
+    flags.extra.push_back(std::string("--peer-router-ips=") + kPeerAddress);
+    flags.extra.push_back("--peer-router-asns=" + std::to_string(kPeerAsn));
   }
+  for (const std::string& a : kr::testing::BenchAgentArgv(flags)) argv.push_back(a);
   auto start = Clock::now();
   Process agent(ns.Wrap(argv), dir.path() + "/agent.log");
   auto metrics = [&]() -> std::string {
@@ -231,7 +267,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   if (spec.router) controllers.push_back("NetworkRoutes");
   bool synced = kr::testing::WaitFor(
       [&] {
-        if (!agent.Running()) return true;
+        if (!agent.Running() || (bird && !bird->Running())) return true;
         std::string text = metrics();
         for (const auto& c : controllers) {
           if (Sample(text,
@@ -241,11 +277,22 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
             return false;
           }
         }
+        // The BGP run measures the RIBs full: every announced route learned and installed.
+        if (spec.bgp_peer && Sample(text, "kube_router_host_routes_synced") < shape.PeerRoutes()) {
+          return false;
+        }
         return !text.empty();
       },
       std::chrono::seconds(900));
   if (!agent.Running()) return "the agent exited: " + agent.Log();
-  if (!synced) return "the controllers never synced: " + agent.Log();
+  if (bird && !bird->Running()) return "BIRD exited: " + bird->Log();
+  if (!synced) {
+    return "the controllers never synced" +
+           std::string(spec.bgp_peer
+                           ? " (or the peer's routes never arrived; BIRD: " + bird->Log() + ")"
+                           : "") +
+           ": " + agent.Log();
+  }
   out.synced_s = std::chrono::duration<double>(Clock::now() - start).count();
   // Settled: the RSS moved less than 1% over the last 5 one-second samples (at most 2 min).
   const pid_t pid = agent.pid();
@@ -267,6 +314,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   out.heap_in_use = Sample(text, "kube_router_heap_in_use_bytes");
   out.heap_free = Sample(text, "kube_router_heap_free_bytes");
   out.caches_heap = Sample(text, "kube_router_k8s_caches_heap_bytes");
+  out.learned_routes = Sample(text, "kube_router_host_routes_synced");
   return "";
 }
 
@@ -289,6 +337,7 @@ int main(int argc, char** argv) {
   std::string baseline, wrap;
   double scale = 1;
   bool only_big = false;
+  int external_routes = Shape().external_routes;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--baseline=", 0) == 0) {
@@ -299,14 +348,20 @@ int main(int argc, char** argv) {
       wrap = a.substr(7);
     } else if (a == "--only-full") {
       only_big = true;
+    } else if (a.rfind("--bgp-routes=", 0) == 0) {
+      external_routes = std::atoi(a.c_str() + 13);
     } else {
       return Fail(
           "usage: agent_memory_bench [--baseline=PATH] [--scale=F] [--wrap=CMD] "
-          "[--only-full]");
+          "[--only-full] [--bgp-routes=N]");
     }
   }
   if (!(scale > 0)) return Fail("--scale must be positive");
+  if (external_routes < 0 || external_routes > 9000) {
+    return Fail("--bgp-routes must be 0..9000 (the agent takes 10,000 prefixes per peer)");
+  }
   Shape shape;
+  shape.external_routes = external_routes;
   auto scaled = [&](int n, int min) {
     return std::max(min, static_cast<int>(std::lround(n * scale)));
   };
@@ -316,15 +371,27 @@ int main(int argc, char** argv) {
 
   std::vector<RunSpec> runs;
   const std::string agent = kr::testing::kAgentBinary;
+  // Each run's index in `runs` (-1: not run).
+  int full_run = 0, idle_run = -1, fw_run = -1, rt_run = -1, bgp_run = -1, base_run = -1,
+      base_idle_run = -1;
   runs.push_back({"full cluster, firewall + router", agent, true, true, false});
   if (!only_big) {
+    idle_run = static_cast<int>(runs.size());
     runs.push_back({"idle (empty cluster), fw + router", agent, true, true, true});
+    fw_run = static_cast<int>(runs.size());
     runs.push_back({"full cluster, firewall only", agent, true, false, false});
+    rt_run = static_cast<int>(runs.size());
     runs.push_back({"full cluster, router only", agent, false, true, false});
+    bgp_run = static_cast<int>(runs.size());
+    runs.push_back({"full cluster, fw + router, BGP peer", agent, true, true, false, true});
   }
   if (!baseline.empty()) {
+    base_run = static_cast<int>(runs.size());
     runs.push_back({"baseline binary, full, fw + router", baseline, true, true, false});
-    if (!only_big) runs.push_back({"baseline binary, idle", baseline, true, true, true});
+    if (!only_big) {
+      base_idle_run = static_cast<int>(runs.size());
+      runs.push_back({"baseline binary, idle", baseline, true, true, true});
+    }
   }
   std::printf("whole-agent memory benchmark (real kube-router + fake-apiserver, %s)\n",
               agent.c_str());
@@ -334,6 +401,12 @@ int main(int argc, char** argv) {
       shape.services, shape.services, shape.endpoints_per_slice, shape.pods,
       (shape.pods + shape.local_every - 1) / shape.local_every, shape.policies, shape.namespaces,
       shape.nodes);
+  if (bgp_run >= 0) {
+    std::printf(
+        "  BGP run: a BIRD peer on the node's subnet announces %d routes (the other nodes' pod "
+        "CIDRs and %d external /24s); measured once all are installed in the kernel\n",
+        shape.PeerRoutes(), shape.external_routes);
+  }
   std::vector<Figures> figures(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
     if (auto why = Measure(shape, runs[i], wrap, figures[i]); !why.empty()) {
@@ -342,14 +415,15 @@ int main(int argc, char** argv) {
     Print(runs[i], figures[i]);  // as it comes: a long run's figures survive a later failure
     std::fflush(stdout);
   }
-  const Figures& full = figures[0];
+  const Figures& full = figures[full_run];
   std::printf("  targets: steady %.1f MiB (<= 80), peak/steady %.2f (<= 1.5)",
               KibToMiB(full.rss_kib),
               static_cast<double>(full.peak_kib) / static_cast<double>(full.rss_kib));
-  if (!only_big) std::printf(", idle %.1f MiB (<= 15)", KibToMiB(figures[1].rss_kib));
+  if (idle_run >= 0) std::printf(", idle %.1f MiB (<= 15)", KibToMiB(figures[idle_run].rss_kib));
   std::printf("\n");
   if (!only_big) {
-    const Figures &idle = figures[1], &fw = figures[2], &rt = figures[3];
+    const Figures &idle = figures[idle_run], &fw = figures[fw_run], &rt = figures[rt_run],
+                  &bgp = figures[bgp_run];
     std::printf("  breakdown (each run's RSS above the idle agent's):\n");
     std::printf("    firewall: %6.1f MiB (its caches: %.1f MiB heap)\n",
                 KibToMiB(fw.rss_kib - idle.rss_kib), MiB(fw.caches_heap));
@@ -359,15 +433,22 @@ int main(int argc, char** argv) {
         "    both:     %6.1f MiB (caches: %.1f MiB heap; heap in use %.1f MiB, free %.1f)\n",
         KibToMiB(full.rss_kib - idle.rss_kib), MiB(full.caches_heap), MiB(full.heap_in_use),
         MiB(full.heap_free));
+    // The RIBs: the same agent and cluster with the peer's routes learned and installed.
+    std::printf(
+        "    BGP RIBs: %6.1f MiB RSS, %.1f MiB heap in use (%.0f routes learned and installed: "
+        "the BGP run above the full cluster's)\n",
+        KibToMiB(bgp.rss_kib - full.rss_kib), MiB(bgp.heap_in_use - full.heap_in_use),
+        bgp.learned_routes);
   }
   if (!baseline.empty()) {
-    const Figures& base = figures[only_big ? 1 : 4];
+    const Figures& base = figures[base_run];
     std::printf("  against the baseline binary %s (same run):\n", baseline.c_str());
     std::printf("    steady RSS %.2fx, peak %.2fx",
                 static_cast<double>(full.rss_kib) / base.rss_kib,
                 static_cast<double>(full.peak_kib) / base.peak_kib);
-    if (!only_big) {
-      std::printf(", idle %.2fx", static_cast<double>(figures[1].rss_kib) / figures[5].rss_kib);
+    if (base_idle_run >= 0) {
+      std::printf(", idle %.2fx", static_cast<double>(figures[idle_run].rss_kib) /
+                                      static_cast<double>(figures[base_idle_run].rss_kib));
     }
     std::printf("\n");
   }

@@ -23,6 +23,7 @@
 
 #include "kube_router/netpol/naming.h"
 #include "lib/agent_bench.h"
+#include "lib/bench_cluster.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
@@ -49,40 +50,20 @@ int Fail(const std::string& why) {
 }
 
 std::string NamespaceJson(int n) {
-  return R"({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ns)" + std::to_string(n) +
-         R"(","labels":{"team":"t)" + std::to_string(n % 5) + R"("}}})";
+  return kr::testing::BenchNamespaceJson("ns" + std::to_string(n), "t" + std::to_string(n % 5));
 }
 
 std::string PodJson(const std::string& ns, const std::string& name, const std::string& ip,
                     const std::string& node, const std::string& app, const std::string& role) {
-  return R"({"apiVersion":"v1","kind":"Pod","metadata":{"namespace":")" + ns + R"(","name":")" +
-         name + R"(","labels":{"app":")" + app + R"(","role":")" + role +
-         R"("}},"spec":{"nodeName":")" + node +
-         R"(","containers":[{"name":"c","image":"none","ports":[)"
-         R"({"name":"http","containerPort":8080,"protocol":"TCP"},)"
-         R"({"name":"dns","containerPort":53,"protocol":"UDP"}]}]},)"
-         R"("status":{"phase":"Running","podIP":")" +
-         ip + R"(","podIPs":[{"ip":")" + ip + R"("}]}})";
+  return kr::testing::BenchPodJson(
+      {.namespace_ = ns, .name = name, .node = node, .ip = ip, .app = app, .role = role});
 }
 
-// netpol_bench's policy shapes: ingress from role=client pods on TCP 80 and from the namespaces
-// of one team on the named port http; every fourth policy also has egress to a CIDR with except.
+// Policy i of namespace n selects app<i> and admits team t<i % 5> (tests/lib/bench_cluster.h).
 std::string PolicyJson(int n, int i) {
-  std::string egress = i % 4 == 0
-                           ? R"(,"egress":[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24","except":)"
-                             R"(["192.0.2.128/25"]}}]}])"
-                           : "";
-  std::string types = i % 4 == 0 ? R"(["Ingress","Egress"])" : R"(["Ingress"])";
-  return R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":)"
-         R"({"namespace":"ns)" +
-         std::to_string(n) + R"(","name":"policy)" + std::to_string(i) +
-         R"("},"spec":{"podSelector":{"matchLabels":{"app":"app)" + std::to_string(i) +
-         R"("}},"policyTypes":)" + types +
-         R"(,"ingress":[{"from":[{"podSelector":{"matchLabels":{"role":"client"}}}],)"
-         R"("ports":[{"protocol":"TCP","port":80}]},)"
-         R"({"from":[{"namespaceSelector":{"matchLabels":{"team":"t)" +
-         std::to_string(i % 5) + R"("}}}],"ports":[{"protocol":"TCP","port":"http"}]}])" + egress +
-         "}}";
+  return kr::testing::BenchPolicyJson("ns" + std::to_string(n), "policy" + std::to_string(i),
+                                      "app" + std::to_string(i), "t" + std::to_string(i % 5),
+                                      i % 4 == 0);
 }
 
 std::string PodIp(int ns, int pod) {
@@ -110,9 +91,7 @@ std::string Manifests(bool big, const PodNetwork& net) {
       }
     }
   }
-  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
-  return out + "]}";
+  return kr::testing::BenchListJson(items);
 }
 
 struct Run {
@@ -143,11 +122,11 @@ std::string Measure(bool big, const std::string& mode, int rounds, Run& out) {
   const int port = api.port;
 
   auto start = Clock::now();
-  Process agent(
-      node.ns->Wrap({kr::testing::kAgentBinary, "--run-firewall=true", "--run-service-proxy=false",
-                     "--run-router=false", "--kubeconfig", kubeconfig, "--hostname-override", kNode,
-                     "--iptables-mode=" + mode, "--health-port=0", "--iptables-sync-period=60m"}),
-      dir.path() + "/agent.log");
+  Process agent(node.ns->Wrap(kr::testing::BenchAgentArgv({.binary = kr::testing::kAgentBinary,
+                                                           .kubeconfig = kubeconfig,
+                                                           .node = kNode,
+                                                           .extra = {"--iptables-mode=" + mode}})),
+                dir.path() + "/agent.log");
   const std::string server_chain = kr::netpol::PodChainName("ns0", "server");
   const std::string server_ip = net.pod("ns0/server").ip;
   bool ready = kr::testing::WaitFor(
