@@ -7,12 +7,15 @@
 #   fuzz  - fuzz corpora replayed with deterministic mutations
 # The ASan+UBSan build runs unit, netns and fuzz; the release build runs vm, fuzz (full length)
 # and the tests labelled `release` (checks a sanitizer cannot make, and the tests of the shipped
-# static binary). Also checked: module boundaries (ctest include_boundaries, unit), and
-# clang-tidy over src/ with clang's -Wthread-safety on the annotated mutexes (one parse).
+# static binary); the TSan build runs the tests of the threaded code (label tsan: the runtime,
+# the informers, the BGP speaker and the controllers). Also checked: module boundaries (ctest
+# include_boundaries, unit), and clang-tidy over src/ with clang's -Wthread-safety on the
+# annotated mutexes (one parse).
 #
-# Schedule (docs/build.md): the release tests run while the ASan build compiles at a lower
-# priority (the guests and the network tests wait on timers much of the time), and the clang
-# pass runs niced beside the ASan tests. Each phase's wall and CPU time is printed at the end.
+# Schedule (docs/build.md): the run is CPU-bound on 2 cores, so each test tier runs while the
+# next build compiles at a lower priority (the guests and the network tests wait on timers much
+# of the time): the release tests beside the ASan build, the ASan tests beside the TSan build,
+# the TSan tests beside the clang pass. Each phase's wall and CPU time is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +23,12 @@ if [ "$(id -u)" -eq 0 ]; then
   scripts/install-deps.sh
   release_filter=(-L 'vm|fuzz|release')
   asan_tiers='unit|netns|fuzz'
+  tsan_filter=(-L tsan)
 else
   echo "test.sh: not root: dependencies must already be installed; netns and vm tiers need root" >&2
   release_filter=(-L 'fuzz|release' -LE 'netns|vm')
   asan_tiers='unit|fuzz'
+  tsan_filter=(-L tsan -LE 'netns|vm')
 fi
 
 jobs=$(nproc)
@@ -68,12 +73,28 @@ background test-release ctest --test-dir build "${release_filter[@]}" -j "$jobs"
 release_pid=$!
 asan_built=1
 phase build-asan nice -n 10 scripts/build.sh asan || { asan_built=0; status=1; }
+finish test-release $release_pid || status=1
+
+asan_pid=
+if [ $asan_built -eq 1 ]; then
+  background test-asan ctest --test-dir build-asan -L "$asan_tiers" -j "$jobs" \
+    --output-on-failure --no-tests=error
+  asan_pid=$!
+fi
+tsan_built=1
+phase build-tsan nice -n 10 scripts/build.sh tsan --target kr_tsan_tests ||
+  { tsan_built=0; status=1; }
+if [ -n "$asan_pid" ]; then
+  finish test-asan $asan_pid || status=1
+fi
+
 background clang-checks nice -n 10 scripts/check-tidy.sh build
 checks_pid=$!
-finish test-release $release_pid || status=1
-if [ $asan_built -eq 1 ]; then
-  phase test-asan ctest --test-dir build-asan -L "$asan_tiers" -j "$jobs" --output-on-failure \
-    --no-tests=error || status=1
+if [ $tsan_built -eq 1 ]; then
+  # A race fails its test at once (halt_on_error), with TSan's report in that test's output.
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+    phase test-tsan ctest --test-dir build-tsan "${tsan_filter[@]}" -j "$jobs" \
+    --output-on-failure --no-tests=error || status=1
 fi
 finish clang-checks $checks_pid || status=1
 
