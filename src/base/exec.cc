@@ -12,6 +12,8 @@
 #include <cstring>
 #include <thread>
 
+#include "kube_router/base/unique_fd.h"
+
 extern char** environ;
 
 namespace kr {
@@ -19,16 +21,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A pipe's two ends (0: read, 1: write), each closed once: by CloseEnd or with the Pipe.
 struct Pipe {
-  int fd[2] = {-1, -1};
-  ~Pipe() {
-    for (int f : fd)
-      if (f >= 0) close(f);
+  UniqueFd ends[2];
+  bool Open() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
+    ends[0].reset(fds[0]);
+    ends[1].reset(fds[1]);
+    return true;
   }
-  void CloseEnd(int i) {
-    if (fd[i] >= 0) close(fd[i]);
-    fd[i] = -1;
-  }
+  int fd(int i) const { return ends[i].get(); }
+  void CloseEnd(int i) { ends[i].reset(); }
 };
 
 bool SetNonBlocking(int fd) {
@@ -98,19 +102,18 @@ Result<ExecResult> Exec(const std::vector<std::string>& argv, const std::string&
   if (argv.empty()) return Status::Error("exec: empty command");
   const std::string& program = argv[0];
   Pipe in, out, err;
-  if (pipe2(in.fd, O_CLOEXEC) != 0 || pipe2(out.fd, O_CLOEXEC) != 0 ||
-      pipe2(err.fd, O_CLOEXEC) != 0) {
+  if (!in.Open() || !out.Open() || !err.Open()) {
     return Status::Error(std::string("exec: pipe: ") + std::strerror(errno));
   }
   // Our ends never block: a child that stops reading stdin must not stop us draining its
   // output (and the deadline must stay enforceable).
-  if (!SetNonBlocking(in.fd[1]) || !SetNonBlocking(out.fd[0]) || !SetNonBlocking(err.fd[0]))
+  if (!SetNonBlocking(in.fd(1)) || !SetNonBlocking(out.fd(0)) || !SetNonBlocking(err.fd(0)))
     return Status::Error(std::string("exec: fcntl: ") + std::strerror(errno));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in.fd[0], 0);
-  posix_spawn_file_actions_adddup2(&actions, out.fd[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err.fd[1], 2);
+  posix_spawn_file_actions_adddup2(&actions, in.fd(0), 0);
+  posix_spawn_file_actions_adddup2(&actions, out.fd(1), 1);
+  posix_spawn_file_actions_adddup2(&actions, err.fd(1), 2);
 
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -139,7 +142,7 @@ Result<ExecResult> Exec(const std::vector<std::string>& argv, const std::string&
   if (input.empty()) in.CloseEnd(1);
   bool leader_exited = false;
   // Feed stdin and drain both outputs together so a chatty child never blocks on a full pipe.
-  while (out.fd[0] >= 0 || err.fd[0] >= 0) {
+  while (out.fd(0) >= 0 || err.fd(0) >= 0) {
     if (failure.empty()) {
       if (options.cancel && options.cancel->load()) {
         kill_group("cancelled");
@@ -161,9 +164,9 @@ Result<ExecResult> Exec(const std::vector<std::string>& argv, const std::string&
     }
     pollfd fds[3];
     int n = 0;
-    if (in.fd[1] >= 0) fds[n++] = {in.fd[1], POLLOUT, 0};
-    if (out.fd[0] >= 0) fds[n++] = {out.fd[0], POLLIN, 0};
-    if (err.fd[0] >= 0) fds[n++] = {err.fd[0], POLLIN, 0};
+    if (in.fd(1) >= 0) fds[n++] = {in.fd(1), POLLOUT, 0};
+    if (out.fd(0) >= 0) fds[n++] = {out.fd(0), POLLIN, 0};
+    if (err.fd(0) >= 0) fds[n++] = {err.fd(0), POLLIN, 0};
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     int wait_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 100));
     if (poll(fds, n, wait_ms) < 0) {
@@ -173,15 +176,15 @@ Result<ExecResult> Exec(const std::vector<std::string>& argv, const std::string&
     }
     for (int i = 0; i < n; ++i) {
       if (!fds[i].revents) continue;
-      if (fds[i].fd == in.fd[1]) {
-        ssize_t w = write(in.fd[1], input.data() + written, input.size() - written);
+      if (fds[i].fd == in.fd(1)) {
+        ssize_t w = write(in.fd(1), input.data() + written, input.size() - written);
         if (w > 0) written += static_cast<size_t>(w);
         // EPIPE: the child closed its stdin; it may still exit cleanly, so keep reading.
         if (w < 0 && errno != EINTR && errno != EAGAIN) written = input.size();
         if (written >= input.size()) in.CloseEnd(1);
         continue;
       }
-      bool is_out = fds[i].fd == out.fd[0];
+      bool is_out = fds[i].fd == out.fd(0);
       char buf[65536];
       ssize_t r = read(fds[i].fd, buf, sizeof(buf));
       if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;

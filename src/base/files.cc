@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <random>
 
+#include "kube_router/base/unique_fd.h"
+
 namespace kr {
 namespace {
 
@@ -39,35 +41,32 @@ Status WriteFileAtomically(const std::string& path, const std::string& content, 
   // for us to write through.
   std::random_device random;
   std::string temp;
-  int fd = -1;
-  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+  UniqueFd fd;
+  for (int attempt = 0; attempt < 8 && !fd; ++attempt) {
     char suffix[17];
     std::snprintf(suffix, sizeof suffix, "%08x%08x", random(), random());
     temp = (dir / ("." + target.filename().string() + ".tmp-" + suffix)).string();
-    fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0 && errno != EEXIST) return Status::Error(Errno("cannot create " + temp));
+    fd.reset(open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!fd && errno != EEXIST) return Status::Error(Errno("cannot create " + temp));
   }
-  if (fd < 0) return Status::Error(Errno("cannot create a temporary file next to " + path));
+  if (!fd) return Status::Error(Errno("cannot create a temporary file next to " + path));
   auto fail = [&](const std::string& what) {
     Status s = Status::Error(Errno(what));
-    if (fd >= 0) close(fd);
+    fd.reset();
     unlink(temp.c_str());
     return s;
   };
   // open() applied the umask; the file must have exactly `mode`.
-  if (fchmod(fd, mode) != 0) return fail("cannot set the mode of " + temp);
-  if (!WriteAll(fd, content)) return fail("cannot write " + temp);
-  if (fsync(fd) != 0) return fail("cannot sync " + temp);
-  int closed = close(fd);
-  fd = -1;
-  if (closed != 0) return fail("cannot write " + temp);
+  if (fchmod(fd.get(), mode) != 0) return fail("cannot set the mode of " + temp);
+  if (!WriteAll(fd.get(), content)) return fail("cannot write " + temp);
+  if (fsync(fd.get()) != 0) return fail("cannot sync " + temp);
+  // close() reports a failed write-back: it is checked, not left to the destructor.
+  if (close(fd.release()) != 0) return fail("cannot write " + temp);
   if (rename(temp.c_str(), path.c_str()) != 0) return fail("cannot replace " + path);
   // The rename is durable only once the directory entry is on disk.
-  int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return Status::Error(Errno("cannot open " + dir.string()));
-  int synced = fsync(dir_fd);
-  close(dir_fd);
-  if (synced != 0) return Status::Error(Errno("cannot sync " + dir.string()));
+  UniqueFd dir_fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd) return Status::Error(Errno("cannot open " + dir.string()));
+  if (fsync(dir_fd.get()) != 0) return Status::Error(Errno("cannot sync " + dir.string()));
   return Status::Ok();
 }
 

@@ -75,8 +75,7 @@ void SpeakerImpl::PeerUp(Session& s) {
     });
   }
   // The other connection lost the race.
-  if (Session* other = Other(s); other && other->fd >= 0)
-    Fire(*other, FsmEvent::kOpenCollisionDump);
+  if (Session* other = Other(s); other && other->fd) Fire(*other, FsmEvent::kOpenCollisionDump);
   ResetExports(p);
   SendAll(p, std::nullopt);
 }

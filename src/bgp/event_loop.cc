@@ -10,27 +10,23 @@
 
 namespace kr::bgp {
 
-EventLoop::EventLoop() {
-  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epoll_fd_ >= 0 && wake_fd_ >= 0) {
+EventLoop::EventLoop()
+    : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)), wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (ok()) {
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.fd = wake_fd_;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+    ev.data.fd = wake_fd_.get();
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev);
   }
 }
 
-EventLoop::~EventLoop() {
-  if (wake_fd_ >= 0) close(wake_fd_);
-  if (epoll_fd_ >= 0) close(epoll_fd_);
-}
+EventLoop::~EventLoop() = default;
 
 bool EventLoop::Watch(int fd, uint32_t events, FdCallback callback) {
   epoll_event ev{};
   ev.events = events;
   ev.data.fd = fd;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return false;
   fds_[fd] = std::make_shared<FdCallback>(std::move(callback));
   return true;
 }
@@ -39,11 +35,11 @@ void EventLoop::Modify(int fd, uint32_t events) {
   epoll_event ev{};
   ev.events = events;
   ev.data.fd = fd;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, fd, &ev);
 }
 
 void EventLoop::Unwatch(int fd) {
-  if (fds_.erase(fd)) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  if (fds_.erase(fd)) epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
 EventLoop::TimerId EventLoop::AddTimer(std::chrono::milliseconds delay,
@@ -75,7 +71,7 @@ bool EventLoop::Post(std::function<void()> task) {
     posted_.push_back(std::move(task));
   }
   uint64_t one = 1;
-  [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+  [[maybe_unused]] auto n = write(wake_fd_.get(), &one, sizeof(one));
   return true;
 }
 
@@ -85,7 +81,7 @@ void EventLoop::Stop() {
     stop_ = true;
   }
   uint64_t one = 1;
-  [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+  [[maybe_unused]] auto n = write(wake_fd_.get(), &one, sizeof(one));
 }
 
 int EventLoop::NextTimeoutMs() const {
@@ -121,12 +117,13 @@ void EventLoop::RunPostedTasks() {
 void EventLoop::Run() {
   std::vector<epoll_event> events(64);
   while (true) {
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), NextTimeoutMs());
+    int n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
+                       NextTimeoutMs());
     for (int i = 0; i < n; ++i) {
       int fd = events[static_cast<size_t>(i)].data.fd;
-      if (fd == wake_fd_) {
+      if (fd == wake_fd_.get()) {
         uint64_t count = 0;
-        [[maybe_unused]] auto r = read(wake_fd_, &count, sizeof(count));
+        [[maybe_unused]] auto r = read(wake_fd_.get(), &count, sizeof(count));
         continue;
       }
       auto it = fds_.find(fd);

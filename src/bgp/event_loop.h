@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kube_router/base/unique_fd.h"
+
 namespace kr::bgp {
 
 class EventLoop {
@@ -25,7 +27,7 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  bool ok() const { return epoll_fd_ >= 0 && wake_fd_ >= 0; }
+  bool ok() const { return epoll_fd_ && wake_fd_; }
 
   // Registers/changes/removes interest in `fd`. The callback may remove any fd, itself too.
   bool Watch(int fd, uint32_t events, FdCallback callback);
@@ -49,8 +51,8 @@ class EventLoop {
   void RunPostedTasks();
   int NextTimeoutMs() const;
 
-  int epoll_fd_ = -1;
-  int wake_fd_ = -1;
+  UniqueFd epoll_fd_;
+  UniqueFd wake_fd_;
   std::unordered_map<int, std::shared_ptr<FdCallback>> fds_;
   std::multimap<Clock::time_point, TimerId> deadlines_;
   std::unordered_map<TimerId, std::pair<Clock::time_point, std::function<void()>>> timers_;

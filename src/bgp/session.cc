@@ -12,6 +12,7 @@
 #include <cerrno>
 
 #include "kube_router/base/log.h"
+#include "kube_router/net/sockaddr.h"
 #include "socket_util.h"
 #include "speaker_impl.h"
 
@@ -63,14 +64,16 @@ void SpeakerImpl::OnAccept(int listen_fd) {
   while (true) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    int fd =
-        accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
-    IpAddress from = net::FromSockaddr(ss);
+    UniqueFd conn(
+        accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!conn) return;
+    const int fd = conn.get();
+    auto peer_address = kr::net::FromSockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+    if (!peer_address) continue;  // not an IP peer: closed
+    const IpAddress from = peer_address->first;
     auto it = peers_.find(from);
     if (it == peers_.end()) {
       KR_VLOG(1, "BGP: refusing connection from unknown peer {}", from.ToString());
-      close(fd);
       continue;
     }
     Peer& p = *it->second;
@@ -86,7 +89,6 @@ void SpeakerImpl::OnAccept(int listen_fd) {
         auto bytes =
             Encode(NotificationMessage{err::kCease, err::kCollisionResolution, {}}, CodecOptions{});
         [[maybe_unused]] auto n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        close(fd);
         continue;
       }
     }
@@ -96,7 +98,6 @@ void SpeakerImpl::OnAccept(int listen_fd) {
       // with a lower TTL, so an OPEN from further away never arrives.
       if (Status st = net::SetMinTtl(fd, from.is_v6(), 255); !st.ok()) {
         KR_LOG_ERROR("BGP peer {}: {}; refusing the connection", from.ToString(), st.message());
-        close(fd);
         continue;
       }
     }
@@ -114,14 +115,14 @@ void SpeakerImpl::OnAccept(int listen_fd) {
       p.in->state = PeerState::kActive;
       target = p.in.get();
     }
-    AdoptConnection(*target, fd);
+    AdoptConnection(*target, std::move(conn));
     target->initiated_locally = false;
     Fire(*target, FsmEvent::kTcpConnectionConfirmed);
   }
 }
 
-void SpeakerImpl::BeginConnection(Session& s, int fd) {
-  s.fd = fd;
+void SpeakerImpl::BeginConnection(Session& s, UniqueFd fd) {
+  s.fd = std::move(fd);
   s.rbuf.clear();
   s.wbuf.clear();
   s.woff = 0;
@@ -130,11 +131,11 @@ void SpeakerImpl::BeginConnection(Session& s, int fd) {
   s.graceful_down = false;
 }
 
-void SpeakerImpl::AdoptConnection(Session& s, int fd) {
-  BeginConnection(s, fd);
+void SpeakerImpl::AdoptConnection(Session& s, UniqueFd fd) {
+  BeginConnection(s, std::move(fd));
   s.connecting = false;
-  s.local_address = net::LocalAddress(fd);
-  loop_.Watch(fd, EPOLLIN, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
+  s.local_address = net::LocalAddress(s.fd.get());
+  loop_.Watch(s.fd.get(), EPOLLIN, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
 }
 
 void SpeakerImpl::OnSocketEvent(Session& s, uint32_t events) {
@@ -143,11 +144,11 @@ void SpeakerImpl::OnSocketEvent(Session& s, uint32_t events) {
     return;
   }
   if (events & EPOLLOUT) Flush(s);
-  if (s.fd >= 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) ReadMessages(s);
+  if (s.fd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) ReadMessages(s);
 }
 
 void SpeakerImpl::OnConnected(Session& s) {
-  int err = net::PendingError(s.fd);
+  int err = net::PendingError(s.fd.get());
   s.connecting = false;
   if (err != 0) {
     s.peer->last_error = "connect: " + net::ErrnoText(err);
@@ -155,8 +156,8 @@ void SpeakerImpl::OnConnected(Session& s) {
     Fire(s, FsmEvent::kTcpConnectionFails);
     return;
   }
-  s.local_address = net::LocalAddress(s.fd);
-  loop_.Modify(s.fd, EPOLLIN);
+  s.local_address = net::LocalAddress(s.fd.get());
+  loop_.Modify(s.fd.get(), EPOLLIN);
   Fire(s, FsmEvent::kTcpCrAcked);
 }
 
@@ -164,7 +165,7 @@ void SpeakerImpl::ReadMessages(Session& s) {
   uint8_t chunk[kReadChunk];
   bool eof = false;
   for (int rounds = 0; rounds < 16; ++rounds) {
-    ssize_t n = read(s.fd, chunk, sizeof(chunk));
+    ssize_t n = read(s.fd.get(), chunk, sizeof(chunk));
     if (n > 0) {
       s.rbuf.insert(s.rbuf.end(), chunk, chunk + n);
       if (static_cast<size_t>(n) < sizeof(chunk)) break;
@@ -177,7 +178,7 @@ void SpeakerImpl::ReadMessages(Session& s) {
     break;
   }
   size_t pos = 0;
-  while (s.fd >= 0 && !s.prefix_limit_hit) {
+  while (s.fd && !s.prefix_limit_hit) {
     std::span<const uint8_t> avail(s.rbuf.data() + pos, s.rbuf.size() - pos);
     auto frame = FrameLength(avail);
     if (auto* e = std::get_if<BgpError>(&frame)) {
@@ -213,7 +214,7 @@ void SpeakerImpl::ReadMessages(Session& s) {
     }
     HandleMessage(s, std::get<Message>(decoded));
   }
-  if (s.fd >= 0) {
+  if (s.fd) {
     s.rbuf.erase(s.rbuf.begin(), s.rbuf.begin() + static_cast<long>(pos));
     if (eof) {
       s.graceful_down = true;
@@ -271,7 +272,7 @@ void SpeakerImpl::HandleOpen(Session& s, const OpenMessage& open) {
   s.negotiated_hold = std::min(ours, open.hold_time_s);
   // RFC 4271 6.8 collision detection against the peer's other connection.
   Session* other = Other(s);
-  if (other && other->fd >= 0 &&
+  if (other && other->fd &&
       (other->state == PeerState::kOpenSent || other->state == PeerState::kOpenConfirm ||
        other->state == PeerState::kEstablished)) {
     bool keep_other;
@@ -324,12 +325,12 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
     if (t.notify_code != err::kCease || t.notify_subcode != err::kCollisionResolution) {
       p.last_error = "sent NOTIFICATION " + NotificationName(n.code, n.subcode);
     }
-    if (s.fd >= 0 && !s.connecting) Send(s, Encode(n, s.codec));
+    if (s.fd && !s.connecting) Send(s, Encode(n, s.codec));
   }
   if (a & kSendErrorNotification) {
     s.graceful_down = false;
     NotificationMessage n{s.pending_error.code, s.pending_error.subcode, s.pending_error.data};
-    if (s.fd >= 0 && !s.connecting) Send(s, Encode(n, s.codec));
+    if (s.fd && !s.connecting) Send(s, Encode(n, s.codec));
   }
   if (a & kStopConnectRetryTimer) {
     loop_.Cancel(s.connect_retry_timer);
@@ -358,15 +359,15 @@ void SpeakerImpl::Execute(Session& s, const Transition& t, PeerState old) {
       loop_.Post([this, addr = p.config.address] {
         auto it = peers_.find(addr);
         if (it != peers_.end() && it->second->out &&
-            it->second->out->state == PeerState::kConnect && it->second->out->fd < 0) {
+            it->second->out->state == PeerState::kConnect && !it->second->out->fd) {
           Fire(*it->second->out, FsmEvent::kTcpConnectionFails);
         }
       });
     } else {
-      BeginConnection(s, *fd);
+      BeginConnection(s, UniqueFd(*fd));
       s.connecting = true;
       s.initiated_locally = true;
-      loop_.Watch(*fd, EPOLLOUT, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
+      loop_.Watch(s.fd.get(), EPOLLOUT, [this, &s](uint32_t ev) { OnSocketEvent(s, ev); });
     }
   }
   if (a & kStartConnectRetryTimer) {
@@ -426,7 +427,7 @@ void SpeakerImpl::ScheduleRestart(Peer& p) {
 }
 
 void SpeakerImpl::Send(Session& s, const std::vector<uint8_t>& bytes) {
-  if (s.fd < 0) return;
+  if (!s.fd) return;
   // Always queued: UPDATEs are not generated while the queue is past its bound (Throttled), so
   // only one batch of them and small control messages can ever be on top of it.
   // Compact once the sent prefix dominates, so a long-lived slow peer does not keep it.
@@ -455,7 +456,7 @@ void SpeakerImpl::OnPrefixLimit(Session& s, AfiSafi family) {
                                static_cast<uint8_t>(limit)};
   loop_.Post([this, addr = p.config.address, session = &s, data, limit] {
     Session* live = FindSession(addr, session);
-    if (!live || live->fd < 0 || !live->prefix_limit_hit) return;
+    if (!live || !live->fd || !live->prefix_limit_hit) return;
     live->pending_error = BgpError{err::kCease, err::kMaxPrefixes, data, "prefix limit"};
     live->peer->last_error = "sent NOTIFICATION Cease/Maximum Number of Prefixes Reached (" +
                              std::to_string(limit) + ")";
@@ -515,14 +516,14 @@ void SpeakerImpl::ArmSendHoldTimer(Session& s) {
 
 void SpeakerImpl::Flush(Session& s) {
   while (s.woff < s.wbuf.size()) {
-    ssize_t n = send(s.fd, s.wbuf.data() + s.woff, s.wbuf.size() - s.woff, MSG_NOSIGNAL);
+    ssize_t n = send(s.fd.get(), s.wbuf.data() + s.woff, s.wbuf.size() - s.woff, MSG_NOSIGNAL);
     if (n > 0) {
       s.woff += static_cast<size_t>(n);
       s.last_write = Clock::now();
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      loop_.Modify(s.fd, EPOLLIN | EPOLLOUT);
+      loop_.Modify(s.fd.get(), EPOLLIN | EPOLLOUT);
       ScheduleResume(s);
       return;
     }
@@ -534,7 +535,7 @@ void SpeakerImpl::Flush(Session& s) {
   s.wbuf.clear();
   s.wbuf.shrink_to_fit();  // a large table sent once does not stay allocated
   s.woff = 0;
-  loop_.Modify(s.fd, EPOLLIN);
+  loop_.Modify(s.fd.get(), EPOLLIN);
   ScheduleResume(s);
 }
 
@@ -551,7 +552,7 @@ void SpeakerImpl::ScheduleResume(Session& s) {
     Session* live = FindSession(addr, session);
     if (!live) return;
     live->resume_scheduled = false;
-    if (live->fd < 0 || live->peer->established != live) return;
+    if (!live->fd || live->peer->established != live) return;
     Peer& peer = *live->peer;
     Pump(peer);
     if (live->queued() > 0 || peer.walking || !peer.export_pending.empty()) return;
@@ -563,15 +564,14 @@ void SpeakerImpl::ScheduleResume(Session& s) {
 }
 
 void SpeakerImpl::CloseFd(Session& s) {
-  if (s.fd < 0) return;
+  if (!s.fd) return;
   // Best effort: whatever is still queued (a NOTIFICATION) goes out before the close.
   if (s.woff < s.wbuf.size()) {
-    [[maybe_unused]] auto n =
-        send(s.fd, s.wbuf.data() + s.woff, s.wbuf.size() - s.woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+    [[maybe_unused]] auto n = send(s.fd.get(), s.wbuf.data() + s.woff, s.wbuf.size() - s.woff,
+                                   MSG_NOSIGNAL | MSG_DONTWAIT);
   }
-  loop_.Unwatch(s.fd);
-  close(s.fd);
-  s.fd = -1;
+  loop_.Unwatch(s.fd.get());
+  s.fd.reset();
   s.connecting = false;
   s.wbuf.clear();
   s.wbuf.shrink_to_fit();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Thin wrappers over the socket calls the speaker needs: listening, non-blocking connects,
-// TCP MD5 keys (RFC 2385) and TTLs. Errors come back as Status with errno text.
+// TCP MD5 keys (RFC 2385) and TTLs. Errors come back as Status with errno text. Addresses convert
+// through the net module's ToSockaddr/FromSockaddr (kube_router/net/sockaddr.h).
 #pragma once
 
 #include <sys/socket.h>
@@ -13,12 +14,8 @@
 
 namespace kr::bgp::net {
 
-sockaddr_storage ToSockaddr(const IpAddress& address, uint16_t port, socklen_t& length);
-// Converts back, unmapping IPv4-mapped IPv6 addresses.
-IpAddress FromSockaddr(const sockaddr_storage& address, uint16_t* port = nullptr);
-
 // A non-blocking listening TCP socket bound to address:port (IPv6 sockets are v6-only); it
-// answers SYNs with TTL 255.
+// answers SYNs with TTL 255. The caller owns the descriptor (closed here on failure).
 Result<int> Listen(const IpAddress& address, uint16_t port);
 // Starts a non-blocking connect; the socket is ready once writable. `local` (if not the
 // unspecified address) is bound first. The key and TTL are applied before connecting.

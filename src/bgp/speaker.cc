@@ -119,11 +119,10 @@ Status SpeakerImpl::Start() {
       if (!fd.ok()) {
         // An IPv6-less host still gets IPv4 with the wildcard default.
         if (wildcard && a.is_v6()) continue;
-        for (int l : listeners_) close(l);
-        listeners_.clear();
+        listeners_.clear();  // closes those already open
         return fd.status().Context("BGP listen");
       }
-      listeners_.push_back(*fd);
+      listeners_.emplace_back(*fd);
       loop_.Watch(*fd, EPOLLIN, [this, l = *fd](uint32_t) { OnAccept(l); });
     }
   }
@@ -147,7 +146,7 @@ void SpeakerImpl::Stop(bool graceful_restart) {
   loop_.Post([this, graceful_restart] {
     for (auto& [addr, peer] : peers_) {
       for (Session* s : {peer->out.get(), peer->in.get()}) {
-        if (!s || s->fd < 0) continue;
+        if (!s || !s->fd) continue;
         if (!graceful_restart && s->state >= PeerState::kOpenSent) {
           Send(*s, Encode(NotificationMessage{err::kCease, err::kAdminShutdown, {}}, s->codec));
         }
@@ -155,10 +154,7 @@ void SpeakerImpl::Stop(bool graceful_restart) {
         CloseFd(*s);
       }
     }
-    for (int l : listeners_) {
-      loop_.Unwatch(l);
-      close(l);
-    }
+    for (const auto& l : listeners_) loop_.Unwatch(l.get());
     listeners_.clear();
     loop_.Stop();
   });
@@ -172,7 +168,8 @@ void SpeakerImpl::Stop(bool graceful_restart) {
 
 void SpeakerImpl::ApplyListenerKeys(const PeerConfig& config, bool remove) {
   if (config.password.empty()) return;
-  for (int l : listeners_) {
+  for (const auto& listener : listeners_) {
+    const int l = listener.get();
     bool l_v6 = net::LocalAddress(l).is_v6();
     if (l_v6 != config.address.is_v6()) continue;
     if (Status s = net::SetMd5Key(l, config.address, remove ? "" : config.password); !s.ok()) {
@@ -221,7 +218,7 @@ void SpeakerImpl::DoRemovePeer(const IpAddress& address) {
   if (it == peers_.end()) return;
   Peer& p = *it->second;
   for (Session* s : {p.out.get(), p.in.get()}) {
-    if (!s || s->fd < 0) continue;
+    if (!s || !s->fd) continue;
     if (s->state >= PeerState::kOpenSent) {
       Send(*s, Encode(NotificationMessage{err::kCease, err::kPeerDeconfigured, {}}, s->codec));
     }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "event_loop.h"
+#include "kube_router/base/unique_fd.h"
 #include "kube_router/bgp/codec.h"
 #include "kube_router/bgp/fsm.h"
 #include "kube_router/bgp/rib.h"
@@ -44,7 +45,7 @@ struct Session {
   Peer* peer = nullptr;
   bool outgoing = false;           // the persistent session that initiates connections
   bool initiated_locally = false;  // the current TCP connection was opened by us
-  int fd = -1;
+  UniqueFd fd;                     // the current TCP connection, if any (closed by CloseFd)
   bool connecting = false;
   PeerState state = PeerState::kIdle;
   std::vector<uint8_t> rbuf;
@@ -145,8 +146,8 @@ class SpeakerImpl final : public Speaker {
   void ApplyListenerKeys(const PeerConfig& config, bool remove);
   void OnAccept(int listen_fd);
   // A new TCP connection for `s`: per-connection buffers and flags start empty.
-  void BeginConnection(Session& s, int fd);
-  void AdoptConnection(Session& s, int fd);
+  void BeginConnection(Session& s, UniqueFd fd);
+  void AdoptConnection(Session& s, UniqueFd fd);
   void OnSocketEvent(Session& s, uint32_t events);
   void OnConnected(Session& s);
   void ReadMessages(Session& s);
@@ -223,7 +224,7 @@ class SpeakerImpl final : public Speaker {
   std::thread thread_;
   std::atomic<bool> running_{false};
   bool stopped_ = false;
-  std::vector<int> listeners_;
+  std::vector<UniqueFd> listeners_;
   std::map<IpAddress, std::unique_ptr<Peer>> peers_;
   std::vector<std::unique_ptr<Session>> graveyard_;
   std::vector<std::unique_ptr<Peer>> peer_graveyard_;

@@ -14,8 +14,8 @@
 #include <random>
 #include <sstream>
 
+#include "kube_router/base/unique_fd.h"
 #include "kube_router/net/sockaddr.h"
-#include "kube_router/net/unique_fd.h"
 
 namespace kr::net {
 namespace {
@@ -171,7 +171,7 @@ Result<std::vector<IpAddress>> QueryDns(const std::string& name,
     std::vector<IpAddress> found;
     for (uint16_t qtype : {kTypeA, kTypeAaaa}) {
       net::SocketAddress where = net::ToSockaddr(server, port);
-      net::UniqueFd fd(::socket(where.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      UniqueFd fd(::socket(where.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
       if (!fd) continue;
       // A connected UDP socket only accepts replies from the server we asked.
       uint16_t id = static_cast<uint16_t>(rng());

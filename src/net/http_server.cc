@@ -19,7 +19,7 @@
 #include "kube_router/base/ip.h"
 #include "kube_router/base/log.h"
 #include "kube_router/net/sockaddr.h"
-#include "kube_router/net/unique_fd.h"
+#include "kube_router/base/unique_fd.h"
 
 namespace kr::net {
 namespace {

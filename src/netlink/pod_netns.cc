@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "kube_router/base/unique_fd.h"
+
 namespace kr::netlink {
 namespace {
 
@@ -68,12 +70,13 @@ class ProcPodNetns : public PodNetns {
     // threads never change namespace.
     std::thread worker([&] {
       for (const Candidate& c : candidates) {
-        int fd = open(c.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;  // the process exited or the namespace was deleted meanwhile
+        UniqueFd fd(open(c.path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) continue;  // the process exited or the namespace was deleted meanwhile
         struct stat st {};
-        const bool same = fstat(fd, &st) == 0 && st.st_ino == c.inode && st.st_dev == c.device;
-        const bool entered = same && setns(fd, CLONE_NEWNET) == 0;
-        close(fd);
+        const bool same =
+            fstat(fd.get(), &st) == 0 && st.st_ino == c.inode && st.st_dev == c.device;
+        const bool entered = same && setns(fd.get(), CLONE_NEWNET) == 0;
+        fd.reset();
         if (!entered) continue;
         auto device = DeviceHolding(pod_ip);
         if (!device) continue;

@@ -1,10 +1,41 @@
-// Sessions and capabilities against the scripted peer: OPEN errors, connection collisions
-// (RFC 4271 6.8), route refresh, 4-octet ASNs towards a 2-octet peer, unknown transitive
-// attributes passed on, GTSM (RFC 5082).
+// Sessions and capabilities against the scripted peer: OPEN errors, refused connections closed,
+// connection collisions (RFC 4271 6.8), route refresh, 4-octet ASNs towards a 2-octet peer,
+// unknown transitive attributes passed on, GTSM (RFC 5082).
+#include <filesystem>
+
 #include "scripted_peer.h"
 
 namespace kr::bgp::testing {
 namespace {
+
+// The descriptors this process holds (the speaker runs in it).
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+// A connection from an address that is no configured peer is accepted and closed at once (the
+// speaker owns it as a UniqueFd): the client sees EOF, and no descriptor stays behind.
+TEST_F(ScriptedPeerTest, ConnectionsFromUnknownPeersAreClosedAndLeakNothing) {
+  StartOurs(false, true);
+  const size_t before = OpenDescriptors();
+  for (int i = 0; i < 20; ++i) {
+    ScriptedPeer stranger;
+    InNetns(*us_, [&] {
+      ASSERT_TRUE(WaitFor([&] { return stranger.Connect("127.0.0.9", "127.0.0.1", 179); }, 5s));
+    });
+    // EOF, not the timeout: the speaker closed its end.
+    auto started = std::chrono::steady_clock::now();
+    ASSERT_FALSE(stranger.Receive(15s).has_value());
+    ASSERT_LT(std::chrono::steady_clock::now() - started, 15s) << "connection " << i;
+  }
+  EXPECT_TRUE(WaitFor([&] { return OpenDescriptors() == before; }, 10s))
+      << OpenDescriptors() << " descriptors, " << before << " before";
+  EXPECT_TRUE(OurPeer("127.0.0.2").has_value());
+}
 
 TEST_F(ScriptedPeerTest, OpenErrorsAreNotified) {
   StartOurs(false, true);

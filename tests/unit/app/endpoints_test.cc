@@ -13,7 +13,7 @@
 #include <chrono>
 #include <sstream>
 
-#include "kube_router/net/unique_fd.h"
+#include "kube_router/base/unique_fd.h"
 
 namespace kr::app {
 namespace {
@@ -21,7 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 
 std::string Get(uint16_t port, const std::string& path) {
-  net::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   timeval tv{10, 0};
   setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   sockaddr_in to{};
@@ -39,7 +39,7 @@ std::string Get(uint16_t port, const std::string& path) {
 
 // A port that was free a moment ago (the options have no "any port" value: 0 disables).
 uint16_t FreePort() {
-  net::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "kube_router/net/unique_fd.h"
+#include "kube_router/base/unique_fd.h"
 
 namespace kr::net {
 namespace {

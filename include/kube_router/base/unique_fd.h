@@ -1,11 +1,12 @@
-// An owning file descriptor: closed exactly once, when the owner goes away or is reset.
+// An owning file descriptor: closed exactly once, when the owner goes away or is reset. The one
+// owning descriptor type of the project (sockets, pipes, files, epoll, eventfd, namespaces).
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace kr::net {
+namespace kr {
 
 class UniqueFd {
  public:
@@ -35,4 +36,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace kr::net
+}  // namespace kr
