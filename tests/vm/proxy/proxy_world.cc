@@ -112,9 +112,11 @@ ProxyWorld::ProxyWorld(ProxyWorldOptions options) : options_(std::move(options))
   // kubectl's first start in the guest reads its ~50 MB binary over 9p and initialises the Go
   // runtime: tens of seconds of emulation. A client-only run while the namespaces are built pays
   // that beside the set-up; the warm-up in Start() then only does API discovery.
-  preload_ = std::thread([] {
-    (void)Exec({"kubectl", "version", "--client"}, "", ExecOptions{.timeout = 180s});
-  });
+  if (options_.kubectl) {
+    preload_ = std::thread([] {
+      (void)Exec({"kubectl", "version", "--client"}, "", ExecOptions{.timeout = 180s});
+    });
+  }
   net_ = std::make_unique<PodNetwork>(options_.prefix, options_.dual_stack);
   for (int i = 0; i < options_.nodes; ++i) net_->AddNode("node" + std::to_string(i));
   client_ = std::make_unique<Netns>(options_.prefix + "c");
@@ -216,9 +218,10 @@ void ProxyWorld::Start() {
     }
     std::ofstream(dir() + "/kubeconfig-" + NodeName(i)) << node_config;
     agents_.push_back(nullptr);
-    StartAgent(i);
+    if (options_.start_agents) StartAgent(i);
   }
   Stamp("agents started");
+  if (!options_.kubectl) return;
   if (preload_.joinable()) preload_.join();
   Stamp("kubectl loaded");
   // kubectl's first run in the emulated guest (API discovery, a cold cache) takes tens of

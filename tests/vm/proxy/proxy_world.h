@@ -32,6 +32,12 @@ struct ProxyWorldOptions {
   std::vector<std::vector<std::string>> node_flags;
   // terminationGracePeriodSeconds of a pod (by "namespace/name"); 30 when not listed.
   std::map<std::string, int> grace_periods;
+  // False: no kubectl start-up and warm-up (a test that writes objects only with Apply/Remove
+  // saves tens of seconds of emulated CPU).
+  bool kubectl = true;
+  // False: Start() leaves the agents to StartAgent (a test writes its objects first, so the
+  // agents' first sync is a fresh start with them).
+  bool start_agents = true;
 };
 
 // An endpoint of an EndpointSlice.
