@@ -55,7 +55,9 @@ for tool in qemu-system-x86_64 dpkg-deb depmod modprobe cpio busybox flock timeo
 done
 
 mkdir -p "$cache"
-cache=$(cd "$cache" && pwd)
+# Physical path: the guest sees the host under /host, where a symlinked cache (build-dev/vm-cache
+# -> /work/vm-cache) would point outside.
+cache=$(cd "$cache" && pwd -P)
 
 # ---- kernel and initramfs (once per cache directory) ----
 
