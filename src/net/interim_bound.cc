@@ -12,6 +12,8 @@
 #include <chrono>
 #include <climits>
 
+#include "kube_router/net/sockaddr.h"
+
 namespace kr::net {
 namespace {
 
@@ -127,17 +129,13 @@ class TlsStream : public httplib::Stream {
     sockaddr_storage a{};
     socklen_t len = sizeof a;
     if (get(sock_, reinterpret_cast<sockaddr*>(&a), &len) != 0) return;
-    char buf[INET6_ADDRSTRLEN] = {};
-    if (a.ss_family == AF_INET) {
-      auto* in = reinterpret_cast<sockaddr_in*>(&a);
-      inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-      port = ntohs(in->sin_port);
-    } else if (a.ss_family == AF_INET6) {
-      auto* in6 = reinterpret_cast<sockaddr_in6*>(&a);
-      inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-      port = ntohs(in6->sin6_port);
+    auto address = FromSockaddr(reinterpret_cast<const sockaddr*>(&a), len);
+    if (!address) {
+      ip.clear();
+      return;
     }
-    ip = buf;
+    ip = address->first.ToString();
+    port = address->second;
   }
 
   socket_t sock_;

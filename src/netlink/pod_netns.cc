@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "kube_router/base/unique_fd.h"
+#include "kube_router/net/sockaddr.h"
 
 namespace kr::netlink {
 namespace {
@@ -38,13 +38,13 @@ std::optional<std::string> DeviceHolding(const IpAddress& ip) {
   std::optional<std::string> found;
   for (ifaddrs* a = list; a != nullptr && !found; a = a->ifa_next) {
     if (a->ifa_addr == nullptr || a->ifa_name == nullptr) continue;
-    if (a->ifa_addr->sa_family == AF_INET && ip.is_v4()) {
-      const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
-      if (std::memcmp(&sin->sin_addr, ip.bytes().data(), 4) == 0) found = a->ifa_name;
-    } else if (a->ifa_addr->sa_family == AF_INET6 && ip.is_v6()) {
-      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
-      if (std::memcmp(&sin6->sin6_addr, ip.bytes().data(), 16) == 0) found = a->ifa_name;
-    }
+    const int family = a->ifa_addr->sa_family;
+    if (family != (ip.is_v4() ? AF_INET : AF_INET6)) continue;
+    // getifaddrs gives no length: the address is a whole sockaddr_in / sockaddr_in6.
+    const auto length =
+        static_cast<socklen_t>(family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    auto address = net::FromSockaddr(a->ifa_addr, length);
+    if (address && address->first == ip) found = a->ifa_name;
   }
   freeifaddrs(list);
   return found;
