@@ -43,6 +43,7 @@ struct Flags {
   bool verbose = false;
   // Service ClusterIP/NodePort allocation (service_allocator.h); off when no range is given.
   std::string service_cidrs, node_port_range;
+  bool graceful_pod_deletion = false;  // object_store.h: EnableGracefulPodDeletion
 };
 
 // Fault injection and run-time settings, changed through /_fake/ endpoints.
@@ -499,7 +500,9 @@ class Server {
       return SendOutcome(res, got);
     }
     if (req.method == "DELETE") {
-      auto deleted = store_.Delete(*t.type, t.namespace_, t.name);
+      std::optional<int64_t> grace;
+      if (auto e = GracePeriod(req, &grace)) return SendError(res, *e);
+      auto deleted = store_.Delete(*t.type, t.namespace_, t.name, grace);
       return SendOutcome(res, deleted);
     }
     json body = json::parse(req.body, nullptr, false);
@@ -536,6 +539,32 @@ class Server {
       return SendOutcome(res, patched);
     }
     SendError(res, {405, "MethodNotAllowed", "method not allowed"});
+  }
+
+  // gracePeriodSeconds from the query or a DeleteOptions body (kubectl sends the body).
+  static std::optional<ApiError> GracePeriod(const httplib::Request& req,
+                                             std::optional<int64_t>* grace) {
+    json value;
+    if (req.has_param("gracePeriodSeconds")) {
+      const std::string text = req.get_param_value("gracePeriodSeconds");
+      char* end = nullptr;
+      long long n = std::strtoll(text.c_str(), &end, 10);
+      if (!text.empty() && end && !*end)
+        value = n;
+      else
+        value = text;
+    } else if (!req.body.empty()) {
+      json options = json::parse(req.body, nullptr, false);
+      if (!options.is_object())
+        return ApiError{400, "BadRequest", "DELETE body is not a DeleteOptions object"};
+      if (options.contains("gracePeriodSeconds")) value = options["gracePeriodSeconds"];
+    }
+    if (value.is_null()) return std::nullopt;
+    if (!value.is_number_integer() || value.get<int64_t>() < 0)
+      return ApiError{400, "BadRequest",
+                      "gracePeriodSeconds must be a non-negative integer, got " + value.dump()};
+    *grace = value.get<int64_t>();
+    return std::nullopt;
   }
 
   // resourceVersion=N with N a number other than 0; nullopt for "", "0" or garbage.
@@ -682,7 +711,8 @@ void Usage() {
                "  [--kubeconfig-ca F] [--kubeconfig-client-cert F --kubeconfig-client-key F]\n"
                "  [--bookmark-interval-ms N] [--history-limit N] [--gzip] [--beta-networkpolicies] "
                "[-v]\n"
-               "  [--service-cluster-ip-range CIDR[,CIDR]] [--service-node-port-range A-B]\n";
+               "  [--service-cluster-ip-range CIDR[,CIDR]] [--service-node-port-range A-B]\n"
+               "  [--graceful-pod-deletion]\n";
 }
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -731,6 +761,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       if (!value(&f->service_cidrs)) return false;
     } else if (a == "--service-node-port-range") {
       if (!value(&f->node_port_range)) return false;
+    } else if (a == "--graceful-pod-deletion") {
+      f->graceful_pod_deletion = true;
     } else if (a == "-v" || a == "--verbose") {
       f->verbose = true;
     } else {
@@ -886,8 +918,22 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
+  // Terminating Pods leave when their grace period ends (checked every 100 ms).
+  std::atomic<bool> stopping{false};
+  std::thread reaper;
+  if (flags.graceful_pod_deletion) {
+    server.store().EnableGracefulPodDeletion();
+    reaper = std::thread([&] {
+      while (!stopping) {
+        server.store().ReapTerminatingPods(Clock::now());
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
   std::cout << "fake-apiserver listening on " << url << std::endl;
   bool ok = http->listen_after_bind();
+  stopping = true;
+  if (reaper.joinable()) reaper.join();
   server.store().StopAll();
   return ok ? 0 : 1;
 }

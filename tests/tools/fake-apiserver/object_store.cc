@@ -300,7 +300,8 @@ Outcome<json> ObjectStore::Update(const ResourceType& type, const std::string& n
       next.erase("status");
   }
   // Identity fields are owned by the server.
-  for (const char* f : {"uid", "creationTimestamp", "namespace"}) {
+  for (const char* f : {"uid", "creationTimestamp", "namespace", "deletionTimestamp",
+                        "deletionGracePeriodSeconds"}) {
     if (current["metadata"].contains(f)) next["metadata"][f] = current["metadata"][f];
   }
   next["apiVersion"] = type.ApiVersion();
@@ -349,17 +350,90 @@ Outcome<json> ObjectStore::Patch(const ResourceType& type, const std::string& ns
   return Update(type, ns, name, std::move(next), status_only);
 }
 
+namespace {
+bool IsPod(const ResourceType& type) { return type.group.empty() && type.kind == "Pod"; }
+
+// kube-apiserver's grace period for deleting `pod`: the request's, else the pod's
+// terminationGracePeriodSeconds (default 30); 0 for a pod no node runs or that has ended.
+int64_t PodGracePeriod(const json& pod, std::optional<int64_t> requested) {
+  json spec = pod.value("spec", json::object());
+  std::string phase = pod.value("status", json::object()).value("phase", "");
+  if (!spec.is_object() || spec.value("nodeName", "").empty() || phase == "Succeeded" ||
+      phase == "Failed")
+    return 0;
+  if (requested) return *requested;
+  const json& own = spec.contains("terminationGracePeriodSeconds")
+                        ? spec["terminationGracePeriodSeconds"]
+                        : json();
+  return own.is_number_integer() && own.get<int64_t>() >= 0 ? own.get<int64_t>() : 30;
+}
+
+std::string TimestampIn(int64_t seconds) {
+  std::time_t t = std::time(nullptr) + seconds;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
+void ObjectStore::EnableGracefulPodDeletion() {
+  std::lock_guard lock(mu_);
+  graceful_pods_ = true;
+}
+
 Outcome<json> ObjectStore::Delete(const ResourceType& type, const std::string& ns,
-                                  const std::string& name) {
+                                  const std::string& name, std::optional<int64_t> grace_seconds) {
   std::lock_guard lock(mu_);
   auto& objects = objects_[Id(type)];
-  auto it = objects.find(Key(type, ns, name));
+  std::string key = Key(type, ns, name);
+  auto it = objects.find(key);
   if (it == objects.end())
     return ApiError{404, "NotFound", type.plural + " \"" + name + "\" not found"};
+  if (graceful_pods_ && IsPod(type)) {
+    int64_t grace = PodGracePeriod(it->second, grace_seconds);
+    if (grace > 0) {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(grace);
+      auto terminating = pod_deadlines_.find(key);
+      // Already terminating and ending no later: nothing changes (a shorter period shortens).
+      if (terminating != pod_deadlines_.end() && terminating->second <= deadline) return it->second;
+      json next = it->second;
+      next["metadata"]["deletionTimestamp"] = TimestampIn(grace);
+      next["metadata"]["deletionGracePeriodSeconds"] = grace;
+      pod_deadlines_[key] = deadline;
+      json stored = Commit(type, "MODIFIED", std::move(next));
+      it->second = stored;
+      return stored;
+    }
+  }
+  pod_deadlines_.erase(key);
   ReleaseLocked(type, it->second);
   json last = Commit(type, "DELETED", it->second);
   objects.erase(it);
   return last;
+}
+
+size_t ObjectStore::ReapTerminatingPods(std::chrono::steady_clock::time_point now) {
+  const ResourceType* pods = FindByKind("v1", "Pod");
+  std::lock_guard lock(mu_);
+  if (pod_deadlines_.empty() || !pods) return 0;
+  auto& objects = objects_[Id(*pods)];
+  size_t removed = 0;
+  for (auto d = pod_deadlines_.begin(); d != pod_deadlines_.end();) {
+    if (d->second > now) {
+      ++d;
+      continue;
+    }
+    auto it = objects.find(d->first);
+    if (it != objects.end()) {
+      Commit(*pods, "DELETED", it->second);
+      objects.erase(it);
+      ++removed;
+    }
+    d = pod_deadlines_.erase(d);
+  }
+  return removed;
 }
 
 Outcome<json> ObjectStore::List(const ResourceType& type, const Filter& filter, size_t limit,

@@ -5,6 +5,7 @@
 // does. Thread-safe: HTTP handler threads call it concurrently; watches block in WaitEvents.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -76,6 +77,12 @@ class ObjectStore {
   // From now on Services get ClusterIPs and NodePorts as kube-apiserver allocates them (see
   // service_allocator.h). Call before anything is stored.
   void EnableServiceAllocation(const ServiceRanges& ranges);
+  // From now on Pods bound to a node are deleted gracefully, as kube-apiserver does: DELETE
+  // marks the Pod terminating (metadata.deletionTimestamp, deletionGracePeriodSeconds; a
+  // MODIFIED event) and ReapTerminatingPods removes it when the grace period ends. A grace
+  // period of 0 (kubectl delete --force --grace-period=0, the pod GC, a kubelet finalising)
+  // removes it at once. Without this, every DELETE removes at once (what most tests want).
+  void EnableGracefulPodDeletion();
 
   // Adds an object from a manifest (kept as is, status included); replaces an existing one.
   Outcome<json> Load(const ResourceType& type, json object);
@@ -88,7 +95,12 @@ class ObjectStore {
                        json object, bool status_only);
   Outcome<json> Patch(const ResourceType& type, const std::string& ns, const std::string& name,
                       PatchType patch_type, const json& patch, bool status_only);
-  Outcome<json> Delete(const ResourceType& type, const std::string& ns, const std::string& name);
+  // `grace_seconds`: the request's gracePeriodSeconds (query or DeleteOptions body), if any;
+  // only graceful Pod deletion (above) reads it.
+  Outcome<json> Delete(const ResourceType& type, const std::string& ns, const std::string& name,
+                       std::optional<int64_t> grace_seconds = std::nullopt);
+  // Removes the terminating Pods whose grace period ended by `now` (DELETED events); how many.
+  size_t ReapTerminatingPods(std::chrono::steady_clock::time_point now);
 
   // A list document (kind XList) with metadata.resourceVersion and, when `limit` cut it short,
   // metadata.continue.
@@ -143,6 +155,9 @@ class ObjectStore {
   std::mutex mu_;
   std::condition_variable changed_;
   std::unique_ptr<ServiceAllocator> services_;  // null: Services are stored as given
+  bool graceful_pods_ = false;
+  // Terminating Pods (key "ns/name") and when their grace period ends.
+  std::map<std::string, std::chrono::steady_clock::time_point> pod_deadlines_;
   std::map<std::string, Objects> objects_;
   uint64_t rv_ = 1;
   uint64_t compacted_rv_ = 0;  // highest RV no longer in history_

@@ -172,7 +172,8 @@ class Agent {
   }
 
   // The pod garbage collector: pods bound to one of our nodes whose Node was deleted are
-  // deleted (and leave `pods`, so nothing else acts on them this pass).
+  // deleted at once (grace period 0, as kube-controller-manager's pod GC does: no kubelet is
+  // left to run them) and leave `pods`, so nothing else acts on them this pass.
   void CollectOrphans(json& pods, const std::set<std::string>& live_nodes) {
     json kept = json::array();
     for (auto& pod : pods) {
@@ -181,7 +182,8 @@ class Agent {
         kept.push_back(std::move(pod));
         continue;
       }
-      auto r = api_->Call("DELETE", "/api/v1/namespaces/" + Namespace(pod) + "/pods/" + Name(pod));
+      auto r = api_->Call("DELETE", "/api/v1/namespaces/" + Namespace(pod) + "/pods/" + Name(pod) +
+                                        "?gracePeriodSeconds=0");
       if (r.ok() && (r->status == 200 || r->status == 404))
         std::cerr << "sandbox-node: pod " << Namespace(pod) << "/" << Name(pod)
                   << " deleted: its node " << node << " is gone" << std::endl;

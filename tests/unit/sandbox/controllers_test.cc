@@ -67,7 +67,8 @@ TEST(EndpointSlicesTest, SelectedPodsWithNamedPortsResolvedPerPod) {
                Pod("pending", "", {{"app", "web"}}),                 // no node, no IP
                Pod("noport", "n1", {{"app", "web"}}, "10.244.0.9"),  // "http" not declared
                Pod("other", "n1", {{"app", "db"}}, "10.244.0.7", p8080)};
-  pods[1]["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z";
+  pods[1]["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z";  // terminating, not ready
+  pods[2]["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z";  // terminating, still ready
   auto slices = DesiredSlices(services, pods);
   std::map<int, json> by_port;  // resolved port -> slice (the one without ports: key 0)
   for (const auto& s : slices) {
@@ -82,7 +83,12 @@ TEST(EndpointSlicesTest, SelectedPodsWithNamedPortsResolvedPerPod) {
   EXPECT_EQ(s8080["endpoints"][0]["addresses"][0], "10.244.0.5");
   EXPECT_EQ(s8080["endpoints"][0]["nodeName"], "n1");
   EXPECT_EQ(s8080["endpoints"][0]["targetRef"]["name"], "w1");
-  EXPECT_EQ(s8080["endpoints"][0]["conditions"]["ready"], true);
+  EXPECT_EQ(s8080["endpoints"][0]["conditions"],
+            json({{"ready", true}, {"serving", true}, {"terminating", false}}));
+  // A terminating pod that is still Ready serves (KEP-1672) but is not ready.
+  EXPECT_EQ(s8080["endpoints"][1]["targetRef"]["name"], "w3");
+  EXPECT_EQ(s8080["endpoints"][1]["conditions"],
+            json({{"ready", false}, {"serving", true}, {"terminating", true}}));
   EXPECT_EQ(s8080["ports"][0]["name"], "http");
   const json& s9090 = by_port[9090];
   ASSERT_EQ(s9090["endpoints"].size(), 1u);
