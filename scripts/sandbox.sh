@@ -72,16 +72,17 @@ find_bin() {
 
 our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$PREFIX-" || true; }
 
-# Can the host kernel do X? Tried in a scratch namespace, never on the host.
-kernel_has() {
-  local ns=$PREFIX-probe-$$ ok=1
+# What the kernel can do ("ip_vs ipip" or less), tried in one scratch namespace, never on the
+# host's own network (one namespace for both: every process start costs 0.1-0.5 s in the
+# emulated guest).
+kernel_features() {
+  local ns=$PREFIX-probe-$$ have=""
   ip netns add "$ns"
-  case $1 in
-    ipip) ip -n "$ns" link add "${PREFIX}probe" type ipip local 192.0.2.1 remote 192.0.2.2 2>/dev/null && ok=0 ;;
-    ip_vs) ip netns exec "$ns" sh -c 'test -e /proc/net/ip_vs' && ok=0 ;;
-  esac
+  ip netns exec "$ns" sh -c 'test -e /proc/net/ip_vs' && have="ip_vs"
+  ip -n "$ns" link add "${PREFIX}probe" type ipip local 192.0.2.1 remote 192.0.2.2 2>/dev/null &&
+    have="$have ipip"
   ip netns delete "$ns"
-  return $ok
+  echo "$have"
 }
 
 # --- up -------------------------------------------------------------------------------------
@@ -102,10 +103,18 @@ start_bg() { # NAME NETNS|- COMMAND...: started in its own session, pid in $STAT
   # script may end its process group when it exits (a test's exec, a CI runner), and a child
   # not yet out of it would die unstarted, without even its log (seen on a loaded machine).
   local deadline=$((SECONDS + 10))
-  until [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ]; do
+  until [ "$(session_of "$pid")" = "$pid" ]; do
     kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ] || break
     sleep 0.05
   done
+}
+
+session_of() { # PID: its session id, read with shell builtins (no process start)
+  local stat rest
+  read -r stat <"/proc/$1/stat" 2>/dev/null || return 0
+  rest=${stat##*) } # after "(comm) ": state ppid pgrp session ...
+  read -r _ _ _ rest _ <<<"$rest"
+  echo "$rest"
 }
 
 wait_for() { # SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds
@@ -119,6 +128,29 @@ wait_for() { # SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds
 
 node_subnet() { [ "$1" -le 2 ] && echo 1 || echo 2; } # nodes 1-2 on subnet 1, the rest on 2
 node_ip() { echo "10.250.$(node_subnet "$1").$((10 + $1))"; }
+
+# Every node has its pod CIDR (one request to the API server, no kubectl: its start and API
+# discovery cost seconds in the emulated guest).
+pod_cidrs_assigned() {
+  local rest n=0
+  rest=$(ip netns exec "$ROUTER_NS" curl -sf -m 5 "http://127.0.0.1:$API_INNER_PORT/api/v1/nodes") || return 1
+  while [[ $rest == *'"podCIDR":"'* ]]; do
+    rest=${rest#*'"podCIDR":"'}
+    [[ $rest == [0-9]* ]] && n=$((n + 1))
+  done
+  [ "$n" -ge "$NODES" ]
+}
+
+kubeconfig_for() { # URL: the API server's kubeconfig with its server set to URL
+  local line
+  while IFS= read -r line; do
+    if [[ $line =~ ^([[:space:]]*server:) ]]; then
+      echo "${BASH_REMATCH[1]} $1"
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"$STATE/kubeconfig-inner"
+}
 
 write_bird_conf() {
   local i
@@ -168,75 +200,82 @@ cmd_up() {
   [[ ,$CONTROLLERS, == *,firewall,* ]] && run_firewall=true
   [[ ,$CONTROLLERS, == *,proxy,* ]] && run_proxy=true
   $run_router || $run_firewall || $run_proxy || die "--controllers names none of router,firewall,proxy"
-  if $run_proxy && ! kernel_has ip_vs; then
+  local features
+  features=" $(kernel_features) "
+  if $run_proxy && [[ $features != *" ip_vs "* ]]; then
     run_proxy=false
     proxy_note="WITHOUT the service proxy: this kernel has no ip_vs (ClusterIP/NodePort traffic is not served; see docs/sandbox.md)"
   fi
-  kernel_has ipip && overlay=true
-  mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/cni"
+  [[ $features == *" ipip "* ]] && overlay=true
+  mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/cni" "$STATE/before"
   echo "$NODES" >"$STATE/nodes"
   trap 'echo "sandbox: up failed; logs in $STATE/logs; run scripts/sandbox.sh down --reap" >&2' ERR
 
-  # The router: two underlay subnets (bridges), forwarding between them, BIRD, the API server.
-  ip netns add "$ROUTER_NS"
-  ip -n "$ROUTER_NS" link set lo up
-  ip netns exec "$ROUTER_NS" sysctl -qw net.ipv4.ip_forward=1
-  local s
+  # The namespaces and links in one `ip -batch` per namespace (each process start costs 0.1-0.5 s
+  # in the emulated guest). The router: two underlay subnets (bridges), forwarding between
+  # them, BIRD, the API server. Nodes: a namespace each, on subnet 1 or 2 behind the router.
+  local i s ns ip gw node_args=() router_batch=""
+  {
+    echo "netns add $ROUTER_NS"
+    for ((i = 1; i <= NODES; i++)); do echo "netns add $PREFIX-n$i"; done
+  } | ip -batch -
+  router_batch="link set lo up"$'\n'
   for s in 1 2; do
-    ip -n "$ROUTER_NS" link add "br$s" type bridge
-    ip -n "$ROUTER_NS" addr add "10.250.$s.1/24" dev "br$s"
-    ip -n "$ROUTER_NS" link set "br$s" up
+    router_batch+="link add br$s type bridge"$'\n'"addr add 10.250.$s.1/24 dev br$s"$'\n'"link set br$s up"$'\n'
   done
+  for ((i = 1; i <= NODES; i++)); do
+    router_batch+="link add ${PREFIX}n$i type veth peer name eth0 netns $PREFIX-n$i"$'\n'
+    router_batch+="link set ${PREFIX}n$i master br$(node_subnet "$i") up"$'\n'
+  done
+  ip -n "$ROUTER_NS" -batch - <<<"$router_batch"
+  ip netns exec "$ROUTER_NS" sysctl -qw net.ipv4.ip_forward=1
   start_bg apiserver "$ROUTER_NS" "$BIN/fake-apiserver" --listen "0.0.0.0:$API_INNER_PORT" \
     --kubeconfig-out "$STATE/kubeconfig-inner" --service-cluster-ip-range "$SERVICE_CIDR" \
-    --service-node-port-range "$NODE_PORTS"
-  wait_for 20 "the API server" test -s "$STATE/kubeconfig-inner" ||
-    die "fake-apiserver did not start: $(tail -5 "$STATE/logs/apiserver.log")"
-  # kubectl on the host reaches it through a forwarder on the host's loopback.
-  start_bg forwarder - socat "TCP-LISTEN:$API_PORT,bind=127.0.0.1,reuseaddr,fork" \
-    "EXEC:ip netns exec $ROUTER_NS socat STDIO TCP\:127.0.0.1\:$API_INNER_PORT"
-  sed "s#server: .*#server: http://127.0.0.1:$API_PORT#" "$STATE/kubeconfig-inner" >"$STATE/kubeconfig"
-  write_bird_conf
-  start_bg bird "$ROUTER_NS" bird -f -c "$STATE/bird.conf" -s "$STATE/bird.ctl"
-
-  # Nodes: a namespace each, on subnet 1 or 2 behind the router.
-  local i ns ip gw node_args=()
-  for i in $(seq 1 "$NODES"); do
+    --service-node-port-range "$NODE_PORTS" --graceful-pod-deletion
+  for ((i = 1; i <= NODES; i++)); do
     ns=$PREFIX-n$i ip=$(node_ip "$i") gw=10.250.$(node_subnet "$i").1
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip link add "${PREFIX}n${i}" netns "$ROUTER_NS" type veth peer name eth0 netns "$ns"
-    ip -n "$ROUTER_NS" link set "${PREFIX}n${i}" master "br$(node_subnet "$i")" up
-    ip -n "$ns" addr add "$ip/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" route add default via "$gw"
+    ip -n "$ns" -batch - <<<"link set lo up
+addr add $ip/24 dev eth0
+link set eth0 up
+route add default via $gw"
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
-    sed "s#server: .*#server: http://$gw:$API_INNER_PORT#" "$STATE/kubeconfig-inner" >"$STATE/kubeconfig-n$i"
     mkdir -p "$STATE/cni/n$i"
     node_args+=(--node "n$i,$ns,$ip,$STATE/cni/n$i/10-kuberouter.conflist")
   done
+  # What --cleanup-config must return to, taken before any agent runs (an agent changes only
+  # its own node's namespace, and before the agents there are no BGP routes).
+  for ((i = 1; i <= NODES; i++)); do snapshot "$PREFIX-n$i" >"$STATE/before/n$i"; done
+  wait_for 20 "the API server" test -s "$STATE/kubeconfig-inner" ||
+    die "fake-apiserver did not start: $(tail -5 "$STATE/logs/apiserver.log")"
+  for ((i = 1; i <= NODES; i++)); do
+    kubeconfig_for "http://10.250.$(node_subnet "$i").1:$API_INNER_PORT" >"$STATE/kubeconfig-n$i"
+  done
+  # kubectl on the host reaches it through a forwarder on the host's loopback.
+  start_bg forwarder - socat "TCP-LISTEN:$API_PORT,bind=127.0.0.1,reuseaddr,fork" \
+    "EXEC:ip netns exec $ROUTER_NS socat STDIO TCP\:127.0.0.1\:$API_INNER_PORT"
+  kubeconfig_for "http://127.0.0.1:$API_PORT" >"$STATE/kubeconfig"
+  write_bird_conf
+  start_bg bird "$ROUTER_NS" bird -f -c "$STATE/bird.conf" -s "$STATE/bird.ctl"
   printf '%s\n' "${node_args[@]}" >"$STATE/sandbox-node.args"
   start_sandbox_node
   export KUBECONFIG=$STATE/kubeconfig
-  for i in $(seq 1 "$NODES"); do
-    wait_for 20 "node n$i's pod CIDR" sh -c "kubectl get node n$i -o jsonpath='{.spec.podCIDR}' | grep -q /" ||
-      die "node n$i got no pod CIDR: $(tail -5 "$STATE/logs/sandbox-node.log")"
-  done
+  wait_for 30 "every node's pod CIDR" pod_cidrs_assigned ||
+    die "not every node got a pod CIDR: $(tail -5 "$STATE/logs/sandbox-node.log")"
   echo "$run_router $run_firewall $run_proxy $overlay" >"$STATE/controllers"
   printf '%s' "$EXTRA_FLAGS" >"$STATE/extra-flags"
-  mkdir -p "$STATE/before"
-  for i in $(seq 1 "$NODES"); do
-    snapshot "$PREFIX-n$i" >"$STATE/before/n$i" # what --cleanup-config must return to
-    start_agent "$i"
-  done
-  for i in $(seq 1 "$NODES"); do
-    wait_for 60 "n$i healthy" ip netns exec "$PREFIX-n$i" curl -sf -m 2 http://127.0.0.1:20244/healthz ||
+  local agents_at=$SECONDS
+  for ((i = 1; i <= NODES; i++)); do start_agent "$i"; done
+  # Generous: /healthz answers 500 until a controller's first sync ends, and in the emulated
+  # guest on a loaded machine three agents starting at once take minutes.
+  for ((i = 1; i <= NODES; i++)); do
+    wait_for 240 "n$i healthy" ip netns exec "$PREFIX-n$i" curl -sf -m 2 http://127.0.0.1:20244/healthz ||
       die "kube-router on n$i is not healthy: $(tail -5 "$STATE/logs/kube-router-n$i.log")"
   done
   trap - ERR
   cat <<EOF
 sandbox: up: $NODES nodes (n1-n2 on 10.250.1.0/24, n3+ on 10.250.2.0/24), router $ROUTER_NS (BIRD, AS $ROUTER_ASN)
 sandbox: kube-router on every node: router=$run_router firewall=$run_firewall service-proxy=$run_proxy overlay=$overlay
+sandbox: up took ${SECONDS}s, $((SECONDS - agents_at))s of it the agents' start until healthy
 EOF
   [ -z "$proxy_note" ] || echo "sandbox: NOTE: $proxy_note"
   $overlay || echo "sandbox: NOTE: no ipip in this kernel: pod traffic between the subnets goes through the router (it learns the pod CIDRs by BGP), not an IPIP overlay"
@@ -265,12 +304,13 @@ snapshot() {
   echo "# links"
   ip -n "$ns" -o link show | sed -E 's/^[0-9]+: //; s/[:@].*//' | sort
   echo "# iptables"
-  local save
-  for save in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
-    command -v $save >/dev/null || continue
-    ip netns exec "$ns" $save 2>/dev/null | grep -v -e '^#' -e '^\*' -e '^COMMIT' \
-      -e '^:\(INPUT\|FORWARD\|OUTPUT\|PREROUTING\|POSTROUTING\) ' | sed "s/^/$save /" || true
-  done
+  # One shell and one awk for all four dumps (process starts are what costs in the guest).
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  ip netns exec "$ns" sh -c 'for s in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
+      command -v $s >/dev/null || continue; echo "@@ $s"; $s 2>/dev/null; done' |
+    awk '/^@@ / { save = $2; next }
+         /^(#|\*|COMMIT)/ || /^:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) / { next }
+         { print save " " $0 }' || true
   echo "# ipsets"
   ip netns exec "$ns" ipset list -n 2>/dev/null | sort || true
 }
@@ -285,7 +325,7 @@ start_sandbox_node() {
 start_agent() { # INDEX
   local i=$1 gw run_router run_firewall run_proxy overlay
   read -r run_router run_firewall run_proxy overlay <"$STATE/controllers"
-  EXTRA_FLAGS=$(cat "$STATE/extra-flags")
+  EXTRA_FLAGS=$(<"$STATE/extra-flags")
   gw=10.250.$(node_subnet "$i").1
   # shellcheck disable=SC2086  # EXTRA_FLAGS is a list of flags
   start_bg "kube-router-n$i" "$PREFIX-n$i" env "KUBE_ROUTER_CNI_CONF_FILE=$STATE/cni/n$i/10-kuberouter.conflist" \
@@ -319,11 +359,13 @@ cmd_down() {
     for f in "$STATE"/pids/*; do [ -e "$f" ] && stop_pid_file "$f"; done
   fi
   # Whatever still runs inside our namespaces is ours (a killed run left it behind).
-  for ns in $(our_namespaces); do
+  local namespaces
+  namespaces=$(our_namespaces)
+  for ns in $namespaces; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
   done
   local deadline=$((SECONDS + 10))
-  for ns in $(our_namespaces); do
+  for ns in $namespaces; do
     while [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
   done
@@ -331,7 +373,9 @@ cmd_down() {
   if $reap; then
     for pid in $(pgrep -f "EXEC:ip netns exec $ROUTER_NS socat" || true); do kill -TERM "$pid" 2>/dev/null || true; done
   fi
-  for ns in $(our_namespaces); do ip netns delete "$ns" || say "could not delete namespace $ns"; done
+  # One `ip -batch` for all (-force: go on past one that fails; what is left is named below).
+  [ -z "$namespaces" ] || sed 's/^/netns delete /' <<<"$namespaces" | ip -force -batch - ||
+    say "could not delete every namespace"
   rm -rf "$STATE"
   [ -z "$(our_namespaces)" ] || die "namespaces left: $(our_namespaces | tr '\n' ' ')"
   say "down: every $PREFIX-* namespace, process and $STATE removed"

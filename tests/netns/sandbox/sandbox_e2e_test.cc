@@ -265,7 +265,29 @@ TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
   // --cleanup-config on every node, after the pods are gone, returns each node namespace to
   // what it was before its agent started. kube-bridge stays: the CNI bridge plugin (the
   // kubelet's side) made it as much as the agent did.
-  Kubectl("delete pods --all");
+  // Graceful deletion: a terminating pod keeps running, and its endpoint stays in the slice
+  // as not ready, serving, terminating until the grace period ends (or a forced delete).
+  PodInfo web1 = Pod("web-1");
+  Kubectl("delete pod web-1 --grace-period=300 --wait=false");
+  auto conditions_of = [&](const std::string& ip) {
+    json slices = Get("endpointslices -l kubernetes.io/service-name=web");
+    for (const auto& s : slices.value("items", json::array()))
+      for (const auto& e : s.value("endpoints", json::array()))
+        if (e.value("addresses", json::array()) == json::array({ip}))
+          return e.value("conditions", json()).dump();
+    return std::string();
+  };
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return conditions_of(web1.ip) == R"({"ready":false,"serving":true,"terminating":true})";
+      },
+      kDeadline))
+      << conditions_of(web1.ip);
+  EXPECT_TRUE(Reaches(client, web1, "web-1"));
+  EXPECT_FALSE(
+      Get("pod web-1").value("metadata", json::object()).value("deletionTimestamp", "").empty());
+
+  Kubectl("delete pods --all --grace-period=0 --force");
   EXPECT_TRUE(WaitFor([&] { return OurNetns("p-").empty(); }, kDeadline));
   for (const char* node : {"n1", "n2", "n3"}) {
     auto stop = Sh(std::string("scripts/sandbox.sh agent ") + node + " stop");
