@@ -18,12 +18,14 @@ Result<Endpoints> StartHealthAndMetrics(const Options& options, health::HealthCh
         KR_LOG_WARN("health check failed: {}", v.detail);
       }
     }
-    if (v.healthy) return net::HttpResponse{200, "text/plain; charset=utf-8", "OK\n"};
-    return net::HttpResponse{500, "text/plain; charset=utf-8", "Unhealthy: " + v.detail + "\n"};
+    if (v.healthy) return net::HttpServerResponse{200, "text/plain; charset=utf-8", "OK\n"};
+    return net::HttpServerResponse{500, "text/plain; charset=utf-8",
+                                   "Unhealthy: " + v.detail + "\n"};
   };
   net::HttpHandler metrics = [registry] {
     metrics::UpdateProcessMetrics(registry);
-    return net::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry->Render()};
+    return net::HttpServerResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                                   registry->Render()};
   };
   Endpoints endpoints;
   bool shared = options.health_port != 0 && options.health_port == options.metrics_port &&
@@ -52,7 +54,7 @@ Result<std::unique_ptr<net::HttpServer>> StartStatusView(const Options& options,
                                                          std::function<std::string()> status_json) {
   if (options.gobgp_admin_port == 0) return std::unique_ptr<net::HttpServer>();
   net::HttpHandler handler = [status_json = std::move(status_json)] {
-    return net::HttpResponse{200, "application/json", status_json() + "\n"};
+    return net::HttpServerResponse{200, "application/json", status_json() + "\n"};
   };
   net::HttpServerLimits limits;
   limits.max_connections = 32;  // an operator's curl, not a fleet

@@ -18,8 +18,8 @@
 
 #include "kube_router/base/ip.h"
 #include "kube_router/base/log.h"
-#include "kube_router/net/sockaddr.h"
 #include "kube_router/base/unique_fd.h"
+#include "kube_router/net/sockaddr.h"
 
 namespace kr::net {
 namespace {
@@ -281,7 +281,7 @@ class HttpServer::Impl {
       res.set_header("Allow", "GET, HEAD");
       return Server::HandlerResponse::Handled;
     }
-    HttpResponse answer = it->second();
+    HttpServerResponse answer = it->second();
     res.status = answer.status;
     res.set_content(answer.body, answer.content_type);
     return Server::HandlerResponse::Handled;

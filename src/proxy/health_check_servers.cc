@@ -15,7 +15,7 @@ struct HealthCheckServers::Entry {
   std::unique_ptr<net::HttpServer> server;
 };
 
-net::HttpResponse HealthCheckResponse(uint64_t local_endpoints) {
+net::HttpServerResponse HealthCheckResponse(uint64_t local_endpoints) {
   if (local_endpoints == 0) return {503, "text/plain; charset=utf-8", "No Service Endpoints Found"};
   return {200, "text/plain; charset=utf-8",
           std::to_string(local_endpoints) + " Service Endpoints found"};

@@ -30,14 +30,17 @@
 
 namespace kr::net {
 
-struct HttpResponse {
+// Not "HttpResponse": http_client.h defines kr::net::HttpResponse, and two different structs
+// of one name in one namespace break the one-definition rule (the linker kept one inline
+// destructor for both: /healthz freed a garbage pointer and the agent crashed).
+struct HttpServerResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
 };
 
 // Called on a worker thread for each GET/HEAD of its path; must be thread-safe.
-using HttpHandler = std::function<HttpResponse()>;
+using HttpHandler = std::function<HttpServerResponse()>;
 using HttpRoutes = std::map<std::string, HttpHandler>;  // exact path → handler
 
 struct HttpServerLimits {

@@ -28,7 +28,7 @@ struct HealthCheckService {
 };
 
 // kube-router's answer for a count.
-net::HttpResponse HealthCheckResponse(uint64_t local_endpoints);
+net::HttpServerResponse HealthCheckResponse(uint64_t local_endpoints);
 
 class HealthCheckServers {
  public:

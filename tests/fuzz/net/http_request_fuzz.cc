@@ -16,7 +16,7 @@ namespace {
 kr::net::HttpServer& Server() {
   static auto server = [] {
     kr::net::HttpRoutes routes;
-    routes["/healthz"] = [] { return kr::net::HttpResponse{200, "text/plain", "OK\n"}; };
+    routes["/healthz"] = [] { return kr::net::HttpServerResponse{200, "text/plain", "OK\n"}; };
     auto s = kr::net::HttpServer::Start("127.0.0.1", 0, routes);
     if (!s) std::abort();
     return std::move(*s);

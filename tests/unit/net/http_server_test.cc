@@ -111,10 +111,10 @@ void RaiseFdLimit() {
 
 HttpRoutes HealthRoutes(std::atomic<int>* fail_calls = nullptr) {
   HttpRoutes routes;
-  routes["/healthz"] = [] { return HttpResponse{200, "text/plain; charset=utf-8", "OK\n"}; };
+  routes["/healthz"] = [] { return HttpServerResponse{200, "text/plain; charset=utf-8", "OK\n"}; };
   routes["/fail"] = [fail_calls] {
     if (fail_calls) ++*fail_calls;
-    return HttpResponse{500, "text/plain; charset=utf-8", "Unhealthy: X is late\n"};
+    return HttpServerResponse{500, "text/plain; charset=utf-8", "Unhealthy: X is late\n"};
   };
   return routes;
 }
@@ -210,7 +210,9 @@ TEST(HttpServer, BindErrorsNameTheAddress) {
 }
 
 TEST(HttpServer, AllAddressesIncludesLoopback) {
-  auto s = HttpServer::Start("", 0, {{"/x", [] { return HttpResponse{200, "text/plain", "x"}; }}});
+  auto s = HttpServer::Start("", 0, {{"/x", [] {
+                                        return HttpServerResponse{200, "text/plain", "x"};
+                                      }}});
   ASSERT_TRUE(s.ok()) << s.error();
   EXPECT_TRUE(IsOk(RoundTrip((*s)->port(), "GET /x HTTP/1.1\r\n\r\n")));
 }
@@ -305,7 +307,7 @@ TEST(HttpServerAttack, HealthAnswersWhileTheMetricsPortIsFlooded) {
   auto metrics = HttpServer::Start("127.0.0.1", 0,
                                    {{"/metrics",
                                      [] {
-                                       return HttpResponse{200, "text/plain", "m 1\n"};
+                                       return HttpServerResponse{200, "text/plain", "m 1\n"};
                                      }}},
                                    limits);
   ASSERT_TRUE(health.ok() && metrics.ok());
@@ -332,7 +334,7 @@ TEST(HttpServerAttack, ResponseNotReadIsCutAtTheServeDeadline) {
   limits.workers = 1;
   limits.serve_deadline = 300ms;
   HttpRoutes routes = HealthRoutes();
-  routes["/big"] = [] { return HttpResponse{200, "text/plain", std::string(32 << 20, 'x')}; };
+  routes["/big"] = [] { return HttpServerResponse{200, "text/plain", std::string(32 << 20, 'x')}; };
   auto s = HttpServer::Start("127.0.0.1", 0, routes, limits);
   ASSERT_TRUE(s.ok()) << s.error();
   UniqueFd reader = Connect((*s)->port(), "127.0.0.2");
