@@ -17,12 +17,20 @@
 //   * a TCP connection through a ClusterIP opened before round 1 still echoing.
 // KR_PROXY_SOAK_SEED=N reproduces a run (CI uses a fixed seed and few rounds);
 // KR_PROXY_SOAK_ROUNDS=50 is the long run (docs/security.md, "kill -9 soak").
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
@@ -297,6 +305,7 @@ class ProxySoakVmTest : public ::testing::Test {
     }
     const auto started = std::chrono::system_clock::now();
     for (int node = 0; node < 2; ++node) world_->StartAgent(node);
+    running_ = true;
     state->clear();
     for (int node = 0; node < 2; ++node) {
       ASSERT_TRUE(WaitSynced(node, started)) << world_->AgentLog(node);
@@ -365,10 +374,13 @@ class ProxySoakVmTest : public ::testing::Test {
 
   static ProxyWorld* world_;
   static std::vector<std::unique_ptr<AnswerServer>>* servers_;
-  std::set<std::string> present_;
+  static std::set<std::string> present_;  // Services of SetPresent that exist now
+  static bool running_;                   // the agents were started (FreshState)
 };
 
 ProxyWorld* ProxySoakVmTest::world_ = nullptr;
+std::set<std::string> ProxySoakVmTest::present_;
+bool ProxySoakVmTest::running_ = false;
 std::vector<std::unique_ptr<AnswerServer>>* ProxySoakVmTest::servers_ =
     new std::vector<std::unique_ptr<AnswerServer>>();
 
@@ -444,6 +456,146 @@ TEST_F(ProxySoakVmTest, KillNineAtRandomPointsConvergesToTheFreshStateAndKeepsCo
     if (HasFailure()) break;
   }
   world_->Stamp("soak done");
+}
+
+// A TCP connection from `source` (bound) to ip:port in the current network namespace; -1 when
+// it cannot be made. Non-blocking: the caller polls.
+int ConnectFrom(const std::string& source, const std::string& ip, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in from{}, to{};
+  from.sin_family = to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+  inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+      (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 && errno != EINPROGRESS)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The status code of one GET /healthz (the only path the servers answer, as kube-router) from
+// `source` to ip:port (0 when none came within `timeout`).
+int HttpStatus(const std::string& source, const std::string& ip, int port,
+               std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int fd = ConnectFrom(source, ip, port);
+  if (fd < 0) return 0;
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n";
+  size_t sent = 0;
+  std::string answer;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          deadline - std::chrono::steady_clock::now())
+                                          .count());
+    pollfd p{fd, static_cast<short>(sent < request.size() ? POLLOUT : POLLIN), 0};
+    if (poll(&p, 1, std::max(left, 1)) <= 0) continue;
+    if (sent < request.size()) {
+      ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<size_t>(n));
+    if (answer.find("\r\n") != std::string::npos) break;
+  }
+  close(fd);
+  std::smatch m;
+  return std::regex_search(answer, m, std::regex("^HTTP/1\\.[01] ([0-9]{3})")) ? std::stoi(m[1])
+                                                                               : 0;
+}
+
+// VmRSS (KiB) of the agent of `node` of this world (found by its command line); 0 if none.
+long AgentRssKiB(const std::string& node) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string args((std::istreambuf_iterator<char>(cmdline)), {});
+    if (args.find("--run-service-proxy") == std::string::npos ||
+        args.find(std::string("--hostname-override=") + node + '\0') == std::string::npos) {
+      continue;
+    }
+    std::ifstream status(entry.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+// Issue 16, resource bounds, with the real agent: the healthCheckNodePort server of a
+// LoadBalancer Service with externalTrafficPolicy=Local (on the node address, reachable by
+// anyone who reaches the node) keeps answering the load balancer's probe while 400 connections
+// from 50 other addresses hold half-sent requests (re-opened as the server closes them), and the
+// agent's memory stays bounded. The server's caps themselves: proxy_net_unit_test
+// HealthCheckServers.KeepAnsweringUnderHeldIdleConnectionsWithinTheCap.
+TEST_F(ProxySoakVmTest, HealthCheckNodePortAnswersWhileManyIdleConnectionsAreHeld) {
+  ASSERT_NO_FATAL_FAILURE(SetConfig({false}));  // "local" with healthCheckNodePort 30300
+  if (!running_) {
+    std::vector<std::string> state;
+    ASSERT_NO_FATAL_FAILURE(FreshState(&state, /*first=*/true));
+  }
+  const std::string node_ip = world_->NodeIp(0);
+  ScopedNetns outside(world_->ClientNs());
+  // node0 has the local endpoint a0: 200.
+  int status = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] { return (status = HttpStatus(ProxyWorld::kClientIp, node_ip, 30300, 3000ms)) == 200; },
+      60s))
+      << "status " << status << "\n"
+      << KernelState(0);
+  std::vector<std::string> sources;
+  std::string add;
+  for (int i = 100; i < 150; ++i) {
+    sources.push_back("192.0.2." + std::to_string(i));
+    add += "addr add " + sources.back() + "/24 dev eth0\n";
+  }
+  auto added = Exec({"ip", "-batch", "-"}, add);
+  ASSERT_TRUE(added.ok() && added->exit_code == 0) << "client addresses";
+  const long rss_before = AgentRssKiB(world_->NodeName(0));
+  ASSERT_GT(rss_before, 0);
+  const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ";  // never ends
+  std::vector<int> crowd(400, -1);
+  // Opens every slot that is closed (never opened, refused, or closed by the server).
+  auto top_up = [&] {
+    for (size_t i = 0; i < crowd.size(); ++i) {
+      if (crowd[i] >= 0) {
+        pollfd p{crowd[i], POLLIN, 0};
+        char c;
+        if (poll(&p, 1, 0) == 0 || recv(crowd[i], &c, 1, MSG_DONTWAIT) > 0) continue;
+        close(crowd[i]);
+      }
+      crowd[i] = ConnectFrom(sources[i % sources.size()], node_ip, 30300);
+      if (crowd[i] >= 0) {
+        pollfd p{crowd[i], POLLOUT, 0};
+        if (poll(&p, 1, 200) == 1) (void)send(crowd[i], head.data(), head.size(), MSG_NOSIGNAL);
+      }
+    }
+  };
+  int answered = 0;
+  for (int probe = 0; probe < 10; ++probe) {
+    top_up();
+    const auto asked = std::chrono::steady_clock::now();
+    const int status = HttpStatus(ProxyWorld::kClientIp, node_ip, 30300, 5000ms);
+    const auto took = std::chrono::steady_clock::now() - asked;
+    EXPECT_EQ(status, 200) << "probe " << probe;
+    EXPECT_LT(took, 3s) << "probe " << probe;
+    if (status == 200) ++answered;
+  }
+  const long rss_after = AgentRssKiB(world_->NodeName(0));
+  for (int fd : crowd) {
+    if (fd >= 0) close(fd);
+  }
+  (void)Exec({"ip", "-batch", "-"}, std::regex_replace(add, std::regex("addr add"), "addr del"));
+  EXPECT_EQ(answered, 10);
+  EXPECT_LT(rss_after - rss_before, 32 * 1024) << "agent RSS grew from " << rss_before << " KiB";
+  // The crowd is gone: the server still answers.
+  EXPECT_TRUE(WaitFor(
+      [&] { return HttpStatus(ProxyWorld::kClientIp, node_ip, 30300, 3000ms) == 200; }, 20s));
 }
 
 }  // namespace
