@@ -266,6 +266,12 @@ Status FakeLinks::AddAddress(const Address& address) {
   return Status::Ok();
 }
 
+Result<std::vector<Links::AddressError>> FakeLinks::AddAddresses(
+    const std::vector<Address>& addresses) {
+  if (auto error = failures_.Take(Op::kAddAddresses)) return *error;
+  return Links::AddAddresses(addresses);
+}
+
 Status FakeLinks::DeleteAddress(const Address& address) {
   if (auto error = failures_.Take(Op::kDeleteAddress)) return *error;
   auto erased = std::erase_if(addresses_, [&](const Address& a) {
@@ -284,11 +290,19 @@ void FakeLinks::Seed(Link link) {
 
 // ---- FakeIpvs ----
 
+FakeIpvs::Identity FakeIpvs::IdentityOf(const IpvsService& service) {
+  if (service.fwmark != 0) return {service.fwmark, service.is_v6(), IpAddress(), 0, 0};
+  return {0, false, service.address, static_cast<int>(service.protocol), service.port};
+}
+
+void FakeIpvs::Reindex() {
+  index_.clear();
+  for (size_t i = 0; i < services_.size(); ++i) index_[IdentityOf(services_[i].service)] = i;
+}
+
 FakeIpvs::Entry* FakeIpvs::Find(const IpvsService& service) {
-  for (Entry& entry : services_) {
-    if (entry.service.SameIdentity(service)) return &entry;
-  }
-  return nullptr;
+  auto it = index_.find(IdentityOf(service));
+  return it == index_.end() ? nullptr : &services_[it->second];
 }
 
 Result<std::vector<IpvsService>> FakeIpvs::ListServices() {
@@ -317,6 +331,7 @@ Status FakeIpvs::AddService(const IpvsService& service) {
   if (Find(service) != nullptr) return Status::Error("Object exists");
   if (service.scheduler.empty()) return Status::Error("No such file or directory");  // no scheduler
   services_.push_back({service, {}, {}});
+  index_[IdentityOf(service)] = services_.size() - 1;
   return Status::Ok();
 }
 
@@ -333,6 +348,7 @@ Status FakeIpvs::DeleteService(const IpvsService& service) {
   auto erased =
       std::erase_if(services_, [&](const Entry& e) { return e.service.SameIdentity(service); });
   if (erased == 0) return Status::Error("No such process");
+  Reindex();
   return Status::Ok();
 }
 
@@ -386,6 +402,7 @@ Status FakeIpvs::DeleteDestination(const IpvsService& service, const IpvsDestina
 Status FakeIpvs::Flush() {
   if (auto error = failures_.Take(Op::kFlush)) return *error;
   services_.clear();
+  index_.clear();
   return Status::Ok();
 }
 

@@ -5,6 +5,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <map>
@@ -153,6 +154,50 @@ class NetlinkLinks : public Links {
     return Status::Ok();
   }
 
+  Result<std::vector<AddressError>> AddAddresses(const std::vector<Address>& addresses) override {
+    std::vector<AddressError> errors;
+    std::map<std::string, int> ifindex_of;  // one link lookup per device, not per address
+    for (size_t begin = 0; begin < addresses.size(); begin += kBatch) {
+      const size_t end = std::min(addresses.size(), begin + kBatch);
+      std::vector<std::pair<size_t, MsgPtr>> requests;
+      for (size_t i = begin; i < end; ++i) {
+        const Address& address = addresses[i];
+        auto it = ifindex_of.find(address.device);
+        if (it == ifindex_of.end()) {
+          rtnl_link* raw = nullptr;
+          int err = rtnl_link_get_kernel(sock_.get(), 0, address.device.c_str(), &raw);
+          LinkPtr link(raw);
+          it = ifindex_of.emplace(address.device, err < 0 ? 0 : rtnl_link_get_ifindex(link.get()))
+                   .first;
+        }
+        if (it->second == 0) {
+          errors.push_back({i, "add address " + address.ToString() + ": no such link"});
+          continue;
+        }
+        auto obj = AddressObjectAt(address, it->second);
+        nl_msg* msg = nullptr;
+        int err = obj.ok() ? rtnl_addr_build_add_request(obj->get(), NLM_F_EXCL, &msg) : 0;
+        if (!obj.ok() || err < 0) {
+          errors.push_back({i, "add address " + address.ToString() + ": " +
+                                   (obj.ok() ? NlError(err) : obj.error())});
+          continue;
+        }
+        requests.emplace_back(i, MsgPtr(msg));
+      }
+      std::vector<std::pair<size_t, std::string>> refused;
+      if (Status s = detail::SendBatch(sock_.get(), requests, next_seq_, refused); !s.ok()) {
+        return s.Context("address requests");
+      }
+      for (auto& [index, message] : refused) {
+        errors.push_back({index, "add address " + addresses[index].ToString() + ": " + message});
+      }
+    }
+    // Refusals arrive in kernel order; keep them in the caller's order.
+    std::sort(errors.begin(), errors.end(),
+              [](const AddressError& a, const AddressError& b) { return a.index < b.index; });
+    return errors;
+  }
+
   Status DeleteAddress(const Address& address) override {
     auto obj = AddressObject(address);
     if (!obj.ok()) return obj.status().Context("delete address " + address.ToString());
@@ -254,10 +299,17 @@ class NetlinkLinks : public Links {
       return Status::Error("link " + address.device + ": " + NlError(err));
     }
     LinkPtr link(raw);
+    return AddressObjectAt(address, rtnl_link_get_ifindex(link.get()));
+  }
+
+  Result<AddrObjPtr> AddressObjectAt(const Address& address, int ifindex) {
+    if (address.prefix_length < 0 || address.prefix_length > address.address.bit_length()) {
+      return Status::Error("invalid prefix length");
+    }
     AddrObjPtr obj(rtnl_addr_alloc());
     AddrPtr local = detail::ToNlAddr(address.address, address.prefix_length);
     if (!obj || !local) return Status::Error("out of memory");
-    rtnl_addr_set_ifindex(obj.get(), rtnl_link_get_ifindex(link.get()));
+    rtnl_addr_set_ifindex(obj.get(), ifindex);
     rtnl_addr_set_family(obj.get(), detail::FamilyOf(address.address));
     if (int err = rtnl_addr_set_local(obj.get(), local.get()); err < 0) {
       return Status::Error(NlError(err));
@@ -267,7 +319,9 @@ class NetlinkLinks : public Links {
     return obj;
   }
 
+  static constexpr size_t kBatch = 256;  // requests per sendmsg (as the IPVS adapter)
   SocketPtr sock_;
+  uint32_t next_seq_ = 1u << 31;  // our own for batches (detail::SendBatch), apart from libnl's
 };
 
 }  // namespace

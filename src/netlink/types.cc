@@ -123,6 +123,15 @@ std::string SysctlPath(const std::string& key) {
   return path;
 }
 
+Result<std::vector<Links::AddressError>> Links::AddAddresses(
+    const std::vector<Address>& addresses) {
+  std::vector<AddressError> errors;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (Status s = AddAddress(addresses[i]); !s.ok()) errors.push_back({i, s.message()});
+  }
+  return errors;
+}
+
 Result<std::vector<IpvsWriteError>> Ipvs::Apply(const std::vector<IpvsWrite>& writes) {
   std::vector<IpvsWriteError> errors;
   for (size_t i = 0; i < writes.size(); ++i) {

@@ -65,14 +65,26 @@ Status NetworkServicesController::EnsureDummyLink() {
 Status NetworkServicesController::AddVips(const std::vector<IpAddress>& vips) {
   if (vips.empty()) return Status::Ok();
   if (auto s = EnsureDummyLink(); !s.ok()) return s;
+  // All addresses in one batch (a cold start of 10k Services is not 10k request/ack pairs).
+  std::vector<netlink::Address> addresses;
+  addresses.reserve(vips.size());
+  for (const IpAddress& vip : vips) {
+    addresses.push_back({netlink::kKubeDummyName, vip, HostBits(vip), netlink::Scope::kLink});
+  }
+  auto refused_addresses = dataplane_.links->AddAddresses(addresses);
+  if (!refused_addresses.ok()) return refused_addresses.status().Context("service proxy: VIPs");
+  auto refused_address = refused_addresses->begin();
   std::vector<netlink::RouteChange> changes;
   std::vector<IpAddress> routed;
   Status first_error;
-  for (const IpAddress& vip : vips) {
-    netlink::Address address{netlink::kKubeDummyName, vip, HostBits(vip), netlink::Scope::kLink};
-    if (auto s = dataplane_.links->AddAddress(address); !s.ok() && !IsExists(s)) {
-      if (first_error.ok()) first_error = s.Context("add VIP " + vip.ToString());
-      continue;
+  for (size_t i = 0; i < vips.size(); ++i) {
+    const IpAddress& vip = vips[i];
+    if (refused_address != refused_addresses->end() && refused_address->index == i) {
+      Status s = Status::Error(refused_address++->message);
+      if (!IsExists(s)) {  // an existing address is what we wanted
+        if (first_error.ok()) first_error = s.Context("add VIP " + vip.ToString());
+        continue;
+      }
     }
     auto source = node_.NodeIp(vip.is_v6());
     if (!source) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kube_router/netlink/conntrack.h"
@@ -126,6 +127,7 @@ class FakeLinks : public Links {
     kListAddresses,
     kAddAddress,
     kDeleteAddress,
+    kAddAddresses,  // a batch; its addresses are counted as kAddAddress too
   };
   // The operations that write to the kernel.
   static constexpr std::initializer_list<Op> kWrites = {
@@ -143,6 +145,8 @@ class FakeLinks : public Links {
   Result<std::vector<Address>> ListAddresses(const std::string& device) override;
   Status AddAddress(const Address& address) override;
   Status DeleteAddress(const Address& address) override;
+  // One call of the default (one AddAddress at a time), counted as kAddAddresses.
+  Result<std::vector<AddressError>> AddAddresses(const std::vector<Address>& addresses) override;
 
   FailureInjector<Op>& failures() { return failures_; }
   const FailureInjector<Op>& failures() const { return failures_; }
@@ -235,8 +239,14 @@ class FakeIpvs : public Ipvs {
     IpvsStats stats;
   };
   Entry* Find(const IpvsService& service);
+  // What SameIdentity compares: fwmark and family, or address, protocol and port.
+  using Identity = std::tuple<uint32_t, bool, IpAddress, int, uint16_t>;
+  static Identity IdentityOf(const IpvsService& service);
+  void Reindex();
 
-  std::vector<Entry> services_;
+  std::vector<Entry> services_;  // in the order they were added, as the kernel lists them
+  // Position in services_ by identity: a lookup is not a scan (benchmarks program 10k services).
+  std::map<Identity, size_t> index_;
   IpvsTimeouts timeouts_;
   FailureInjector<Op> failures_;
 };

@@ -116,6 +116,16 @@ class Links {
   virtual Result<std::vector<Address>> ListAddresses(const std::string& device) = 0;
   virtual Status AddAddress(const Address& address) = 0;  // fails when it exists
   virtual Status DeleteAddress(const Address& address) = 0;
+  // Adds every address (one refusal does not stop the rest) with few round trips: the netlink
+  // adapter packs the requests into batched sendmsg calls, each with its own ack, as
+  // RouteTable::Apply does. The result lists the refused ones (index into `addresses`, the
+  // kernel's text, e.g. an existing address); it is an error only when talking to the kernel
+  // failed as a whole. Default: one AddAddress after another.
+  struct AddressError {
+    size_t index;
+    std::string message;
+  };
+  virtual Result<std::vector<AddressError>> AddAddresses(const std::vector<Address>& addresses);
 };
 
 }  // namespace kr::netlink

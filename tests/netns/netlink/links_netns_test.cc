@@ -96,6 +96,38 @@ TEST_F(LinksNetnsTest, AddressesOnTheBridge) {
   EXPECT_FALSE(links_->AddAddress({"no-such-link", A("10.9.0.1"), 24}).ok());
 }
 
+// AddAddresses packs the requests into batched sendmsg calls (256 each): across batch
+// boundaries every address is in, and only the refused ones (an existing address, a missing
+// link, a bad prefix) are reported, by index, the rest unaffected.
+TEST_F(LinksNetnsTest, AddAddressesInBatchesReportsOnlyTheRefusedOnes) {
+  ASSERT_TRUE(links_->CreateBridge(kKubeBridgeName, 0).ok());
+  ASSERT_TRUE(links_->AddAddress({kKubeBridgeName, A("10.96.1.7"), 32, Scope::kLink}).ok());
+  std::vector<Address> addresses;
+  for (uint32_t i = 0; i < 600; ++i) {  // 10.96.0.0 .. 10.96.2.87: three batches
+    const std::string ip = "10.96." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+    addresses.push_back({kKubeBridgeName, A(ip.c_str()), 32, Scope::kLink});
+  }
+  addresses[300].device = "no-such-link";
+  addresses[500].prefix_length = 33;
+  auto refused = links_->AddAddresses(addresses);
+  ASSERT_TRUE(refused.ok()) << refused.error();
+  std::vector<size_t> indexes;
+  for (const auto& e : *refused) indexes.push_back(e.index);
+  EXPECT_EQ(indexes, (std::vector<size_t>{263, 300, 500}));  // 10.96.1.7 existed
+  ASSERT_EQ(refused->size(), 3u);
+  EXPECT_NE((*refused)[0].message.find("exists"), std::string::npos) << (*refused)[0].message;
+  auto listed = links_->ListAddresses(kKubeBridgeName);
+  ASSERT_TRUE(listed.ok()) << listed.error();
+  EXPECT_EQ(listed->size(), 598u) << "597 new, 10.96.1.7 from before";
+  for (size_t i : {size_t{0}, size_t{255}, size_t{256}, size_t{511}, size_t{512}, size_t{599}}) {
+    EXPECT_NE(std::find(listed->begin(), listed->end(), addresses[i]), listed->end())
+        << addresses[i].ToString();
+  }
+  auto empty = links_->AddAddresses({});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+}
+
 TEST_F(LinksNetnsTest, SeesLinksMadeByOthers) {
   Ip("link add kr-v0 mtu 1300 type veth peer name kr-v1");
   auto veth = links_->Get("kr-v0");

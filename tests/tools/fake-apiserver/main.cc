@@ -888,7 +888,7 @@ int Main(int argc, char** argv) {
                   << "\n";
         return 2;
       }
-      auto loaded = server.store().Load(*type, obj);
+      auto loaded = server.store().Load(*type, std::move(obj));
       if (auto* e = std::get_if<ApiError>(&loaded)) {
         std::cerr << "fake-apiserver: " << path << ": " << type->kind << ": " << e->message << "\n";
         return 2;

@@ -49,7 +49,7 @@ void AddDocument(json doc, std::vector<json>* objects) {
   if (doc.is_null()) return;  // empty document between "---" separators
   if (doc.is_object() && doc.value("kind", "") == "List" && doc.contains("items") &&
       doc["items"].is_array()) {
-    for (auto& item : doc["items"]) AddDocument(item, objects);
+    for (auto& item : doc["items"]) AddDocument(std::move(item), objects);
     return;
   }
   objects->push_back(std::move(doc));

@@ -85,6 +85,8 @@ class ObjectStore {
   void EnableGracefulPodDeletion();
 
   // Adds an object from a manifest (kept as is, status included); replaces an existing one.
+  // At start-up (no change recorded yet) it is restored state, not an event: no history entry,
+  // and watches from an RV before it answer 410 (a watch from "0" lists it as ADDED).
   Outcome<json> Load(const ResourceType& type, json object);
 
   Outcome<json> Create(const ResourceType& type, const std::string& ns, json object);

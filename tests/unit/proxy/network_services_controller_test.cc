@@ -230,6 +230,25 @@ TEST_F(ProxyControllerTest, IpvsChangesAreWrittenAsOneBatchPerSync) {
   EXPECT_EQ(Writes(), 3);  // one destination in, two out
 }
 
+// The VIP addresses of a sync are one batch too (AddAddresses: the netlink adapter packs them
+// like RouteTable::Apply), not one AddAddress round trip each; a refused address fails only its
+// VIP, and the next (full) sync adds it in one batch again.
+TEST_F(ProxyControllerTest, VipAddressesAreAddedAsOneBatchPerSync) {
+  StandardServices();
+  using LinkOp = netlink::FakeLinks::Op;
+  links.failures().FailNext(LinkOp::kAddAddress, "No space left on device");
+  EXPECT_FALSE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_EQ(links.failures().Calls({LinkOp::kAddAddresses}), 1);
+  EXPECT_EQ(links.failures().Calls({LinkOp::kAddAddress}), 3);  // inside that batch
+  EXPECT_EQ(DummyAddresses().size(), 2u);  // the refused VIP is missing, the others are in
+  EXPECT_EQ(Services().size(), 3u);
+  ResetCounts();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());  // full: repairs the VIP
+  EXPECT_THAT(DummyAddresses(), ElementsAre("10.96.0.1", "10.96.0.10", "10.96.0.53"));
+  EXPECT_EQ(links.failures().Calls({LinkOp::kAddAddresses}), 1);
+  EXPECT_EQ(links.failures().Calls({LinkOp::kAddAddress}), 1);
+}
+
 // A write the kernel refuses inside a batch fails only itself: the rest of the batch is in, the
 // sync reports the error and the next (full) sync repairs it.
 TEST_F(ProxyControllerTest, ARefusedWriteInABatchFailsOnlyItself) {
