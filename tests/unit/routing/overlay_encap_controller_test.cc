@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "kube_router/routing/network_routes_controller.h"
 #include "kube_router/routing/cni_config.h"
+#include "kube_router/routing/network_routes_controller.h"
 #include "unit/routing/routes_controller_fixture.h"
 
 namespace kr::routing {
