@@ -143,8 +143,11 @@ void SpeakerImpl::OnSocketEvent(Session& s, uint32_t events) {
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) OnConnected(s);
     return;
   }
-  if (events & EPOLLOUT) Flush(s);
-  if (s.fd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) ReadMessages(s);
+  // Input first: a ROUTE-REFRESH that arrived while a table was queued must be seen as such
+  // (one deferred copy), not after this Flush has drained the queue (a copy at once, then a
+  // third for the requests read behind it).
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ReadMessages(s);
+  if (s.fd && (events & EPOLLOUT)) Flush(s);
 }
 
 void SpeakerImpl::OnConnected(Session& s) {
