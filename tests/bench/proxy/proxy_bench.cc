@@ -36,6 +36,7 @@
 #include "lib/binaries.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
+#include "proxy_bench_cluster.h"
 
 namespace {
 
@@ -47,58 +48,20 @@ using kr::testing::Process;
 using kr::testing::ScopedNetns;
 using kr::testing::TempDir;
 using kr::testing::WaitFor;
+using kr::testing::proxy_bench::Endpoints;
+using kr::testing::proxy_bench::EndpointsJson;
+using kr::testing::proxy_bench::kEndpointsPerService;
+using kr::testing::proxy_bench::kPort;
+using kr::testing::proxy_bench::kTargetPort;
+using kr::testing::proxy_bench::ReplacementIp;
+using kr::testing::proxy_bench::ServiceJson;
+using kr::testing::proxy_bench::SliceJson;
+using kr::testing::proxy_bench::Vip;
 
-constexpr int kEndpointsPerService = 10;
-constexpr int kPort = 80;
-constexpr int kTargetPort = 8080;
 constexpr const char* kNode = "node0";
 constexpr int kHealthPort = 20244;  // inside the node namespace
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-std::string V4(uint32_t host) {
-  char text[INET_ADDRSTRLEN];
-  uint32_t net = htonl(host);
-  inet_ntop(AF_INET, &net, text, sizeof(text));
-  return text;
-}
-// Service i's VIP: 10.96.0.1 + i; endpoint j of service i: 10.128.0.1 + 10 i + j; replacement
-// endpoints of the change rounds: 10.160.0.1 + r.
-std::string Vip(int i) { return V4(0x0a600001u + static_cast<uint32_t>(i)); }
-std::string EndpointIp(int i, int j) {
-  return V4(0x0a800001u + static_cast<uint32_t>(i * kEndpointsPerService + j));
-}
-std::string ReplacementIp(int round) { return V4(0x0aa00001u + static_cast<uint32_t>(round)); }
-
-std::string ServiceJson(int i) {
-  return R"({"apiVersion":"v1","kind":"Service","metadata":{"namespace":"default","name":"s)" +
-         std::to_string(i) + R"("},"spec":{"clusterIP":")" + Vip(i) + R"(","clusterIPs":[")" +
-         Vip(i) + R"("],"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]}})";
-}
-
-std::string EndpointsJson(const std::vector<std::string>& ips) {
-  std::string out = "[";
-  for (size_t j = 0; j < ips.size(); ++j) {
-    out +=
-        (j ? "," : "") + std::string(R"({"addresses":[")") + ips[j] +
-        R"("],"nodeName":"other","conditions":{"ready":true,"serving":true,"terminating":false}})";
-  }
-  return out + "]";
-}
-
-std::vector<std::string> Endpoints(int i) {
-  std::vector<std::string> ips;
-  for (int j = 0; j < kEndpointsPerService; ++j) ips.push_back(EndpointIp(i, j));
-  return ips;
-}
-
-std::string SliceJson(int i) {
-  return R"({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"namespace":"default","name":"s)" +
-         std::to_string(i) + R"(-1","labels":{"kubernetes.io/service-name":"s)" +
-         std::to_string(i) + R"("}},"addressType":"IPv4","endpoints":)" +
-         EndpointsJson(Endpoints(i)) +
-         R"(,"ports":[{"name":"http","port":8080,"protocol":"TCP"}]})";
-}
 
 std::string Manifests(int services) {
   std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";

@@ -28,70 +28,34 @@
 #include "kube_router/netlink/fakes.h"
 #include "kube_router/proxy/network_services_controller.h"
 #include "kube_router/runtime/runner.h"
+#include "lib/agent_bench.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
+#include "proxy_bench_cluster.h"
 
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using kr::testing::Percentile;
 using kr::testing::Process;
 using kr::testing::TempDir;
 using kr::testing::WaitFor;
-
-constexpr int kEndpointsPerService = 10;
+using kr::testing::proxy_bench::Endpoints;
+using kr::testing::proxy_bench::EndpointsJson;
+using kr::testing::proxy_bench::kEndpointsPerService;
+using kr::testing::proxy_bench::ReplacementIp;
+using kr::testing::proxy_bench::ServiceJson;
+using kr::testing::proxy_bench::SliceJson;
+using kr::testing::proxy_bench::Vip;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(i, values.size() - 1)];
-}
-
-std::string V4(uint32_t host) {
-  return std::to_string(host >> 24) + "." + std::to_string((host >> 16) & 255) + "." +
-         std::to_string((host >> 8) & 255) + "." + std::to_string(host & 255);
-}
-// The same addresses as the guest bench (proxy_bench.cc).
-std::string Vip(int i) { return V4(0x0a600001u + static_cast<uint32_t>(i)); }
-std::string EndpointIp(int i, int j) {
-  return V4(0x0a800001u + static_cast<uint32_t>(i * kEndpointsPerService + j));
-}
-std::string ReplacementIp(int round) { return V4(0x0aa00001u + static_cast<uint32_t>(round)); }
-
-std::string EndpointsJson(const std::vector<std::string>& ips) {
-  std::string out = "[";
-  for (size_t j = 0; j < ips.size(); ++j) {
-    out +=
-        (j ? "," : "") + std::string(R"({"addresses":[")") + ips[j] +
-        R"("],"nodeName":"other","conditions":{"ready":true,"serving":true,"terminating":false}})";
-  }
-  return out + "]";
-}
-
-std::vector<std::string> Endpoints(int i) {
-  std::vector<std::string> ips;
-  for (int j = 0; j < kEndpointsPerService; ++j) ips.push_back(EndpointIp(i, j));
-  return ips;
-}
 
 std::string Manifests(int services) {
   std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
   out +=
       R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})";
-  for (int i = 0; i < services; ++i) {
-    const std::string n = std::to_string(i);
-    out += R"(,{"apiVersion":"v1","kind":"Service","metadata":{"namespace":"default","name":"s)" +
-           n + R"("},"spec":{"clusterIP":")" + Vip(i) + R"(","clusterIPs":[")" + Vip(i) +
-           R"("],"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]}})";
-    out +=
-        R"(,{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"namespace":"default","name":"s)" +
-        n + R"(-1","labels":{"kubernetes.io/service-name":"s)" + n +
-        R"("}},"addressType":"IPv4","endpoints":)" + EndpointsJson(Endpoints(i)) +
-        R"(,"ports":[{"name":"http","port":8080,"protocol":"TCP"}]})";
-  }
+  for (int i = 0; i < services; ++i) out += "," + ServiceJson(i) + "," + SliceJson(i);
   return out + "]}";
 }
 
