@@ -8,12 +8,32 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
 namespace kr::testing {
 
 bool IsRoot() { return geteuid() == 0; }
+
+std::string LineDifference(const std::string& want, const std::string& have, size_t max_chars) {
+  auto lines = [](const std::string& s) {
+    std::multiset<std::string> m;
+    std::istringstream in(s);
+    for (std::string l; std::getline(in, l);) m.insert(l);
+    return m;
+  };
+  auto w = lines(want), h = lines(have);
+  std::string out;
+  for (const auto& l : std::set<std::string>(w.begin(), w.end())) {
+    if (w.count(l) > h.count(l)) out += "  missing: " + l + "\n";
+  }
+  for (const auto& l : std::set<std::string>(h.begin(), h.end())) {
+    if (h.count(l) > w.count(l)) out += "  extra (stale or duplicate): " + l + "\n";
+  }
+  if (out.empty() && want != have) out = "  same lines, other order\n";
+  return out.substr(0, max_chars);
+}
 
 Netns::Netns(const std::string& prefix) {
   static std::atomic<int> counter{0};

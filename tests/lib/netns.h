@@ -17,6 +17,11 @@ namespace kr::testing {
 
 bool IsRoot();
 
+// For failure messages comparing kernel state dumps line by line (as multisets): each distinct
+// line `want` has more often than `have` ("missing"), and the reverse ("extra"), at most
+// max_chars; "" exactly when both hold the same lines the same number of times and are equal.
+std::string LineDifference(const std::string& want, const std::string& have, size_t max_chars);
+
 // A network namespace named "<prefix>-<pid>-<n>", deleted (with every process still inside
 // it killed) when the object is destroyed, even when the test fails.
 class Netns {

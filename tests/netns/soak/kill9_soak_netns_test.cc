@@ -86,24 +86,6 @@ std::string KernelState(const testing::Netns& ns) {
   return out;
 }
 
-// Lines of `a` not in `b` and vice versa (multisets), for the failure message.
-std::string Difference(const std::string& want, const std::string& have) {
-  auto lines = [](const std::string& s) {
-    std::multiset<std::string> m;
-    std::istringstream in(s);
-    for (std::string l; std::getline(in, l);) m.insert(l);
-    return m;
-  };
-  auto w = lines(want), h = lines(have);
-  std::string out;
-  for (const auto& l : w)
-    if (w.count(l) > h.count(l)) out += "  missing: " + l + "\n";
-  for (const auto& l : h)
-    if (h.count(l) > w.count(l)) out += "  extra (stale or duplicate): " + l + "\n";
-  if (out.empty() && want != have) out = "  same lines, other order\n";
-  return out.substr(0, 4000);
-}
-
 class Kill9Soak : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -241,7 +223,7 @@ class Kill9Soak : public ::testing::Test {
       }
       std::string have = KernelState(*net_->nodes()[i].ns);
       if (have != want[i]) {
-        *diff = "node " + std::to_string(i) + ":\n" + Difference(want[i], have);
+        *diff = "node " + std::to_string(i) + ":\n" + testing::LineDifference(want[i], have, 4000);
         return false;
       }
     }

@@ -96,26 +96,6 @@ std::string SortedLines(const std::string& text, Edit edit) {
 
 std::string Same(const std::string& line) { return line; }
 
-// Lines of `want` missing from `have` and lines of `have` beyond `want` (multisets).
-std::string Difference(const std::string& want, const std::string& have) {
-  auto lines = [](const std::string& s) {
-    std::multiset<std::string> m;
-    std::istringstream in(s);
-    for (std::string l; std::getline(in, l);) m.insert(l);
-    return m;
-  };
-  auto w = lines(want), h = lines(have);
-  std::string out;
-  for (const auto& l : std::set<std::string>(w.begin(), w.end())) {
-    if (w.count(l) > h.count(l)) out += "  missing: " + l + "\n";
-  }
-  for (const auto& l : std::set<std::string>(h.begin(), h.end())) {
-    if (h.count(l) > w.count(l)) out += "  extra (stale or duplicate): " + l + "\n";
-  }
-  if (out.empty() && want != have) out = "  same lines, other order\n";
-  return out.substr(0, 6000);
-}
-
 class ProxySoakVmTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -332,7 +312,7 @@ class ProxySoakVmTest : public ::testing::Test {
           },
           kConverge);
       ASSERT_TRUE(same) << what << ": node" << node << " differs from a fresh start:\n"
-                        << Difference(want[node], have);
+                        << testing::LineDifference(want[node], have, 6000);
     }
   }
 
