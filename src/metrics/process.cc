@@ -54,9 +54,10 @@ std::optional<double> StartTimeSeconds() {
 }  // namespace
 
 void UpdateHeapMetrics(Registry* registry) {
-  // mallinfo2 sums every glibc arena: bytes in chunks handed out (small ones plus mmapped large
-  // ones) and bytes the allocator holds free. Free bytes that stay high after a sync are
-  // fragmentation the process keeps resident (docs/memory.md).
+  // Whichever allocator serves malloc: glibc's mallinfo2 sums every arena (bytes in chunks handed
+  // out, small ones plus mmapped large ones, and bytes it holds free); under the sanitizers their
+  // allocator's own counters. The HELP texts name neither, so they stay true for both. Free bytes
+  // that stay high after a sync are fragmentation the process keeps resident (docs/memory.md).
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   const double in_use = static_cast<double>(__sanitizer_get_current_allocated_bytes());
   const double free_bytes = static_cast<double>(__sanitizer_get_free_bytes());
@@ -70,8 +71,7 @@ void UpdateHeapMetrics(Registry* registry) {
                  "Bytes of heap the agent has allocated, as its malloc reports them.")
       .Set(in_use);
   registry
-      ->GetGauge("kube_router_heap_free_bytes",
-                 "Bytes the agent's malloc holds free in its arenas.")
+      ->GetGauge("kube_router_heap_free_bytes", "Bytes the agent's malloc holds free for reuse.")
       .Set(free_bytes);
 }
 

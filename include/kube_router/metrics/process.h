@@ -11,7 +11,9 @@ namespace kr::metrics {
 // Also sets the heap gauges below.
 void UpdateProcessMetrics(Registry* registry);
 
-// kube_router_heap_in_use_bytes and kube_router_heap_free_bytes from glibc's mallinfo2.
+// kube_router_heap_in_use_bytes and kube_router_heap_free_bytes from the allocator that serves
+// malloc: glibc's (mallinfo2) in the shipped build, the sanitizer's under ASan/TSan (which replace
+// malloc; mallinfo2 reads zero there).
 void UpdateHeapMetrics(Registry* registry);
 
 }  // namespace kr::metrics

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace kr::metrics {
@@ -30,6 +32,24 @@ TEST(ProcessMetrics, StartTimeIsThisProcessesStart) {
   std::string text = r.Render();
   EXPECT_NE(text.find("# TYPE process_start_time_seconds gauge"), std::string::npos) << text;
   EXPECT_NE(text.find("# TYPE process_resident_memory_bytes gauge"), std::string::npos);
+}
+
+// The gauges read whichever allocator serves malloc (glibc's, or the sanitizer's under ASan/TSan,
+// where mallinfo2 reads zero), and their HELP text names neither.
+TEST(ProcessMetrics, HeapInUseFollowsAllocationsInEveryFlavour) {
+  Registry r;
+  UpdateHeapMetrics(&r);
+  Gauge& in_use = r.GetGauge("kube_router_heap_in_use_bytes", "");
+  const double before = in_use.Value();
+  EXPECT_GT(before, 0);
+  auto block = std::make_unique<std::vector<char>>(64 << 20, 1);
+  UpdateHeapMetrics(&r);
+  EXPECT_GT(in_use.Value(), before + (48 << 20)) << (*block)[block->size() / 2];
+  EXPECT_GE(r.GetGauge("kube_router_heap_free_bytes", "").Value(), 0);
+  const std::string text = r.Render();
+  EXPECT_NE(text.find("# HELP kube_router_heap_in_use_bytes Bytes of heap"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("mallinfo"), std::string::npos) << text;
 }
 
 }  // namespace
