@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sstream>
 
+#include "lib/files.h"
 #include "lib/podnet.h"  // ScopedNetns
 
 namespace kr::testing {
@@ -29,9 +29,7 @@ std::string StartFakeApiServer(const Netns& netns, const std::string& dir,
   if (!WaitFor([&] { return std::filesystem::exists(out.kubeconfig); }, timeout)) {
     return "fake-apiserver did not start: " + out.process->Log();
   }
-  std::stringstream text;
-  text << std::ifstream(out.kubeconfig).rdbuf();
-  const std::string config = text.str();
+  const std::string config = ReadFile(out.kubeconfig);
   std::smatch m;
   if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) {
     return "no port in " + out.kubeconfig;

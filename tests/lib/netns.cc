@@ -7,10 +7,11 @@
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include "lib/files.h"
 
 namespace kr::testing {
 
@@ -126,12 +127,7 @@ std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
   }
 }
 
-std::string Process::Log() const {
-  std::ifstream in(log_path_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string Process::Log() const { return ReadFile(log_path_); }
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -19,6 +19,7 @@
 #include "kube_router/k8s/watch_stream.h"
 #include "kube_router/k8s/watcher.h"
 #include "kube_router/net/http_client.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 
 namespace {
@@ -130,11 +131,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fake-apiserver did not start: %s\n", server.Log().c_str());
     return 1;
   }
-  std::string kc;
-  {
-    std::ifstream in(kubeconfig);
-    kc.assign(std::istreambuf_iterator<char>(in), {});
-  }
+  const std::string kc = kr::testing::ReadFile(kubeconfig);
   auto pos = kc.find("server: ");
   std::string url = kc.substr(pos + 8, kc.find('\n', pos) - pos - 8);
   auto raw = net::HttpClient::Create(url, {});

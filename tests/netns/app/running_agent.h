@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "lib/binaries.h"
+#include "lib/files.h"
 #include "lib/help_flags.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
@@ -32,19 +33,13 @@ using testing::kAgentBinary;
 using testing::kFakeApiServerBinary;
 using testing::Netns;
 using testing::Process;
+using testing::ReadFile;
 using testing::TempDir;
 using testing::WaitFor;
 
 inline constexpr auto kDeadline = 60s;
 
 // ---- the running agent ----
-
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct HttpAnswer {
   int status = 0;  // 0 = no answer

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "lib/binaries.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 #include "xyz_world.h"
@@ -90,11 +90,8 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
     api_ = std::make_unique<Process>(hub.ns->Wrap(ApiServerArgs(kubeconfig)),
                                      dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
-    std::ifstream in(kubeconfig);
-    std::stringstream text;
-    text << in.rdbuf();
     std::smatch m;
-    std::string config = text.str();
+    std::string config = kr::testing::ReadFile(kubeconfig);
     ASSERT_TRUE(std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) << config;
     port_ = m[1];
     api_url_ = "http://127.0.0.1:" + port_;

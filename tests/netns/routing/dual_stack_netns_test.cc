@@ -4,11 +4,9 @@
 #include <signal.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,7 +26,7 @@ TEST_F(RoutingCluster, CniPluginsAssignBothFamilies) {
   StartNodes(one, {"--enable-ipv6=true"});
   ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(CniFile("n1")); }, kDeadline))
       << agents_.at("n1")->Log();
-  auto conflist = nlohmann::json::parse(Slurp(CniFile("n1")));
+  auto conflist = nlohmann::json::parse(ReadFile(CniFile("n1")));
   nlohmann::json bridge = conflist["plugins"][0];
   ASSERT_EQ(bridge["ipam"]["ranges"].size(), 2u) << conflist.dump();
   bridge["cniVersion"] = conflist["cniVersion"];

@@ -7,11 +7,9 @@
 #include <signal.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -108,7 +106,7 @@ TEST_F(RoutingCluster, CniPluginsUseTheWrittenConfig) {
   StartNodes(nodes);
   ExpectRoutes("n1", {"10.201.2.0/24 via 192.0.2.2"});
   ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(CniFile("n1")); }, kDeadline));
-  auto conflist = nlohmann::json::parse(Slurp(CniFile("n1")));
+  auto conflist = nlohmann::json::parse(ReadFile(CniFile("n1")));
   nlohmann::json bridge = conflist["plugins"][0];
   ASSERT_EQ(bridge["type"], "bridge");
   EXPECT_EQ(bridge["ipam"]["ranges"][0][0]["subnet"], "10.201.1.0/24");

@@ -12,11 +12,11 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "lib/binaries.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 
 namespace kr::routing_netns {
@@ -26,18 +26,12 @@ using testing::kAgentBinary;
 using testing::kFakeApiServerBinary;
 using testing::Netns;
 using testing::Process;
+using testing::ReadFile;
 using testing::TempDir;
 using testing::WaitFor;
 
 inline const std::string kCniBin = "/usr/lib/cni";
 inline constexpr auto kDeadline = 60s;
-
-inline std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 inline void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
@@ -123,7 +117,7 @@ class RoutingCluster : public ::testing::Test {
                          dir_.path() + "/objects.yaml", "--kubeconfig-out", kubeconfig_}),
         dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig_); }, 20s)) << api_->Log();
-    std::string config = Slurp(kubeconfig_);
+    std::string config = ReadFile(kubeconfig_);
     auto at = config.find("http://");
     ASSERT_NE(at, std::string::npos) << config;
     api_url_ = config.substr(at, config.find_first_of("\n\"' ", at) - at);

@@ -7,27 +7,21 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
 
 #include "kube_router/base/exec.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 
 namespace kr {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::ReadFile;
 using testing::TempDir;
 using testing::WaitFor;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // The indented command lines of the first code block after "## Quick start".
 std::vector<std::string> QuickStartCommands(const std::string& readme) {

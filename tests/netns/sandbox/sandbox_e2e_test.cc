@@ -12,13 +12,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "kube_router/base/exec.h"
 #include "lib/answer_server.h"
+#include "lib/files.h"
 #include "lib/free_port.h"
 #include "lib/netns.h"
 
@@ -297,10 +296,7 @@ TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
     ASSERT_TRUE(cleanup.ok());
     EXPECT_EQ(cleanup->exit_code, 0) << cleanup->err;
     auto now = Sh(std::string("scripts/sandbox.sh snapshot ") + node + " | grep -v -e kube-bridge");
-    std::ifstream before_file(state_ + "/before/" + node);
-    std::stringstream before;
-    before << before_file.rdbuf();
-    EXPECT_EQ(now.out, before.str()) << node;
+    EXPECT_EQ(now.out, testing::ReadFile(state_ + "/before/" + node)) << node;
   }
 }
 

@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "kube_router/base/exec.h"
+#include "lib/files.h"
 #include "lib/free_port.h"
 #include "lib/netns.h"
 
@@ -44,10 +44,7 @@ class SandboxFlagsTest : public ::testing::Test {
     std::ifstream pid_file(dir_.path() + "/state/pids/kube-router-n" + std::to_string(node));
     std::string pid;
     pid_file >> pid;
-    std::ifstream cmdline("/proc/" + pid + "/cmdline");
-    std::stringstream s;
-    s << cmdline.rdbuf();
-    std::string text = s.str();
+    std::string text = testing::ReadFile("/proc/" + pid + "/cmdline");
     std::replace(text.begin(), text.end(), '\0', ' ');
     return text;
   }

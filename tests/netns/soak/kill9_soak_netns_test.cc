@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "lib/binaries.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 
@@ -142,10 +143,7 @@ class Kill9Soak : public ::testing::Test {
                       dir_.path() + "/world.json", "--kubeconfig-out", kubeconfig}),
         dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
-    std::ifstream in(kubeconfig);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string config = text.str();
+    std::string config = testing::ReadFile(kubeconfig);
     std::smatch m;
     ASSERT_TRUE(std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) << config;
     api_url_ = "http://127.0.0.1:" + m[1].str();

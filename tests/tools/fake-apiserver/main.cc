@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "lib/files.h"
 #include "manifests.h"
 #include "object_store.h"
 #include "resources.h"
@@ -27,6 +28,7 @@ namespace fake_apiserver {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using kr::testing::ReadFile;
 
 struct Flags {
   std::string listen = "127.0.0.1:0";
@@ -88,13 +90,6 @@ std::string Base64(const std::string& in) {
     out += '=';
   }
   return out;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 void SendJson(httplib::Response& res, int code, const json& body) {

@@ -6,19 +6,13 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+
+#include "lib/files.h"
 
 namespace kr {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class WriteFileAtomicallyTest : public ::testing::Test {
  protected:
@@ -40,7 +34,7 @@ TEST_F(WriteFileAtomicallyTest, CreatesWithExactModeWhateverTheUmask) {
   Status s = WriteFileAtomically(path, "{\"a\":1}", 0644);
   umask(old);
   ASSERT_TRUE(s.ok()) << s.message();
-  EXPECT_EQ(Read(path), "{\"a\":1}");
+  EXPECT_EQ(testing::ReadFile(path), "{\"a\":1}");
   struct stat st {};
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0644u);
@@ -52,7 +46,7 @@ TEST_F(WriteFileAtomicallyTest, ReplacesExistingContentAndMode) {
   std::ofstream(path) << "old content that is longer";
   chmod(path.c_str(), 0600);
   ASSERT_TRUE(WriteFileAtomically(path, "new", 0644).ok());
-  EXPECT_EQ(Read(path), "new");
+  EXPECT_EQ(testing::ReadFile(path), "new");
   struct stat st {};
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0644u);
@@ -66,9 +60,9 @@ TEST_F(WriteFileAtomicallyTest, SymlinkAtThePathIsReplacedNotFollowed) {
   std::string path = dir_ + "/conf";
   ASSERT_EQ(symlink(victim.c_str(), path.c_str()), 0);
   ASSERT_TRUE(WriteFileAtomically(path, "config", 0644).ok());
-  EXPECT_EQ(Read(victim), "precious");
+  EXPECT_EQ(testing::ReadFile(victim), "precious");
   EXPECT_FALSE(fs::is_symlink(path));
-  EXPECT_EQ(Read(path), "config");
+  EXPECT_EQ(testing::ReadFile(path), "config");
 }
 
 TEST_F(WriteFileAtomicallyTest, FailureLeavesTheOldFileAndNoTemporary) {
@@ -80,7 +74,7 @@ TEST_F(WriteFileAtomicallyTest, FailureLeavesTheOldFileAndNoTemporary) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
   EXPECT_EQ(Entries(dir_), 1u) << "the temporary file was removed";
-  EXPECT_EQ(Read(path + "/inside"), "x");
+  EXPECT_EQ(testing::ReadFile(path + "/inside"), "x");
 }
 
 }  // namespace

@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "lib/files.h"
 
 namespace kr::k8s {
 namespace {
@@ -12,10 +12,7 @@ namespace {
 using nlohmann::json;
 
 json LoadTestdata(const std::string& file) {
-  std::ifstream in(std::string(KR_SOURCE_DIR) + "/tests/unit/k8s/testdata/" + file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return json::parse(ss.str());
+  return json::parse(kr::testing::ReadFile(KR_SOURCE_DIR "/tests/unit/k8s/testdata/" + file));
 }
 
 TEST(DecodeTest, FullyPopulatedServiceFromApiRepo) {

@@ -10,7 +10,6 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,16 +17,10 @@
 #include "kube_router/k8s/watcher.h"
 #include "kube_router/net/http_client.h"
 #include "lib/binaries.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 
 namespace kr::k8s::testing {
-
-inline std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 inline void WriteFile(const std::string& path, const std::string& content) {
   std::ofstream out(path);
@@ -48,7 +41,7 @@ class FakeApiServer {
         [&] { return std::filesystem::exists(kubeconfig_) || !process_->Running(); },
         std::chrono::seconds(20));
     EXPECT_TRUE(up && std::filesystem::exists(kubeconfig_)) << process_->Log();
-    std::string kc = ReadAll(kubeconfig_);
+    std::string kc = kr::testing::ReadFile(kubeconfig_);
     auto pos = kc.find("server: ");
     if (pos != std::string::npos) url_ = kc.substr(pos + 8, kc.find('\n', pos) - pos - 8);
     net::TlsOptions tls;

@@ -11,8 +11,8 @@ namespace kr::k8s {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
-using kr::k8s::testing::ReadAll;
 using kr::k8s::testing::WriteFile;
+using kr::testing::ReadFile;
 using kr::testing::TempDir;
 using kr::testing::WaitFor;
 using namespace std::chrono_literals;
@@ -74,16 +74,16 @@ TEST_F(KubectlTest, CreateGetWatchLabelAnnotateReplaceDelete) {
       Kubectl({"get", "pods", "-n", "demo", "-w", "--output-watch-events", "-o",
                "custom-columns=EVENT:.type,TIER:.object.metadata.labels.tier"}),
       watch_log);
-  ASSERT_TRUE(WaitFor([&] { return ReadAll(watch_log).find("ADDED") != std::string::npos; }, 30s))
-      << ReadAll(watch_log);
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(watch_log).find("ADDED") != std::string::npos; }, 30s))
+      << ReadFile(watch_log);
   Run({"label", "pod", "-n", "demo", "web", "tier=front"});
   EXPECT_TRUE(WaitFor(
       [&] {
-        return ReadAll(watch_log).find("MODIFIED") != std::string::npos &&
-               ReadAll(watch_log).find("front") != std::string::npos;
+        return ReadFile(watch_log).find("MODIFIED") != std::string::npos &&
+               ReadFile(watch_log).find("front") != std::string::npos;
       },
       30s))
-      << ReadAll(watch_log);
+      << ReadFile(watch_log);
 
   Run({"annotate", "pod", "-n", "demo", "web", "note=hello"});
   EXPECT_EQ(Run({"get", "pod", "-n", "demo", "web", "-o", "jsonpath={.metadata.annotations.note}"}),
@@ -106,8 +106,9 @@ TEST_F(KubectlTest, CreateGetWatchLabelAnnotateReplaceDelete) {
   ASSERT_TRUE(gone.ok());
   EXPECT_NE(gone->exit_code, 0);
   EXPECT_NE(gone->err.find("not found"), std::string::npos) << gone->err;
-  EXPECT_TRUE(WaitFor([&] { return ReadAll(watch_log).find("DELETED") != std::string::npos; }, 30s))
-      << ReadAll(watch_log);
+  EXPECT_TRUE(
+      WaitFor([&] { return ReadFile(watch_log).find("DELETED") != std::string::npos; }, 30s))
+      << ReadFile(watch_log);
 }
 
 }  // namespace

@@ -189,7 +189,7 @@ TEST(TlsAuthTest, InterimResponsesAreBoundedByCountOverTls) {
   kr::testing::TempDir dir;
   MakeCertificates(dir.path());
   net::TlsOptions tls;
-  tls.ca_pem = kr::k8s::testing::ReadAll(dir.path() + "/ca.pem");
+  tls.ca_pem = kr::testing::ReadFile(dir.path() + "/ca.pem");
   for (int n : {16, 17}) {
     SCOPED_TRACE(std::to_string(n) + " interim responses");
     std::string answer;

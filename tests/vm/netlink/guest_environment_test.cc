@@ -6,14 +6,14 @@
 #include <fstream>
 
 #include "kube_router/base/exec.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 
 namespace kr {
 namespace {
 
 TEST(VmGuest, RunsTheDebianGuestKernelWithItsModules) {
-  std::ifstream modules("/proc/modules");
-  std::string text((std::istreambuf_iterator<char>(modules)), std::istreambuf_iterator<char>());
+  const std::string text = kr::testing::ReadFile("/proc/modules");
   for (const char* loaded : {"ip_vs ", "ip_vs_rr ", "ipip ", "dummy "}) {
     EXPECT_NE(text.find(loaded), std::string::npos) << loaded << " preloaded by vm.sh";
   }

@@ -12,13 +12,13 @@
 // (the REJECT's ICMP error reaches the socket, see podnet.cc), so the matrices stay cheap.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kube_router/netpol/network_policy_controller.h"
+#include "lib/files.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 #include "netns/netpol/node_firewalls.h"
@@ -29,17 +29,13 @@ namespace {
 using kr::testing::PodNetwork;
 using kr::testing::Proto;
 using kr::testing::ProtoName;
+using kr::testing::ReadFile;
 using kr::testing::ScopedNetns;
 using namespace kr::netpol::testing;  // NOLINT: builders and the xyz world
 
 k8s::NetworkPolicyRule Rule(std::vector<k8s::NetworkPolicyPeer> peers,
                             std::vector<k8s::NetworkPolicyPort> ports = {}) {
   return {std::move(peers), std::move(ports)};
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // Container ports of every pod. The SCTP names map to different numbers on node 1's pods (z), so
