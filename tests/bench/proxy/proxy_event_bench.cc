@@ -2,16 +2,26 @@
 // Watcher) against fake-apiserver on loopback feed the real NetworkServicesController, run by
 // the agent's ControllerRunner, over the stateful fakes (FakeIpvs, FakeLinks, FakeRouteTable).
 //
-//   build/tests/bench/proxy/proxy_event_bench [--services N] [--rounds R]
+//   build/tests/bench/proxy/proxy_event_bench [--services N] [--rounds R] [--realtime]
+//       [--sync-period-ms P]
 //
-// For N Services x 10 endpoints and then for 1 Service (same process, same machine) it prints:
-//   - fake-apiserver's start (manifest load) and the informers' first list (caches synced);
-//   - the controller's first (full) sync;
-//   - one endpoint change, API write (an EndpointSlice merge PATCH) -> the controller's sync
-//     that programmed it done (an extension sees the new destination in the programmed image),
-//     p50/p99 over R rounds, at N and at 1, and the ratio: the issue's host-equivalent figure.
+// N Services x 10 endpoints and 1 Service run side by side (each its own fake-apiserver,
+// informers, runner and controller), and their change rounds alternate, so that the 1-Service
+// baseline sees the same machine load. It prints:
+//   - fake-apiserver's start (manifest load), the informers' first list, the first (full) sync;
+//   - one endpoint change (an EndpointSlice merge PATCH) -> the fake kernel written, p50/p99
+//     over R rounds at N and at 1 and their ratio (the issue's host-equivalent figure), and
+//     the same per stage: the PATCH arriving at fake-apiserver (its own stamp, 1 ms steps) and
+//     answered, the informer posting the event, the controller taking it, its sync starting,
+//     the IPVS batch with the new destination written, the sync ending; the slowest rounds
+//     stage by stage (where a stall sits);
+//   - with --sync-period-ms, how long each periodic full sync took (events wait behind it).
+// --realtime puts this process and both fake-apiservers under SCHED_FIFO for the rounds: the
+// shared build machine's run queue then no longer decides the tail.
 // Not a ctest test: a benchmark (the proxy's design note, "Benchmark").
 #include <httplib.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,8 +29,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kube_router/k8s/store.h"
@@ -59,49 +75,164 @@ std::string Manifests(int services) {
   return out + "]}";
 }
 
-// Sees every successful sync's snapshot on the controller's thread: records when the wanted
-// destination first appears in the programmed image.
-class Probe : public kr::proxy::ProxyExtension {
+// Where one round's time goes, each stage stamped where it happens (steady clock, one process
+// except fake-apiserver): the PATCH answered, the informer's event posted to the dispatcher,
+// the controller taking it (OnUpdate), the sync that programmed it (start, kernel write, end).
+struct Stamps {
+  Clock::time_point sent, arrived, answered, posted, taken, sync_start, written, sync_end;
+};
+
+// The round in flight: each hook stamps its stage once, the first time it sees the change.
+class Round {
  public:
-  std::string Name() const override { return "bench-probe"; }
-  kr::Status Apply(const kr::proxy::ProxySnapshot& snapshot) override {
+  void Arm(std::string slice_key, kr::IpAddress vip, kr::IpAddress destination) {
     std::lock_guard lock(mu_);
-    ++syncs_;
-    if (want_ && snapshot.programmed != nullptr) {
-      for (const auto& [id, vs] : snapshot.programmed->services) {
-        if (vs.service.address != want_->first) continue;
-        for (const auto& [did, d] : vs.destinations) {
-          if (d.address == want_->second) {
-            seen_ = Clock::now();
-            want_.reset();
-          }
-        }
+    key_ = std::move(slice_key);
+    vip_ = vip;
+    destination_ = destination;
+    stamps_ = Stamps{};
+    in_sync_ = false;
+    done_ = false;
+  }
+  void Sent(Clock::time_point t, Clock::time_point answered) {
+    std::lock_guard lock(mu_);
+    stamps_.sent = t;
+    stamps_.answered = answered;
+  }
+  void Posted(const kr::k8s::Event& e) { Stage(e, &Stamps::posted); }
+  void Taken(const kr::k8s::Event& e) { Stage(e, &Stamps::taken); }
+  void SyncStarted() {
+    std::lock_guard lock(mu_);
+    if (stamps_.taken != Clock::time_point{} && stamps_.sync_start == Clock::time_point{}) {
+      stamps_.sync_start = Clock::now();
+      in_sync_ = true;
+    }
+  }
+  void Wrote(const std::vector<kr::netlink::IpvsWrite>& writes) {
+    const auto now = Clock::now();
+    std::lock_guard lock(mu_);
+    if (!vip_ || stamps_.written != Clock::time_point{}) return;
+    for (const auto& w : writes) {
+      if (w.op == kr::netlink::IpvsWrite::Op::kAddDestination && w.service.address == *vip_ &&
+          w.destination.address == *destination_) {
+        stamps_.written = now;
       }
     }
-    changed_.notify_all();
-    return kr::Status::Ok();
   }
-  void Want(kr::IpAddress vip, kr::IpAddress destination) {
+  void SyncEnded() {
     std::lock_guard lock(mu_);
-    want_ = std::make_pair(vip, destination);
-    seen_.reset();
+    if (!in_sync_) return;
+    in_sync_ = false;
+    if (stamps_.written ==
+        Clock::time_point{}) {  // that sync did not program it: wait for the next
+      stamps_.sync_start = {};
+      return;
+    }
+    stamps_.sync_end = Clock::now();
+    done_ = true;
+    changed_.notify_all();
   }
-  std::optional<Clock::time_point> WaitSeen(Clock::duration timeout) {
+  std::optional<Stamps> Wait(Clock::duration timeout) {
     std::unique_lock lock(mu_);
-    changed_.wait_for(lock, timeout, [&] { return seen_.has_value(); });
-    return seen_;
-  }
-  bool WaitSyncs(int n, Clock::duration timeout) {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, timeout, [&] { return syncs_ >= n; });
+    if (!changed_.wait_for(lock, timeout, [&] { return done_; })) return std::nullopt;
+    return stamps_;
   }
 
  private:
+  void Stage(const kr::k8s::Event& e, Clock::time_point Stamps::*stage) {
+    if (e.kind != kr::k8s::ResourceKind::kEndpointSlice) return;
+    const auto now = Clock::now();
+    std::lock_guard lock(mu_);
+    if (e.key == key_ && stamps_.*stage == Clock::time_point{}) stamps_.*stage = now;
+  }
+
   std::mutex mu_;
   std::condition_variable changed_;
+  std::string key_;
+  std::optional<kr::IpAddress> vip_, destination_;
+  Stamps stamps_;
+  bool in_sync_ = false, done_ = false;
+};
+
+// The informers' sink: stamps the event, then hands it to the agent's dispatcher.
+class StampingSink : public kr::k8s::EventSink {
+ public:
+  StampingSink(Round* round, kr::k8s::EventSink* next) : round_(round), next_(next) {}
+  void Post(const kr::k8s::Event& event) override {
+    round_->Posted(event);
+    next_->Post(event);
+  }
+
+ private:
+  Round* round_;
+  kr::k8s::EventSink* next_;
+};
+
+// The controller as the runner sees it, with its stages stamped.
+class StampingController : public kr::Controller {
+ public:
+  StampingController(std::unique_ptr<kr::Controller> inner, Round* round)
+      : inner_(std::move(inner)), round_(round) {}
+  std::string Name() const override { return inner_->Name(); }
+  std::chrono::milliseconds SyncPeriod() const override { return inner_->SyncPeriod(); }
+  std::vector<kr::k8s::ResourceKind> WatchedKinds() const override {
+    return inner_->WatchedKinds();
+  }
+  void SetSyncRequester(std::function<void()> request_sync) override {
+    inner_->SetSyncRequester(std::move(request_sync));
+  }
+  kr::Status Init() override { return inner_->Init(); }
+  bool OnUpdate(const kr::k8s::Event& event) override {
+    round_->Taken(event);
+    return inner_->OnUpdate(event);
+  }
+  kr::Status Sync(kr::SyncReason reason) override {
+    const auto start = Clock::now();
+    round_->SyncStarted();
+    kr::Status s = inner_->Sync(reason);
+    round_->SyncEnded();
+    {
+      std::lock_guard lock(mu_);
+      ++syncs_;
+      if (reason == kr::SyncReason::kPeriodic) periodic_ms_.push_back(Ms(Clock::now() - start));
+    }
+    synced_.notify_all();
+    return s;
+  }
+  void Shutdown() override { inner_->Shutdown(); }
+  kr::Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
+
+  bool WaitSyncs(int n, Clock::duration timeout) {
+    std::unique_lock lock(mu_);
+    return synced_.wait_for(lock, timeout, [&] { return syncs_ >= n; });
+  }
+  std::vector<double> PeriodicSyncsMs() {
+    std::lock_guard lock(mu_);
+    return periodic_ms_;
+  }
+
+ private:
+  std::unique_ptr<kr::Controller> inner_;
+  Round* round_;
+  std::mutex mu_;
+  std::condition_variable synced_;
   int syncs_ = 0;
-  std::optional<std::pair<kr::IpAddress, kr::IpAddress>> want_;
-  std::optional<Clock::time_point> seen_;
+  std::vector<double> periodic_ms_;  // how long each periodic (full) sync took
+};
+
+// The fake kernel, with the batch that writes the round's destination stamped.
+class StampingIpvs : public kr::netlink::FakeIpvs {
+ public:
+  explicit StampingIpvs(Round* round) : round_(round) {}
+  kr::Result<std::vector<kr::netlink::IpvsWriteError>> Apply(
+      const std::vector<kr::netlink::IpvsWrite>& writes) override {
+    auto result = FakeIpvs::Apply(writes);
+    round_->Wrote(writes);
+    return result;
+  }
+
+ private:
+  Round* round_;
 };
 
 class NullObserver : public kr::SyncObserver {
@@ -112,100 +243,183 @@ class NullObserver : public kr::SyncObserver {
   }
 };
 
-struct Figures {
+// One cluster size: its own fake-apiserver, informers, runner and controller over the fakes.
+class Rig {
+ public:
+  Rig(int services, std::chrono::milliseconds sync_period)
+      : services_(services), sync_period_(sync_period) {}
+  ~Rig() {
+    if (runner_) runner_->Stop();
+    if (watcher_) watcher_->Stop();
+  }
+
+  // Starts everything and waits until the controller has synced and drained the initial
+  // list's events (so that the rounds time one change each). Returns an error text.
+  std::string Start() {
+    std::filesystem::create_directories(dir_.path() + "/manifests");
+    std::ofstream(dir_.path() + "/manifests/cluster.json") << Manifests(services_);
+    const std::string kubeconfig = dir_.path() + "/kubeconfig";
+    auto start = Clock::now();
+    api_ = std::make_unique<Process>(
+        std::vector<std::string>{kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0",
+                                 "--manifests", dir_.path() + "/manifests", "--kubeconfig-out",
+                                 kubeconfig},
+        dir_.path() + "/fake-apiserver.log");
+    if (!WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 600s)) {
+      return "fake-apiserver did not start: " + api_->Log();
+    }
+    server_start_ms = Ms(Clock::now() - start);
+    std::ifstream in(kubeconfig);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t at = text.find("http://127.0.0.1:");
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", std::stoi(text.substr(at + 17)));
+    client_->set_read_timeout(30s);
+    // As kubectl's (Go's) connection: kept open, and no Nagle delay between head and body.
+    client_->set_keep_alive(true);
+    client_->set_tcp_nodelay(true);
+
+    kr::proxy::ProxyConfig config;
+    config.node_name = "node0";
+    config.cluster_ip_ranges = {*kr::IpPrefix::Parse("10.96.0.0/12")};
+    config.sync_period = sync_period_;
+    auto controller = std::make_unique<StampingController>(
+        std::make_unique<kr::proxy::NetworkServicesController>(
+            config, cluster_.get(), kr::proxy::ProxyDataplane{&ipvs_, &links_, &routes_}, nullptr),
+        &round_);
+    controller_ = controller.get();
+    runner_ = std::make_unique<kr::ControllerRunner>(std::move(controller), &observer_);
+    dispatcher_.Add(runner_.get());
+
+    start = Clock::now();
+    kr::k8s::ConnectionOptions connection{"", kubeconfig};
+    auto watcher =
+        kr::k8s::Watcher::Start(connection, dispatcher_.WatchedKinds(), cluster_.get(), &sink_);
+    if (!watcher.ok()) return "watcher: " + watcher.error();
+    watcher_ = std::move(*watcher);
+    if (auto s = watcher_->WaitForSync(600s); !s.ok()) return "caches: " + s.message();
+    caches_ms = Ms(Clock::now() - start);
+    start = Clock::now();
+    runner_->Start();
+    if (!controller_->WaitSyncs(1, 600s)) return "no first sync";
+    first_sync_ms = Ms(Clock::now() - start);
+    // The informers' initial ADDEDs wait in the inbox behind the startup sync: one more sync
+    // (which writes nothing) takes them. A warm-up change waits for it.
+    if (auto error = Change(-1); !error.empty()) return "warm-up: " + error;
+    std::printf(
+        "  at %d service(s): fake-apiserver start %.0f ms, caches synced %.0f ms, first sync %.0f "
+        "ms, warm-up change %.0f ms\n",
+        services_, server_start_ms, caches_ms, first_sync_ms,
+        Ms(rounds.back().written - rounds.back().sent));
+    rounds.clear();
+    return "";
+  }
+
+  // Round r (-1: the warm-up): moves one endpoint of one Service to a new address, waits until
+  // the fake kernel has it and keeps the round's stamps.
+  std::string Change(int r) {
+    const int k = static_cast<int>((static_cast<long>(r + 1) * 7919) % services_);
+    std::vector<std::string> ips = Endpoints(k);
+    ips[0] = ReplacementIp(r + 1);
+    const std::string name = "s" + std::to_string(k) + "-1";
+    round_.Arm("default/" + name, *kr::IpAddress::Parse(Vip(k)), *kr::IpAddress::Parse(ips[0]));
+    auto sent = Clock::now();
+    auto res = client_->Patch("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/" + name,
+                              R"({"endpoints":)" + EndpointsJson(ips) + "}",
+                              "application/merge-patch+json");
+    round_.Sent(sent, Clock::now());
+    if (!res || res->status != 200) return "PATCH failed";
+    auto stamps = round_.Wait(r < 0 ? 600s : 30s);
+    if (!stamps) return "change " + std::to_string(r) + " never programmed";
+    rounds.push_back(*stamps);
+    return "";
+  }
+
+  // fake-apiserver's own arrival stamp (steady clock, ms) of each round's PATCH, in order.
+  void ServerArrivals() {
+    auto res = client_->Get("/_fake/requests");
+    if (!res || res->status != 200) return;
+    auto j = nlohmann::json::parse(res->body, nullptr, false);
+    if (!j.is_object() || !j.contains("recent")) return;
+    const auto& lines = j["recent"];
+    const auto& times = j["recentTimesMs"];
+    std::vector<int64_t> patches;
+    for (size_t i = 0; i < lines.size() && i < times.size(); ++i) {
+      if (lines[i].get<std::string>().rfind("PATCH ", 0) == 0) patches.push_back(times[i]);
+    }
+    // The last rounds.size() PATCHes are the rounds' (the warm-up's came first).
+    if (patches.size() < rounds.size()) return;
+    const size_t skip = patches.size() - rounds.size();
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      rounds[i].arrived = Clock::time_point(std::chrono::milliseconds(patches[skip + i]));
+    }
+  }
+
+  pid_t server_pid() const { return api_->pid(); }
+  std::vector<double> PeriodicSyncsMs() { return controller_->PeriodicSyncsMs(); }
+
   double server_start_ms = 0, caches_ms = 0, first_sync_ms = 0;
-  std::vector<double> change_ms;
-  std::string error;
+  std::vector<Stamps> rounds;
+
+ private:
+  const int services_;
+  const std::chrono::milliseconds sync_period_;
+  TempDir dir_;
+  std::unique_ptr<Process> api_;
+  std::unique_ptr<httplib::Client> client_;
+  Round round_;
+  std::unique_ptr<kr::k8s::Cluster> cluster_ = kr::k8s::MakeCluster();
+  kr::netlink::FakeLinks links_;
+  kr::netlink::FakeRouteTable routes_{&links_};
+  StampingIpvs ipvs_{&round_};
+  NullObserver observer_;
+  StampingController* controller_ = nullptr;
+  std::unique_ptr<kr::ControllerRunner> runner_;
+  kr::EventDispatcher dispatcher_;
+  StampingSink sink_{&round_, &dispatcher_};
+  std::unique_ptr<kr::k8s::Watcher> watcher_;
 };
 
-Figures Measure(int services, int rounds) {
-  Figures f;
-  TempDir dir;
-  std::filesystem::create_directories(dir.path() + "/manifests");
-  std::ofstream(dir.path() + "/manifests/cluster.json") << Manifests(services);
-  const std::string kubeconfig = dir.path() + "/kubeconfig";
-  auto start = Clock::now();
-  Process api({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
-               dir.path() + "/manifests", "--kubeconfig-out", kubeconfig},
-              dir.path() + "/fake-apiserver.log");
-  if (!WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 600s)) {
-    f.error = "fake-apiserver did not start: " + api.Log();
-    return f;
+// Puts every thread of process `pid` under SCHED_FIFO, so that the rounds measure the event
+// path rather than the shared machine's run queue (a node agent does not wait behind a dozen
+// compilers). Threads started later inherit it. False if the kernel refused (not root).
+bool Realtime(pid_t pid) {
+  sched_param param{};
+  param.sched_priority = 10;
+  bool ok = true;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    if (sched_setscheduler(std::stoi(task.path().filename()), SCHED_FIFO, &param) != 0) ok = false;
   }
-  f.server_start_ms = Ms(Clock::now() - start);
-  std::ifstream in(kubeconfig);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t at = text.find("http://127.0.0.1:");
-  const int port = std::stoi(text.substr(at + 17));
+  return ok && !ec;
+}
 
-  auto cluster = kr::k8s::MakeCluster();
-  kr::netlink::FakeLinks links;
-  kr::netlink::FakeRouteTable routes(&links);
-  kr::netlink::FakeIpvs ipvs;
-  kr::proxy::ProxyConfig config;
-  config.node_name = "node0";
-  config.cluster_ip_ranges = {*kr::IpPrefix::Parse("10.96.0.0/12")};
-  config.sync_period = std::chrono::hours(1);  // the rounds time the event path only
-  auto controller = std::make_unique<kr::proxy::NetworkServicesController>(
-      config, cluster.get(), kr::proxy::ProxyDataplane{&ipvs, &links, &routes}, nullptr);
-  auto probe_owned = std::make_unique<Probe>();
-  Probe* probe = probe_owned.get();
-  controller->AddExtension(std::move(probe_owned));
-  NullObserver observer;
-  kr::ControllerRunner runner(std::move(controller), &observer);
-  kr::EventDispatcher dispatcher;
-  dispatcher.Add(&runner);
+// One stage of every round, in ms.
+using Stage = double (*)(const Stamps&);
+struct NamedStage {
+  const char* name;
+  Stage of;
+};
+const NamedStage kStages[] = {
+    {"PATCH sent -> arrived at fake-apiserver (1 ms steps)",
+     [](const Stamps& s) { return Ms(s.arrived - s.sent); }},
+    {"PATCH sent -> answered (fake-apiserver)",
+     [](const Stamps& s) { return Ms(s.answered - s.sent); }},
+    {"PATCH sent -> informer posted the event",
+     [](const Stamps& s) { return Ms(s.posted - s.sent); }},
+    {"posted -> controller took it (inbox)",
+     [](const Stamps& s) { return Ms(s.taken - s.posted); }},
+    {"taken -> its sync started", [](const Stamps& s) { return Ms(s.sync_start - s.taken); }},
+    {"sync start -> kernel written", [](const Stamps& s) { return Ms(s.written - s.sync_start); }},
+    {"kernel written -> sync end", [](const Stamps& s) { return Ms(s.sync_end - s.written); }},
+    {"TOTAL: PATCH sent -> kernel written", [](const Stamps& s) { return Ms(s.written - s.sent); }},
+};
 
-  start = Clock::now();
-  kr::k8s::ConnectionOptions connection{"", kubeconfig};
-  auto watcher =
-      kr::k8s::Watcher::Start(connection, dispatcher.WatchedKinds(), cluster.get(), &dispatcher);
-  if (!watcher.ok()) {
-    f.error = "watcher: " + watcher.error();
-    return f;
-  }
-  if (auto s = (*watcher)->WaitForSync(600s); !s.ok()) {
-    f.error = "caches: " + s.message();
-    return f;
-  }
-  f.caches_ms = Ms(Clock::now() - start);
-  start = Clock::now();
-  runner.Start();
-  if (!probe->WaitSyncs(1, 600s)) {
-    f.error = "no first sync";
-    return f;
-  }
-  f.first_sync_ms = Ms(Clock::now() - start);
-  std::printf(
-      "  at %d service(s): fake-apiserver start %.0f ms, caches synced %.0f ms, first sync %.0f "
-      "ms\n",
-      services, f.server_start_ms, f.caches_ms, f.first_sync_ms);
-
-  httplib::Client client("127.0.0.1", port);
-  client.set_read_timeout(30s);
-  for (int r = 0; r < rounds; ++r) {
-    const int k = static_cast<int>((static_cast<long>(r) * 7919) % services);
-    std::vector<std::string> ips = Endpoints(k);
-    ips[0] = ReplacementIp(r);
-    probe->Want(*kr::IpAddress::Parse(Vip(k)), *kr::IpAddress::Parse(ips[0]));
-    auto sent = Clock::now();
-    auto res = client.Patch(
-        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/s" + std::to_string(k) + "-1",
-        R"({"endpoints":)" + EndpointsJson(ips) + "}", "application/merge-patch+json");
-    if (!res || res->status != 200) {
-      f.error = "PATCH failed";
-      break;
-    }
-    auto seen = probe->WaitSeen(30s);
-    if (!seen) {
-      f.error = "change " + std::to_string(r) + " never programmed";
-      break;
-    }
-    f.change_ms.push_back(Ms(*seen - sent));
-  }
-  runner.Stop();
-  (*watcher)->Stop();
-  return f;
+std::vector<double> Values(const std::vector<Stamps>& rounds, Stage of) {
+  std::vector<double> out;
+  out.reserve(rounds.size());
+  for (const auto& r : rounds) out.push_back(of(r));
+  return out;
 }
 
 }  // namespace
@@ -214,28 +428,86 @@ int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   int services = 10000;
   int rounds = 200;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--services") services = std::stoi(argv[i + 1]);
-    if (std::string(argv[i]) == "--rounds") rounds = std::stoi(argv[i + 1]);
+  bool realtime = false;
+  // Default: no periodic sync during the rounds (they time the event path alone).
+  std::chrono::milliseconds sync_period = std::chrono::hours(1);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--realtime") realtime = true;
+    if (a == "--services" && i + 1 < argc) services = std::stoi(argv[++i]);
+    if (a == "--rounds" && i + 1 < argc) rounds = std::stoi(argv[++i]);
+    if (a == "--sync-period-ms" && i + 1 < argc) {
+      sync_period = std::chrono::milliseconds(std::stoi(argv[++i]));
+    }
   }
-  std::printf("proxy_event_bench: %d services x %d endpoints, %d change rounds\n", services,
-              kEndpointsPerService, rounds);
-  Figures big = Measure(services, rounds);
-  if (!big.error.empty()) {
-    std::printf("at %d services: %s\n", services, big.error.c_str());
+  std::printf("proxy_event_bench: %d services x %d endpoints, %d change rounds, %s scheduling\n",
+              services, kEndpointsPerService, rounds, realtime ? "SCHED_FIFO" : "normal");
+  // Both sizes run side by side and their rounds alternate, so the 1-Service baseline sees the
+  // same machine load as the N-Service rounds.
+  Rig big(services, sync_period), small(1, sync_period);
+  for (auto [rig, n] : {std::pair{&big, services}, std::pair{&small, 1}}) {
+    if (auto error = rig->Start(); !error.empty()) {
+      std::printf("at %d service(s): %s\n", n, error.c_str());
+      return 1;
+    }
+  }
+  if (realtime &&
+      !(Realtime(getpid()) && Realtime(big.server_pid()) && Realtime(small.server_pid()))) {
+    std::printf("--realtime: sched_setscheduler(SCHED_FIFO) refused (needs root)\n");
     return 1;
   }
-  Figures small = Measure(1, rounds);
-  if (!small.error.empty()) {
-    std::printf("at 1 service: %s\n", small.error.c_str());
-    return 1;
+  for (int r = 0; r < rounds; ++r) {
+    for (auto [rig, n] : {std::pair{&big, services}, std::pair{&small, 1}}) {
+      if (auto error = rig->Change(r); !error.empty()) {
+        std::printf("at %d service(s): %s\n", n, error.c_str());
+        return 1;
+      }
+    }
   }
-  std::printf("  one endpoint change, API PATCH -> controller sync done (n=%d):\n", rounds);
-  const double big50 = Percentile(big.change_ms, 0.5), big99 = Percentile(big.change_ms, 0.99);
-  const double small50 = Percentile(small.change_ms, 0.5),
-               small99 = Percentile(small.change_ms, 0.99);
+  big.ServerArrivals();
+  small.ServerArrivals();
+
+  std::printf("  one endpoint change, API PATCH -> fake kernel written (n=%d), per stage (ms):\n",
+              rounds);
+  std::printf("    %-44s %-26s %-26s\n", "stage", "at N: p50 / p99 / max", "at 1: p50 / p99 / max");
+  for (const auto& stage : kStages) {
+    auto b = Values(big.rounds, stage.of), s = Values(small.rounds, stage.of);
+    std::printf("    %-44s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f\n", stage.name, Percentile(b, 0.5),
+                Percentile(b, 0.99), Percentile(b, 1.0), Percentile(s, 0.5), Percentile(s, 0.99),
+                Percentile(s, 1.0));
+  }
+  const Stage total = kStages[std::size(kStages) - 1].of;
+  auto b = Values(big.rounds, total), s = Values(small.rounds, total);
+  const double big50 = Percentile(b, 0.5), big99 = Percentile(b, 0.99);
+  const double small50 = Percentile(s, 0.5), small99 = Percentile(s, 0.99);
   std::printf("    at %d services: p50 %.2f ms, p99 %.2f ms\n", services, big50, big99);
   std::printf("    at 1 service:   p50 %.2f ms, p99 %.2f ms\n", small50, small99);
   std::printf("    ratio p50 %.2f, p99 %.2f\n", big50 / small50, big99 / small99);
+  // The slowest rounds, stage by stage: where a stall sits.
+  for (auto [rig, n, values] : {std::tuple{&big, services, &b}, std::tuple{&small, 1, &s}}) {
+    std::vector<size_t> order(rig->rounds.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t x, size_t y) { return (*values)[x] > (*values)[y]; });
+    std::printf(
+        "  slowest rounds at %d service(s), ms after PATCH sent: arrived at server (1 ms "
+        "steps), answered, event posted, taken, sync start, kernel written, sync end\n",
+        n);
+    for (size_t i = 0; i < std::min<size_t>(5, order.size()); ++i) {
+      const Stamps& r = rig->rounds[order[i]];
+      std::printf("    round %3zu: %7.1f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n", order[i],
+                  Ms(r.arrived - r.sent), Ms(r.answered - r.sent), Ms(r.posted - r.sent),
+                  Ms(r.taken - r.sent), Ms(r.sync_start - r.sent), Ms(r.written - r.sent),
+                  Ms(r.sync_end - r.sent));
+    }
+  }
+  for (auto [rig, n] : {std::pair{&big, services}, std::pair{&small, 1}}) {
+    auto periodic = rig->PeriodicSyncsMs();
+    if (periodic.empty()) continue;
+    std::printf(
+        "  periodic (full) syncs at %d service(s): %zu, p50 %.1f ms, max %.1f ms (an event "
+        "arriving meanwhile waits for it)\n",
+        n, periodic.size(), Percentile(periodic, 0.5), Percentile(periodic, 1.0));
+  }
   return 0;
 }
