@@ -1,9 +1,11 @@
-// The routes controller in both address families (--enable-ipv4/--enable-ipv6, issue 15).
+// The routes controller in both address families (--enable-ipv4/--enable-ipv6, issue 15), over
+// routes_controller_fixture.h with an IPv6 underlay added.
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,14 +14,9 @@
 #include "kube_router/routing/pod_egress.h"
 #include "unit/routing/routes_controller_fixture.h"
 
-namespace kr::routing {
+// In the fixture's namespace: its helpers (Ip, Cidr) need no using-declarations.
+namespace kr::routing::testing {
 namespace {
-
-using routing::testing::Cidr;
-using routing::testing::FakeSpeaker;
-using routing::testing::Ip;
-using routing::testing::MakeNode;
-using routing::testing::RoutesControllerTest;
 
 std::shared_ptr<const k8s::Node> DualNode(const std::string& name, const std::string& ipv4,
                                           const std::string& ipv6, std::vector<std::string> cidrs) {
@@ -38,30 +35,10 @@ class DualStackControllerTest : public RoutesControllerTest {
     RoutesControllerTest::SetUp();
     config_.enable_ipv6 = true;
     iptables6_ = &v6_;
-    EXPECT_TRUE(links_.AddAddress({"eth0", Ip("2001:db8::1"), 64, netlink::Scope::kUniverse}).ok());
-    netlink::Route connected;
-    connected.destination = Cidr("2001:db8::/64");
-    connected.device = "eth0";
-    connected.protocol = netlink::kProtocolKernel;
-    connected.scope = netlink::Scope::kLink;
-    routes_.Seed(connected);
-    netlink::Route fallback;
-    fallback.destination = Cidr("::/0");
-    fallback.gateway = Ip("2001:db8::fe");
-    fallback.device = "eth0";
-    fallback.protocol = netlink::kProtocolBoot;
-    routes_.Seed(fallback);
+    SeedUnderlay("2001:db8::1", "2001:db8::/64", "2001:db8::fe");
     AddNode(DualNode("n1", "192.0.2.1", "2001:db8::1", {"10.1.1.0/24", "fd00:1::/64"}));
     AddNode(DualNode("n2", "192.0.2.2", "2001:db8::2", {"10.1.2.0/24", "fd00:2::/64"}));
     AddNode(DualNode("n3", "198.51.100.3", "2001:db8:3::3", {"10.1.3.0/24", "fd00:3::/64"}));
-  }
-
-  std::vector<std::string> V6Tunnels() {
-    std::vector<std::string> out;
-    for (const auto& [name, link] : links_.links()) {
-      if (link.kind == "ip6tnl") out.push_back(name + (link.up ? " up" : " down"));
-    }
-    return out;
   }
 
   netfilter::FakeIptables v6_{netfilter::IpFamily::kV6};
@@ -91,7 +68,7 @@ TEST_F(DualStackControllerTest, BothFamiliesAdvertisedOverOneSessionPerNodeAndRo
             (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2", "fd00:2::/64 via 2001:db8::2",
                                       "fd00:3::/64 dev " + tunnel}));
   // The cross-subnet IPv6 route goes through an ip6tnl tunnel from our IPv6 address.
-  EXPECT_EQ(V6Tunnels(), (std::vector<std::string>{tunnel + " up"}));
+  EXPECT_EQ(Tunnels("ip6tnl"), (std::vector<std::string>{tunnel + " up"}));
   EXPECT_EQ(links_.links().at(tunnel).tunnel_local, Ip("2001:db8::1"));
   for (const auto& route : routes_.RoutesWithProtocol(kRouteProtocol)) {
     if (route.device == tunnel) {
@@ -104,7 +81,7 @@ TEST_F(DualStackControllerTest, BothFamiliesAdvertisedOverOneSessionPerNodeAndRo
   SyncOk();
   EXPECT_EQ(OurRoutes(),
             (std::vector<std::string>{"10.1.2.0/24 via 192.0.2.2", "fd00:2::/64 via 2001:db8::2"}));
-  EXPECT_TRUE(V6Tunnels().empty());
+  EXPECT_TRUE(Tunnels("ip6tnl").empty());
 }
 
 TEST_F(DualStackControllerTest, Ipv6ServiceVipsGoToExternalPeersWithTheIpv6NextHop) {
@@ -162,18 +139,13 @@ TEST_F(DualStackControllerTest, PodEgressCniAndBridgeCoverBothFamilies) {
   EXPECT_EQ(iptables_.table("nat").chains[kPodEgressChain],
             std::vector<std::string>{PodEgressRule()});
 
-  std::ifstream in(config_.cni_conf_file);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto conf = nlohmann::json::parse(text.str());
+  const std::string text = CniConfText();
+  auto conf = nlohmann::json::parse(text);
   const auto& ranges = conf["plugins"][0]["ipam"]["ranges"];
-  ASSERT_EQ(ranges.size(), 2u) << text.str();
+  ASSERT_EQ(ranges.size(), 2u) << text;
   EXPECT_EQ(ranges[0][0]["subnet"], "10.1.1.0/24");
   EXPECT_EQ(ranges[1][0]["subnet"], "fd00:1::/64");
-  std::set<std::string> gateways;
-  for (const auto& address : links_.addresses()) {
-    if (address.device == kBridgeName) gateways.insert(address.ToString());
-  }
+  const std::set<std::string> gateways = BridgeAddresses();
   EXPECT_TRUE(gateways.count("10.1.1.1/24 dev kube-bridge")) << gateways.size();
   EXPECT_TRUE(gateways.count("fd00:1::1/64 dev kube-bridge"));
 
@@ -196,10 +168,8 @@ TEST_F(DualStackControllerTest, WithIpv6DisabledNothingIpv6IsTouched) {
   EXPECT_TRUE(OurRoutes().empty());
   EXPECT_FALSE(ipset_.sets().count("inet6:kube-router-pod-subnets"));
   EXPECT_EQ(v6_.apply_calls(), 0);
-  std::ifstream in(config_.cni_conf_file);
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_EQ(text.str().find("fd00:"), std::string::npos) << text.str();
+  const std::string text = CniConfText();
+  EXPECT_EQ(text.find("fd00:"), std::string::npos) << text;
 }
 
 TEST_F(DualStackControllerTest, BadInputSkipsOnlyTheItem) {
@@ -233,19 +203,17 @@ TEST_F(DualStackControllerTest, CleanupRemovesTheIpv6StateToo) {
   speaker_->Announce(Ip("198.51.100.3"), Cidr("fd00:3::/64"), Ip("2001:db8:3::3"));
   SyncOk();
   ASSERT_EQ(OurRoutes().size(), 2u);
-  ASSERT_EQ(V6Tunnels().size(), 1u);
+  ASSERT_EQ(Tunnels("ip6tnl").size(), 1u);
   controller_->Shutdown();
   auto removed = Controller().Cleanup();
   ASSERT_TRUE(removed.ok()) << removed.error();
   EXPECT_TRUE(OurRoutes().empty());
-  EXPECT_TRUE(V6Tunnels().empty());
+  EXPECT_TRUE(Tunnels("ip6tnl").empty());
   EXPECT_FALSE(ipset_.sets().count("inet6:kube-router-pod-subnets"));
   EXPECT_FALSE(ipset_.sets().count("inet6:kube-router-node-ips"));
   EXPECT_FALSE(v6_.table("nat").chains.count(kPodEgressChain));
   EXPECT_TRUE(v6_.table("nat").chains["POSTROUTING"].empty());
-  for (const auto& address : links_.addresses()) {
-    EXPECT_NE(address.device, kBridgeName) << address.ToString();
-  }
+  EXPECT_TRUE(BridgeAddresses().empty());
 }
 
 TEST_F(DualStackControllerTest, Ipv6OnlySessionsAndRoutesWithIpv4Disabled) {
@@ -270,4 +238,4 @@ TEST_F(DualStackControllerTest, Ipv6OnlySessionsAndRoutesWithIpv4Disabled) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::testing

@@ -27,6 +27,13 @@ RoutingConfig DualStack() {
   return config;
 }
 
+// This node (n1, dual-stack) as the planners see it with `config`'s families.
+NodeInfo Self(const RoutingConfig& config) {
+  NodeInfo self = ParseNode(DualNode("n1", 1)).info;
+  ApplyFamilies(config, self);
+  return self;
+}
+
 TEST(DualStackNodeTest, ParseNodeKeepsOneAddressPerFamily) {
   k8s::Node node = DualNode("n1", 1);
   node.addresses.insert(node.addresses.begin(), {"ExternalIP", "2001:db8:ff::1"});
@@ -71,9 +78,7 @@ TEST(DualStackNodeTest, AnIpv6CidrWithoutAnIpv6AddressIsSkippedNamingTheNode) {
 }
 
 TEST(DualStackBgpTest, PodCidrsAdvertisedWithTheNextHopOfTheirFamily) {
-  NodeInfo self = ParseNode(DualNode("n1", 1)).info;
-  ApplyFamilies(DualStack(), self);
-  auto ads = PlanPodCidrAdvertisements(self);
+  auto ads = PlanPodCidrAdvertisements(Self(DualStack()));
   ASSERT_EQ(ads.size(), 2u);
   EXPECT_EQ(ads[0].prefix, Cidr("10.1.1.0/24"));
   EXPECT_EQ(ads[0].next_hop, Ip("192.0.2.1"));
@@ -97,15 +102,18 @@ TEST(DualStackBgpTest, NodePeersUseTheSessionAddressOnce) {
 
 TEST(DualStackBgpTest, ExternalPeersRunInTheirFamilyAndBadOnesAreNamed) {
   RoutingConfig config = DualStack();
-  NodeInfo self = ParseNode(DualNode("n1", 1)).info;
-  ApplyFamilies(config, self);
   PeerSpec v4{Ip("192.0.2.100"), 65000};
   PeerSpec v6{Ip("2001:db8::100"), 65000};
   PeerSpec mismatched{Ip("2001:db8::101"), 65001};
   mismatched.local_address = Ip("192.0.2.1");
   config.global_peers = {v4, v6, mismatched};
   std::vector<std::string> problems;
-  auto peers = PlanExternalPeers(config, self, &problems);
+  // The external peers this node plans with `flags`; their problems in `problems`.
+  auto plan = [&problems](const RoutingConfig& flags) {
+    problems.clear();
+    return PlanExternalPeers(flags, Self(flags), &problems);
+  };
+  auto peers = plan(config);
   ASSERT_EQ(peers.size(), 2u);
   EXPECT_EQ(peers[0].local_address, Ip("192.0.2.1"));
   EXPECT_EQ(peers[1].address, Ip("2001:db8::100"));
@@ -116,10 +124,7 @@ TEST(DualStackBgpTest, ExternalPeersRunInTheirFamilyAndBadOnesAreNamed) {
   // IPv6 disabled: the IPv6 peer is skipped, naming it; the IPv4 one stays.
   RoutingConfig v4_only = config;
   v4_only.enable_ipv6 = false;
-  NodeInfo self4 = ParseNode(DualNode("n1", 1)).info;
-  ApplyFamilies(v4_only, self4);
-  problems.clear();
-  peers = PlanExternalPeers(v4_only, self4, &problems);
+  peers = plan(v4_only);
   ASSERT_EQ(peers.size(), 1u);
   EXPECT_EQ(peers[0].address, Ip("192.0.2.100"));
   ASSERT_EQ(problems.size(), 2u);
@@ -129,12 +134,10 @@ TEST(DualStackBgpTest, ExternalPeersRunInTheirFamilyAndBadOnesAreNamed) {
   // IPv4 disabled: the IPv4 peer is the one skipped.
   RoutingConfig v6_only = config;
   v6_only.enable_ipv4 = false;
-  NodeInfo self6 = ParseNode(DualNode("n1", 1)).info;
-  ApplyFamilies(v6_only, self6);
-  problems.clear();
-  peers = PlanExternalPeers(v6_only, self6, &problems);
+  peers = plan(v6_only);
   ASSERT_EQ(peers.size(), 1u);
   EXPECT_EQ(peers[0].address, Ip("2001:db8::100"));
+  ASSERT_FALSE(problems.empty());
   EXPECT_NE(problems[0].find("192.0.2.100"), std::string::npos);
   EXPECT_NE(problems[0].find("--enable-ipv4=false"), std::string::npos);
 }
@@ -167,8 +170,7 @@ TEST(DualStackBgpTest, Ipv6ServiceVipsAdvertisedWithTheIpv6NextHop) {
   RoutingConfig config = DualStack();
   config.advertise_cluster_ip = true;
   config.advertise_external_ip = true;
-  NodeInfo self = ParseNode(DualNode("n1", 1)).info;
-  ApplyFamilies(config, self);
+  const NodeInfo self = Self(config);
   auto service = std::make_shared<k8s::Service>();
   service->meta.name = "web";
   service->meta.namespace_ = "default";

@@ -1,31 +1,22 @@
+// The routes controller over the fakes in a single-stack (IPv4) cluster: peers, advertisements,
+// learned routes and tunnels, routes-only syncs, policies, pod egress, CNI, cleanup, metrics.
+// The fixture (this node n1, n2 on its subnet, n3 elsewhere) is routes_controller_fixture.h.
 #include "kube_router/routing/network_routes_controller.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
+#include <chrono>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <string>
+#include <vector>
 
-#include "kube_router/netfilter/fakes.h"
-#include "kube_router/netlink/fakes.h"
 #include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/pod_egress.h"
 #include "unit/routing/routes_controller_fixture.h"
 
-namespace kr::routing {
+// In the fixture's namespace: its helpers (Ip, Cidr, MakeNode) need no using-declarations.
+namespace kr::routing::testing {
 namespace {
-
-using routing::testing::Cidr;
-using routing::testing::FakeSpeaker;
-using routing::testing::Ip;
-using routing::testing::MakeNode;
-using routing::testing::RoutesControllerTest;
 
 TEST_F(RoutesControllerTest, NodesInPeersAndPodCidrAdvertisementOut) {
   SyncOk(SyncReason::kStartup);
@@ -389,22 +380,15 @@ TEST_F(RoutesControllerTest, PodEgressDisabledRemovesOurRules) {
 
 TEST_F(RoutesControllerTest, CniConfigAndKubeBridge) {
   SyncOk();
-  std::ifstream in(config_.cni_conf_file);
-  ASSERT_TRUE(in.good());
-  std::stringstream text;
-  text << in.rdbuf();
-  auto conf = nlohmann::json::parse(text.str());
+  const std::string text = CniConfText();
+  ASSERT_FALSE(text.empty());
+  auto conf = nlohmann::json::parse(text);
   EXPECT_EQ(conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.1.1.0/24");
   EXPECT_EQ(conf["plugins"][0]["mtu"], 1480);  // 1500 minus the IPIP header
   ASSERT_TRUE(links_.Has(kBridgeName));
   EXPECT_TRUE(links_.links().at(kBridgeName).up);
   EXPECT_EQ(links_.links().at(kBridgeName).mtu, 1480u);
-  bool gateway = false;
-  for (const auto& address : links_.addresses()) {
-    gateway |= address.device == kBridgeName && address.address == Ip("10.1.1.1") &&
-               address.prefix_length == 24;
-  }
-  EXPECT_TRUE(gateway);
+  EXPECT_TRUE(BridgeAddresses().count("10.1.1.1/24 dev kube-bridge"));
 }
 
 TEST_F(RoutesControllerTest, KernelFailureIsReportedAndRetried) {
@@ -495,4 +479,4 @@ TEST_F(RoutesControllerTest, InjectedRoutesSyncPeriodReinstallsLearnedRoutesChea
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::testing

@@ -9,14 +9,9 @@
 #include "kube_router/routing/network_routes_controller.h"
 #include "unit/routing/routes_controller_fixture.h"
 
-namespace kr::routing {
+// In the fixture's namespace: its helpers (Ip, Cidr) need no using-declarations.
+namespace kr::routing::testing {
 namespace {
-
-using routing::testing::Cidr;
-using routing::testing::FakeSpeaker;
-using routing::testing::Ip;
-using routing::testing::MakeNode;
-using routing::testing::RoutesControllerTest;
 
 const netlink::FouPort kGue4{IpAddress::Family::kV4, 5555, netlink::FouKind::kGue, 0};
 // Somebody else's: a plain FoU port for IPIP on another port.
@@ -119,4 +114,4 @@ TEST_F(OverlayEncapControllerTest, FouMtuLeavesRoomForUdpAndGue) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::testing

@@ -10,12 +10,15 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/netlink/fakes.h"
+#include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/network_routes_controller.h"
+#include "lib/files.h"
 #include "unit/routing/fake_speaker.h"
 
 namespace kr::routing::testing {
@@ -87,23 +90,31 @@ class RoutesControllerTest : public ::testing::Test {
 
     // This node: 192.0.2.1/24 on eth0 with a default route via 192.0.2.254.
     links_.Seed({"eth0", 0, "", 1500, true, std::nullopt, std::nullopt});
-    EXPECT_TRUE(links_.AddAddress({"eth0", Ip("192.0.2.1"), 24, netlink::Scope::kUniverse}).ok());
+    SeedUnderlay("192.0.2.1", "192.0.2.0/24", "192.0.2.254");
+
+    AddNode(MakeNode("n1", "192.0.2.1", "10.1.1.0/24"));
+    AddNode(MakeNode("n2", "192.0.2.2", "10.1.2.0/24"));
+    AddNode(MakeNode("n3", "198.51.100.3", "10.1.3.0/24"));
+  }
+  // This node's address `ip` in `subnet` on eth0, the kernel's connected route for it and a
+  // default route of that family via `gateway`.
+  void SeedUnderlay(const std::string& ip, const std::string& subnet, const std::string& gateway) {
+    const IpPrefix connected_subnet = Cidr(subnet);
+    EXPECT_TRUE(
+        links_.AddAddress({"eth0", Ip(ip), connected_subnet.length(), netlink::Scope::kUniverse})
+            .ok());
     netlink::Route connected;
-    connected.destination = Cidr("192.0.2.0/24");
+    connected.destination = connected_subnet;
     connected.device = "eth0";
     connected.protocol = netlink::kProtocolKernel;
     connected.scope = netlink::Scope::kLink;
     routes_.Seed(connected);
     netlink::Route fallback;
-    fallback.destination = Cidr("0.0.0.0/0");
-    fallback.gateway = Ip("192.0.2.254");
+    fallback.destination = Cidr(connected_subnet.is_v4() ? "0.0.0.0/0" : "::/0");
+    fallback.gateway = Ip(gateway);
     fallback.device = "eth0";
     fallback.protocol = netlink::kProtocolBoot;
     routes_.Seed(fallback);
-
-    AddNode(MakeNode("n1", "192.0.2.1", "10.1.1.0/24"));
-    AddNode(MakeNode("n2", "192.0.2.2", "10.1.2.0/24"));
-    AddNode(MakeNode("n3", "198.51.100.3", "10.1.3.0/24"));
   }
   void TearDown() override {
     controller_.reset();
@@ -169,10 +180,23 @@ class RoutesControllerTest : public ::testing::Test {
     return out;
   }
 
-  std::vector<std::string> Tunnels() {
+  // Our tunnels of one kind (ipip, ip6tnl) as "name up|down".
+  std::vector<std::string> Tunnels(const std::string& kind = "ipip") {
     std::vector<std::string> out;
     for (const auto& [name, link] : links_.links()) {
-      if (link.kind == "ipip") out.push_back(name + (link.up ? " up" : " down"));
+      if (link.kind == kind) out.push_back(name + (link.up ? " up" : " down"));
+    }
+    return out;
+  }
+
+  // The CNI config file the controller wrote ("" when there is none).
+  std::string CniConfText() const { return kr::testing::ReadFile(config_.cni_conf_file); }
+
+  // The addresses on kube-bridge, as "10.1.1.1/24 dev kube-bridge".
+  std::set<std::string> BridgeAddresses() {
+    std::set<std::string> out;
+    for (const auto& address : links_.addresses()) {
+      if (address.device == kBridgeName) out.insert(address.ToString());
     }
     return out;
   }
