@@ -1,0 +1,165 @@
+// NetworkServicesController over the stateful fakes: what a Service's settings program (session
+// affinity and schedulers, local traffic policy, NodePorts following the node's addresses,
+// graceful termination) and bad input skipped item by item.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kube_router/netlink/fakes.h"
+#include "kube_router/proxy/network_services_controller.h"
+#include "unit/proxy/network_services_controller_fixture.h"
+#include "unit/proxy/proxy_test_util.h"
+
+namespace kr::proxy {
+namespace {
+
+using namespace testing;  // NOLINT: builders and the fixture
+using netlink::IpvsDestination;
+using netlink::IpvsService;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+TEST_F(ProxyControllerTest, SessionAffinityAndSchedulerSwitchInPlace) {
+  StandardServices();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  ResetCounts();
+  auto web = Svc("web", "10.96.0.10", {Port("http", 80)});
+  web.session_affinity = "ClientIP";
+  web.session_affinity_timeout_seconds = 10;
+  web.meta.annotations[kAnnotationScheduler] = "sh";
+  Upsert(web);
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Writes(), 1);  // one UpdateService: no delete, connections survive
+  auto listed = ipvs.ListServices();
+  for (const auto& s : *listed) {
+    if (s.port != 80) continue;
+    EXPECT_EQ(s.scheduler, "sh");
+    EXPECT_EQ(s.flags, netlink::ipvs_flags::kPersistent);
+    EXPECT_EQ(s.timeout, 10u);
+  }
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w1"));
+}
+
+TEST_F(ProxyControllerTest, LocalPolicyWithoutLocalEndpointKeepsAnEmptyServiceAndItsVip) {
+  auto svc = Svc("loc", "10.96.0.40", {Port("", 80)});
+  svc.internal_traffic_policy = "Local";
+  Upsert(svc);
+  Upsert(Slice("loc", "loc-1", {{"10.1.0.1", "node-b"}}, {{"", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(Services(), ElementsAre("TCP 10.96.0.40:80"));
+  EXPECT_THAT(Dests("10.96.0.40", 80), IsEmpty());
+  EXPECT_THAT(DummyAddresses(), ElementsAre("10.96.0.40"));
+  Upsert(Slice("loc", "loc-1", {{"10.1.0.1", "node-b"}, {"10.1.0.5", "node-a"}}, {{"", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Dests("10.96.0.40", 80), ElementsAre("10.1.0.5:8080 w1"));
+}
+
+TEST_F(ProxyControllerTest, BadInputSkipsOnlyItsItem) {
+  StandardServices();
+  auto bad = Svc("bad", "10.96.0.50", {Port("p", 80), Port("q", 81, "ICMP")});
+  bad.meta.annotations[kAnnotationScheduler] = "nope";
+  bad.external_ips = {"192.0.2.99", "not-an-ip"};
+  bad.session_affinity = "ClientIP";
+  bad.session_affinity_timeout_seconds = -5;
+  Upsert(bad);
+  Upsert(Slice("bad", "bad-1", {{"10.1.0.7"}, {"fd00::7"}}, {{"p", 8080}}));
+  auto garbage = Svc("garbage", "not-an-ip", {Port("", 80)});
+  Upsert(garbage);
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(Services(),
+              ::testing::UnorderedElementsAre("TCP 10.96.0.10:80", "UDP 10.96.0.53:53",
+                                              "TCP 10.96.0.1:443", "TCP 10.96.0.50:80"));
+  EXPECT_THAT(Dests("10.96.0.50", 80), ElementsAre("10.1.0.7:8080 w1"));
+  const auto& svc = Controller().services().at({"default", "bad"});
+  EXPECT_EQ(svc.problems.size(), 6u);
+}
+
+TEST_F(ProxyControllerTest, NodePortFollowsAddressChangesWithBindOnAllIp) {
+  config.nodeport_bindon_all_ip = true;
+  auto np = Svc("np", "10.96.0.30", {Port("", 80, "TCP", 30080)});
+  np.type = "NodePort";
+  Upsert(np);
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(Services(), ::testing::UnorderedElementsAre(
+                              "TCP 10.96.0.30:80", "TCP 192.0.2.10:30080", "TCP 127.0.0.1:30080"));
+  ASSERT_TRUE(links.AddAddress({"eth0", Ip("192.0.2.11"), 24, netlink::Scope::kUniverse}).ok());
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Services(), ::testing::Contains("TCP 192.0.2.11:30080"));
+  ASSERT_TRUE(links.DeleteAddress({"eth0", Ip("192.0.2.11"), 24, netlink::Scope::kUniverse}).ok());
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Services(), ::testing::Not(::testing::Contains("TCP 192.0.2.11:30080")));
+  // The dummy link's VIPs never get NodePorts.
+  EXPECT_THAT(Services(), ::testing::Not(::testing::Contains("TCP 10.96.0.30:30080")));
+}
+
+TEST_F(ProxyControllerTest, GracefulTerminationDrainsThenDeletes) {
+  config.graceful_termination = true;
+  config.graceful_period = std::chrono::seconds(30);
+  auto ext = std::make_unique<RecordingExtension>();
+  auto* recorder = ext.get();
+  Controller().AddExtension(std::move(ext));
+  StandardServices();
+  k8s::Pod pod;
+  pod.meta.name = "web-2";
+  pod.meta.namespace_ = "default";
+  pod.pod_ip = "10.1.0.2";
+  pod.pod_ips = {"10.1.0.2"};
+  pod.termination_grace_period_seconds = 60;
+  Upsert(pod);
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  IpvsService web;
+  web.address = Ip("10.96.0.10");
+  web.port = 80;
+  IpvsDestination two;
+  two.address = Ip("10.1.0.2");
+  two.port = 8080;
+
+  // The endpoint goes while it holds connections: weight 0, still there.
+  ASSERT_TRUE(ipvs.SetConnections(web, two, 3, 1).ok());
+  Upsert(Slice("web", "web-1", {{"10.1.0.1"}}, {{"http", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w0"));
+  EXPECT_EQ(Controller().draining(), 1u);
+  EXPECT_THAT(recorder->removed, IsEmpty());
+
+  // It comes back during the drain: weight 1 again and never deleted later.
+  Upsert(Slice("web", "web-1", {{"10.1.0.1"}, {"10.1.0.2"}}, {{"http", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Controller().draining(), 0u);
+  now += std::chrono::minutes(5);
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w1"));
+
+  // Gone again; a restart in between rebuilds the drain from the kernel's weight 0.
+  Upsert(Slice("web", "web-1", {{"10.1.0.1"}}, {{"http", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  ASSERT_TRUE(ipvs.SetConnections(web, two, 3, 1).ok());
+  controller.reset();
+  auto restarted = Make();
+  ASSERT_TRUE(restarted->Sync(SyncReason::kStartup).ok());
+  EXPECT_EQ(restarted->draining(), 1u);
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w0"));
+  // Connections still open, pod grace (60 s) not over: kept.
+  now += std::chrono::seconds(59);
+  ASSERT_TRUE(restarted->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(restarted->draining(), 1u);
+  // The grace period ends: deleted although connections remain.
+  now += std::chrono::seconds(2);
+  ASSERT_TRUE(restarted->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(restarted->draining(), 0u);
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1"));
+
+  // Drained connections end the wait early.
+  IpvsDestination one;
+  one.address = Ip("10.1.0.1");
+  one.port = 8080;
+  ASSERT_TRUE(ipvs.SetConnections(web, one, 1, 0).ok());
+  Upsert(Slice("web", "web-1", {}, {{"http", 8080}}));
+  ASSERT_TRUE(restarted->Sync(SyncReason::kPeriodic).ok());
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w0"));
+  ASSERT_TRUE(ipvs.SetConnections(web, one, 0, 0).ok());
+  ASSERT_TRUE(restarted->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Dests("10.96.0.10", 80), IsEmpty());
+}
+
+}  // namespace
+}  // namespace kr::proxy
