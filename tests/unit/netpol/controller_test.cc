@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "controller_fixture.h"
 #include "kube_router/base/hashed_name.h"
 #include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/netfilter/fakes.h"
@@ -23,10 +24,9 @@ using namespace testing;  // NOLINT: builders
 const k8s::LabelSelector kPodA = Labels({{"pod", "a"}});
 const k8s::LabelSelector kPodB = Labels({{"pod", "b"}});
 
-class ControllerTest : public ::testing::Test {
+class ControllerTest : public ControllerFixture {
  protected:
   void SetUp() override {
-    cluster_ = k8s::MakeCluster();
     StartController();
     Put(*cluster_, Namespace("x"));
     Put(*cluster_, Pod("x", "a", "10.0.1.1", "node1", {{"pod", "a"}}));
@@ -35,39 +35,6 @@ class ControllerTest : public ::testing::Test {
     Put(*cluster_, Policy("x", "allow-b", Labels({{"pod", "a"}}), true, false,
                           {{{PodPeer(Labels({{"pod", "b"}}))}, {Port(80)}}}));
   }
-
-  // A new controller (as after a restart of the agent) over fakes that hold `filter` and `sets`.
-  void StartController(const netfilter::TableSnapshot* filter = nullptr,
-                       const std::map<std::string, netfilter::IpsetSet>* sets = nullptr) {
-    controller_.reset();
-    auto iptables = std::make_unique<FakeIptables>();
-    auto ipset = std::make_unique<FakeIpset>();
-    auto sysctl = std::make_unique<netlink::FakeSysctl>();
-    iptables_ = iptables.get();
-    ipset_ = ipset.get();
-    sysctl_ = sysctl.get();
-    if (filter != nullptr) iptables_->table("filter") = *filter;
-    if (sets != nullptr) ipset_->sets() = *sets;
-    ipset_->CheckReferencesIn(iptables_);
-    sysctl_->Seed("net.bridge.bridge-nf-call-iptables", "0");
-    NetpolConfig config;
-    config.node_name = "node1";
-    config.default_deny = default_deny_;
-    NetpolDataplane dataplane;
-    dataplane.iptables_v4 = std::move(iptables);
-    dataplane.ipset = std::move(ipset);
-    dataplane.sysctl = std::move(sysctl);
-    controller_ =
-        std::make_unique<NetworkPolicyController>(config, cluster_.get(), std::move(dataplane));
-  }
-
-  std::vector<std::string>& Chain(const std::string& name) {
-    return iptables_->table("filter").chains[name];
-  }
-  bool HasChain(const std::string& name) {
-    return iptables_->table("filter").chains.contains(name);
-  }
-  std::set<IpsetEntry> Members(const std::string& set) { return ipset_->sets()[set].entries; }
 
   k8s::Event PodEvent(k8s::EventType type, const k8s::Pod* old_pod, const k8s::Pod* new_pod) {
     k8s::Event e;
@@ -78,12 +45,6 @@ class ControllerTest : public ::testing::Test {
     return e;
   }
 
-  bool default_deny_ = false;
-  std::unique_ptr<k8s::Cluster> cluster_;
-  FakeIptables* iptables_ = nullptr;
-  FakeIpset* ipset_ = nullptr;
-  netlink::FakeSysctl* sysctl_ = nullptr;
-  std::unique_ptr<NetworkPolicyController> controller_;
   const std::string policy_chain_ = PolicyChainName("x", "allow-b", IpFamily::kV4, true);
   const std::string peer_set_ =
       PodSetName(true, {PodSelectionKey("x", nullptr, &kPodB)}, IpFamily::kV4);  // allow-b's peers

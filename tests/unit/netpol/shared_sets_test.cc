@@ -8,6 +8,7 @@
 #include <random>
 #include <string_view>
 
+#include "controller_fixture.h"
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/netlink/fakes.h"
 #include "kube_router/netpol/naming.h"
@@ -17,14 +18,9 @@
 namespace kr::netpol {
 namespace {
 
-using netfilter::FakeIpset;
-using netfilter::FakeIptables;
 using netfilter::IpFamily;
 using netfilter::IpsetEntry;
-using netfilter::IpsetSet;
 using namespace testing;  // NOLINT: builders
-
-constexpr char kNode[] = "node1";
 
 // The set names a rule matches.
 std::vector<std::string> MatchedSets(const std::string& rule) {
@@ -44,10 +40,9 @@ k8s::NetworkPolicy FromTeam(const std::string& name, const std::string& target,
                 {{{NamespacePeer(Labels({{"team", team}}))}, {Port(80)}}});
 }
 
-class SharedSetsTest : public ::testing::Test {
+class SharedSetsTest : public ControllerFixture {
  protected:
   void SetUp() override {
-    cluster_ = k8s::MakeCluster();
     Put(*cluster_, Namespace("x", {{"team", "a"}}));
     Put(*cluster_, Namespace("y", {{"team", "a"}}));
     Put(*cluster_, Namespace("z", {{"team", "b"}}));
@@ -63,20 +58,9 @@ class SharedSetsTest : public ::testing::Test {
     StartController();
   }
 
-  // A new controller over fakes holding `filter` and `sets` (an agent restarted after kill -9:
-  // the kernel keeps what the previous process wrote).
-  void StartController(const netfilter::TableSnapshot* filter = nullptr,
-                       const std::map<std::string, IpsetSet>* sets = nullptr) {
-    controller_.reset();
-    auto iptables = std::make_unique<FakeIptables>();
-    auto ipset = std::make_unique<FakeIpset>();
-    auto sysctl = std::make_unique<netlink::FakeSysctl>();
-    iptables_ = iptables.get();
-    ipset_ = ipset.get();
-    if (filter != nullptr) iptables_->table("filter") = *filter;
-    if (sets != nullptr) ipset_->sets() = *sets;
-    // A set in use cannot be destroyed (fake), and no rule may name a set that does not exist.
-    ipset_->CheckReferencesIn(iptables_);
+  // StartController again is an agent restarted after kill -9 (the kernel keeps what the
+  // previous process wrote). At every write, no rule may name a set that does not exist.
+  void OnNewFakes() override {
     auto check = [this] {
       for (const auto& [chain, rules] : iptables_->table("filter").chains) {
         for (const auto& rule : rules) {
@@ -89,14 +73,6 @@ class SharedSetsTest : public ::testing::Test {
     };
     iptables_->AfterEachApply(check);
     ipset_->AfterEachApply(check);
-    NetpolConfig config;
-    config.node_name = kNode;
-    NetpolDataplane dataplane;
-    dataplane.iptables_v4 = std::move(iptables);
-    dataplane.ipset = std::move(ipset);
-    dataplane.sysctl = std::move(sysctl);
-    controller_ =
-        std::make_unique<NetworkPolicyController>(config, cluster_.get(), std::move(dataplane));
   }
 
   void Sync(SyncReason reason = SyncReason::kRequested) {
@@ -148,11 +124,6 @@ class SharedSetsTest : public ::testing::Test {
     for (const auto& [name, set] : ipset_->sets()) n += IsOwnedSet(name) ? 1 : 0;
     return n;
   }
-
-  std::unique_ptr<k8s::Cluster> cluster_;
-  FakeIptables* iptables_ = nullptr;
-  FakeIpset* ipset_ = nullptr;
-  std::unique_ptr<NetworkPolicyController> controller_;
 };
 
 const std::set<IpsetEntry> kTeamA = {{"10.0.1.1"}, {"10.0.1.2"}, {"10.0.1.3"},
