@@ -12,24 +12,14 @@
 # include_boundaries, unit), and clang-tidy over src/ with clang's -Wthread-safety on the
 # annotated mutexes (one parse).
 #
-# Schedule (docs/build.md): the run is CPU-bound on 2 cores, so each test tier runs while the
-# next build compiles at a lower priority (the guests and the network tests wait on timers much
-# of the time): the release tests beside the ASan build, the ASan tests beside the TSan build,
-# the TSan tests beside the clang pass. Each phase's wall and CPU time is printed at the end.
+# Schedule (docs/build.md): the run is CPU-bound on 2 cores. The guests of the vm tier are one
+# serial lane of about one core (one TCG guest at a time): their binaries are built first and the
+# lane starts at once, running beside everything else until it is the last thing waited for.
+# Each other test tier runs while the next build compiles at a lower priority: the release tests
+# beside the ASan build, the ASan tests beside the TSan build, the TSan tests beside the clang
+# pass. Each phase's wall and CPU time is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-if [ "$(id -u)" -eq 0 ]; then
-  scripts/install-deps.sh
-  release_filter=(-L 'vm|fuzz|release')
-  asan_tiers='unit|netns|fuzz'
-  tsan_filter=(-L tsan)
-else
-  echo "test.sh: not root: dependencies must already be installed; netns and vm tiers need root" >&2
-  release_filter=(-L 'fuzz|release' -LE 'netns|vm')
-  asan_tiers='unit|fuzz'
-  tsan_filter=(-L tsan -LE 'netns|vm')
-fi
 
 jobs=$(nproc)
 logs=$(mktemp -d /tmp/kr-test-logs.XXXXXX)
@@ -48,6 +38,21 @@ phase() {
     exit $status
   )
 }
+
+if [ "$(id -u)" -eq 0 ]; then
+  phase install-deps scripts/install-deps.sh
+  vm_lane=1
+  release_filter=(-L 'fuzz|release' -LE vm)
+  asan_tiers='unit|netns|fuzz'
+  tsan_filter=(-L tsan)
+else
+  echo "test.sh: not root: dependencies must already be installed; netns and vm tiers need root" >&2
+  vm_lane=0
+  release_filter=(-L 'fuzz|release' -LE 'netns|vm')
+  asan_tiers='unit|fuzz'
+  tsan_filter=(-L tsan -LE 'netns|vm')
+fi
+
 # background NAME COMMAND...: phase NAME in the background, its output in its own log.
 background() {
   local name=$1
@@ -65,15 +70,31 @@ finish() {
 
 status=0
 phase format scripts/check-format.sh || status=1
-phase build-release scripts/build.sh release --target kr_ci_release
-phase check-binary scripts/check-binary.sh build/kube-router || status=1
-
-background test-release ctest --test-dir build "${release_filter[@]}" -j "$jobs" \
-  --output-on-failure --no-tests=error
-release_pid=$!
+vm_pid=
+if [ $vm_lane -eq 1 ]; then
+  # What the guests run first (about three quarters of the release build), then the guests, one
+  # at a time (RESOURCE_LOCK kr_vm), while the rest compiles beside them.
+  phase build-vm scripts/build.sh release --target kr_vm_tests
+  background test-vm ctest --test-dir build -L vm -j "$jobs" --output-on-failure \
+    --no-tests=error
+  vm_pid=$!
+fi
+release_built=1
+phase build-release nice -n 10 scripts/build.sh release --target kr_ci_release ||
+  { release_built=0; status=1; }
+release_pid=
+if [ $release_built -eq 1 ]; then
+  phase check-binary scripts/check-binary.sh build/kube-router || status=1
+  # One job: the vm lane holds the other core.
+  background test-release ctest --test-dir build "${release_filter[@]}" -j 1 \
+    --output-on-failure --no-tests=error
+  release_pid=$!
+fi
 asan_built=1
 phase build-asan nice -n 10 scripts/build.sh asan || { asan_built=0; status=1; }
-finish test-release $release_pid || status=1
+if [ -n "$release_pid" ]; then
+  finish test-release $release_pid || status=1
+fi
 
 asan_pid=
 if [ $asan_built -eq 1 ]; then
@@ -97,6 +118,9 @@ if [ $tsan_built -eq 1 ]; then
     --output-on-failure --no-tests=error || status=1
 fi
 finish clang-checks $checks_pid || status=1
+if [ -n "$vm_pid" ]; then
+  finish test-vm $vm_pid || status=1
+fi
 
 echo "==== timings (total $((SECONDS - t0))s) ===="
 cat "$timings"

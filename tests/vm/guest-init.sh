@@ -27,7 +27,11 @@ for word in $(cat /proc/cmdline); do
   esac
 done
 
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /host ||
+# cache=loose: the guest keeps what it read of the (read-only, for this boot unchanging) host
+# root in its page cache. Without it every lookup makes a new inode, so every process start
+# reads its binary and libraries over 9p again: a third of a process-heavy guest's CPU (a
+# netfilter test took 37 CPU seconds, 23 with it).
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host ||
   die "cannot mount the host root"
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
