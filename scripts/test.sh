@@ -95,8 +95,10 @@ phase build-release nice -n 10 scripts/build.sh release --target kr_ci_release |
 release_pid=
 if [ $release_built -eq 1 ]; then
   phase check-binary scripts/check-binary.sh build/kube-router || status=1
-  # One job: the vm lane holds the other core.
-  background test-release ctest --test-dir build "${release_filter[@]}" -j 1 \
+  # One job beside the vm lane, which holds the other core.
+  release_jobs=$jobs
+  [ $run_vm -eq 0 ] || release_jobs=1
+  background test-release ctest --test-dir build "${release_filter[@]}" -j "$release_jobs" \
     --output-on-failure --no-tests=error
   release_pid=$!
 fi
