@@ -160,6 +160,10 @@ void Server::InstallFaultEndpoints() {
               {"recentTimesMs", json(std::vector<int64_t>(faults_.request_times_ms.begin(),
                                                           faults_.request_times_ms.end()))}});
   });
+  http_->Get("/_fake/watches", [this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(faults_.mu);
+    SendJson(res, 200, {{"open", faults_.open_watches}});
+  });
   http_->Get("/_fake/healthz", [ok](const httplib::Request&, httplib::Response& res) { ok(res); });
 }
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -38,6 +39,9 @@ struct Faults {
   std::atomic<uint64_t> bookmarks_sent{0};  // BOOKMARK events written into watches
   std::atomic<bool> gzip{false};            // gzip JSON responses (--gzip, settings "gzip")
   std::atomic<uint64_t> gzip_responses{0};  // responses sent with Content-Encoding: gzip
+  // Open watch streams by kind ("Pod", ...), as GET /_fake/watches reports them (OpenWatch in
+  // watch_stream.cc keeps the count).
+  std::map<std::string, int> open_watches;
 };
 
 class Server {

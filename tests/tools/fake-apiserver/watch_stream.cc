@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "server.h"
@@ -12,6 +15,28 @@ namespace fake_apiserver {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Counts a stream in Faults::open_watches for as long as it lives: from the moment it took its
+// snapshot of the fault signals (a drop, close or expire asked for from then on reaches it)
+// until cpp-httplib releases it. Tests wait for their clients' watches to be counted before they
+// inject a fault meant for an open watch or for the next request (GET /_fake/watches).
+class OpenWatch {
+ public:
+  OpenWatch(Faults* faults, std::string kind) : faults_(faults), kind_(std::move(kind)) {
+    std::lock_guard lock(faults_->mu);
+    ++faults_->open_watches[kind_];
+  }
+  ~OpenWatch() {
+    std::lock_guard lock(faults_->mu);
+    if (--faults_->open_watches[kind_] <= 0) faults_->open_watches.erase(kind_);
+  }
+  OpenWatch(const OpenWatch&) = delete;
+  OpenWatch& operator=(const OpenWatch&) = delete;
+
+ private:
+  Faults* faults_;
+  std::string kind_;
+};
 
 struct WatchState {
   const ResourceType* type;
@@ -24,6 +49,7 @@ struct WatchState {
   bool bookmarks = false;
   std::vector<WatchEvent> initial;  // synthetic ADDED events still to send
   size_t initial_sent = 0;
+  std::unique_ptr<OpenWatch> open;
 };
 
 std::string EventLine(const std::string& type, const json& object) {
@@ -38,6 +64,7 @@ void Server::Watch(const httplib::Request& req, httplib::Response& res, const Ta
   st->type = t.type;
   st->filter = filter;
   st->seen = store_.Signals();
+  st->open = std::make_unique<OpenWatch>(&faults_, t.type->kind);
   std::string rv = req.get_param_value("resourceVersion");
   int timeout_s = 1800;
   if (req.has_param("timeoutSeconds"))

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -86,6 +87,15 @@ class FakeApiServer {
   int Delete(const std::string& path, const std::string& token = "") {
     return Call("DELETE", path, "", "application/json", nullptr, token);
   }
+  // The watch streams the server holds open now, by kind ("Pod": 1, ...); empty when it cannot
+  // be asked.
+  std::map<std::string, int> OpenWatches() {
+    std::string body;
+    if (Call("GET", "/_fake/watches", "", "", &body) != 200) return {};
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (!j.is_object() || !j["open"].is_object()) return {};
+    return j["open"].get<std::map<std::string, int>>();
+  }
   // Recent API request lines recorded by the server.
   std::vector<std::string> Requests() {
     std::string body;
@@ -152,7 +162,9 @@ struct WatcherHarness {
     server = std::make_unique<FakeApiServer>(dir.path(), args);
   }
   // Starts a watcher of `kinds` (on the server's kubeconfig unless `opts` names one) and waits
-  // for its first sync.
+  // for its first sync and then for the server to hold a watch of every kind open. Synced means
+  // the lists are in; the watches follow. A fault a test injects after this reaches the open
+  // watches (drop-watches, ...), or the next request and not a first watch (fail?...).
   Status StartWatcher(ConnectionOptions opts = {},
                       const std::vector<ResourceKind>& kinds = kAllKinds,
                       std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
@@ -160,7 +172,22 @@ struct WatcherHarness {
     auto w = Watcher::Start(opts, kinds, cluster.get(), &sink);
     if (!w.ok()) return w.status();
     watcher = std::move(*w);
-    return watcher->WaitForSync(timeout);
+    if (Status synced = watcher->WaitForSync(timeout); !synced.ok()) return synced;
+    std::map<std::string, int> open;
+    auto all_open = [&] {
+      open = server->OpenWatches();
+      for (ResourceKind kind : kinds) {
+        if (open[ResourceKindName(kind)] < 1) return false;
+      }
+      return true;
+    };
+    if (!kr::testing::WaitFor(all_open, timeout)) {
+      std::string have;
+      for (const auto& [kind, n] : open) have += " " + kind + "=" + std::to_string(n);
+      return Status::Error("synced, but the server does not hold a watch of every kind open:" +
+                           (have.empty() ? std::string(" none") : have));
+    }
+    return Status::Ok();
   }
 };
 

@@ -270,16 +270,9 @@ TEST(InformerTest, ServerErrorsBackOffAndRecover) {
 
 TEST(InformerTest, HonoursRetryAfterOn429) {
   Harness h;
+  // StartWatcher returns once every watch is open: the 429 answers the pod informer's second
+  // watch, not its first.
   ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
-  // The informers are synced once their lists are in, but the watches follow: the 429 must
-  // answer the pod informer's second watch, not its first (which it then retries).
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (const auto& l : Requests(*h.server).lines)
-          if (IsPodWatch(l)) return true;
-        return false;
-      },
-      30s));
   ASSERT_EQ(h.server->Fault("fail?count=1&code=429&retryAfter=3&match=%2Fapi%2Fv1%2Fpods%3F"), 200);
   ASSERT_EQ(h.server->Fault("drop-watches"), 200);
   ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
@@ -364,6 +357,28 @@ TEST(InformerTest, FailedRelistKeepsTheCache) {
                                  {{"status", {{"podIP", "10.244.1.99"}}}}),
             200);
   EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.99"));
+}
+
+// Synced is not watching: with every request held 300 ms by the server, the watches reach it
+// well after the lists that made the caches sync. StartWatcher waits for them, so a fault
+// injected right after it reaches every kind's open watch.
+TEST(InformerTest, StartWatcherReturnsOnceEveryWatchIsOpen) {
+  Harness h;
+  ASSERT_EQ(h.server->Fault("delay?ms=300"), 200);
+  ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
+  auto open = h.server->OpenWatches();
+  for (ResourceKind kind : kAllKinds) {
+    EXPECT_GE(open[ResourceKindName(kind)], 1) << ResourceKindName(kind);
+  }
+  ASSERT_EQ(h.server->Fault("delay?ms=0"), 200);
+  ASSERT_EQ(h.server->Fault("drop-watches"), 200);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        int pod_watches = 0;
+        for (const auto& l : Requests(*h.server).lines) pod_watches += IsPodWatch(l);
+        return pod_watches >= 2;  // the dropped one and its successor
+      },
+      30s));
 }
 
 TEST(InformerTest, SlowServerStillConverges) {
