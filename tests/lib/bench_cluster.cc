@@ -47,6 +47,16 @@ std::string BenchPolicyJson(const std::string& namespace_, const std::string& na
          team + R"("}}}],"ports":[{"protocol":"TCP","port":"http"}]}])" + egress_rules + "}}";
 }
 
+std::string NetpolBenchPodIp(int ns, int pod) {
+  int n = ns * kNetpolBenchPodsPerNamespace + pod;
+  return "10.80." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1);
+}
+
+std::string NetpolBenchPolicyJson(int ns, int i, int teams) {
+  return BenchPolicyJson("ns" + std::to_string(ns), "policy" + std::to_string(i),
+                         "app" + std::to_string(i), "t" + std::to_string(i % teams), i % 4 == 0);
+}
+
 std::string BenchListJson(const std::vector<std::string>& items) {
   std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
   for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];

@@ -36,6 +36,20 @@ std::string BenchPodJson(const BenchPod& pod);
 std::string BenchPolicyJson(const std::string& namespace_, const std::string& name,
                             const std::string& app, const std::string& team, bool egress);
 
+// The netpol benchmarks' cluster (netpol_bench in-process, netpol_agent_bench through the real
+// agent): namespaces ns<n> of pods pod<p> labelled app<p % kNetpolBenchPoliciesPerNamespace>
+// (role client when p is odd; every kNetpolBenchLocalEvery-th on the measured node), and
+// policies policy<i> selecting app<i>.
+inline constexpr int kNetpolBenchNamespaces = 50;
+inline constexpr int kNetpolBenchPodsPerNamespace = 100;     // 5,000 pods
+inline constexpr int kNetpolBenchPoliciesPerNamespace = 20;  // 1,000 policies
+inline constexpr int kNetpolBenchLocalEvery = 10;            // 500 pods on the measured node
+// Pod `pod` of namespace `ns`: 10.80.x.y, unique over the cluster.
+std::string NetpolBenchPodIp(int ns, int pod);
+// Policy i of namespace ns (BenchPolicyJson): admits the namespaces of team t<i % teams>, and
+// every fourth also has egress.
+std::string NetpolBenchPolicyJson(int ns, int i, int teams);
+
 // A v1 List of `items` (JSON objects): what StartFakeApiServer serves.
 std::string BenchListJson(const std::vector<std::string>& items);
 

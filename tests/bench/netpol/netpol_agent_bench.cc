@@ -36,10 +36,12 @@ using kr::testing::PodNetwork;
 using kr::testing::Process;
 using kr::testing::Proto;
 
-constexpr int kNamespaces = 50;
-constexpr int kPodsPerNamespace = 100;     // 5,000 pods
-constexpr int kPoliciesPerNamespace = 20;  // 1,000 policies
-constexpr int kLocalEvery = 10;            // every 10th pod is on the agent's node: 500
+using kr::testing::kNetpolBenchLocalEvery;
+using kr::testing::kNetpolBenchNamespaces;
+using kr::testing::kNetpolBenchPodsPerNamespace;
+using kr::testing::kNetpolBenchPoliciesPerNamespace;
+using kr::testing::NetpolBenchPodIp;
+constexpr int kTeams = 5;  // team values over the namespaces
 constexpr char kNode[] = "bench-node";
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -50,7 +52,8 @@ int Fail(const std::string& why) {
 }
 
 std::string NamespaceJson(int n) {
-  return kr::testing::BenchNamespaceJson("ns" + std::to_string(n), "t" + std::to_string(n % 5));
+  return kr::testing::BenchNamespaceJson("ns" + std::to_string(n),
+                                         "t" + std::to_string(n % kTeams));
 }
 
 std::string PodJson(const std::string& ns, const std::string& name, const std::string& ip,
@@ -59,17 +62,7 @@ std::string PodJson(const std::string& ns, const std::string& name, const std::s
       {.namespace_ = ns, .name = name, .node = node, .ip = ip, .app = app, .role = role});
 }
 
-// Policy i of namespace n selects app<i> and admits team t<i % 5> (tests/lib/bench_cluster.h).
-std::string PolicyJson(int n, int i) {
-  return kr::testing::BenchPolicyJson("ns" + std::to_string(n), "policy" + std::to_string(i),
-                                      "app" + std::to_string(i), "t" + std::to_string(i % 5),
-                                      i % 4 == 0);
-}
-
-std::string PodIp(int ns, int pod) {
-  int n = ns * kPodsPerNamespace + pod;
-  return "10.80." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1);
-}
+std::string PolicyJson(int n, int i) { return kr::testing::NetpolBenchPolicyJson(n, i, kTeams); }
 
 // The manifests: the two real pods and policy0 in ns0, and with `big` the whole cluster.
 std::string Manifests(bool big, const PodNetwork& net) {
@@ -78,15 +71,16 @@ std::string Manifests(bool big, const PodNetwork& net) {
       PodJson("ns0", "client", net.pod("ns0/client").ip, kNode, "app1", "server"),
       PolicyJson(0, 0)};
   if (big) {
-    for (int n = 0; n < kNamespaces; ++n) {
+    for (int n = 0; n < kNetpolBenchNamespaces; ++n) {
       if (n > 0) items.push_back(NamespaceJson(n));
-      for (int p = 0; p < kPodsPerNamespace; ++p) {
-        items.push_back(PodJson("ns" + std::to_string(n), "pod" + std::to_string(p), PodIp(n, p),
-                                p % kLocalEvery == 0 ? kNode : "other-node",
-                                "app" + std::to_string(p % kPoliciesPerNamespace),
+      for (int p = 0; p < kNetpolBenchPodsPerNamespace; ++p) {
+        items.push_back(PodJson("ns" + std::to_string(n), "pod" + std::to_string(p),
+                                NetpolBenchPodIp(n, p),
+                                p % kNetpolBenchLocalEvery == 0 ? kNode : "other-node",
+                                "app" + std::to_string(p % kNetpolBenchPoliciesPerNamespace),
                                 p % 2 ? "client" : "server"));
       }
-      for (int i = 0; i < kPoliciesPerNamespace; ++i) {
+      for (int i = 0; i < kNetpolBenchPoliciesPerNamespace; ++i) {
         if (n > 0 || i > 0) items.push_back(PolicyJson(n, i));
       }
     }
@@ -190,8 +184,9 @@ int main(int argc, char** argv) {
   std::printf("netpol agent benchmark (real kube-router + fake-apiserver, iptables %s)\n",
               mode.c_str());
   std::printf("  cluster: %d policies, %d pods (%d on the agent's node) + 2 real pods\n",
-              kNamespaces * kPoliciesPerNamespace, kNamespaces * kPodsPerNamespace,
-              kNamespaces * kPodsPerNamespace / kLocalEvery);
+              kNetpolBenchNamespaces * kNetpolBenchPoliciesPerNamespace,
+              kNetpolBenchNamespaces * kNetpolBenchPodsPerNamespace,
+              kNetpolBenchNamespaces * kNetpolBenchPodsPerNamespace / kNetpolBenchLocalEvery);
   std::printf("  pod label PATCH on the API server -> changed packet verdict (n=%d):\n", rounds);
   auto report = [](const char* what, const std::vector<double>& big_ms,
                    const std::vector<double>& small_ms) {

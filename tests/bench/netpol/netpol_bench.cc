@@ -13,15 +13,20 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "kube_router/base/exec.h"
+#include "kube_router/k8s/decode.h"
 #include "kube_router/k8s/store.h"
 #include "kube_router/netfilter/ipset.h"
 #include "kube_router/netfilter/iptables.h"
 #include "kube_router/netpol/network_policy_controller.h"
+#include "lib/bench_cluster.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 
@@ -30,70 +35,52 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using kr::netfilter::IpFamily;
 
-constexpr int kNamespaces = 50;
-constexpr int kPodsPerNamespace = 100;     // 5,000 pods
-constexpr int kPoliciesPerNamespace = 20;  // 1,000 policies
-constexpr int kLocalEvery = 10;            // every 10th pod is on this node: 500
+using kr::testing::kNetpolBenchLocalEvery;
+using kr::testing::kNetpolBenchNamespaces;
+using kr::testing::kNetpolBenchPodsPerNamespace;
+using kr::testing::kNetpolBenchPoliciesPerNamespace;
 constexpr char kNode[] = "bench-node";
 int g_teams = 7;  // team values over the namespaces
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-std::string PodIp(int ns, int pod) {
-  int n = ns * kPodsPerNamespace + pod;
-  return "10.80." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1);
+// An object of the shared cluster (tests/lib/bench_cluster.h), decoded as the agent's informers
+// decode it.
+template <typename T>
+std::shared_ptr<const T> Decoded(kr::k8s::ResourceKind kind, const std::string& json) {
+  auto decoded = kr::k8s::DecodeObjectText(kind, json);
+  if (!decoded.ok()) {
+    std::fprintf(stderr, "netpol_bench: cannot decode %s: %s\n", json.c_str(),
+                 decoded.error().c_str());
+    std::exit(1);
+  }
+  return std::get<std::shared_ptr<const T>>(*decoded);
 }
 
-std::shared_ptr<const kr::k8s::Pod> MakePod(int ns, int pod, const std::string& app) {
-  auto p = std::make_shared<kr::k8s::Pod>();
-  p->meta.namespace_ = "ns" + std::to_string(ns);
-  p->meta.name = "pod" + std::to_string(pod);
-  p->meta.labels = {{"app", app}, {"role", pod % 2 ? "client" : "server"}};
-  p->node_name = pod % kLocalEvery == 0 ? kNode : "other-node";
-  p->pod_ip = PodIp(ns, pod);
-  p->pod_ips = {p->pod_ip};
-  p->phase = "Running";
-  p->container_ports = {{"http", 8080, "TCP"}, {"dns", 53, "UDP"}};
-  return p;
-}
-
+// The netpol benchmarks' cluster, with its policies in the shape the agent benchmarks use.
 void FillCluster(kr::k8s::Cluster& cluster) {
-  for (int n = 0; n < kNamespaces; ++n) {
-    auto ns = std::make_shared<kr::k8s::Namespace>();
-    ns->meta.name = "ns" + std::to_string(n);
-    ns->meta.labels = {{"team", "t" + std::to_string(n % g_teams)}};
-    cluster.namespaces.Upsert(ns->meta.Key(), ns);
-    for (int p = 0; p < kPodsPerNamespace; ++p) {
-      auto pod = MakePod(n, p, "app" + std::to_string(p % kPoliciesPerNamespace));
+  using kr::k8s::ResourceKind;
+  for (int n = 0; n < kNetpolBenchNamespaces; ++n) {
+    const std::string ns = "ns" + std::to_string(n);
+    auto namespace_ = Decoded<kr::k8s::Namespace>(
+        ResourceKind::kNamespace,
+        kr::testing::BenchNamespaceJson(ns, "t" + std::to_string(n % g_teams)));
+    cluster.namespaces.Upsert(namespace_->meta.Key(), namespace_);
+    for (int p = 0; p < kNetpolBenchPodsPerNamespace; ++p) {
+      auto pod = Decoded<kr::k8s::Pod>(
+          ResourceKind::kPod,
+          kr::testing::BenchPodJson(
+              {.namespace_ = ns,
+               .name = "pod" + std::to_string(p),
+               .node = p % kNetpolBenchLocalEvery == 0 ? kNode : "other-node",
+               .ip = kr::testing::NetpolBenchPodIp(n, p),
+               .app = "app" + std::to_string(p % kNetpolBenchPoliciesPerNamespace),
+               .role = p % 2 ? "client" : "server"}));
       cluster.pods.Upsert(pod->meta.Key(), pod);
     }
-    for (int i = 0; i < kPoliciesPerNamespace; ++i) {
-      auto policy = std::make_shared<kr::k8s::NetworkPolicy>();
-      policy->meta.namespace_ = ns->meta.name;
-      policy->meta.name = "policy" + std::to_string(i);
-      policy->pod_selector.match_labels = {{"app", "app" + std::to_string(i)}};
-      // A mix of the shapes seen in clusters: pod peers on a port, namespace peers on a
-      // named port, CIDRs with except, and egress.
-      kr::k8s::NetworkPolicyRule from_clients;
-      kr::k8s::NetworkPolicyPeer clients;
-      clients.pod_selector = kr::k8s::LabelSelector{{{"role", "client"}}, {}};
-      from_clients.peers = {clients};
-      from_clients.ports = {{"TCP", kr::k8s::IntOrString{false, 80, ""}, std::nullopt}};
-      kr::k8s::NetworkPolicyRule from_team;
-      kr::k8s::NetworkPolicyPeer team;
-      team.namespace_selector =
-          kr::k8s::LabelSelector{{{"team", "t" + std::to_string(i % g_teams)}}, {}};
-      from_team.peers = {team};
-      from_team.ports = {{"TCP", kr::k8s::IntOrString{true, 0, "http"}, std::nullopt}};
-      policy->ingress = {from_clients, from_team};
-      if (i % 4 == 0) {
-        kr::k8s::NetworkPolicyRule to_block;
-        kr::k8s::NetworkPolicyPeer block;
-        block.ip_block = kr::k8s::IpBlock{"192.0.2.0/24", {"192.0.2.128/25"}};
-        to_block.peers = {block};
-        policy->egress = {to_block};
-        policy->policy_egress = true;
-      }
+    for (int i = 0; i < kNetpolBenchPoliciesPerNamespace; ++i) {
+      auto policy = Decoded<kr::k8s::NetworkPolicy>(
+          ResourceKind::kNetworkPolicy, kr::testing::NetpolBenchPolicyJson(n, i, g_teams));
       cluster.network_policies.Upsert(policy->meta.Key(), policy);
     }
   }
@@ -181,12 +168,13 @@ bool RunOnce(const std::string& mode, bool share_sets, RunFigures& out) {
   // target sets) and its role (so it moves between peer sets).
   kr::testing::ScopedNetns inside(agent_ns.name());
   for (int i = 0; i < 100; ++i) {
-    int ns = i % kNamespaces;
-    int pod = (i % 10) * kLocalEvery;  // local
+    int ns = i % kNetpolBenchNamespaces;
+    int pod = (i % 10) * kNetpolBenchLocalEvery;  // local
     auto key = "ns" + std::to_string(ns) + "/pod" + std::to_string(pod);
     auto old_pod = cluster->pods.Get(key);
     auto new_pod = std::make_shared<kr::k8s::Pod>(*old_pod);
-    new_pod->meta.labels["app"] = "app" + std::to_string((pod + 1 + i) % kPoliciesPerNamespace);
+    new_pod->meta.labels["app"] =
+        "app" + std::to_string((pod + 1 + i) % kNetpolBenchPoliciesPerNamespace);
     new_pod->meta.labels["role"] = i % 2 ? "client" : "server";
     auto start = Clock::now();
     cluster->pods.Upsert(key, new_pod);
@@ -254,8 +242,10 @@ int main(int argc, char** argv) {
   std::printf(
       "netpol benchmark (iptables %s): %d policies, %d pods (%d local), %d namespaces, "
       "%d team values\n",
-      mode.c_str(), kNamespaces * kPoliciesPerNamespace, kNamespaces * kPodsPerNamespace,
-      kNamespaces * kPodsPerNamespace / kLocalEvery, kNamespaces, g_teams);
+      mode.c_str(), kNetpolBenchNamespaces * kNetpolBenchPoliciesPerNamespace,
+      kNetpolBenchNamespaces * kNetpolBenchPodsPerNamespace,
+      kNetpolBenchNamespaces * kNetpolBenchPodsPerNamespace / kNetpolBenchLocalEvery,
+      kNetpolBenchNamespaces, g_teams);
   Print("baseline: one set per policy use (the content before shared sets)", before);
   Print("shared content-addressed sets (the agent)", after);
   std::printf("  compile alone (pure, whole cluster, shared sets): %.1f ms\n", compile_ms);
