@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kube_router/base/base64.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
 #include "netns/routing/routing_cluster.h"
@@ -31,41 +32,33 @@ spec:
   ports: [{port: 80, protocol: TCP}]
 )";
 
-std::string Base64(const std::string& text) {
-  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < text.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(text[i]) << 16;
-    if (i + 1 < text.size()) n |= static_cast<uint8_t>(text[i + 1]) << 8;
-    if (i + 2 < text.size()) n |= static_cast<uint8_t>(text[i + 2]);
-    out += kChars[(n >> 18) & 63];
-    out += kChars[(n >> 12) & 63];
-    out += i + 1 < text.size() ? kChars[(n >> 6) & 63] : '=';
-    out += i + 2 < text.size() ? kChars[n & 63] : '=';
+// gobgpd in `router` (AS 65000, 192.0.2.100) peering with the nodes 192.0.2.<i> of `nodes`
+// (AS 64512; TCP MD5 with `password` unless empty), its API on 127.0.0.1:50051.
+std::unique_ptr<Process> StartGobgpd(const Netns& router, const std::string& dir,
+                                     const std::vector<int>& nodes, const std::string& password) {
+  std::string toml =
+      "[global.config]\n  as = 65000\n  router-id = \"192.0.2.100\"\n"
+      "  local-address-list = [\"192.0.2.100\"]\n";
+  for (int i : nodes) {
+    toml += "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2." +
+            std::to_string(i) + "\"\n    peer-as = 64512\n";
+    if (!password.empty()) toml += "    auth-password = \"" + password + "\"\n";
+    toml += "  [neighbors.timers.config]\n    connect-retry = 1\n";
   }
-  return out;
+  WriteFile(dir + "/gobgpd.toml", toml);
+  return std::make_unique<Process>(
+      router.Wrap({"gobgpd", "-p", "-f", dir + "/gobgpd.toml", "--api-hosts", "127.0.0.1:50051",
+                   "--pprof-disable"}),
+      dir + "/gobgpd.log");
 }
 
 TEST_F(RoutingCluster, GobgpExternalPeerWithMd5GetsPodCidrsAndServiceVip) {
   StartApiServer(kThreeNodes, kService);
   auto router = Attach("krrt-ext", 100);
-  std::string toml =
-      "[global.config]\n  as = 65000\n  router-id = \"192.0.2.100\"\n"
-      "  local-address-list = [\"192.0.2.100\"]\n";
-  for (int i = 1; i <= 3; ++i) {
-    toml += "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2." +
-            std::to_string(i) +
-            "\"\n    peer-as = 64512\n    auth-password = \"s3cret\"\n"
-            "  [neighbors.timers.config]\n    connect-retry = 1\n";
-  }
-  WriteFile(dir_.path() + "/gobgpd.toml", toml);
-  extra_.push_back(
-      std::make_unique<Process>(router->Wrap({"gobgpd", "-p", "-f", dir_.path() + "/gobgpd.toml",
-                                              "--api-hosts", "127.0.0.1:50051", "--pprof-disable"}),
-                                dir_.path() + "/gobgpd.log"));
-  StartNodes(kThreeNodes,
-             {"--peer-router-ips=192.0.2.100", "--peer-router-asns=65000",
-              "--peer-router-passwords=" + Base64("s3cret"), "--advertise-cluster-ip=true"});
+  extra_.push_back(StartGobgpd(*router, dir_.path(), {1, 2, 3}, "s3cret"));
+  StartNodes(kThreeNodes, {"--peer-router-ips=192.0.2.100", "--peer-router-asns=65000",
+                           "--peer-router-passwords=" + kr::Base64Encode("s3cret"),
+                           "--advertise-cluster-ip=true"});
   auto rib = [&] {
     auto r = router->Run({"gobgp", "-u", "127.0.0.1", "-p", "50051", "global", "rib"});
     return r.ok() ? r->out : std::string();
@@ -99,16 +92,7 @@ TEST_F(RoutingCluster, GobgpExternalPeerWithMd5GetsPodCidrsAndServiceVip) {
 TEST_F(RoutingCluster, ExternalPeerCannotRouteNodeServiceOrSpecialSpace) {
   StartApiServer(kThreeNodes, kService);
   auto router = Attach("krrt-bad", 100);
-  std::string toml =
-      "[global.config]\n  as = 65000\n  router-id = \"192.0.2.100\"\n"
-      "  local-address-list = [\"192.0.2.100\"]\n"
-      "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2.1\"\n"
-      "    peer-as = 64512\n  [neighbors.timers.config]\n    connect-retry = 1\n";
-  WriteFile(dir_.path() + "/gobgpd.toml", toml);
-  extra_.push_back(
-      std::make_unique<Process>(router->Wrap({"gobgpd", "-p", "-f", dir_.path() + "/gobgpd.toml",
-                                              "--api-hosts", "127.0.0.1:50051", "--pprof-disable"}),
-                                dir_.path() + "/gobgpd.log"));
+  extra_.push_back(StartGobgpd(*router, dir_.path(), {1}, ""));
   auto gobgp = [&](const std::string& args) {
     return router->Sh("gobgp -u 127.0.0.1 -p 50051 " + args);
   };
