@@ -9,7 +9,9 @@
 //      the same IPVS table in a fresh namespace;
 //   2. one endpoint change (an EndpointSlice PATCH on the API server -> the new destination in
 //      the kernel, polled through our IPVS adapter), p50/p99 over R rounds, at N Services and at 1,
-//      with --ipvs-sync-period=1h (after a restart that must adopt the table writing nothing);
+//      with --ipvs-sync-period=1h (after a restart that must adopt the table writing nothing),
+//      and per stage: fake-apiserver answered, the agent's sync (its -v=1 log) started and
+//      ended, the destination seen in the kernel;
 //   3. a no-op periodic sync: kernel writes counted by kprobes on the IPVS genetlink set command
 //      and on rtnetlink address/route changes over three --ipvs-sync-period windows (target 0);
 //   4. the agent's RSS at N Services.
@@ -23,11 +25,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -153,8 +157,8 @@ void StartAgent(World& w, const std::string& sync_period) {
                     "--run-service-proxy=true", "--run-router=false", "--run-firewall=false",
                     "--kubeconfig=" + w.api.kubeconfig, "--hostname-override=" + std::string(kNode),
                     "--health-port=" + std::to_string(kHealthPort),
-                    "--service-cluster-ip-range=10.96.0.0/12",
-                    "--ipvs-sync-period=" + sync_period}),
+                    "--service-cluster-ip-range=10.96.0.0/12", "--ipvs-sync-period=" + sync_period,
+                    "-v=1"}),                                                 // -v=1: sync times
       w.dir.path() + "/agent-" + std::to_string(++w.agent_starts) + ".log");  // fresh per start
 }
 
@@ -198,9 +202,78 @@ std::unique_ptr<kr::netlink::Ipvs> IpvsIn(const std::string& netns) {
   return ipvs.ok() ? std::move(*ipvs) : nullptr;
 }
 
+// The agent's event syncs, from its -v=1 log lines "NetworkServices: requested sync done in
+// Nms" (klog format, "D1206 18:51:01.123456 ..."): when each ended on this process's steady
+// clock (the stamp is local wall time, the year is this one) and how long it took.
+struct AgentSync {
+  Clock::time_point end;
+  double ms = 0;
+};
+std::vector<AgentSync> AgentSyncs(const std::string& log) {
+  static constexpr std::string_view kDone = "NetworkServices: requested sync done in ";
+  const auto wall_now = std::chrono::system_clock::now();
+  const auto wall_minus_steady =
+      wall_now.time_since_epoch() - std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                        Clock::now().time_since_epoch());
+  const std::time_t now_t = std::chrono::system_clock::to_time_t(wall_now);
+  std::tm today{};
+  localtime_r(&now_t, &today);
+  std::vector<AgentSync> out;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    const size_t at = line.find(kDone);
+    std::tm tm{};
+    int us = 0;
+    if (at == std::string::npos ||
+        std::sscanf(line.c_str(), "%*c%2d%2d %d:%d:%d.%d", &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                    &tm.tm_min, &tm.tm_sec, &us) != 6) {
+      continue;
+    }
+    tm.tm_year = today.tm_year;
+    tm.tm_mon -= 1;
+    tm.tm_isdst = -1;
+    const auto wall =
+        std::chrono::system_clock::from_time_t(std::mktime(&tm)) + std::chrono::microseconds(us);
+    out.push_back({Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+                       wall.time_since_epoch() - wall_minus_steady)),
+                   std::atof(line.c_str() + at + kDone.size())});
+  }
+  return out;
+}
+
+// One change round's stages, in ms after the PATCH was sent: fake-apiserver answered it, the
+// agent's sync that followed started and ended (its log: 1 ms steps), the bench's 1 ms poll
+// saw the destination in the kernel.
+struct RoundStages {
+  double answered = 0, sync_start = 0, sync_end = 0, seen = 0;
+};
+
+void PrintStages(const char* what, const std::vector<RoundStages>& rounds) {
+  auto column = [&](double RoundStages::*field) {
+    std::vector<double> v;
+    for (const auto& r : rounds) v.push_back(r.*field);
+    return v;
+  };
+  std::printf(
+      "    %s: p50 / max ms after PATCH sent: answered %.1f / %.1f, agent sync start "
+      "%.1f / %.1f, sync end %.1f / %.1f, in the kernel %.1f / %.1f\n",
+      what, Percentile(column(&RoundStages::answered), 0.5),
+      Percentile(column(&RoundStages::answered), 1.0),
+      Percentile(column(&RoundStages::sync_start), 0.5),
+      Percentile(column(&RoundStages::sync_start), 1.0),
+      Percentile(column(&RoundStages::sync_end), 0.5),
+      Percentile(column(&RoundStages::sync_end), 1.0), Percentile(column(&RoundStages::seen), 0.5),
+      Percentile(column(&RoundStages::seen), 1.0));
+  std::vector<double> sync_ms;
+  for (const auto& r : rounds) sync_ms.push_back(r.sync_end - r.sync_start);
+  std::printf("      the agent's sync alone: p50 %.1f ms, max %.1f ms\n", Percentile(sync_ms, 0.5),
+              Percentile(sync_ms, 1.0));
+}
+
 // Endpoint-change rounds: PATCH service k's slice to swap endpoint 0 for a new address, then
 // poll the kernel (our adapter, in-process) until the new destination is there.
-std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string& error) {
+std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string& error,
+                                 std::vector<RoundStages>* stages) {
   auto ipvs = IpvsIn(w.node->name());
   std::vector<double> out;
   if (!ipvs) {
@@ -215,6 +288,7 @@ std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string
     kr::netlink::IpvsService svc{*kr::IpAddress::Parse(Vip(k)), kr::netlink::IpvsProtocol::kTcp,
                                  kPort};
     const kr::IpAddress wanted = *kr::IpAddress::Parse(ips[0]);
+    const size_t syncs_before = AgentSyncs(w.agent->Log()).size();
     auto start = Clock::now();
     if (!kr::testing::HttpRequest(*w.node, w.port, "PATCH",
                                   "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/s" +
@@ -223,6 +297,7 @@ std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string
       error = "PATCH failed";
       return out;
     }
+    const auto answered = Clock::now();
     bool seen = false;
     while (!seen && Clock::now() - start < 30s) {
       auto dests = ipvs->ListDestinations(svc);
@@ -235,7 +310,20 @@ std::vector<double> ChangeRounds(World& w, int services, int rounds, std::string
       error = "change " + std::to_string(r) + " never programmed";
       return out;
     }
-    out.push_back(Ms(Clock::now() - start));
+    const auto seen_at = Clock::now();
+    out.push_back(Ms(seen_at - start));
+    // The sync that programmed it logs when it returns (after the kernel write).
+    std::vector<AgentSync> syncs;
+    if (WaitFor(
+            [&] {
+              syncs = AgentSyncs(w.agent->Log());
+              return syncs.size() > syncs_before;
+            },
+            30s)) {
+      const AgentSync& sync = syncs[syncs_before];
+      stages->push_back({Ms(answered - start), Ms(sync.end - start) - sync.ms, Ms(sync.end - start),
+                         Ms(seen_at - start)});
+    }
   }
   return out;
 }
@@ -356,7 +444,8 @@ int main(int argc, char** argv) {
 
   // 2. endpoint changes at N and at 1.
   std::string error;
-  auto big_ms = ChangeRounds(big, services, rounds, error);
+  std::vector<RoundStages> big_stages, small_stages;
+  auto big_ms = ChangeRounds(big, services, rounds, error, &big_stages);
   if (!error.empty()) {
     std::printf("big change rounds: %s\n%s\n", error.c_str(), big.agent->Log().c_str());
     return 1;
@@ -372,7 +461,7 @@ int main(int argc, char** argv) {
     std::printf("baseline never programmed\n%s\n", small.agent->Log().c_str());
     return 1;
   }
-  auto small_ms = ChangeRounds(small, 1, rounds, error);
+  auto small_ms = ChangeRounds(small, 1, rounds, error, &small_stages);
   if (!error.empty()) {
     std::printf("baseline change rounds: %s\n", error.c_str());
     return 1;
@@ -382,6 +471,11 @@ int main(int argc, char** argv) {
               Percentile(big_ms, 0.99));
   std::printf("    at 1 service:   p50 %.1f ms, p99 %.1f ms\n", Percentile(small_ms, 0.5),
               Percentile(small_ms, 0.99));
-  std::printf("    ratio p99 %.2f\n", Percentile(big_ms, 0.99) / Percentile(small_ms, 0.99));
+  std::printf("    ratio p50 %.2f, p99 %.2f\n", Percentile(big_ms, 0.5) / Percentile(small_ms, 0.5),
+              Percentile(big_ms, 0.99) / Percentile(small_ms, 0.99));
+  std::printf(
+      "  the same per stage (the agent's sync from its -v=1 log; durations in 1 ms steps):\n");
+  PrintStages(("at " + std::to_string(services) + " services").c_str(), big_stages);
+  PrintStages("at 1 service", small_stages);
   return 0;
 }
