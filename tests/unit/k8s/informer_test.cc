@@ -72,6 +72,16 @@ struct Harness : WatcherHarness {
     }
     StartServer(server_args);
   }
+  // Sets web-1's pod IP on the server; true once the cache holds it.
+  ::testing::AssertionResult Web1IpFollows(const std::string& ip) {
+    int code = server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
+                                  {{"status", {{"podIP", ip}}}});
+    if (code != 200) return ::testing::AssertionFailure() << "PATCH answered " << code;
+    if (!PodIp("demo/web-1", ip)) {
+      return ::testing::AssertionFailure() << "the cache never held web-1 at " << ip;
+    }
+    return ::testing::AssertionSuccess();
+  }
   bool PodIp(const std::string& key, const std::string& ip) {
     return WaitFor(
         [&] {
@@ -95,10 +105,7 @@ TEST(InformerTest, SyncsEveryKindAndFollowsChanges) {
   EXPECT_EQ(h.sink.Count(EventType::kAdded, "demo/web-1"), 1u);
 
   // Update, add and delete while watching.
-  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
-                                 {{"status", {{"podIP", "10.244.1.6"}}}}),
-            200);
-  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.6"));
+  ASSERT_TRUE(h.Web1IpFollows("10.244.1.6"));
   ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-2", "10.244.1.7")), 201);
   EXPECT_TRUE(h.PodIp("demo/web-2", "10.244.1.7"));
   ASSERT_EQ(h.server->Delete("/api/v1/namespaces/demo/services/web"), 200);
@@ -161,10 +168,7 @@ TEST(InformerTest, DroppedAndCleanlyClosedWatchesResumeWithoutRelisting) {
   Harness h;
   ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
   ASSERT_EQ(h.server->Fault("drop-watches"), 200);
-  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
-                                 {{"status", {{"podIP", "10.244.1.6"}}}}),
-            200);
-  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.6"));
+  ASSERT_TRUE(h.Web1IpFollows("10.244.1.6"));
   ASSERT_EQ(h.server->Fault("close-watches"), 200);
   ASSERT_EQ(h.server->Create("/api/v1/namespaces/demo/pods", PodJson("web-3", "10.244.1.8")), 201);
   EXPECT_TRUE(h.PodIp("demo/web-3", "10.244.1.8"));
@@ -262,10 +266,7 @@ TEST(InformerTest, ServerErrorsBackOffAndRecover) {
   ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();  // lists retried until they work
   ASSERT_EQ(h.server->Fault("fail?count=3&code=500&match=watch%3Dtrue"), 200);
   ASSERT_EQ(h.server->Fault("drop-watches"), 200);
-  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
-                                 {{"status", {{"podIP", "10.244.1.66"}}}}),
-            200);
-  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.66"));
+  ASSERT_TRUE(h.Web1IpFollows("10.244.1.66"));
 }
 
 TEST(InformerTest, HonoursRetryAfterOn429) {
@@ -275,10 +276,7 @@ TEST(InformerTest, HonoursRetryAfterOn429) {
   ASSERT_TRUE(h.StartWatcher().ok()) << h.server->Log();
   ASSERT_EQ(h.server->Fault("fail?count=1&code=429&retryAfter=3&match=%2Fapi%2Fv1%2Fpods%3F"), 200);
   ASSERT_EQ(h.server->Fault("drop-watches"), 200);
-  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
-                                 {{"status", {{"podIP", "10.244.1.77"}}}}),
-            200);
-  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.77"));
+  ASSERT_TRUE(h.Web1IpFollows("10.244.1.77"));
   auto log = Requests(*h.server);
   std::vector<int64_t> watch_times;
   for (size_t i = 0; i < log.lines.size(); ++i)
@@ -353,10 +351,7 @@ TEST(InformerTest, FailedRelistKeepsTheCache) {
   EXPECT_TRUE(h.cluster->pods.Get("demo/web-1"));
   EXPECT_EQ(h.sink.Count(EventType::kDeleted, "demo/web-1"), 0u);
   ASSERT_EQ(h.server->Fault("fail?count=0"), 200);
-  ASSERT_EQ(h.server->MergePatch("/api/v1/namespaces/demo/pods/web-1/status",
-                                 {{"status", {{"podIP", "10.244.1.99"}}}}),
-            200);
-  EXPECT_TRUE(h.PodIp("demo/web-1", "10.244.1.99"));
+  ASSERT_TRUE(h.Web1IpFollows("10.244.1.99"));
 }
 
 // Synced is not watching: with every request held 300 ms by the server, the watches reach it
