@@ -9,13 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "lib/binaries.h"
+#include "lib/files.h"
 
 namespace kr::testing {
 namespace {
@@ -199,10 +199,7 @@ void ProxyWorld::Start() {
   if (!WaitFor([&] { return std::filesystem::exists(kubeconfig_hub_); }, 60s)) {
     throw std::runtime_error("fake-apiserver did not start: " + api_->Log());
   }
-  std::ifstream in(kubeconfig_hub_);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string config = text.str();
+  const std::string config = ReadFile(kubeconfig_hub_);
   std::smatch m;
   if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) {
     throw std::runtime_error("no port in kubeconfig: " + config);

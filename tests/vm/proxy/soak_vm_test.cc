@@ -40,6 +40,7 @@
 #include <thread>
 
 #include "lib/answer_server.h"
+#include "lib/files.h"
 #include "vm/proxy/proxy_world.h"
 
 namespace kr::testing {
@@ -493,8 +494,7 @@ int HttpStatus(const std::string& source, const std::string& ip, int port,
 // VmRSS (KiB) of the agent of `node` of this world (found by its command line); 0 if none.
 long AgentRssKiB(const std::string& node) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::ifstream cmdline(entry.path() / "cmdline");
-    std::string args((std::istreambuf_iterator<char>(cmdline)), {});
+    const std::string args = ReadFile(entry.path() / "cmdline");
     if (args.find("--run-service-proxy") == std::string::npos ||
         args.find(std::string("--hostname-override=") + node + '\0') == std::string::npos) {
       continue;
