@@ -48,9 +48,8 @@ struct Candidate {
 
 // KEP-1669 (as kube-proxy): ready endpoints; only when there is none, the serving ones that
 // are terminating. With a Local policy the same rule applies to this node's endpoints alone.
-std::map<DestinationId, IpvsDestination> Select(const std::vector<Candidate>& all, bool v6,
-                                                bool local_only) {
-  std::map<DestinationId, IpvsDestination> ready, terminating;
+Destinations Select(const std::vector<Candidate>& all, bool v6, bool local_only) {
+  std::vector<IpvsDestination> ready, terminating;
   for (const Candidate& c : all) {
     if (c.id.address.is_v6() != v6 || (local_only && !c.local)) continue;
     IpvsDestination d;
@@ -58,10 +57,10 @@ std::map<DestinationId, IpvsDestination> Select(const std::vector<Candidate>& al
     d.port = c.id.port;
     d.forward = netlink::IpvsForward::kMasquerade;
     d.weight = 1;
-    if (c.ready) ready.emplace(c.id, d);
-    if (c.serving_terminating) terminating.emplace(c.id, d);
+    if (c.ready) ready.push_back(d);
+    if (c.serving_terminating) terminating.push_back(d);
   }
-  return ready.empty() ? terminating : ready;
+  return Destinations::FromUnsorted(ready.empty() ? std::move(terminating) : std::move(ready));
 }
 
 class Builder {

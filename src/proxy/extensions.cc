@@ -273,7 +273,7 @@ class ConntrackExtension : public ProxyExtension {
       bool had = inserted ? snapshot.full : it->second;  // a new service: empty until now
       it->second = has;
       if (has && !had) {
-        auto item = ConntrackItemOf(vs.service, vs.destinations.begin()->second, *snapshot.node);
+        auto item = ConntrackItemOf(vs.service, *vs.destinations.begin(), *snapshot.node);
         if (!item) continue;
         item->gone_backends.clear();
         item->first_backend_arrived = true;
@@ -397,7 +397,7 @@ std::vector<DsrServiceInput> DsrInputsOfService(const DesiredService& svc) {
       if (port.key != d.owner) continue;
       for (const auto& ep : port.local_endpoints) local.insert(ep.address);
     }
-    for (const auto& [id, dest] : d.vs.destinations) {
+    for (const auto& dest : d.vs.destinations) {
       in.endpoints.push_back(dest.address);
       if (local.contains(dest.address)) in.local_endpoints.push_back(dest.address);
     }

@@ -12,15 +12,16 @@ bool SameServiceConfig(const netlink::IpvsService& a, const netlink::IpvsService
 void DiffDestinations(const VirtualService& want, const VirtualService& have,
                       const PlanOptions& options, ProxyPlan& plan) {
   const VirtualServiceId id = want.id();
-  for (const auto& [dest_id, dest] : want.destinations) {
-    auto it = have.destinations.find(dest_id);
+  for (const auto& dest : want.destinations) {
+    auto it = have.destinations.find(IdOf(dest));
     if (it == have.destinations.end()) {
       plan.ipvs.push_back({Op::kAddDestination, want.service, dest});
-    } else if (!dest.SameConfig(it->second)) {
+    } else if (!dest.SameConfig(*it)) {
       plan.ipvs.push_back({Op::kUpdateDestination, want.service, dest});
     }
   }
-  for (const auto& [dest_id, dest] : have.destinations) {
+  for (const auto& dest : have.destinations) {
+    const DestinationId dest_id = IdOf(dest);
     if (want.destinations.contains(dest_id)) continue;
     if (!options.graceful) {
       plan.ipvs.push_back({Op::kDeleteDestination, want.service, dest});
@@ -73,7 +74,7 @@ ProxyPlan Diff(const ProxyImage& desired, const ProxyImage& actual, const DiffSc
     }
     if (have == actual.services.end()) {
       plan.ipvs.push_back({Op::kAddService, want->second.service, {}});
-      for (const auto& [dest_id, dest] : want->second.destinations) {
+      for (const auto& dest : want->second.destinations) {
         plan.ipvs.push_back({Op::kAddDestination, want->second.service, dest});
       }
       continue;
@@ -107,12 +108,12 @@ void ApplyChange(const IpvsChange& change, ProxyImage& image) {
       if (it == image.services.end()) break;
       netlink::IpvsDestination d = change.destination;
       d.active_connections = d.inactive_connections = 0;
-      it->second.destinations[dest] = d;
+      it->second.destinations.Put(d);
       break;
     }
     case Op::kDeleteDestination: {
       auto it = image.services.find(id);
-      if (it != image.services.end()) it->second.destinations.erase(dest);
+      if (it != image.services.end()) it->second.destinations.Erase(dest);
       break;
     }
   }

@@ -191,7 +191,7 @@ Status NetworkServicesController::ApplyPlan(const ProxyPlan& plan) {
     if (change.op == Op::kDeleteService) {
       auto it = programmed_.services.find(VirtualServiceId::Of(change.service));
       if (it != programmed_.services.end()) {
-        for (const auto& [id, dest] : it->second.destinations) {
+        for (const auto& dest : it->second.destinations) {
           for (auto& e : extensions_) e->OnDestinationRemoved(change.service, dest);
         }
       }
@@ -199,6 +199,12 @@ Status NetworkServicesController::ApplyPlan(const ProxyPlan& plan) {
       for (auto& e : extensions_) e->OnDestinationRemoved(change.service, change.destination);
     }
     ApplyChange(change, programmed_);
+  }
+  // The image grew its destination vectors one by one: no spare capacity kept between syncs.
+  for (const IpvsChange& change : plan.ipvs) {
+    if (change.op != Op::kAddDestination) continue;
+    auto it = programmed_.services.find(VirtualServiceId::Of(change.service));
+    if (it != programmed_.services.end()) it->second.destinations.Compact();
   }
   Status deleted = DeleteVips(plan.delete_vips);
   if (first_error.ok()) first_error = deleted;
@@ -228,7 +234,7 @@ void NetworkServicesController::TrackDrains(const ProxyPlan& plan, const DiffSco
     if (vs == programmed_.services.end()) continue;
     auto dest = vs->second.destinations.find(key.second);
     if (dest == vs->second.destinations.end()) continue;
-    drains_[key] = {vs->second.service, dest->second, now + GracePeriodOf(key.second.address)};
+    drains_[key] = {vs->second.service, *dest, now + GracePeriodOf(key.second.address)};
   }
 }
 

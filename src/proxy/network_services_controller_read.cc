@@ -63,7 +63,7 @@ Result<ProxyImage> NetworkServicesController::ReadKernel(bool for_cleanup) {
     vs.service = s;
     auto dests = dataplane_.ipvs->ListDestinations(s);
     if (!dests.ok()) return dests.status().Context("service proxy: list destinations");
-    for (const auto& d : *dests) vs.destinations[{d.address, d.port}] = d;
+    vs.destinations = Destinations::FromUnsorted(std::move(*dests));
     image.services[id] = std::move(vs);
   }
   return image;

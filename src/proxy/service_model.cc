@@ -1,5 +1,7 @@
 #include "kube_router/proxy/service_model.h"
 
+#include <algorithm>
+
 namespace kr::proxy {
 namespace {
 
@@ -13,6 +15,10 @@ const char* ProtocolName(netlink::IpvsProtocol p) {
       return "SCTP";
   }
   return "?";
+}
+
+bool IdLess(const netlink::IpvsDestination& a, const netlink::IpvsDestination& b) {
+  return IdOf(a) < IdOf(b);
 }
 
 std::string HostPort(const IpAddress& ip, uint16_t port) {
@@ -57,5 +63,46 @@ std::string VirtualServiceId::ToString() const {
 }
 
 std::string DestinationId::ToString() const { return HostPort(address, port); }
+
+Destinations Destinations::FromUnsorted(std::vector<netlink::IpvsDestination> items) {
+  std::stable_sort(items.begin(), items.end(), IdLess);
+  items.erase(std::unique(items.begin(), items.end(),
+                          [](const auto& a, const auto& b) { return IdOf(a) == IdOf(b); }),
+              items.end());
+  items.shrink_to_fit();
+  Destinations out;
+  out.items_ = std::move(items);
+  return out;
+}
+
+Destinations::const_iterator Destinations::find(const DestinationId& id) const {
+  auto it = std::lower_bound(items_.begin(), items_.end(), id,
+                             [](const auto& d, const DestinationId& key) { return IdOf(d) < key; });
+  return it != items_.end() && IdOf(*it) == id ? it : items_.end();
+}
+
+void Destinations::Put(const netlink::IpvsDestination& destination) {
+  const DestinationId id = IdOf(destination);
+  // Appending is the common case (a plan adds a service's destinations in order).
+  if (items_.empty() || IdOf(items_.back()) < id) {
+    items_.push_back(destination);
+    return;
+  }
+  auto it = std::lower_bound(items_.begin(), items_.end(), destination, IdLess);
+  if (it != items_.end() && IdOf(*it) == id) {
+    *it = destination;
+  } else {
+    items_.insert(it, destination);
+  }
+}
+
+void Destinations::Erase(const DestinationId& id) {
+  auto it = find(id);
+  if (it != items_.end()) items_.erase(it);
+}
+
+void Destinations::Compact() {
+  if (items_.capacity() - items_.size() > items_.size() / 4) items_.shrink_to_fit();
+}
 
 }  // namespace kr::proxy

@@ -38,8 +38,8 @@ const DesiredVirtualService* Find(const DesiredService& d, const std::string& id
 std::vector<std::string> Dests(const DesiredVirtualService* v) {
   std::vector<std::string> out;
   if (!v) return {"<no such virtual service>"};
-  for (const auto& [id, d] : v->vs.destinations) {
-    out.push_back(id.ToString() + (d.weight == 1 ? "" : " w" + std::to_string(d.weight)));
+  for (const auto& d : v->vs.destinations) {
+    out.push_back(IdOf(d).ToString() + (d.weight == 1 ? "" : " w" + std::to_string(d.weight)));
   }
   return out;
 }
@@ -69,7 +69,7 @@ TEST(DesiredStateTest, ClusterIpPerPortAndProtocolWithPortsFromTheSliceOfTheSame
   EXPECT_EQ(http->vs.service.flags, 0u);
   EXPECT_EQ(http->role, VipRole::kClusterIp);
   EXPECT_EQ(http->owner.ToString(), "default/web:http");
-  for (const auto& [id, dest] : http->vs.destinations) {
+  for (const auto& dest : http->vs.destinations) {
     EXPECT_EQ(dest.forward, netlink::IpvsForward::kMasquerade);
   }
 }

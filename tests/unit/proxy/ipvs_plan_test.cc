@@ -23,7 +23,7 @@ VirtualService Vs(const std::string& vip, uint16_t port, std::vector<std::string
     dest.address = Ip(d);
     dest.port = 8080;
     dest.weight = weight;
-    vs.destinations[{dest.address, dest.port}] = dest;
+    vs.destinations.Put(dest);
   }
   return vs;
 }
@@ -33,6 +33,47 @@ ProxyImage Image(std::vector<VirtualService> services, std::vector<std::string> 
   for (auto& vs : services) image.services[vs.id()] = vs;
   for (const auto& v : vips) image.vips.insert(Ip(v));
   return image;
+}
+
+netlink::IpvsDestination Dest(const std::string& ip, uint16_t port, uint32_t weight = 1) {
+  netlink::IpvsDestination d;
+  d.address = Ip(ip);
+  d.port = port;
+  d.weight = weight;
+  return d;
+}
+
+std::vector<std::string> Listed(const Destinations& dests) {
+  std::vector<std::string> out;
+  for (const auto& d : dests) out.push_back(IdOf(d).ToString() + " w" + std::to_string(d.weight));
+  return out;
+}
+
+// The flat destination set keeps the map's semantics: sorted by (address, port), one per
+// identity, a put replaces, lookups by identity.
+TEST(DestinationsTest, SortedUniqueByIdentityLikeAMap) {
+  Destinations d = Destinations::FromUnsorted({Dest("10.0.0.3", 80), Dest("10.0.0.1", 81),
+                                               Dest("10.0.0.1", 80, 5), Dest("10.0.0.1", 80, 7)});
+  EXPECT_THAT(Listed(d), ElementsAre("10.0.0.1:80 w5", "10.0.0.1:81 w1", "10.0.0.3:80 w1"));
+  d.Put(Dest("10.0.0.2", 80));     // in the middle
+  d.Put(Dest("10.0.0.9", 80));     // at the end
+  d.Put(Dest("10.0.0.1", 81, 0));  // replaces
+  d.Put(Dest("10.0.0.0", 80));     // at the front
+  EXPECT_THAT(Listed(d), ElementsAre("10.0.0.0:80 w1", "10.0.0.1:80 w5", "10.0.0.1:81 w0",
+                                     "10.0.0.2:80 w1", "10.0.0.3:80 w1", "10.0.0.9:80 w1"));
+  EXPECT_TRUE(d.contains({Ip("10.0.0.2"), 80}));
+  EXPECT_FALSE(d.contains({Ip("10.0.0.2"), 81}));
+  EXPECT_EQ(d.find({Ip("10.0.0.1"), 81})->weight, 0u);
+  d.Erase({Ip("10.0.0.2"), 80});
+  d.Erase({Ip("10.0.0.2"), 80});  // absent: nothing
+  EXPECT_EQ(d.size(), 5u);
+  EXPECT_FALSE(d.contains({Ip("10.0.0.2"), 80}));
+  Destinations same;
+  for (const char* ip : {"10.0.0.9", "10.0.0.3", "10.0.0.0"}) same.Put(Dest(ip, 80));
+  same.Put(Dest("10.0.0.1", 81, 0));
+  same.Put(Dest("10.0.0.1", 80, 5));
+  same.Compact();
+  EXPECT_EQ(same, d);  // equality does not depend on the order of the puts
 }
 
 std::vector<std::string> Ops(const ProxyPlan& plan) {

@@ -1,0 +1,302 @@
+// The service proxy's memory at the issue's scale (issue 14, docs/memory.md), on the host: the
+// real informers (k8s Watcher) against fake-apiserver fill the caches, the agent's
+// ControllerRunner runs the real NetworkServicesController with the agent's extensions that hold
+// state (VIP firewall, healthCheckNodePort servers, kube_router_service_* metrics) over the
+// stateful fakes (the host has no ip_vs; the fakes' own tables are measured and taken out).
+// The cluster is the guest proxy_bench's (tests/bench/proxy/proxy_bench_cluster.h): N Services
+// with one port and one EndpointSlice of 10 endpoints each.
+//
+// Heap figures come from glibc's mallinfo2 (allocated bytes, all arenas):
+//   caches      the heap from connecting to the caches' first sync (Services, EndpointSlices,
+//               Nodes; the stores' maps and indexes; events queued for the controller),
+//               and per kind a deep copy of every cached object (what the objects hold);
+//   proxy       the heap the controller and its extensions hold once the syncs settled: what
+//               destroying them frees; per structure a deep copy of the controller's
+//               Services (services()), its programmed image (programmed(); the desired image
+//               holds the same content) and the firewall's share (with and without extensions);
+//   fakes       what destroying the fake kernel tables frees (not part of the agent).
+// Plus VmRSS/VmHWM of this process at each stage (the informers' list pages included).
+//
+//   build*/tests/bench/agent/proxy_memory_bench [--services N] [--baseline=PATH] [--exit-settled]
+// With --baseline the same measurement is run by another build of this benchmark (e.g. main
+// before a change) in a child process, and the ratios are printed. Not a ctest test.
+#include <malloc.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/proxy/proxy_bench_cluster.h"
+#include "kube_router/k8s/store.h"
+#include "kube_router/k8s/watcher.h"
+#include "kube_router/metrics/registry.h"
+#include "kube_router/netfilter/fakes.h"
+#include "kube_router/netlink/fakes.h"
+#include "kube_router/proxy/extensions.h"
+#include "kube_router/proxy/network_services_controller.h"
+#include "kube_router/runtime/runner.h"
+#include "lib/agent_bench.h"
+#include "lib/binaries.h"
+#include "lib/netns.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using kr::testing::Process;
+using kr::testing::TempDir;
+using kr::testing::WaitFor;
+namespace pb = kr::testing::proxy_bench;
+
+constexpr char kNode[] = "node0";
+
+double HeapBytes() {
+  struct mallinfo2 m = mallinfo2();
+  return static_cast<double>(m.uordblks + m.hblkhd);
+}
+double MiB(double bytes) { return bytes / (1 << 20); }
+
+// The heap a deep copy of `value` takes: what the value holds (maps and exact-size vectors;
+// spare vector capacity of the original is not counted).
+template <typename T>
+double CopySize(const T& value) {
+  const double before = HeapBytes();
+  auto copy = std::make_unique<T>(value);
+  const double size = HeapBytes() - before;
+  return size - sizeof(T);
+}
+
+template <typename T>
+double ObjectsSize(const kr::k8s::Store<T>& store) {
+  auto list = store.List();
+  const double before = HeapBytes();
+  std::vector<T> copies;
+  copies.reserve(list.size());
+  for (const auto& p : list) copies.push_back(*p);
+  return HeapBytes() - before;
+}
+
+std::string Manifests(int services) {
+  std::vector<std::string> items = {
+      R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"spec":{"podCIDR":"10.71.0.0/24","podCIDRs":["10.71.0.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})"};
+  for (int i = 0; i < services; ++i) {
+    items.push_back(pb::ServiceJson(i));
+    items.push_back(pb::SliceJson(i));
+  }
+  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
+  return out + "]}";
+}
+
+class NullObserver : public kr::SyncObserver {
+ public:
+  void OnSyncSucceeded(const std::string&, kr::SyncReason, std::chrono::nanoseconds) override {}
+  void OnSyncFailed(const std::string& controller, kr::SyncReason, const kr::Status& e) override {
+    std::fprintf(stderr, "  %s sync failed: %s\n", controller.c_str(), e.message().c_str());
+  }
+};
+
+// Every figure, by name (also the child's output with --baseline).
+using Figures = std::map<std::string, double>;
+
+long Kib(const char* field) { return kr::testing::ProcStatusKib(getpid(), field); }
+
+// One measurement: fake-apiserver with `services` Services, the caches, the controller with
+// (`extensions`) or without the agent's stateful extensions.
+std::string Measure(int services, bool extensions, bool exit_settled, Figures& f) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/manifests");
+  std::ofstream(dir.path() + "/manifests/cluster.json") << Manifests(services);
+  const std::string kubeconfig = dir.path() + "/kubeconfig";
+  Process api({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
+               dir.path() + "/manifests", "--kubeconfig-out", kubeconfig},
+              dir.path() + "/fake-apiserver.log");
+  if (!WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 600s)) {
+    return "fake-apiserver did not start: " + api.Log();
+  }
+  const std::string p = extensions ? "" : "bare.";
+  malloc_trim(0);
+  const double start = HeapBytes();
+
+  auto cluster = kr::k8s::MakeCluster();
+  auto fakes =
+      std::make_unique<std::tuple<kr::netlink::FakeLinks, kr::netlink::FakeIpvs,
+                                  kr::netfilter::FakeIptables, kr::netfilter::FakeIpset>>();
+  auto& [links, ipvs, iptables, ipset] = *fakes;
+  auto routes = std::make_unique<kr::netlink::FakeRouteTable>(&links);
+  links.Seed({.name = "eth0", .kind = "", .mtu = 1500, .up = true});
+  (void)links.AddAddress(
+      {"eth0", *kr::IpAddress::Parse("192.0.2.1"), 24, kr::netlink::Scope::kUniverse});
+  kr::metrics::Registry registry;
+  kr::proxy::ProxyConfig config;
+  config.node_name = kNode;
+  config.cluster_ip_ranges = {*kr::IpPrefix::Parse("10.96.0.0/12")};
+  config.sync_period = std::chrono::hours(1);
+  auto controller = std::make_unique<kr::proxy::NetworkServicesController>(
+      config, cluster.get(), kr::proxy::ProxyDataplane{&ipvs, &links, routes.get()}, &registry);
+  kr::proxy::NetworkServicesController* proxy = controller.get();
+  if (extensions) {
+    kr::proxy::FirewallDeps deps{cluster.get(), &links, &iptables, nullptr, &ipset, nullptr};
+    controller->AddExtension(kr::proxy::MakeFirewallExtension(config, deps));
+    controller->AddExtension(kr::proxy::MakeHealthCheckExtension("127.0.0.1"));
+    controller->AddExtension(kr::proxy::MakeMetricsExtension(registry, ipvs));
+  }
+  NullObserver observer;
+  auto runner = std::make_unique<kr::ControllerRunner>(std::move(controller), &observer);
+  kr::EventDispatcher dispatcher;
+  dispatcher.Add(runner.get());
+
+  kr::k8s::ConnectionOptions connection{"", kubeconfig};
+  auto watcher =
+      kr::k8s::Watcher::Start(connection, dispatcher.WatchedKinds(), cluster.get(), &dispatcher);
+  if (!watcher.ok()) return "watcher: " + watcher.error();
+  if (auto s = (*watcher)->WaitForSync(600s); !s.ok()) return "caches: " + s.message();
+  malloc_trim(0);
+  const double synced = HeapBytes();
+  f[p + "caches"] = synced - start;
+  f[p + "caches.services"] = ObjectsSize(cluster->services);
+  f[p + "caches.slices"] = ObjectsSize(cluster->endpoint_slices);
+  f[p + "rss.caches"] = static_cast<double>(Kib("VmRSS:")) * 1024;
+
+  runner->Start();
+  // Settled: the first (full) sync and the one for the events queued meanwhile are done, and
+  // nothing is pending for 2 s.
+  uint64_t last = 0;
+  auto quiet_since = std::chrono::steady_clock::now();
+  WaitFor(
+      [&] {
+        const uint64_t n = runner->SuccessfulSyncs();
+        if (n != last || runner->PendingEvents() != 0) {
+          last = n;
+          quiet_since = std::chrono::steady_clock::now();
+          return false;
+        }
+        return n > 0 && std::chrono::steady_clock::now() - quiet_since > 2s;
+      },
+      900s);
+  if (runner->SuccessfulSyncs() == 0 || proxy->programmed().services.size() != size_t(services)) {
+    return "the proxy never programmed every Service";
+  }
+  f[p + "rss.peak"] = static_cast<double>(Kib("VmHWM:")) * 1024;
+  f[p + "rss.proxy"] = static_cast<double>(Kib("VmRSS:")) * 1024;
+  f[p + "heap.free_before_trim"] = static_cast<double>(mallinfo2().fordblks);
+  malloc_trim(0);
+  f[p + "rss.proxy_trimmed"] = static_cast<double>(Kib("VmRSS:")) * 1024;
+  const double settled = HeapBytes();
+  runner->Stop();
+  (*watcher)->Stop();
+  // Quiet now (no other thread allocates): the per-structure copies are exact.
+  f[p + "proxy.services"] = CopySize(proxy->services());
+  f[p + "proxy.programmed"] = CopySize(proxy->programmed());
+  const double stopped = HeapBytes();
+  if (exit_settled) {
+    // For a heap profiler: everything still held here is reported as leaked, by call site.
+    std::printf("proxy_memory_bench: exiting with the caches and the proxy held\n");
+    std::exit(0);
+  }
+  runner.reset();  // the controller and its extensions
+  const double without_proxy = HeapBytes();
+  f[p + "proxy"] = stopped - without_proxy;
+  f[p + "proxy.settled_minus_caches"] = settled - synced;
+  routes.reset();
+  fakes.reset();
+  f[p + "fakes"] = without_proxy - HeapBytes();
+  return "";
+}
+
+void PrintFigures(const Figures& f, const std::string& p) {
+  auto get = [&](const std::string& k) {
+    auto it = f.find(p + k);
+    return it == f.end() ? 0.0 : it->second;
+  };
+  std::printf("  %s\n", p.empty() ? "with the agent's extensions (firewall, health, metrics):"
+                                  : "controller alone (no extensions):");
+  std::printf("    caches' heap at sync          %7.1f MiB (objects: Services %.1f, slices %.1f)\n",
+              MiB(get("caches")), MiB(get("caches.services")), MiB(get("caches.slices")));
+  std::printf("    proxy's heap (freed with it)  %7.1f MiB\n", MiB(get("proxy")));
+  std::printf("      Services (DesiredService)   %7.1f MiB\n", MiB(get("proxy.services")));
+  std::printf("      programmed image            %7.1f MiB (the desired image: the same again)\n",
+              MiB(get("proxy.programmed")));
+  std::printf("      rest (claims, extensions)   %7.1f MiB\n",
+              MiB(get("proxy") - get("proxy.services") - 2 * get("proxy.programmed")));
+  std::printf("    fakes (not in the agent)      %7.1f MiB\n", MiB(get("fakes")));
+  std::printf(
+      "    RSS: caches %.1f MiB, proxy settled %.1f MiB (after trim %.1f); free heap before "
+      "trim %.1f MiB\n",
+      MiB(get("rss.caches")), MiB(get("rss.proxy")), MiB(get("rss.proxy_trimmed")),
+      MiB(get("heap.free_before_trim")));
+  // (The process's peak is the first run's, the agent's set: the bare run comes second.)
+  if (p.empty()) std::printf("    RSS peak (VmHWM) %.1f MiB\n", MiB(get("rss.peak")));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  int services = 10000;
+  std::string baseline;
+  bool machine = false;  // --machine: "name value" lines only (the baseline child)
+  // --exit-settled: exit once the agent's set settled, without freeing (heaptrack -o F ...:
+  // its "leaked" figures are then the steady-state heap by call site).
+  bool exit_settled = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--services" && i + 1 < argc) {
+      services = std::atoi(argv[++i]);
+    } else if (a.rfind("--baseline=", 0) == 0) {
+      baseline = a.substr(11);
+    } else if (a == "--exit-settled") {
+      exit_settled = true;
+    } else if (a == "--machine") {
+      machine = true;
+    } else {
+      std::fprintf(stderr,
+                   "usage: proxy_memory_bench [--services N] [--baseline=PATH] [--exit-settled]\n");
+      return 2;
+    }
+  }
+  if (services < 1) return 2;
+  Figures f;
+  for (bool extensions : {true, false}) {  // the agent's set first: its peak is the process's
+    if (auto e = Measure(services, extensions, exit_settled, f); !e.empty()) {
+      std::fprintf(stderr, "proxy_memory_bench: %s\n", e.c_str());
+      return 1;
+    }
+  }
+  if (machine) {
+    for (const auto& [k, v] : f) std::printf("%s %.0f\n", k.c_str(), v);
+    return 0;
+  }
+  std::printf("proxy_memory_bench: %d Services x 1 port, %d EndpointSlices x %d endpoints\n",
+              services, services, pb::kEndpointsPerService);
+  PrintFigures(f, "bare.");
+  PrintFigures(f, "");
+  std::printf("  extensions' share: %.1f MiB\n", MiB(f["proxy"] - f["bare.proxy"]));
+  if (!baseline.empty()) {
+    std::string cmd = baseline + " --machine --services " + std::to_string(services);
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (pipe == nullptr) return 1;
+    Figures b;
+    char name[128];
+    double value = 0;
+    while (std::fscanf(pipe, "%127s %lf", name, &value) == 2) b[name] = value;
+    if (pclose(pipe) != 0 || b.empty()) {
+      std::fprintf(stderr, "proxy_memory_bench: the baseline %s failed\n", baseline.c_str());
+      return 1;
+    }
+    std::printf("  baseline %s (same run):\n", baseline.c_str());
+    PrintFigures(b, "");
+    std::printf(
+        "  ratios (this / baseline): proxy heap %.2fx (%.1f / %.1f MiB), caches %.2fx, "
+        "RSS after trim %.2fx, peak %.2fx\n",
+        f["proxy"] / b["proxy"], MiB(f["proxy"]), MiB(b["proxy"]), f["caches"] / b["caches"],
+        f["rss.proxy_trimmed"] / b["rss.proxy_trimmed"], f["rss.peak"] / b["rss.peak"]);
+  }
+  return 0;
+}
