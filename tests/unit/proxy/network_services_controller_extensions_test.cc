@@ -3,7 +3,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "kube_router/netlink/fakes.h"
 #include "kube_router/proxy/network_services_controller.h"
 #include "unit/proxy/network_services_controller_fixture.h"
 #include "unit/proxy/proxy_test_util.h"
@@ -12,10 +11,7 @@ namespace kr::proxy {
 namespace {
 
 using namespace testing;  // NOLINT: builders and the fixture
-using netlink::IpvsDestination;
-using netlink::IpvsService;
 using ::testing::ElementsAre;
-using ::testing::IsEmpty;
 
 TEST_F(ProxyControllerTest, ExtensionsSeeChangesRemovalsAndDsr) {
   auto ext = std::make_unique<RecordingExtension>(/*dsr=*/true);

@@ -4,7 +4,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "kube_router/netlink/fakes.h"
 #include "kube_router/proxy/network_services_controller.h"
 #include "unit/proxy/network_services_controller_fixture.h"
 #include "unit/proxy/proxy_test_util.h"

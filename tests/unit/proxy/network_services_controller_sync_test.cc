@@ -18,6 +18,14 @@ using netlink::IpvsService;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
+// A virtual service of someone else's (the protocol left at its default).
+IpvsService VirtualService(const std::string& address, uint16_t port) {
+  IpvsService s;
+  s.address = Ip(address);
+  s.port = port;
+  return s;
+}
+
 TEST_F(ProxyControllerTest, ColdStartProgramsDummyLinkVipRouteServicesAndDestinations) {
   StandardServices();
   ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
@@ -254,22 +262,13 @@ TEST_F(ProxyControllerTest, ForeignStateSurvivesSyncsRestartAndCleanup) {
   config.excluded_cidrs = {*IpPrefix::Parse("10.96.255.0/24")};
   // Someone else's: a keepalived VIP, an SSH balancer on the node IP, a service on an
   // excluded address, a fwmark service and an address on another link.
-  IpvsService keepalived;
-  keepalived.address = Ip("192.0.2.200");
-  keepalived.port = 80;
-  IpvsService ssh;
-  ssh.address = Ip("192.0.2.10");
-  ssh.port = 22;
-  IpvsService excluded;
-  excluded.address = Ip("10.96.255.1");
-  excluded.port = 80;
-  IpvsService fwmark;
-  fwmark.address = Ip("0.0.0.0");
+  const IpvsService keepalived = VirtualService("192.0.2.200", 80);
+  const IpvsService ssh = VirtualService("192.0.2.10", 22);
+  const IpvsService excluded = VirtualService("10.96.255.1", 80);
+  IpvsService fwmark = VirtualService("0.0.0.0", 0);
   fwmark.fwmark = 99;
   // A port inside the NodePort range, but on an address that is not this node's.
-  IpvsService remote_range;
-  remote_range.address = Ip("198.51.100.77");
-  remote_range.port = 30500;
+  const IpvsService remote_range = VirtualService("198.51.100.77", 30500);
   for (const auto& s : {keepalived, ssh, excluded, fwmark, remote_range}) {
     ASSERT_TRUE(ipvs.AddService(s).ok());
   }
