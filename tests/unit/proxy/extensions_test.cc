@@ -111,6 +111,47 @@ TEST_F(ProxyExtensionsTest, FirewallFollowsTheProgrammedServices) {
   EXPECT_FALSE(iptables.table("filter").chains.contains(kServicesChain));
 }
 
+// An endpoint event does not dump the node's addresses (kube-dummy-if holds every VIP: at 10k
+// Services one dump per event was most of the event sync); a full sync does, and so does an
+// event sync after the node's facts changed. kube-router-local-ips stays right throughout.
+TEST_F(ProxyExtensionsTest, AnEndpointEventSyncDoesNotDumpTheNodesAddresses) {
+  using LinkOp = netlink::FakeLinks::Op;
+  Put(Svc("web", "10.96.0.10", {Port("http", 80)}));
+  Put(Slice("web", "web-1", {{"10.244.1.5", "node-a"}}, {{"http", 8080}}));
+  Build();
+  ASSERT_TRUE(controller->Sync(SyncReason::kStartup).ok());
+  const int dumps = links.failures().Calls({LinkOp::kListAddresses});
+  EXPECT_GE(dumps, 1);
+
+  Put(Slice("web", "web-1", {{"10.244.1.6", "node-a"}}, {{"http", 8080}}));
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(links.failures().Calls({LinkOp::kListAddresses}), dumps);
+  EXPECT_THAT(ipvs.ListDestinations({Ip("10.96.0.10"), netlink::IpvsProtocol::kTcp, 80}).value(),
+              ElementsAre(::testing::Field(&netlink::IpvsDestination::address, Ip("10.244.1.6"))));
+  EXPECT_THAT(Entries(ipset, kLocalIpsSet), ElementsAre("192.0.2.10"));
+
+  // The node's address changes in the API: that event sync dumps again.
+  auto node = NodeObj("node-a", {"192.0.2.11"});
+  node.pod_cidr = "10.244.1.0/24";
+  node.pod_cidrs = {"10.244.1.0/24"};
+  cluster->nodes.Upsert("node-a", std::make_shared<k8s::Node>(node));
+  ASSERT_TRUE(links.AddAddress({"eth0", Ip("192.0.2.11"), 24, netlink::Scope::kUniverse}).ok());
+  k8s::Event e;
+  e.kind = k8s::ResourceKind::kNode;
+  e.key = "node-a";
+  e.type = k8s::EventType::kUpdated;
+  e.new_object = cluster->nodes.Get("node-a");
+  controller->OnUpdate(e);
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_GT(links.failures().Calls({LinkOp::kListAddresses}), dumps);
+  EXPECT_THAT(Entries(ipset, kLocalIpsSet), ElementsAre("192.0.2.10", "192.0.2.11"));
+
+  // A periodic (full) sync always dumps.
+  const int before_periodic = links.failures().Calls({LinkOp::kListAddresses});
+  ASSERT_TRUE(controller->Sync(SyncReason::kPeriodic).ok());
+  EXPECT_GT(links.failures().Calls({LinkOp::kListAddresses}), before_periodic);
+}
+
 // The first (full) sync's firewall write fails; the next sync is an event that shows one new
 // Service only. The firewall must still hold every Service afterwards (it repairs from what it
 // was given, not from the event's partial view).
