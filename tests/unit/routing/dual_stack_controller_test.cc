@@ -197,6 +197,26 @@ TEST_F(DualStackControllerTest, BadInputSkipsOnlyTheItem) {
   EXPECT_EQ(OurRoutes(), (std::vector<std::string>{"fd00:2::/64 via 2001:db8::2"}));
 }
 
+// Issue 15: bad input is logged once naming the node, peer or path, not at every sync.
+TEST_F(DualStackControllerTest, BadInputIsLoggedOnceNamingTheItem) {
+  CapturedLog log;
+  AddNode(DualNode("n4", "192.0.2.4", "", {"10.1.4.0/24", "fd00:4::/64"}));
+  PeerSpec mismatched{Ip("2001:db8::101"), 65001};
+  mismatched.local_address = Ip("192.0.2.1");
+  config_.global_peers = {mismatched};
+  SyncOk(SyncReason::kStartup);
+  // n2's own IPv6 pod CIDR with its IPv4 address as next hop passes the (family-blind) import
+  // filter but cannot be routed.
+  EXPECT_TRUE(speaker_->Announce(Ip("192.0.2.2"), Cidr("fd00:2::/64"), Ip("192.0.2.2")));
+  for (int i = 0; i < 3; ++i) {
+    SyncOk(SyncReason::kPeriodic);
+    SyncOk(SyncReason::kRequested);
+  }
+  EXPECT_EQ(log.Count("node n4: pod CIDR fd00:4::/64"), 1u) << log.Text();
+  EXPECT_EQ(log.Count("2001:db8::101"), 1u) << log.Text();
+  EXPECT_EQ(log.Count("fd00:2::/64 via 192.0.2.2"), 1u) << log.Text();
+}
+
 TEST_F(DualStackControllerTest, CleanupRemovesTheIpv6StateToo) {
   SyncOk();
   speaker_->Announce(Ip("192.0.2.2"), Cidr("fd00:2::/64"), Ip("2001:db8::2"));
