@@ -170,21 +170,26 @@ TEST(DualStackBgpTest, Ipv6ServiceVipsAdvertisedWithTheIpv6NextHop) {
   RoutingConfig config = DualStack();
   config.advertise_cluster_ip = true;
   config.advertise_external_ip = true;
+  config.advertise_loadbalancer_ip = true;
   const NodeInfo self = Self(config);
   auto service = std::make_shared<k8s::Service>();
   service->meta.name = "web";
   service->meta.namespace_ = "default";
-  service->type = "ClusterIP";
+  service->type = "LoadBalancer";
   service->cluster_ips = {"10.96.0.10", "fd00:96::10"};
   service->external_ips = {"2001:db8:e::5"};
+  service->load_balancer_ingress = {{"2001:db8:1b::7", ""}};
   auto ads = PlanServiceAdvertisements(config, self, {service}, {});
-  ASSERT_EQ(ads.size(), 3u);
+  ASSERT_EQ(ads.size(), 4u);
   EXPECT_EQ(ads[0].prefix, Cidr("10.96.0.10/32"));
   EXPECT_EQ(ads[0].next_hop, Ip("192.0.2.1"));
   EXPECT_EQ(ads[1].prefix, Cidr("2001:db8:e::5/128"));
   EXPECT_EQ(ads[1].next_hop, Ip("2001:db8::1"));
-  EXPECT_EQ(ads[2].prefix, Cidr("fd00:96::10/128"));
+  EXPECT_EQ(ads[2].prefix, Cidr("2001:db8:1b::7/128"));
+  EXPECT_EQ(ads[2].kind, RouteKind::kLoadBalancerIp);
   EXPECT_EQ(ads[2].next_hop, Ip("2001:db8::1"));
+  EXPECT_EQ(ads[3].prefix, Cidr("fd00:96::10/128"));
+  EXPECT_EQ(ads[3].next_hop, Ip("2001:db8::1"));
 
   config.enable_ipv6 = false;  // an IPv6 VIP is not advertised with IPv6 disabled
   ads = PlanServiceAdvertisements(config, self, {service}, {});
