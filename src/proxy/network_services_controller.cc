@@ -333,6 +333,7 @@ Status NetworkServicesController::IncrementalSync(std::set<VirtualServiceId>& to
     return status;
   }
   TrackDrains(plan, &scope);
+  ShareWithDesired(&scope);
   touched.insert(scope.services.begin(), scope.services.end());
   return Status::Ok();
 }
@@ -362,8 +363,44 @@ Status NetworkServicesController::FullSync() {
   }
   Status status = ApplyPlan(plan);
   programmed_valid_ = status.ok();
-  if (status.ok()) TrackDrains(plan, nullptr);
+  if (status.ok()) {
+    TrackDrains(plan, nullptr);
+    ShareWithDesired(nullptr);
+  }
   return status;
+}
+
+void NetworkServicesController::ShareWithDesired(const DiffScope* scope) {
+  // The same programming: identities, scheduler, flags, and each destination's writable
+  // attributes (the connection counts a kernel read-back carries are not part of it).
+  auto same = [](const VirtualService& have, const VirtualService& want) {
+    if (!(have.service == want.service) || have.destinations.size() != want.destinations.size()) {
+      return false;
+    }
+    auto w = want.destinations.begin();
+    for (const auto& h : have.destinations) {
+      if (!(IdOf(h) == IdOf(*w)) || !h.SameConfig(*w)) return false;
+      ++w;
+    }
+    return true;
+  };
+  auto share = [&](VirtualService& have) {
+    auto want = desired_.services.find(have.id());
+    if (want == desired_.services.end() ||
+        have.destinations.SharesWith(want->second.destinations) || !same(have, want->second)) {
+      return;
+    }
+    have.destinations = want->second.destinations;
+  };
+  if (scope == nullptr) {
+    for (auto& [id, have] : programmed_.services) share(have);
+    return;
+  }
+  for (const auto& id : scope->services) {
+    if (auto it = programmed_.services.find(id); it != programmed_.services.end()) {
+      share(it->second);
+    }
+  }
 }
 
 Status NetworkServicesController::RunExtensions(bool full, const std::set<ServiceName>& changed,

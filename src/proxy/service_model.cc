@@ -69,40 +69,67 @@ Destinations Destinations::FromUnsorted(std::vector<netlink::IpvsDestination> it
   items.erase(std::unique(items.begin(), items.end(),
                           [](const auto& a, const auto& b) { return IdOf(a) == IdOf(b); }),
               items.end());
-  items.shrink_to_fit();
   Destinations out;
-  out.items_ = std::move(items);
+  if (!items.empty()) {
+    items.shrink_to_fit();
+    out.items_ = std::make_shared<Items>(std::move(items));
+  }
   return out;
 }
 
+const Destinations::Items& Destinations::items() const {
+  static const Items kEmpty;
+  return items_ ? *items_ : kEmpty;
+}
+
+Destinations::Items& Destinations::Mutable() {
+  if (!items_) {
+    items_ = std::make_shared<Items>();
+  } else if (items_.use_count() > 1) {
+    items_ = std::make_shared<Items>(*items_);
+  }
+  return *items_;
+}
+
 Destinations::const_iterator Destinations::find(const DestinationId& id) const {
-  auto it = std::lower_bound(items_.begin(), items_.end(), id,
+  const Items& all = items();
+  auto it = std::lower_bound(all.begin(), all.end(), id,
                              [](const auto& d, const DestinationId& key) { return IdOf(d) < key; });
-  return it != items_.end() && IdOf(*it) == id ? it : items_.end();
+  return it != all.end() && IdOf(*it) == id ? it : all.end();
 }
 
 void Destinations::Put(const netlink::IpvsDestination& destination) {
   const DestinationId id = IdOf(destination);
+  Items& all = Mutable();
   // Appending is the common case (a plan adds a service's destinations in order).
-  if (items_.empty() || IdOf(items_.back()) < id) {
-    items_.push_back(destination);
+  if (all.empty() || IdOf(all.back()) < id) {
+    all.push_back(destination);
     return;
   }
-  auto it = std::lower_bound(items_.begin(), items_.end(), destination, IdLess);
-  if (it != items_.end() && IdOf(*it) == id) {
+  auto it = std::lower_bound(all.begin(), all.end(), destination, IdLess);
+  if (it != all.end() && IdOf(*it) == id) {
     *it = destination;
   } else {
-    items_.insert(it, destination);
+    all.insert(it, destination);
   }
 }
 
 void Destinations::Erase(const DestinationId& id) {
-  auto it = find(id);
-  if (it != items_.end()) items_.erase(it);
+  if (!contains(id)) return;
+  Items& all = Mutable();
+  auto it = std::lower_bound(all.begin(), all.end(), id,
+                             [](const auto& d, const DestinationId& key) { return IdOf(d) < key; });
+  all.erase(it);
+  if (all.empty()) items_.reset();
 }
 
 void Destinations::Compact() {
-  if (items_.capacity() - items_.size() > items_.size() / 4) items_.shrink_to_fit();
+  if (!items_) return;
+  if (items_->empty()) {
+    items_.reset();
+  } else if (items_->capacity() - items_->size() > items_->size() / 4) {
+    items_->shrink_to_fit();  // (shared or not: the content stays the same)
+  }
 }
 
 }  // namespace kr::proxy

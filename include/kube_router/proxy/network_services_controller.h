@@ -140,6 +140,10 @@ class NetworkServicesController : public Controller {
   Status IncrementalSync(std::set<VirtualServiceId>& touched);
   Result<ProxyImage> ReadKernel(bool for_cleanup);
   Status ApplyPlan(const ProxyPlan& plan);
+  // After a successful apply: a programmed virtual service that matches the desired one takes
+  // the desired one's destinations (one shared vector instead of two; docs/memory.md). Only
+  // the ids in `scope` (all when null).
+  void ShareWithDesired(const DiffScope* scope);
   Status AddVips(const std::vector<IpAddress>& vips);
   Status DeleteVips(const std::vector<IpAddress>& vips);
   Status EnsureDummyLink();

@@ -7,6 +7,7 @@
 #include <compare>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -76,7 +77,9 @@ struct DestinationId {
 // The real servers of one virtual service, sorted by identity (address, port), one per
 // identity. A flat vector, not a map: the proxy keeps three images of every destination (the
 // Service's, the desired and the programmed image), 100,000 of each at 10k Services, and a map
-// node costs 112 B of heap where an element here costs 44 (docs/memory.md).
+// node costs 112 B of heap where an element here costs 44 (docs/memory.md). Copies share the
+// vector until one of them changes (copy on write), so the images hold one vector between them
+// for a virtual service programmed as wanted. Not for sharing across threads.
 class Destinations {
  public:
   using const_iterator = std::vector<netlink::IpvsDestination>::const_iterator;
@@ -85,10 +88,10 @@ class Destinations {
   // From any order; of several with one identity the first is kept.
   static Destinations FromUnsorted(std::vector<netlink::IpvsDestination> items);
 
-  const_iterator begin() const { return items_.begin(); }
-  const_iterator end() const { return items_.end(); }
-  size_t size() const { return items_.size(); }
-  bool empty() const { return items_.empty(); }
+  const_iterator begin() const { return items().begin(); }
+  const_iterator end() const { return items().end(); }
+  size_t size() const { return items().size(); }
+  bool empty() const { return items().empty(); }
   const_iterator find(const DestinationId& id) const;
   bool contains(const DestinationId& id) const { return find(id) != end(); }
   // Inserts, or replaces the one with the same identity.
@@ -98,10 +101,17 @@ class Destinations {
   // Gives spare capacity back when it is more than a quarter (Put grows by doubling).
   void Compact();
 
-  bool operator==(const Destinations&) const = default;
+  bool operator==(const Destinations& other) const {
+    return items_ == other.items_ || items() == other.items();
+  }
+  // Whether this and `other` hold one vector (tests, the controller's sharing).
+  bool SharesWith(const Destinations& other) const { return items_ && items_ == other.items_; }
 
  private:
-  std::vector<netlink::IpvsDestination> items_;
+  using Items = std::vector<netlink::IpvsDestination>;
+  const Items& items() const;
+  Items& Mutable();               // this copy's own vector (cloned when shared)
+  std::shared_ptr<Items> items_;  // null: empty
 };
 
 inline DestinationId IdOf(const netlink::IpvsDestination& d) { return {d.address, d.port}; }

@@ -13,7 +13,8 @@
 //   proxy       the heap the controller and its extensions hold once the syncs settled: what
 //               destroying them frees; per structure a deep copy of the controller's
 //               Services (services()), its programmed image (programmed(); the desired image
-//               holds the same content) and the firewall's share (with and without extensions);
+//               is as large; a copy shares the destination vectors the images share, so
+//               those are not in the copies) and the extensions' share (with and without);
 //   fakes       what destroying the fake kernel tables frees (not part of the agent).
 // Plus VmRSS/VmHWM of this process at each stage (the informers' list pages included).
 //
@@ -220,10 +221,11 @@ void PrintFigures(const Figures& f, const std::string& p) {
   std::printf("    caches' heap at sync          %7.1f MiB (objects: Services %.1f, slices %.1f)\n",
               MiB(get("caches")), MiB(get("caches.services")), MiB(get("caches.slices")));
   std::printf("    proxy's heap (freed with it)  %7.1f MiB\n", MiB(get("proxy")));
+  // (A copy shares the destination vectors, so they are in "rest" when the images share them.)
   std::printf("      Services (DesiredService)   %7.1f MiB\n", MiB(get("proxy.services")));
-  std::printf("      programmed image            %7.1f MiB (the desired image: the same again)\n",
+  std::printf("      programmed image            %7.1f MiB (the desired image: as large)\n",
               MiB(get("proxy.programmed")));
-  std::printf("      rest (claims, extensions)   %7.1f MiB\n",
+  std::printf("      rest (claims, extensions, shared destination vectors) %7.1f MiB\n",
               MiB(get("proxy") - get("proxy.services") - 2 * get("proxy.programmed")));
   std::printf("    fakes (not in the agent)      %7.1f MiB\n", MiB(get("fakes")));
   std::printf(
@@ -283,9 +285,13 @@ int main(int argc, char** argv) {
     FILE* pipe = popen(cmd.c_str(), "r");
     if (pipe == nullptr) return 1;
     Figures b;
-    char name[128];
-    double value = 0;
-    while (std::fscanf(pipe, "%127s %lf", name, &value) == 2) b[name] = value;
+    char line[512];
+    while (std::fgets(line, sizeof(line), pipe) != nullptr) {
+      char name[128];
+      double value = 0;
+      // (The child's log lines share its stdout: only "name value" lines are figures.)
+      if (line[0] != '[' && std::sscanf(line, "%127s %lf", name, &value) == 2) b[name] = value;
+    }
     if (pclose(pipe) != 0 || b.empty()) {
       std::fprintf(stderr, "proxy_memory_bench: the baseline %s failed\n", baseline.c_str());
       return 1;

@@ -76,6 +76,28 @@ TEST(DestinationsTest, SortedUniqueByIdentityLikeAMap) {
   EXPECT_EQ(same, d);  // equality does not depend on the order of the puts
 }
 
+// Copies share one vector until one of them changes: a change to a copy never shows in another.
+TEST(DestinationsTest, CopiesShareUntilOneChanges) {
+  Destinations a = Destinations::FromUnsorted({Dest("10.0.0.1", 80), Dest("10.0.0.2", 80)});
+  Destinations b = a;
+  Destinations c = a;
+  EXPECT_TRUE(b.SharesWith(a));
+  b.Put(Dest("10.0.0.3", 80));
+  c.Erase({Ip("10.0.0.1"), 80});
+  EXPECT_FALSE(b.SharesWith(a));
+  EXPECT_FALSE(c.SharesWith(a));
+  EXPECT_THAT(Listed(a), ElementsAre("10.0.0.1:80 w1", "10.0.0.2:80 w1"));
+  EXPECT_THAT(Listed(b), ElementsAre("10.0.0.1:80 w1", "10.0.0.2:80 w1", "10.0.0.3:80 w1"));
+  EXPECT_THAT(Listed(c), ElementsAre("10.0.0.2:80 w1"));
+  Destinations d = a;
+  d.Put(Dest("10.0.0.2", 80, 0));  // a replace is a change too
+  EXPECT_EQ(a.find({Ip("10.0.0.2"), 80})->weight, 1u);
+  EXPECT_EQ(d.find({Ip("10.0.0.2"), 80})->weight, 0u);
+  c.Erase({Ip("10.0.0.2"), 80});
+  EXPECT_TRUE(c.empty());
+  EXPECT_EQ(c, Destinations());
+}
+
 std::vector<std::string> Ops(const ProxyPlan& plan) {
   std::vector<std::string> out;
   for (const auto& c : plan.ipvs) {

@@ -327,5 +327,39 @@ TEST_F(ProxyControllerTest, CleanupRemovesNodePortsOfServicesDeletedWhileDown) {
   EXPECT_THAT(Services(), IsEmpty());
 }
 
+// Memory (docs/memory.md): a virtual service programmed as wanted holds one destination vector
+// between the Service's entry, the desired and the programmed image; an event that changes
+// one Service's endpoints gives only that one a new vector, and the image follows the kernel.
+TEST_F(ProxyControllerTest, ProgrammedImageSharesTheWantedDestinations) {
+  StandardServices();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  auto wanted = [&](const std::string& ns, const std::string& name) -> const Destinations& {
+    return Controller().services().at({ns, name}).virtual_services.at(0).vs.destinations;
+  };
+  auto programmed = [&](const std::string& vip, uint16_t port,
+                        netlink::IpvsProtocol proto) -> const Destinations& {
+    return Controller().programmed().services.at({Ip(vip), proto, port, 0}).destinations;
+  };
+  const auto tcp = netlink::IpvsProtocol::kTcp;
+  EXPECT_TRUE(programmed("10.96.0.10", 80, tcp).SharesWith(wanted("default", "web")));
+  EXPECT_TRUE(programmed("10.96.0.53", 53, netlink::IpvsProtocol::kUdp)
+                  .SharesWith(wanted("kube-system", "dns")));
+  const Destinations api_before = programmed("10.96.0.1", 443, tcp);
+
+  Upsert(Slice("web", "web-1", {{"10.1.0.1"}, {"10.1.0.7"}}, {{"http", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.7:8080 w1"));
+  std::vector<std::string> image;
+  for (const auto& d : programmed("10.96.0.10", 80, tcp)) image.push_back(IdOf(d).ToString());
+  EXPECT_THAT(image, ElementsAre("10.1.0.1:8080", "10.1.0.7:8080"));
+  EXPECT_TRUE(programmed("10.96.0.10", 80, tcp).SharesWith(wanted("default", "web")));
+  EXPECT_TRUE(programmed("10.96.0.1", 443, tcp).SharesWith(api_before));  // untouched
+  // A periodic sync over the unchanged kernel writes nothing and keeps the sharing.
+  ResetCounts();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kPeriodic).ok());
+  EXPECT_EQ(Writes(), 0);
+  EXPECT_TRUE(programmed("10.96.0.10", 80, tcp).SharesWith(wanted("default", "web")));
+}
+
 }  // namespace
 }  // namespace kr::proxy
