@@ -14,6 +14,11 @@ std::optional<IptablesMode> ParseIptablesMode(std::string_view text) {
   return std::nullopt;
 }
 
+std::mutex& BuiltinChainsMutex() {
+  static auto* const mu = new std::mutex();  // never destroyed: controller threads may outlive exit
+  return *mu;
+}
+
 bool IsBuiltinChain(std::string_view chain) {
   return chain == "INPUT" || chain == "FORWARD" || chain == "OUTPUT" || chain == "PREROUTING" ||
          chain == "POSTROUTING";

@@ -221,33 +221,35 @@ TableUpdate PlanFilter(const TableSnapshot& filter, const FirewallInput& input, 
   if (chain == nullptr || !SameRules(*chain, want)) {
     update.replace_chains.push_back({kServicesChain, want});
   }
-  const auto* input_chain = ChainOf(filter, "INPUT");
-  std::vector<std::string> jumps;
-  if (input_chain != nullptr) {
-    for (const auto& rule : *input_chain) {
-      if (netfilter::RuleTarget(rule) == kServicesChain) jumps.push_back(rule);
-    }
+  const std::vector<std::string> none;
+  const auto* found = ChainOf(filter, "INPUT");
+  const std::vector<std::string>& input_chain = found == nullptr ? none : *found;
+  // Below the policy controller's jump when it is there: its pod egress rules must see
+  // pod-to-service traffic before our ACCEPT of service ports (kube-router's start-up order).
+  // A jump of ours above it (the policy controller inserted its jump at the top after we read
+  // INPUT, or an older agent) is moved, so the order never depends on who wrote first.
+  int netpol_at = -1;  // the last jump of the policy controller
+  for (size_t i = 0; i < input_chain.size(); ++i) {
+    if (netfilter::RuleTarget(input_chain[i]) == kNetpolInputChain) netpol_at = static_cast<int>(i);
   }
   const std::string jump = ServicesJumpRule(family);
   bool keep_one = input.permit_all;
-  for (const auto& rule : jumps) {
-    if (keep_one && NormalWords(rule) == NormalWords(jump)) {
+  for (size_t i = 0; i < input_chain.size(); ++i) {
+    const std::string& rule = input_chain[i];
+    if (netfilter::RuleTarget(rule) != kServicesChain) continue;
+    if (keep_one && static_cast<int>(i) > netpol_at && NormalWords(rule) == NormalWords(jump)) {
       keep_one = false;  // the first exact jump stays where it is; duplicates and old forms go
       continue;
     }
     update.delete_rules.push_back({"INPUT", rule});
   }
   if (keep_one) {
-    // Below the policy controller's jump when it is there: its pod egress rules must see
-    // pod-to-service traffic before our ACCEPT of service ports (kube-router's start-up order).
     int position = 1;
-    if (input_chain != nullptr) {
-      int kept = 0;  // rules left above, after the deletions of this update
-      for (const auto& rule : *input_chain) {
-        if (netfilter::RuleTarget(rule) == kServicesChain) continue;  // all deleted above
-        ++kept;
-        if (netfilter::RuleTarget(rule) == kNetpolInputChain) position = kept + 1;
-      }
+    int kept = 0;  // rules left above, after the deletions of this update
+    for (const auto& rule : input_chain) {
+      if (netfilter::RuleTarget(rule) == kServicesChain) continue;  // all deleted above
+      ++kept;
+      if (netfilter::RuleTarget(rule) == kNetpolInputChain) position = kept + 1;
     }
     update.insert_rules.push_back({"INPUT", position, jump});
   }
@@ -264,16 +266,26 @@ TableUpdate PlanNat(const TableSnapshot& nat, const FirewallInput& input, IpFami
   const auto hairpin = HairpinChainRules(input, family);
   if (!hairpin.empty()) want.push_back(HairpinJumpRule());
 
-  // Delete owned rules that are not wanted (and repeats of wanted ones); then append the
-  // missing ones at the end of what is left.
-  std::vector<std::string> kept;
+  // Our rules must stand in the order of `want` whatever the history (a CIDR or the node
+  // address changing after the hairpin jump was appended would otherwise leave the new SNAT
+  // below the jump, where a fresh start has it above). Kept: the owned rules that already
+  // follow `want`'s order from its start; deleted: unwanted ones, repeats, and every owned rule
+  // after the first one out of order; the rest of `want` is appended at the end of what is left.
+  size_t next = 0;  // want[next] is the next rule that may be kept
+  bool in_order = true;
   size_t remaining = post.size();
   for (const auto& rule : post) {
     if (!IsOwnedPostroutingRule(rule)) continue;
-    if (Contains(want, rule) && !Contains(kept, rule)) {
-      kept.push_back(rule);
+    if (in_order && next < want.size() && NormalWords(rule) == NormalWords(want[next])) {
+      ++next;
       continue;
     }
+    // An unwanted rule or a repeat of a kept one leaves the order intact; a wanted rule that
+    // comes early does not.
+    const bool kept_before =
+        std::any_of(want.begin(), want.begin() + static_cast<std::ptrdiff_t>(next),
+                    [&](const std::string& w) { return NormalWords(w) == NormalWords(rule); });
+    if (Contains(want, rule) && !kept_before) in_order = false;
     update.delete_rules.push_back({"POSTROUTING", rule});
     --remaining;
   }
@@ -281,9 +293,8 @@ TableUpdate PlanNat(const TableSnapshot& nat, const FirewallInput& input, IpFami
   if (!hairpin.empty() && (chain == nullptr || !SameRules(*chain, hairpin))) {
     update.replace_chains.push_back({kHairpinChain, hairpin});
   }
-  for (const auto& rule : want) {
-    if (Contains(kept, rule)) continue;
-    update.insert_rules.push_back({"POSTROUTING", static_cast<int>(++remaining), rule});
+  for (size_t i = next; i < want.size(); ++i) {
+    update.insert_rules.push_back({"POSTROUTING", static_cast<int>(++remaining), want[i]});
   }
   if (hairpin.empty() && chain != nullptr) update.delete_chains.push_back(kHairpinChain);
   return update;

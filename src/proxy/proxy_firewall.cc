@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <mutex>
 
 #include "kube_router/base/log.h"
 
@@ -221,6 +222,9 @@ Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
   // 2. Each table with one --noflush delta, planned against what the kernel holds; a table is
   //    read only when its rules differ from the image of the last write (or on verify).
   std::map<IpFamily, FamilyImage> next = image_;
+  // Taken before the first read, held to the end (a few ipset deltas): the policy controller
+  // places its own jumps on its thread. The event path's set-only writes never wait for it.
+  std::unique_lock placing(netfilter::BuiltinChainsMutex(), std::defer_lock);
   for (IpFamily family : families) {
     netfilter::Iptables* tables = Tables(family);
     FamilyImage want{ServicesChainRules(rules_input, family), MasqueradeRules(rules_input, family),
@@ -231,6 +235,7 @@ Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
     const bool nat_same = !read_kernel && old != image_.end() &&
                           old->second.masquerade_rules == want.masquerade_rules &&
                           old->second.hairpin_rules == want.hairpin_rules;
+    if ((!filter_same || !nat_same) && !placing.owns_lock()) placing.lock();
     if (!filter_same) {
       auto filter = tables->Save("filter");
       if (!filter.ok()) return filter.status().Context("reading the filter table");

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -32,8 +33,36 @@ std::string LineDifference(const std::string& want, const std::string& have, siz
   for (const auto& l : std::set<std::string>(h.begin(), h.end())) {
     if (h.count(l) > w.count(l)) out += "  extra (stale or duplicate): " + l + "\n";
   }
-  if (out.empty() && want != have) out = "  same lines, other order\n";
+  if (out.empty() && want != have) out = OrderDifference(want, have);
   return out.substr(0, max_chars);
+}
+
+std::string OrderDifference(const std::string& want, const std::string& have) {
+  // Lines grouped by where their order matters: "-A CHAIN ..." by table and chain (the table
+  // is the last "*table" line above), every other line in one group.
+  auto groups = [](const std::string& s) {
+    std::map<std::string, std::vector<std::string>> out;
+    std::string table;
+    std::istringstream in(s);
+    for (std::string l; std::getline(in, l);) {
+      if (l.starts_with("*")) table = l.substr(1);
+      std::string key = "(lines outside iptables chains)";
+      if (l.starts_with("-A ")) key = table + " " + l.substr(3, l.find(' ', 3) - 3);
+      out[key].push_back(l);
+    }
+    return out;
+  };
+  auto w = groups(want), h = groups(have);
+  std::string out;
+  for (const auto& [key, lines] : w) {
+    const auto& other = h[key];
+    if (lines == other) continue;
+    out += "  same lines, other order in " + key + "; want:\n";
+    for (const auto& l : lines) out += "    " + l + "\n";
+    out += "  have:\n";
+    for (const auto& l : other) out += "    " + l + "\n";
+  }
+  return out.empty() ? "  same lines, other order\n" : out;
 }
 
 Netns::Netns(const std::string& prefix) {

@@ -20,7 +20,11 @@ bool IsRoot();
 // For failure messages comparing kernel state dumps line by line (as multisets): each distinct
 // line `want` has more often than `have` ("missing"), and the reverse ("extra"), at most
 // max_chars; "" exactly when both hold the same lines the same number of times and are equal.
+// When the lines are the same but their order is not, it says where (OrderDifference).
 std::string LineDifference(const std::string& want, const std::string& have, size_t max_chars);
+// For two dumps with the same lines in another order: each iptables chain ("-A CHAIN" lines,
+// per "*table") whose rules stand in another order, with both orders.
+std::string OrderDifference(const std::string& want, const std::string& have);
 
 // A network namespace named "<prefix>-<pid>-<n>", deleted (with every process still inside
 // it killed) when the object is destroyed, even when the test fails.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -92,5 +93,12 @@ Result<TableSnapshot> ParseSave(std::string_view text, const std::string& table)
 bool IsBuiltinChain(std::string_view chain);
 // The jump target of a rule ("-j X" / "-g X"), empty if none.
 std::string RuleTarget(std::string_view rule);
+
+// Held by each controller of this process from its read of a table to its write of rules whose
+// position in a built-in chain it planned from that read (the proxy's INPUT jump goes below the
+// policy controller's, its POSTROUTING rules are appended after what it saw). Without it, a
+// controller running on another thread could write in between and the stale positions would
+// give another order than the same objects give when the writes do not overlap.
+std::mutex& BuiltinChainsMutex();
 
 }  // namespace kr::netfilter

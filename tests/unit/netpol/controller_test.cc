@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 
 #include "controller_fixture.h"
 #include "kube_router/base/hashed_name.h"
@@ -80,6 +81,26 @@ TEST_F(ControllerTest, FullSyncProgramsChainsSetsAndJumpsAtPositionOne) {
   auto before = iptables_->table("filter");
   ASSERT_TRUE(controller_->Sync(SyncReason::kPeriodic).ok());
   EXPECT_EQ(iptables_->table("filter"), before);
+}
+
+// The service proxy plans its INPUT jump below ours from its own read on its own thread: a full
+// sync reads and writes the jumps under netfilter::BuiltinChainsMutex (checked from another
+// thread at the write), so neither write lands between the other's read and write.
+TEST_F(ControllerTest, FullSyncWritesTheJumpsUnderTheBuiltinChainsMutex) {
+  int writes = 0, unheld = 0;
+  iptables_->AfterEachApply([&] {
+    ++writes;
+    const bool free_elsewhere = std::async(std::launch::async, [] {
+                                  std::mutex& mu = netfilter::BuiltinChainsMutex();
+                                  if (!mu.try_lock()) return false;
+                                  mu.unlock();
+                                  return true;
+                                }).get();
+    if (free_elsewhere) ++unheld;
+  });
+  ASSERT_TRUE(controller_->Sync(SyncReason::kStartup).ok());
+  EXPECT_GE(writes, 1);
+  EXPECT_EQ(unheld, 0);
 }
 
 TEST_F(ControllerTest, LabelChangeUpdatesSetMembershipWithoutRewritingChains) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 #include <random>
 
 #include "kube_router/netfilter/fakes.h"
@@ -286,6 +287,107 @@ TEST_F(ProxyFirewallTest, MasqueradeAndHairpinFollowTheInput) {
   EXPECT_EQ(post(), (std::vector<std::string>{
                         "-m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" "
                         "-j SNAT --to-source 192.168.1.10 --random-fully"}));
+}
+
+// The policy controller's jump inserted at the top after we read INPUT and before we wrote
+// (the two controllers' threads interleaving) left ours above it; the next sync that reads
+// INPUT puts ours below it, where either write order without the interleaving has it.
+TEST_F(ProxyFirewallTest, AJumpAboveThePolicyControllersIsMovedBelowIt) {
+  const std::string npc_jump = "-m comment --comment \"kube-router netpol\" -j KUBE-ROUTER-INPUT";
+  netfilter::TableUpdate npc;
+  npc.replace_chains = {{"KUBE-ROUTER-INPUT", {}}};
+  npc.insert_rules = {{"INPUT", 1, npc_jump}};
+  ASSERT_TRUE(v4_.Apply(npc).ok());
+  ASSERT_TRUE(firewall_.Sync(DualStackInput()).ok());
+  const auto fresh = v4_.table("filter").chains["INPUT"];
+  ASSERT_EQ(fresh.size(), 2u);
+  EXPECT_EQ(fresh[0], npc_jump);
+  // The interleaved result.
+  auto& input = v4_.table("filter").chains["INPUT"];
+  std::swap(input[0], input[1]);
+  ASSERT_TRUE(firewall_.Sync(DualStackInput(), /*verify=*/true).ok());
+  EXPECT_EQ(v4_.table("filter").chains["INPUT"], fresh);
+}
+
+// The interleaving itself cannot happen in one agent: both controllers read, plan and write
+// built-in chain positions under netfilter::BuiltinChainsMutex. Every table write of ours holds
+// it (checked from another thread at each write); a set-only change does not take it.
+TEST_F(ProxyFirewallTest, EveryTableWriteHoldsTheBuiltinChainsMutex) {
+  auto held_elsewhere = [] {
+    return !std::async(std::launch::async, [] {
+              std::mutex& mu = netfilter::BuiltinChainsMutex();
+              if (!mu.try_lock()) return false;
+              mu.unlock();
+              return true;
+            }).get();
+  };
+  int table_writes = 0, unheld = 0;
+  for (FakeIptables* ipt : {&v4_, &v6_}) {
+    ipt->AfterEachApply([&] {
+      ++table_writes;
+      if (!held_elsewhere()) ++unheld;
+    });
+  }
+  FirewallInput in = DualStackInput();
+  in.masquerade_all = true;
+  ASSERT_TRUE(firewall_.Sync(in).ok());
+  in.node_ips = {Ip("192.168.1.11"), Ip("fd00:1::11")};
+  ASSERT_TRUE(firewall_.Sync(in, /*verify=*/true).ok());
+  EXPECT_GE(table_writes, 6);  // filter and nat of both families, then nat of both again
+  EXPECT_EQ(unheld, 0);
+  bool set_write_held = true;
+  ipset_.AfterEachApply([&] { set_write_held = held_elsewhere(); });
+  in.services.push_back({Ip("10.96.0.44"), "tcp", 80});
+  ASSERT_TRUE(firewall_.Sync(in).ok());
+  EXPECT_FALSE(set_write_held);  // the event path never waits for a policy full sync
+}
+
+// POSTROUTING's rules of ours stand in one order for one input whatever came before (Services
+// with hairpin added and removed, the node address, pod CIDRs and --masquerade-all changing):
+// after every step of a random history the chain equals a fresh start's.
+TEST_F(ProxyFirewallTest, PostroutingOrderIsAFunctionOfTheInputNotOfItsHistory) {
+  std::mt19937 random(5);
+  const std::vector<std::string> foreign = {"-j DOCKER-POSTROUTING"};
+  auto with_foreign = [&](FakeIptables* ipt) {
+    netfilter::TableUpdate u;
+    u.table = "nat";
+    u.replace_chains = {{"DOCKER-POSTROUTING", {}}};
+    u.insert_rules = {{"POSTROUTING", 1, foreign[0]}};
+    ASSERT_TRUE(ipt->Apply(u).ok());
+  };
+  ASSERT_NO_FATAL_FAILURE(with_foreign(&v4_));
+  FirewallInput in = DualStackInput();
+  for (int step = 0; step < 300; ++step) {
+    switch (random() % 4) {
+      case 0:
+        if (in.hairpin.empty()) {
+          in.hairpin = {{Ip("10.244.1.5"), Ip("10.96.0.10"), 53}};
+        } else {
+          in.hairpin.clear();
+        }
+        break;
+      case 1:
+        in.node_ips = {random() % 2 ? Ip("192.168.1.10") : Ip("192.168.1.11")};
+        break;
+      case 2:
+        in.pod_cidrs.clear();
+        if (random() % 2) in.pod_cidrs.push_back(Net("10.244.1.0/24"));
+        if (random() % 2) in.pod_cidrs.push_back(Net("10.245.1.0/24"));
+        break;
+      default:
+        in.masquerade_all = !in.masquerade_all;
+    }
+    ASSERT_TRUE(firewall_.Sync(in).ok()) << "step " << step;
+    FakeIptables fresh_v4{IpFamily::kV4};
+    FakeIptables fresh_v6{IpFamily::kV6};
+    FakeIpset fresh_sets;
+    ASSERT_NO_FATAL_FAILURE(with_foreign(&fresh_v4));
+    ProxyFirewall fresh{&fresh_v4, &fresh_v6, &fresh_sets};
+    ASSERT_TRUE(fresh.Sync(in).ok());
+    ASSERT_EQ(v4_.table("nat").chains["POSTROUTING"], fresh_v4.table("nat").chains["POSTROUTING"])
+        << "step " << step;
+    ASSERT_EQ(v4_.table("filter").chains["INPUT"], fresh_v4.table("filter").chains["INPUT"]);
+  }
 }
 
 TEST_F(ProxyFirewallTest, CleanupRemovesEveryFormOfOursAndNothingForeignTwice) {
