@@ -19,15 +19,35 @@ if out=$("$tidy" --quiet --warnings-as-errors='*' "${thread_safety[@]}" \
   exit 1
 fi
 
+# The libraries build as unity files (KR_UNITY_BUILD), which compile_commands.json lists instead
+# of the sources they include: each source gets its unity file's command (the same flags), so
+# clang-tidy parses every file on its own, and a file that compiles only after its batch's
+# earlier files (a missing #include) fails here.
+commands=$(mktemp -d /tmp/kr-tidy.XXXXXX)
+trap 'rm -rf "$commands"' EXIT
 files=$(python3 -c '
-import json, os, sys
+import json, os, re, sys
+build, out = sys.argv[1], sys.argv[2]
 root = os.path.join(os.getcwd(), "src") + os.sep
-for e in json.load(open(sys.argv[1])):
-    if os.path.realpath(e["file"]).startswith(root):
-        print(e["file"])' "$build/compile_commands.json" | sort -u)
+entries = []
+for e in json.load(open(os.path.join(build, "compile_commands.json"))):
+    path = os.path.join(e["directory"], e["file"])
+    if re.search(r"/Unity/unity_[^/]*\.cxx$", path):
+        with open(path, encoding="utf-8") as unity:
+            sources = re.findall(r"^#include \"([^\"]+)\"$", unity.read(), re.MULTILINE)
+        if not sources:
+            sys.exit("check-tidy: no source in unity file " + path)
+        for source in sources:
+            entries.append(dict(e, file=source, command=e["command"].replace(e["file"], source)))
+    else:
+        entries.append(e)
+json.dump(entries, open(os.path.join(out, "compile_commands.json"), "w"), indent=1)
+for e in entries:
+    if os.path.realpath(os.path.join(e["directory"], e["file"])).startswith(root):
+        print(e["file"])' "$build" "$commands" | sort -u)
 [ -n "$files" ] || { echo "check-tidy: no file under src/ in $build/compile_commands.json" >&2; exit 1; }
 # The compiler warnings (gcc's -Werror set, clang's own view of them) are the build's business;
 # clang-tidy enforces the checks of .clang-tidy and the thread-safety analysis.
-xargs -P "$(nproc)" -n 4 "$tidy" -p "$build" --quiet --warnings-as-errors='*' \
+xargs -P "$(nproc)" -n 4 "$tidy" -p "$commands" --quiet --warnings-as-errors='*' \
   "${thread_safety[@]}" --extra-arg=-Wno-unknown-warning-option --extra-arg=-Wno-error <<<"$files"
 echo "check-tidy: $(wc -l <<<"$files") files under src/ pass .clang-tidy and -Wthread-safety"

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <string>
 
+#include "host_port.h"
 #include "kube_router/netlink/conntrack.h"
 #include "kube_router/netlink/rule_table.h"
 
@@ -20,13 +21,9 @@ std::string ProtocolText(uint8_t protocol) {
   return "proto " + std::to_string(protocol);
 }
 
-std::string HostPort(const IpAddress& address, uint16_t port) {
-  std::string host = address.is_v6() ? "[" + address.ToString() + "]" : address.ToString();
-  return host + ":" + std::to_string(port);
-}
-
 std::string TupleText(const ConntrackTuple& t) {
-  return HostPort(t.source, t.source_port) + "->" + HostPort(t.destination, t.destination_port);
+  return HostPortText(t.source, t.source_port) + "->" +
+         HostPortText(t.destination, t.destination_port);
 }
 
 }  // namespace

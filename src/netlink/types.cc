@@ -1,6 +1,7 @@
 // Value-type helpers shared by the real adapters and the fakes.
 #include <string>
 
+#include "host_port.h"
 #include "kube_router/base/hashed_name.h"
 #include "kube_router/netlink/ipvs.h"
 #include "kube_router/netlink/links.h"
@@ -80,10 +81,6 @@ const char* ProtocolName(IpvsProtocol protocol) {
   return "?";
 }
 
-std::string HostPort(const IpAddress& address, uint16_t port) {
-  std::string host = address.is_v6() ? "[" + address.ToString() + "]" : address.ToString();
-  return host + ":" + std::to_string(port);
-}
 }  // namespace
 
 bool IpvsService::SameIdentity(const IpvsService& other) const {
@@ -96,7 +93,7 @@ bool IpvsService::SameIdentity(const IpvsService& other) const {
 std::string IpvsService::ToString() const {
   std::string out = fwmark != 0
                         ? "FWM " + std::to_string(fwmark) + (address.is_v6() ? " IPv6" : " IPv4")
-                        : std::string(ProtocolName(protocol)) + " " + HostPort(address, port);
+                        : std::string(ProtocolName(protocol)) + " " + HostPortText(address, port);
   out += " " + scheduler;
   if (flags & ipvs_flags::kPersistent) out += " persistent " + std::to_string(timeout);
   return out;
@@ -111,7 +108,7 @@ std::string IpvsDestination::ToString() const {
   const char* method = forward == IpvsForward::kMasquerade ? "masq"
                        : forward == IpvsForward::kTunnel   ? "tunnel"
                                                            : "route";
-  return HostPort(address, port) + " " + method + " weight " + std::to_string(weight);
+  return HostPortText(address, port) + " " + method + " weight " + std::to_string(weight);
 }
 
 std::string SysctlPath(const std::string& key) {
