@@ -262,15 +262,18 @@ TableUpdate PlanNat(const TableSnapshot& nat, const FirewallInput& input, IpFami
   std::vector<std::string> post;
   if (const auto* p = ChainOf(nat, "POSTROUTING")) post = *p;
 
-  std::vector<std::string> want = MasqueradeRules(input, family);
+  // The hairpin jump first: with --masquerade-all the catch-all SNAT above it would give
+  // hairpin traffic the node's address instead of the VIP.
+  std::vector<std::string> want;
   const auto hairpin = HairpinChainRules(input, family);
   if (!hairpin.empty()) want.push_back(HairpinJumpRule());
+  for (auto& rule : MasqueradeRules(input, family)) want.push_back(std::move(rule));
 
-  // Our rules must stand in the order of `want` whatever the history (a CIDR or the node
-  // address changing after the hairpin jump was appended would otherwise leave the new SNAT
-  // below the jump, where a fresh start has it above). Kept: the owned rules that already
-  // follow `want`'s order from its start; deleted: unwanted ones, repeats, and every owned rule
-  // after the first one out of order; the rest of `want` is appended at the end of what is left.
+  // Our rules must stand in the order of `want` whatever the history (a hairpin jump added
+  // after the SNATs would otherwise stay below them, where a fresh start has it above). Kept: the
+  // owned rules that already follow `want`'s order from its start; deleted: unwanted ones, repeats,
+  // and every owned rule after the first one out of order; the rest of `want` is appended at the
+  // end of what is left.
   size_t next = 0;  // want[next] is the next rule that may be kept
   bool in_order = true;
   size_t remaining = post.size();

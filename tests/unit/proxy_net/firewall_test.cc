@@ -129,9 +129,9 @@ TEST_F(ProxyFirewallTest, ProgramsKubeRoutersRulesAndSetsInBothFamilies) {
   auto& nat = v4_.table("nat").chains;
   EXPECT_EQ(nat["POSTROUTING"],
             (std::vector<std::string>{
+                "-m ipvs --vdir ORIGINAL -j KUBE-ROUTER-HAIRPIN",
                 "! -s 10.244.1.0/24 ! -d 10.244.1.0/24 -m ipvs --vdir ORIGINAL --vmethod "
-                "MASQ -m comment --comment \"\" -j SNAT --to-source 192.168.1.10 --random-fully",
-                "-m ipvs --vdir ORIGINAL -j KUBE-ROUTER-HAIRPIN"}));
+                "MASQ -m comment --comment \"\" -j SNAT --to-source 192.168.1.10 --random-fully"}));
   EXPECT_EQ(nat[kHairpinChain],
             (std::vector<std::string>{"-s 10.244.1.5/32 -d 10.244.1.5/32 -m ipvs --vaddr "
                                       "10.96.0.10/32 --vport 53 -j SNAT --to-source 10.96.0.10"}));
@@ -272,8 +272,9 @@ TEST_F(ProxyFirewallTest, MasqueradeAndHairpinFollowTheInput) {
   in.masquerade_all = true;
   ASSERT_TRUE(firewall_.Sync(in).ok());
   auto post = [&] { return v4_.table("nat").chains["POSTROUTING"]; };
-  ASSERT_EQ(post().size(), 4u);  // two CIDRs, masquerade-all, hairpin jump
-  EXPECT_EQ(post()[2],
+  ASSERT_EQ(post().size(), 4u);  // hairpin jump (above the catch-all), two CIDRs, masquerade-all
+  EXPECT_EQ(post()[0], HairpinJumpRule());
+  EXPECT_EQ(post()[3],
             "-m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment \"\" -j SNAT "
             "--to-source 192.168.1.10 --random-fully");
   in.masquerade_all = false;
