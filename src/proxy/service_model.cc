@@ -115,11 +115,11 @@ void Destinations::Put(const netlink::IpvsDestination& destination) {
 }
 
 void Destinations::Erase(const DestinationId& id) {
-  if (!contains(id)) return;
+  auto found = find(id);
+  if (found == end()) return;
+  const auto offset = found - begin();  // Mutable() may clone: the iterator would be stale
   Items& all = Mutable();
-  auto it = std::lower_bound(all.begin(), all.end(), id,
-                             [](const auto& d, const DestinationId& key) { return IdOf(d) < key; });
-  all.erase(it);
+  all.erase(all.begin() + offset);
   if (all.empty()) items_.reset();
 }
 
