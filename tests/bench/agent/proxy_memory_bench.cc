@@ -84,18 +84,6 @@ double ObjectsSize(const kr::k8s::Store<T>& store) {
   return HeapBytes() - before;
 }
 
-std::string Manifests(int services) {
-  std::vector<std::string> items = {
-      R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"spec":{"podCIDR":"10.71.0.0/24","podCIDRs":["10.71.0.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})"};
-  for (int i = 0; i < services; ++i) {
-    items.push_back(pb::ServiceJson(i));
-    items.push_back(pb::SliceJson(i));
-  }
-  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
-  return out + "]}";
-}
-
 class NullObserver : public kr::SyncObserver {
  public:
   void OnSyncSucceeded(const std::string&, kr::SyncReason, std::chrono::nanoseconds) override {}
@@ -114,7 +102,7 @@ long Kib(const char* field) { return kr::testing::ProcStatusKib(getpid(), field)
 std::string Measure(int services, bool extensions, bool exit_settled, Figures& f) {
   TempDir dir;
   std::filesystem::create_directories(dir.path() + "/manifests");
-  std::ofstream(dir.path() + "/manifests/cluster.json") << Manifests(services);
+  std::ofstream(dir.path() + "/manifests/cluster.json") << pb::ClusterManifest(services, true);
   const std::string kubeconfig = dir.path() + "/kubeconfig";
   Process api({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
                dir.path() + "/manifests", "--kubeconfig-out", kubeconfig},

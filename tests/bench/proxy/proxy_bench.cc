@@ -52,28 +52,19 @@ using kr::testing::Process;
 using kr::testing::ScopedNetns;
 using kr::testing::TempDir;
 using kr::testing::WaitFor;
+using kr::testing::proxy_bench::ClusterManifest;
 using kr::testing::proxy_bench::Endpoints;
 using kr::testing::proxy_bench::EndpointsJson;
 using kr::testing::proxy_bench::kEndpointsPerService;
 using kr::testing::proxy_bench::kPort;
 using kr::testing::proxy_bench::kTargetPort;
 using kr::testing::proxy_bench::ReplacementIp;
-using kr::testing::proxy_bench::ServiceJson;
-using kr::testing::proxy_bench::SliceJson;
 using kr::testing::proxy_bench::Vip;
 
 constexpr const char* kNode = "node0";
 constexpr int kHealthPort = 20244;  // inside the node namespace
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-std::string Manifests(int services) {
-  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
-  out +=
-      R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"spec":{"podCIDR":"10.71.0.0/24","podCIDRs":["10.71.0.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})";
-  for (int i = 0; i < services; ++i) out += "," + ServiceJson(i) + "," + SliceJson(i);
-  return out + "]}";
-}
 
 std::string IpvsadmRestoreText(int services) {
   std::string out;
@@ -171,8 +162,9 @@ std::string StartWorld(World& w, const std::string& prefix, int services,
       "ip link set kr-up1 up && ip addr add 192.0.2.1/24 dev kr-up && "
       "ip route add default via 192.0.2.2");
   if (!up.ok()) return "node setup: " + up.error();
-  if (auto e = kr::testing::StartFakeApiServer(*w.node, w.dir.path(), Manifests(services),
-                                               kr::testing::kFakeApiServerBinary, 1200s, w.api);
+  if (auto e =
+          kr::testing::StartFakeApiServer(*w.node, w.dir.path(), ClusterManifest(services, true),
+                                          kr::testing::kFakeApiServerBinary, 1200s, w.api);
       !e.empty()) {
     return e;
   }

@@ -62,4 +62,16 @@ inline std::string SliceJson(int i) {
          R"(,"ports":[{"name":"http","port":8080,"protocol":"TCP"}]})";
 }
 
+// The node (node0, InternalIP 192.0.2.1; pod CIDR 10.71.0.0/24 when `with_pod_cidr`) and the
+// first `services` Services with their slices, as one List manifest for fake-apiserver.
+inline std::string ClusterManifest(int services, bool with_pod_cidr) {
+  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
+  out +=
+      with_pod_cidr
+          ? R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"spec":{"podCIDR":"10.71.0.0/24","podCIDRs":["10.71.0.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})"
+          : R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})";
+  for (int i = 0; i < services; ++i) out += "," + ServiceJson(i) + "," + SliceJson(i);
+  return out + "]}";
+}
+
 }  // namespace kr::testing::proxy_bench

@@ -57,23 +57,14 @@ using kr::testing::Percentile;
 using kr::testing::Process;
 using kr::testing::TempDir;
 using kr::testing::WaitFor;
+using kr::testing::proxy_bench::ClusterManifest;
 using kr::testing::proxy_bench::Endpoints;
 using kr::testing::proxy_bench::EndpointsJson;
 using kr::testing::proxy_bench::kEndpointsPerService;
 using kr::testing::proxy_bench::ReplacementIp;
-using kr::testing::proxy_bench::ServiceJson;
-using kr::testing::proxy_bench::SliceJson;
 using kr::testing::proxy_bench::Vip;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-std::string Manifests(int services) {
-  std::string out = R"({"apiVersion":"v1","kind":"List","items":[)";
-  out +=
-      R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node0"},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}})";
-  for (int i = 0; i < services; ++i) out += "," + ServiceJson(i) + "," + SliceJson(i);
-  return out + "]}";
-}
 
 // Where one round's time goes, each stage stamped where it happens (steady clock, one process
 // except fake-apiserver): the PATCH answered, the informer's event posted to the dispatcher,
@@ -257,7 +248,7 @@ class Rig {
   // list's events (so that the rounds time one change each). Returns an error text.
   std::string Start() {
     std::filesystem::create_directories(dir_.path() + "/manifests");
-    std::ofstream(dir_.path() + "/manifests/cluster.json") << Manifests(services_);
+    std::ofstream(dir_.path() + "/manifests/cluster.json") << ClusterManifest(services_, false);
     const std::string kubeconfig = dir_.path() + "/kubeconfig";
     auto start = Clock::now();
     api_ = std::make_unique<Process>(
