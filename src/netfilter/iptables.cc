@@ -14,8 +14,8 @@ std::optional<IptablesMode> ParseIptablesMode(std::string_view text) {
   return std::nullopt;
 }
 
-std::mutex& BuiltinChainsMutex() {
-  static auto* const mu = new std::mutex();  // never destroyed: controller threads may outlive exit
+kr::Mutex& BuiltinChainsMutex() {
+  static auto* const mu = new kr::Mutex();  // never destroyed: controller threads may outlive exit
   return *mu;
 }
 

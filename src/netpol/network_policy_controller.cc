@@ -184,7 +184,7 @@ Status NetworkPolicyController::WriteEverything() {
   // From the reads to the chain writes: our jumps go first in INPUT/FORWARD/OUTPUT, planned
   // from these reads, and the service proxy places its own INPUT jump on its thread. (Held to
   // the end: what follows is two short ipset writes.)
-  std::lock_guard placing(netfilter::BuiltinChainsMutex());
+  kr::MutexLock placing(netfilter::BuiltinChainsMutex());
   std::vector<netfilter::TableSnapshot> snapshots;
   for (auto& f : families_) {
     auto snapshot = f.iptables->Save("filter");

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <iterator>
-#include <mutex>
 
 #include "kube_router/base/log.h"
 
@@ -222,11 +221,12 @@ Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
   // 2. Each table with one --noflush delta, planned against what the kernel holds; a table is
   //    read only when its rules differ from the image of the last write (or on verify).
   std::map<IpFamily, FamilyImage> next = image_;
-  // Taken before the first read, held to the end (a few ipset deltas): the policy controller
-  // places its own jumps on its thread. The event path's set-only writes never wait for it.
-  std::unique_lock placing(netfilter::BuiltinChainsMutex(), std::defer_lock);
+  struct TablesToWrite {
+    IpFamily family;
+    bool filter, nat;
+  };
+  std::vector<TablesToWrite> writes;
   for (IpFamily family : families) {
-    netfilter::Iptables* tables = Tables(family);
     FamilyImage want{ServicesChainRules(rules_input, family), MasqueradeRules(rules_input, family),
                      HairpinChainRules(rules_input, family)};
     auto old = image_.find(family);
@@ -235,30 +235,16 @@ Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
     const bool nat_same = !read_kernel && old != image_.end() &&
                           old->second.masquerade_rules == want.masquerade_rules &&
                           old->second.hairpin_rules == want.hairpin_rules;
-    if ((!filter_same || !nat_same) && !placing.owns_lock()) placing.lock();
-    if (!filter_same) {
-      auto filter = tables->Save("filter");
-      if (!filter.ok()) return filter.status().Context("reading the filter table");
-      auto update = PlanFilter(*filter, rules_input, family);
-      if (!update.empty()) {
-        if (auto s = tables->Apply(update); !s.ok()) {
-          return s.Context(std::string("writing the VIP firewall (") +
-                           netfilter::IpFamilyName(family) + ")");
-        }
-      }
-    }
-    if (!nat_same) {
-      auto nat = tables->Save("nat");
-      if (!nat.ok()) return nat.status().Context("reading the nat table");
-      auto update = PlanNat(*nat, rules_input, family);
-      if (!update.empty()) {
-        if (auto s = tables->Apply(update); !s.ok()) {
-          return s.Context(std::string("writing masquerade/hairpin rules (") +
-                           netfilter::IpFamilyName(family) + ")");
-        }
-      }
-    }
+    if (!filter_same || !nat_same) writes.push_back({family, !filter_same, !nat_same});
     next[family] = std::move(want);
+  }
+  if (!writes.empty()) {
+    // Taken before the first read, held to the last table write: the policy controller places
+    // its own jumps on its thread. The event path's set-only writes never wait for it.
+    kr::MutexLock placing(netfilter::BuiltinChainsMutex());
+    for (const TablesToWrite& w : writes) {
+      if (auto s = WriteTables(w.family, w.filter, w.nat, rules_input); !s.ok()) return s;
+    }
   }
 
   // 3. Entries that went away, after the rules that needed them.
@@ -269,6 +255,34 @@ Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
   }
   image_ = std::move(next);
   image_valid_ = true;
+  return Status::Ok();
+}
+
+Status ProxyFirewall::WriteTables(IpFamily family, bool filter, bool nat,
+                                  const FirewallInput& rules_input) {
+  netfilter::Iptables* tables = Tables(family);
+  if (filter) {
+    auto snapshot = tables->Save("filter");
+    if (!snapshot.ok()) return snapshot.status().Context("reading the filter table");
+    auto update = PlanFilter(*snapshot, rules_input, family);
+    if (!update.empty()) {
+      if (auto s = tables->Apply(update); !s.ok()) {
+        return s.Context(std::string("writing the VIP firewall (") +
+                         netfilter::IpFamilyName(family) + ")");
+      }
+    }
+  }
+  if (nat) {
+    auto snapshot = tables->Save("nat");
+    if (!snapshot.ok()) return snapshot.status().Context("reading the nat table");
+    auto update = PlanNat(*snapshot, rules_input, family);
+    if (!update.empty()) {
+      if (auto s = tables->Apply(update); !s.ok()) {
+        return s.Context(std::string("writing masquerade/hairpin rules (") +
+                         netfilter::IpFamilyName(family) + ")");
+      }
+    }
+  }
   return Status::Ok();
 }
 

@@ -1,7 +1,6 @@
 // The controller's kernel sync: learned routes, overlay tunnels and their FoU ports (the part a
 // learned or withdrawn path needs) and the pod egress ipsets and masquerade chain.
 #include <algorithm>
-#include <mutex>
 
 #include "controller_metrics.h"
 #include "kube_router/base/log.h"
@@ -114,7 +113,7 @@ Status NetworkRoutesController::SyncPodEgressFamily(const std::vector<NodeInfo>&
   }
   // From the read to the write: the service proxy appends its POSTROUTING rules at positions it
   // plans from its own read, on its own thread.
-  std::lock_guard placing(netfilter::BuiltinChainsMutex());
+  kr::MutexLock placing(netfilter::BuiltinChainsMutex());
   auto nat = iptables.Save("nat");
   if (!nat) return nat.status().Context("reading the " + name + " nat table");
   netfilter::TableUpdate update = PlanPodEgress(*nat, enabled, family);

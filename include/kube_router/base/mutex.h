@@ -19,6 +19,7 @@
 #define KR_EXCLUDES(...) KR_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
 #define KR_ACQUIRE(...) KR_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 #define KR_RELEASE(...) KR_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
+#define KR_TRY_ACQUIRE(...) KR_THREAD_ANNOTATION(try_acquire_capability(__VA_ARGS__))
 #define KR_ASSERT_CAPABILITY(mu) KR_THREAD_ANNOTATION(assert_capability(mu))
 
 namespace kr {
@@ -27,6 +28,9 @@ class KR_CAPABILITY("mutex") Mutex {
  public:
   void lock() KR_ACQUIRE() { mu_.lock(); }
   void unlock() KR_RELEASE() { mu_.unlock(); }
+  // Holds the mutex when it returns true (a Lockable: std::try_lock and tests probing whether
+  // another thread holds it).
+  bool try_lock() KR_TRY_ACQUIRE(true) { return mu_.try_lock(); }
   // Tells the analysis the caller holds the mutex: for the predicate of a condition-variable
   // wait, a lambda the analysis sees as a separate function.
   void AssertHeld() const KR_ASSERT_CAPABILITY(this) {}

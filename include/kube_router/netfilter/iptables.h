@@ -5,13 +5,13 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "kube_router/base/mutex.h"
 #include "kube_router/base/status.h"
 
 namespace kr::netfilter {
@@ -98,7 +98,9 @@ std::string RuleTarget(std::string_view rule);
 // position in a built-in chain it planned from that read (the proxy's INPUT jump goes below the
 // policy controller's, its POSTROUTING rules are appended after what it saw). Without it, a
 // controller running on another thread could write in between and the stale positions would
-// give another order than the same objects give when the writes do not overlap.
-std::mutex& BuiltinChainsMutex();
+// give another order than the same objects give when the writes do not overlap. A function that
+// writes positions planned from such a read says KR_REQUIRES(netfilter::BuiltinChainsMutex()),
+// and clang's -Wthread-safety (scripts/check-tidy.sh) rejects a call without it held.
+kr::Mutex& BuiltinChainsMutex();
 
 }  // namespace kr::netfilter

@@ -80,8 +80,10 @@ class NetworkPolicyController : public Controller {
   // Fails when a chain of ours could not be parsed; warns (once while it lasts) about other
   // software's lines that were skipped.
   Status CheckSnapshot(FamilyState& family, const netfilter::TableSnapshot& snapshot);
+  // Writes the jumps at the positions planned from `snapshot`: under the lock of that read.
   Status SyncFamilyChainsFull(FamilyState& family, const DesiredState& desired,
-                              const netfilter::TableSnapshot& snapshot);
+                              const netfilter::TableSnapshot& snapshot)
+      KR_REQUIRES(netfilter::BuiltinChainsMutex());
   void LogNewProblems();
 
   NetpolConfig config_;

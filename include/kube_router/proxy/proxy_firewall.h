@@ -83,6 +83,10 @@ class ProxyFirewall {
   // Writes `sets` and the rules; with `read_kernel` the sets are planned against the kernel
   // instead (`sets` ignored) and every table is read.
   Status Write(SetPlan sets, bool read_kernel);
+  // Reads the family's filter and/or nat table and writes what PlanFilter/PlanNat plan from it:
+  // positions in built-in chains, so under the lock of that read.
+  Status WriteTables(netfilter::IpFamily family, bool filter, bool nat,
+                     const FirewallInput& rules_input) KR_REQUIRES(netfilter::BuiltinChainsMutex());
 
   netfilter::Iptables* v4_;
   netfilter::Iptables* v6_;

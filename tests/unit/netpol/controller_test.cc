@@ -91,7 +91,7 @@ TEST_F(ControllerTest, FullSyncWritesTheJumpsUnderTheBuiltinChainsMutex) {
   iptables_->AfterEachApply([&] {
     ++writes;
     const bool free_elsewhere = std::async(std::launch::async, [] {
-                                  std::mutex& mu = netfilter::BuiltinChainsMutex();
+                                  kr::Mutex& mu = netfilter::BuiltinChainsMutex();
                                   if (!mu.try_lock()) return false;
                                   mu.unlock();
                                   return true;

@@ -316,7 +316,7 @@ TEST_F(ProxyFirewallTest, AJumpAboveThePolicyControllersIsMovedBelowIt) {
 TEST_F(ProxyFirewallTest, EveryTableWriteHoldsTheBuiltinChainsMutex) {
   auto held_elsewhere = [] {
     return !std::async(std::launch::async, [] {
-              std::mutex& mu = netfilter::BuiltinChainsMutex();
+              kr::Mutex& mu = netfilter::BuiltinChainsMutex();
               if (!mu.try_lock()) return false;
               mu.unlock();
               return true;
