@@ -200,66 +200,29 @@ class HealthCheckExtension : public ProxyExtension {
   HealthCheckServers servers_;
 };
 
+// No state of its own: ServiceMetrics keeps each Service's targets and who labels a key.
 class MetricsExtension : public ProxyExtension {
  public:
   MetricsExtension(metrics::Registry& registry, netlink::Ipvs& ipvs) : metrics_(registry, ipvs) {}
   std::string Name() const override { return "service metrics"; }
   Status Apply(const ProxySnapshot& snapshot) override {
     if (snapshot.full) {
-      keys_.clear();
-      claims_.clear();
-      for (const auto& [name, svc] : *snapshot.services) Claim(name, svc, *snapshot.programmed);
-      metrics_.SetServices(MetricLabelsOf(snapshot));
+      metrics_.SetAll(MetricTargetsOf(snapshot));
     } else {
-      // Only the changed Services' keys; a key two Services want keeps the first one's labels.
-      std::set<IpvsServiceKey> affected;
+      // Only the changed Services (a key two Services want keeps the first one's labels).
       for (const auto& name : snapshot.changed) {
-        if (auto it = keys_.find(name); it != keys_.end()) {
-          for (const auto& key : it->second) {
-            affected.insert(key);
-            auto& owners = claims_[key];
-            owners.erase(name);
-            if (owners.empty()) claims_.erase(key);
-          }
-          keys_.erase(it);
-        }
-        if (auto it = snapshot.services->find(name); it != snapshot.services->end()) {
-          for (const auto& key : Claim(name, it->second, *snapshot.programmed)) {
-            affected.insert(key);
-          }
-        }
+        auto it = snapshot.services->find(name);
+        metrics_.SetService(name, it == snapshot.services->end()
+                                      ? std::vector<MetricTarget>{}
+                                      : MetricTargetsOfService(it->second, *snapshot.programmed));
       }
-      std::map<IpvsServiceKey, ServiceMetricLabels> upserts;
-      std::vector<IpvsServiceKey> removed;
-      for (const auto& key : affected) {
-        auto it = claims_.find(key);
-        if (it == claims_.end()) {
-          removed.push_back(key);
-        } else {
-          upserts[key] = it->second.begin()->second;
-        }
-      }
-      metrics_.UpdateServices(upserts, removed);
     }
     metrics_.ObserveSync(snapshot.sync_seconds, snapshot.ipvs_services);
     return Status::Ok();
   }
 
  private:
-  std::vector<IpvsServiceKey> Claim(const ServiceName& name, const DesiredService& svc,
-                                    const ProxyImage& programmed) {
-    std::vector<IpvsServiceKey> keys;
-    for (auto& [key, labels] : MetricLabelsOfService(svc, programmed)) {
-      keys.push_back(key);
-      claims_[key][name] = std::move(labels);
-    }
-    if (!keys.empty()) keys_[name] = keys;
-    return keys;
-  }
-
   ServiceMetrics metrics_;
-  std::map<ServiceName, std::vector<IpvsServiceKey>> keys_;
-  std::map<IpvsServiceKey, std::map<ServiceName, ServiceMetricLabels>> claims_;
 };
 
 class ConntrackExtension : public ProxyExtension {
@@ -509,23 +472,21 @@ std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot) {
   return out;
 }
 
-std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOfService(const DesiredService& svc,
-                                                                    const ProxyImage& programmed) {
-  std::map<IpvsServiceKey, ServiceMetricLabels> out;
+std::vector<MetricTarget> MetricTargetsOfService(const DesiredService& svc,
+                                                 const ProxyImage& programmed) {
+  std::vector<MetricTarget> out;
   for (const auto& d : svc.virtual_services) {
-    const auto& s = d.vs.service;
     if (!d.dsr && !programmed.services.contains(d.vs.id())) continue;
-    out.emplace(KeyOf(s),
-                ServiceMetricLabels{svc.name.namespace_, svc.name.name, s.address.ToString(),
-                                    ProtocolText(s.protocol), s.port});
+    out.push_back(MetricTargetOf(d.vs.service));
   }
   return out;
 }
 
-std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOf(const ProxySnapshot& snapshot) {
-  std::map<IpvsServiceKey, ServiceMetricLabels> out;
+std::map<ServiceName, std::vector<MetricTarget>> MetricTargetsOf(const ProxySnapshot& snapshot) {
+  std::map<ServiceName, std::vector<MetricTarget>> out;
   for (const auto& [name, svc] : *snapshot.services) {
-    for (auto& entry : MetricLabelsOfService(svc, *snapshot.programmed)) out.insert(entry);
+    auto targets = MetricTargetsOfService(svc, *snapshot.programmed);
+    if (!targets.empty()) out.emplace_hint(out.end(), name, std::move(targets));
   }
   return out;
 }

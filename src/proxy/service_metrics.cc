@@ -1,5 +1,6 @@
 #include "kube_router/proxy/service_metrics.h"
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -41,15 +42,33 @@ constexpr StatFamily kFamilies[] = {
      &netlink::IpvsStats::bytes_out_per_second},
 };
 
+const char* ProtocolLabel(netlink::IpvsProtocol p) {
+  switch (p) {
+    case netlink::IpvsProtocol::kTcp:
+      return "tcp";
+    case netlink::IpvsProtocol::kUdp:
+      return "udp";
+    case netlink::IpvsProtocol::kSctp:
+      return "sctp";
+  }
+  return "tcp";
+}
+
 }  // namespace
 
-IpvsServiceKey KeyOf(const netlink::IpvsService& service) {
-  if (service.fwmark != 0) {
+IpvsServiceKey KeyOf(const netlink::IpvsService& service) { return KeyOf(MetricTargetOf(service)); }
+
+IpvsServiceKey KeyOf(const MetricTarget& target) {
+  if (target.fwmark != 0) {
     // List reports a fwmark service with the zero address of its family, TCP and port 0.
-    IpAddress zero = service.address.is_v4() ? IpAddress::V4(0) : IpAddress::V6({});
-    return {zero, netlink::IpvsProtocol::kTcp, 0, service.fwmark};
+    IpAddress zero = target.vip.is_v4() ? IpAddress::V4(0) : IpAddress::V6({});
+    return {zero, netlink::IpvsProtocol::kTcp, 0, target.fwmark};
   }
-  return {service.address, service.protocol, service.port, 0};
+  return {target.vip, target.protocol, target.port, 0};
+}
+
+MetricTarget MetricTargetOf(const netlink::IpvsService& service) {
+  return {service.address, service.protocol, service.port, service.fwmark};
 }
 
 ServiceMetrics::ServiceMetrics(metrics::Registry& registry, netlink::Ipvs& ipvs)
@@ -66,16 +85,86 @@ ServiceMetrics::ServiceMetrics(metrics::Registry& registry, netlink::Ipvs& ipvs)
 
 ServiceMetrics::~ServiceMetrics() { registry_.RemoveCollector(collector_id_); }
 
-void ServiceMetrics::SetServices(std::map<IpvsServiceKey, ServiceMetricLabels> services) {
-  std::lock_guard lock(mu_);
-  services_ = std::move(services);
+namespace {
+
+// Sorted by key, one per key (the first given).
+std::vector<MetricTarget> ByKey(std::vector<MetricTarget> targets) {
+  auto less = [](const MetricTarget& a, const MetricTarget& b) { return KeyOf(a) < KeyOf(b); };
+  auto same = [](const MetricTarget& a, const MetricTarget& b) { return KeyOf(a) == KeyOf(b); };
+  std::stable_sort(targets.begin(), targets.end(), less);
+  targets.erase(std::unique(targets.begin(), targets.end(), same), targets.end());
+  targets.shrink_to_fit();
+  return targets;
 }
 
-void ServiceMetrics::UpdateServices(const std::map<IpvsServiceKey, ServiceMetricLabels>& upserts,
-                                    const std::vector<IpvsServiceKey>& removed) {
+}  // namespace
+
+void ServiceMetrics::Claim(State& state, const Targets::value_type& service) {
+  const ServiceName& name = service.first;
+  for (const auto& target : service.second) {
+    const IpvsServiceKey key = KeyOf(target);
+    auto [it, inserted] = state.owners.emplace(key, &service);
+    if (inserted) continue;
+    if (name < it->second->first) {  // the first by name labels the key
+      state.others.emplace(key, it->second->first);
+      it->second = &service;
+    } else {
+      state.others.emplace(key, name);
+    }
+  }
+}
+
+void ServiceMetrics::Release(State& state, const Targets::value_type& service) {
+  const ServiceName& name = service.first;
+  for (const auto& target : service.second) {
+    const IpvsServiceKey key = KeyOf(target);
+    auto it = state.owners.find(key);
+    if (it == state.owners.end()) continue;
+    if (it->second != &service) {
+      state.others.erase({key, name});
+      continue;
+    }
+    // The next Service by name that wants the key takes it over.
+    auto next = state.others.lower_bound({key, ServiceName{}});
+    if (next == state.others.end() || next->first != key) {
+      state.owners.erase(it);
+      continue;
+    }
+    it->second = &*state.targets.find(next->second);
+    state.others.erase(next);
+  }
+}
+
+void ServiceMetrics::SetAll(std::map<ServiceName, std::vector<MetricTarget>> services) {
+  State fresh;
+  fresh.targets = std::move(services);
+  std::erase_if(fresh.targets, [](const auto& e) { return e.second.empty(); });
+  for (auto& entry : fresh.targets) {
+    entry.second = ByKey(std::move(entry.second));
+    Claim(fresh, entry);
+  }
   std::lock_guard lock(mu_);
-  for (const auto& key : removed) services_.erase(key);
-  for (const auto& [key, labels] : upserts) services_[key] = labels;
+  state_ = std::move(fresh);  // (the map nodes the owners point at move with it)
+}
+
+void ServiceMetrics::SetService(const ServiceName& service, std::vector<MetricTarget> targets) {
+  targets = ByKey(std::move(targets));
+  std::lock_guard lock(mu_);
+  auto it = state_.targets.find(service);
+  if (it != state_.targets.end()) {
+    if (it->second == targets) return;
+    Release(state_, *it);
+  }
+  if (targets.empty()) {
+    if (it != state_.targets.end()) state_.targets.erase(it);
+    return;
+  }
+  if (it == state_.targets.end()) {
+    it = state_.targets.emplace(service, std::move(targets)).first;
+  } else {
+    it->second = std::move(targets);
+  }
+  Claim(state_, *it);
 }
 
 void ServiceMetrics::ObserveSync(double seconds, size_t ipvs_services) {
@@ -88,7 +177,7 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
   std::vector<metrics::Registry::CollectedFamily> families;
   for (const auto& f : kFamilies) families.push_back({f.name, f.help, f.counter, {}});
   std::lock_guard lock(mu_);
-  if (services_.empty()) return families;  // nothing of ours: no dump
+  if (state_.owners.empty()) return families;  // nothing of ours: no dump
   auto dump = ipvs_.ListServiceStats();
   if (!dump.ok()) {
     KR_LOG_ERROR("service metrics: listing IPVS stats: {}", dump.error());
@@ -96,14 +185,18 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
   }
   std::set<metrics::LabelSet> seen;
   for (const auto& entry : *dump) {
-    auto it = services_.find(KeyOf(entry.service));
-    if (it == services_.end()) continue;  // not ours
-    const ServiceMetricLabels& l = it->second;
-    metrics::LabelSet labels = {{"svc_namespace", l.ns},
-                                {"service_name", l.name},
-                                {"service_vip", l.vip},
-                                {"protocol", l.protocol},
-                                {"port", std::to_string(l.port)}};
+    const IpvsServiceKey key = KeyOf(entry.service);
+    auto owner = state_.owners.find(key);
+    if (owner == state_.owners.end()) continue;  // not ours
+    const auto& [name, targets] = *owner->second;
+    auto target = std::find_if(targets.begin(), targets.end(),
+                               [&](const MetricTarget& t) { return KeyOf(t) == key; });
+    if (target == targets.end()) continue;  // (cannot happen: the owner wants the key)
+    metrics::LabelSet labels = {{"svc_namespace", name.namespace_},
+                                {"service_name", name.name},
+                                {"service_vip", target->vip.ToString()},
+                                {"protocol", ProtocolLabel(target->protocol)},
+                                {"port", std::to_string(target->port)}};
     if (!seen.insert(labels).second) continue;
     for (size_t i = 0; i < std::size(kFamilies); ++i) {
       families[i].samples.push_back(

@@ -46,11 +46,11 @@ FirewallContribution FirewallContributionOf(const DesiredService& service,
 // One entry per Service with a healthCheckNodePort: its local ready endpoint IPs, each once.
 std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot);
 std::optional<HealthCheckService> HealthCheckOf(const DesiredService& service);
-// Labels for every programmed virtual service, from the Service port that owns it (the first
-// Service by name when two want one).
-std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOf(const ProxySnapshot& snapshot);
-std::map<IpvsServiceKey, ServiceMetricLabels> MetricLabelsOfService(const DesiredService& service,
-                                                                    const ProxyImage& programmed);
+// Per Service the virtual services whose kube_router_service_* series it owns: the programmed
+// ones and the DSR ones (ServiceMetrics labels a key two Services want with the first by name).
+std::map<ServiceName, std::vector<MetricTarget>> MetricTargetsOf(const ProxySnapshot& snapshot);
+std::vector<MetricTarget> MetricTargetsOfService(const DesiredService& service,
+                                                 const ProxyImage& programmed);
 // A removed destination of a UDP/SCTP virtual service as a cleanup item (NodePort when the
 // address is one of the node's NodePort addresses); nullopt for TCP.
 std::optional<ConntrackCleanupItem> ConntrackItemOf(const netlink::IpvsService& service,

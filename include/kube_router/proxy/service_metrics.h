@@ -11,23 +11,15 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "kube_router/metrics/registry.h"
 #include "kube_router/netlink/ipvs.h"
+#include "kube_router/proxy/service_model.h"
 
 namespace kr::proxy {
-
-// Who a virtual service belongs to, as the labels show it.
-struct ServiceMetricLabels {
-  std::string ns;
-  std::string name;
-  std::string vip;       // the VIP (for fwmark services the DSR VIP, not the mark)
-  std::string protocol;  // "tcp" / "udp" / "sctp"
-  uint16_t port = 0;
-  bool operator==(const ServiceMetricLabels&) const = default;
-};
 
 // The identity of an IPVS virtual service as ListServiceStats reports it.
 struct IpvsServiceKey {
@@ -39,6 +31,19 @@ struct IpvsServiceKey {
 };
 IpvsServiceKey KeyOf(const netlink::IpvsService& service);
 
+// One virtual service whose series a Service owns: its VIP, protocol and port are the labels
+// service_vip, protocol and port (for a fwmark service, the DSR VIP's, not the mark); with the
+// mark, the identity for the stats dump (KeyOf). The namespace and name labels are the owner's.
+struct MetricTarget {
+  IpAddress vip;
+  netlink::IpvsProtocol protocol = netlink::IpvsProtocol::kTcp;
+  uint16_t port = 0;
+  uint32_t fwmark = 0;  // != 0: a fwmark (DSR) service
+  auto operator<=>(const MetricTarget&) const = default;
+};
+IpvsServiceKey KeyOf(const MetricTarget& target);
+MetricTarget MetricTargetOf(const netlink::IpvsService& service);
+
 class ServiceMetrics {
  public:
   // Registers the collector and the controller metrics in `registry`; `ipvs` is dumped on each
@@ -49,12 +54,13 @@ class ServiceMetrics {
   ServiceMetrics(const ServiceMetrics&) = delete;
   ServiceMetrics& operator=(const ServiceMetrics&) = delete;
 
-  // The virtual services that are ours, replaced whole after each sync (thread-safe). Services
-  // of the dump not in this map get no series (foreign IPVS services).
-  void SetServices(std::map<IpvsServiceKey, ServiceMetricLabels> services);
-  // The event path: these keys get (or change) their labels, those lose them.
-  void UpdateServices(const std::map<IpvsServiceKey, ServiceMetricLabels>& upserts,
-                      const std::vector<IpvsServiceKey>& removed);
+  // The virtual services that are ours, per Service, replaced whole after a full sync
+  // (thread-safe: a scrape sees the old or the new set). Services of the dump that no Service
+  // owns get no series (foreign IPVS services). A key several Services want is labelled with the
+  // first by name; one Service's targets with one key count once (the first).
+  void SetAll(std::map<ServiceName, std::vector<MetricTarget>> services);
+  // The event path: one Service's targets now (empty: it has none any more). O(its targets).
+  void SetService(const ServiceName& service, std::vector<MetricTarget> targets);
   // After a sync: its duration and the number of IPVS services the proxy now owns.
   void ObserveSync(double seconds, size_t ipvs_services);
 
@@ -65,8 +71,22 @@ class ServiceMetrics {
   metrics::Registry& registry_;
   netlink::Ipvs& ipvs_;
   int collector_id_ = -1;
-  std::mutex mu_;  // guards services_ and serialises dumps of ipvs_
-  std::map<IpvsServiceKey, ServiceMetricLabels> services_;
+  // Labels are not stored: they are the owner's name and the target's VIP, protocol and port,
+  // rendered on scrape (docs/memory.md: a copy of four label strings per key was 6.6 MiB at
+  // 10k Services).
+  using Targets = std::map<ServiceName, std::vector<MetricTarget>>;
+  struct State {
+    Targets targets;  // per Service, sorted by key, one per key
+    // Per key the Service that labels it (the first by name of those that want it): a node of
+    // `targets` (stable while that Service has targets).
+    std::map<IpvsServiceKey, const Targets::value_type*> owners;
+    // The other Services that want a key someone owns (rare: a shared external IP).
+    std::set<std::pair<IpvsServiceKey, ServiceName>> others;
+  };
+  static void Release(State& state, const Targets::value_type& service);
+  static void Claim(State& state, const Targets::value_type& service);
+  std::mutex mu_;  // guards state_ and serialises dumps of ipvs_
+  State state_;
   metrics::Gauge& services_gauge_;
   metrics::Histogram& sync_time_;
   metrics::Histogram& export_time_;

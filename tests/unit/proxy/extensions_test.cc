@@ -214,10 +214,13 @@ TEST(ProxyExtensionTranslations, HealthChecksMetricsAndConntrackItems) {
   EXPECT_EQ(checks[0].port, 32000);
   EXPECT_EQ(checks[0].local_endpoints, 2u);
 
-  auto labels = MetricLabelsOf(snapshot);
-  ASSERT_EQ(labels.size(), 1u);
-  EXPECT_EQ(labels.begin()->second,
-            (ServiceMetricLabels{"default", "lb", "10.96.0.20", "tcp", 80}));
+  auto targets = MetricTargetsOf(snapshot);
+  ASSERT_EQ(targets.size(), 1u);
+  EXPECT_EQ(targets.begin()->first, (ServiceName{"default", "lb"}));
+  EXPECT_THAT(targets.begin()->second,
+              ElementsAre(MetricTarget{Ip("10.96.0.20"), netlink::IpvsProtocol::kTcp, 80, 0}));
+  programmed.services.clear();  // not programmed (and not DSR): no series
+  EXPECT_THAT(MetricTargetsOf(snapshot), IsEmpty());
 
   netlink::IpvsService udp;
   udp.address = Ip("192.0.2.10");

@@ -1,8 +1,10 @@
 // kube_router_service_* series collected on scrape from the IPVS fake.
 #include "kube_router/proxy/service_metrics.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <regex>
 #include <sstream>
 
@@ -46,11 +48,29 @@ class ServiceMetricsTest : public ::testing::Test {
     ASSERT_TRUE(ipvs_.SetStats(foreign_, stats).ok());
   }
 
-  std::map<IpvsServiceKey, ServiceMetricLabels> Ours() {
-    return {{KeyOf(cluster_), {"kube-system", "kube-dns", "10.96.0.10", "udp", 53}},
-            {KeyOf(node_port_), {"default", "web", "192.168.1.10", "tcp", 30080}},
-            {KeyOf(v6_), {"default", "web6", "fd00:96::10", "tcp", 443}},
-            {KeyOf(dsr_), {"default", "dsr", "203.0.113.7", "tcp", 80}}};
+  // The DSR service's labels are its VIP's, not the mark's.
+  std::map<ServiceName, std::vector<MetricTarget>> Ours() {
+    return {{{"kube-system", "kube-dns"}, {MetricTargetOf(cluster_)}},
+            {{"default", "web"}, {MetricTargetOf(node_port_)}},
+            {{"default", "web6"}, {MetricTargetOf(v6_)}},
+            {{"default", "dsr"}, {{Ip("203.0.113.7"), IpvsProtocol::kTcp, 80, dsr_.fwmark}}}};
+  }
+
+  // The kube_router_service_total_connections lines, "labels value" each, sorted.
+  std::vector<std::string> Connections() {
+    std::vector<std::string> out;
+    std::istringstream in(registry_.Render());
+    const std::string prefix = "kube_router_service_total_connections{";
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with(prefix)) out.push_back(line.substr(prefix.size() - 1));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  static std::string Series(const std::string& ns, const std::string& name, const std::string& vip,
+                            const std::string& value) {
+    return "{port=\"53\",protocol=\"udp\",service_name=\"" + name + "\",service_vip=\"" + vip +
+           "\",svc_namespace=\"" + ns + "\"} " + value;
   }
 
   metrics::Registry registry_;
@@ -60,7 +80,7 @@ class ServiceMetricsTest : public ::testing::Test {
 
 TEST_F(ServiceMetricsTest, OurServicesGetKubeRoutersSeriesOnScrape) {
   ServiceMetrics metrics(registry_, ipvs_);
-  metrics.SetServices(Ours());
+  metrics.SetAll(Ours());
   metrics.ObserveSync(0.02, 4);
   std::string text = registry_.Render();
   const std::string dns =
@@ -91,16 +111,21 @@ TEST_F(ServiceMetricsTest, OurServicesGetKubeRoutersSeriesOnScrape) {
             std::string::npos);
   EXPECT_NE(text.find("kube_router_controller_ipvs_metrics_export_time_count"), std::string::npos);
 
-  // A Service that goes away loses its series with the next SetServices.
+  // A Service that goes away loses its series with the next SetAll, or its own SetService.
   auto fewer = Ours();
-  fewer.erase(KeyOf(cluster_));
-  metrics.SetServices(fewer);
+  fewer.erase({"kube-system", "kube-dns"});
+  metrics.SetAll(fewer);
   EXPECT_EQ(registry_.Render().find("kube-dns"), std::string::npos);
+  metrics.SetAll(Ours());
+  EXPECT_NE(registry_.Render().find("kube-dns"), std::string::npos);
+  metrics.SetService({"kube-system", "kube-dns"}, {});
+  EXPECT_EQ(registry_.Render().find("kube-dns"), std::string::npos);
+  EXPECT_NE(registry_.Render().find("service_name=\"web6\""), std::string::npos);
 }
 
 TEST_F(ServiceMetricsTest, AFailedDumpRendersNoServiceSeriesAndNoError) {
   ServiceMetrics metrics(registry_, ipvs_);
-  metrics.SetServices(Ours());
+  metrics.SetAll(Ours());
   ipvs_.failures().FailNext(FakeIpvs::Op::kListServiceStats);
   std::string text = registry_.Render();
   EXPECT_EQ(text.find("kube_router_service_"), std::string::npos) << text;
@@ -110,7 +135,7 @@ TEST_F(ServiceMetricsTest, AFailedDumpRendersNoServiceSeriesAndNoError) {
 TEST_F(ServiceMetricsTest, TheCollectorGoesWithTheObject) {
   {
     ServiceMetrics metrics(registry_, ipvs_);
-    metrics.SetServices(Ours());
+    metrics.SetAll(Ours());
     EXPECT_NE(registry_.Render().find("kube_router_service_cps"), std::string::npos);
   }
   EXPECT_EQ(registry_.Render().find("kube_router_service_cps"), std::string::npos);
@@ -120,7 +145,7 @@ TEST_F(ServiceMetricsTest, TheCollectorGoesWithTheObject) {
 // historical counter names without "_total" (kept for dashboards), as in the app test.
 TEST_F(ServiceMetricsTest, PromtoolAcceptsTheSeries) {
   ServiceMetrics metrics(registry_, ipvs_);
-  metrics.SetServices(Ours());
+  metrics.SetAll(Ours());
   metrics.ObserveSync(0.5, 4);
   std::string text = registry_.Render();
   auto r = Exec({"promtool", "check", "metrics"}, text);
@@ -136,6 +161,70 @@ TEST_F(ServiceMetricsTest, PromtoolAcceptsTheSeries) {
     EXPECT_TRUE(std::regex_match(line, legacy_counter)) << line << "\n" << text;
   }
   EXPECT_TRUE(r->exit_code == 0 || (r->exit_code == 3 && findings > 0)) << r->exit_code;
+}
+
+// The labels are not stored per key but derived from the owning Service and its target: a key
+// two Services want is labelled by the first by name, the other takes over when it lets go, and
+// changing one Service never changes another's series.
+TEST_F(ServiceMetricsTest, AKeyTwoServicesWantIsLabelledByTheFirstByName) {
+  ServiceMetrics metrics(registry_, ipvs_);
+  const MetricTarget dns = MetricTargetOf(cluster_);
+  metrics.SetService({"ns-b", "second"}, {dns});
+  EXPECT_THAT(Connections(), ::testing::ElementsAre(Series("ns-b", "second", "10.96.0.10", "7")));
+  // A Service that sorts first takes the key over; the one it displaced keeps wanting it.
+  metrics.SetService({"ns-a", "first"}, {dns});
+  EXPECT_THAT(Connections(), ::testing::ElementsAre(Series("ns-a", "first", "10.96.0.10", "7")));
+  // A third that sorts last changes nothing.
+  metrics.SetService({"ns-c", "third"}, {dns});
+  EXPECT_THAT(Connections(), ::testing::ElementsAre(Series("ns-a", "first", "10.96.0.10", "7")));
+  // The owner lets go: the next by name takes over, then the last.
+  metrics.SetService({"ns-a", "first"}, {MetricTargetOf(v6_)});
+  EXPECT_THAT(Connections(), ::testing::Contains(Series("ns-b", "second", "10.96.0.10", "7")));
+  metrics.SetService({"ns-b", "second"}, {});
+  EXPECT_THAT(Connections(), ::testing::Contains(Series("ns-c", "third", "10.96.0.10", "7")));
+  // A full sync starts over with the same rule.
+  metrics.SetAll({{{"ns-z", "z"}, {dns}}, {{"ns-y", "y"}, {dns}}});
+  EXPECT_THAT(Connections(), ::testing::ElementsAre(Series("ns-y", "y", "10.96.0.10", "7")));
+  metrics.SetService({"ns-y", "y"}, {});
+  EXPECT_THAT(Connections(), ::testing::ElementsAre(Series("ns-z", "z", "10.96.0.10", "7")));
+  metrics.SetService({"ns-z", "z"}, {});
+  EXPECT_THAT(Connections(), ::testing::IsEmpty());
+}
+
+TEST_F(ServiceMetricsTest, ChangingOneServiceLeavesTheOthersSeries) {
+  ServiceMetrics metrics(registry_, ipvs_);
+  metrics.SetAll(Ours());
+  const auto before = Connections();
+  ASSERT_EQ(before.size(), 4u);
+  auto unchanged = [&](const std::vector<std::string>& now) {
+    for (const char* name : {"web6", "dsr"}) {
+      const std::string label = std::string("service_name=\"") + name + "\"";
+      auto was = std::find_if(before.begin(), before.end(),
+                              [&](const auto& l) { return l.find(label) != std::string::npos; });
+      ASSERT_NE(was, before.end());
+      EXPECT_THAT(now, ::testing::Contains(*was)) << name;
+    }
+  };
+  // web (default/web sorts before kube-system/kube-dns) moves from its NodePort to the DNS
+  // service's key and labels it; its NodePort series goes; web6 and dsr stay as they were.
+  metrics.SetService({"default", "web"}, {MetricTargetOf(cluster_)});
+  auto after = Connections();
+  EXPECT_EQ(after.size(), 3u);
+  EXPECT_THAT(after, ::testing::Contains(Series("default", "web", "10.96.0.10", "7")));
+  EXPECT_THAT(after, ::testing::Not(::testing::Contains(::testing::HasSubstr("kube-dns"))));
+  EXPECT_THAT(after, ::testing::Not(::testing::Contains(::testing::HasSubstr("30080"))));
+  unchanged(after);
+  // kube-dns goes: web keeps the key. web goes back to its NodePort: nobody wants the key.
+  metrics.SetService({"kube-system", "kube-dns"}, {});
+  EXPECT_THAT(Connections(), ::testing::Contains(Series("default", "web", "10.96.0.10", "7")));
+  metrics.SetService({"default", "web"}, {MetricTargetOf(node_port_)});
+  after = Connections();
+  EXPECT_EQ(after.size(), 3u);
+  EXPECT_THAT(after, ::testing::Not(::testing::Contains(::testing::HasSubstr("10.96.0.10"))));
+  unchanged(after);
+  // kube-dns back: exactly the series of the start.
+  metrics.SetService({"kube-system", "kube-dns"}, {MetricTargetOf(cluster_)});
+  EXPECT_EQ(Connections(), before);
 }
 
 }  // namespace
