@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "resources.h"
+#include "lib/flag_parser.h"
 
 namespace fake_apiserver {
 
@@ -19,62 +19,29 @@ void Usage() {
                "  [--graceful-pod-deletion]\n";
 }
 
-bool ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= argc) return false;
-      *out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "--listen") {
-      if (!value(&f->listen)) return false;
-    } else if (a == "--tls-cert") {
-      if (!value(&f->tls_cert)) return false;
-    } else if (a == "--tls-key") {
-      if (!value(&f->tls_key)) return false;
-    } else if (a == "--client-ca") {
-      if (!value(&f->client_ca)) return false;
-    } else if (a == "--token") {
-      if (!value(&f->token)) return false;
-    } else if (a == "--basic-auth") {
-      if (!value(&f->basic_auth)) return false;
-    } else if (a == "--manifests") {
-      // Every following argument up to the next flag is a manifest path.
-      while (i + 1 < argc && argv[i + 1][0] != '-') f->manifests.push_back(argv[++i]);
-    } else if (a == "--kubeconfig-out") {
-      if (!value(&f->kubeconfig_out)) return false;
-    } else if (a == "--kubeconfig-ca") {
-      if (!value(&f->kubeconfig_ca)) return false;
-    } else if (a == "--kubeconfig-client-cert") {
-      if (!value(&f->kubeconfig_client_cert)) return false;
-    } else if (a == "--kubeconfig-client-key") {
-      if (!value(&f->kubeconfig_client_key)) return false;
-    } else if (a == "--bookmark-interval-ms") {
-      if (!value(&v)) return false;
-      f->bookmark_interval_ms = std::atoi(v.c_str());
-    } else if (a == "--history-limit") {
-      if (!value(&v)) return false;
-      f->history_limit = std::strtoull(v.c_str(), nullptr, 10);
-    } else if (a == "--gzip") {
-      f->gzip = true;
-    } else if (a == "--beta-networkpolicies") {
-      ServeNetworkPoliciesAsBeta();  // a pre-1.7 server: no networking.k8s.io/v1
-    } else if (a == "--service-cluster-ip-range") {
-      if (!value(&f->service_cidrs)) return false;
-    } else if (a == "--service-node-port-range") {
-      if (!value(&f->node_port_range)) return false;
-    } else if (a == "--graceful-pod-deletion") {
-      f->graceful_pod_deletion = true;
-    } else if (a == "-v" || a == "--verbose") {
-      f->verbose = true;
-    } else {
-      std::cerr << "fake-apiserver: unknown argument " << a << "\n";
-      return false;
-    }
-  }
-  return true;
+kr::Status ParseFlags(int argc, char** argv, Flags* f) {
+  kr::testing::FlagParser parser;
+  parser.Text("--listen", &f->listen)
+      .Text("--tls-cert", &f->tls_cert)
+      .Text("--tls-key", &f->tls_key)
+      .Text("--client-ca", &f->client_ca)
+      .Text("--token", &f->token)
+      .Text("--basic-auth", &f->basic_auth)
+      .List("--manifests", &f->manifests)
+      .Text("--kubeconfig-out", &f->kubeconfig_out)
+      .Text("--kubeconfig-ca", &f->kubeconfig_ca)
+      .Text("--kubeconfig-client-cert", &f->kubeconfig_client_cert)
+      .Text("--kubeconfig-client-key", &f->kubeconfig_client_key)
+      .Number("--bookmark-interval-ms", &f->bookmark_interval_ms)
+      .Number("--history-limit", &f->history_limit)
+      .Switch("--gzip", &f->gzip)
+      .Switch("--beta-networkpolicies", &f->beta_networkpolicies)
+      .Text("--service-cluster-ip-range", &f->service_cidrs)
+      .Text("--service-node-port-range", &f->node_port_range)
+      .Switch("--graceful-pod-deletion", &f->graceful_pod_deletion)
+      .Switch("--verbose", &f->verbose)
+      .Alias("-v", "--verbose");
+  return parser.Parse(argc, argv);
 }
 
 bool SplitHostPort(const std::string& s, std::string* host, int* port) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "kube_router/base/status.h"
+
 namespace fake_apiserver {
 
 struct Flags {
@@ -19,7 +21,8 @@ struct Flags {
   std::string kubeconfig_client_cert, kubeconfig_client_key;
   size_t history_limit = 200000;
   int bookmark_interval_ms = 10000;
-  bool gzip = false;  // --gzip: gzip JSON responses for clients that accept it
+  bool gzip = false;                  // --gzip: gzip JSON responses for clients that accept it
+  bool beta_networkpolicies = false;  // a pre-1.7 server: no networking.k8s.io/v1
   bool verbose = false;
   // Service ClusterIP/NodePort allocation (service_allocator.h); off when no range is given.
   std::string service_cidrs, node_port_range;
@@ -27,9 +30,9 @@ struct Flags {
 };
 
 void Usage();
-// false on an unknown argument or a flag without its value (--beta-networkpolicies takes effect
-// while parsing: it changes what the server serves).
-bool ParseFlags(int argc, char** argv, Flags* f);
+// The error names the argument: unknown, without its value, or with a bad value
+// (lib/flag_parser.h).
+kr::Status ParseFlags(int argc, char** argv, Flags* f);
 // "127.0.0.1:6443", "[::1]:0", "0.0.0.0:8080" -> host, port.
 bool SplitHostPort(const std::string& s, std::string* host, int* port);
 

@@ -26,10 +26,12 @@ using Clock = std::chrono::steady_clock;
 
 int Main(int argc, char** argv) {
   Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) {
+  if (auto parsed = ParseFlags(argc, argv, &flags); !parsed.ok()) {
+    std::cerr << "fake-apiserver: " << parsed.message() << "\n";
     Usage();
     return 2;
   }
+  if (flags.beta_networkpolicies) ServeNetworkPoliciesAsBeta();
   std::string host;
   int port = 0;
   if (!SplitHostPort(flags.listen, &host, &port)) {

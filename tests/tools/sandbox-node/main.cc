@@ -8,6 +8,7 @@
 // a restart of this agent heals on the next pass.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -16,6 +17,7 @@
 
 #include "api.h"
 #include "controllers.h"
+#include "lib/flag_parser.h"
 #include "pod_runtime.h"
 
 namespace sandbox {
@@ -38,46 +40,30 @@ void Usage() {
                "  [--period-ms 500]\n";
 }
 
-bool ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= argc) return false;
-      *out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "--kubeconfig") {
-      if (!value(&f->kubeconfig)) return false;
-    } else if (a == "--node") {
-      if (!value(&v)) return false;
-      std::vector<std::string> parts;
-      std::stringstream ss(v);
-      std::string part;
-      while (std::getline(ss, part, ',')) parts.push_back(part);
-      if (parts.size() != 4) {
-        std::cerr << "sandbox-node: --node wants NAME,NETNS,NODE_IP,CNI_CONF_FILE, got " << v
-                  << "\n";
-        return false;
-      }
-      f->nodes.push_back({parts[0], parts[1], parts[2], parts[3]});
-    } else if (a == "--cluster-cidr") {
-      if (!value(&f->cluster_cidr)) return false;
-    } else if (a == "--netns-prefix") {
-      if (!value(&f->netns_prefix)) return false;
-    } else if (a == "--state-dir") {
-      if (!value(&f->state_dir)) return false;
-    } else if (a == "--cni-bin") {
-      if (!value(&f->cni_bin)) return false;
-    } else if (a == "--period-ms") {
-      if (!value(&v)) return false;
-      f->period_ms = std::max(50, std::atoi(v.c_str()));
-    } else {
-      std::cerr << "sandbox-node: unknown argument " << a << "\n";
-      return false;
-    }
+kr::Status ParseFlags(int argc, char** argv, Flags* f) {
+  auto node = [f](const std::string& value) {
+    std::vector<std::string> parts;
+    std::stringstream ss(value);
+    std::string part;
+    while (std::getline(ss, part, ',')) parts.push_back(part);
+    if (parts.size() != 4) return false;
+    f->nodes.push_back({parts[0], parts[1], parts[2], parts[3]});
+    return true;
+  };
+  kr::testing::FlagParser parser;
+  parser.Text("--kubeconfig", &f->kubeconfig)
+      .Custom("--node", "NAME,NETNS,NODE_IP,CNI_CONF_FILE", node)
+      .Text("--cluster-cidr", &f->cluster_cidr)
+      .Text("--netns-prefix", &f->netns_prefix)
+      .Text("--state-dir", &f->state_dir)
+      .Text("--cni-bin", &f->cni_bin)
+      .Number("--period-ms", &f->period_ms);
+  if (auto parsed = parser.Parse(argc, argv); !parsed.ok()) return parsed;
+  f->period_ms = std::max(50, f->period_ms);
+  if (f->kubeconfig.empty() || f->state_dir.empty() || f->nodes.empty()) {
+    return kr::Status::Error("--kubeconfig, --state-dir and at least one --node are required");
   }
-  return !f->kubeconfig.empty() && !f->state_dir.empty() && !f->nodes.empty();
+  return kr::Status::Ok();
 }
 
 std::string Now() {
@@ -306,7 +292,8 @@ class Agent {
 
 int Main(int argc, char** argv) {
   Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) {
+  if (auto parsed = ParseFlags(argc, argv, &flags); !parsed.ok()) {
+    std::cerr << "sandbox-node: " << parsed.message() << "\n";
     Usage();
     return 2;
   }
