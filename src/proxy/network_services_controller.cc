@@ -94,6 +94,10 @@ void NetworkServicesController::SetSyncRequester(std::function<void()> request_s
   request_sync_ = std::move(request_sync);
 }
 
+void NetworkServicesController::SetFullReadMarker(std::function<void()> mark_full_read) {
+  mark_full_read_ = std::move(mark_full_read);
+}
+
 void NetworkServicesController::AddExtension(std::unique_ptr<ProxyExtension> extension) {
   if (extension->HandlesDsr()) dsr_extension_ = true;
   extensions_.push_back(std::move(extension));
@@ -305,8 +309,10 @@ void NetworkServicesController::Rebuild(const ServiceName& name, DiffScope& scop
 
 Status NetworkServicesController::Sync(SyncReason reason) {
   const auto started = std::chrono::steady_clock::now();
+  const bool full = reason != SyncReason::kRequested || !programmed_valid_;
+  // Before the first cache read (the node's): the pending events posted until now are read.
+  if (full && mark_full_read_) mark_full_read_();
   if (auto s = RefreshNode(); !s.ok()) return s;
-  bool full = reason != SyncReason::kRequested || !programmed_valid_;
   std::set<ServiceName> changed = touched_;
   std::set<VirtualServiceId> touched;
   Status status = full ? FullSync() : IncrementalSync(touched);

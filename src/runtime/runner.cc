@@ -33,23 +33,37 @@ const char* ReasonName(SyncReason r) {
 }  // namespace
 
 void Inbox::Push(const k8s::Event& event) {
+  const uint64_t sequence = ++pushed_;
   std::string id = ObjectId(event);
   auto found = by_object_.find(id);
   if (found == by_object_.end()) {
-    order_.push_back(event);
+    order_.push_back({event, sequence, sequence, event.type == k8s::EventType::kAdded});
     by_object_.emplace(std::move(id), std::prev(order_.end()));
     return;
   }
-  k8s::Event& pending = *found->second;
-  // The merged event keeps the first old state and the latest new state.
-  if (pending.type == k8s::EventType::kAdded) {
-    if (event.type == k8s::EventType::kDeleted) {  // never seen by the controller: drop both
-      order_.erase(found->second);
-      by_object_.erase(found);
-      return;
+  Entry& entry = *found->second;
+  k8s::Event& pending = entry.event;
+  entry.last = sequence;
+  if (event.type == k8s::EventType::kDeleted) {
+    if (entry.added_first && pending.type != k8s::EventType::kDeleted) {
+      if (entry.first > full_read_) {  // no full read can have seen it: drop both
+        order_.erase(found->second);
+        by_object_.erase(found);
+        return;
+      }
+      // A full read may have programmed it: the controller must hear of its end, with the last
+      // known object (the tombstone) to tell what it was.
+      pending.old_object = event.old_object;
     }
-  } else if (event.type == k8s::EventType::kDeleted) {
     pending.type = k8s::EventType::kDeleted;
+    pending.new_object = event.new_object;
+    return;
+  }
+  if (entry.added_first) {
+    // Not told about the object yet (an old state kept by a Deleted above is only a tombstone):
+    // it is new to the controller.
+    pending.type = k8s::EventType::kAdded;
+    pending.old_object = k8s::AnyObject{};
   } else {
     pending.type = k8s::EventType::kUpdated;  // Deleted then re-Added = an update
   }
@@ -57,11 +71,31 @@ void Inbox::Push(const k8s::Event& event) {
 }
 
 std::vector<k8s::Event> Inbox::TakeAll() {
-  std::vector<k8s::Event> out(std::make_move_iterator(order_.begin()),
-                              std::make_move_iterator(order_.end()));
+  std::vector<k8s::Event> out;
+  out.reserve(order_.size());
+  for (Entry& entry : order_) out.push_back(std::move(entry.event));
   order_.clear();
   by_object_.clear();
   return out;
+}
+
+uint64_t Inbox::MarkFullRead() {
+  full_read_ = pushed_;
+  return pushed_;
+}
+
+size_t Inbox::DropUpTo(uint64_t sequence) {
+  size_t dropped = 0;
+  for (auto it = order_.begin(); it != order_.end();) {
+    if (it->last > sequence) {
+      ++it;
+      continue;
+    }
+    by_object_.erase(ObjectId(it->event));
+    it = order_.erase(it);
+    ++dropped;
+  }
+  return dropped;
 }
 
 ControllerRunner::ControllerRunner(std::unique_ptr<Controller> controller, SyncObserver* observer)
@@ -71,6 +105,7 @@ ControllerRunner::ControllerRunner(std::unique_ptr<Controller> controller, SyncO
       kinds_(controller_->WatchedKinds()),
       period_(controller_->SyncPeriod()) {
   controller_->SetSyncRequester([this] { RequestSync(); });
+  controller_->SetFullReadMarker([this] { MarkFullRead(); });
 }
 
 ControllerRunner::~ControllerRunner() { Stop(); }
@@ -116,6 +151,16 @@ uint64_t ControllerRunner::FailedSyncs() const {
   return failed_syncs_;
 }
 
+uint64_t ControllerRunner::AbsorbedEvents() const {
+  MutexLock lock(mu_);
+  return absorbed_events_;
+}
+
+void ControllerRunner::MarkFullRead() {
+  MutexLock lock(mu_);
+  if (!full_read_) full_read_ = inbox_.MarkFullRead();
+}
+
 bool ControllerRunner::RunInit(std::stop_token stop) {
   auto retry = kFirstRetry;
   while (!stop.stop_requested()) {
@@ -137,6 +182,10 @@ bool ControllerRunner::RunInit(std::stop_token stop) {
 
 bool ControllerRunner::RunSync(SyncReason reason) {
   auto start = Clock::now();
+  {
+    MutexLock lock(mu_);
+    full_read_.reset();
+  }
   Status s;
   try {
     s = controller_->Sync(reason);
@@ -145,9 +194,18 @@ bool ControllerRunner::RunSync(SyncReason reason) {
     s = Status::Error(std::string("exception: ") + e.what());
   }
   auto took = Clock::now() - start;
+  size_t absorbed = 0;
   {
     MutexLock lock(mu_);
     ++(s.ok() ? successful_syncs_ : failed_syncs_);
+    // Only a sync that succeeded programmed what it read; after a failure every event counts.
+    if (s.ok() && full_read_) absorbed = inbox_.DropUpTo(*full_read_);
+    absorbed_events_ += absorbed;
+    full_read_.reset();
+  }
+  if (absorbed > 0) {
+    KR_VLOG(1, "{}: {} pending event(s) already read by this {} sync", name_, absorbed,
+            ReasonName(reason));
   }
   if (s.ok()) {
     KR_VLOG(1, "{}: {} sync done in {}ms", name_, ReasonName(reason),

@@ -9,6 +9,8 @@
 //          drain inbox → OnUpdate(event) for each
 //          Sync(kPeriodic) when the period elapsed, else Sync(kRequested) if asked
 //          tell the SyncObserver (health heartbeat only after success) }
+// A successful Sync that marked a full read (Controller::SetFullReadMarker) drops the pending
+// events posted before the mark: it has read them from the caches already.
 #pragma once
 
 #include <chrono>
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -40,8 +43,13 @@ class SyncObserver {
 };
 
 // Pending events of one controller. Events for the same object coalesce into one that spans
-// from the first pending old state to the latest new state (Added then Deleted cancels out),
-// so the inbox never holds more entries than there are objects, however slow the controller.
+// from the first pending old state to the latest new state, so the inbox never holds more
+// entries than there are objects, however slow the controller. Added then Deleted cancels out,
+// unless a full read (MarkFullRead) may have seen the object in the caches meanwhile: then
+// the controller gets the Deleted with the last known object.
+//
+// Every Push takes the next sequence number (a merged entry the latest one), so a full read
+// can later drop exactly the entries whose latest change it saw (DropUpTo).
 class Inbox {
  public:
   void Push(const k8s::Event& event);
@@ -49,9 +57,25 @@ class Inbox {
   size_t size() const { return order_.size(); }
   bool empty() const { return order_.empty(); }
 
+  // A controller starts reading every object from the caches now; returns the sequence number
+  // of the latest Push (0 before any), which that read covers.
+  uint64_t MarkFullRead();
+  // Drops the entries whose latest change was pushed at or before `sequence`; returns how many.
+  size_t DropUpTo(uint64_t sequence);
+
  private:
-  std::list<k8s::Event> order_;  // first-arrival order
-  std::unordered_map<std::string, std::list<k8s::Event>::iterator> by_object_;
+  struct Entry {
+    k8s::Event event;
+    uint64_t first = 0;  // sequence of the push that created the entry
+    uint64_t last = 0;   // sequence of its latest push
+    // The first pending event was an Added: the controller was never told about the object,
+    // so the merged event keeps no old state and stays an Added unless it ends Deleted.
+    bool added_first = false;
+  };
+  std::list<Entry> order_;  // first-arrival order
+  std::unordered_map<std::string, std::list<Entry>::iterator> by_object_;
+  uint64_t pushed_ = 0;     // sequence of the latest Push
+  uint64_t full_read_ = 0;  // sequence at the latest MarkFullRead
 };
 
 class ControllerRunner {
@@ -82,11 +106,14 @@ class ControllerRunner {
   size_t PendingEvents() const;
   uint64_t SuccessfulSyncs() const;
   uint64_t FailedSyncs() const;
+  // Pending events dropped because a successful full sync had already read them.
+  uint64_t AbsorbedEvents() const;
 
  private:
   void Loop(std::stop_token stop);
   bool RunInit(std::stop_token stop);
   bool RunSync(SyncReason reason);
+  void MarkFullRead();
 
   std::unique_ptr<Controller> controller_;
   SyncObserver* observer_;
@@ -100,6 +127,9 @@ class ControllerRunner {
   bool sync_requested_ KR_GUARDED_BY(mu_) = false;
   uint64_t successful_syncs_ KR_GUARDED_BY(mu_) = 0;
   uint64_t failed_syncs_ KR_GUARDED_BY(mu_) = 0;
+  uint64_t absorbed_events_ KR_GUARDED_BY(mu_) = 0;
+  // Set by the controller's first MarkFullRead in the Sync that runs: what it covers.
+  std::optional<uint64_t> full_read_ KR_GUARDED_BY(mu_);
   std::jthread thread_;
 };
 

@@ -109,5 +109,56 @@ TEST(Inbox, CoalescesEventsOfOneObject) {
   }
 }
 
+// Added then Deleted cancels out only while no full read can have seen the object: after a
+// MarkFullRead the controller may have programmed it and must hear of its end.
+TEST(Inbox, AddedThenDeletedAfterAFullReadIsADeletion) {
+  Inbox inbox;
+  inbox.Push(PodEvent(EventType::kAdded, "seen", "", "1"));
+  inbox.MarkFullRead();
+  inbox.Push(PodEvent(EventType::kAdded, "unseen", "", "2"));
+  inbox.Push(PodEvent(EventType::kUpdated, "seen", "1", "3"));
+  inbox.Push(PodEvent(EventType::kDeleted, "seen", "3", ""));
+  inbox.Push(PodEvent(EventType::kDeleted, "unseen", "2", ""));
+  auto events = inbox.TakeAll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].key, "seen");
+  EXPECT_EQ(events[0].type, EventType::kDeleted);
+  EXPECT_EQ(Ip(events[0].old_object), "3");  // the last known object
+  EXPECT_EQ(Ip(events[0].new_object), "");
+
+  // Re-added before the controller took it: new to the controller again, without old state.
+  inbox.Push(PodEvent(EventType::kAdded, "k", "", "1"));
+  inbox.MarkFullRead();
+  inbox.Push(PodEvent(EventType::kDeleted, "k", "1", ""));
+  inbox.Push(PodEvent(EventType::kAdded, "k", "", "4"));
+  events = inbox.TakeAll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, EventType::kAdded);
+  EXPECT_EQ(Ip(events[0].old_object), "");
+  EXPECT_EQ(Ip(events[0].new_object), "4");
+}
+
+// DropUpTo drops what a full read covered: entries whose latest change came at or before it.
+TEST(Inbox, DropUpToKeepsEntriesChangedAfterTheRead) {
+  Inbox inbox;
+  inbox.Push(PodEvent(EventType::kAdded, "a", "", "1"));
+  inbox.Push(PodEvent(EventType::kAdded, "b", "", "1"));
+  inbox.Push(PodEvent(EventType::kUpdated, "c", "0", "1"));
+  const uint64_t read = inbox.MarkFullRead();
+  inbox.Push(PodEvent(EventType::kUpdated, "b", "1", "2"));  // merged: now newer than the read
+  inbox.Push(PodEvent(EventType::kAdded, "d", "", "1"));
+  EXPECT_EQ(inbox.DropUpTo(read), 2u);
+  auto events = inbox.TakeAll();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].key, "b");
+  EXPECT_EQ(Ip(events[0].new_object), "2");
+  EXPECT_EQ(events[1].key, "d");
+  // A dropped object is a new entry when it changes again.
+  inbox.Push(PodEvent(EventType::kUpdated, "a", "1", "5"));
+  events = inbox.TakeAll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, EventType::kUpdated);
+}
+
 }  // namespace
 }  // namespace kr
