@@ -16,7 +16,11 @@
 # together with a small initramfs; concurrent invocations share the cache under a lock.
 #
 # COMMAND's stdout and stderr are copied to ours. Exit status: COMMAND's, or 125 when the
-# guest failed to boot, hung past --timeout, or never reported a result.
+# guest failed to boot, hung past --timeout, or never reported a result; 128+N when this script
+# got signal N (SIGTERM, SIGHUP, SIGINT), after stopping the guest.
+#
+# Each run has its own directory under <cache>/runs (unless --out names one). It stays only when
+# COMMAND ran and failed (for inspection); any other end removes it, a killed guest's included.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -165,10 +169,30 @@ kernel_image=$cache/kernel/vmlinux
 
 # ---- one boot ----
 
+# On any end: the guest is stopped (a signal to this script would otherwise leave qemu running
+# in timeout's process group), then this run's own directory goes unless keep_out says it stays.
+# Only the directory mktemp made for this run: concurrent runs share runs/.
+# The guest is this script's only background job: $! names it from its start, whenever the
+# signal comes.
+guest_running=
+own_out=
+keep_out=
+finish() {
+  if [ -n "$guest_running" ] && [ -n "${!-}" ]; then
+    kill -TERM "$!" 2>/dev/null || true
+    wait "$!" 2>/dev/null || true
+  fi
+  if [ -n "$own_out" ] && [ -z "$keep_out" ]; then rm -rf "$own_out"; fi
+}
+trap finish EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 if [ -z "$out" ]; then
   mkdir -p "$cache/runs"
   out=$(mktemp -d "$cache/runs/run.XXXXXX")
-  cleanup_out=1
+  own_out=$out
 fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -188,15 +212,19 @@ rm -f "$out/exit_code" "$out/output" "$out/console.log"
 append="console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable no_timer_check kr.out=$out"
 append+=" kr.modules_dir=$cache/kernel/modules kr.version=$version kr.modules=${modules// /,}"
 
-qemu_status=0
+# In the background, so that a trapped signal interrupts the wait at once (bash runs a trap only
+# after the foreground command ends). timeout relays our TERM to qemu.
+guest_running=1
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -machine q35 -cpu max,la57=off,erms=off,fsrm=off -smp 1 -m "$memory_mb" \
   -nodefaults -display none -no-reboot \
   -serial "file:$out/console.log" -monitor none \
   -kernel "$kernel_image" -initrd "$cache/kernel/initrd.cpio" -append "$append" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-  -virtfs "local,path=$out,mount_tag=krout,security_model=none,multidevs=remap" ||
-  qemu_status=$?
+  -virtfs "local,path=$out,mount_tag=krout,security_model=none,multidevs=remap" &
+qemu_status=0
+wait "$!" || qemu_status=$?
+guest_running=
 
 [ -f "$out/output" ] && cat "$out/output"
 if [ ! -f "$out/exit_code" ]; then
@@ -212,9 +240,8 @@ esac
 if [ "$status" -ne 0 ]; then
   echo "vm.sh: command exited with status $status; last console lines:" >&2
   tail -n 20 "$out/console.log" >&2 || true
-fi
-# Keep a failed run's directory (console.log, output, command.sh) for inspection.
-if [ "$status" -eq 0 ] && [ -n "${cleanup_out:-}" ]; then
-  rm -rf "$out"
+  # A failed run's directory (console.log, output, command.sh) stays for inspection.
+  keep_out=1
+  [ -z "$own_out" ] || echo "vm.sh: kept $out" >&2
 fi
 exit "$status"
