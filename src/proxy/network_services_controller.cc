@@ -217,20 +217,28 @@ void NetworkServicesController::LogProblems(const ServiceName& name,
 }
 
 void NetworkServicesController::RefreshDesiredEntry(const VirtualServiceId& id) {
-  auto claims = vs_claims_.find(id);
-  if (claims == vs_claims_.end() || claims->second.empty()) {
-    vs_claims_.erase(id);
+  auto owner = vs_owner_.find(id);
+  if (owner == vs_owner_.end()) {
     desired_.services.erase(id);
     return;
   }
-  const ServiceName& owner = *claims->second.begin();  // the first by name wins, stably
-  const auto& vss = services_.at(owner).virtual_services;
-  for (const auto& d : vss) {
+  for (const auto& d : services_.at(owner->second).virtual_services) {
     if (d.vs.id() == id) {
       desired_.services[id] = d.vs;
       return;
     }
   }
+}
+
+std::vector<IpAddress> NetworkServicesController::VipsOf(const DesiredService& service) const {
+  std::vector<IpAddress> vips(service.vips.begin(), service.vips.end());
+  for (const auto& d : service.virtual_services) {
+    // Without a DSR extension a DSR VIP goes on kube-dummy-if like any external IP.
+    if (d.dsr && !dsr_extension_) vips.push_back(d.vs.service.address);
+  }
+  std::sort(vips.begin(), vips.end());
+  vips.erase(std::unique(vips.begin(), vips.end()), vips.end());
+  return vips;
 }
 
 void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scope) {
@@ -242,25 +250,27 @@ void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scop
     if (d.dsr && dsr_extension_) continue;
     VirtualServiceId id = d.vs.id();
     scope.services.insert(id);
-    vs_claims_[id].erase(name);
-    RefreshDesiredEntry(id);
-    if (d.dsr) {
-      // Without a DSR extension the VIP went on kube-dummy-if like any external IP.
-      scope.vips.insert(d.vs.service.address);
-      auto& claims = vip_claims_[d.vs.service.address];
-      claims.erase(name);
-      if (claims.empty()) {
-        vip_claims_.erase(d.vs.service.address);
-        desired_.vips.erase(d.vs.service.address);
-      }
+    auto owner = vs_owner_.find(id);
+    if (owner == vs_owner_.end()) continue;  // (a second port with the same id: done)
+    if (owner->second != name) {
+      vs_waiting_.erase({id, name});
+      continue;
     }
+    // The next Service by name that wants it takes it over.
+    auto next = vs_waiting_.lower_bound({id, ServiceName{}});
+    if (next != vs_waiting_.end() && next->first == id) {
+      owner->second = next->second;
+      vs_waiting_.erase(next);
+    } else {
+      vs_owner_.erase(owner);
+    }
+    RefreshDesiredEntry(id);
   }
-  for (const auto& vip : old.vips) {
+  for (const auto& vip : VipsOf(old)) {
     scope.vips.insert(vip);
-    auto& claims = vip_claims_[vip];
-    claims.erase(name);
-    if (claims.empty()) {
-      vip_claims_.erase(vip);
+    auto claims = vip_claims_.find(vip);
+    if (claims != vip_claims_.end() && --claims->second == 0) {
+      vip_claims_.erase(claims);
       desired_.vips.erase(vip);
     }
   }
@@ -268,22 +278,26 @@ void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scop
 
 void NetworkServicesController::Claim(const DesiredService& service, DiffScope& scope) {
   const ServiceName& name = service.name;
-  auto claim_vip = [&](const IpAddress& vip) {
+  for (const auto& vip : VipsOf(service)) {
     scope.vips.insert(vip);
-    vip_claims_[vip].insert(name);
+    ++vip_claims_[vip];
     desired_.vips.insert(vip);
-  };
-  for (const auto& vip : service.vips) claim_vip(vip);
+  }
   for (const auto& d : service.virtual_services) {
     if (d.dsr && dsr_extension_) continue;
-    if (d.dsr) claim_vip(d.vs.service.address);
     VirtualServiceId id = d.vs.id();
     scope.services.insert(id);
-    auto& claims = vs_claims_[id];
-    claims.insert(name);
-    if (claims.size() > 1 && *claims.begin() != name) {
-      KR_LOG_WARN("service {}: IPVS service {} is also wanted by {}; {} keeps it", name.ToString(),
-                  id.ToString(), claims.begin()->ToString(), claims.begin()->ToString());
+    auto [owner, inserted] = vs_owner_.emplace(id, name);
+    if (!inserted && owner->second != name) {
+      if (name < owner->second) {  // the first by name wins, stably
+        vs_waiting_.emplace(id, owner->second);
+        owner->second = name;
+      } else {
+        vs_waiting_.emplace(id, name);
+        KR_LOG_WARN("service {}: IPVS service {} is also wanted by {}; {} keeps it",
+                    name.ToString(), id.ToString(), owner->second.ToString(),
+                    owner->second.ToString());
+      }
     }
     RefreshDesiredEntry(id);
   }
@@ -348,7 +362,8 @@ Status NetworkServicesController::FullSync() {
   touched_.clear();
   services_.clear();
   desired_ = ProxyImage{};
-  vs_claims_.clear();
+  vs_owner_.clear();
+  vs_waiting_.clear();
   vip_claims_.clear();
   DiffScope ignored;
   std::set<ServiceName> names;

@@ -136,6 +136,9 @@ class NetworkServicesController : public Controller {
   void Rebuild(const ServiceName& name, DiffScope& scope);
   void Unclaim(const ServiceName& name, DiffScope& scope);
   void Claim(const DesiredService& service, DiffScope& scope);
+  // The VIPs a Service puts on kube-dummy-if, each once (its DSR VIPs too without a DSR
+  // extension).
+  std::vector<IpAddress> VipsOf(const DesiredService& service) const;
   void RefreshDesiredEntry(const VirtualServiceId& id);
   void LogProblems(const ServiceName& name, const std::vector<std::string>& problems);
   Status FullSync();
@@ -172,8 +175,13 @@ class NetworkServicesController : public Controller {
   NodeFacts node_;
   std::map<ServiceName, DesiredService> services_;
   ProxyImage desired_;
-  std::map<VirtualServiceId, std::set<ServiceName>> vs_claims_;
-  std::map<IpAddress, std::set<ServiceName>> vip_claims_;
+  // Who wants a virtual service: the first Service by name owns it (its entry is the desired
+  // one); the others wait in vs_waiting_ (rare: a shared external IP). A map of sets was 4.4 MiB
+  // at 10k Services (docs/memory.md).
+  std::map<VirtualServiceId, ServiceName> vs_owner_;
+  std::set<std::pair<VirtualServiceId, ServiceName>> vs_waiting_;
+  // How many Services want a VIP (each counts once: VipsOf).
+  std::map<IpAddress, uint32_t> vip_claims_;
   ProxyImage programmed_;
   bool programmed_valid_ = false;  // programmed_ matches the kernel (last sync succeeded)
   std::set<ServiceName> touched_;

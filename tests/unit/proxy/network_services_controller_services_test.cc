@@ -160,5 +160,46 @@ TEST_F(ProxyControllerTest, GracefulTerminationDrainsThenDeletes) {
   EXPECT_THAT(Dests("10.96.0.10", 80), IsEmpty());
 }
 
+// Two Services that want one virtual service (here: the same cluster IP and port): the first by
+// name owns it, the other waits and takes over when the owner lets go; a change of the waiting
+// one does not touch the owner's; the VIP stays while any Service wants it (counted per Service).
+TEST_F(ProxyControllerTest, AVirtualServiceTwoServicesWantFollowsTheFirstByName) {
+  Upsert(Svc("b", "10.96.0.77", {Port("p80", 80), Port("p81", 81)}));
+  Upsert(Slice("b", "b-1", {{"10.1.0.2"}}, {{"p80", 8080}, {"p81", 8081}}));
+  Upsert(Svc("a", "10.96.0.77", {Port("p80", 80)}));
+  Upsert(Slice("a", "a-1", {{"10.1.0.1"}}, {{"p80", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.1:8080 w1"));
+  EXPECT_THAT(Dests("10.96.0.77", 81), ElementsAre("10.1.0.2:8081 w1"));
+  EXPECT_THAT(DummyAddresses(), ElementsAre("10.96.0.77"));
+
+  auto event = [&] { ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok()); };
+  Upsert(Slice("b", "b-1", {{"10.1.0.3"}}, {{"p80", 8080}, {"p81", 8081}}));
+  event();
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.1:8080 w1"));  // still a's
+  EXPECT_THAT(Dests("10.96.0.77", 81), ElementsAre("10.1.0.3:8081 w1"));
+
+  RemoveService("default/a");
+  event();
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.3:8080 w1"));  // b took it over
+  EXPECT_THAT(DummyAddresses(), ElementsAre("10.96.0.77"));
+
+  Upsert(Svc("a", "10.96.0.77", {Port("p80", 80)}));
+  event();
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.1:8080 w1"));  // a first again
+
+  RemoveService("default/b");
+  event();
+  EXPECT_THAT(Services(), ElementsAre("TCP 10.96.0.77:80"));
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.1:8080 w1"));
+  EXPECT_THAT(DummyAddresses(), ElementsAre("10.96.0.77"));  // a still wants the VIP
+
+  RemoveService("default/a");
+  event();
+  EXPECT_THAT(Services(), IsEmpty());
+  EXPECT_THAT(DummyAddresses(), IsEmpty());
+  EXPECT_TRUE(Controller().programmed().vips.empty());
+}
+
 }  // namespace
 }  // namespace kr::proxy
