@@ -1,7 +1,9 @@
-// Whole-agent memory benchmark (issue 14): the real kube-router, firewall and router on, against
-// fake-apiserver holding 10,000 Services, 10,000 EndpointSlices of 10 endpoints (100,000
-// endpoints), 5,000 pods (500 on the agent's node), 1,000 NetworkPolicies, 50 namespaces and
-// 100 nodes. The service proxy needs the guest kernel's ip_vs and is not run here.
+// Whole-agent memory benchmark (issue 14): the real kube-router, firewall and router on (and the
+// service proxy with --proxy), against fake-apiserver holding 10,000 Services, 10,000
+// EndpointSlices of 10 endpoints (100,000 endpoints), 5,000 pods (500 on the agent's node), 1,000
+// NetworkPolicies, 50 namespaces and 100 nodes. The service proxy needs ip_vs, which the host
+// kernel lacks: --proxy runs inside the guest kernel (guest_agent_memory_bench.sh, next to this
+// file; docs/memory.md).
 //
 // Each run starts fake-apiserver and the agent in a fresh network namespace, waits for every
 // controller's first successful sync, then for the RSS to settle, and prints:
@@ -11,17 +13,33 @@
 // router, firewall only, router only, the large cluster with a BGP peer (BIRD, in a namespace of
 // its own on the node's subnet, announcing the other nodes' pod CIDRs and external routes: the
 // RIBs' share) for the per-component breakdown, and with --baseline=PATH the large cluster
-// again with another kube-router binary (e.g. main before a change) for ratios.
-// Usage (root): agent_memory_bench [--baseline=PATH] [--scale=F] [--wrap="heaptrack -o F"]
-//                                  [--only-full] [--bgp-routes=N]
-//   --scale shrinks or grows every count (1 = the issue's cluster); --wrap prefixes the agent's
-//   command line (a profiler; the RSS figures are then the profiler's); --only-full runs only
-//   the full cluster (and the baseline's); --bgp-routes sets the peer's external routes (5000).
+// again with another kube-router binary (e.g. main before a change) for ratios. With --proxy
+// every run also has the service proxy on, and a proxy-only run is added.
+// Usage (root): agent_memory_bench [--agent=PATH] [--baseline=PATH] [--scale=F] [--wrap="heaptrack
+// -o F"]
+//                                  [--only-full] [--bgp-routes=N] [--proxy]
+//   --agent replaces the build's kube-router (a copy: a long guest run is not disturbed by a
+//   rebuild); --scale shrinks or grows every count (1 = the issue's cluster); --wrap prefixes the
+//   agent's command line (a profiler; the RSS figures are then the profiler's); --only-full runs
+//   only the full cluster (and the baseline's); --bgp-routes sets the peer's external routes
+//   (5000).
+// The controllers' first syncs are seen in the agent's -v=1 log, not on /metrics: with the proxy
+// on, a scrape renders ten series per virtual service (tens of MiB of text at this scale) and
+// would add its own peak; /metrics is read once, after the RSS figures (and, in the BGP run,
+// every 5 s for the routes' count).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -32,6 +50,7 @@
 #include "lib/bench_cluster.h"
 #include "lib/binaries.h"
 #include "lib/netns.h"
+#include "lib/podnet.h"
 
 namespace {
 
@@ -176,6 +195,60 @@ std::string Manifests(const Shape& s, bool empty) {
   return kr::testing::BenchListJson(items);
 }
 
+// The body of GET `path` on 127.0.0.1:`port` in `netns`, over a socket of this process (in the
+// guest a process start costs 0.1-0.5 s of the one CPU the agent runs on); "" on any failure.
+// Bounded: 256 MiB, 60 s without data.
+std::string HttpGet(const Netns& netns, int port, const std::string& path) {
+  int fd = -1;
+  {
+    kr::testing::ScopedNetns inside(netns.name());
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  }
+  if (fd < 0) return "";
+  timeval timeout{.tv_sec = 60, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string request =
+      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+            send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(request.size());
+  std::string answer;
+  std::vector<char> buf(1 << 16);
+  ssize_t n = 0;
+  while (ok && answer.size() < (256u << 20) && (n = recv(fd, buf.data(), buf.size(), 0)) > 0) {
+    answer.append(buf.data(), static_cast<size_t>(n));
+  }
+  int error = errno;
+  close(fd);
+  size_t body = answer.find("\r\n\r\n");
+  if (!ok || answer.rfind("HTTP/1.1 200", 0) != 0 || body == std::string::npos) {
+    std::fprintf(stderr, "agent_memory_bench: GET %s: %s\n", path.c_str(),
+                 answer.empty() ? std::strerror(error) : answer.substr(0, 200).c_str());
+    return "";
+  }
+  return answer.substr(body + 4);
+}
+
+// True once the agent's log shows a successful sync of every controller in `names` (the
+// runner's -v=1 line "<name>: <reason> sync done in <n>ms").
+bool AllSynced(const std::string& log, const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    bool seen = false;
+    for (size_t at = log.find(name + ": "); at != std::string::npos && !seen;
+         at = log.find(name + ": ", at + 1)) {
+      size_t eol = log.find('\n', at);
+      seen = log.substr(at, eol == std::string::npos ? std::string::npos : eol - at)
+                 .find(" sync done in ") != std::string::npos;
+    }
+    if (!seen) return false;
+  }
+  return true;
+}
+
 // One sample of `name` (with its labels, e.g. `x{a="b"}`) from a Prometheus text exposition.
 double Sample(const std::string& text, const std::string& name) {
   std::istringstream in(text);
@@ -200,6 +273,7 @@ struct RunSpec {
   bool router = true;
   bool empty = false;
   bool bgp_peer = false;  // a BIRD peer announcing Shape::PeerRoutes() routes
+  bool proxy = false;     // the service proxy (needs ip_vs: the guest)
 };
 
 std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& wrap,
@@ -235,7 +309,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   kr::testing::FakeApiServer api;
   if (auto e = kr::testing::StartFakeApiServer(ns, dir.path(), Manifests(shape, spec.empty),
                                                kr::testing::kFakeApiServerBinary,
-                                               std::chrono::seconds(300), api);
+                                               std::chrono::seconds(900), api);
       !e.empty()) {
     return e;
   }
@@ -248,8 +322,10 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
       .node = kNode,
       .firewall = spec.firewall,
       .router = spec.router,
+      .service_proxy = spec.proxy,
       .extra = {"--metrics-port=" + std::to_string(kMetricsPort), "--enable-cni=false",
-                "--gobgp-admin-port=0", "--routes-sync-period=60m", "--cache-sync-timeout=300s"}};
+                "--gobgp-admin-port=0", "--routes-sync-period=60m", "--ipvs-sync-period=60m",
+                "--cache-sync-timeout=900s", "-v=1"}};
   if (spec.bgp_peer) {
     flags.extra.push_back(std::string("--peer-router-ips=") + kPeerAddress);
     flags.extra.push_back("--peer-router-asns=" + std::to_string(kPeerAsn));
@@ -257,33 +333,26 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   for (const std::string& a : kr::testing::BenchAgentArgv(flags)) argv.push_back(a);
   auto start = Clock::now();
   Process agent(ns.Wrap(argv), dir.path() + "/agent.log");
-  auto metrics = [&]() -> std::string {
-    auto r = ns.Sh("curl -s --max-time 10 http://127.0.0.1:" + std::to_string(kMetricsPort) +
-                   "/metrics");
-    return r.ok() ? *r : "";
-  };
+  auto metrics = [&] { return HttpGet(ns, kMetricsPort, "/metrics"); };
   std::vector<std::string> controllers;
   if (spec.firewall) controllers.push_back("NetworkPolicy");
   if (spec.router) controllers.push_back("NetworkRoutes");
+  if (spec.proxy) controllers.push_back("NetworkServices");
+  auto next_look = Clock::now();
   bool synced = kr::testing::WaitFor(
       [&] {
         if (!agent.Running() || (bird && !bird->Running())) return true;
-        std::string text = metrics();
-        for (const auto& c : controllers) {
-          if (Sample(text,
-                     "kube_router_controller_last_successful_sync_timestamp_seconds{"
-                     "controller=\"" +
-                         c + "\"}") <= 0) {
-            return false;
-          }
-        }
+        if (Clock::now() < next_look) return false;
+        next_look = Clock::now() + std::chrono::seconds(1);
+        if (!AllSynced(agent.Log(), controllers)) return false;
         // The BGP run measures the RIBs full: every announced route learned and installed.
-        if (spec.bgp_peer && Sample(text, "kube_router_host_routes_synced") < shape.PeerRoutes()) {
-          return false;
+        if (spec.bgp_peer) {
+          next_look = Clock::now() + std::chrono::seconds(5);
+          return Sample(metrics(), "kube_router_host_routes_synced") >= shape.PeerRoutes();
         }
-        return !text.empty();
+        return true;
       },
-      std::chrono::seconds(900));
+      std::chrono::seconds(1800));
   if (!agent.Running()) return "the agent exited: " + agent.Log();
   if (bird && !bird->Running()) return "BIRD exited: " + bird->Log();
   if (!synced) {
@@ -308,9 +377,19 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
         return *hi - *lo <= *hi / 100;
       },
       std::chrono::seconds(120));
-  std::string text = metrics();
   out.rss_kib = kr::testing::ProcStatusKib(pid, "VmRSS:");
   out.peak_kib = kr::testing::ProcStatusKib(pid, "VmHWM:");
+  // After the RSS figures: the scrape allocates. In the guest a scrape can wait behind a long
+  // sync, hence a few attempts.
+  std::string text;
+  for (int attempt = 0; attempt < 3 && text.empty(); ++attempt) text = metrics();
+  if (text.empty()) {
+    auto curl = ns.Sh("curl -sv --max-time 120 -o /dev/null http://127.0.0.1:" +
+                      std::to_string(kMetricsPort) + "/metrics 2>&1");
+    return std::string("/metrics did not answer (agent ") +
+           (agent.Running() ? "running" : "exited") +
+           "; curl: " + (curl.ok() ? *curl : curl.error()) + "): " + agent.Log();
+  }
   out.heap_in_use = Sample(text, "kube_router_heap_in_use_bytes");
   out.heap_free = Sample(text, "kube_router_heap_free_bytes");
   out.caches_heap = Sample(text, "kube_router_k8s_caches_heap_bytes");
@@ -334,13 +413,16 @@ void Print(const RunSpec& spec, const Figures& f) {
 
 int main(int argc, char** argv) {
   if (!kr::testing::IsRoot()) return Fail("needs root (creates network namespaces)");
-  std::string baseline, wrap;
+  std::string agent = kr::testing::kAgentBinary, baseline, wrap;
   double scale = 1;
   bool only_big = false;
+  bool proxy = false;
   int external_routes = Shape().external_routes;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a.rfind("--baseline=", 0) == 0) {
+    if (a.rfind("--agent=", 0) == 0) {
+      agent = a.substr(8);
+    } else if (a.rfind("--baseline=", 0) == 0) {
       baseline = a.substr(11);
     } else if (a.rfind("--scale=", 0) == 0) {
       scale = std::atof(a.c_str() + 8);
@@ -348,15 +430,22 @@ int main(int argc, char** argv) {
       wrap = a.substr(7);
     } else if (a == "--only-full") {
       only_big = true;
+    } else if (a == "--proxy") {
+      proxy = true;
     } else if (a.rfind("--bgp-routes=", 0) == 0) {
       external_routes = std::atoi(a.c_str() + 13);
     } else {
       return Fail(
-          "usage: agent_memory_bench [--baseline=PATH] [--scale=F] [--wrap=CMD] "
-          "[--only-full] [--bgp-routes=N]");
+          "usage: agent_memory_bench [--agent=PATH] [--baseline=PATH] [--scale=F] [--wrap=CMD] "
+          "[--only-full] [--bgp-routes=N] [--proxy]");
     }
   }
   if (!(scale > 0)) return Fail("--scale must be positive");
+  if (proxy && access("/proc/net/ip_vs", F_OK) != 0) {
+    return Fail(
+        "--proxy needs the kernel's ip_vs (the host has none): run it in the guest, "
+        "tests/bench/agent/guest_agent_memory_bench.sh");
+  }
   if (external_routes < 0 || external_routes > 9000) {
     return Fail("--bgp-routes must be 0..9000 (the agent takes 10,000 prefixes per peer)");
   }
@@ -370,37 +459,43 @@ int main(int argc, char** argv) {
   shape.policies = scaled(shape.policies, 1);
 
   std::vector<RunSpec> runs;
-  const std::string agent = kr::testing::kAgentBinary;
+  const std::string all = proxy ? "fw + router + proxy" : "fw + router";
   // Each run's index in `runs` (-1: not run).
-  int full_run = 0, idle_run = -1, fw_run = -1, rt_run = -1, bgp_run = -1, base_run = -1,
+  int idle_run = -1, fw_run = -1, rt_run = -1, px_run = -1, bgp_run = -1, base_run = -1,
       base_idle_run = -1;
-  runs.push_back({"full cluster, firewall + router", agent, true, true, false});
+  auto add = [&](const std::string& label, const std::string& binary, bool fw, bool rt, bool px,
+                 bool empty, bool peer = false) {
+    runs.push_back({.label = label,
+                    .binary = binary,
+                    .firewall = fw,
+                    .router = rt,
+                    .empty = empty,
+                    .bgp_peer = peer,
+                    .proxy = px});
+    return static_cast<int>(runs.size()) - 1;
+  };
+  const int full_run = add("full cluster, " + all, agent, true, true, proxy, false);
   if (!only_big) {
-    idle_run = static_cast<int>(runs.size());
-    runs.push_back({"idle (empty cluster), fw + router", agent, true, true, true});
-    fw_run = static_cast<int>(runs.size());
-    runs.push_back({"full cluster, firewall only", agent, true, false, false});
-    rt_run = static_cast<int>(runs.size());
-    runs.push_back({"full cluster, router only", agent, false, true, false});
-    bgp_run = static_cast<int>(runs.size());
-    runs.push_back({"full cluster, fw + router, BGP peer", agent, true, true, false, true});
+    idle_run = add("idle (empty cluster), " + all, agent, true, true, proxy, true);
+    fw_run = add("full cluster, firewall only", agent, true, false, false, false);
+    rt_run = add("full cluster, router only", agent, false, true, false, false);
+    if (proxy) px_run = add("full cluster, proxy only", agent, false, false, true, false);
+    bgp_run = add("full cluster, " + all + ", BGP peer", agent, true, true, proxy, false, true);
   }
   if (!baseline.empty()) {
-    base_run = static_cast<int>(runs.size());
-    runs.push_back({"baseline binary, full, fw + router", baseline, true, true, false});
-    if (!only_big) {
-      base_idle_run = static_cast<int>(runs.size());
-      runs.push_back({"baseline binary, idle", baseline, true, true, true});
-    }
+    base_run = add("baseline binary, full, " + all, baseline, true, true, proxy, false);
+    if (!only_big) base_idle_run = add("baseline binary, idle", baseline, true, true, proxy, true);
   }
   std::printf("whole-agent memory benchmark (real kube-router + fake-apiserver, %s)\n",
               agent.c_str());
   std::printf(
       "  cluster: %d Services, %d EndpointSlices x %d endpoints, %d pods (%d on this node), "
-      "%d NetworkPolicies, %d namespaces, %d nodes; service proxy not run (needs ip_vs)\n",
+      "%d NetworkPolicies, %d namespaces, %d nodes; %s\n",
       shape.services, shape.services, shape.endpoints_per_slice, shape.pods,
       (shape.pods + shape.local_every - 1) / shape.local_every, shape.policies, shape.namespaces,
-      shape.nodes);
+      shape.nodes,
+      proxy ? "service proxy on (2 ports per Service: 2 virtual services, 20 destinations)"
+            : "service proxy not run (needs ip_vs: --proxy in the guest)");
   if (bgp_run >= 0) {
     std::printf(
         "  BGP run: a BIRD peer on the node's subnet announces %d routes (the other nodes' pod "
@@ -424,15 +519,20 @@ int main(int argc, char** argv) {
   if (!only_big) {
     const Figures &idle = figures[idle_run], &fw = figures[fw_run], &rt = figures[rt_run],
                   &bgp = figures[bgp_run];
-    std::printf("  breakdown (each run's RSS above the idle agent's):\n");
-    std::printf("    firewall: %6.1f MiB (its caches: %.1f MiB heap)\n",
-                KibToMiB(fw.rss_kib - idle.rss_kib), MiB(fw.caches_heap));
-    std::printf("    router:   %6.1f MiB (its caches: %.1f MiB heap)\n",
-                KibToMiB(rt.rss_kib - idle.rss_kib), MiB(rt.caches_heap));
-    std::printf(
-        "    both:     %6.1f MiB (caches: %.1f MiB heap; heap in use %.1f MiB, free %.1f)\n",
-        KibToMiB(full.rss_kib - idle.rss_kib), MiB(full.caches_heap), MiB(full.heap_in_use),
-        MiB(full.heap_free));
+    // RSS above the idle agent's, and the heap: what the run holds in use above the idle agent,
+    // split into the caches (the heap growth to the caches' first sync) and the rest (the
+    // controllers' own state).
+    auto component = [&](const char* name, const Figures& f, const char* state) {
+      double above = f.heap_in_use - idle.heap_in_use;
+      std::printf("    %-9s %6.1f MiB RSS; heap in use +%.1f MiB = caches %.1f + %s %.1f MiB\n",
+                  name, KibToMiB(f.rss_kib - idle.rss_kib), MiB(above), MiB(f.caches_heap), state,
+                  MiB(above - f.caches_heap));
+    };
+    std::printf("  breakdown (each run above the idle agent):\n");
+    component("firewall:", fw, "netpol compiler state");
+    component("router:", rt, "routing state");
+    if (px_run >= 0) component("proxy:", figures[px_run], "proxy image and extensions");
+    component("all:", full, "controllers' state");
     // The RIBs: the same agent and cluster with the peer's routes learned and installed.
     std::printf(
         "    BGP RIBs: %6.1f MiB RSS, %.1f MiB heap in use (%.0f routes learned and installed: "
