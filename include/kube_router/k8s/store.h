@@ -3,6 +3,7 @@
 // long as it likes; List() returns a consistent snapshot of the whole store.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -38,12 +39,12 @@ class Store {
     auto it = items_.find(key);
     if (it != items_.end()) {
       old = it->second;
-      Unindex(key, *old);
-      it->second = object;
+      Unindex(*it);
+      it->second = std::move(object);
     } else {
-      items_.emplace(key, object);
+      it = items_.emplace(key, std::move(object)).first;
     }
-    Index(key, *object);
+    Index(*it);
     return old;
   }
 
@@ -53,7 +54,7 @@ class Store {
     auto it = items_.find(key);
     if (it == items_.end()) return nullptr;
     Ptr old = it->second;
-    Unindex(key, *old);
+    Unindex(*it);
     items_.erase(it);
     return old;
   }
@@ -81,7 +82,7 @@ class Store {
     return out;
   }
 
-  // Objects filed under `value` in index `name` (empty for an unknown index).
+  // Objects filed under `value` in index `name`, in key order (empty for an unknown index).
   std::vector<Ptr> ByIndex(const std::string& name, const std::string& value) const {
     std::shared_lock lock(mu_);
     std::vector<Ptr> out;
@@ -89,7 +90,8 @@ class Store {
     if (idx == indexes_.end()) return out;
     auto bucket = idx->second.buckets.find(value);
     if (bucket == idx->second.buckets.end()) return out;
-    for (const auto& [key, unused] : bucket->second) out.push_back(items_.at(key));
+    out.reserve(bucket->second.size());
+    for (const Item* item : bucket->second) out.push_back(item->second);
     return out;
   }
 
@@ -102,30 +104,48 @@ class Store {
   uint64_t ListCalls() const { return list_calls_.load(std::memory_order_relaxed); }
 
  private:
+  using Items = std::unordered_map<std::string, Ptr>;
+  using Item = typename Items::value_type;
+
+  // An index files the items themselves, not copies of their keys (docs/memory.md): a bucket
+  // holds pointers to entries of items_, whose nodes stay put until erased, and an entry is
+  // unindexed before its object is replaced or the entry erased. Buckets are sorted by key, so
+  // ByIndex answers in key order.
   struct IndexData {
     IndexFunc fn;
-    std::unordered_map<std::string, std::map<std::string, bool>> buckets;  // value -> keys
+    std::unordered_map<std::string, std::vector<const Item*>> buckets;  // value -> items
   };
+  static bool KeyLess(const Item* a, const std::string& key) { return a->first < key; }
 
-  void Index(const std::string& key, const T& obj) {
+  void Index(const Item& item) {
     for (auto& [name, idx] : indexes_) {
-      for (const auto& v : idx.fn(obj)) idx.buckets[v][key] = true;
+      for (const auto& v : idx.fn(*item.second)) {
+        auto& bucket = idx.buckets[v];
+        auto at = std::lower_bound(bucket.begin(), bucket.end(), item.first, KeyLess);
+        if (at == bucket.end() || *at != &item) bucket.insert(at, &item);
+      }
     }
   }
-  void Unindex(const std::string& key, const T& obj) {
+  void Unindex(const Item& item) {
     for (auto& [name, idx] : indexes_) {
-      for (const auto& v : idx.fn(obj)) {
+      for (const auto& v : idx.fn(*item.second)) {
         auto b = idx.buckets.find(v);
         if (b == idx.buckets.end()) continue;
-        b->second.erase(key);
-        if (b->second.empty()) idx.buckets.erase(b);
+        auto& bucket = b->second;
+        auto at = std::lower_bound(bucket.begin(), bucket.end(), item.first, KeyLess);
+        if (at != bucket.end() && *at == &item) bucket.erase(at);
+        if (bucket.empty()) {
+          idx.buckets.erase(b);
+        } else if (bucket.capacity() > 2 * bucket.size()) {
+          bucket.shrink_to_fit();  // a bucket that held many items gives the space back
+        }
       }
     }
   }
 
   mutable std::shared_mutex mu_;
   mutable std::atomic<uint64_t> list_calls_{0};
-  std::unordered_map<std::string, Ptr> items_;
+  Items items_;
   std::map<std::string, IndexData> indexes_;
 };
 

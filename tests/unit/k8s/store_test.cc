@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
 namespace kr::k8s {
 namespace {
 
@@ -70,6 +75,47 @@ TEST(StoreTest, PodsByEachAddress) {
   EXPECT_TRUE(pods.ByIndex(kIndexPodIp, "10.244.1.5").empty());
   EXPECT_TRUE(pods.ByIndex(kIndexPodIp, "fd00::5").empty());
   EXPECT_EQ(pods.ByIndex(kIndexPodIp, "10.244.1.7").size(), 1u);
+}
+
+// The indexes file pointers to the store's own entries (no key copies): through inserts that
+// rehash the store, moves between buckets, replacements and removals, every bucket answers
+// exactly the objects a scan of the store finds under that value, in key order.
+TEST(StoreTest, IndexesMatchAScanThroughRehashesMovesAndRemovals) {
+  auto cluster = MakeCluster();
+  auto& pods = cluster->pods;
+  auto node_of = [](int i, int round) { return "node" + std::to_string((i * 7 + round) % 5); };
+  auto check = [&](const std::string& when) {
+    std::map<std::string, std::vector<std::string>> scan;  // node -> keys, sorted
+    for (const auto& p : pods.List()) scan[p->node_name].push_back(p->meta.Key());
+    for (int n = 0; n < 5; ++n) {
+      const std::string node = "node" + std::to_string(n);
+      auto& want = scan[node];
+      std::sort(want.begin(), want.end());
+      std::vector<std::string> got;
+      for (const auto& p : pods.ByIndex(kIndexNodeName, node)) {
+        got.push_back(p->meta.Key());
+        EXPECT_EQ(p->node_name, node) << when;  // the current object, not a replaced one
+      }
+      EXPECT_EQ(got, want) << when << ", " << node;
+    }
+  };
+  // Keys inserted in an order unlike their sort order; 600 entries rehash the store's table.
+  for (int i = 0; i < 600; ++i) {
+    int k = (i * 37) % 600;
+    pods.Upsert("ns/p" + std::to_string(k), MakePod("ns", "p" + std::to_string(k), node_of(k, 0)));
+  }
+  check("after the inserts");
+  for (int round = 1; round <= 3; ++round) {
+    for (int k = round; k < 600; k += 3) {  // a third moves node each round
+      pods.Upsert("ns/p" + std::to_string(k),
+                  MakePod("ns", "p" + std::to_string(k), node_of(k, round)));
+    }
+    for (int k = round; k < 600; k += 50) pods.Remove("ns/p" + std::to_string(k));
+    check("after round " + std::to_string(round));
+  }
+  for (const auto& key : pods.Keys()) pods.Remove(key);
+  for (int n = 0; n < 5; ++n)
+    EXPECT_TRUE(pods.ByIndex(kIndexNodeName, "node" + std::to_string(n)).empty());
 }
 
 }  // namespace
