@@ -131,10 +131,10 @@ bool NotLastApplied(const std::string& key) { return key != kLastApplied; }
 bool NoKey(const std::string&) { return false; }
 
 // What the controllers read of an EndpointSlice's labels and annotations (the service proxy:
-// the owning Service, headless slices, the change-trigger time for its latency metric).
-bool SliceLabelRead(const std::string& key) {
-  return key == "kubernetes.io/service-name" || key == "service.kubernetes.io/headless";
-}
+// headless slices, the change-trigger time for its latency metric). The owning Service's label
+// is kept once, as EndpointSlice::service_name, not a second time in the labels.
+constexpr char kServiceNameLabel[] = "kubernetes.io/service-name";
+bool SliceLabelRead(const std::string& key) { return key == "service.kubernetes.io/headless"; }
 bool SliceAnnotationRead(const std::string& key) {
   return key == "endpoints.kubernetes.io/last-change-trigger-time";
 }
@@ -273,9 +273,12 @@ Service ServiceFrom(const json& obj) {
 EndpointSlice EndpointSliceFrom(const json& obj) {
   EndpointSlice s;
   s.meta = Meta(obj, MetaFilter{.labels = SliceLabelRead, .annotations = SliceAnnotationRead});
+  // Meta() type-checked every label.
+  if (const json* label = Field(*Field(obj, "metadata"), "labels")) {
+    if (const json* name = Field(*label, kServiceNameLabel))
+      s.service_name = name->get<std::string>();
+  }
   s.address_type = String(obj, "addressType", "", "IPv4");
-  auto label = s.meta.labels.find("kubernetes.io/service-name");
-  if (label != s.meta.labels.end()) s.service_name = label->second;
   s.endpoints.reserve(ArraySize(obj, "endpoints"));
   ForEachObject(obj, "endpoints", "", [&](const json& e, const std::string& path) {
     Endpoint ep;

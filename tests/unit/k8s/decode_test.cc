@@ -238,9 +238,8 @@ TEST(DecodeTest, CachesKeepOnlyTheLabelsAndAnnotationsControllersRead) {
       "other":"x",)" +
       last_applied + "}}}"));
   ASSERT_TRUE(slice.ok()) << slice.error();
-  EXPECT_EQ(slice->service_name, "web");
-  EXPECT_EQ(slice->meta.labels, (Labels{{"kubernetes.io/service-name", "web"},
-                                        {"service.kubernetes.io/headless", ""}}));
+  EXPECT_EQ(slice->service_name, "web");  // held once: not in the labels again
+  EXPECT_EQ(slice->meta.labels, (Labels{{"service.kubernetes.io/headless", ""}}));
   EXPECT_EQ(slice->meta.annotations,
             (Labels{{"endpoints.kubernetes.io/last-change-trigger-time", "t"}}));
 
