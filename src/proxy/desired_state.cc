@@ -105,6 +105,9 @@ class Builder {
     lb_ips_ = Validated(lb_texts, config_.loadbalancer_ip_ranges, "LoadBalancer ingress IP",
                         "--loadbalancer-ip-range");
     for (const auto& port : svc_.ports) AddPort(port);
+    std::sort(out_.vips.begin(), out_.vips.end());
+    out_.vips.erase(std::unique(out_.vips.begin(), out_.vips.end()), out_.vips.end());
+    out_.vips.shrink_to_fit();
     std::sort(out_.virtual_services.begin(), out_.virtual_services.end(),
               [](const DesiredVirtualService& a, const DesiredVirtualService& b) {
                 return a.vs.id() < b.vs.id();
@@ -232,10 +235,10 @@ class Builder {
   }
 
   void AddVirtualService(const IpAddress& address, IpvsProtocol protocol, uint16_t port,
-                         VipRole role, const ServicePortKey& owner,
+                         VipRole role, const std::string& port_name,
                          const std::vector<Candidate>& candidates, bool local_only, bool dsr) {
     DesiredVirtualService d;
-    d.owner = owner;
+    d.port_name = port_name;
     d.role = role;
     d.dsr = dsr;
     d.vs.service.address = address;
@@ -252,7 +255,6 @@ class Builder {
   }
 
   void AddPort(const k8s::ServicePort& port) {
-    ServicePortKey key{out_.name, port.name};
     auto protocol = ParseProtocol(port.protocol);
     if (!protocol) {
       Problem("port " + std::to_string(port.port) + ": protocol \"" + port.protocol +
@@ -267,7 +269,7 @@ class Builder {
     auto candidates = Candidates(port);
 
     ServicePortFacts facts;
-    facts.key = key;
+    facts.port_name = port.name;
     facts.protocol = *protocol;
     facts.port = number;
     facts.cluster_ips = cluster_ips_;
@@ -290,9 +292,9 @@ class Builder {
     }
 
     for (const IpAddress& vip : cluster_ips_) {
-      AddVirtualService(vip, *protocol, number, VipRole::kClusterIp, key, candidates,
+      AddVirtualService(vip, *protocol, number, VipRole::kClusterIp, port.name, candidates,
                         internal_local_, false);
-      out_.vips.insert(vip);
+      out_.vips.push_back(vip);
     }
     bool wants_node_port = svc_.type == "NodePort" || svc_.type == "LoadBalancer";
     if (wants_node_port && port.node_port != 0) {
@@ -305,7 +307,7 @@ class Builder {
                                             [&](const IpAddress& ip) { return ip.is_v6() == v6; });
           if (!family_present) continue;
           for (const IpAddress& address : node_.NodePortAddresses(v6)) {
-            AddVirtualService(address, *protocol, facts.node_port, VipRole::kNodePort, key,
+            AddVirtualService(address, *protocol, facts.node_port, VipRole::kNodePort, port.name,
                               candidates, external_local_, false);
             facts.node_port_addresses.push_back(address);
           }
@@ -313,14 +315,14 @@ class Builder {
       }
     }
     for (const IpAddress& ip : external_ips_) {
-      AddVirtualService(ip, *protocol, number, VipRole::kExternalIp, key, candidates,
+      AddVirtualService(ip, *protocol, number, VipRole::kExternalIp, port.name, candidates,
                         external_local_, dsr_);
-      if (!dsr_) out_.vips.insert(ip);
+      if (!dsr_) out_.vips.push_back(ip);
     }
     for (const IpAddress& ip : lb_ips_) {
-      AddVirtualService(ip, *protocol, number, VipRole::kLoadBalancer, key, candidates,
+      AddVirtualService(ip, *protocol, number, VipRole::kLoadBalancer, port.name, candidates,
                         external_local_, dsr_);
-      if (!dsr_) out_.vips.insert(ip);
+      if (!dsr_) out_.vips.push_back(ip);
     }
     out_.ports.push_back(std::move(facts));
   }

@@ -372,7 +372,7 @@ std::vector<DsrServiceInput> DsrInputsOfService(const DesiredService& svc) {
     in.timeout = d.vs.service.timeout;
     std::set<IpAddress> local;
     for (const auto& port : svc.ports) {
-      if (port.key != d.owner) continue;
+      if (port.port_name != d.port_name) continue;
       for (const auto& ep : port.local_endpoints) local.insert(ep.address);
     }
     for (const auto& dest : d.vs.destinations) {

@@ -28,10 +28,6 @@ std::string HostPort(const IpAddress& ip, uint16_t port) {
 
 }  // namespace
 
-std::string ServicePortKey::ToString() const {
-  return port_name.empty() ? service.ToString() : service.ToString() + ":" + port_name;
-}
-
 const char* VipRoleName(VipRole role) {
   switch (role) {
     case VipRole::kClusterIp:

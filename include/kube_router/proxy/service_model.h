@@ -41,14 +41,6 @@ struct ServiceName {
   std::string ToString() const { return namespace_ + "/" + name; }
 };
 
-// kube-router's serviceInfo key, as a struct (no "-"-joined string to split).
-struct ServicePortKey {
-  ServiceName service;
-  std::string port_name;
-  auto operator<=>(const ServicePortKey&) const = default;
-  std::string ToString() const;  // "ns/name:port" ("ns/name" for an unnamed port)
-};
-
 // Why a virtual service exists.
 enum class VipRole : uint8_t { kClusterIp, kNodePort, kExternalIp, kLoadBalancer };
 const char* VipRoleName(VipRole role);
@@ -128,7 +120,9 @@ struct VirtualService {
 // A virtual service some Service port wants, with where it came from.
 struct DesiredVirtualService {
   VirtualService vs;
-  ServicePortKey owner;
+  // The Service port that wants it (kube-router's serviceInfo key is the DesiredService's name
+  // and this; not a copy of the name per virtual service: docs/memory.md).
+  std::string port_name;
   VipRole role = VipRole::kClusterIp;
   // kube-router.io/service.dsr=tunnel on an external or LoadBalancer IP: a DSR applier
   // programs it (fwmark service, tunnel destinations); the plain IPVS path skips it.
@@ -137,7 +131,7 @@ struct DesiredVirtualService {
 
 // Facts about one Service port for the firewall, hairpin, health-check and metrics pieces.
 struct ServicePortFacts {
-  ServicePortKey key;
+  std::string port_name;  // of the DesiredService's Service ("" for an unnamed port)
   netlink::IpvsProtocol protocol = netlink::IpvsProtocol::kTcp;
   uint16_t port = 0;
   uint16_t node_port = 0;                      // 0: none
@@ -160,7 +154,8 @@ struct ServicePortFacts {
 struct DesiredService {
   ServiceName name;
   std::vector<DesiredVirtualService> virtual_services;
-  std::set<IpAddress> vips;  // addresses for kube-dummy-if (cluster, external, LB IPs; not DSR)
+  // Addresses for kube-dummy-if (cluster, external, LB IPs; not DSR), sorted, each once.
+  std::vector<IpAddress> vips;
   std::vector<ServicePortFacts> ports;
   std::vector<std::string> problems;
   std::string skipped;  // why the proxy ignores the Service ("headless", ...); empty if not

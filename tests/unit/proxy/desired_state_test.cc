@@ -10,6 +10,7 @@ namespace {
 
 using namespace testing;  // NOLINT
 using netlink::IpvsProtocol;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -68,7 +69,7 @@ TEST(DesiredStateTest, ClusterIpPerPortAndProtocolWithPortsFromTheSliceOfTheSame
   EXPECT_EQ(http->vs.service.scheduler, "rr");
   EXPECT_EQ(http->vs.service.flags, 0u);
   EXPECT_EQ(http->role, VipRole::kClusterIp);
-  EXPECT_EQ(http->owner.ToString(), "default/web:http");
+  EXPECT_EQ(http->port_name, "http");
   for (const auto& dest : http->vs.destinations) {
     EXPECT_EQ(dest.forward, netlink::IpvsForward::kMasquerade);
   }
@@ -277,13 +278,13 @@ TEST(DesiredStateTest, TrafficPoliciesKeepTheServiceEvenWithoutLocalEndpoints) {
   auto no_local = Build(svc, {Slice("s", "s-1", {remote}, {{"", 8080}})});
   EXPECT_THAT(Dests(Find(no_local, "TCP 192.0.2.10:30082")), IsEmpty());
   EXPECT_THAT(Dests(Find(no_local, "TCP 198.51.100.18:80")), IsEmpty());
-  EXPECT_TRUE(no_local.vips.contains(Ip("198.51.100.18")));
+  EXPECT_THAT(no_local.vips, Contains(Ip("198.51.100.18")));
 
   svc.external_traffic_policy = "Cluster";
   svc.internal_traffic_policy = "Local";
   auto internal = Build(svc, {Slice("s", "s-1", {remote}, {{"", 8080}})});
   EXPECT_THAT(Dests(Find(internal, "TCP 10.96.0.18:80")), IsEmpty());
-  EXPECT_TRUE(internal.vips.contains(Ip("10.96.0.18")));
+  EXPECT_THAT(internal.vips, Contains(Ip("10.96.0.18")));
   EXPECT_THAT(Dests(Find(internal, "TCP 192.0.2.10:30082")), ElementsAre("10.1.0.2:8080"));
 
   // kube-router.io/service.local forces the external policy only.
