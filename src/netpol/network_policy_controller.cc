@@ -163,6 +163,7 @@ void NetworkPolicyController::LogNewProblems() {
 }
 
 Status NetworkPolicyController::Sync(SyncReason reason) {
+  if (mark_full_read_) mark_full_read_();
   ClusterView view = Snapshot();
   bool incremental = reason == SyncReason::kRequested &&
                      std::all_of(families_.begin(), families_.end(),

@@ -11,6 +11,8 @@
 #include "kube_router/netlink/fakes.h"
 #include "kube_router/netpol/naming.h"
 #include "kube_router/netpol/network_policy_controller.h"
+#include "kube_router/runtime/runner.h"
+#include "lib/netns.h"  // WaitFor
 #include "objects.h"
 
 namespace kr::netpol {
@@ -456,6 +458,37 @@ TEST_F(DefaultDenyControllerTest, ARestartKeepsProgrammedPodsAndAddsNewOnesAfter
   // is still there, is not wanted; x/e waits for its chain.
   EXPECT_EQ(seen.front(), (std::set<IpsetEntry>{{"10.0.1.2"}}));
   EXPECT_EQ(Members(kLocalPodsSet), (std::set<IpsetEntry>{{"10.0.1.2"}, {"10.0.1.5"}}));
+}
+
+// Run by the agent's runner with the informers' initial events queued (issue 11): the startup
+// sync reads the caches, so it absorbs those events and no second sync follows for them.
+TEST_F(ControllerTest, TheStartupSyncAbsorbsTheQueuedInitialEvents) {
+  std::vector<k8s::Event> initial;
+  auto add = [&](k8s::ResourceKind kind, const std::string& key, k8s::AnyObject object) {
+    k8s::Event e;
+    e.kind = kind;
+    e.type = k8s::EventType::kAdded;
+    e.key = key;
+    e.new_object = std::move(object);
+    initial.push_back(std::move(e));
+  };
+  for (const auto& key : cluster_->pods.Keys()) {
+    add(k8s::ResourceKind::kPod, key, cluster_->pods.Get(key));
+  }
+  for (const auto& key : cluster_->namespaces.Keys()) {
+    add(k8s::ResourceKind::kNamespace, key, cluster_->namespaces.Get(key));
+  }
+  for (const auto& key : cluster_->network_policies.Keys()) {
+    add(k8s::ResourceKind::kNetworkPolicy, key, cluster_->network_policies.Get(key));
+  }
+  ControllerRunner runner(std::move(controller_), nullptr);
+  for (const auto& e : initial) runner.Post(e);
+  runner.Start();
+  ASSERT_TRUE(kr::testing::WaitFor([&] { return runner.AbsorbedEvents() == initial.size(); },
+                                   std::chrono::seconds(60)));
+  runner.Stop();
+  EXPECT_EQ(runner.SuccessfulSyncs(), 1u);
+  EXPECT_TRUE(HasChain(policy_chain_));  // what the startup sync read is programmed
 }
 
 }  // namespace

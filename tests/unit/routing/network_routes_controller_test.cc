@@ -12,6 +12,8 @@
 
 #include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/pod_egress.h"
+#include "kube_router/runtime/runner.h"
+#include "lib/netns.h"  // WaitFor
 #include "unit/routing/routes_controller_fixture.h"
 
 // In the fixture's namespace: its helpers (Ip, Cidr, MakeNode) need no using-declarations.
@@ -94,6 +96,41 @@ TEST_F(RoutesControllerTest, APathEventReprogramsRoutesAndTunnelsOnly) {
   EXPECT_EQ(cluster_->nodes.ListCalls(), node_reads);
   EXPECT_EQ(keys(speaker_->peers()), peers);  // n2 still peered on its old address
   EXPECT_EQ(keys(speaker_->paths()), paths);
+}
+
+// Run by the agent's runner with the informers' initial events queued (issue 11): the startup
+// (full) sync reads every node from the caches, so it absorbs those events and no second full
+// sync follows for them.
+TEST_F(RoutesControllerTest, TheStartupSyncAbsorbsTheQueuedInitialEvents) {
+  auto controller = std::make_unique<NetworkRoutesController>(
+      config_, cluster_.get(),
+      RoutingDataplane{&routes_, &links_, &counted_iptables_, &counted_ipset_, nullptr, iptables6_,
+                       &fou_},
+      [this](const bgp::GlobalConfig& global) {
+        auto speaker = std::make_unique<FakeSpeaker>(global);
+        speaker_ = speaker.get();
+        return speaker;
+      },
+      &metrics_);
+  ControllerRunner runner(std::move(controller), nullptr);
+  size_t initial = 0;
+  for (const auto& key : cluster_->nodes.Keys()) {
+    k8s::Event e;
+    e.kind = k8s::ResourceKind::kNode;
+    e.type = k8s::EventType::kAdded;
+    e.key = key;
+    e.new_object = cluster_->nodes.Get(key);
+    runner.Post(e);
+    ++initial;
+  }
+  runner.Start();
+  ASSERT_TRUE(kr::testing::WaitFor([&] { return runner.AbsorbedEvents() == initial; },
+                                   std::chrono::seconds(60)));
+  runner.Stop();
+  EXPECT_EQ(initial, 3u);
+  EXPECT_EQ(runner.SuccessfulSyncs(), 1u);
+  ASSERT_NE(speaker_, nullptr);  // what the startup sync read is programmed: the node peers
+  EXPECT_EQ(speaker_->peers().size(), 2u);
 }
 
 TEST_F(RoutesControllerTest, PeriodicAndApiEventSyncsStayFull) {
