@@ -69,6 +69,7 @@ struct FakeState {
   // Full-read absorption: the controller marks a full read at the start of every Sync; the
   // hooks run inside the first Sync just before and just after the mark.
   bool marks_full_read = false;
+  bool marks_twice = false;  // marks again after after_mark (only the first mark may count)
   std::function<void()> before_mark, after_mark;
   std::mutex mu;
   std::vector<k8s::Event> seen;  // every event OnUpdate got, in order
@@ -111,6 +112,7 @@ class FakeController : public Controller {
     if (first && state_->before_mark) state_->before_mark();
     if (mark_) mark_();
     if (first && state_->after_mark) state_->after_mark();
+    if (mark_ && state_->marks_twice) mark_();
     state_->sync_calls++;
     if (reason == SyncReason::kPeriodic) state_->periodic_syncs++;
     if (reason == SyncReason::kStartup) state_->startup_syncs++;
@@ -325,6 +327,7 @@ TEST(ControllerRunner, WithoutAFullReadMarkEveryEventIsDelivered) {
 TEST(ControllerRunner, EventsPostedAfterTheFullReadAreDelivered) {
   FakeState state;
   state.marks_full_read = true;
+  state.marks_twice = true;  // a second mark after the read must not absorb what came between
   ControllerRunner runner(Make("A", {ResourceKind::kPod, ResourceKind::kNode}, 1h, &state),
                           nullptr);
   PostInitialList(runner, 100);
