@@ -13,18 +13,6 @@
 namespace kr::proxy {
 namespace {
 
-std::string ProtocolText(netlink::IpvsProtocol p) {
-  switch (p) {
-    case netlink::IpvsProtocol::kTcp:
-      return "tcp";
-    case netlink::IpvsProtocol::kUdp:
-      return "udp";
-    case netlink::IpvsProtocol::kSctp:
-      return "sctp";
-  }
-  return "tcp";
-}
-
 template <typename T>
 std::vector<T> SortedUnique(std::vector<T> items) {
   std::sort(items.begin(), items.end());
@@ -398,8 +386,7 @@ FirewallContribution FirewallContributionOf(const DesiredService& svc, const Pro
   FirewallContribution out;
   for (const auto& d : svc.virtual_services) {
     if (!d.dsr && !programmed.services.contains(d.vs.id())) continue;
-    out.services.push_back(
-        {d.vs.service.address, ProtocolText(d.vs.service.protocol), d.vs.service.port});
+    out.services.push_back({d.vs.service.address, d.vs.service.protocol, d.vs.service.port});
   }
   for (const auto& port : svc.ports) {
     HairpinServicePort h;
@@ -432,7 +419,7 @@ FirewallInput FirewallInputOf(const ProxySnapshot& snapshot, const ProxyConfig& 
   if (snapshot.programmed != nullptr) {
     for (const auto& [id, vs] : snapshot.programmed->services) {
       if (id.fwmark != 0) continue;
-      services.insert({id.address, ProtocolText(id.protocol), id.port});
+      services.insert({id.address, id.protocol, id.port});
     }
   }
   if (snapshot.services != nullptr) {

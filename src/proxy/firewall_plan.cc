@@ -87,6 +87,18 @@ std::string IcmpAccept(IpFamily family, const std::string& comment, int type) {
 
 }  // namespace
 
+const char* ProtocolText(netlink::IpvsProtocol protocol) {
+  switch (protocol) {
+    case netlink::IpvsProtocol::kTcp:
+      return "tcp";
+    case netlink::IpvsProtocol::kUdp:
+      return "udp";
+    case netlink::IpvsProtocol::kSctp:
+      return "sctp";
+  }
+  return "tcp";
+}
+
 std::vector<HairpinRule> ExpandHairpin(const HairpinServicePort& port, bool hairpin_mode) {
   std::vector<HairpinRule> rules;
   if (!hairpin_mode && !port.annotated) return rules;
@@ -127,7 +139,7 @@ std::vector<IpsetSet> DesiredSets(const FirewallInput& input, IpFamily family) {
     if (!InFamily(svc.address, family)) continue;
     vips.entries.insert({svc.address.ToString()});
     ports.entries.insert(netfilter::CanonicalEntry(
-        {netfilter::IpPortEntry(svc.address.ToString(), svc.protocol, svc.port)}));
+        {netfilter::IpPortEntry(svc.address.ToString(), ProtocolText(svc.protocol), svc.port)}));
   }
   return {local, vips, ports};
 }

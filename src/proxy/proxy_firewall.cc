@@ -115,7 +115,7 @@ SetPlan ProxyFirewall::ApplyToState(const FirewallChange& change) {
     std::vector<netfilter::IpsetEntry> out;
     for (const auto& p : ports) {
       out.push_back(netfilter::CanonicalEntry(
-          {netfilter::IpPortEntry(p.address.ToString(), p.protocol, p.port)}));
+          {netfilter::IpPortEntry(p.address.ToString(), ProtocolText(p.protocol), p.port)}));
     }
     return out;
   };

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "kube_router/base/log.h"
+#include "kube_router/proxy/firewall_plan.h"
 
 namespace kr::proxy {
 namespace {
@@ -41,18 +42,6 @@ constexpr StatFamily kFamilies[] = {
     {"kube_router_service_bps_out", "Outgoing bytes per second", false,
      &netlink::IpvsStats::bytes_out_per_second},
 };
-
-const char* ProtocolLabel(netlink::IpvsProtocol p) {
-  switch (p) {
-    case netlink::IpvsProtocol::kTcp:
-      return "tcp";
-    case netlink::IpvsProtocol::kUdp:
-      return "udp";
-    case netlink::IpvsProtocol::kSctp:
-      return "sctp";
-  }
-  return "tcp";
-}
 
 }  // namespace
 
@@ -195,7 +184,7 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
     metrics::LabelSet labels = {{"svc_namespace", name.namespace_},
                                 {"service_name", name.name},
                                 {"service_vip", target->vip.ToString()},
-                                {"protocol", ProtocolLabel(target->protocol)},
+                                {"protocol", ProtocolText(target->protocol)},
                                 {"port", std::to_string(target->port)}};
     if (!seen.insert(labels).second) continue;
     for (size_t i = 0; i < std::size(kFamilies); ++i) {

@@ -15,6 +15,7 @@
 #include "kube_router/base/ip.h"
 #include "kube_router/netfilter/ipset.h"
 #include "kube_router/netfilter/iptables.h"
+#include "kube_router/netlink/ipvs.h"
 
 namespace kr::proxy {
 
@@ -27,14 +28,17 @@ inline constexpr char kServiceIpPortsSet[] = "kube-router-svip-prt";
 inline constexpr char kNetpolInputChain[] = "KUBE-ROUTER-INPUT";
 
 // One virtual service the proxy programmed: a VIP (ClusterIP, externalIP, LB IP, a node IP with
-// a NodePort, or the VIP of a DSR fwmark service) with its protocol ("tcp", "udp", "sctp") and
-// port.
+// a NodePort, or the VIP of a DSR fwmark service) with its protocol and port. The protocol is
+// the enum, not its name: the proxy keeps several of these per Service (docs/memory.md).
 struct VipPort {
   IpAddress address;
-  std::string protocol;
+  netlink::IpvsProtocol protocol = netlink::IpvsProtocol::kTcp;
   uint16_t port = 0;
   auto operator<=>(const VipPort&) const = default;
 };
+
+// "tcp", "udp", "sctp": as ipset entries and kube-router's metric labels spell a protocol.
+const char* ProtocolText(netlink::IpvsProtocol protocol);
 
 // One hairpin SNAT: a local endpoint reaching itself through `vip`:`port`.
 struct HairpinRule {

@@ -28,6 +28,7 @@ using kr::testing::Netns;
 using kr::testing::ScopedNetns;
 using netfilter::IpFamily;
 using netfilter::IptablesMode;
+using netlink::IpvsProtocol;
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
 
@@ -91,11 +92,12 @@ int Listen(const char* ip, uint16_t port) {
 FirewallInput NodeInput() {
   FirewallInput in;
   in.local_ips = {Ip("192.168.77.10"), Ip("127.0.0.1"), Ip("fd00:77::10"), Ip("::1")};
-  in.services = {{Ip("10.96.77.10"), "tcp", 53},
-                 {Ip("10.96.77.10"), "udp", 53},
-                 {Ip("10.96.77.11"), "sctp", 9000},
-                 {Ip("192.168.77.10"), "tcp", 30080},  // a NodePort puts the node IP in svip
-                 {Ip("fd00:96::10"), "tcp", 443}};
+  in.services = {
+      {Ip("10.96.77.10"), IpvsProtocol::kTcp, 53},
+      {Ip("10.96.77.10"), IpvsProtocol::kUdp, 53},
+      {Ip("10.96.77.11"), IpvsProtocol::kSctp, 9000},
+      {Ip("192.168.77.10"), IpvsProtocol::kTcp, 30080},  // a NodePort puts the node IP in svip
+      {Ip("fd00:96::10"), IpvsProtocol::kTcp, 443}};
   return in;
 }
 
@@ -165,7 +167,7 @@ TEST_P(FirewallNetnsTest, RulesReadBackEqualAndFilterRealTraffic) {
 
   // A service added later is a set delta; its port opens.
   FirewallInput more = NodeInput();
-  more.services.push_back({Ip("10.96.77.10"), "tcp", 8080});
+  more.services.push_back({Ip("10.96.77.10"), IpvsProtocol::kTcp, 8080});
   const int table_writes = v4.writes + v6.writes;
   ASSERT_TRUE(firewall.Sync(more).ok());
   EXPECT_EQ(v4.writes + v6.writes, table_writes);

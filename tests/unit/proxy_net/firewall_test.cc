@@ -16,6 +16,7 @@ using netfilter::FakeIpset;
 using netfilter::FakeIptables;
 using netfilter::IpFamily;
 using netfilter::IpsetEntry;
+using netlink::IpvsProtocol;
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
 IpPrefix Net(const char* text) { return *IpPrefix::Parse(text); }
@@ -23,11 +24,11 @@ IpPrefix Net(const char* text) { return *IpPrefix::Parse(text); }
 FirewallInput DualStackInput() {
   FirewallInput in;
   in.local_ips = {Ip("192.168.1.10"), Ip("127.0.0.1"), Ip("fd00:1::10")};
-  in.services = {{Ip("10.96.0.10"), "tcp", 53},
-                 {Ip("10.96.0.10"), "udp", 53},
-                 {Ip("10.96.0.20"), "sctp", 9000},
-                 {Ip("192.168.1.10"), "tcp", 30080},
-                 {Ip("fd00:96::10"), "tcp", 443}};
+  in.services = {{Ip("10.96.0.10"), IpvsProtocol::kTcp, 53},
+                 {Ip("10.96.0.10"), IpvsProtocol::kUdp, 53},
+                 {Ip("10.96.0.20"), IpvsProtocol::kSctp, 9000},
+                 {Ip("192.168.1.10"), IpvsProtocol::kTcp, 30080},
+                 {Ip("fd00:96::10"), IpvsProtocol::kTcp, 443}};
   in.node_ips = {Ip("192.168.1.10"), Ip("fd00:1::10")};
   in.pod_cidrs = {Net("10.244.1.0/24"), Net("fd00:244:1::/64")};
   in.hairpin = {{Ip("10.244.1.5"), Ip("10.96.0.10"), 53}};
@@ -159,7 +160,7 @@ TEST_F(ProxyFirewallTest, AServiceChangeIsASetDeltaNotASwap) {
   const int replaced = ipset_.replaced_sets();
   const int table_writes = v4_.apply_calls() + v6_.apply_calls();
   FirewallInput in = DualStackInput();
-  in.services.push_back({Ip("10.96.0.30"), "tcp", 80});
+  in.services.push_back({Ip("10.96.0.30"), IpvsProtocol::kTcp, 80});
   ASSERT_TRUE(firewall_.Sync(in).ok());
   EXPECT_EQ(ipset_.replaced_sets(), replaced);
   EXPECT_EQ(v4_.apply_calls() + v6_.apply_calls(), table_writes);  // rules did not change
@@ -260,7 +261,7 @@ TEST_F(ProxyFirewallTest, AFailedWriteIsRetriedAgainstTheKernel) {
   EXPECT_EQ(v4_.table("nat").chains["POSTROUTING"].size(), 2u);
   ipset_.FailNext(1);
   FirewallInput in = DualStackInput();
-  in.services.push_back({Ip("10.96.0.31"), "udp", 5353});
+  in.services.push_back({Ip("10.96.0.31"), IpvsProtocol::kUdp, 5353});
   EXPECT_FALSE(firewall_.Sync(in).ok());
   ASSERT_TRUE(firewall_.Sync(in).ok());
   EXPECT_TRUE(ipset_.sets()["kube-router-svip-prt"].entries.contains({"10.96.0.31,udp:5353"}));
@@ -338,7 +339,7 @@ TEST_F(ProxyFirewallTest, EveryTableWriteHoldsTheBuiltinChainsMutex) {
   EXPECT_EQ(unheld, 0);
   bool set_write_held = true;
   ipset_.AfterEachApply([&] { set_write_held = held_elsewhere(); });
-  in.services.push_back({Ip("10.96.0.44"), "tcp", 80});
+  in.services.push_back({Ip("10.96.0.44"), IpvsProtocol::kTcp, 80});
   ASSERT_TRUE(firewall_.Sync(in).ok());
   EXPECT_FALSE(set_write_held);  // the event path never waits for a policy full sync
 }
@@ -444,7 +445,8 @@ TEST_F(ProxyFirewallTest, CleanupRemovesEveryFormOfOursAndNothingForeignTwice) {
 // after each of many random changes the sets hold exactly DesiredSets of the input.
 TEST_F(ProxyFirewallTest, IncrementalSetDeltasMatchTheFullPlanUnderRandomChanges) {
   std::mt19937 random(11);
-  const std::vector<std::string> protocols = {"tcp", "udp", "sctp"};
+  const std::vector<IpvsProtocol> protocols = {IpvsProtocol::kTcp, IpvsProtocol::kUdp,
+                                               IpvsProtocol::kSctp};
   std::set<VipPort> services;
   std::set<IpAddress> local = {Ip("192.168.1.10")};
   FirewallInput in = DualStackInput();
@@ -484,8 +486,8 @@ TEST_F(ProxyFirewallTest, UpdateAppliesOnlyTheChangeAndKeepsAVipThatSwapsPorts) 
   ASSERT_TRUE(firewall_.Sync(in).ok());
   const int saves = v4_.save_calls() + v6_.save_calls();
   FirewallChange change;
-  change.remove_services = {{Ip("10.96.0.20"), "sctp", 9000}};
-  change.add_services = {{Ip("10.96.0.20"), "tcp", 9001}};
+  change.remove_services = {{Ip("10.96.0.20"), IpvsProtocol::kSctp, 9000}};
+  change.add_services = {{Ip("10.96.0.20"), IpvsProtocol::kTcp, 9001}};
   change.local_ips = in.local_ips;
   change.node_ips = in.node_ips;
   change.pod_cidrs = in.pod_cidrs;
@@ -495,9 +497,9 @@ TEST_F(ProxyFirewallTest, UpdateAppliesOnlyTheChangeAndKeepsAVipThatSwapsPorts) 
   EXPECT_TRUE(ipset_.sets()["kube-router-svip-prt"].entries.contains({"10.96.0.20,tcp:9001"}));
   EXPECT_FALSE(ipset_.sets()["kube-router-svip-prt"].entries.contains({"10.96.0.20,sctp:9000"}));
   // The same end state as a full sync of the equivalent input.
-  in.services.erase(
-      std::find(in.services.begin(), in.services.end(), VipPort{Ip("10.96.0.20"), "sctp", 9000}));
-  in.services.push_back({Ip("10.96.0.20"), "tcp", 9001});
+  in.services.erase(std::find(in.services.begin(), in.services.end(),
+                              VipPort{Ip("10.96.0.20"), IpvsProtocol::kSctp, 9000}));
+  in.services.push_back({Ip("10.96.0.20"), IpvsProtocol::kTcp, 9001});
   const int writes = Writes();
   ASSERT_TRUE(firewall_.Sync(in, /*verify=*/true).ok());
   EXPECT_EQ(Writes(), writes);

@@ -93,7 +93,9 @@ class ProxyFirewallVmTest : public ::testing::Test {
   FirewallInput Input(bool hairpin) {
     FirewallInput in;
     in.local_ips = {A(NodeIp()), A(InternalIp()), A("127.0.0.1")};
-    in.services = {{A(kVip), "tcp", 81}, {A(NodeIp()), "tcp", 30081}, {A(NodeIp()), "tcp", 30082}};
+    in.services = {{A(kVip), IpvsProtocol::kTcp, 81},
+                   {A(NodeIp()), IpvsProtocol::kTcp, 30081},
+                   {A(NodeIp()), IpvsProtocol::kTcp, 30082}};
     in.node_ips = {A(InternalIp())};
     in.pod_cidrs = {*IpPrefix::Parse(net_.nodes()[0].pod_cidr)};
     if (hairpin) {
@@ -254,7 +256,9 @@ TEST_F(ProxyFirewallVmTest, Ipv6MasqueradeHairpinAndVipFirewall) {
 
   FirewallInput in;
   in.local_ips = {A(node6), A(internal6), A("::1"), A(NodeIp())};
-  in.services = {{A(vip6), "tcp", 81}, {A(node6), "tcp", 30081}, {A(node6), "tcp", 30082}};
+  in.services = {{A(vip6), IpvsProtocol::kTcp, 81},
+                 {A(node6), IpvsProtocol::kTcp, 30081},
+                 {A(node6), IpvsProtocol::kTcp, 30082}};
   in.node_ips = {A(internal6)};
   in.pod_cidrs = {*IpPrefix::Parse(net_.nodes()[0].pod_cidr6)};
   HairpinServicePort port;
