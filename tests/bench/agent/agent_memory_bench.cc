@@ -276,6 +276,8 @@ struct RunSpec {
   bool proxy = false;     // the service proxy (needs ip_vs: the guest)
 };
 
+std::string fake_apiserver = kr::testing::kFakeApiServerBinary;  // --fake-apiserver
+
 std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& wrap,
                     Figures& out) {
   kr::testing::TempDir dir;
@@ -308,8 +310,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   }
   kr::testing::FakeApiServer api;
   if (auto e = kr::testing::StartFakeApiServer(ns, dir.path(), Manifests(shape, spec.empty),
-                                               kr::testing::kFakeApiServerBinary,
-                                               std::chrono::seconds(900), api);
+                                               fake_apiserver, std::chrono::seconds(900), api);
       !e.empty()) {
     return e;
   }
@@ -415,7 +416,9 @@ int main(int argc, char** argv) {
   if (!kr::testing::IsRoot()) return Fail("needs root (creates network namespaces)");
   std::string agent = kr::testing::kAgentBinary, baseline, wrap;
   double scale = 1;
-  bool only_big = false;
+  // The runs besides the full cluster's (and the baseline's):
+  // --runs=idle,firewall,router,proxy,bgp.
+  std::string extra_runs = "idle,firewall,router,proxy,bgp";
   bool proxy = false;
   int external_routes = Shape().external_routes;
   for (int i = 1; i < argc; ++i) {
@@ -429,7 +432,11 @@ int main(int argc, char** argv) {
     } else if (a.rfind("--wrap=", 0) == 0) {
       wrap = a.substr(7);
     } else if (a == "--only-full") {
-      only_big = true;
+      extra_runs.clear();
+    } else if (a.rfind("--runs=", 0) == 0) {
+      extra_runs = a.substr(7);
+    } else if (a.rfind("--fake-apiserver=", 0) == 0) {
+      fake_apiserver = a.substr(17);
     } else if (a == "--proxy") {
       proxy = true;
     } else if (a.rfind("--bgp-routes=", 0) == 0) {
@@ -437,7 +444,8 @@ int main(int argc, char** argv) {
     } else {
       return Fail(
           "usage: agent_memory_bench [--agent=PATH] [--baseline=PATH] [--scale=F] [--wrap=CMD] "
-          "[--only-full] [--bgp-routes=N] [--proxy]");
+          "[--only-full | --runs=idle,firewall,router,proxy,bgp] [--bgp-routes=N] [--proxy] "
+          "[--fake-apiserver=PATH]");
     }
   }
   if (!(scale > 0)) return Fail("--scale must be positive");
@@ -474,17 +482,25 @@ int main(int argc, char** argv) {
                     .proxy = px});
     return static_cast<int>(runs.size()) - 1;
   };
+  auto wanted = [&](const std::string& run) {
+    return ("," + extra_runs + ",").find("," + run + ",") != std::string::npos;
+  };
   const int full_run = add("full cluster, " + all, agent, true, true, proxy, false);
-  if (!only_big) {
+  if (wanted("idle"))
     idle_run = add("idle (empty cluster), " + all, agent, true, true, proxy, true);
+  if (wanted("firewall"))
     fw_run = add("full cluster, firewall only", agent, true, false, false, false);
-    rt_run = add("full cluster, router only", agent, false, true, false, false);
-    if (proxy) px_run = add("full cluster, proxy only", agent, false, false, true, false);
+  if (wanted("router")) rt_run = add("full cluster, router only", agent, false, true, false, false);
+  if (proxy && wanted("proxy")) {
+    px_run = add("full cluster, proxy only", agent, false, false, true, false);
+  }
+  if (wanted("bgp")) {
     bgp_run = add("full cluster, " + all + ", BGP peer", agent, true, true, proxy, false, true);
   }
   if (!baseline.empty()) {
     base_run = add("baseline binary, full, " + all, baseline, true, true, proxy, false);
-    if (!only_big) base_idle_run = add("baseline binary, idle", baseline, true, true, proxy, true);
+    if (idle_run >= 0)
+      base_idle_run = add("baseline binary, idle", baseline, true, true, proxy, true);
   }
   std::printf("whole-agent memory benchmark (real kube-router + fake-apiserver, %s)\n",
               agent.c_str());
@@ -516,9 +532,8 @@ int main(int argc, char** argv) {
               static_cast<double>(full.peak_kib) / static_cast<double>(full.rss_kib));
   if (idle_run >= 0) std::printf(", idle %.1f MiB (<= 15)", KibToMiB(figures[idle_run].rss_kib));
   std::printf("\n");
-  if (!only_big) {
-    const Figures &idle = figures[idle_run], &fw = figures[fw_run], &rt = figures[rt_run],
-                  &bgp = figures[bgp_run];
+  if (idle_run >= 0) {
+    const Figures& idle = figures[idle_run];
     // RSS above the idle agent's, and the heap: what the run holds in use above the idle agent,
     // split into the caches (the heap growth to the caches' first sync) and the rest (the
     // controllers' own state).
@@ -529,10 +544,13 @@ int main(int argc, char** argv) {
                   MiB(above - f.caches_heap));
     };
     std::printf("  breakdown (each run above the idle agent):\n");
-    component("firewall:", fw, "netpol compiler state");
-    component("router:", rt, "routing state");
+    if (fw_run >= 0) component("firewall:", figures[fw_run], "netpol compiler state");
+    if (rt_run >= 0) component("router:", figures[rt_run], "routing state");
     if (px_run >= 0) component("proxy:", figures[px_run], "proxy image and extensions");
     component("all:", full, "controllers' state");
+  }
+  if (bgp_run >= 0) {
+    const Figures& bgp = figures[bgp_run];
     // The RIBs: the same agent and cluster with the peer's routes learned and installed.
     std::printf(
         "    BGP RIBs: %6.1f MiB RSS, %.1f MiB heap in use (%.0f routes learned and installed: "
