@@ -37,7 +37,8 @@ void Inbox::Push(const k8s::Event& event) {
   std::string id = ObjectId(event);
   auto found = by_object_.find(id);
   if (found == by_object_.end()) {
-    order_.push_back({event, sequence, sequence, event.type == k8s::EventType::kAdded});
+    order_.push_back(
+        {event, sequence, syncs_started_, syncing_, event.type == k8s::EventType::kAdded});
     by_object_.emplace(std::move(id), std::prev(order_.end()));
     return;
   }
@@ -46,13 +47,14 @@ void Inbox::Push(const k8s::Event& event) {
   entry.last = sequence;
   if (event.type == k8s::EventType::kDeleted) {
     if (entry.added_first && pending.type != k8s::EventType::kDeleted) {
-      if (entry.first > full_read_) {  // no full read can have seen it: drop both
+      if (!entry.during_sync && entry.syncs_at_first == syncs_started_) {
+        // No sync can have seen it: drop both.
         order_.erase(found->second);
         by_object_.erase(found);
         return;
       }
-      // A full read may have programmed it: the controller must hear of its end, with the last
-      // known object (the tombstone) to tell what it was.
+      // A sync may have read and programmed it: the controller must hear of its end, with the
+      // last known object (the tombstone) to tell what it was.
       pending.old_object = event.old_object;
     }
     pending.type = k8s::EventType::kDeleted;
@@ -79,9 +81,9 @@ std::vector<k8s::Event> Inbox::TakeAll() {
   return out;
 }
 
-uint64_t Inbox::MarkFullRead() {
-  full_read_ = pushed_;
-  return pushed_;
+void Inbox::SyncStarted() {
+  ++syncs_started_;
+  syncing_ = true;
 }
 
 size_t Inbox::DropUpTo(uint64_t sequence) {
@@ -158,7 +160,7 @@ uint64_t ControllerRunner::AbsorbedEvents() const {
 
 void ControllerRunner::MarkFullRead() {
   MutexLock lock(mu_);
-  if (!full_read_) full_read_ = inbox_.MarkFullRead();
+  if (!full_read_) full_read_ = inbox_.last_sequence();
 }
 
 bool ControllerRunner::RunInit(std::stop_token stop) {
@@ -185,6 +187,7 @@ bool ControllerRunner::RunSync(SyncReason reason) {
   {
     MutexLock lock(mu_);
     full_read_.reset();
+    inbox_.SyncStarted();
   }
   Status s;
   try {
@@ -199,6 +202,7 @@ bool ControllerRunner::RunSync(SyncReason reason) {
     MutexLock lock(mu_);
     ++(s.ok() ? successful_syncs_ : failed_syncs_);
     // Only a sync that succeeded programmed what it read; after a failure every event counts.
+    inbox_.SyncEnded();
     if (s.ok() && full_read_) absorbed = inbox_.DropUpTo(*full_read_);
     absorbed_events_ += absorbed;
     full_read_.reset();

@@ -45,8 +45,8 @@ class SyncObserver {
 // Pending events of one controller. Events for the same object coalesce into one that spans
 // from the first pending old state to the latest new state, so the inbox never holds more
 // entries than there are objects, however slow the controller. Added then Deleted cancels out,
-// unless a full read (MarkFullRead) may have seen the object in the caches meanwhile: then
-// the controller gets the Deleted with the last known object.
+// unless a sync ran meanwhile (it may have read the object from the caches and programmed it):
+// then the controller gets the Deleted with the last known object.
 //
 // Every Push takes the next sequence number (a merged entry the latest one), so a full read
 // can later drop exactly the entries whose latest change it saw (DropUpTo).
@@ -57,25 +57,32 @@ class Inbox {
   size_t size() const { return order_.size(); }
   bool empty() const { return order_.empty(); }
 
-  // A controller starts reading every object from the caches now; returns the sequence number
-  // of the latest Push (0 before any), which that read covers.
-  uint64_t MarkFullRead();
+  // The sequence number of the latest Push (0 before any): what a cache read starting now
+  // covers.
+  uint64_t last_sequence() const { return pushed_; }
+  // The controller's Sync starts / ended (it may read the caches in between).
+  void SyncStarted();
+  void SyncEnded() { syncing_ = false; }
   // Drops the entries whose latest change was pushed at or before `sequence`; returns how many.
   size_t DropUpTo(uint64_t sequence);
 
  private:
   struct Entry {
     k8s::Event event;
-    uint64_t first = 0;  // sequence of the push that created the entry
-    uint64_t last = 0;   // sequence of its latest push
+    uint64_t last = 0;  // sequence of its latest push
+    // When the entry was created: how many syncs had started, and whether one was running.
+    // Both unchanged at a Deleted: no sync can have read the object.
+    uint64_t syncs_at_first = 0;
+    bool during_sync = false;
     // The first pending event was an Added: the controller was never told about the object,
     // so the merged event keeps no old state and stays an Added unless it ends Deleted.
     bool added_first = false;
   };
   std::list<Entry> order_;  // first-arrival order
   std::unordered_map<std::string, std::list<Entry>::iterator> by_object_;
-  uint64_t pushed_ = 0;     // sequence of the latest Push
-  uint64_t full_read_ = 0;  // sequence at the latest MarkFullRead
+  uint64_t pushed_ = 0;  // sequence of the latest Push
+  uint64_t syncs_started_ = 0;
+  bool syncing_ = false;
 };
 
 class ControllerRunner {

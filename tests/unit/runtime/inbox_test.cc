@@ -109,26 +109,33 @@ TEST(Inbox, CoalescesEventsOfOneObject) {
   }
 }
 
-// Added then Deleted cancels out only while no full read can have seen the object: after a
-// MarkFullRead the controller may have programmed it and must hear of its end.
-TEST(Inbox, AddedThenDeletedAfterAFullReadIsADeletion) {
+// Added then Deleted cancels out only while no sync can have seen the object: after a sync
+// started (or while one runs) the controller may have programmed it and must hear of its end.
+TEST(Inbox, AddedThenDeletedAroundASyncIsADeletion) {
   Inbox inbox;
   inbox.Push(PodEvent(EventType::kAdded, "seen", "", "1"));
-  inbox.MarkFullRead();
-  inbox.Push(PodEvent(EventType::kAdded, "unseen", "", "2"));
+  inbox.SyncStarted();
+  inbox.Push(PodEvent(EventType::kAdded, "during", "", "2"));
+  inbox.SyncEnded();
+  inbox.Push(PodEvent(EventType::kAdded, "unseen", "", "5"));
   inbox.Push(PodEvent(EventType::kUpdated, "seen", "1", "3"));
   inbox.Push(PodEvent(EventType::kDeleted, "seen", "3", ""));
-  inbox.Push(PodEvent(EventType::kDeleted, "unseen", "2", ""));
+  inbox.Push(PodEvent(EventType::kDeleted, "during", "2", ""));
+  inbox.Push(PodEvent(EventType::kDeleted, "unseen", "5", ""));
   auto events = inbox.TakeAll();
-  ASSERT_EQ(events.size(), 1u);
+  ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].key, "seen");
   EXPECT_EQ(events[0].type, EventType::kDeleted);
   EXPECT_EQ(Ip(events[0].old_object), "3");  // the last known object
   EXPECT_EQ(Ip(events[0].new_object), "");
+  EXPECT_EQ(events[1].key, "during");
+  EXPECT_EQ(events[1].type, EventType::kDeleted);
+  EXPECT_EQ(Ip(events[1].old_object), "2");
 
   // Re-added before the controller took it: new to the controller again, without old state.
   inbox.Push(PodEvent(EventType::kAdded, "k", "", "1"));
-  inbox.MarkFullRead();
+  inbox.SyncStarted();
+  inbox.SyncEnded();
   inbox.Push(PodEvent(EventType::kDeleted, "k", "1", ""));
   inbox.Push(PodEvent(EventType::kAdded, "k", "", "4"));
   events = inbox.TakeAll();
@@ -144,7 +151,7 @@ TEST(Inbox, DropUpToKeepsEntriesChangedAfterTheRead) {
   inbox.Push(PodEvent(EventType::kAdded, "a", "", "1"));
   inbox.Push(PodEvent(EventType::kAdded, "b", "", "1"));
   inbox.Push(PodEvent(EventType::kUpdated, "c", "0", "1"));
-  const uint64_t read = inbox.MarkFullRead();
+  const uint64_t read = inbox.last_sequence();
   inbox.Push(PodEvent(EventType::kUpdated, "b", "1", "2"));  // merged: now newer than the read
   inbox.Push(PodEvent(EventType::kAdded, "d", "", "1"));
   EXPECT_EQ(inbox.DropUpTo(read), 2u);
