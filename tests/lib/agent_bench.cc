@@ -9,9 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "lib/files.h"
+#include "lib/kubeconfig.h"
 #include "lib/podnet.h"  // ScopedNetns
 
 namespace kr::testing {
@@ -29,12 +29,9 @@ std::string StartFakeApiServer(const Netns& netns, const std::string& dir,
   if (!WaitFor([&] { return std::filesystem::exists(out.kubeconfig); }, timeout)) {
     return "fake-apiserver did not start: " + out.process->Log();
   }
-  const std::string config = ReadFile(out.kubeconfig);
-  std::smatch m;
-  if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) {
-    return "no port in " + out.kubeconfig;
-  }
-  out.port = std::stoi(m[1]);
+  auto server = ParseKubeconfigServer(ReadFile(out.kubeconfig));
+  if (!server) return "no server URL in " + out.kubeconfig;
+  out.port = server->port;
   return "";
 }
 

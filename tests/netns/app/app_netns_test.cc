@@ -163,11 +163,8 @@ TEST_F(RunningAgent, HealthFailsWhileCachesCannotBeRefreshed) {
   ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
   ASSERT_TRUE(WaitFor([&] { return Sample(Metrics(), kPolicySyncs) >= 1; }, kDeadline))
       << agent_->Log();
-  std::smatch server;
-  std::string config = ReadFile(kubeconfig_);
-  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")));
   auto fault = [&](const std::string& what) {
-    auto r = ns_->Run({"curl", "-s", "-f", "-X", "POST", "-d", "", server[1].str() + what});
+    auto r = ns_->Run({"curl", "-s", "-f", "-X", "POST", "-d", "", api_url_ + what});
     return r.ok() && r->exit_code == 0;
   };
   ASSERT_TRUE(fault("/_fake/fail?count=1000000&code=403"));
@@ -186,17 +183,14 @@ TEST_F(RunningAgent, ObjectNamesCannotForgeLogLines) {
   StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
               "--iptables-sync-period=1s"});
   ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();
-  std::smatch server;
-  std::string config = ReadFile(kubeconfig_);
-  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")));
   const std::string forged = "E1206 06:06:06.000000 1 forged: all policies removed";
   // A policy the decoder rejects (podSelector is not a map), so the agent logs its name.
   std::string body = R"({"metadata":{"name":"x\n)" + forged + R"(","namespace":"demo"},)" +
                      R"("spec":{"podSelector":"everything"}})";
   auto created = ns_->Run({"curl", "-s", "-f", "-X", "POST", "-H", "Content-Type: application/json",
                            "-d", body,
-                           server[1].str() + "/apis/networking.k8s.io/v1/namespaces/demo/"
-                                             "networkpolicies"});
+                           api_url_ + "/apis/networking.k8s.io/v1/namespaces/demo/"
+                                      "networkpolicies"});
   ASSERT_TRUE(created.ok() && created->exit_code == 0) << body;
   ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("x\\nE1206 06:06:06") != std::string::npos; },
                       kDeadline))
@@ -212,12 +206,8 @@ TEST_F(RunningAgent, ObjectNamesCannotForgeLogLines) {
 // the API server answers nothing, so the caches never load). That it turns healthy after the
 // first sync needs ip_vs (its -m ipvs rules): the guest tests of the proxy show it.
 TEST_F(RunningAgent, ServiceProxyOnlyIsUnhealthyUntilItHasSynced) {
-  std::smatch server;
-  std::string config = ReadFile(kubeconfig_);
-  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")))
-      << config;
-  auto delayed = ns_->Run(
-      {"curl", "-s", "-f", "-X", "POST", "-d", "", server[1].str() + "/_fake/delay?ms=60000"});
+  auto delayed =
+      ns_->Run({"curl", "-s", "-f", "-X", "POST", "-d", "", api_url_ + "/_fake/delay?ms=60000"});
   ASSERT_TRUE(delayed.ok() && delayed->exit_code == 0);
   StartAgent({"--run-firewall=false", "--run-router=false", "--run-service-proxy=true"});
   // Every answer from the first one on is 500: none while the agent builds its controllers.
@@ -239,13 +229,9 @@ TEST_F(RunningAgent, ServiceProxyOnlyIsUnhealthyUntilItHasSynced) {
 
 TEST_F(RunningAgent, SigtermDuringCacheSyncStopsPromptly) {
   // An API server that answers nothing in time keeps the caches from syncing.
-  std::smatch server;
-  std::string config = ReadFile(kubeconfig_);
-  ASSERT_TRUE(std::regex_search(config, server, std::regex("server: *\"?(http[^\"\\s]+)")))
-      << config;
-  auto delayed = ns_->Run(
-      {"curl", "-s", "-f", "-X", "POST", "-d", "", server[1].str() + "/_fake/delay?ms=60000"});
-  ASSERT_TRUE(delayed.ok() && delayed->exit_code == 0) << config;
+  auto delayed =
+      ns_->Run({"curl", "-s", "-f", "-X", "POST", "-d", "", api_url_ + "/_fake/delay?ms=60000"});
+  ASSERT_TRUE(delayed.ok() && delayed->exit_code == 0) << api_url_;
   StartAgent({"--run-firewall=true", "--run-router=false", "--run-service-proxy=false"});
   ASSERT_TRUE(HealthBecomes(200)) << agent_->Log();  // healthy while waiting for caches
   auto signalled = std::chrono::steady_clock::now();

@@ -23,6 +23,7 @@
 #include "lib/binaries.h"
 #include "lib/files.h"
 #include "lib/help_flags.h"
+#include "lib/kubeconfig.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 
@@ -116,6 +117,9 @@ class RunningAgent : public ::testing::Test {
         tmp_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig_); }, kDeadline))
         << api_->Log();
+    auto server = testing::ParseKubeconfigServer(ReadFile(kubeconfig_));
+    ASSERT_TRUE(server.has_value()) << ReadFile(kubeconfig_);
+    api_url_ = server->url;
   }
 
   void StartAgent(const std::vector<std::string>& extra) {
@@ -149,6 +153,7 @@ class RunningAgent : public ::testing::Test {
   TempDir tmp_;
   std::unique_ptr<Netns> ns_;
   std::string kubeconfig_;
+  std::string api_url_;  // fake-apiserver's, from the kubeconfig it wrote
   std::unique_ptr<Process> api_;
   std::unique_ptr<Process> agent_;
 };

@@ -5,10 +5,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "lib/binaries.h"
 #include "lib/files.h"
+#include "lib/kubeconfig.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 #include "xyz_world.h"
@@ -90,19 +90,18 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
     api_ = std::make_unique<Process>(hub.ns->Wrap(ApiServerArgs(kubeconfig)),
                                      dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
-    std::smatch m;
     std::string config = kr::testing::ReadFile(kubeconfig);
-    ASSERT_TRUE(std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) << config;
-    port_ = m[1];
-    api_url_ = "http://127.0.0.1:" + port_;
+    auto server = kr::testing::ParseKubeconfigServer(config);
+    ASSERT_TRUE(server.has_value()) << config;
+    api_url_ = server->url;
 
     for (size_t i = 0; i < net_->nodes().size(); ++i) {
       auto& node = net_->nodes()[i];
       // Node 1 reaches the API server over its link to node 0.
       std::string node_config = config;
       if (i > 0) {
-        node_config = std::regex_replace(config, std::regex("127\\.0\\.0\\.1"),
-                                         "10.70." + std::to_string(i) + ".1");
+        node_config =
+            kr::testing::KubeconfigWithServerHost(config, "10.70." + std::to_string(i) + ".1");
       }
       std::string path = dir_.path() + "/kubeconfig-" + node.name;
       std::ofstream(path) << node_config;
@@ -197,7 +196,6 @@ class AgentE2E : public ::testing::TestWithParam<const char*> {
   std::unique_ptr<PodNetwork> net_;
   std::unique_ptr<Process> api_;
   std::vector<std::unique_ptr<Process>> agents_;
-  std::string port_;
   std::string api_url_;
 };
 

@@ -17,6 +17,7 @@
 
 #include "lib/binaries.h"
 #include "lib/files.h"
+#include "lib/kubeconfig.h"
 #include "lib/netns.h"
 
 namespace kr::routing_netns {
@@ -117,10 +118,9 @@ class RoutingCluster : public ::testing::Test {
                          dir_.path() + "/objects.yaml", "--kubeconfig-out", kubeconfig_}),
         dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig_); }, 20s)) << api_->Log();
-    std::string config = ReadFile(kubeconfig_);
-    auto at = config.find("http://");
-    ASSERT_NE(at, std::string::npos) << config;
-    api_url_ = config.substr(at, config.find_first_of("\n\"' ", at) - at);
+    auto server = testing::ParseKubeconfigServer(ReadFile(kubeconfig_));
+    ASSERT_TRUE(server.has_value()) << ReadFile(kubeconfig_);
+    api_url_ = server->url;
   }
 
   // Node namespaces n1..nN and one agent in each, with `flags` added to the command line.

@@ -30,6 +30,7 @@
 
 #include "lib/binaries.h"
 #include "lib/files.h"
+#include "lib/kubeconfig.h"
 #include "lib/netns.h"
 #include "lib/podnet.h"
 
@@ -144,15 +145,14 @@ class Kill9Soak : public ::testing::Test {
         dir_.path() + "/apiserver.log");
     ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(kubeconfig); }, 30s)) << api_->Log();
     std::string config = testing::ReadFile(kubeconfig);
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) << config;
-    api_url_ = "http://127.0.0.1:" + m[1].str();
+    auto server = testing::ParseKubeconfigServer(config);
+    ASSERT_TRUE(server.has_value()) << config;
+    api_url_ = server->url;
     for (int i = 0; i < 2; ++i) {
       std::string path = dir_.path() + "/kubeconfig-" + std::to_string(i);
       // Node 1 reaches the API server over its link to node 0.
       std::ofstream(path) << (i == 0 ? config
-                                     : std::regex_replace(config, std::regex("127\\.0\\.0\\.1"),
-                                                          node_ips_[0]));
+                                     : testing::KubeconfigWithServerHost(config, node_ips_[0]));
       ASSERT_TRUE(net_->nodes()[i].ns->Sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0").ok());
     }
     agents_.resize(2);

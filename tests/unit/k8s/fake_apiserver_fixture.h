@@ -19,6 +19,7 @@
 #include "kube_router/net/http_client.h"
 #include "lib/binaries.h"
 #include "lib/files.h"
+#include "lib/kubeconfig.h"
 #include "lib/netns.h"
 
 namespace kr::k8s::testing {
@@ -42,9 +43,8 @@ class FakeApiServer {
         [&] { return std::filesystem::exists(kubeconfig_) || !process_->Running(); },
         std::chrono::seconds(20));
     EXPECT_TRUE(up && std::filesystem::exists(kubeconfig_)) << process_->Log();
-    std::string kc = kr::testing::ReadFile(kubeconfig_);
-    auto pos = kc.find("server: ");
-    if (pos != std::string::npos) url_ = kc.substr(pos + 8, kc.find('\n', pos) - pos - 8);
+    auto server = kr::testing::ParseKubeconfigServer(kr::testing::ReadFile(kubeconfig_));
+    if (server) url_ = server->url;
     net::TlsOptions tls;
     tls.insecure_skip_verify = true;  // the control client only drives faults and changes
     if (!url_.empty()) {

@@ -16,6 +16,7 @@
 
 #include "lib/binaries.h"
 #include "lib/files.h"
+#include "lib/kubeconfig.h"
 
 namespace kr::testing {
 namespace {
@@ -200,18 +201,15 @@ void ProxyWorld::Start() {
     throw std::runtime_error("fake-apiserver did not start: " + api_->Log());
   }
   const std::string config = ReadFile(kubeconfig_hub_);
-  std::smatch m;
-  if (!std::regex_search(config, m, std::regex("127\\.0\\.0\\.1:([0-9]+)"))) {
-    throw std::runtime_error("no port in kubeconfig: " + config);
-  }
-  api_url_ = "http://127.0.0.1:" + m[1].str();
-  api_port_ = std::stoi(m[1].str());
+  auto server = ParseKubeconfigServer(config);
+  if (!server) throw std::runtime_error("no server URL in kubeconfig: " + config);
+  api_url_ = server->url;
+  api_port_ = server->port;
   Stamp("fake-apiserver up");
   for (int i = 0; i < options_.nodes; ++i) {
     std::string node_config = config;
     if (i > 0) {
-      node_config = std::regex_replace(config, std::regex("127\\.0\\.0\\.1"),
-                                       "10.70." + std::to_string(i) + ".1");
+      node_config = KubeconfigWithServerHost(config, "10.70." + std::to_string(i) + ".1");
     }
     std::ofstream(dir() + "/kubeconfig-" + NodeName(i)) << node_config;
     agents_.push_back(nullptr);
