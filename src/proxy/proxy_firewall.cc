@@ -261,29 +261,21 @@ Status ProxyFirewall::Write(SetPlan sets, bool read_kernel) {
 Status ProxyFirewall::WriteTables(IpFamily family, bool filter, bool nat,
                                   const FirewallInput& rules_input) {
   netfilter::Iptables* tables = Tables(family);
+  // Reads `table` and writes what `plan` makes of it; `what` names those rules in an error.
+  auto write = [&](const char* table, auto plan, const char* what) {
+    auto snapshot = tables->Save(table);
+    if (!snapshot.ok()) {
+      return snapshot.status().Context(std::string("reading the ") + table + " table");
+    }
+    auto update = plan(*snapshot, rules_input, family);
+    if (update.empty()) return Status::Ok();
+    return tables->Apply(update).Context(std::string("writing ") + what + " (" +
+                                         netfilter::IpFamilyName(family) + ")");
+  };
   if (filter) {
-    auto snapshot = tables->Save("filter");
-    if (!snapshot.ok()) return snapshot.status().Context("reading the filter table");
-    auto update = PlanFilter(*snapshot, rules_input, family);
-    if (!update.empty()) {
-      if (auto s = tables->Apply(update); !s.ok()) {
-        return s.Context(std::string("writing the VIP firewall (") +
-                         netfilter::IpFamilyName(family) + ")");
-      }
-    }
+    if (auto s = write("filter", PlanFilter, "the VIP firewall"); !s.ok()) return s;
   }
-  if (nat) {
-    auto snapshot = tables->Save("nat");
-    if (!snapshot.ok()) return snapshot.status().Context("reading the nat table");
-    auto update = PlanNat(*snapshot, rules_input, family);
-    if (!update.empty()) {
-      if (auto s = tables->Apply(update); !s.ok()) {
-        return s.Context(std::string("writing masquerade/hairpin rules (") +
-                         netfilter::IpFamilyName(family) + ")");
-      }
-    }
-  }
-  return Status::Ok();
+  return nat ? write("nat", PlanNat, "masquerade/hairpin rules") : Status::Ok();
 }
 
 Status ProxyFirewall::Cleanup() {
