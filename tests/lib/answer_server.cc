@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <linux/sctp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,6 +14,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
+
+#include "lib/probe_socket.h"
 
 namespace kr::testing {
 namespace {
@@ -76,33 +77,6 @@ int ProtocolOf(AnswerServer::Kind kind) {
   return kind == AnswerServer::Kind::kSctp ? IPPROTO_SCTP : 0;
 }
 
-// See PrepareSctpProbe in podnet.cc: a rejected association fails in ~0.1 s, not 3 s.
-void FastSctpErrors(int fd, int family) {
-  int one = 1;
-  if (family == AF_INET6) {
-    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
-  } else {
-    setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
-  }
-  sctp_rtoinfo rto{};
-  rto.srto_initial = 100;
-  rto.srto_min = 100;
-  rto.srto_max = 1000;
-  setsockopt(fd, IPPROTO_SCTP, SCTP_RTOINFO, &rto, sizeof(rto));
-}
-
-// Waits for `events`; returns revents, 0 on timeout.
-short WaitFor(int fd, short events, Clock::time_point deadline) {
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return 0;
-    pollfd p{fd, events, 0};
-    int r = poll(&p, 1, static_cast<int>(left.count()));
-    if (r > 0) return p.revents;
-    if (r < 0 && errno != EINTR) return POLLERR;
-  }
-}
-
 Answer Failure(int error) {
   Answer a;
   a.outcome = error == ECONNREFUSED ? Answer::Outcome::kRefused : Answer::Outcome::kError;
@@ -136,7 +110,7 @@ std::string ReadUntil(int fd, const std::string& stop, Clock::time_point deadlin
   error = 0;
   timed_out = false;
   while (data.size() < kMaxRequest && (stop.empty() || data.find(stop) == std::string::npos)) {
-    short ev = WaitFor(fd, POLLIN, deadline);
+    short ev = PollUntil(fd, POLLIN, deadline);
     if (ev == 0) {
       timed_out = true;
       break;
@@ -170,7 +144,7 @@ int ConnectFrom(const std::string& netns, const std::string& ip, int port, Proto
     error = errno;
     return -1;
   }
-  if (proto == Proto::kSctp) FastSctpErrors(fd, to.family());
+  if (proto == Proto::kSctp) PrepareSctpProbe(fd, to.family());
   if (proto == Proto::kTcp && to.family() == AF_INET6) {
     int one = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
@@ -191,7 +165,7 @@ int ConnectFrom(const std::string& netns, const std::string& ip, int port, Proto
     return -1;
   }
   if (proto != Proto::kUdp) {
-    short ev = WaitFor(fd, POLLOUT, deadline);
+    short ev = PollUntil(fd, POLLOUT, deadline);
     int so_error = 0;
     socklen_t len = sizeof(so_error);
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <linux/sctp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -14,6 +13,8 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+
+#include "lib/probe_socket.h"
 
 namespace kr::testing {
 namespace {
@@ -247,39 +248,6 @@ SocketAddress Address(const std::string& ip, int port) {
 int SocketType(Proto proto) { return proto == Proto::kUdp ? SOCK_DGRAM : SOCK_STREAM; }
 int SocketProtocol(Proto proto) { return proto == Proto::kSctp ? IPPROTO_SCTP : 0; }
 
-// Makes a rejected SCTP probe fail fast. A REJECT answers the INIT with an ICMP error, but SCTP
-// hands such an error to the socket only with IP_RECVERR set and only when the socket is not
-// busy; the first INIT is sent, and its ICMP answer often handled, while connect() still holds
-// the socket (always on a one-CPU guest), so the error is kept as a soft error until the INIT
-// is retransmitted. A short initial RTO brings that retransmission (and the error) to ~0.1 s
-// instead of 3 s; an association that is accepted is not slowed down.
-void PrepareSctpProbe(int fd, int family) {
-  int one = 1;
-  if (family == AF_INET6) {
-    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
-  } else {
-    setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
-  }
-  sctp_rtoinfo rto{};
-  rto.srto_initial = 100;  // ms
-  rto.srto_min = 100;
-  rto.srto_max = 1000;
-  setsockopt(fd, IPPROTO_SCTP, SCTP_RTOINFO, &rto, sizeof(rto));
-}
-
-// Waits for `events` on fd until the deadline; false on timeout.
-bool WaitFd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
-    int r = poll(&p, 1, static_cast<int>(left.count()));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
-
 }  // namespace
 
 void PodNetwork::Serve(const std::string& pod_name, int port, Proto proto) {
@@ -365,7 +333,7 @@ bool PodNetwork::Probe(const std::string& from, const std::string& ip, int port,
     if (proto == Proto::kUdp) (void)!send(fd, "ping\n", 5, 0);
     // A rejected probe wakes poll with an error (ECONNREFUSED / EHOSTUNREACH) at once (SCTP:
     // see PrepareSctpProbe). An SCTP association counts once the server's "pong" arrived on it.
-    if (WaitFd(fd, POLLIN, deadline)) {
+    if (PollUntil(fd, POLLIN, deadline) != 0) {
       char buf[16];
       ssize_t n = recv(fd, buf, sizeof(buf), 0);
       answered = n >= 4 && std::string(buf, 4) == "pong";

@@ -17,6 +17,7 @@
 #include "lib/binaries.h"
 #include "lib/files.h"
 #include "lib/kubeconfig.h"
+#include "lib/probe_socket.h"
 
 namespace kr::testing {
 namespace {
@@ -70,19 +71,6 @@ std::string ObjectKey(const std::string& json) {
 
 constexpr size_t kMaxApiResponse = 4 << 20;
 constexpr auto kApiDeadline = 20s;
-
-// Waits for `events` until the deadline; false on timeout or error.
-bool WaitReady(int fd, short events, std::chrono::steady_clock::time_point deadline) {
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
-    int r = poll(&p, 1, static_cast<int>(left.count()));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
 
 }  // namespace
 
@@ -378,14 +366,14 @@ Result<std::pair<int, std::string>> ProxyWorld::LoopbackHttp(int node, int port,
   bool sent = false;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 || errno == EINPROGRESS) {
     size_t off = 0;
-    while (off < request.size() && WaitReady(fd, POLLOUT, deadline)) {
+    while (off < request.size() && PollUntil(fd, POLLOUT, deadline) != 0) {
       ssize_t n = send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN && errno != EINTR) break;
       if (n > 0) off += static_cast<size_t>(n);
     }
     sent = off == request.size();
   }
-  while (sent && response.size() < kMaxApiResponse && WaitReady(fd, POLLIN, deadline)) {
+  while (sent && response.size() < kMaxApiResponse && PollUntil(fd, POLLIN, deadline) != 0) {
     char buf[4096];
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
