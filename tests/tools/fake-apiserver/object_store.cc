@@ -7,17 +7,12 @@
 #include <chrono>
 #include <ctime>
 
+#include "lib/timestamp.h"
+
 namespace fake_apiserver {
 namespace {
 
-std::string Now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string Now() { return kr::testing::UtcTimestamp(std::time(nullptr)); }
 
 std::string RandomHex(size_t bytes) {
   std::vector<unsigned char> raw(bytes);
@@ -381,12 +376,7 @@ int64_t PodGracePeriod(const json& pod, std::optional<int64_t> requested) {
 }
 
 std::string TimestampIn(int64_t seconds) {
-  std::time_t t = std::time(nullptr) + seconds;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return kr::testing::UtcTimestamp(std::time(nullptr) + seconds);
 }
 }  // namespace
 

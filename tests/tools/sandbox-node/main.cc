@@ -18,6 +18,7 @@
 #include "api.h"
 #include "controllers.h"
 #include "lib/flag_parser.h"
+#include "lib/timestamp.h"
 #include "pod_runtime.h"
 
 namespace sandbox {
@@ -66,14 +67,7 @@ kr::Status ParseFlags(int argc, char** argv, Flags* f) {
   return kr::Status::Ok();
 }
 
-std::string Now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string Now() { return kr::testing::UtcTimestamp(std::time(nullptr)); }
 
 std::string Name(const json& o) { return o["metadata"].value("name", ""); }
 std::string Namespace(const json& o) { return o["metadata"].value("namespace", ""); }
