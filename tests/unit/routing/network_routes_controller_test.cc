@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -131,6 +133,67 @@ TEST_F(RoutesControllerTest, TheStartupSyncAbsorbsTheQueuedInitialEvents) {
   EXPECT_EQ(runner.SuccessfulSyncs(), 1u);
   ASSERT_NE(speaker_, nullptr);  // what the startup sync read is programmed: the node peers
   EXPECT_EQ(speaker_->peers().size(), 2u);
+}
+
+// Posts one event when the first periodic sync starts, before the controller sees it.
+class PostOnPeriodicSync : public Controller {
+ public:
+  PostOnPeriodicSync(std::unique_ptr<Controller> inner, std::function<void()> post)
+      : inner_(std::move(inner)), post_(std::move(post)) {}
+  std::string Name() const override { return inner_->Name(); }
+  std::chrono::milliseconds SyncPeriod() const override { return inner_->SyncPeriod(); }
+  std::vector<k8s::ResourceKind> WatchedKinds() const override { return inner_->WatchedKinds(); }
+  void SetSyncRequester(std::function<void()> request) override {
+    inner_->SetSyncRequester(std::move(request));
+  }
+  void SetFullReadMarker(std::function<void()> mark) override {
+    inner_->SetFullReadMarker(std::move(mark));
+  }
+  Status Init() override { return inner_->Init(); }
+  bool OnUpdate(const k8s::Event& event) override {
+    if (event.key == "default/late") ++late_seen;
+    return inner_->OnUpdate(event);
+  }
+  Status Sync(SyncReason reason) override {
+    if (reason == SyncReason::kPeriodic && post_) std::exchange(post_, nullptr)();
+    return inner_->Sync(reason);
+  }
+  void Shutdown() override { inner_->Shutdown(); }
+  Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
+  std::atomic<int> late_seen{0};
+
+ private:
+  std::unique_ptr<Controller> inner_;
+  std::function<void()> post_;
+};
+
+// A routes-only sync (a tick of --injected-routes-sync-period) lists no Node: it marks no full
+// read, so an event pending while it runs is still delivered (and makes the next sync full).
+TEST_F(RoutesControllerTest, ARoutesOnlySyncAbsorbsNothing) {
+  config_.injected_routes_sync_period = std::chrono::milliseconds(50);
+  ControllerRunner* runner_ptr = nullptr;
+  auto wrapped = std::make_unique<PostOnPeriodicSync>(
+      std::make_unique<NetworkRoutesController>(
+          config_, cluster_.get(),
+          RoutingDataplane{&routes_, &links_, &counted_iptables_, &counted_ipset_, nullptr,
+                           iptables6_, &fou_},
+          [](const bgp::GlobalConfig& global) { return std::make_unique<FakeSpeaker>(global); },
+          &metrics_),
+      [&] {
+        k8s::Event e;
+        e.kind = k8s::ResourceKind::kService;
+        e.type = k8s::EventType::kUpdated;
+        e.key = "default/late";
+        runner_ptr->Post(e);
+      });
+  auto* controller = wrapped.get();
+  ControllerRunner runner(std::move(wrapped), nullptr);
+  runner_ptr = &runner;
+  runner.Start();
+  ASSERT_TRUE(
+      kr::testing::WaitFor([&] { return controller->late_seen == 1; }, std::chrono::seconds(60)));
+  runner.Stop();
+  EXPECT_EQ(runner.AbsorbedEvents(), 0u);
 }
 
 TEST_F(RoutesControllerTest, PeriodicAndApiEventSyncsStayFull) {
