@@ -1,4 +1,4 @@
-// Private to the proxy controller's source files: the kernel-facing helpers its parts share.
+// Private to the proxy controller's source files: the helpers its parts share.
 #pragma once
 
 #include <string>
@@ -7,6 +7,7 @@
 #include "kube_router/base/status.h"
 #include "kube_router/netlink/links.h"
 #include "kube_router/netlink/route_table.h"
+#include "kube_router/proxy/service_model.h"
 
 namespace kr::proxy::detail {
 
@@ -22,6 +23,13 @@ inline bool IsMissing(const Status& s) {
   const std::string& m = s.message();
   return m.find("No such") != std::string::npos || m.find("not found") != std::string::npos ||
          m.find("Cannot assign") != std::string::npos || m.find("no such") != std::string::npos;
+}
+
+// A Service's cache key ("namespace/name") as its name.
+inline ServiceName NameFromKey(const std::string& key) {
+  auto slash = key.find('/');
+  if (slash == std::string::npos) return {"", key};
+  return {key.substr(0, slash), key.substr(slash + 1)};
 }
 
 inline int HostBits(const IpAddress& ip) { return ip.is_v6() ? 128 : 32; }

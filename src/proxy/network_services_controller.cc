@@ -7,10 +7,13 @@
 #include <ctime>
 #include <mutex>
 
+#include "controller_kernel.h"
 #include "kube_router/base/log.h"
 
 namespace kr::proxy {
 namespace {
+
+using detail::NameFromKey;
 
 using Op = IpvsChange::Op;
 
@@ -21,12 +24,6 @@ template <typename T>
 std::shared_ptr<const T> As(const k8s::AnyObject& object) {
   auto* p = std::get_if<std::shared_ptr<const T>>(&object);
   return p ? *p : nullptr;
-}
-
-ServiceName NameFromKey(const std::string& key) {
-  auto slash = key.find('/');
-  if (slash == std::string::npos) return {"", key};
-  return {key.substr(0, slash), key.substr(slash + 1)};
 }
 
 std::vector<double> LatencyBuckets() {
@@ -323,18 +320,36 @@ void NetworkServicesController::Rebuild(const ServiceName& name, DiffScope& scop
 
 Status NetworkServicesController::Sync(SyncReason reason) {
   const auto started = std::chrono::steady_clock::now();
-  const bool full = reason != SyncReason::kRequested || !programmed_valid_;
+  // kPeriodic on a trusted image is not a full read: this sync's events, then one step of the
+  // verification (network_services_controller_verify.cc).
+  const bool full = reason == SyncReason::kStartup || !programmed_valid_;
   // Before the first cache read (the node's): the pending events posted until now are read.
   if (full && mark_full_read_) mark_full_read_();
   if (auto s = RefreshNode(); !s.ok()) return s;
+  if (full) verify_.reset();
   std::set<ServiceName> changed = touched_;
   std::set<VirtualServiceId> touched;
   Status status = full ? FullSync() : IncrementalSync(touched);
   if (status.ok()) status = RunDrains(touched);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (status.ok()) status = RunExtensions(full, changed, touched, seconds);
+  if (status.ok()) {
+    const auto extensions_started = std::chrono::steady_clock::now();
+    status = RunExtensions(full, changed, touched, seconds);
+    if (full) {
+      const auto now = std::chrono::steady_clock::now();
+      last_full_sync_.extensions_seconds =
+          std::chrono::duration<double>(now - extensions_started).count();
+      last_full_sync_.wall_seconds = last_full_sync_.longest_step_seconds =
+          std::chrono::duration<double>(now - started).count();
+    }
+  }
   if (status.ok()) RecordLatency();
+  if (status.ok() && !full && (reason == SyncReason::kPeriodic || verify_)) {
+    status = VerifyStep();
+    // The next step comes with the next sync; the runner serves the inbox before it.
+    if (verify_ && request_sync_) request_sync_();
+  }
   metrics_->GetGauge(kMetricServices, "Number of IPVS services the service proxy programmed.")
       .Set(static_cast<double>(programmed_.services.size()));
   UpdateTicker();
@@ -347,6 +362,8 @@ Status NetworkServicesController::IncrementalSync(std::set<VirtualServiceId>& to
   names.swap(touched_);
   for (const auto& name : names) Rebuild(name, scope);
   ProxyPlan plan = Diff(desired_, programmed_, &scope, {config_.graceful_termination});
+  // A verification under way must not judge these by its older kernel read.
+  if (verify_) verify_->written.insert(scope.services.begin(), scope.services.end());
   Status status = ApplyPlan(plan);
   if (!status.ok()) {
     programmed_valid_ = false;  // the kernel may hold part of it: the next sync reads it back
@@ -359,6 +376,13 @@ Status NetworkServicesController::IncrementalSync(std::set<VirtualServiceId>& to
 }
 
 Status NetworkServicesController::FullSync() {
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  FullSyncStats stats;
+  stats.steps = 1;
+  auto t = Clock::now();
   touched_.clear();
   services_.clear();
   desired_ = ProxyImage{};
@@ -370,23 +394,28 @@ Status NetworkServicesController::FullSync() {
   for (const auto& key : cluster_->services.Keys()) names.insert(NameFromKey(key));
   for (const auto& name : names) Rebuild(name, ignored);
   std::erase_if(logged_problems_, [&](const auto& e) { return !names.contains(e.first); });
+  stats.rebuild_seconds = seconds_since(t);
+  stats.services = names.size();
 
+  t = Clock::now();
   auto actual = ReadKernel(false);
+  stats.read_seconds = seconds_since(t);
   if (!actual.ok()) {
     programmed_valid_ = false;
     return actual.status();
   }
   programmed_ = std::move(*actual);
+  stats.virtual_services = programmed_.services.size();
+  t = Clock::now();
   ProxyPlan plan = Diff(desired_, programmed_, nullptr, {config_.graceful_termination});
-  if (!plan.empty()) {
-    KR_LOG_INFO("service proxy: {} IPVS change(s), {} VIP(s) to add, {} to remove",
-                plan.ipvs.size(), plan.add_vips.size(), plan.delete_vips.size());
-  }
-  Status status = ApplyPlan(plan);
+  stats.diff_seconds = seconds_since(t);
+  Status status = ApplyTimed(plan, stats);
   programmed_valid_ = status.ok();
   if (status.ok()) {
     TrackDrains(plan, nullptr);
     ShareWithDesired(nullptr);
+    last_full_sync_ = stats;
+    ++full_syncs_;
   }
   return status;
 }

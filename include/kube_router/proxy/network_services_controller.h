@@ -6,6 +6,9 @@
 // (ipvs_plan.h) and writes only the difference. Sync(kStartup/kPeriodic) rebuilds everything,
 // reads back what the kernel holds of ours and repairs drift; on a restart that adopts the
 // existing state and writes nothing when nothing changed. IPVS is never flushed.
+// Sync(kPeriodic) does the same verification in steps of ProxyConfig::verify_step_items and asks
+// the runner for another sync after each; events are served between the steps, and a virtual
+// service an event wrote after the kernel was read is not judged by that read.
 //
 // Ownership: ours are kube-dummy-if (and so every address on it), the IPVS services on those
 // addresses, the NodePort services (a local address and a port in --service-node-port-range)
@@ -21,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -87,6 +91,23 @@ class ProxyExtension {
   virtual Result<std::vector<std::string>> Cleanup() { return std::vector<std::string>{}; }
 };
 
+// Where the last completed full sync (startup, repair or periodic verification) spent its time.
+// A periodic verification runs in steps with events served between them: the stage times are
+// summed over its steps, `wall_seconds` spans its first step's start to its last step's end.
+struct FullSyncStats {
+  double rebuild_seconds = 0;     // BuildService of every Service, claims
+  double read_seconds = 0;        // the kernel dumps: addresses, routes, services, destinations
+  double diff_seconds = 0;        // Diff()
+  double write_seconds = 0;       // ApplyPlan(): the repairs (nothing when nothing drifted)
+  double extensions_seconds = 0;  // the extensions' full apply
+  double wall_seconds = 0;
+  double longest_step_seconds = 0;  // the longest an event could wait behind this sync
+  int steps = 0;
+  size_t services = 0;          // Services rebuilt
+  size_t virtual_services = 0;  // virtual services compared with the kernel
+  size_t repairs = 0;           // IPVS changes and VIP adds/removals it wrote
+};
+
 class NetworkServicesController : public Controller {
  public:
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
@@ -121,6 +142,11 @@ class NetworkServicesController : public Controller {
   const ProxyImage& programmed() const { return programmed_; }
   const std::map<ServiceName, DesiredService>& services() const { return services_; }
   size_t draining() const { return drains_.size(); }
+  // The last completed full sync and how many have completed; whether a periodic verification
+  // is under way (its next step comes with the next sync).
+  const FullSyncStats& last_full_sync() const { return last_full_sync_; }
+  uint64_t full_syncs() const { return full_syncs_; }
+  bool verifying() const { return verify_ != nullptr; }
 
  private:
   struct Drain {
@@ -129,6 +155,28 @@ class NetworkServicesController : public Controller {
     std::chrono::steady_clock::time_point deadline;
   };
   using DrainKey = std::pair<VirtualServiceId, DestinationId>;
+  // What the address and route dumps found: VIPs of ours (with or without a good local route)
+  // and the node's other local addresses (NodePorts on them are ours).
+  struct KernelVips {
+    std::set<IpAddress> vips, vips_without_route, on_dummy, local;
+    size_t dumped = 0;  // addresses and routes the dumps returned
+  };
+  using KernelServices = std::map<VirtualServiceId, netlink::IpvsService>;
+  // A periodic verification in progress (Sync(kPeriodic) starts it, every later Sync takes a
+  // step of it after serving its events). Cursors, not copies: a step costs O(its items).
+  struct Verify {
+    enum class Phase { kRebuild, kForget, kReadVips, kReadServices, kCompare, kExtensions };
+    Phase phase = Phase::kRebuild;
+    std::vector<std::string> keys;  // the Services in the caches when it started
+    size_t next_key = 0;
+    std::optional<ServiceName> last_forgotten;  // kForget: built Services gone from the caches
+    KernelVips vips;                            // read in the kReadVips step
+    KernelServices services;                    // the service dump (no destinations)
+    std::optional<VirtualServiceId> last_compared;
+    std::set<VirtualServiceId> written;  // by event syncs after the dump: not judged by it
+    std::chrono::steady_clock::time_point started;
+    FullSyncStats stats;
+  };
 
   Status RefreshNode();
   // Rebuilds one Service from the caches and updates the aggregated desired image; the ids
@@ -144,6 +192,21 @@ class NetworkServicesController : public Controller {
   Status FullSync();
   // The ids it compared go into `touched`.
   Status IncrementalSync(std::set<VirtualServiceId>& touched);
+  // One step of the periodic verification (starting it when none is under way).
+  Status VerifyStep();
+  // One phase's work within `budget` items; true when the phase is complete.
+  Result<bool> VerifyRebuild(Verify& v, size_t& budget);
+  Result<bool> VerifyCompare(Verify& v, size_t& budget);
+  // Compares the virtual services `ids` with the kernel (their destinations read now) and
+  // repairs them; `listed` is the kernel's service dump.
+  Status CompareWithKernel(const std::vector<VirtualServiceId>& ids, const KernelServices& listed,
+                           FullSyncStats& stats);
+  // Diff within `scope`, apply, follow the drains; a failed write distrusts the image.
+  Status RepairScope(const DiffScope& scope, FullSyncStats& stats);
+  Status ApplyTimed(const ProxyPlan& plan, FullSyncStats& stats);
+  Result<KernelVips> ReadKernelVips(bool for_cleanup);
+  // `dumped`: how many services the dump returned (ours or not).
+  Result<KernelServices> ReadKernelServices(const KernelVips& vips, size_t& dumped);
   Result<ProxyImage> ReadKernel(bool for_cleanup);
   Status ApplyPlan(const ProxyPlan& plan);
   // After a successful apply: a programmed virtual service that matches the desired one takes
@@ -189,6 +252,10 @@ class NetworkServicesController : public Controller {
   std::map<DrainKey, Drain> drains_;
   // Per touched Service: when the API change happened (slice trigger time, else receipt).
   std::map<ServiceName, std::chrono::system_clock::time_point> change_times_;
+
+  std::unique_ptr<Verify> verify_;  // a periodic verification under way
+  FullSyncStats last_full_sync_;
+  uint64_t full_syncs_ = 0;
 
   std::function<void()> request_sync_;
   std::function<void()> mark_full_read_;

@@ -34,6 +34,10 @@ struct ProxyConfig {
   // How often a pending graceful drain (or --nodeport-bindon-all-ip address changes) is
   // looked at between syncs.
   std::chrono::milliseconds tick{5'000};
+  // The periodic verification runs in steps of at most this many items (a Service rebuilt or a
+  // virtual service read back and compared); the runner serves events between the steps, so
+  // an event waits for one step, not for the whole verification (docs/proxy.md).
+  size_t verify_step_items = 64;
 
   bool FamilyEnabled(const IpAddress& ip) const { return ip.is_v4() ? enable_ipv4 : enable_ipv6; }
 };

@@ -3,7 +3,7 @@
 // the agent's ControllerRunner, over the stateful fakes (FakeIpvs, FakeLinks, FakeRouteTable).
 //
 //   build/tests/bench/proxy/proxy_event_bench [--services N] [--rounds R] [--realtime]
-//       [--sync-period-ms P]
+//       [--sync-period-ms P [--periodic-rounds R2] [--verify-step-items K]]
 //
 // N Services x 10 endpoints and 1 Service run side by side (each its own fake-apiserver,
 // informers, runner and controller), and their change rounds alternate, so that the 1-Service
@@ -15,7 +15,12 @@
 //     answered, the informer posting the event, the controller taking it, its sync starting,
 //     the IPVS batch with the new destination written, the sync ending; the slowest rounds
 //     stage by stage (where a stall sits);
-//   - with --sync-period-ms, how long each periodic full sync took (events wait behind it);
+//   - with --sync-period-ms, a second phase at N: R2 (20) rounds whose PATCH is sent as soon as
+//     a periodic verification starts, per stage and as a ratio to the first phase's rounds (no
+//     verification running: periodic syncs are taken as plain syncs there); then each
+//     verification's time per stage (rebuild, kernel reads, diff, writes, extensions), its
+//     steps and its longest step. --verify-step-items sets the step size (a huge value: the
+//     whole verification in one step, as before the steps);
 //   - the start-up phase (issue 11): the first change after a start at N, with the startup
 //     sync absorbing the informers' queued initial events (the agent) against a controller that
 //     does not mark its full read (as before: the queued events are one more sync that rebuilds
@@ -166,10 +171,14 @@ class StampingSink : public kr::k8s::EventSink {
 };
 
 // The controller as the runner sees it, with its stages stamped. Without `absorb` it hides the
-// proxy's full-read marker from the runner: the start-up as it was before issue 11.
+// proxy's full-read marker from the runner: the start-up as it was before issue 11. Periodic
+// syncs pass through only while enabled (otherwise they are taken as plain requested syncs: the
+// rounds without a periodic verification running); each completed full sync's stage times are
+// kept.
 class StampingController : public kr::Controller {
  public:
-  StampingController(std::unique_ptr<kr::Controller> inner, Round* round, bool absorb)
+  StampingController(std::unique_ptr<kr::proxy::NetworkServicesController> inner, Round* round,
+                     bool absorb)
       : inner_(std::move(inner)), round_(round), absorb_(absorb) {}
   std::string Name() const override { return inner_->Name(); }
   std::chrono::milliseconds SyncPeriod() const override { return inner_->SyncPeriod(); }
@@ -189,13 +198,24 @@ class StampingController : public kr::Controller {
     return inner_->OnUpdate(event);
   }
   kr::Status Sync(kr::SyncReason reason) override {
-    const auto start = Clock::now();
+    if (reason == kr::SyncReason::kPeriodic) {
+      if (!periodic_.load()) {
+        reason = kr::SyncReason::kRequested;
+      } else if (!inner_->verifying()) {
+        std::lock_guard lock(mu_);
+        ++verifications_started_;
+        synced_.notify_all();
+      }
+    }
     round_->SyncStarted();
     kr::Status s = inner_->Sync(reason);
     {
       std::lock_guard lock(mu_);
       ++syncs_;
-      if (reason == kr::SyncReason::kPeriodic) periodic_ms_.push_back(Ms(Clock::now() - start));
+      if (inner_->full_syncs() != full_syncs_seen_) {
+        full_syncs_seen_ = inner_->full_syncs();
+        if (reason != kr::SyncReason::kStartup) full_syncs_.push_back(inner_->last_full_sync());
+      }
     }
     round_->SyncEnded();  // counted first: the round's waiter reads the count
     synced_.notify_all();
@@ -204,13 +224,23 @@ class StampingController : public kr::Controller {
   void Shutdown() override { inner_->Shutdown(); }
   kr::Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
 
+  void EnablePeriodic() { periodic_.store(true); }
   bool WaitSyncs(int n, Clock::duration timeout) {
     std::unique_lock lock(mu_);
     return synced_.wait_for(lock, timeout, [&] { return syncs_ >= n; });
   }
-  std::vector<double> PeriodicSyncsMs() {
+  // Waits until a periodic verification other than the first `seen` ones has started.
+  bool WaitVerificationStart(int seen, Clock::duration timeout) {
+    std::unique_lock lock(mu_);
+    return synced_.wait_for(lock, timeout, [&] { return verifications_started_ > seen; });
+  }
+  int VerificationsStarted() {
     std::lock_guard lock(mu_);
-    return periodic_ms_;
+    return verifications_started_;
+  }
+  std::vector<kr::proxy::FullSyncStats> FullSyncs() {
+    std::lock_guard lock(mu_);
+    return full_syncs_;
   }
   int syncs() {
     std::lock_guard lock(mu_);
@@ -219,14 +249,17 @@ class StampingController : public kr::Controller {
   int updates() const { return updates_; }
 
  private:
-  std::unique_ptr<kr::Controller> inner_;
+  std::unique_ptr<kr::proxy::NetworkServicesController> inner_;
   Round* round_;
   const bool absorb_;
   std::atomic<int> updates_{0};  // events the runner handed to OnUpdate
+  std::atomic<bool> periodic_{false};
   std::mutex mu_;
   std::condition_variable synced_;
   int syncs_ = 0;
-  std::vector<double> periodic_ms_;  // how long each periodic (full) sync took
+  int verifications_started_ = 0;
+  uint64_t full_syncs_seen_ = 0;
+  std::vector<kr::proxy::FullSyncStats> full_syncs_;  // completed after the startup sync
 };
 
 // The fake kernel, with the batch that writes the round's destination stamped.
@@ -255,8 +288,12 @@ class NullObserver : public kr::SyncObserver {
 // One cluster size: its own fake-apiserver, informers, runner and controller over the fakes.
 class Rig {
  public:
-  Rig(int services, std::chrono::milliseconds sync_period, bool absorb = true)
-      : services_(services), sync_period_(sync_period), absorb_(absorb) {}
+  Rig(int services, std::chrono::milliseconds sync_period, size_t verify_step_items,
+      bool absorb = true)
+      : services_(services),
+        sync_period_(sync_period),
+        verify_step_items_(verify_step_items),
+        absorb_(absorb) {}
   ~Rig() {
     if (runner_) runner_->Stop();
     if (watcher_) watcher_->Stop();
@@ -291,6 +328,7 @@ class Rig {
     config.node_name = "node0";
     config.cluster_ip_ranges = {*kr::IpPrefix::Parse("10.96.0.0/12")};
     config.sync_period = sync_period_;
+    if (verify_step_items_ > 0) config.verify_step_items = verify_step_items_;
     auto controller = std::make_unique<StampingController>(
         std::make_unique<kr::proxy::NetworkServicesController>(
             config, cluster_.get(), kr::proxy::ProxyDataplane{&ipvs_, &links_, &routes_}, nullptr),
@@ -368,8 +406,15 @@ class Rig {
     }
   }
 
+  // Round r, sent as soon as a periodic verification has started.
+  std::string ChangeDuringVerification(int r) {
+    const int seen = controller_->VerificationsStarted();
+    if (!controller_->WaitVerificationStart(seen, 600s)) return "no periodic verification";
+    return Change(r);
+  }
+
   pid_t server_pid() const { return api_->pid(); }
-  std::vector<double> PeriodicSyncsMs() { return controller_->PeriodicSyncsMs(); }
+  StampingController& controller() { return *controller_; }
 
   double server_start_ms = 0, caches_ms = 0, first_sync_ms = 0, first_change_ms = 0;
   int first_change_updates = 0, first_change_syncs = 0;
@@ -378,6 +423,7 @@ class Rig {
  private:
   const int services_;
   const std::chrono::milliseconds sync_period_;
+  const size_t verify_step_items_;
   const bool absorb_;
   TempDir dir_;
   std::unique_ptr<Process> api_;
@@ -448,6 +494,8 @@ int main(int argc, char** argv) {
   bool startup_baseline = true;
   // Default: no periodic sync during the rounds (they time the event path alone).
   std::chrono::milliseconds sync_period = std::chrono::hours(1);
+  int periodic_rounds = 0;
+  size_t verify_step_items = kr::proxy::ProxyConfig{}.verify_step_items;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--realtime") realtime = true;
@@ -456,7 +504,10 @@ int main(int argc, char** argv) {
     if (a == "--rounds" && i + 1 < argc) rounds = std::stoi(argv[++i]);
     if (a == "--sync-period-ms" && i + 1 < argc) {
       sync_period = std::chrono::milliseconds(std::stoi(argv[++i]));
+      if (periodic_rounds == 0) periodic_rounds = 20;
     }
+    if (a == "--periodic-rounds" && i + 1 < argc) periodic_rounds = std::stoi(argv[++i]);
+    if (a == "--verify-step-items" && i + 1 < argc) verify_step_items = std::stoul(argv[++i]);
   }
   std::printf("proxy_event_bench: %d services x %d endpoints, %d change rounds, %s scheduling\n",
               services, kEndpointsPerService, rounds, realtime ? "SCHED_FIFO" : "normal");
@@ -465,7 +516,7 @@ int main(int argc, char** argv) {
   double before_ms = 0;
   int before_updates = 0, before_syncs = 0;
   if (startup_baseline) {
-    Rig before(services, sync_period, false);
+    Rig before(services, sync_period, verify_step_items, false);
     if (auto error = before.Start(); !error.empty()) {
       std::printf("at %d service(s) without absorption: %s\n", services, error.c_str());
       return 1;
@@ -476,7 +527,7 @@ int main(int argc, char** argv) {
   }
   // Both sizes run side by side and their rounds alternate, so the 1-Service baseline sees the
   // same machine load as the N-Service rounds.
-  Rig big(services, sync_period), small(1, sync_period);
+  Rig big(services, sync_period, verify_step_items), small(1, sync_period, verify_step_items);
   for (auto [rig, n] : {std::pair{&big, services}, std::pair{&small, 1}}) {
     if (auto error = rig->Start(); !error.empty()) {
       std::printf("at %d service(s): %s\n", n, error.c_str());
@@ -541,13 +592,58 @@ int main(int argc, char** argv) {
                   Ms(r.sync_end - r.sent));
     }
   }
-  for (auto [rig, n] : {std::pair{&big, services}, std::pair{&small, 1}}) {
-    auto periodic = rig->PeriodicSyncsMs();
-    if (periodic.empty()) continue;
-    std::printf(
-        "  periodic (full) syncs at %d service(s): %zu, p50 %.1f ms, max %.1f ms (an event "
-        "arriving meanwhile waits for it)\n",
-        n, periodic.size(), Percentile(periodic, 0.5), Percentile(periodic, 1.0));
+  if (periodic_rounds == 0) return 0;
+
+  // Phase two: each round's PATCH is sent as soon as a periodic verification at N has started,
+  // against the rounds above (no verification running) as the baseline of the same run.
+  const std::vector<Stamps> quiet = std::move(big.rounds);
+  big.rounds.clear();
+  big.controller().EnablePeriodic();
+  for (int r = 0; r < periodic_rounds; ++r) {
+    if (auto error = big.ChangeDuringVerification(rounds + r); !error.empty()) {
+      std::printf("at %d service(s), during a verification: %s\n", services, error.c_str());
+      return 1;
+    }
+  }
+  big.ServerArrivals();
+  std::printf(
+      "  one endpoint change sent as a periodic verification starts, at %d services (n=%d; "
+      "verification steps of %zu items), per stage (ms):\n",
+      services, periodic_rounds, verify_step_items);
+  std::printf("    %-44s %-26s %-26s\n", "stage", "during: p50 / p99 / max",
+              "none running: p50 / p99 / max");
+  for (const auto& stage : kStages) {
+    auto d = Values(big.rounds, stage.of), q = Values(quiet, stage.of);
+    std::printf("    %-44s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f\n", stage.name, Percentile(d, 0.5),
+                Percentile(d, 0.99), Percentile(d, 1.0), Percentile(q, 0.5), Percentile(q, 0.99),
+                Percentile(q, 1.0));
+  }
+  auto d = Values(big.rounds, total), q = Values(quiet, total);
+  std::printf("    ratio during / none running: p50 %.2f, p99 %.2f\n",
+              Percentile(d, 0.5) / Percentile(q, 0.5), Percentile(d, 0.99) / Percentile(q, 0.99));
+  auto full = big.controller().FullSyncs();
+  if (full.empty()) return 0;
+  std::printf("  periodic verifications at %d services: %zu completed; per stage p50 / max (ms):\n",
+              services, full.size());
+  using Field = double (*)(const kr::proxy::FullSyncStats&);
+  const std::pair<const char*, Field> fields[] = {
+      {"rebuild (BuildService, claims)", [](const auto& f) { return f.rebuild_seconds * 1e3; }},
+      {"kernel reads (dumps)", [](const auto& f) { return f.read_seconds * 1e3; }},
+      {"diff", [](const auto& f) { return f.diff_seconds * 1e3; }},
+      {"writes (repairs)", [](const auto& f) { return f.write_seconds * 1e3; }},
+      {"extensions' full apply", [](const auto& f) { return f.extensions_seconds * 1e3; }},
+      {"wall: first step start -> last step end",
+       [](const auto& f) { return f.wall_seconds * 1e3; }},
+      {"longest step (what an event can wait)",
+       [](const auto& f) { return f.longest_step_seconds * 1e3; }},
+      {"steps", [](const auto& f) { return static_cast<double>(f.steps); }},
+      {"repairs written", [](const auto& f) { return static_cast<double>(f.repairs); }},
+  };
+  for (const auto& [name, of] : fields) {
+    std::vector<double> values;
+    for (const auto& f : full) values.push_back(of(f));
+    std::printf("    %-44s %10.1f %10.1f\n", name, Percentile(values, 0.5),
+                Percentile(values, 1.0));
   }
   return 0;
 }

@@ -315,6 +315,9 @@ TEST(ProxyOracle, IncrementalSyncsEqualAFreshFullBuildUnderRandomChurn) {
   const uint64_t steps = EnvOr("KR_PROXY_ORACLE_STEPS", 150);
   SCOPED_TRACE("KR_PROXY_ORACLE_SEED=" + std::to_string(seed));
   ProxyConfig config = Config("node-a");
+  // The periodic verification in steps of 3 items: its steps run between the event syncs below,
+  // which must still leave exactly what a fresh controller programs.
+  config.verify_step_items = 3;
   config.enable_ipv6 = true;
   auto cluster = k8s::MakeCluster();
   auto node_object = NodeObj("node-a", {"192.0.2.10", "fd00:2::10"});
