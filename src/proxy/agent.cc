@@ -194,7 +194,6 @@ Result<std::unique_ptr<Controller>> MakeAgentServicesController(const Options& o
       std::make_unique<NetworkServicesController>(*config, cluster, dataplane, metrics, owner);
   controller->AddExtension(MakeFirewallExtension(*config, firewall));
   controller->AddExtension(MakeHealthCheckExtension());
-  if (metrics) controller->AddExtension(MakeMetricsExtension(*metrics, *owner->scrape_ipvs));
   if (owner->conntrack) controller->AddExtension(MakeConntrackExtension(owner->conntrack.get()));
   // DSR (kube-router.io/service.dsr=tunnel). Without this extension the builder's dsr-marked
   // services would be programmed as ordinary masquerading ones (found by the agent guest test).
@@ -213,8 +212,13 @@ Result<std::unique_ptr<Controller>> MakeAgentServicesController(const Options& o
                    owner->pods.get(),
                    [](const netlink::PodNetnsContext&) { return netlink::MakeNetlinkLinks(); },
                    [](const netlink::PodNetnsContext&) { return netlink::MakeProcSysctl(); }};
+  auto dsr_marks = std::make_shared<DsrMarks>();
   controller->AddExtension(
-      MakeDsrExtension(std::move(dsr), owner->links.get(), cluster, config->node_name));
+      MakeDsrExtension(std::move(dsr), owner->links.get(), cluster, config->node_name, dsr_marks));
+  // After DSR: a DSR Service's series are keyed by the mark that sync's DSR plan gave it.
+  if (metrics) {
+    controller->AddExtension(MakeMetricsExtension(*metrics, *owner->scrape_ipvs, dsr_marks));
+  }
   return std::unique_ptr<Controller>(std::move(controller));
 }
 

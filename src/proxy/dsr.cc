@@ -76,6 +76,7 @@ DsrPlan BuildDsrPlan(const std::vector<DsrServiceInput>& services, uint32_t mtu)
     for (int n = 1; used.count(mark) > 0; ++n) mark = DsrFwmarkHash(key + "-" + std::to_string(n));
     used.insert(mark);
     families.insert(s->vip.family());
+    plan.marks[{s->vip, s->protocol, s->port}] = mark;
 
     DsrPlan::Virtual v;
     v.owner = s->owner;

@@ -189,28 +189,66 @@ class HealthCheckExtension : public ProxyExtension {
 };
 
 // No state of its own: ServiceMetrics keeps each Service's targets and who labels a key.
+// DSR targets are named by the marks of the DSR extension's plan (`dsr`, null without one).
 class MetricsExtension : public ProxyExtension {
  public:
-  MetricsExtension(metrics::Registry& registry, netlink::Ipvs& ipvs) : metrics_(registry, ipvs) {}
+  MetricsExtension(metrics::Registry& registry, netlink::Ipvs& ipvs,
+                   std::shared_ptr<const DsrMarks> dsr)
+      : metrics_(registry, ipvs), dsr_(std::move(dsr)) {}
   std::string Name() const override { return "service metrics"; }
   Status Apply(const ProxySnapshot& snapshot) override {
+    const auto* marks = dsr_ ? &dsr_->marks : nullptr;
     if (snapshot.full) {
-      metrics_.SetAll(MetricTargetsOf(snapshot));
+      auto all = MetricTargetsOf(snapshot, marks);
+      with_dsr_.clear();
+      for (const auto& [name, targets] : all) Remember(name, targets);
+      metrics_.SetAll(std::move(all));
     } else {
       // Only the changed Services (a key two Services want keeps the first one's labels).
       for (const auto& name : snapshot.changed) {
         auto it = snapshot.services->find(name);
-        metrics_.SetService(name, it == snapshot.services->end()
-                                      ? std::vector<MetricTarget>{}
-                                      : MetricTargetsOfService(it->second, *snapshot.programmed));
+        auto targets = it == snapshot.services->end()
+                           ? std::vector<MetricTarget>{}
+                           : MetricTargetsOfService(it->second, *snapshot.programmed, marks);
+        with_dsr_.erase(name);
+        Remember(name, targets);
+        metrics_.SetService(name, std::move(targets));
+      }
+      // Collision probing may have moved the mark of an unchanged Service's DSR VIP.
+      if (dsr_ && dsr_->generation != generation_) {
+        for (auto& [name, targets] : with_dsr_) {
+          std::vector<MetricTarget> now;
+          for (MetricTarget t : targets) {
+            if (t.fwmark != 0) {
+              auto m = marks->find({t.vip, static_cast<uint8_t>(t.protocol), t.port});
+              if (m == marks->end()) continue;  // no longer planned
+              t.fwmark = m->second;
+            }
+            now.push_back(t);
+          }
+          targets = now;
+          metrics_.SetService(name, std::move(now));
+        }
       }
     }
+    if (dsr_) generation_ = dsr_->generation;
     metrics_.ObserveSync(snapshot.sync_seconds, snapshot.ipvs_services);
     return Status::Ok();
   }
 
  private:
+  // Keeps a copy of the targets of the (few) Services with a DSR target, to re-mark them.
+  void Remember(const ServiceName& name, const std::vector<MetricTarget>& targets) {
+    if (std::any_of(targets.begin(), targets.end(),
+                    [](const MetricTarget& t) { return t.fwmark != 0; })) {
+      with_dsr_[name] = targets;
+    }
+  }
+
   ServiceMetrics metrics_;
+  std::shared_ptr<const DsrMarks> dsr_;
+  uint64_t generation_ = 0;
+  std::map<ServiceName, std::vector<MetricTarget>> with_dsr_;
 };
 
 class ConntrackExtension : public ProxyExtension {
@@ -278,11 +316,12 @@ class ConntrackExtension : public ProxyExtension {
 class DsrExtension : public ProxyExtension {
  public:
   DsrExtension(DsrDataplane dataplane, netlink::Links* links, const k8s::Cluster* cluster,
-               std::string node_name)
+               std::string node_name, std::shared_ptr<DsrMarks> marks)
       : applier_(std::move(dataplane)),
         links_(links),
         cluster_(cluster),
-        node_name_(std::move(node_name)) {}
+        node_name_(std::move(node_name)),
+        marks_(std::move(marks)) {}
   std::string Name() const override { return "DSR"; }
   bool HandlesDsr() const override { return true; }
 
@@ -304,6 +343,10 @@ class DsrExtension : public ProxyExtension {
     std::vector<DsrServiceInput> all;
     for (const auto& [name, inputs] : inputs_) all.insert(all.end(), inputs.begin(), inputs.end());
     DsrPlan plan = BuildDsrPlan(all, Mtu());
+    if (marks_ && marks_->marks != plan.marks) {
+      marks_->marks = plan.marks;
+      ++marks_->generation;
+    }
     std::set<std::string> problems(plan.problems.begin(), plan.problems.end());
     for (const auto& p : problems) {
       if (!logged_.contains(p)) KR_LOG_WARN("service proxy: DSR: {}", p);
@@ -342,6 +385,7 @@ class DsrExtension : public ProxyExtension {
   bool dirty_ = false;
   std::map<ServiceName, std::vector<DsrServiceInput>> inputs_;
   std::set<std::string> logged_;
+  std::shared_ptr<DsrMarks> marks_;  // published for the metrics (may be null)
 };
 
 }  // namespace
@@ -460,19 +504,28 @@ std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot) {
 }
 
 std::vector<MetricTarget> MetricTargetsOfService(const DesiredService& svc,
-                                                 const ProxyImage& programmed) {
+                                                 const ProxyImage& programmed,
+                                                 const std::map<DsrVipPort, uint32_t>* dsr_marks) {
   std::vector<MetricTarget> out;
   for (const auto& d : svc.virtual_services) {
     if (!d.dsr && !programmed.services.contains(d.vs.id())) continue;
-    out.push_back(MetricTargetOf(d.vs.service));
+    MetricTarget target = MetricTargetOf(d.vs.service);
+    if (d.dsr && dsr_marks != nullptr) {
+      // The kernel has a fwmark service for it: name it by the mark its DSR plan gave it.
+      auto m = dsr_marks->find({target.vip, static_cast<uint8_t>(target.protocol), target.port});
+      if (m == dsr_marks->end()) continue;  // the plan skipped it
+      target.fwmark = m->second;
+    }
+    out.push_back(target);
   }
   return out;
 }
 
-std::map<ServiceName, std::vector<MetricTarget>> MetricTargetsOf(const ProxySnapshot& snapshot) {
+std::map<ServiceName, std::vector<MetricTarget>> MetricTargetsOf(
+    const ProxySnapshot& snapshot, const std::map<DsrVipPort, uint32_t>* dsr_marks) {
   std::map<ServiceName, std::vector<MetricTarget>> out;
   for (const auto& [name, svc] : *snapshot.services) {
-    auto targets = MetricTargetsOfService(svc, *snapshot.programmed);
+    auto targets = MetricTargetsOfService(svc, *snapshot.programmed, dsr_marks);
     if (!targets.empty()) out.emplace_hint(out.end(), name, std::move(targets));
   }
   return out;
@@ -506,14 +559,17 @@ std::unique_ptr<ProxyExtension> MakeHealthCheckExtension(const std::string& addr
 }
 
 std::unique_ptr<ProxyExtension> MakeMetricsExtension(metrics::Registry& registry,
-                                                     netlink::Ipvs& scrape_ipvs) {
-  return std::make_unique<MetricsExtension>(registry, scrape_ipvs);
+                                                     netlink::Ipvs& scrape_ipvs,
+                                                     std::shared_ptr<const DsrMarks> dsr_marks) {
+  return std::make_unique<MetricsExtension>(registry, scrape_ipvs, std::move(dsr_marks));
 }
 
 std::unique_ptr<ProxyExtension> MakeDsrExtension(DsrDataplane dataplane, netlink::Links* links,
                                                  const k8s::Cluster* cluster,
-                                                 const std::string& node_name) {
-  return std::make_unique<DsrExtension>(std::move(dataplane), links, cluster, node_name);
+                                                 const std::string& node_name,
+                                                 std::shared_ptr<DsrMarks> marks) {
+  return std::make_unique<DsrExtension>(std::move(dataplane), links, cluster, node_name,
+                                        std::move(marks));
 }
 
 std::unique_ptr<ProxyExtension> MakeConntrackExtension(netlink::Conntrack* conntrack) {

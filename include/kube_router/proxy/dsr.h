@@ -26,6 +26,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kube_router/base/ip.h"
@@ -64,6 +65,19 @@ struct DsrServiceInput {
 // The 14-bit FNV-1a mark of "<ip>-<proto>-<port>" (kube-router's), never 0.
 uint32_t DsrFwmarkHash(const std::string& key);
 
+// A DSR VIP:protocol:port (the key a mark is assigned to).
+struct DsrVipPort {
+  IpAddress vip;
+  uint8_t protocol = netlink::ip_protocol::kTcp;
+  uint16_t port = 0;
+  bool operator<(const DsrVipPort& o) const {
+    return std::tie(vip, protocol, port) < std::tie(o.vip, o.protocol, o.port);
+  }
+  bool operator==(const DsrVipPort& o) const {
+    return std::tie(vip, protocol, port) == std::tie(o.vip, o.protocol, o.port);
+  }
+};
+
 struct DsrPlan {
   struct Virtual {
     std::string owner;
@@ -77,6 +91,15 @@ struct DsrPlan {
   std::vector<std::string> mss_rules_v4, mss_rules_v6;    // rules of kDsrMssChain
   std::map<IpAddress, std::set<IpAddress>> pod_vips;      // local endpoint -> its VIPs
   std::vector<std::string> problems;                      // invalid inputs skipped
+  std::map<DsrVipPort, uint32_t> marks;                   // the mark of each planned VIP:port
+};
+
+// The marks of the DSR extension's last plan: the one source for whoever names a DSR service by
+// its mark (the service metrics; a mark depends on every DSR key through collision probing).
+// `generation` grows when they change. Used on the controller's thread only.
+struct DsrMarks {
+  std::map<DsrVipPort, uint32_t> marks;
+  uint64_t generation = 0;
 };
 
 // Pure: the plan for `services` (duplicates merged; bad items skipped with a problem line).

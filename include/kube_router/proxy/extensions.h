@@ -48,9 +48,13 @@ std::vector<HealthCheckService> HealthChecksOf(const ProxySnapshot& snapshot);
 std::optional<HealthCheckService> HealthCheckOf(const DesiredService& service);
 // Per Service the virtual services whose kube_router_service_* series it owns: the programmed
 // ones and the DSR ones (ServiceMetrics labels a key two Services want with the first by name).
-std::map<ServiceName, std::vector<MetricTarget>> MetricTargetsOf(const ProxySnapshot& snapshot);
-std::vector<MetricTarget> MetricTargetsOfService(const DesiredService& service,
-                                                 const ProxyImage& programmed);
+// `dsr_marks` (the DSR plan's): a DSR one is the fwmark service of its mark (none if unplanned);
+// null (no DSR extension: programmed the plain way): its VIP:protocol:port.
+std::map<ServiceName, std::vector<MetricTarget>> MetricTargetsOf(
+    const ProxySnapshot& snapshot, const std::map<DsrVipPort, uint32_t>* dsr_marks = nullptr);
+std::vector<MetricTarget> MetricTargetsOfService(
+    const DesiredService& service, const ProxyImage& programmed,
+    const std::map<DsrVipPort, uint32_t>* dsr_marks = nullptr);
 // A removed destination of a UDP/SCTP virtual service as a cleanup item (NodePort when the
 // address is one of the node's NodePort addresses); nullopt for TCP.
 std::optional<ConntrackCleanupItem> ConntrackItemOf(const netlink::IpvsService& service,
@@ -77,16 +81,19 @@ std::unique_ptr<ProxyExtension> MakeFirewallExtension(const ProxyConfig& config,
 // healthCheckNodePort servers on every address (`address` "") or one.
 std::unique_ptr<ProxyExtension> MakeHealthCheckExtension(const std::string& address = "");
 // kube_router_service_* on scrape; `scrape_ipvs` is dumped from the scraping thread (give it its
-// own adapter) and must outlive the extension.
-std::unique_ptr<ProxyExtension> MakeMetricsExtension(metrics::Registry& registry,
-                                                     netlink::Ipvs& scrape_ipvs);
+// own adapter) and must outlive the extension. `dsr_marks`: the DSR extension's (added before
+// this one, so a sync's marks are published before they are read), null without DSR.
+std::unique_ptr<ProxyExtension> MakeMetricsExtension(
+    metrics::Registry& registry, netlink::Ipvs& scrape_ipvs,
+    std::shared_ptr<const DsrMarks> dsr_marks = nullptr);
 // DSR: programs the virtual services the builder marks `dsr` (the controller then leaves them
 // and their VIPs alone). Rebuilt on full syncs and when a Service that has or had DSR changed;
 // `links` gives the pod-facing MTU (kube-bridge, else 1500); `cluster` this node's pod IPs, whose
 // namespaces the first sync checks for stale tunnel links.
 std::unique_ptr<ProxyExtension> MakeDsrExtension(DsrDataplane dataplane, netlink::Links* links,
                                                  const k8s::Cluster* cluster,
-                                                 const std::string& node_name);
+                                                 const std::string& node_name,
+                                                 std::shared_ptr<DsrMarks> marks = nullptr);
 // Deletes the conntrack flows that a removed UDP/SCTP backend answered, after each sync.
 std::unique_ptr<ProxyExtension> MakeConntrackExtension(netlink::Conntrack* conntrack);
 

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/netlink/fakes.h"
 #include "unit/proxy/proxy_test_util.h"
@@ -321,6 +323,83 @@ TEST(ProxyDsrExtension, AnnotatedExternalIpIsServedByTheDsrApplier) {
   }
   EXPECT_TRUE(plain_external);
   EXPECT_TRUE(rules.rules().empty());
+}
+
+// The metrics name a DSR virtual service by the mark its DSR plan gave it (the kernel's dump
+// reports a fwmark service, not the VIP): its series carry the Service and the DSR VIP.
+TEST(ProxyDsrExtension, DsrServiceHasItsMetricSeries) {
+  auto cluster = k8s::MakeCluster();
+  netlink::FakeIpvs ipvs;
+  netlink::FakeLinks links;
+  netlink::FakeRouteTable routes{&links};
+  netlink::FakeRuleTable rules;
+  netlink::FakePodNetns pods;
+  netfilter::FakeIptables mangle;
+  links.Seed({.name = "eth0", .kind = "", .mtu = 1500, .up = true});
+  links.Seed({.name = "lo", .kind = "", .mtu = 65536, .up = true});
+  cluster->nodes.Upsert("node-a", std::make_shared<k8s::Node>(NodeObj("node-a", {"192.0.2.10"})));
+  auto svc = Svc("dsr", "10.96.0.60", {Port("", 80)});
+  svc.external_ips = {"198.51.100.60"};
+  svc.meta.annotations[kAnnotationDsr] = "tunnel";
+  cluster->services.Upsert("default/dsr", std::make_shared<k8s::Service>(svc));
+  cluster->endpoint_slices.Upsert(
+      "default/dsr-1",
+      std::make_shared<k8s::EndpointSlice>(Slice("dsr", "dsr-1", {{"10.1.0.1"}}, {{"", 80}})));
+  DsrDataplane dp;
+  dp.ipvs = &ipvs;
+  dp.rules = &rules;
+  dp.routes = &routes;
+  dp.iptables_v4 = &mangle;
+  dp.pods = &pods;
+  dp.make_pod_links =
+      [](const netlink::PodNetnsContext&) -> Result<std::unique_ptr<netlink::Links>> {
+    return Status::Error("no pod on this node");
+  };
+  dp.make_pod_sysctl = [](const netlink::PodNetnsContext&) {
+    return std::unique_ptr<netlink::Sysctl>();
+  };
+  metrics::Registry registry;
+  auto config = Config("node-a");
+  NetworkServicesController controller(config, cluster.get(),
+                                       ProxyDataplane{&ipvs, &links, &routes}, nullptr);
+  auto marks = std::make_shared<DsrMarks>();
+  controller.AddExtension(MakeDsrExtension(dp, &links, cluster.get(), "node-a", marks));
+  controller.AddExtension(MakeMetricsExtension(registry, ipvs, marks));
+  auto series = [&] {
+    std::vector<std::string> out;
+    std::istringstream text(registry.Render());
+    for (std::string line; std::getline(text, line);) {
+      if (line.starts_with("kube_router_service_total_connections{")) out.push_back(line);
+    }
+    return out;
+  };
+  auto dsr_series = AllOf(HasSubstr("svc_namespace=\"default\""), HasSubstr("service_name=\"dsr\""),
+                          HasSubstr("service_vip=\"198.51.100.60\""), HasSubstr("protocol=\"tcp\""),
+                          HasSubstr("port=\"80\""));
+  ASSERT_TRUE(controller.Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(series(), Contains(dsr_series));
+  EXPECT_THAT(series(), Contains(HasSubstr("service_vip=\"10.96.0.60\"")));
+
+  // A second DSR Service on the event path whose key sorts first and hashes to the first one's
+  // mark: it takes that mark, the first one's is probed anew; both keep their own series.
+  auto other = Svc("dsr2", "10.96.0.61", {Port("", 12337)});
+  other.external_ips = {"198.51.100.59"};
+  ASSERT_EQ(DsrFwmarkHash("198.51.100.59-tcp-12337"), DsrFwmarkHash("198.51.100.60-tcp-80"));
+  other.meta.annotations[kAnnotationDsr] = "tunnel";
+  cluster->services.Upsert("default/dsr2", std::make_shared<k8s::Service>(other));
+  cluster->endpoint_slices.Upsert(
+      "default/dsr2-1",
+      std::make_shared<k8s::EndpointSlice>(Slice("dsr2", "dsr2-1", {{"10.1.0.2"}}, {{"", 12337}})));
+  k8s::Event e;
+  e.kind = k8s::ResourceKind::kService;
+  e.type = k8s::EventType::kAdded;
+  e.key = "default/dsr2";
+  controller.OnUpdate(e);
+  ASSERT_TRUE(controller.Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(series(), Contains(dsr_series));
+  EXPECT_THAT(series(), Contains(AllOf(HasSubstr("service_name=\"dsr2\""),
+                                       HasSubstr("service_vip=\"198.51.100.59\""),
+                                       HasSubstr("port=\"12337\""))));
 }
 
 }  // namespace
