@@ -8,7 +8,7 @@
 #include "kube_router/netlink/libnl.h"
 #include "lib/netns.h"
 
-namespace kr::netlink {
+namespace kr::netlink::routes_netns_test {
 namespace {
 
 using kr::testing::InNetns;
@@ -228,4 +228,4 @@ for family, host, level, opt in ((socket.AF_INET, "10.244.7.5", socket.IPPROTO_I
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::routes_netns_test

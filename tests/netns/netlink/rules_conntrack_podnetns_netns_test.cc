@@ -11,7 +11,7 @@
 #include "kube_router/netlink/pod_netns.h"
 #include "lib/netns.h"
 
-namespace kr::netlink {
+namespace kr::netlink::rules_conntrack_podnetns_netns_test {
 namespace {
 
 using kr::testing::InNetns;
@@ -244,4 +244,4 @@ TEST(PodNetnsTest, FindsPodsByIpInNamedAndProcessOnlyNamespacesAndRunsWorkThere)
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::rules_conntrack_podnetns_netns_test

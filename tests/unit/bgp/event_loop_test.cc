@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-namespace kr::bgp {
+namespace kr::bgp::event_loop_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -62,4 +62,4 @@ TEST(EventLoopTest, TimersTasksAndFds) {
 }
 
 }  // namespace
-}  // namespace kr::bgp
+}  // namespace kr::bgp::event_loop_test

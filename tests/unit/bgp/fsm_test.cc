@@ -5,7 +5,7 @@
 
 #include "kube_router/bgp/message.h"
 
-namespace kr::bgp {
+namespace kr::bgp::fsm_test {
 namespace {
 
 using namespace action;  // NOLINT
@@ -185,4 +185,4 @@ TEST(FsmTest, EveryTransitionToIdleCleansUp) {
 }
 
 }  // namespace
-}  // namespace kr::bgp
+}  // namespace kr::bgp::fsm_test

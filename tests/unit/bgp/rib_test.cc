@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace kr::bgp {
+namespace kr::bgp::rib_test {
 namespace {
 
 IpAddress Ip(const char* s) { return *IpAddress::Parse(s); }
@@ -291,4 +291,4 @@ TEST(RibTest, AsPathHelpers) {
 }
 
 }  // namespace
-}  // namespace kr::bgp
+}  // namespace kr::bgp::rib_test

@@ -6,7 +6,7 @@
 
 #include "object_store.h"
 
-namespace fake_apiserver {
+namespace fake_apiserver::graceful_deletion_test {
 namespace {
 
 using std::chrono::seconds;
@@ -123,4 +123,4 @@ TEST(ImmediateDeletionTest, WithoutGracefulDeletionEveryDeleteRemovesAtOnce) {
 }
 
 }  // namespace
-}  // namespace fake_apiserver
+}  // namespace fake_apiserver::graceful_deletion_test

@@ -6,7 +6,7 @@
 
 #include "object_store.h"
 
-namespace fake_apiserver {
+namespace fake_apiserver::object_store_load_test {
 namespace {
 
 const ResourceType& Services() { return *FindByPath("", "v1", "services"); }
@@ -60,4 +60,4 @@ TEST(ObjectStoreLoadTest, StartUpLoadIsRestoredStateWithoutHistory) {
 }
 
 }  // namespace
-}  // namespace fake_apiserver
+}  // namespace fake_apiserver::object_store_load_test

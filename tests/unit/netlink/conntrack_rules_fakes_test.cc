@@ -3,7 +3,7 @@
 
 #include "kube_router/netlink/fakes.h"
 
-namespace kr::netlink {
+namespace kr::netlink::conntrack_rules_fakes_test {
 namespace {
 
 IpAddress A(const char* text) { return *IpAddress::Parse(text); }
@@ -122,4 +122,4 @@ TEST(FakePodNetnsTest, RunsWorkForKnownPodsOnly) {
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::conntrack_rules_fakes_test

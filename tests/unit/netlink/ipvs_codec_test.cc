@@ -6,7 +6,7 @@
 #include <netlink/attr.h>
 #include <netlink/genl/genl.h>
 
-namespace kr::netlink::detail {
+namespace kr::netlink::detail::ipvs_codec_test {
 namespace {
 
 IpAddress A(const char* text) { return *IpAddress::Parse(text); }
@@ -163,4 +163,4 @@ TEST(IpvsCodec, MalformedAnswersAreErrorsNotCrashes) {
 }
 
 }  // namespace
-}  // namespace kr::netlink::detail
+}  // namespace kr::netlink::detail::ipvs_codec_test

@@ -2,7 +2,7 @@
 
 #include "kube_router/netlink/links.h"
 
-namespace kr::netlink {
+namespace kr::netlink::naming_test {
 namespace {
 
 TEST(OverlayTunnelName, HashesTheCanonicalAddressText) {
@@ -13,4 +13,4 @@ TEST(OverlayTunnelName, HashesTheCanonicalAddressText) {
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::naming_test

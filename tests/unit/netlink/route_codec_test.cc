@@ -4,7 +4,7 @@
 #include <linux/rtnetlink.h>
 #include <netlink/route/route.h>
 
-namespace kr::netlink::detail {
+namespace kr::netlink::detail::route_codec_test {
 namespace {
 
 IpAddress A(const char* text) { return *IpAddress::Parse(text); }
@@ -86,4 +86,4 @@ TEST(RouteCodec, DefaultRouteAndMixedFamilies) {
 }
 
 }  // namespace
-}  // namespace kr::netlink::detail
+}  // namespace kr::netlink::detail::route_codec_test

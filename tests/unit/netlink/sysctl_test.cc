@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace kr::netlink {
+namespace kr::netlink::sysctl_test {
 namespace {
 
 class ProcSysctlTest : public ::testing::Test {
@@ -48,4 +48,4 @@ TEST_F(ProcSysctlTest, MissingKeysAreErrorsAndNotCreated) {
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::sysctl_test

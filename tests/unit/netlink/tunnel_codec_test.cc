@@ -9,7 +9,7 @@
 #include <netinet/in.h>
 #include <netlink/attr.h>
 
-namespace kr::netlink {
+namespace kr::netlink::tunnel_codec_test {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
@@ -102,4 +102,4 @@ TEST(TunnelCodecTest, OtherLinksAreLeftAlone) {
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::tunnel_codec_test

@@ -8,7 +8,7 @@
 #include "kube_router/netpol/naming.h"
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::collision_test {
 namespace {
 
 using netfilter::IpFamily;
@@ -158,4 +158,4 @@ TEST_F(NameCollisionTest, ASecondPodOnTheSameChainNameIsRejectedNotMerged) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::collision_test

@@ -6,7 +6,7 @@
 #include "kube_router/netpol/naming.h"
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::compiler_test {
 namespace {
 
 using netfilter::IpFamily;
@@ -497,4 +497,4 @@ TEST(Compile, DefaultDenyPerFamily) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::compiler_test

@@ -15,7 +15,7 @@
 #include "lib/netns.h"  // WaitFor
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::controller_test {
 namespace {
 
 using netfilter::FakeIpset;
@@ -492,4 +492,4 @@ TEST_F(ControllerTest, TheStartupSyncAbsorbsTheQueuedInitialEvents) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::controller_test

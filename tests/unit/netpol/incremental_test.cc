@@ -10,7 +10,7 @@
 #include "kube_router/netpol/compiler.h"
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::incremental_test {
 namespace {
 
 using netfilter::IpFamily;
@@ -365,4 +365,4 @@ TEST(IncrementalCompilerTest, ResetCompilesEverythingAgain) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::incremental_test

@@ -9,7 +9,7 @@
 
 #include "kube_router/netpol/naming.h"
 
-namespace kr::netpol {
+namespace kr::netpol::kernel_writes_test {
 namespace {
 
 using netfilter::Chain;
@@ -343,4 +343,4 @@ TEST(PodsWithChainsTest, Table) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::kernel_writes_test

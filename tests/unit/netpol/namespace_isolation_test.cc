@@ -14,7 +14,7 @@
 #include "kube_router/netpol/network_policy_controller.h"
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::namespace_isolation_test {
 namespace {
 
 using netfilter::IpFamily;
@@ -257,4 +257,4 @@ TEST(BetaNamespaceIsolation, TheControllerProgramsTheIsolationIntoTheKernel) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::namespace_isolation_test

@@ -4,7 +4,7 @@
 
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::selector_test {
 namespace {
 
 using testing::Expr;
@@ -58,4 +58,4 @@ TEST(ValidateSelector, RejectsWhatTheApiServerRejects) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::selector_test

@@ -15,7 +15,7 @@
 #include "kube_router/netpol/network_policy_controller.h"
 #include "objects.h"
 
-namespace kr::netpol {
+namespace kr::netpol::shared_sets_test {
 namespace {
 
 using netfilter::IpFamily;
@@ -295,4 +295,4 @@ TEST_F(SharedSetsTest, ARestartAdoptsItsSetsAndRemovesOnlyItsStaleOnes) {
 }
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::shared_sets_test

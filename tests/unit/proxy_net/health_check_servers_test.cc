@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <vector>
 
-namespace kr::proxy {
+namespace kr::proxy::health_check_servers_test {
 namespace {
 
 // A port that was free a moment ago (the kernel's choice for port 0).
@@ -177,4 +177,4 @@ TEST(HealthCheckServers, KeepAnsweringUnderHeldIdleConnectionsWithinTheCap) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::health_check_servers_test

@@ -5,7 +5,7 @@
 
 #include "kube_router/netlink/fakes.h"
 
-namespace kr::proxy {
+namespace kr::proxy::kernel_settings_test {
 namespace {
 
 using netlink::FakeIpvs;
@@ -120,4 +120,4 @@ TEST(KernelSettings, IpvsTimeoutsAreSentWhenSetAndWhenTheyChange) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::kernel_settings_test

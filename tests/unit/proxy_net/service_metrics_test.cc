@@ -11,7 +11,7 @@
 #include "kube_router/base/exec.h"
 #include "kube_router/netlink/fakes.h"
 
-namespace kr::proxy {
+namespace kr::proxy::service_metrics_test {
 namespace {
 
 using netlink::FakeIpvs;
@@ -228,4 +228,4 @@ TEST_F(ServiceMetricsTest, ChangingOneServiceLeavesTheOthersSeries) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::service_metrics_test

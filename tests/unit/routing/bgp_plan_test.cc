@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-namespace kr::routing {
+namespace kr::routing::bgp_plan_test {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
@@ -334,4 +334,4 @@ TEST(PolicyTest, ImportFilterTable) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::bgp_plan_test

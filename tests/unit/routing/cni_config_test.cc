@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace kr::routing {
+namespace kr::routing::cni_config_test {
 namespace {
 
 using nlohmann::json;
@@ -71,4 +71,4 @@ TEST(CniConfigTest, PathKindAndGateway) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::cni_config_test

@@ -5,7 +5,7 @@
 #include "kube_router/routing/pod_egress.h"
 #include "kube_router/routing/route_plan.h"
 
-namespace kr::routing {
+namespace kr::routing::dual_stack_plan_test {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
@@ -268,4 +268,4 @@ TEST(DualStackPodEgressTest, Ipv6SetsAndRule) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::dual_stack_plan_test

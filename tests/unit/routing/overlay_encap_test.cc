@@ -4,7 +4,7 @@
 
 #include "kube_router/routing/route_plan.h"
 
-namespace kr::routing {
+namespace kr::routing::overlay_encap_test {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
@@ -129,4 +129,4 @@ TEST(OverlayEncapTest, OverheadPerFamilyAndEncapsulation) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::overlay_encap_test

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-namespace kr::routing {
+namespace kr::routing::pod_egress_test {
 namespace {
 
 NodeInfo Node(const std::string& ip, const std::string& cidr) {
@@ -71,4 +71,4 @@ TEST(PodEgressTest, ChainAndJumpInstalledOnceAndRemovedWhenDisabled) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::pod_egress_test

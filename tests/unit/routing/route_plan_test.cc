@@ -4,7 +4,7 @@
 
 #include "kube_router/base/hashed_name.h"
 
-namespace kr::routing {
+namespace kr::routing::route_plan_test {
 namespace {
 
 IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
@@ -239,4 +239,4 @@ TEST(DiffKernelRoutesTest, Table) {
 }
 
 }  // namespace
-}  // namespace kr::routing
+}  // namespace kr::routing::route_plan_test

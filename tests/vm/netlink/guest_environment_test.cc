@@ -9,7 +9,7 @@
 #include "lib/files.h"
 #include "lib/netns.h"
 
-namespace kr {
+namespace kr::guest_environment_test {
 namespace {
 
 TEST(VmGuest, RunsTheDebianGuestKernelWithItsModules) {
@@ -45,4 +45,4 @@ TEST(VmGuest, EtcAndTmpAreWritable) {
 }
 
 }  // namespace
-}  // namespace kr
+}  // namespace kr::guest_environment_test

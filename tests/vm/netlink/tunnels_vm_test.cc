@@ -15,7 +15,7 @@
 #include "netns/netlink/in_netns.h"
 #include "vm/netlink/tcp.h"
 
-namespace kr::netlink {
+namespace kr::netlink::tunnels_vm_test {
 namespace {
 
 using kr::testing::InNetns;
@@ -173,9 +173,9 @@ TEST_F(TunnelsVmTest, DummyLinkHoldsServiceVipsWithLocalRoutes) {
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::tunnels_vm_test
 
-namespace kr::netlink {
+namespace kr::netlink::tunnels_vm_test {
 namespace {
 
 // Two nodes in different subnets behind a router that knows nothing about pod CIDRs: pod
@@ -243,4 +243,4 @@ TEST(OverlayVmTest, PodsOnNodesInDifferentSubnetsTalkThroughIpipTunnels) {
 }
 
 }  // namespace
-}  // namespace kr::netlink
+}  // namespace kr::netlink::tunnels_vm_test

@@ -15,7 +15,7 @@
 #include "lib/podnet.h"
 #include "netns/netlink/in_netns.h"
 
-namespace kr {
+namespace kr::dsr_vm_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -148,4 +148,4 @@ TEST(ProxyDsrVmTest, PodAnswersTheClientFromTheVipAndEverythingGoesWithTheAnnota
 }
 
 }  // namespace
-}  // namespace kr
+}  // namespace kr::dsr_vm_test

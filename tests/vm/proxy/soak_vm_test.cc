@@ -43,7 +43,7 @@
 #include "lib/files.h"
 #include "vm/proxy/proxy_world.h"
 
-namespace kr::testing {
+namespace kr::testing::soak_vm_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -579,4 +579,4 @@ TEST_F(ProxySoakVmTest, HealthCheckNodePortAnswersWhileManyIdleConnectionsAreHel
 }
 
 }  // namespace
-}  // namespace kr::testing
+}  // namespace kr::testing::soak_vm_test
