@@ -385,11 +385,18 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   std::string text;
   for (int attempt = 0; attempt < 3 && text.empty(); ++attempt) text = metrics();
   if (text.empty()) {
-    auto curl = ns.Sh("curl -sv --max-time 120 -o /dev/null http://127.0.0.1:" +
-                      std::to_string(kMetricsPort) + "/metrics 2>&1");
-    return std::string("/metrics did not answer (agent ") +
-           (agent.Running() ? "running" : "exited") +
-           "; curl: " + (curl.ok() ? *curl : curl.error()) + "): " + agent.Log();
+    // Seen in the guest with the proxy on: the scrape (an IPVS dump, ten series per virtual
+    // service) outlasted the metrics server's 5 s serve deadline and the answer was cut. The RSS
+    // figures stand; the caches' heap comes from the agent's log line, the rest is unknown.
+    std::fprintf(stderr, "agent_memory_bench: %s: /metrics did not answer; heap gauges n/a\n",
+                 spec.label.c_str());
+    out.heap_in_use = out.heap_free = -1;
+    const std::string log = agent.Log();
+    const std::string mark = "API caches synced (heap +";
+    size_t at = log.find(mark);
+    out.caches_heap =
+        at == std::string::npos ? -1 : std::atof(log.c_str() + at + mark.size()) * (1 << 20);
+    return "";
   }
   out.heap_in_use = Sample(text, "kube_router_heap_in_use_bytes");
   out.heap_free = Sample(text, "kube_router_heap_free_bytes");
