@@ -785,6 +785,24 @@ TEST_F(ProxyAgentVmTest, DsrPodsAnswerTheOutsideClientFromTheVip) {
   }
   auto shown = world_->Ipvsadm(0);
   EXPECT_NE(shown.find("FWM"), std::string::npos) << shown;
+  // node0's scrape names each fwmark service by its Service and DSR VIP (the mark its plan gave).
+  for (const Case& c : cases) {
+    const std::string series = std::string(
+                                   "kube_router_service_total_connections{port=\"8080\","
+                                   "protocol=\"tcp\",service_name=\"") +
+                               c.name + "\",service_vip=\"" + c.vip +
+                               "\",svc_namespace=\"default\"} ";
+    std::string metrics;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          auto out = world_->Metrics(0, kMetricsPort);
+          metrics = out.ok() ? *out : out.error();
+          return metrics.find(series) != std::string::npos;
+        },
+        kProgrammed))
+        << series << " not in:\n"
+        << metrics.substr(0, 4000);
+  }
   auto node_addresses = world_->NodeNs(0).Sh("ip addr show");
   ASSERT_TRUE(node_addresses.ok());
   EXPECT_EQ(node_addresses->find("203.0.113.21"), std::string::npos) << "the director has no VIP";
