@@ -138,7 +138,9 @@ class ProxyStartupTest : public ProxyControllerTest {
     return out;
   }
   bool HasService(const std::string& vip) {
-    for (const auto& s : *kernel.FakeIpvs::ListServices()) {
+    // (The Result is kept: a range-for over `*temporary` would outlive the temporary.)
+    auto services = kernel.FakeIpvs::ListServices();
+    for (const auto& s : *services) {
       if (s.address == Ip(vip)) return true;
     }
     return false;

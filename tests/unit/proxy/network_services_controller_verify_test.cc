@@ -43,7 +43,9 @@ class VerifyStepTest : public ProxyControllerTest {
     return steps;
   }
   std::string SchedulerOf(const std::string& vip, uint16_t port) {
-    for (const auto& s : *ipvs.ListServices()) {
+    // (The Result is kept: a range-for over `*temporary` would outlive the temporary.)
+    auto services = ipvs.ListServices();
+    for (const auto& s : *services) {
       if (s.address == Ip(vip) && s.port == port) return s.scheduler;
     }
     return "<none>";

@@ -128,11 +128,13 @@ TEST_F(RoutesControllerTest, TheStartupSyncAbsorbsTheQueuedInitialEvents) {
   runner.Start();
   ASSERT_TRUE(kr::testing::WaitFor([&] { return runner.AbsorbedEvents() == initial; },
                                    std::chrono::seconds(60)));
+  // What the startup sync read is programmed: the node peers (read before Stop, whose
+  // Shutdown destroys the speaker).
+  ASSERT_NE(speaker_, nullptr);
+  EXPECT_EQ(speaker_->peers().size(), 2u);
   runner.Stop();
   EXPECT_EQ(initial, 3u);
   EXPECT_EQ(runner.SuccessfulSyncs(), 1u);
-  ASSERT_NE(speaker_, nullptr);  // what the startup sync read is programmed: the node peers
-  EXPECT_EQ(speaker_->peers().size(), 2u);
 }
 
 // Posts one event when the first periodic sync starts, before the controller sees it.

@@ -32,8 +32,10 @@ check() { # DESCRIPTION COMMAND...
 }
 is() { [ "$1" = "$2" ] || { echo "  got '$1', want '$2'" >&2; return 1; }; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
-runs_are() { # WANTED... (the directories under runs/)
-  is "$(cd "$cache/runs" && ls | sort | tr '\n' ' ')" "$(printf '%s ' "$@")"
+runs_are() { # WANTED... (the directories under runs/, in any order)
+  # Both sides sorted the same way: a run's random suffix may sort before or after another name.
+  is "$(cd "$cache/runs" && ls | LC_ALL=C sort | tr '\n' ' ')" \
+    "$(printf '%s\n' "$@" | LC_ALL=C sort | tr '\n' ' ')"
 }
 # Polls (with a deadline) until COMMAND succeeds.
 wait_until() { # SECONDS COMMAND...
