@@ -92,6 +92,8 @@ TEST(WritesTest, LeaderElectionOneLeaderAndHandOverOnRelease) {
   EXPECT_EQ(a_started, 1);
   EXPECT_EQ(a_stopped, 1);
   EXPECT_TRUE(WaitFor([&] { return b.IsLeader(); }, 10s));
+  // B's started callback runs on its own thread after it takes the lease: wait for it too.
+  EXPECT_TRUE(WaitFor([&] { return b_started == 1; }, 10s));
   EXPECT_EQ(b_started, 1);
   ASSERT_EQ(server.Call("GET",
                         "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
