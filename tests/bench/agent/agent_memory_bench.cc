@@ -17,12 +17,14 @@
 // every run also has the service proxy on, and a proxy-only run is added.
 // Usage (root): agent_memory_bench [--agent=PATH] [--baseline=PATH] [--scale=F] [--wrap="heaptrack
 // -o F"]
-//                                  [--only-full] [--bgp-routes=N] [--proxy]
+//                                  [--only-full] [--bgp-routes=N] [--proxy] [--sync-timeout=S]
 //   --agent replaces the build's kube-router (a copy: a long guest run is not disturbed by a
 //   rebuild); --scale shrinks or grows every count (1 = the issue's cluster); --wrap prefixes the
 //   agent's command line (a profiler; the RSS figures are then the profiler's); --only-full runs
 //   only the full cluster (and the baseline's); --bgp-routes sets the peer's external routes
-//   (5000).
+//   (5000); --sync-timeout sets the agent's --cache-sync-timeout and the wait for fake-apiserver
+//   to S seconds and the wait for every controller's first sync to 2*S (900: under TCG on a loaded
+//   host the issue's scale may need more; the RSS figures do not depend on speed).
 // The controllers' first syncs are seen in the agent's -v=1 log, not on /metrics: with the proxy
 // on, a scrape renders ten series per virtual service (tens of MiB of text at this scale) and
 // would add its own peak; /metrics is read once, after the RSS figures (and, in the BGP run,
@@ -277,6 +279,7 @@ struct RunSpec {
 };
 
 std::string fake_apiserver = kr::testing::kFakeApiServerBinary;  // --fake-apiserver
+std::chrono::seconds sync_timeout{900};                          // --sync-timeout
 
 std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& wrap,
                     Figures& out) {
@@ -310,7 +313,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
   }
   kr::testing::FakeApiServer api;
   if (auto e = kr::testing::StartFakeApiServer(ns, dir.path(), Manifests(shape, spec.empty),
-                                               fake_apiserver, std::chrono::seconds(900), api);
+                                               fake_apiserver, sync_timeout, api);
       !e.empty()) {
     return e;
   }
@@ -326,7 +329,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
       .service_proxy = spec.proxy,
       .extra = {"--metrics-port=" + std::to_string(kMetricsPort), "--enable-cni=false",
                 "--gobgp-admin-port=0", "--routes-sync-period=60m", "--ipvs-sync-period=60m",
-                "--cache-sync-timeout=900s", "-v=1"}};
+                "--cache-sync-timeout=" + std::to_string(sync_timeout.count()) + "s", "-v=1"}};
   if (spec.bgp_peer) {
     flags.extra.push_back(std::string("--peer-router-ips=") + kPeerAddress);
     flags.extra.push_back("--peer-router-asns=" + std::to_string(kPeerAsn));
@@ -353,7 +356,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
         }
         return true;
       },
-      std::chrono::seconds(1800));
+      2 * sync_timeout);
   if (!agent.Running()) return "the agent exited: " + agent.Log();
   if (bird && !bird->Running()) return "BIRD exited: " + bird->Log();
   if (!synced) {
@@ -408,13 +411,22 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
 double MiB(double bytes) { return bytes / (1 << 20); }
 double KibToMiB(long kib) { return static_cast<double>(kib) / 1024; }
 
+// A heap gauge in MiB, or "n/a" when it was not read (negative: /metrics did not answer).
+std::string GaugeMiB(double bytes) {
+  if (bytes < 0) return "n/a";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f", MiB(bytes));
+  return text;
+}
+
 void Print(const RunSpec& spec, const Figures& f) {
   std::printf(
-      "  %-34s RSS %6.1f MiB  peak %6.1f MiB (%.2fx)  heap in use %6.1f MiB, free %5.1f MiB,"
-      " caches at sync %6.1f MiB  synced in %5.1f s\n",
+      "  %-34s RSS %6.1f MiB  peak %6.1f MiB (%.2fx)  heap in use %6s MiB, free %5s MiB,"
+      " caches at sync %6s MiB  synced in %5.1f s\n",
       spec.label.c_str(), KibToMiB(f.rss_kib), KibToMiB(f.peak_kib),
-      static_cast<double>(f.peak_kib) / static_cast<double>(f.rss_kib), MiB(f.heap_in_use),
-      MiB(f.heap_free), MiB(f.caches_heap), f.synced_s);
+      static_cast<double>(f.peak_kib) / static_cast<double>(f.rss_kib),
+      GaugeMiB(f.heap_in_use).c_str(), GaugeMiB(f.heap_free).c_str(),
+      GaugeMiB(f.caches_heap).c_str(), f.synced_s);
 }
 
 }  // namespace
@@ -444,6 +456,8 @@ int main(int argc, char** argv) {
       extra_runs = a.substr(7);
     } else if (a.rfind("--fake-apiserver=", 0) == 0) {
       fake_apiserver = a.substr(17);
+    } else if (a.rfind("--sync-timeout=", 0) == 0) {
+      sync_timeout = std::chrono::seconds(std::atol(a.c_str() + 15));
     } else if (a == "--proxy") {
       proxy = true;
     } else if (a.rfind("--bgp-routes=", 0) == 0) {
@@ -452,10 +466,11 @@ int main(int argc, char** argv) {
       return Fail(
           "usage: agent_memory_bench [--agent=PATH] [--baseline=PATH] [--scale=F] [--wrap=CMD] "
           "[--only-full | --runs=idle,firewall,router,proxy,bgp] [--bgp-routes=N] [--proxy] "
-          "[--fake-apiserver=PATH]");
+          "[--fake-apiserver=PATH] [--sync-timeout=SECONDS]");
     }
   }
   if (!(scale > 0)) return Fail("--scale must be positive");
+  if (sync_timeout.count() <= 0) return Fail("--sync-timeout must be a positive number of seconds");
   if (proxy && access("/proc/net/ip_vs", F_OK) != 0) {
     return Fail(
         "--proxy needs the kernel's ip_vs (the host has none): run it in the guest, "
@@ -545,6 +560,13 @@ int main(int argc, char** argv) {
     // split into the caches (the heap growth to the caches' first sync) and the rest (the
     // controllers' own state).
     auto component = [&](const char* name, const Figures& f, const char* state) {
+      if (f.heap_in_use < 0 || idle.heap_in_use < 0) {
+        // Without the heap gauges (a cut /metrics scrape) only the RSS and the caches' share
+        // from the agent's log are known.
+        std::printf("    %-9s %6.1f MiB RSS; heap in use n/a (caches at sync %s MiB)\n", name,
+                    KibToMiB(f.rss_kib - idle.rss_kib), GaugeMiB(f.caches_heap).c_str());
+        return;
+      }
       double above = f.heap_in_use - idle.heap_in_use;
       std::printf("    %-9s %6.1f MiB RSS; heap in use +%.1f MiB = caches %.1f + %s %.1f MiB\n",
                   name, KibToMiB(f.rss_kib - idle.rss_kib), MiB(above), MiB(f.caches_heap), state,
@@ -559,11 +581,12 @@ int main(int argc, char** argv) {
   if (bgp_run >= 0) {
     const Figures& bgp = figures[bgp_run];
     // The RIBs: the same agent and cluster with the peer's routes learned and installed.
+    const double heap_above =
+        bgp.heap_in_use < 0 || full.heap_in_use < 0 ? -1 : bgp.heap_in_use - full.heap_in_use;
     std::printf(
-        "    BGP RIBs: %6.1f MiB RSS, %.1f MiB heap in use (%.0f routes learned and installed: "
+        "    BGP RIBs: %6.1f MiB RSS, %s MiB heap in use (%.0f routes learned and installed: "
         "the BGP run above the full cluster's)\n",
-        KibToMiB(bgp.rss_kib - full.rss_kib), MiB(bgp.heap_in_use - full.heap_in_use),
-        bgp.learned_routes);
+        KibToMiB(bgp.rss_kib - full.rss_kib), GaugeMiB(heap_above).c_str(), bgp.learned_routes);
   }
   if (!baseline.empty()) {
     const Figures& base = figures[base_run];
