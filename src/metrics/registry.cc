@@ -101,16 +101,31 @@ class HistogramImpl : public Histogram {
   double sum_ = 0;
 };
 
-std::string FormatNumber(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-  return ec == std::errc() ? std::string(buf, end) : "NaN";
+// Numbers and label values are appended straight to the output: a scrape at 10k services
+// renders ~100k lines, and per-line temporaries were most of its time.
+void AppendNumber(double v, std::string& out) {
+  if (std::isnan(v)) {
+    out += "NaN";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+  } else {
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+    if (ec == std::errc()) {
+      out.append(buf, end);
+    } else {
+      out += "NaN";
+    }
+  }
 }
 
-std::string Escape(const std::string& text, bool quote) {
+std::string FormatNumber(double v) {
   std::string out;
+  AppendNumber(v, out);
+  return out;
+}
+
+void AppendEscaped(const std::string& text, bool quote, std::string& out) {
   for (char c : text) {
     if (c == '\\') {
       out += "\\\\";
@@ -122,20 +137,35 @@ std::string Escape(const std::string& text, bool quote) {
       out += c;
     }
   }
+}
+
+std::string Escape(const std::string& text, bool quote) {
+  std::string out;
+  AppendEscaped(text, quote, out);
   return out;
 }
 
-// `{a="1",b="2"}` plus an optional extra label (le for buckets); empty when no labels.
-std::string FormatLabels(const LabelSet& labels, const std::string& extra_name = "",
-                         const std::string& extra_value = "") {
-  std::string out;
+// `{a="1",b="2"}` plus an optional extra label (le for buckets); nothing when no labels.
+void AppendLabels(const LabelSet& labels, std::string& out, const std::string& extra_name = "",
+                  const std::string& extra_value = "") {
+  bool first = true;
   auto add = [&](const std::string& k, const std::string& v) {
-    out += out.empty() ? "{" : ",";
-    out += k + "=\"" + Escape(v, true) + "\"";
+    out += first ? '{' : ',';
+    first = false;
+    out += k;
+    out += "=\"";
+    AppendEscaped(v, true, out);
+    out += '"';
   };
   for (const auto& [k, v] : labels) add(k, v);
   if (!extra_name.empty()) add(extra_name, extra_value);
-  if (!out.empty()) out += "}";
+  if (!first) out += '}';
+}
+
+std::string FormatLabels(const LabelSet& labels, const std::string& extra_name = "",
+                         const std::string& extra_value = "") {
+  std::string out;
+  AppendLabels(labels, out, extra_name, extra_value);
   return out;
 }
 
@@ -261,11 +291,40 @@ void RenderCollected(const Registry::CollectedFamily& f, std::string& out) {
   out += "# HELP " + f.name + " " + Escape(f.help, false) + "\n";
   out += "# TYPE " + f.name + " " + (f.counter ? "counter" : "gauge") + "\n";
   for (const auto& sample : f.samples) {
-    out += f.name + FormatLabels(sample.labels) + " " + FormatNumber(sample.value) + "\n";
+    out += f.name;
+    AppendLabels(sample.labels, out);
+    out += ' ';
+    AppendNumber(sample.value, out);
+    out += '\n';
+  }
+  const size_t texts = f.label_texts ? f.label_texts->size() : 0;
+  for (const auto& sample : f.indexed) {
+    out += f.name;
+    if (sample.label < texts) out += (*f.label_texts)[sample.label];
+    out += ' ';
+    AppendNumber(sample.value, out);
+    out += '\n';
   }
 }
 
+// The collected families' text, nearly exact (numbers counted at their longest), so the
+// output is allocated once: at 10k services it is ~12 MiB, and doubling it as it grows would
+// hold (and copy) half as much again.
+size_t CollectedSize(const Registry::CollectedFamily& f) {
+  constexpr size_t kNumber = 26;  // the longest double to_chars writes, plus " " and "\n"
+  size_t size = 2 * (f.name.size() + 16) + f.help.size();
+  size += f.samples.size() * (f.name.size() + 64 + kNumber);
+  const size_t texts = f.label_texts ? f.label_texts->size() : 0;
+  for (const auto& sample : f.indexed) {
+    size += f.name.size() + kNumber +
+            (sample.label < texts ? (*f.label_texts)[sample.label].size() : 0);
+  }
+  return size;
+}
+
 }  // namespace
+
+std::string Registry::LabelText(const LabelSet& labels) { return FormatLabels(labels); }
 
 std::string Registry::Render() const {
   std::map<std::string, CollectedFamily> collected;
@@ -274,15 +333,19 @@ std::string Registry::Render() const {
     for (const auto& [id, collector] : impl_->collectors) {
       for (auto& family : collector()) {
         std::string name = family.name;
-        if (family.samples.empty()) continue;
+        if (family.samples.empty() && family.indexed.empty()) continue;
         if (!collected.try_emplace(name, std::move(family)).second) {
           KR_LOG_ERROR("metric {} collected twice; rendering the first", name);
         }
       }
     }
   }
+  size_t size = 0;
+  for (const auto& [name, family] : collected) size += CollectedSize(family);
   std::lock_guard lock(impl_->mu);
   std::string out;
+  // (The registered families are a few hundred lines: they fit in what is left or in one growth.)
+  out.reserve(size + 64 * 1024);
   auto next_collected = collected.begin();
   auto render_collected_before = [&](const std::string* name) {
     while (next_collected != collected.end() && (!name || next_collected->first < *name)) {

@@ -283,7 +283,9 @@ class HttpServer::Impl {
     }
     HttpServerResponse answer = it->second();
     res.status = answer.status;
-    res.set_content(answer.body, answer.content_type);
+    // (Moved, not copied: a /metrics body at 10k Services is ~12 MiB.)
+    res.set_content("", 0, answer.content_type);
+    res.body = std::move(answer.body);
     return Server::HandlerResponse::Handled;
   }
 

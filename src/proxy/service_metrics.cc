@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <set>
+#include <memory>
+#include <string_view>
+#include <unordered_set>
 
 #include "kube_router/base/log.h"
 #include "kube_router/proxy/firewall_plan.h"
@@ -172,7 +174,14 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
     KR_LOG_ERROR("service metrics: listing IPVS stats: {}", dump.error());
     return families;
   }
-  std::set<metrics::LabelSet> seen;
+  // One label text per IPVS service of ours, shared by the ten families; each family holds an
+  // index and a value per service (at 10k services a map of five labels per sample was ~60 MiB
+  // of heap per scrape).
+  auto texts = std::make_shared<metrics::Registry::LabelTexts>();
+  std::unordered_set<std::string_view> seen;  // (views into *texts: reserved, never moved)
+  texts->reserve(dump->size());
+  seen.reserve(dump->size());
+  for (auto& family : families) family.indexed.reserve(dump->size());
   for (const auto& entry : *dump) {
     const IpvsServiceKey key = KeyOf(entry.service);
     auto owner = state_.owners.find(key);
@@ -181,17 +190,20 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
     auto target = std::find_if(targets.begin(), targets.end(),
                                [&](const MetricTarget& t) { return KeyOf(t) == key; });
     if (target == targets.end()) continue;  // (cannot happen: the owner wants the key)
-    metrics::LabelSet labels = {{"svc_namespace", name.namespace_},
-                                {"service_name", name.name},
-                                {"service_vip", target->vip.ToString()},
-                                {"protocol", ProtocolText(target->protocol)},
-                                {"port", std::to_string(target->port)}};
-    if (!seen.insert(labels).second) continue;
+    std::string text = metrics::Registry::LabelText({{"svc_namespace", name.namespace_},
+                                                     {"service_name", name.name},
+                                                     {"service_vip", target->vip.ToString()},
+                                                     {"protocol", ProtocolText(target->protocol)},
+                                                     {"port", std::to_string(target->port)}});
+    if (seen.contains(text)) continue;
+    const auto index = static_cast<uint32_t>(texts->size());
+    seen.insert(texts->emplace_back(std::move(text)));
     for (size_t i = 0; i < std::size(kFamilies); ++i) {
-      families[i].samples.push_back(
-          {labels, static_cast<double>(entry.stats.*(kFamilies[i].field))});
+      families[i].indexed.push_back(
+          {index, static_cast<double>(entry.stats.*(kFamilies[i].field))});
     }
   }
+  for (auto& family : families) family.label_texts = texts;
   export_time_.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return families;

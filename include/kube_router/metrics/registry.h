@@ -3,6 +3,7 @@
 // owned by the registry and live as long as it does, so callers may keep references.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,12 +64,27 @@ class Registry {
     LabelSet labels;
     double value = 0;
   };
+  // The compact form for many series whose label sets several families share (one set per
+  // IPVS service in ten families): the label texts rendered once (LabelText), shared by the
+  // families, and per sample an index into them. A scrape at 10k services then holds one
+  // string per label set instead of a map per sample.
+  using LabelTexts = std::vector<std::string>;
+  struct IndexedSample {
+    uint32_t label = 0;  // index into CollectedFamily::label_texts
+    double value = 0;
+  };
   struct CollectedFamily {
     std::string name;
     std::string help;
     bool counter = false;  // counter or gauge
     std::vector<Sample> samples;
+    // Rendered after `samples`; an index outside label_texts renders no labels.
+    std::shared_ptr<const LabelTexts> label_texts;
+    std::vector<IndexedSample> indexed;
   };
+  // `labels` as the exposition renders them: `{a="1",b="2"}` (keys sorted, values escaped);
+  // empty for no labels.
+  static std::string LabelText(const LabelSet& labels);
   using Collector = std::function<std::vector<CollectedFamily>()>;
   // Returns an id for RemoveCollector; after RemoveCollector returns, the collector is not
   // running and is never called again.

@@ -95,6 +95,32 @@ class NullObserver : public kr::SyncObserver {
 // Every figure, by name (also the child's output with --baseline).
 using Figures = std::map<std::string, double>;
 
+// One /metrics scrape (Registry::Render, what the agent's handler serves) while nothing else
+// allocates: its wall time, the response's size, the heap the collected families hold when the
+// last collector ran (a probe collector added after the proxy's), the heap the response holds,
+// and the free heap the scrape leaves behind once both are gone.
+void MeasureScrape(kr::metrics::Registry& registry, const std::string& p, Figures& f) {
+  malloc_trim(0);
+  const double before = HeapBytes();
+  const double free_before = static_cast<double>(mallinfo2().fordblks);
+  double at_collect = before;
+  const int probe = registry.AddCollector([&] {
+    at_collect = HeapBytes();
+    return std::vector<kr::metrics::Registry::CollectedFamily>{};
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto text = std::make_unique<std::string>(registry.Render());
+  f[p + "scrape.seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double with_text = HeapBytes();
+  registry.RemoveCollector(probe);
+  f[p + "scrape.bytes"] = static_cast<double>(text->size());
+  f[p + "scrape.collected"] = at_collect - before;
+  f[p + "scrape.response"] = with_text - before;
+  text.reset();
+  f[p + "scrape.free_left"] = static_cast<double>(mallinfo2().fordblks) - free_before;
+}
+
 long Kib(const char* field) { return kr::testing::ProcStatusKib(getpid(), field); }
 
 // One measurement: fake-apiserver with `services` Services, the caches, the controller with
@@ -181,6 +207,7 @@ std::string Measure(int services, bool extensions, bool exit_settled, Figures& f
   const double settled = HeapBytes();
   runner->Stop();
   (*watcher)->Stop();
+  MeasureScrape(registry, p, f);
   // Quiet now (no other thread allocates): the per-structure copies are exact.
   f[p + "proxy.services"] = CopySize(proxy->services());
   f[p + "proxy.programmed"] = CopySize(proxy->programmed());
@@ -223,6 +250,11 @@ void PrintFigures(const Figures& f, const std::string& p) {
       "trim %.1f MiB\n",
       MiB(get("rss.caches")), MiB(get("rss.proxy")), MiB(get("rss.proxy_trimmed")),
       MiB(get("heap.free_before_trim")));
+  std::printf(
+      "    /metrics scrape: %.3f s, %.1f MiB of text; heap: collected families %.1f MiB, "
+      "response %.1f MiB; free heap left %.1f MiB\n",
+      get("scrape.seconds"), MiB(get("scrape.bytes")), MiB(get("scrape.collected")),
+      MiB(get("scrape.response")), MiB(get("scrape.free_left")));
   // (The process's peak is the first run's, the agent's set: the bare run comes second.)
   if (p.empty()) std::printf("    RSS peak (VmHWM) %.1f MiB\n", MiB(get("rss.peak")));
 }
@@ -293,6 +325,12 @@ int main(int argc, char** argv) {
         "RSS after trim %.2fx, peak %.2fx\n",
         f["proxy"] / b["proxy"], MiB(f["proxy"]), MiB(b["proxy"]), f["caches"] / b["caches"],
         f["rss.proxy_trimmed"] / b["rss.proxy_trimmed"], f["rss.peak"] / b["rss.peak"]);
+    std::printf(
+        "  scrape (this / baseline): time %.2fx (%.3f / %.3f s), collected heap %.2fx, "
+        "free heap left %.2fx, text %.2fx\n",
+        f["scrape.seconds"] / b["scrape.seconds"], f["scrape.seconds"], b["scrape.seconds"],
+        f["scrape.collected"] / b["scrape.collected"],
+        f["scrape.free_left"] / b["scrape.free_left"], f["scrape.bytes"] / b["scrape.bytes"]);
   }
   return 0;
 }

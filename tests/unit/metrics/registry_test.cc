@@ -117,6 +117,33 @@ TEST(Registry, CollectorsRenderOnScrapeInNameOrderUntilRemoved) {
   EXPECT_EQ(text.find("c_total"), std::string::npos) << text;
 }
 
+// The compact form (label texts shared by families, an index per sample) renders the same bytes
+// as a label map per sample, escapes included; an index past the texts renders no labels.
+TEST(Registry, IndexedSamplesRenderLikeLabelledOnes) {
+  const std::vector<LabelSet> sets = {
+      {{"vip", "10.96.0.1"}, {"port", "80"}}, {{"name", "a\\b\"c\nd"}}, {}};
+  Registry labelled;
+  labelled.AddCollector([&] {
+    Registry::CollectedFamily f{"x_total", "X \\ \"help\"\n.", true, {}};
+    for (size_t i = 0; i < sets.size(); ++i) f.samples.push_back({sets[i], 1.5 * i});
+    f.samples.push_back({{}, 1e300});
+    return std::vector<Registry::CollectedFamily>{f};
+  });
+  Registry indexed;
+  indexed.AddCollector([&] {
+    auto texts = std::make_shared<Registry::LabelTexts>();
+    for (const auto& set : sets) texts->push_back(Registry::LabelText(set));
+    Registry::CollectedFamily f{"x_total", "X \\ \"help\"\n.", true, {}, texts, {}};
+    for (uint32_t i = 0; i < sets.size(); ++i) f.indexed.push_back({i, 1.5 * i});
+    f.indexed.push_back({99, 1e300});
+    return std::vector<Registry::CollectedFamily>{f};
+  });
+  const std::string text = indexed.Render();
+  EXPECT_EQ(text, labelled.Render());
+  EXPECT_NE(text.find("x_total{name=\"a\\\\b\\\"c\\nd\"} 1.5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("x_total{port=\"80\",vip=\"10.96.0.1\"} 0\n"), std::string::npos) << text;
+}
+
 TEST(Registry, DefaultIsASingleton) { EXPECT_EQ(&Registry::Default(), &Registry::Default()); }
 
 }  // namespace

@@ -20,6 +20,69 @@ using netlink::IpvsService;
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
 
+// What the code before the compact form rendered for the fixture (Ours()).
+const char kGolden[] = R"golden(# HELP kube_router_service_bps_in Incoming bytes per second
+# TYPE kube_router_service_bps_in gauge
+kube_router_service_bps_in{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 1500
+kube_router_service_bps_in{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_bps_in{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_bps_in{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 1500
+# HELP kube_router_service_bps_out Outgoing bytes per second
+# TYPE kube_router_service_bps_out gauge
+kube_router_service_bps_out{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 1400
+kube_router_service_bps_out{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_bps_out{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_bps_out{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 1400
+# HELP kube_router_service_bytes_in Total incoming bytes
+# TYPE kube_router_service_bytes_in counter
+kube_router_service_bytes_in{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 12345678901
+kube_router_service_bytes_in{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_bytes_in{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_bytes_in{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 12345678901
+# HELP kube_router_service_bytes_out Total outgoing bytes
+# TYPE kube_router_service_bytes_out counter
+kube_router_service_bytes_out{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 5000
+kube_router_service_bytes_out{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_bytes_out{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_bytes_out{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 5000
+# HELP kube_router_service_cps Service connections per second
+# TYPE kube_router_service_cps gauge
+kube_router_service_cps{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 2
+kube_router_service_cps{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_cps{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_cps{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 2
+# HELP kube_router_service_packets_in Total incoming packets
+# TYPE kube_router_service_packets_in counter
+kube_router_service_packets_in{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 100
+kube_router_service_packets_in{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_packets_in{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_packets_in{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 100
+# HELP kube_router_service_packets_out Total outgoing packets
+# TYPE kube_router_service_packets_out counter
+kube_router_service_packets_out{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 90
+kube_router_service_packets_out{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_packets_out{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_packets_out{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 90
+# HELP kube_router_service_pps_in Incoming packets per second
+# TYPE kube_router_service_pps_in gauge
+kube_router_service_pps_in{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 11
+kube_router_service_pps_in{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_pps_in{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_pps_in{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 11
+# HELP kube_router_service_pps_out Outgoing packets per second
+# TYPE kube_router_service_pps_out gauge
+kube_router_service_pps_out{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 10
+kube_router_service_pps_out{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_pps_out{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_pps_out{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 10
+# HELP kube_router_service_total_connections Total incoming connections made
+# TYPE kube_router_service_total_connections counter
+kube_router_service_total_connections{port="53",protocol="udp",service_name="kube-dns",service_vip="10.96.0.10",svc_namespace="kube-system"} 7
+kube_router_service_total_connections{port="30080",protocol="tcp",service_name="web",service_vip="192.168.1.10",svc_namespace="default"} 0
+kube_router_service_total_connections{port="443",protocol="tcp",service_name="web6",service_vip="fd00:96::10",svc_namespace="default"} 0
+kube_router_service_total_connections{port="80",protocol="tcp",service_name="dsr",service_vip="203.0.113.7",svc_namespace="default"} 3
+)golden";
+
 class ServiceMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -121,6 +184,19 @@ TEST_F(ServiceMetricsTest, OurServicesGetKubeRoutersSeriesOnScrape) {
   metrics.SetService({"kube-system", "kube-dns"}, {});
   EXPECT_EQ(registry_.Render().find("kube-dns"), std::string::npos);
   EXPECT_NE(registry_.Render().find("service_name=\"web6\""), std::string::npos);
+}
+
+// The kube_router_service_* text, byte for byte as rendered before the scrape kept one label
+// text per service instead of a label map per sample (checked against that code).
+TEST_F(ServiceMetricsTest, TheServiceSeriesTextIsUnchangedByteForByte) {
+  ServiceMetrics metrics(registry_, ipvs_);
+  metrics.SetAll(Ours());
+  std::string ours;
+  std::istringstream in(registry_.Render());
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("kube_router_service_") != std::string::npos) ours += line + "\n";
+  }
+  EXPECT_EQ(ours, kGolden) << ours;
 }
 
 TEST_F(ServiceMetricsTest, AFailedDumpRendersNoServiceSeriesAndNoError) {
