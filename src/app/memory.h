@@ -14,8 +14,12 @@
 
 namespace kr::app {
 
-// Caps glibc's arenas at `max_arenas` (M_ARENA_MAX) unless MALLOC_ARENA_MAX is set in the
-// environment (an operator's setting wins). Call before the first thread starts.
+// Blocks from this size up are mapped on their own (ConfigureAllocator).
+inline constexpr int kLargeBlock = 4 << 20;
+
+// Caps glibc's arenas at `max_arenas` (M_ARENA_MAX) and maps blocks from kLargeBlock up on
+// their own (M_MMAP_THRESHOLD), each unless MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ is set in
+// the environment (an operator's setting wins). Call before the first thread starts.
 void ConfigureAllocator(int max_arenas);
 
 // malloc_trim(0): returns free pages of every arena to the kernel. Returns the bytes of
