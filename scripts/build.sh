@@ -8,7 +8,9 @@
 # The CI flavours compile tests with line tables only (-g1), the sanitizer ones all code (their
 # reports need file:line, not variables), and spdlog's implementation once (docs/build.md).
 # The release flavour's libraries and kube-router get full -g unless KR_RELEASE_DEBUG_INFO=lines
-# (-g1; test.sh sets it: the same machine code, a quarter less compile time).
+# (-g1; test.sh sets it: the same machine code, a quarter less compile time). The tsan flavour's
+# tests run the fake-apiserver at KR_FAKE_APISERVER (absolute path; test.sh: the release build's)
+# instead of building a TSan one, when it is set.
 # The dev flavour keeps the compile commands the shared ccache holds.
 # Extra arguments are passed to `cmake --build` (e.g. a target name via --target).
 set -euo pipefail
@@ -22,7 +24,8 @@ case "$flavour" in
   asan) dir=build-asan; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_SANITIZE=ON "${light[@]}"
                              -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_C_FLAGS_DEBUG=-g1) ;;
   tsan) dir=build-tsan; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_TSAN=ON "${light[@]}"
-                             "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1") ;;
+                             "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1"
+                             "-DKR_FAKE_APISERVER=${KR_FAKE_APISERVER:-}") ;;
   dev) dir=build-dev; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_STATIC=OFF) ;;
   *) echo "usage: $0 [release|asan|tsan|dev] [cmake --build args...]" >&2; exit 2 ;;
 esac

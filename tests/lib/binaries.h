@@ -12,6 +12,11 @@
 namespace kr::testing {
 
 inline const std::string kAgentBinary = KR_BINARY_DIR "/kube-router";
+// KR_FAKE_APISERVER_BINARY: another flavour's fake-apiserver (CMake's KR_FAKE_APISERVER).
+#ifdef KR_FAKE_APISERVER_BINARY
+inline const std::string kFakeApiServerBinary = KR_FAKE_APISERVER_BINARY;
+#else
 inline const std::string kFakeApiServerBinary = KR_BINARY_DIR "/fake-apiserver";
+#endif
 
 }  // namespace kr::testing
