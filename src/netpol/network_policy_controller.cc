@@ -163,7 +163,9 @@ void NetworkPolicyController::LogNewProblems() {
 }
 
 Status NetworkPolicyController::Sync(SyncReason reason) {
-  if (mark_full_read_) mark_full_read_();
+  // Every Sync reads the whole cluster from the caches (Snapshot) and OnUpdate keeps nothing:
+  // the pending events posted before that read need no sync of their own.
+  MarkFullRead();
   ClusterView view = Snapshot();
   bool incremental = reason == SyncReason::kRequested &&
                      std::all_of(families_.begin(), families_.end(),

@@ -91,10 +91,6 @@ void NetworkServicesController::SetSyncRequester(std::function<void()> request_s
   request_sync_ = std::move(request_sync);
 }
 
-void NetworkServicesController::SetFullReadMarker(std::function<void()> mark_full_read) {
-  mark_full_read_ = std::move(mark_full_read);
-}
-
 void NetworkServicesController::AddExtension(std::unique_ptr<ProxyExtension> extension) {
   if (extension->HandlesDsr()) dsr_extension_ = true;
   extensions_.push_back(std::move(extension));
@@ -323,8 +319,10 @@ Status NetworkServicesController::Sync(SyncReason reason) {
   // kPeriodic on a trusted image is not a full read: this sync's events, then one step of the
   // verification (network_services_controller_verify.cc).
   const bool full = reason == SyncReason::kStartup || !programmed_valid_;
-  // Before the first cache read (the node's): the pending events posted until now are read.
-  if (full && mark_full_read_) mark_full_read_();
+  // Before the first cache read (the node's): the pending events posted until now are read. A
+  // full sync rebuilds every Service from the caches and OnUpdate only notes names (and when
+  // they changed): the events it read need not rebuild their Services again.
+  if (full) MarkFullRead();
   if (auto s = RefreshNode(); !s.ok()) return s;
   if (full) verify_.reset();
   std::set<ServiceName> changed = touched_;

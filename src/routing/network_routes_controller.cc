@@ -67,10 +67,6 @@ void NetworkRoutesController::SetSyncRequester(std::function<void()> request_syn
   request_sync_ = std::move(request_sync);
 }
 
-void NetworkRoutesController::SetFullReadMarker(std::function<void()> mark_full_read) {
-  mark_full_read_ = std::move(mark_full_read);
-}
-
 Status NetworkRoutesController::Init() {
   if (dataplane_.sysctl) {
     // Pods on other nodes are reached by forwarding; bridged pod traffic must see iptables
@@ -167,7 +163,9 @@ Status NetworkRoutesController::SyncRoutesOnly() {
 
 Status NetworkRoutesController::FullSync(SyncReason reason) {
   const auto started = std::chrono::steady_clock::now();
-  if (mark_full_read_) mark_full_read_();  // before the first cache read
+  // Before the first cache read: a full sync reads every node, Service and slice, and OnUpdate
+  // only asks for one. A routes-only sync lists no Node and must not mark.
+  MarkFullRead();
   synced_self_.reset();
   std::vector<NodeInfo> nodes;      // nodes we route to (those with a pod CIDR)
   std::vector<NodeInfo> all_nodes;  // every node: their addresses are never masqueraded

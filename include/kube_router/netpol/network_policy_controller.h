@@ -54,11 +54,6 @@ class NetworkPolicyController : public Controller {
   // Makes bridged pod traffic visible to iptables (net.bridge.bridge-nf-call-iptables=1).
   Status Init() override;
   bool OnUpdate(const k8s::Event& event) override;
-  // Every Sync starts by reading the whole cluster from the caches (Snapshot), and OnUpdate
-  // keeps nothing: the pending events posted before that read need no sync of their own.
-  void SetFullReadMarker(std::function<void()> mark_full_read) override {
-    mark_full_read_ = std::move(mark_full_read);
-  }
   Status Sync(SyncReason reason) override;
   // Removes our chains and the rules jumping to them from every table (the families in use, then
   // `cleanup_only`), then our ipsets; nothing else is touched.
@@ -98,7 +93,6 @@ class NetworkPolicyController : public Controller {
   std::vector<FamilyState> families_;
   std::set<std::string> known_problems_;
   std::vector<std::string> view_problems_;
-  std::function<void()> mark_full_read_;
 };
 
 // The real controller for the agent: detects (or takes from config.iptables_mode) the iptables

@@ -124,9 +124,6 @@ class NetworkServicesController : public Controller {
   std::vector<k8s::ResourceKind> WatchedKinds() const override;
 
   void SetSyncRequester(std::function<void()> request_sync) override;
-  // A full sync rebuilds every Service from the caches, and OnUpdate only notes names (and
-  // when they changed): the events a full sync read need not rebuild their Services again.
-  void SetFullReadMarker(std::function<void()> mark_full_read) override;
   Status Init() override;
   bool OnUpdate(const k8s::Event& event) override;
   Status Sync(SyncReason reason) override;
@@ -258,7 +255,6 @@ class NetworkServicesController : public Controller {
   uint64_t full_syncs_ = 0;
 
   std::function<void()> request_sync_;
-  std::function<void()> mark_full_read_;
   std::atomic<bool> wants_tick_{false};
   std::jthread ticker_;
 };

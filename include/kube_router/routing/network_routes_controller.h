@@ -68,9 +68,6 @@ class NetworkRoutesController : public Controller {
   std::vector<k8s::ResourceKind> WatchedKinds() const override;
 
   void SetSyncRequester(std::function<void()> request_sync) override;
-  // A full sync reads every node, Service and slice from the caches, and OnUpdate only asks for
-  // one: the pending events posted before that read need no full sync of their own.
-  void SetFullReadMarker(std::function<void()> mark_full_read) override;
   Status Init() override;
   bool OnUpdate(const k8s::Event& event) override;
   Status Sync(SyncReason reason) override;
@@ -145,8 +142,7 @@ class NetworkRoutesController : public Controller {
   mutable Mutex shared_mu_;
   std::shared_ptr<const PolicyState> policy_ KR_GUARDED_BY(shared_mu_);
   std::map<IpPrefix, LearnedPath> learned_ KR_GUARDED_BY(shared_mu_);
-  std::function<void()> request_sync_;    // set before Init
-  std::function<void()> mark_full_read_;  // set before Init
+  std::function<void()> request_sync_;  // set before Init
   std::string status_json_ KR_GUARDED_BY(shared_mu_) = "{}";
   // Import rejections per peer and reason (each pair logged once).
   std::map<std::pair<IpAddress, ImportVerdict>, uint64_t> import_rejects_ KR_GUARDED_BY(shared_mu_);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kube_router/base/status.h"
@@ -33,14 +34,12 @@ class Controller {
   // inbox (e.g. BGP best-path events on the speaker thread). The runner calls it once, before
   // Init. Controllers that only react to API events ignore it.
   virtual void SetSyncRequester(std::function<void()> request_sync) { (void)request_sync; }
-  // Opt-in: lets a full sync absorb the pending events it already covers. The runner calls it
-  // once, before Init. A controller calls `mark_full_read()` inside a Sync, before that Sync's
-  // first cache read, when the Sync reads every object its OnUpdate could have asked about from
-  // the caches and OnUpdate remembers nothing the caches cannot tell again (a deletion, say). If
-  // that Sync succeeds, the runner drops the pending events posted before the call instead of
-  // delivering them: the informers write the cache before they post, so the Sync saw them.
-  // Events posted after the call are delivered as usual. Only the first call of a Sync counts.
-  virtual void SetFullReadMarker(std::function<void()> mark_full_read) { (void)mark_full_read; }
+  // Lets a full sync absorb the pending events it already covers. The runner calls it once,
+  // before Init; a controller opts in by calling MarkFullRead() (below). Virtual only so that a
+  // decorator can hand it to the controller it wraps (or withhold it).
+  virtual void SetFullReadMarker(std::function<void()> mark_full_read) {
+    mark_full_read_ = std::move(mark_full_read);
+  }
   // One-time preparation (sysctls, top-level chains, sockets) before the first Sync.
   virtual Status Init() { return Status::Ok(); }
   // Cheap: note what changed. Returns true when a Sync should follow (requests coalesce).
@@ -52,6 +51,20 @@ class Controller {
   // Removes exactly what this controller owns (--cleanup-config). Safe to call when nothing
   // is programmed; returns a human-readable list of what was removed.
   virtual Result<std::vector<std::string>> Cleanup() = 0;
+
+ protected:
+  // Called inside a Sync, before that Sync's first cache read, when the Sync reads every object
+  // its OnUpdate could have asked about from the caches and OnUpdate remembers nothing the
+  // caches cannot tell again (a deletion, say). If that Sync succeeds, the runner drops the
+  // pending events posted before the call instead of delivering them: the informers write the
+  // cache before they post, so the Sync saw them. Events posted after the call are delivered as
+  // usual. Only the first call of a Sync counts. A no-op when no runner gave a marker.
+  void MarkFullRead() const {
+    if (mark_full_read_) mark_full_read_();
+  }
+
+ private:
+  std::function<void()> mark_full_read_;  // set before Init, then only read
 };
 
 }  // namespace kr

@@ -95,9 +95,6 @@ class FakeController : public Controller {
     }
     return Status::Ok();
   }
-  void SetFullReadMarker(std::function<void()> mark) override {
-    if (state_->marks_full_read) mark_ = std::move(mark);
-  }
   bool OnUpdate(const k8s::Event& event) override {
     {
       std::lock_guard lock(state_->mu);
@@ -110,9 +107,9 @@ class FakeController : public Controller {
     state_->sync_gate.Pass();
     const bool first = state_->sync_calls == 0;
     if (first && state_->before_mark) state_->before_mark();
-    if (mark_) mark_();
+    if (state_->marks_full_read) MarkFullRead();
     if (first && state_->after_mark) state_->after_mark();
-    if (mark_ && state_->marks_twice) mark_();
+    if (state_->marks_full_read && state_->marks_twice) MarkFullRead();
     state_->sync_calls++;
     if (reason == SyncReason::kPeriodic) state_->periodic_syncs++;
     if (reason == SyncReason::kStartup) state_->startup_syncs++;
@@ -132,7 +129,6 @@ class FakeController : public Controller {
   std::vector<ResourceKind> kinds_;
   std::chrono::milliseconds period_;
   FakeState* state_;
-  std::function<void()> mark_;
 };
 
 class RecordingObserver : public SyncObserver {
