@@ -13,6 +13,7 @@
 #include "kube_router/netlink/fakes.h"
 #include "kube_router/proxy/network_services_controller.h"
 #include "kube_router/runtime/runner.h"
+#include "lib/forwarding_controller.h"
 #include "lib/netns.h"  // WaitFor
 #include "unit/proxy/network_services_controller_fixture.h"
 #include "unit/proxy/proxy_test_util.h"
@@ -25,25 +26,15 @@ using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 
 // The proxy as the runner sees it, counting what the runner asks of it.
-class CountingController : public Controller {
+class CountingController : public kr::testing::ForwardingController {
  public:
-  explicit CountingController(std::unique_ptr<Controller> inner) : inner_(std::move(inner)) {}
-  std::string Name() const override { return inner_->Name(); }
-  std::chrono::milliseconds SyncPeriod() const override { return inner_->SyncPeriod(); }
-  std::vector<k8s::ResourceKind> WatchedKinds() const override { return inner_->WatchedKinds(); }
-  void SetSyncRequester(std::function<void()> request) override {
-    inner_->SetSyncRequester(std::move(request));
-  }
-  void SetFullReadMarker(std::function<void()> mark) override {
-    inner_->SetFullReadMarker(std::move(mark));
-  }
-  Status Init() override { return inner_->Init(); }
+  using ForwardingController::ForwardingController;
   bool OnUpdate(const k8s::Event& event) override {
     ++updates;
-    return inner_->OnUpdate(event);
+    return ForwardingController::OnUpdate(event);
   }
   Status Sync(SyncReason reason) override {
-    Status s = inner_->Sync(reason);
+    Status s = ForwardingController::Sync(reason);
     {
       std::lock_guard lock(mu_);
       reasons_.push_back(reason);
@@ -51,7 +42,6 @@ class CountingController : public Controller {
     ++syncs;
     return s;
   }
-  Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
   std::vector<SyncReason> reasons() {
     std::lock_guard lock(mu_);
     return reasons_;
@@ -60,7 +50,6 @@ class CountingController : public Controller {
   std::atomic<int> updates{0}, syncs{0};
 
  private:
-  std::unique_ptr<Controller> inner_;
   std::mutex mu_;
   std::vector<SyncReason> reasons_;
 };

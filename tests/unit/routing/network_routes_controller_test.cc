@@ -15,6 +15,7 @@
 #include "kube_router/routing/cni_config.h"
 #include "kube_router/routing/pod_egress.h"
 #include "kube_router/runtime/runner.h"
+#include "lib/forwarding_controller.h"
 #include "lib/netns.h"  // WaitFor
 #include "unit/routing/routes_controller_fixture.h"
 
@@ -138,34 +139,21 @@ TEST_F(RoutesControllerTest, TheStartupSyncAbsorbsTheQueuedInitialEvents) {
 }
 
 // Posts one event when the first periodic sync starts, before the controller sees it.
-class PostOnPeriodicSync : public Controller {
+class PostOnPeriodicSync : public kr::testing::ForwardingController {
  public:
   PostOnPeriodicSync(std::unique_ptr<Controller> inner, std::function<void()> post)
-      : inner_(std::move(inner)), post_(std::move(post)) {}
-  std::string Name() const override { return inner_->Name(); }
-  std::chrono::milliseconds SyncPeriod() const override { return inner_->SyncPeriod(); }
-  std::vector<k8s::ResourceKind> WatchedKinds() const override { return inner_->WatchedKinds(); }
-  void SetSyncRequester(std::function<void()> request) override {
-    inner_->SetSyncRequester(std::move(request));
-  }
-  void SetFullReadMarker(std::function<void()> mark) override {
-    inner_->SetFullReadMarker(std::move(mark));
-  }
-  Status Init() override { return inner_->Init(); }
+      : ForwardingController(std::move(inner)), post_(std::move(post)) {}
   bool OnUpdate(const k8s::Event& event) override {
     if (event.key == "default/late") ++late_seen;
-    return inner_->OnUpdate(event);
+    return ForwardingController::OnUpdate(event);
   }
   Status Sync(SyncReason reason) override {
     if (reason == SyncReason::kPeriodic && post_) std::exchange(post_, nullptr)();
-    return inner_->Sync(reason);
+    return ForwardingController::Sync(reason);
   }
-  void Shutdown() override { inner_->Shutdown(); }
-  Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
   std::atomic<int> late_seen{0};
 
  private:
-  std::unique_ptr<Controller> inner_;
   std::function<void()> post_;
 };
 
