@@ -2,10 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,33 +39,82 @@ std::string StartFakeApiServer(const Netns& netns, const std::string& dir,
   return "";
 }
 
-bool HttpRequest(const Netns& netns, int port, const std::string& method, const std::string& path,
-                 const std::string& content_type, const std::string& body) {
+HttpAnswer HttpExchange(const Netns& netns, int port, const std::string& request, size_t max_answer,
+                        std::chrono::milliseconds deadline) {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + deadline;
+  HttpAnswer answer;
   int fd = -1;
+  int socket_errno = 0;
   {
     ScopedNetns inside(netns.name());
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socket_errno = errno;
   }
-  if (fd < 0) return false;
+  if (fd < 0) {
+    answer.error = std::string("socket: ") + std::strerror(socket_errno);
+    return answer;
+  }
+  // connect and send block at most this long (on Linux SO_SNDTIMEO bounds connect too); the
+  // reads below wait with poll up to what is left of the deadline.
+  const auto whole = std::chrono::duration_cast<std::chrono::microseconds>(deadline);
+  timeval send_timeout{.tv_sec = static_cast<time_t>(whole.count() / 1000000),
+                       .tv_usec = static_cast<suseconds_t>(whole.count() % 1000000)};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    answer.error = std::string("connect: ") + std::strerror(errno);
+  } else if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+             static_cast<ssize_t>(request.size())) {
+    answer.error = std::string("send: ") + std::strerror(errno);
+  }
+  std::vector<char> buf(1 << 16);
+  while (answer.error.empty()) {
+    // Rounded up, and a poll that ends early goes round again: no error before the deadline.
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
+    pollfd readable{.fd = fd, .events = POLLIN, .revents = 0};
+    const int ready = left > 0 ? poll(&readable, 1, static_cast<int>(left)) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0 && Clock::now() < until) continue;
+    if (ready == 0) {
+      answer.error = "no complete answer within " + std::to_string(deadline.count()) + " ms (" +
+                     std::to_string(answer.raw.size()) + " bytes so far)";
+    } else if (ready < 0) {
+      answer.error = std::string("poll: ") + std::strerror(errno);
+    } else {
+      const ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+      if (n == 0) break;  // the server closed: the answer is complete
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        answer.error = std::string("recv: ") + std::strerror(errno);
+      } else if (answer.raw.size() + static_cast<size_t>(n) > max_answer) {
+        answer.error = "answer larger than " + std::to_string(max_answer) + " bytes";
+      } else {
+        answer.raw.append(buf.data(), static_cast<size_t>(n));
+      }
+    }
+  }
+  close(fd);
+  return answer;
+}
+
+bool HttpRequest(const Netns& netns, int port, const std::string& method, const std::string& path,
+                 const std::string& content_type, const std::string& body,
+                 std::chrono::milliseconds deadline) {
   const std::string request =
       method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + content_type +
       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-            send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-                static_cast<ssize_t>(request.size());
-  std::string answer;
-  char buf[4096];
-  ssize_t n = 0;
   // Bounded: the answer to a PATCH is one object.
-  while (ok && answer.size() < (1u << 20) && (n = recv(fd, buf, sizeof(buf), 0)) > 0) {
-    answer.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return ok && answer.rfind("HTTP/1.1 2", 0) == 0;
+  const HttpAnswer answer = HttpExchange(netns, port, request, 1u << 20, deadline);
+  if (answer.Status2xx()) return true;
+  std::fprintf(
+      stderr, "HttpRequest: %s %s on 127.0.0.1:%d in %s: %s\n", method.c_str(), path.c_str(), port,
+      netns.name().c_str(),
+      answer.ok() ? answer.raw.substr(0, answer.raw.find("\r\n")).c_str() : answer.error.c_str());
+  return false;
 }
 
 long ProcStatusKib(pid_t pid, const char* field) {

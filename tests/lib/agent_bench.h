@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,9 +28,27 @@ std::string StartFakeApiServer(const Netns& netns, const std::string& dir,
                                const std::string& manifests_json, const std::string& binary,
                                std::chrono::seconds timeout, FakeApiServer& out);
 
+// What one HTTP exchange gave: the raw answer (status line, headers, body) or what went wrong.
+struct HttpAnswer {
+  std::string raw;    // as received, cut at the size bound
+  std::string error;  // "" when the server answered and closed within the bounds
+  bool ok() const { return error.empty(); }
+  bool Status2xx() const { return ok() && raw.rfind("HTTP/1.1 2", 0) == 0; }
+};
+
+// Sends `request` (a whole HTTP/1.1 request with "Connection: close") to 127.0.0.1:`port` over
+// a socket opened in `netns` and reads the answer until the server closes. Bounded: at most
+// `max_answer` bytes (more is an error) and `deadline` for the whole exchange, so a hung server
+// fails the caller with a message instead of hanging it.
+HttpAnswer HttpExchange(const Netns& netns, int port, const std::string& request, size_t max_answer,
+                        std::chrono::milliseconds deadline);
+
 // One HTTP request to 127.0.0.1:`port` over a socket opened in `netns`; true on a 2xx answer.
+// A failure (no answer within `deadline`, refused, not 2xx) is written to stderr with the
+// method, path and port.
 bool HttpRequest(const Netns& netns, int port, const std::string& method, const std::string& path,
-                 const std::string& content_type, const std::string& body);
+                 const std::string& content_type, const std::string& body,
+                 std::chrono::milliseconds deadline = std::chrono::seconds(30));
 
 // A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:"); -1 when missing.
 long ProcStatusKib(pid_t pid, const char* field);
