@@ -278,6 +278,18 @@ void Settle(ControllerRunner& runner, FakeState& state) {
       kDeadline));
 }
 
+// The start-up of issue 11 under `runner`: the initial list of 100 objects queued before Start,
+// then, once `done` holds and the loop has settled, the runner stopped, so that what OnUpdate saw
+// and what was absorbed are final. Call through ASSERT_NO_FATAL_FAILURE.
+void StartOnInitialListThenSettle(ControllerRunner& runner, FakeState& state,
+                                  const std::function<bool()>& done) {
+  PostInitialList(runner, 100);
+  runner.Start();
+  ASSERT_TRUE(WaitFor(done, kDeadline));
+  Settle(runner, state);
+  runner.Stop();
+}
+
 std::vector<std::string> Keys(const std::vector<k8s::Event>& events) {
   std::vector<std::string> keys;
   for (const auto& e : events) keys.push_back(e.key);
@@ -292,11 +304,8 @@ TEST(ControllerRunner, FullReadAbsorbsTheEventsItCovered) {
   RecordingObserver observer;
   ControllerRunner runner(Make("A", {ResourceKind::kPod, ResourceKind::kNode}, 1h, &state),
                           &observer);
-  PostInitialList(runner, 100);
-  runner.Start();
-  ASSERT_TRUE(WaitFor([&] { return runner.AbsorbedEvents() == 100; }, kDeadline));
-  Settle(runner, state);
-  runner.Stop();
+  ASSERT_NO_FATAL_FAILURE(
+      StartOnInitialListThenSettle(runner, state, [&] { return runner.AbsorbedEvents() == 100; }));
   EXPECT_EQ(Keys(state.Seen()), std::vector<std::string>{"settle"});
   EXPECT_EQ(state.startup_syncs, 1);
   EXPECT_EQ(state.requested_syncs, 0);
@@ -308,11 +317,8 @@ TEST(ControllerRunner, WithoutAFullReadMarkEveryEventIsDelivered) {
   FakeState state;
   ControllerRunner runner(Make("A", {ResourceKind::kPod, ResourceKind::kNode}, 1h, &state),
                           nullptr);
-  PostInitialList(runner, 100);
-  runner.Start();
-  ASSERT_TRUE(WaitFor([&] { return state.requested_syncs == 1; }, kDeadline));
-  Settle(runner, state);
-  runner.Stop();
+  ASSERT_NO_FATAL_FAILURE(
+      StartOnInitialListThenSettle(runner, state, [&] { return state.requested_syncs == 1; }));
   EXPECT_EQ(state.events, 101);
   EXPECT_EQ(runner.AbsorbedEvents(), 0u);
 }
@@ -326,7 +332,6 @@ TEST(ControllerRunner, EventsPostedAfterTheFullReadAreDelivered) {
   state.marks_twice = true;  // a second mark after the read must not absorb what came between
   ControllerRunner runner(Make("A", {ResourceKind::kPod, ResourceKind::kNode}, 1h, &state),
                           nullptr);
-  PostInitialList(runner, 100);
   state.before_mark = [&] { runner.Post(MakeEvent(ResourceKind::kPod, "ns/early")); };
   state.after_mark = [&] {
     runner.Post(MakeEvent(ResourceKind::kPod, "ns/p7"));  // an update of a pending object
@@ -338,10 +343,8 @@ TEST(ControllerRunner, EventsPostedAfterTheFullReadAreDelivered) {
     gone.old_object = std::shared_ptr<const k8s::Pod>(tombstone);
     runner.Post(gone);
   };
-  runner.Start();
-  ASSERT_TRUE(WaitFor([&] { return state.requested_syncs == 1; }, kDeadline));
-  Settle(runner, state);
-  runner.Stop();
+  ASSERT_NO_FATAL_FAILURE(
+      StartOnInitialListThenSettle(runner, state, [&] { return state.requested_syncs == 1; }));
   auto seen = state.Seen();
   ASSERT_EQ(Keys(seen), (std::vector<std::string>{"ns/p7", "ns/p9", "ns/late", "settle"}));
   EXPECT_EQ(seen[0].type, k8s::EventType::kAdded);  // never delivered before: still new
@@ -359,11 +362,8 @@ TEST(ControllerRunner, AFailedFullSyncAbsorbsNothing) {
   state.sync_failures_left = 1;
   ControllerRunner runner(Make("A", {ResourceKind::kPod, ResourceKind::kNode}, 1h, &state),
                           nullptr);
-  PostInitialList(runner, 100);
-  runner.Start();
-  ASSERT_TRUE(WaitFor([&] { return state.requested_syncs == 1; }, kDeadline));
-  Settle(runner, state);
-  runner.Stop();
+  ASSERT_NO_FATAL_FAILURE(
+      StartOnInitialListThenSettle(runner, state, [&] { return state.requested_syncs == 1; }));
   EXPECT_EQ(state.events, 101);
   EXPECT_EQ(runner.AbsorbedEvents(), 0u);
 }
