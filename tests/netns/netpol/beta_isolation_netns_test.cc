@@ -10,7 +10,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::beta_isolation_netns_test {
 namespace {
 
 using kr::testing::PodNetwork;
@@ -112,4 +112,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, BetaIsolationOffE2E, ::testing::Values("nft",
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::beta_isolation_netns_test

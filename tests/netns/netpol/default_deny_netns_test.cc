@@ -11,7 +11,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::default_deny_netns_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -186,4 +186,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, DefaultDenyE2E,
                          CaseName);
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::default_deny_netns_test

@@ -10,7 +10,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::foreign_rules_netns_test {
 namespace {
 
 using kr::testing::PodNetwork;
@@ -117,4 +117,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, ForeignRulesE2E, ::testing::Values("nft", "le
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::foreign_rules_netns_test

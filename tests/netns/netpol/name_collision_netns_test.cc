@@ -10,7 +10,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::name_collision_netns_test {
 namespace {
 
 using kr::testing::PodNetwork;
@@ -89,4 +89,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, NameCollisionE2E, ::testing::Values("nft", "l
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::name_collision_netns_test

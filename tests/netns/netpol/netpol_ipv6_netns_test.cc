@@ -10,7 +10,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::netpol_ipv6_netns_test {
 namespace {
 
 using kr::testing::PodNetwork;
@@ -200,4 +200,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, NetpolIpv6, ::testing::Values("nft", "legacy"
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::netpol_ipv6_netns_test

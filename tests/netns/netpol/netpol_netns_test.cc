@@ -10,7 +10,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::netpol_netns_test {
 namespace {
 
 using kr::testing::PodNetwork;
@@ -227,4 +227,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, NetpolE2E, ::testing::Values("nft", "legacy")
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::netpol_netns_test

@@ -14,7 +14,7 @@
 #include "lib/podnet.h"
 #include "node_firewalls.h"
 
-namespace kr::netpol {
+namespace kr::netpol::shared_sets_netns_test {
 namespace {
 
 using kr::testing::PodNetwork;
@@ -106,4 +106,4 @@ INSTANTIATE_TEST_SUITE_P(Backends, SharedSetsE2E, ::testing::Values("nft", "lega
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
-}  // namespace kr::netpol
+}  // namespace kr::netpol::shared_sets_netns_test

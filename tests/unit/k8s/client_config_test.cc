@@ -8,7 +8,7 @@
 #include "fake_apiserver_fixture.h"
 #include "lib/netns.h"
 
-namespace kr::k8s {
+namespace kr::k8s::client_config_test {
 namespace {
 
 using kr::k8s::testing::WriteFile;
@@ -195,4 +195,4 @@ TEST(ClientConfigTest, InClusterConfig) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::client_config_test

@@ -10,7 +10,7 @@
 #include "kube_router/k8s/watcher.h"
 #include "kube_router/runtime/runner.h"
 
-namespace kr::k8s {
+namespace kr::k8s::fanout_test {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
@@ -98,4 +98,4 @@ TEST(FanoutTest, BlockedControllerStallsNeitherWatcherNorOtherControllers) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::fanout_test

@@ -9,7 +9,7 @@
 #include "fake_apiserver_fixture.h"
 #include "kube_router/k8s/watcher.h"
 
-namespace kr::k8s {
+namespace kr::k8s::gzip_informer_test {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
@@ -142,4 +142,4 @@ TEST(GzipInformerTest, WithoutGzipTheServerSendsIdentityBodies) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::gzip_informer_test

@@ -7,7 +7,7 @@
 #include "fake_apiserver_fixture.h"
 #include "kube_router/base/exec.h"
 
-namespace kr::k8s {
+namespace kr::k8s::kubectl_test {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
@@ -112,4 +112,4 @@ TEST_F(KubectlTest, CreateGetWatchLabelAnnotateReplaceDelete) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::kubectl_test

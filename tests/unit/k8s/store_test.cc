@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace kr::k8s {
+namespace kr::k8s::store_test {
 namespace {
 
 std::shared_ptr<const Pod> MakePod(const std::string& ns, const std::string& name,
@@ -119,4 +119,4 @@ TEST(StoreTest, IndexesMatchAScanThroughRehashesMovesAndRemovals) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::store_test

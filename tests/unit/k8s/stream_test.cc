@@ -7,7 +7,7 @@
 #include "kube_router/k8s/backoff.h"
 #include "kube_router/k8s/watch_stream.h"
 
-namespace kr::k8s {
+namespace kr::k8s::stream_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -130,4 +130,4 @@ TEST(BackoffTest, ClientGoNumbers) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::stream_test

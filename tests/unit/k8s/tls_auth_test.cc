@@ -20,7 +20,7 @@
 #include "kube_router/k8s/watcher.h"
 #include "lib/free_port.h"
 
-namespace kr::k8s {
+namespace kr::k8s::tls_auth_test {
 namespace {
 
 using kr::k8s::testing::RecordingSink;
@@ -284,4 +284,4 @@ TEST(TlsAuthTest, BasicAuth) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::tls_auth_test

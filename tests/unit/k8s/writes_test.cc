@@ -6,7 +6,7 @@
 #include "fake_apiserver_fixture.h"
 #include "kube_router/k8s/client_config.h"
 
-namespace kr::k8s {
+namespace kr::k8s::writes_test {
 namespace {
 
 using kr::k8s::testing::FakeApiServer;
@@ -107,4 +107,4 @@ TEST(WritesTest, LeaderElectionOneLeaderAndHandOverOnRelease) {
 }
 
 }  // namespace
-}  // namespace kr::k8s
+}  // namespace kr::k8s::writes_test
