@@ -185,6 +185,31 @@ class ProxyControllerTest : public ::testing::Test {
     Upsert(Slice("api", "api-1", {{"10.1.0.4"}}, {{"https", 6443}}));
   }
 
+  // Changes the kernel behind the controller's back once StandardServices are programmed: web
+  // loses its backend 10.1.0.1 and gets scheduler lc, the dns service goes, the api VIP's route
+  // gets a source. A full reconcile repairs all of it. Call through ASSERT_NO_FATAL_FAILURE.
+  void DriftStandardServices() {
+    netlink::IpvsService web;
+    web.address = Ip("10.96.0.10");
+    web.port = 80;
+    netlink::IpvsDestination gone;
+    gone.address = Ip("10.1.0.1");
+    gone.port = 8080;
+    ASSERT_TRUE(ipvs.DeleteDestination(web, gone).ok());
+    web.scheduler = "lc";
+    ASSERT_TRUE(ipvs.UpdateService(web).ok());
+    netlink::IpvsService dns;
+    dns.address = Ip("10.96.0.53");
+    dns.port = 53;
+    dns.protocol = netlink::IpvsProtocol::kUdp;
+    ASSERT_TRUE(ipvs.DeleteService(dns).ok());
+    const netlink::Route* api_route = VipRoute("10.96.0.1");
+    ASSERT_NE(api_route, nullptr);
+    netlink::Route bad_route = *api_route;
+    bad_route.source = Ip("10.96.0.1");
+    ASSERT_TRUE(routes.Replace(bad_route).ok());
+  }
+
   std::unique_ptr<k8s::Cluster> cluster = k8s::MakeCluster();
   netlink::FakeIpvs ipvs;
   netlink::FakeLinks links;

@@ -183,23 +183,7 @@ TEST_F(ProxyControllerTest, RestartAdoptsTheKernelStateWithoutWriting) {
 TEST_F(ProxyControllerTest, PeriodicSyncRepairsDrift) {
   StandardServices();
   ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
-  IpvsService web;
-  web.address = Ip("10.96.0.10");
-  web.port = 80;
-  IpvsDestination gone;
-  gone.address = Ip("10.1.0.1");
-  gone.port = 8080;
-  ASSERT_TRUE(ipvs.DeleteDestination(web, gone).ok());
-  web.scheduler = "lc";
-  ASSERT_TRUE(ipvs.UpdateService(web).ok());
-  IpvsService dns;
-  dns.address = Ip("10.96.0.53");
-  dns.port = 53;
-  dns.protocol = netlink::IpvsProtocol::kUdp;
-  ASSERT_TRUE(ipvs.DeleteService(dns).ok());
-  auto bad_route = *VipRoute("10.96.0.1");
-  bad_route.source = Ip("10.96.0.1");
-  ASSERT_TRUE(routes.Replace(bad_route).ok());
+  ASSERT_NO_FATAL_FAILURE(DriftStandardServices());
 
   ASSERT_TRUE(Controller().Sync(SyncReason::kPeriodic).ok());
   EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w1"));
