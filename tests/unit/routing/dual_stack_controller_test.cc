@@ -87,11 +87,7 @@ TEST_F(DualStackControllerTest, BothFamiliesAdvertisedOverOneSessionPerNodeAndRo
 TEST_F(DualStackControllerTest, Ipv6ServiceVipsGoToExternalPeersWithTheIpv6NextHop) {
   config_.advertise_cluster_ip = true;
   config_.global_peers = {PeerSpec{Ip("2001:db8::100"), 65000}, PeerSpec{Ip("192.0.2.100"), 65000}};
-  auto service = std::make_shared<k8s::Service>();
-  service->meta.name = "web";
-  service->meta.namespace_ = "default";
-  service->cluster_ips = {"10.96.0.10", "fd00:96::10"};
-  cluster_->services.Upsert("default/web", service);
+  AddService("web", {"10.96.0.10", "fd00:96::10"});
   SyncOk();
   ASSERT_TRUE(speaker_->peers().count(Ip("2001:db8::100")));
   EXPECT_EQ(speaker_->peers().at(Ip("2001:db8::100")).local_address, Ip("2001:db8::1"));

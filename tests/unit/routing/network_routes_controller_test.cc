@@ -292,12 +292,7 @@ TEST_F(RoutesControllerTest, NoOverlayRoutesViaGateway) {
 }
 
 TEST_F(RoutesControllerTest, ImportPolicyRejectsDefaultRouteAndServiceVips) {
-  auto service = std::make_shared<k8s::Service>();
-  service->meta.name = "web";
-  service->meta.namespace_ = "default";
-  service->cluster_ip = "10.96.0.10";
-  service->cluster_ips = {"10.96.0.10"};
-  cluster_->services.Upsert("default/web", service);
+  AddService("web", {"10.96.0.10"});
   SyncOk();
   EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.2"), Cidr("0.0.0.0/0"), Ip("192.0.2.2")));
   EXPECT_FALSE(speaker_->Announce(Ip("192.0.2.2"), Cidr("10.96.0.10/32"), Ip("192.0.2.2")));
@@ -365,12 +360,7 @@ TEST_F(RoutesControllerTest, ServiceVipsAdvertisedToExternalPeersOnlyAndWithdraw
                    {{kAnnotationCommunities, "65000:7"},
                     {kAnnotationPrependAs, "64512"},
                     {kAnnotationPrependRepeat, "2"}}));
-  auto service = std::make_shared<k8s::Service>();
-  service->meta.name = "web";
-  service->meta.namespace_ = "default";
-  service->cluster_ip = "10.96.0.10";
-  service->cluster_ips = {"10.96.0.10"};
-  cluster_->services.Upsert("default/web", service);
+  AddService("web", {"10.96.0.10"});
   SyncOk();
   ASSERT_TRUE(speaker_->paths().count(Cidr("10.96.0.10/32")));
   EXPECT_EQ(speaker_->peers().size(), 3u);

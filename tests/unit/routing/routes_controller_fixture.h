@@ -193,6 +193,16 @@ class RoutesControllerTest : public ::testing::Test {
     return *controller_;
   }
 
+  // A Service default/<name> in the cache with these cluster IPs (the first one also as its
+  // clusterIP, as the API server fills it).
+  void AddService(const std::string& name, const std::vector<std::string>& cluster_ips) {
+    auto service = std::make_shared<k8s::Service>();
+    service->meta.name = name;
+    service->meta.namespace_ = "default";
+    service->cluster_ip = cluster_ips.front();
+    service->cluster_ips = cluster_ips;
+    cluster_->services.Upsert("default/" + name, service);
+  }
   void SyncOk(SyncReason reason = SyncReason::kRequested) {
     Status status = Controller().Sync(reason);
     ASSERT_TRUE(status.ok()) << status.message();
