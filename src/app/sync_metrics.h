@@ -16,7 +16,8 @@ inline constexpr char kMetricLastSuccess[] =
 inline constexpr char kMetricBuildInfo[] = "kube_router_build_info";
 
 // Counts syncs by outcome, times successful ones and stamps the last success (wall clock, so
-// an alert can compare it with time()).
+// an alert can compare it with time()). A sync taken in steps counts once, at its last step,
+// with the steps' summed time (the runner reports it so).
 class SyncMetrics : public SyncObserver {
  public:
   explicit SyncMetrics(metrics::Registry* registry) : registry_(registry) {}
@@ -42,6 +43,11 @@ class FanOutObserver : public SyncObserver {
   void OnSyncFailed(const std::string& c, SyncReason r, const Status& e) override {
     first_->OnSyncFailed(c, r, e);
     second_->OnSyncFailed(c, r, e);
+  }
+  void OnSyncStepSucceeded(const std::string& c, SyncReason r,
+                           std::chrono::nanoseconds t) override {
+    first_->OnSyncStepSucceeded(c, r, t);
+    second_->OnSyncStepSucceeded(c, r, t);
   }
 
  private:

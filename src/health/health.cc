@@ -89,6 +89,11 @@ void HealthChecker::OnSyncSucceeded(const std::string& controller, SyncReason,
   Heartbeat(controller, Clock::now());
 }
 
+void HealthChecker::OnSyncStepSucceeded(const std::string& controller, SyncReason,
+                                        std::chrono::nanoseconds) {
+  Heartbeat(controller, Clock::now());
+}
+
 void HealthChecker::OnSyncFailed(const std::string&, SyncReason, const Status&) {
   // Deliberately no heartbeat: a failing controller must eventually look unhealthy.
 }

@@ -49,6 +49,7 @@ Result<std::vector<Route>> FakeRouteTable::List(const RouteFilter& filter) {
 Result<std::vector<RouteChangeError>> FakeRouteTable::Apply(
     const std::vector<RouteChange>& changes) {
   ++apply_calls_;
+  applied_changes_ += changes.size();
   if (auto error = failures_.Take(Op::kApply)) return *error;
   Prune();
   std::vector<RouteChangeError> errors;

@@ -232,7 +232,8 @@ class MetricsExtension : public ProxyExtension {
       }
     }
     if (dsr_) generation_ = dsr_->generation;
-    metrics_.ObserveSync(snapshot.sync_seconds, snapshot.ipvs_services);
+    // A verification step is not a sync: the verification is timed once, at its end.
+    if (!snapshot.step) metrics_.ObserveSync(snapshot.sync_seconds, snapshot.ipvs_services);
     return Status::Ok();
   }
 

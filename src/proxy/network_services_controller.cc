@@ -333,7 +333,9 @@ Status NetworkServicesController::Sync(SyncReason reason) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (status.ok()) {
     const auto extensions_started = std::chrono::steady_clock::now();
-    status = RunExtensions(full, changed, touched, seconds);
+    // A sync during a verification is one of its steps: timed with it, not on its own.
+    const bool step = !full && (reason == SyncReason::kPeriodic || verify_ != nullptr);
+    status = RunExtensions(full, changed, touched, seconds, step);
     if (full) {
       const auto now = std::chrono::steady_clock::now();
       last_full_sync_.extensions_seconds =
@@ -361,7 +363,10 @@ Status NetworkServicesController::IncrementalSync(std::set<VirtualServiceId>& to
   for (const auto& name : names) Rebuild(name, scope);
   ProxyPlan plan = Diff(desired_, programmed_, &scope, {config_.graceful_termination});
   // A verification under way must not judge these by its older kernel read.
-  if (verify_) verify_->written.insert(scope.services.begin(), scope.services.end());
+  if (verify_) {
+    verify_->written.insert(scope.services.begin(), scope.services.end());
+    verify_->written_vips.insert(scope.vips.begin(), scope.vips.end());
+  }
   Status status = ApplyPlan(plan);
   if (!status.ok()) {
     programmed_valid_ = false;  // the kernel may hold part of it: the next sync reads it back
@@ -453,10 +458,11 @@ void NetworkServicesController::ShareWithDesired(const DiffScope* scope) {
 
 Status NetworkServicesController::RunExtensions(bool full, const std::set<ServiceName>& changed,
                                                 const std::set<VirtualServiceId>& touched,
-                                                double sync_seconds) {
+                                                double sync_seconds, bool step) {
   if (extensions_.empty()) return Status::Ok();
   ProxySnapshot snapshot;
   snapshot.full = full;
+  snapshot.step = step;
   snapshot.node = &node_;
   snapshot.ipvs_services = programmed_.services.size();
   snapshot.sync_seconds = sync_seconds;

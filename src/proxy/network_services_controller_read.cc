@@ -13,44 +13,66 @@ using detail::IsIpv6LinkLocal;
 using netlink::IpvsService;
 using Op = IpvsChange::Op;
 
+void NetworkServicesController::NoteAddress(const netlink::Address& a, KernelVips& read) {
+  // The kernel gives every IPv6-enabled link its own fe80::/64 address; on kube-dummy-if it
+  // is not a VIP of ours, and deleting it fails, which would fail every sync.
+  if (a.device == netlink::kKubeDummyName && IsIpv6LinkLocal(a.address)) return;
+  (a.device == netlink::kKubeDummyName ? read.on_dummy : read.local).insert(a.address);
+}
+
+void NetworkServicesController::NoteRoute(const netlink::Route& r, KernelVips& read) const {
+  // Per VIP: whether every host route of it is our local route with the node IP as source.
+  const IpAddress& vip = r.destination.address();
+  if (r.destination.length() != HostBits(vip)) return;
+  auto source = node_.NodeIp(vip.is_v6());
+  bool good = r.type == netlink::RouteType::kLocal && (!source || r.source == source);
+  auto [it, inserted] = read.route_good.emplace(vip, good);
+  if (!inserted) it->second = it->second && good;
+}
+
+bool NetworkServicesController::KernelVips::Routed(const IpAddress& vip) const {
+  auto it = route_good.find(vip);
+  return it != route_good.end() && it->second;
+}
+
+bool NetworkServicesController::Listable(const IpvsService& s) const {
+  if (s.fwmark != 0) return false;  // DSR's (or someone else's) fwmark services
+  return std::none_of(config_.excluded_cidrs.begin(), config_.excluded_cidrs.end(),
+                      [&](const IpPrefix& p) { return p.Contains(s.address); });
+}
+
+bool NetworkServicesController::Ours(const IpvsService& s, const KernelVips& vips) const {
+  bool node_port = vips.local.contains(s.address) && s.port >= config_.node_port_first &&
+                   s.port <= config_.node_port_last;
+  if (vips.on_dummy.contains(s.address) || node_port) return true;
+  VirtualServiceId id = VirtualServiceId::Of(s);
+  return desired_.services.contains(id) || programmed_.services.contains(id);
+}
+
 Result<NetworkServicesController::KernelVips> NetworkServicesController::ReadKernelVips(
     bool for_cleanup) {
   KernelVips read;
   auto addresses = dataplane_.links->ListAddresses("");
   if (!addresses.ok()) return addresses.status().Context("service proxy: list addresses");
-  std::set<IpAddress>& on_dummy = read.on_dummy;
-  std::set<IpAddress>& local = read.local;
-  for (const auto& a : *addresses) {
-    // The kernel gives every IPv6-enabled link its own fe80::/64 address; on kube-dummy-if it
-    // is not a VIP of ours, and deleting it fails, which would fail every sync.
-    if (a.device == netlink::kKubeDummyName && IsIpv6LinkLocal(a.address)) continue;
-    (a.device == netlink::kKubeDummyName ? on_dummy : local).insert(a.address);
-  }
-  if (!on_dummy.empty()) {
-    netlink::RouteFilter filter;
-    filter.table = netlink::kLocalTable;
-    filter.device = netlink::kKubeDummyName;
-    auto routes = dataplane_.routes->List(filter);
+  for (const auto& a : *addresses) NoteAddress(a, read);
+  read.dumped = addresses->size();
+  if (!read.on_dummy.empty()) {
+    auto routes = dataplane_.routes->List(LocalRoutesFilter());
     if (!routes.ok()) return routes.status().Context("service proxy: list local routes");
-    // Per VIP: whether every host route of it is our local route with the node IP as source
-    // (absent: no route at all).
-    std::map<IpAddress, bool> route_good;
-    for (const auto& r : *routes) {
-      const IpAddress& vip = r.destination.address();
-      if (r.destination.length() != HostBits(vip)) continue;
-      auto source = node_.NodeIp(vip.is_v6());
-      bool good = r.type == netlink::RouteType::kLocal && (!source || r.source == source);
-      auto [it, inserted] = route_good.emplace(vip, good);
-      if (!inserted) it->second = it->second && good;
-    }
-    read.dumped = addresses->size() + routes->size();
-    for (const IpAddress& vip : on_dummy) {
-      auto it = route_good.find(vip);
-      bool good = it != route_good.end() && it->second;
-      (good && !for_cleanup ? read.vips : read.vips_without_route).insert(vip);
+    for (const auto& r : *routes) NoteRoute(r, read);
+    read.dumped += routes->size();
+    for (const IpAddress& vip : read.on_dummy) {
+      (read.Routed(vip) && !for_cleanup ? read.vips : read.vips_without_route).insert(vip);
     }
   }
   return read;
+}
+
+netlink::RouteFilter NetworkServicesController::LocalRoutesFilter() {
+  netlink::RouteFilter filter;
+  filter.table = netlink::kLocalTable;
+  filter.device = netlink::kKubeDummyName;
+  return filter;
 }
 
 Result<NetworkServicesController::KernelServices> NetworkServicesController::ReadKernelServices(
@@ -60,16 +82,7 @@ Result<NetworkServicesController::KernelServices> NetworkServicesController::Rea
   if (!services.ok()) return services.status().Context("service proxy: list IPVS services");
   dumped = services->size();
   for (const IpvsService& s : *services) {
-    if (s.fwmark != 0) continue;  // DSR's (or someone else's) fwmark services
-    bool excluded = std::any_of(config_.excluded_cidrs.begin(), config_.excluded_cidrs.end(),
-                                [&](const IpPrefix& p) { return p.Contains(s.address); });
-    if (excluded) continue;
-    VirtualServiceId id = VirtualServiceId::Of(s);
-    bool node_port = vips.local.contains(s.address) && s.port >= config_.node_port_first &&
-                     s.port <= config_.node_port_last;
-    bool ours = vips.on_dummy.contains(s.address) || node_port || desired_.services.contains(id) ||
-                programmed_.services.contains(id);
-    if (ours) found.emplace(id, s);
+    if (Listable(s) && Ours(s, vips)) found.emplace(VirtualServiceId::Of(s), s);
   }
   return found;
 }

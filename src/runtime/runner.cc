@@ -211,15 +211,36 @@ bool ControllerRunner::RunSync(SyncReason reason) {
     KR_VLOG(1, "{}: {} pending event(s) already read by this {} sync", name_, absorbed,
             ReasonName(reason));
   }
-  if (s.ok()) {
-    KR_VLOG(1, "{}: {} sync done in {}ms", name_, ReasonName(reason),
-            std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
-    if (observer_) observer_->OnSyncSucceeded(name_, reason, took);
-  } else {
+  if (!s.ok()) {
     KR_LOG_ERROR("{}: {} sync failed: {}", name_, ReasonName(reason), s.message());
+    pass_reason_.reset();  // a failed step ends the sync it belonged to
+    pass_took_ = {};
     if (observer_) observer_->OnSyncFailed(name_, reason, s);
+    return false;
   }
-  return s.ok();
+  bool continues = false;
+  try {
+    continues = controller_->SyncContinues();
+  } catch (const std::exception& e) {
+    KR_LOG_ERROR("{}: SyncContinues: exception: {}", name_, e.what());
+  }
+  if (continues) {
+    // One step of a longer sync: counted, timed and trimmed once, when its last step ends.
+    if (!pass_reason_) pass_reason_ = reason;
+    pass_took_ += std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+    KR_VLOG(2, "{}: {} sync step done in {}ms", name_, ReasonName(reason),
+            std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+    if (observer_) observer_->OnSyncStepSucceeded(name_, reason, took);
+    return true;
+  }
+  const SyncReason whole = pass_reason_.value_or(reason);
+  const auto whole_took = pass_took_ + std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+  pass_reason_.reset();
+  pass_took_ = {};
+  KR_VLOG(1, "{}: {} sync done in {}ms", name_, ReasonName(whole),
+          std::chrono::duration_cast<std::chrono::milliseconds>(whole_took).count());
+  if (observer_) observer_->OnSyncSucceeded(name_, whole, whole_took);
+  return true;
 }
 
 void ControllerRunner::Loop(std::stop_token stop) {

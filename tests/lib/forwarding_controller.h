@@ -30,6 +30,7 @@ class ForwardingController : public Controller {
   Status Init() override { return inner_->Init(); }
   bool OnUpdate(const k8s::Event& event) override { return inner_->OnUpdate(event); }
   Status Sync(SyncReason reason) override { return inner_->Sync(reason); }
+  bool SyncContinues() const override { return inner_->SyncContinues(); }
   void Shutdown() override { inner_->Shutdown(); }
   Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
 

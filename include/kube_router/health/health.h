@@ -56,6 +56,10 @@ class HealthChecker : public SyncObserver {
   void OnSyncSucceeded(const std::string& controller, SyncReason reason,
                        std::chrono::nanoseconds took) override;
   void OnSyncFailed(const std::string& controller, SyncReason reason, const Status& error) override;
+  // A step of a longer sync is progress as well (a verification in many steps must not look
+  // like a stuck controller).
+  void OnSyncStepSucceeded(const std::string& controller, SyncReason reason,
+                           std::chrono::nanoseconds took) override;
 
  private:
   struct Entry {

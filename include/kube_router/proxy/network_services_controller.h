@@ -67,7 +67,12 @@ struct ProxySnapshot {
   // changed (a touched id missing from `programmed` is gone). Empty on a full sync.
   std::set<VirtualServiceId> touched;
   size_t ipvs_services = 0;  // IPVS services the proxy now programs (all of them)
-  double sync_seconds = 0;   // how long the IPVS part of this sync took
+  // How long the IPVS part of this sync took; for the full apply that ends a periodic
+  // verification, its steps' summed time.
+  double sync_seconds = 0;
+  // A Sync that is one step of a periodic verification (the events it served, or the step's
+  // own work): not a whole sync, so not timed as one (the verification is, at its end).
+  bool step = false;
 };
 
 // A piece that plugs into the controller: the VIP firewall, masquerade and hairpin rules,
@@ -101,7 +106,9 @@ struct FullSyncStats {
   double write_seconds = 0;       // ApplyPlan(): the repairs (nothing when nothing drifted)
   double extensions_seconds = 0;  // the extensions' full apply
   double wall_seconds = 0;
+  double busy_seconds = 0;          // the steps' time summed (without the waits between them)
   double longest_step_seconds = 0;  // the longest an event could wait behind this sync
+  std::string longest_step_phases;  // the phases that step worked in ("compare", "read VIPs")
   int steps = 0;
   size_t services = 0;          // Services rebuilt
   size_t virtual_services = 0;  // virtual services compared with the kernel
@@ -127,6 +134,8 @@ class NetworkServicesController : public Controller {
   Status Init() override;
   bool OnUpdate(const k8s::Event& event) override;
   Status Sync(SyncReason reason) override;
+  // While a periodic verification is under way: each Sync is one of its steps.
+  bool SyncContinues() const override { return verify_ != nullptr; }
   void Shutdown() override;
   Result<std::vector<std::string>> Cleanup() override;
 
@@ -156,24 +165,50 @@ class NetworkServicesController : public Controller {
   // and the node's other local addresses (NodePorts on them are ours).
   struct KernelVips {
     std::set<IpAddress> vips, vips_without_route, on_dummy, local;
+    // Per VIP with a host route on kube-dummy-if: whether every such route is our local route
+    // with the node IP as source.
+    std::map<IpAddress, bool> route_good;
     size_t dumped = 0;  // addresses and routes the dumps returned
+    bool Routed(const IpAddress& vip) const;
   };
   using KernelServices = std::map<VirtualServiceId, netlink::IpvsService>;
   // A periodic verification in progress (Sync(kPeriodic) starts it, every later Sync takes a
-  // step of it after serving its events). Cursors, not copies: a step costs O(its items).
+  // step of it after serving its events). Cursors, not copies: a step costs O(its items). Each
+  // kernel dump is a step of its own; what it returned is sorted and compared a chunk per step.
   struct Verify {
-    enum class Phase { kRebuild, kForget, kReadVips, kReadServices, kCompare, kExtensions };
+    enum class Phase {
+      kRebuild,        // rebuild the Services of the caches (cursor over `keys`)
+      kForget,         // drop built Services the caches no longer have
+      kReadAddresses,  // the address dump (raw)
+      kReadRoutes,     // the local-table routes of kube-dummy-if (raw)
+      kSortVips,       // the raw dumps into `vips`, a chunk per step
+      kCompareVips,    // the VIPs in order (cursor), repaired a chunk per step
+      kReadServices,   // the IPVS service dump (raw)
+      kSortServices,   // into `services`, a chunk per step
+      kCompare,        // the virtual services in order, each one's destinations read now
+      kExtensions,     // the extensions' full apply
+    };
     Phase phase = Phase::kRebuild;
     std::vector<std::string> keys;  // the Services in the caches when it started
     size_t next_key = 0;
     std::optional<ServiceName> last_forgotten;  // kForget: built Services gone from the caches
-    KernelVips vips;                            // read in the kReadVips step
-    KernelServices services;                    // the service dump (no destinations)
+    // The raw dumps and how far they are sorted in.
+    std::vector<netlink::Address> addresses;
+    std::vector<netlink::Route> routes;
+    std::vector<netlink::IpvsService> dump;
+    size_t next_raw = 0;
+    KernelVips vips;
+    std::optional<IpAddress> last_vip;
+    // VIPs event syncs wrote after the address dump: not judged by it.
+    std::set<IpAddress> written_vips;
+    KernelServices services;  // the listable services of the dump (ours decided when compared)
     std::optional<VirtualServiceId> last_compared;
-    std::set<VirtualServiceId> written;  // by event syncs after the dump: not judged by it
+    // Virtual services event syncs wrote after the service dump: not judged by it.
+    std::set<VirtualServiceId> written;
     std::chrono::steady_clock::time_point started;
     FullSyncStats stats;
   };
+  static const char* PhaseName(Verify::Phase phase);
 
   Status RefreshNode();
   // Rebuilds one Service from the caches and updates the aggregated desired image; the ids
@@ -191,9 +226,13 @@ class NetworkServicesController : public Controller {
   Status IncrementalSync(std::set<VirtualServiceId>& touched);
   // One step of the periodic verification (starting it when none is under way).
   Status VerifyStep();
-  // One phase's work within `budget` items; true when the phase is complete.
-  Result<bool> VerifyRebuild(Verify& v, size_t& budget);
-  Result<bool> VerifyCompare(Verify& v, size_t& budget);
+  // One phase's work within the step's budget; true when the phase is complete.
+  class StepBudget;
+  Result<bool> VerifyRebuild(Verify& v, StepBudget& budget);
+  Result<bool> VerifyCompare(Verify& v, StepBudget& budget);
+  Result<bool> VerifyRead(Verify& v, StepBudget& budget);
+  bool VerifySort(Verify& v, StepBudget& budget);
+  Result<bool> VerifyCompareVips(Verify& v, StepBudget& budget);
   // Compares the virtual services `ids` with the kernel (their destinations read now) and
   // repairs them; `listed` is the kernel's service dump.
   Status CompareWithKernel(const std::vector<VirtualServiceId>& ids, const KernelServices& listed,
@@ -202,6 +241,13 @@ class NetworkServicesController : public Controller {
   Status RepairScope(const DiffScope& scope, FullSyncStats& stats);
   Status ApplyTimed(const ProxyPlan& plan, FullSyncStats& stats);
   Result<KernelVips> ReadKernelVips(bool for_cleanup);
+  static void NoteAddress(const netlink::Address& address, KernelVips& read);
+  void NoteRoute(const netlink::Route& route, KernelVips& read) const;
+  static netlink::RouteFilter LocalRoutesFilter();
+  // Not a fwmark service, not inside --excluded-cidrs.
+  bool Listable(const netlink::IpvsService& service) const;
+  // On kube-dummy-if, a NodePort of a local address, or wanted or programmed by us.
+  bool Ours(const netlink::IpvsService& service, const KernelVips& vips) const;
   // `dumped`: how many services the dump returned (ours or not).
   Result<KernelServices> ReadKernelServices(const KernelVips& vips, size_t& dumped);
   Result<ProxyImage> ReadKernel(bool for_cleanup);
@@ -218,7 +264,8 @@ class NetworkServicesController : public Controller {
   Status RunDrains(std::set<VirtualServiceId>& touched);
   std::chrono::milliseconds GracePeriodOf(const IpAddress& endpoint) const;
   Status RunExtensions(bool full, const std::set<ServiceName>& changed,
-                       const std::set<VirtualServiceId>& touched, double sync_seconds);
+                       const std::set<VirtualServiceId>& touched, double sync_seconds,
+                       bool step = false);
   void RecordLatency();
   void UpdateTicker();
 

@@ -38,6 +38,9 @@ struct ProxyConfig {
   // virtual service read back and compared); the runner serves events between the steps, so
   // an event waits for one step, not for the whole verification (docs/proxy.md).
   size_t verify_step_items = 64;
+  // ... and of at most about this long (checked between items; 0: items only). A Service
+  // rebuilt costs several times what a VIP or virtual service compared does.
+  std::chrono::microseconds verify_step_time{2000};
 
   bool FamilyEnabled(const IpAddress& ip) const { return ip.is_v4() ? enable_ipv4 : enable_ipv6; }
 };

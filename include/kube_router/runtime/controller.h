@@ -46,6 +46,11 @@ class Controller {
   virtual bool OnUpdate(const k8s::Event& event) = 0;
   // Level-triggered reconcile of the dataplane with the caches.
   virtual Status Sync(SyncReason reason) = 0;
+  // True after a Sync that was one step of a longer one which later Syncs continue (the
+  // service proxy's periodic verification, taken in steps with events served between them).
+  // The runner then reports one sync when the last step ends: its reason is the first step's,
+  // its duration the steps' summed (SyncObserver::OnSyncStepSucceeded is told of each step).
+  virtual bool SyncContinues() const { return false; }
   // Called once after the loop stops (e.g. a graceful BGP shutdown). Not Cleanup.
   virtual void Shutdown() {}
   // Removes exactly what this controller owns (--cleanup-config). Safe to call when nothing

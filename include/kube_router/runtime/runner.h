@@ -10,7 +10,8 @@
 //          Sync(kPeriodic) when the period elapsed, else Sync(kRequested) if asked
 //          tell the SyncObserver (health heartbeat only after success) }
 // A successful Sync that marked a full read (Controller::SetFullReadMarker) drops the pending
-// events posted before the mark: it has read them from the caches already.
+// events posted before the mark: it has read them from the caches already. A sync taken in
+// steps (Controller::SyncContinues) is reported to the SyncObserver as one, at its last step.
 #pragma once
 
 #include <chrono>
@@ -40,6 +41,14 @@ class SyncObserver {
                                std::chrono::nanoseconds took) = 0;
   virtual void OnSyncFailed(const std::string& controller, SyncReason reason,
                             const Status& error) = 0;
+  // A step of a longer sync succeeded (Controller::SyncContinues); OnSyncSucceeded follows when
+  // its last step has. Health takes it as a heartbeat; counters and trims wait for the end.
+  virtual void OnSyncStepSucceeded(const std::string& controller, SyncReason reason,
+                                   std::chrono::nanoseconds took) {
+    (void)controller;
+    (void)reason;
+    (void)took;
+  }
 };
 
 // Pending events of one controller. Events for the same object coalesce into one that spans
@@ -137,6 +146,10 @@ class ControllerRunner {
   uint64_t absorbed_events_ KR_GUARDED_BY(mu_) = 0;
   // Set by the controller's first MarkFullRead in the Sync that runs: what it covers.
   std::optional<uint64_t> full_read_ KR_GUARDED_BY(mu_);
+  // A sync in steps under way (Controller::SyncContinues): its first step's reason and the
+  // steps' time so far. Only the runner's thread touches them.
+  std::optional<SyncReason> pass_reason_;
+  std::chrono::nanoseconds pass_took_{0};
   std::jthread thread_;
 };
 

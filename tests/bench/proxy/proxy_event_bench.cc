@@ -15,12 +15,13 @@
 //     answered, the informer posting the event, the controller taking it, its sync starting,
 //     the IPVS batch with the new destination written, the sync ending; the slowest rounds
 //     stage by stage (where a stall sits);
-//   - with --sync-period-ms, a second phase at N: R2 (20) rounds whose PATCH is sent as soon as
-//     a periodic verification starts, per stage and as a ratio to the first phase's rounds (no
+//   - with --sync-period-ms, a second phase at N: R2 (20) rounds whose PATCH is sent during a
+//     periodic verification (every other one as it starts, the others after a spread of its
+//     steps, --spread-steps), per stage and as a ratio to the first phase's rounds (no
 //     verification running: periodic syncs are taken as plain syncs there); then each
 //     verification's time per stage (rebuild, kernel reads, diff, writes, extensions), its
-//     steps and its longest step. --verify-step-items sets the step size (a huge value: the
-//     whole verification in one step, as before the steps);
+//     steps, its longest step (and in which phases) and every step's duration. --verify-step-items
+//     sets the step size (a huge value: the whole verification in one step, as before the steps);
 //   - the start-up phase (issue 11): the first change after a start at N, with the startup
 //     sync absorbing the informers' queued initial events (the agent) against a controller that
 //     does not mark its full read (as before: the queued events are one more sync that rebuilds
@@ -208,9 +209,16 @@ class StampingController : public kr::Controller {
       }
     }
     round_->SyncStarted();
+    const bool was_verifying = inner_->verifying();
+    const auto sync_started = Clock::now();
     kr::Status s = inner_->Sync(reason);
     {
       std::lock_guard lock(mu_);
+      // Every sync while a verification is under way is one of its steps (with the events it
+      // served first): what an event arriving during it waits for.
+      if (was_verifying || inner_->verifying() || inner_->full_syncs() != full_syncs_seen_) {
+        if (reason != kr::SyncReason::kStartup) step_ms_.push_back(Ms(Clock::now() - sync_started));
+      }
       ++syncs_;
       if (inner_->full_syncs() != full_syncs_seen_) {
         full_syncs_seen_ = inner_->full_syncs();
@@ -221,6 +229,7 @@ class StampingController : public kr::Controller {
     synced_.notify_all();
     return s;
   }
+  bool SyncContinues() const override { return inner_->SyncContinues(); }
   void Shutdown() override { inner_->Shutdown(); }
   kr::Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
 
@@ -242,6 +251,10 @@ class StampingController : public kr::Controller {
     std::lock_guard lock(mu_);
     return full_syncs_;
   }
+  std::vector<double> StepMs() {
+    std::lock_guard lock(mu_);
+    return step_ms_;
+  }
   int syncs() {
     std::lock_guard lock(mu_);
     return syncs_;
@@ -260,6 +273,7 @@ class StampingController : public kr::Controller {
   int verifications_started_ = 0;
   uint64_t full_syncs_seen_ = 0;
   std::vector<kr::proxy::FullSyncStats> full_syncs_;  // completed after the startup sync
+  std::vector<double> step_ms_;                       // each verification step's sync, ms
 };
 
 // The fake kernel, with the batch that writes the round's destination stamped.
@@ -329,6 +343,7 @@ class Rig {
     config.cluster_ip_ranges = {*kr::IpPrefix::Parse("10.96.0.0/12")};
     config.sync_period = sync_period_;
     if (verify_step_items_ > 0) config.verify_step_items = verify_step_items_;
+    config.verify_step_time = verify_step_time;
     auto controller = std::make_unique<StampingController>(
         std::make_unique<kr::proxy::NetworkServicesController>(
             config, cluster_.get(), kr::proxy::ProxyDataplane{&ipvs_, &links_, &routes_}, nullptr),
@@ -406,16 +421,19 @@ class Rig {
     }
   }
 
-  // Round r, sent as soon as a periodic verification has started.
-  std::string ChangeDuringVerification(int r) {
+  // Round r, sent as soon as a periodic verification has started and then `after_steps` of its
+  // steps have been taken (0: at its start, the worst moment for a verification in one step).
+  std::string ChangeDuringVerification(int r, int after_steps) {
     const int seen = controller_->VerificationsStarted();
     if (!controller_->WaitVerificationStart(seen, 600s)) return "no periodic verification";
+    if (!controller_->WaitSyncs(controller_->syncs() + after_steps, 600s)) return "no steps";
     return Change(r);
   }
 
   pid_t server_pid() const { return api_->pid(); }
   StampingController& controller() { return *controller_; }
 
+  std::chrono::microseconds verify_step_time = kr::proxy::ProxyConfig{}.verify_step_time;
   double server_start_ms = 0, caches_ms = 0, first_sync_ms = 0, first_change_ms = 0;
   int first_change_updates = 0, first_change_syncs = 0;
   std::vector<Stamps> rounds;
@@ -496,6 +514,8 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds sync_period = std::chrono::hours(1);
   int periodic_rounds = 0;
   size_t verify_step_items = kr::proxy::ProxyConfig{}.verify_step_items;
+  std::chrono::microseconds verify_step_time = kr::proxy::ProxyConfig{}.verify_step_time;
+  int expected_steps = 0;  // the spread of the later rounds' arrival, in steps (--spread-steps)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--realtime") realtime = true;
@@ -508,6 +528,17 @@ int main(int argc, char** argv) {
     }
     if (a == "--periodic-rounds" && i + 1 < argc) periodic_rounds = std::stoi(argv[++i]);
     if (a == "--verify-step-items" && i + 1 < argc) verify_step_items = std::stoul(argv[++i]);
+    if (a == "--spread-steps" && i + 1 < argc) expected_steps = std::stoi(argv[++i]);
+    if (a == "--verify-step-time-us" && i + 1 < argc) {
+      verify_step_time = std::chrono::microseconds(std::stol(argv[++i]));
+    }
+  }
+  if (expected_steps == 0) {
+    // About what a verification at N takes: a Service, VIP and virtual service each an item,
+    // each raw dumped object an eighth.
+    expected_steps = static_cast<int>(
+        (static_cast<size_t>(services) * 3 + static_cast<size_t>(services) * 3 / 8) /
+        std::max<size_t>(1, verify_step_items));
   }
   std::printf("proxy_event_bench: %d services x %d endpoints, %d change rounds, %s scheduling\n",
               services, kEndpointsPerService, rounds, realtime ? "SCHED_FIFO" : "normal");
@@ -528,6 +559,7 @@ int main(int argc, char** argv) {
   // Both sizes run side by side and their rounds alternate, so the 1-Service baseline sees the
   // same machine load as the N-Service rounds.
   Rig big(services, sync_period, verify_step_items), small(1, sync_period, verify_step_items);
+  big.verify_step_time = small.verify_step_time = verify_step_time;
   for (auto [rig, n] : {std::pair{&big, services}, std::pair{&small, 1}}) {
     if (auto error = rig->Start(); !error.empty()) {
       std::printf("at %d service(s): %s\n", n, error.c_str());
@@ -599,17 +631,24 @@ int main(int argc, char** argv) {
   const std::vector<Stamps> quiet = std::move(big.rounds);
   big.rounds.clear();
   big.controller().EnablePeriodic();
+  // Half the rounds at a verification's start, the others after a spread of step counts, so
+  // that events also arrive during the dump and sort steps (a verification at 10k is several
+  // hundred steps).
+  const int spread = std::max(1, expected_steps);
   for (int r = 0; r < periodic_rounds; ++r) {
-    if (auto error = big.ChangeDuringVerification(rounds + r); !error.empty()) {
+    const int after = r % 2 == 0 ? 0 : static_cast<int>((static_cast<long>(r) * 7919) % spread);
+    if (auto error = big.ChangeDuringVerification(rounds + r, after); !error.empty()) {
       std::printf("at %d service(s), during a verification: %s\n", services, error.c_str());
       return 1;
     }
   }
   big.ServerArrivals();
   std::printf(
-      "  one endpoint change sent as a periodic verification starts, at %d services (n=%d; "
-      "verification steps of %zu items), per stage (ms):\n",
-      services, periodic_rounds, verify_step_items);
+      "  one endpoint change sent during a periodic verification (half at its start, half after "
+      "0..%d of its steps), at %d services (n=%d; verification steps of %zu items"
+      " and at most %ld us each), per stage (ms):\n",
+      spread, services, periodic_rounds, verify_step_items,
+      static_cast<long>(verify_step_time.count()));
   std::printf("    %-44s %-26s %-26s\n", "stage", "during: p50 / p99 / max",
               "none running: p50 / p99 / max");
   for (const auto& stage : kStages) {
@@ -645,5 +684,13 @@ int main(int argc, char** argv) {
     std::printf("    %-44s %10.1f %10.1f\n", name, Percentile(values, 0.5),
                 Percentile(values, 1.0));
   }
+  auto steps = big.controller().StepMs();
+  std::printf("    every step's sync (n=%zu): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+              steps.size(), Percentile(steps, 0.5), Percentile(steps, 0.99),
+              Percentile(steps, 1.0));
+  std::printf("    longest step's phases, per verification:");
+  for (const auto& f : full)
+    std::printf(" [%s %.1f ms]", f.longest_step_phases.c_str(), f.longest_step_seconds * 1e3);
+  std::printf("\n");
   return 0;
 }
