@@ -83,6 +83,9 @@ inline ProxyConfig Config(const std::string& node = "node-a") {
   c.cluster_ip_ranges = {*IpPrefix::Parse("10.96.0.0/12"), *IpPrefix::Parse("fd00:96::/108")};
   c.external_ip_ranges = {*IpPrefix::Parse("198.51.100.0/24")};
   c.loadbalancer_ip_ranges = {*IpPrefix::Parse("203.0.113.0/24")};
+  // Verification steps bounded by items only: how many a step takes must not depend on the
+  // machine's speed (ASan, load).
+  c.verify_step_time = std::chrono::microseconds(0);
   return c;
 }
 
