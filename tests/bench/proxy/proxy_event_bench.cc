@@ -58,6 +58,7 @@
 #include "kube_router/runtime/runner.h"
 #include "lib/agent_bench.h"
 #include "lib/binaries.h"
+#include "lib/forwarding_controller.h"
 #include "lib/netns.h"
 #include "proxy_bench_cluster.h"
 
@@ -176,62 +177,50 @@ class StampingSink : public kr::k8s::EventSink {
 // syncs pass through only while enabled (otherwise they are taken as plain requested syncs: the
 // rounds without a periodic verification running); each completed full sync's stage times are
 // kept.
-class StampingController : public kr::Controller {
+class StampingController : public kr::testing::ForwardingController {
  public:
   StampingController(std::unique_ptr<kr::proxy::NetworkServicesController> inner, Round* round,
                      bool absorb)
-      : inner_(std::move(inner)), round_(round), absorb_(absorb) {}
-  std::string Name() const override { return inner_->Name(); }
-  std::chrono::milliseconds SyncPeriod() const override { return inner_->SyncPeriod(); }
-  std::vector<kr::k8s::ResourceKind> WatchedKinds() const override {
-    return inner_->WatchedKinds();
-  }
-  void SetSyncRequester(std::function<void()> request_sync) override {
-    inner_->SetSyncRequester(std::move(request_sync));
-  }
+      : StampingController(*inner, std::move(inner), round, absorb) {}
   void SetFullReadMarker(std::function<void()> mark) override {
-    if (absorb_) inner_->SetFullReadMarker(std::move(mark));
+    if (absorb_) ForwardingController::SetFullReadMarker(std::move(mark));
   }
-  kr::Status Init() override { return inner_->Init(); }
   bool OnUpdate(const kr::k8s::Event& event) override {
     round_->Taken(event);
     ++updates_;
-    return inner_->OnUpdate(event);
+    return ForwardingController::OnUpdate(event);
   }
   kr::Status Sync(kr::SyncReason reason) override {
     if (reason == kr::SyncReason::kPeriodic) {
       if (!periodic_.load()) {
         reason = kr::SyncReason::kRequested;
-      } else if (!inner_->verifying()) {
+      } else if (!proxy_.verifying()) {
         std::lock_guard lock(mu_);
         ++verifications_started_;
         synced_.notify_all();
       }
     }
     round_->SyncStarted();
-    const bool was_verifying = inner_->verifying();
+    const bool was_verifying = proxy_.verifying();
     const auto sync_started = Clock::now();
-    kr::Status s = inner_->Sync(reason);
+    kr::Status s = ForwardingController::Sync(reason);
     {
       std::lock_guard lock(mu_);
       // Every sync while a verification is under way is one of its steps (with the events it
       // served first): what an event arriving during it waits for.
-      if (was_verifying || inner_->verifying() || inner_->full_syncs() != full_syncs_seen_) {
+      if (was_verifying || proxy_.verifying() || proxy_.full_syncs() != full_syncs_seen_) {
         if (reason != kr::SyncReason::kStartup) step_ms_.push_back(Ms(Clock::now() - sync_started));
       }
       ++syncs_;
-      if (inner_->full_syncs() != full_syncs_seen_) {
-        full_syncs_seen_ = inner_->full_syncs();
-        if (reason != kr::SyncReason::kStartup) full_syncs_.push_back(inner_->last_full_sync());
+      if (proxy_.full_syncs() != full_syncs_seen_) {
+        full_syncs_seen_ = proxy_.full_syncs();
+        if (reason != kr::SyncReason::kStartup) full_syncs_.push_back(proxy_.last_full_sync());
       }
     }
     round_->SyncEnded();  // counted first: the round's waiter reads the count
     synced_.notify_all();
     return s;
   }
-  bool SyncContinues() const override { return inner_->SyncContinues(); }
-  void Shutdown() override { inner_->Shutdown(); }
-  kr::Result<std::vector<std::string>> Cleanup() override { return inner_->Cleanup(); }
 
   void EnablePeriodic() { periodic_.store(true); }
   bool WaitSyncs(int n, Clock::duration timeout) {
@@ -262,7 +251,13 @@ class StampingController : public kr::Controller {
   int updates() const { return updates_; }
 
  private:
-  std::unique_ptr<kr::proxy::NetworkServicesController> inner_;
+  // `proxy` is the controller `inner` owns, kept typed for its verification counters.
+  StampingController(kr::proxy::NetworkServicesController& proxy,
+                     std::unique_ptr<kr::proxy::NetworkServicesController>&& inner, Round* round,
+                     bool absorb)
+      : ForwardingController(std::move(inner)), proxy_(proxy), round_(round), absorb_(absorb) {}
+
+  kr::proxy::NetworkServicesController& proxy_;
   Round* round_;
   const bool absorb_;
   std::atomic<int> updates_{0};  // events the runner handed to OnUpdate
