@@ -31,12 +31,7 @@ TEST_F(ProxyAgentVmTest, TerminatingEndpointsServeOnlyWhenNoReadyOneExists) {
   gone.serving = false;
   ASSERT_OK(slice({gone}));
   Answer refused;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        refused = Ask(client, "10.96.1.16", 80, Proto::kTcp, 1000ms);
-        return refused.outcome == Answer::Outcome::kRefused;
-      },
-      kProgrammed))
+  EXPECT_TRUE(WaitRefused(client, "10.96.1.16", 80, Proto::kTcp, &refused))
       << "terminating and not serving: none; " << refused.ToString();
 }
 
@@ -67,14 +62,16 @@ TEST_F(ProxyAgentVmTest, GracefulTerminationKeepsAnOpenConnectionUntilTheGracePe
     line >> method >> weight;
     return weight;
   };
-  std::string shown;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
-        return weight_of_g1(shown) == 0;
-      },
-      kProgrammed))
-      << "g1 at weight 0: " << shown;
+  std::string shown;  // node1's table of the Service at the last look
+  auto wait_g1_weight = [&](int want) {
+    return WaitFor(
+        [&] {
+          shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
+          return weight_of_g1(shown) == want;
+        },
+        kProgrammed);
+  };
+  ASSERT_TRUE(wait_g1_weight(0)) << "g1 at weight 0: " << shown;
   EXPECT_TRUE(held.Alive(kAskTimeout)) << "the open connection keeps working while g1 drains";
   auto fresh = Spread(client, "10.96.1.15", 80, Proto::kTcp, 4);
   EXPECT_EQ(fresh["c1"], 4) << "new connections avoid the draining backend";
@@ -82,22 +79,10 @@ TEST_F(ProxyAgentVmTest, GracefulTerminationKeepsAnOpenConnectionUntilTheGracePe
   // g1 comes back while it drains: weight 1 again and its drain cancelled (the deadline below
   // counts from the second removal), then it goes for good.
   ASSERT_OK(slice({Ep(kG1), Ep(kC1)}));
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
-        return weight_of_g1(shown) == 1;
-      },
-      kProgrammed))
-      << "g1 back at weight 1: " << shown;
+  ASSERT_TRUE(wait_g1_weight(1)) << "g1 back at weight 1: " << shown;
   const auto removed_at = std::chrono::steady_clock::now();
   ASSERT_OK(slice({Ep(kC1)}));
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        shown = world_->Ipvsadm(1, "-Ln -t 10.96.1.15:80");
-        return weight_of_g1(shown) == 0;
-      },
-      kProgrammed))
-      << "g1 at weight 0 again: " << shown;
+  ASSERT_TRUE(wait_g1_weight(0)) << "g1 at weight 0 again: " << shown;
   EXPECT_TRUE(held.Alive(kAskTimeout));
   // The connection stays open, so only the deadline (g1's terminationGracePeriodSeconds, not the
   // 60 s --ipvs-graceful-period) removes it.

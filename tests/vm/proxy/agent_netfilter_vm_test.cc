@@ -23,12 +23,7 @@ TEST_F(ProxyAgentVmTest, VipFirewallRejectsNonServicePortsOnlyWhereEnabled) {
   ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient0), "10.96.1.14", 80, Proto::kTcp, {"a0", "b1"}));
   ASSERT_TRUE(WaitAnswer(world_->PodNs(kClient1), "10.96.1.14", 80, Proto::kTcp, {"a0", "b1"}));
   Answer rejected;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        rejected = Ask(world_->PodNs(kClient1), "10.96.1.14", kHostPort, Proto::kTcp, 1000ms);
-        return rejected.outcome == Answer::Outcome::kRefused;
-      },
-      kProgrammed))
+  EXPECT_TRUE(WaitRefused(world_->PodNs(kClient1), "10.96.1.14", kHostPort, Proto::kTcp, &rejected))
       << "node1's own listener behind a VIP: " << rejected.ToString();
   Answer direct =
       Ask(world_->PodNs(kClient1), world_->NodeIp(1), kHostPort, Proto::kTcp, kAskTimeout);

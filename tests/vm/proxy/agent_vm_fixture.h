@@ -186,6 +186,19 @@ class ProxyAgentVmTest : public ::testing::Test {
     if (last) *last = a;
     return ok;
   }
+  // Waits until a connection from `from` is refused (not answered, not timed out).
+  static bool WaitRefused(const std::string& from, const std::string& ip, int port, Proto proto,
+                          Answer* last = nullptr) {
+    Answer a;
+    bool ok = WaitFor(
+        [&] {
+          a = Ask(from, ip, port, proto, 1000ms);
+          return a.outcome == Answer::Outcome::kRefused;
+        },
+        kProgrammed);
+    if (last) *last = a;
+    return ok;
+  }
   // Names of the backends answering `count` fresh connections. Each one that should be answered
   // gets kAskTimeout: on the loaded machine an SCTP handshake in the emulated guest took over 2 s.
   static std::map<std::string, int> Spread(const std::string& from, const std::string& ip, int port,

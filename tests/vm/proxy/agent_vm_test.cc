@@ -100,13 +100,7 @@ TEST_F(ProxyAgentVmTest, EndpointChurnToZeroIsRefusedAtOnceAndComesBack) {
       << "a0 left";
   ASSERT_OK(slice({}, true));
   Answer refused;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        refused = Ask(client, "10.96.1.3", 80, Proto::kTcp, 1000ms);
-        return refused.outcome == Answer::Outcome::kRefused;
-      },
-      kProgrammed))
-      << refused.ToString();
+  ASSERT_TRUE(WaitRefused(client, "10.96.1.3", 80, Proto::kTcp, &refused)) << refused.ToString();
   auto start = std::chrono::steady_clock::now();
   Answer tcp = Ask(client, "10.96.1.3", 80, Proto::kTcp, 3000ms);
   Answer udp = Ask(client, "10.96.1.3", 53, Proto::kUdp, 3000ms);
