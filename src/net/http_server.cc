@@ -41,12 +41,15 @@ bool OutOfResources(int err) {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
-// A connection as httplib sees it: reads and writes end at one deadline for the whole exchange
-// (not per call, so a client trickling bytes cannot extend it) or when the server stops.
+// A connection as httplib sees it: reading the request ends `budget` after the worker took it,
+// writing the response `budget` after its first byte (not per call, so a client trickling bytes
+// cannot extend either), or when the server stops. The handler's own time between the two is
+// not the client's doing and does not count: a /metrics render that takes seconds on a slow
+// node (20,000 IPVS services) must still be delivered, not cut after it was paid for.
 class DeadlineStream : public httplib::Stream {
  public:
-  DeadlineStream(int fd, Clock::time_point deadline, const std::atomic<bool>* stopping)
-      : fd_(fd), deadline_(deadline), stopping_(stopping) {}
+  DeadlineStream(int fd, milliseconds budget, const std::atomic<bool>* stopping)
+      : fd_(fd), budget_(budget), deadline_(Clock::now() + budget), stopping_(stopping) {}
 
   bool expired() const { return expired_; }
 
@@ -66,6 +69,10 @@ class DeadlineStream : public httplib::Stream {
     return static_cast<ssize_t>(take);
   }
   ssize_t write(const char* ptr, size_t size) override {
+    if (!writing_) {
+      writing_ = true;
+      deadline_ = Clock::now() + budget_;
+    }
     if (!Wait(POLLOUT)) return -1;
     return send(fd_, ptr, size, MSG_DONTWAIT | MSG_NOSIGNAL);
   }
@@ -104,7 +111,9 @@ class DeadlineStream : public httplib::Stream {
   }
 
   int fd_;
-  Clock::time_point deadline_;
+  milliseconds budget_;
+  Clock::time_point deadline_;  // of the reads until the first write, then of the writes
+  bool writing_ = false;
   const std::atomic<bool>* stopping_;
   mutable bool expired_ = false;
   char buffer_[4096];
@@ -247,7 +256,7 @@ class HttpServer::Impl {
 
   void Serve(int fd) {
     UniqueFd owned(fd);
-    DeadlineStream stream(fd, Clock::now() + limits_.serve_deadline, &stopping_flag_);
+    DeadlineStream stream(fd, limits_.serve_deadline, &stopping_flag_);
     engine_.Serve(stream);
     shutdown(fd, SHUT_RDWR);
   }
@@ -466,7 +475,7 @@ class HttpServer::Impl {
         queue_.pop_front();
       }
       ++served_;
-      DeadlineStream stream(job.fd.get(), Clock::now() + limits_.serve_deadline, &stopping_flag_);
+      DeadlineStream stream(job.fd.get(), limits_.serve_deadline, &stopping_flag_);
       engine_.Serve(stream);
       if (stream.expired()) ++serve_timeouts_;
       shutdown(job.fd.get(), SHUT_RDWR);

@@ -9,7 +9,8 @@
 //    once) and in total (when full, the oldest connection still waiting for its head is
 //    closed to make room, so stalled clients from many sources cannot lock a probe out);
 //  * a fixed pool of workers runs httplib on complete heads only (one request per connection,
-//    bounded queue); a response still being written after `serve_deadline` is cut;
+//    bounded queue); a response still being written `serve_deadline` after its first byte is
+//    cut (the handler's own time does not count);
 //  * accept() failing for lack of descriptors or memory (EMFILE, ENFILE, ...) pauses accepting
 //    with a growing back-off instead of spinning.
 //
@@ -49,7 +50,7 @@ struct HttpServerLimits {
   size_t max_connections = 256;                    // open connections in every state
   size_t max_connections_per_source = 8;           // ... from one source address
   std::chrono::milliseconds head_deadline{3000};   // accept → complete request head
-  std::chrono::milliseconds serve_deadline{5000};  // complete head → response written
+  std::chrono::milliseconds serve_deadline{5000};  // request read; first byte → response written
   size_t max_head_bytes = 8192;
 };
 

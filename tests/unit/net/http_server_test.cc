@@ -348,6 +348,27 @@ TEST(HttpServerAttack, ResponseNotReadIsCutAtTheServeDeadline) {
   EXPECT_GE((*s)->stats().serve_timeouts, 1u);
 }
 
+// A handler slower than the serve deadline (a /metrics render at 20,000 IPVS services on a slow
+// node) still delivers its whole response: the deadline bounds the client, not our own work.
+TEST(HttpServer, SlowHandlerStillDeliversItsResponse) {
+  HttpServerLimits limits;
+  limits.serve_deadline = 200ms;
+  HttpRoutes routes = HealthRoutes();
+  const std::string body(1 << 20, 'm');  // more than one write
+  routes["/slow"] = [&body, deadline = limits.serve_deadline] {
+    // Busy for three serve deadlines, as a long render is (no lock, no sleep to wake from).
+    auto until = Clock::now() + 3 * deadline;
+    while (Clock::now() < until) std::this_thread::yield();
+    return HttpServerResponse{200, "text/plain", body};
+  };
+  auto s = HttpServer::Start("127.0.0.1", 0, routes, limits);
+  ASSERT_TRUE(s.ok()) << s.error();
+  std::string r = RoundTrip((*s)->port(), "GET /slow HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(IsOk(r)) << HeadOf(r);
+  EXPECT_EQ(BodyOf(r), body);
+  EXPECT_EQ((*s)->stats().serve_timeouts, 0u);
+}
+
 // accept() failing with EMFILE must pause accepting, not spin (the old loop burnt a core).
 TEST(HttpServerAttack, AcceptBacksOffWhenOutOfDescriptors) {
 #if defined(__SANITIZE_ADDRESS__)
