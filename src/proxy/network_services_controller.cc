@@ -30,6 +30,23 @@ std::vector<double> LatencyBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 }
 
+// Calls `visit` with each Service an event of the proxy's concerns (a Service, or a slice's
+// Service before and after the change) and the slice it came through (null for a Service).
+template <typename Visit>
+void ForEachServiceOf(const k8s::Event& event, Visit visit) {
+  if (event.kind == k8s::ResourceKind::kService) {
+    visit(NameFromKey(event.key), nullptr);
+    return;
+  }
+  if (event.kind != k8s::ResourceKind::kEndpointSlice) return;
+  for (const auto& object : {event.old_object, event.new_object}) {
+    auto slice = As<k8s::EndpointSlice>(object);
+    if (slice && !slice->service_name.empty()) {
+      visit(ServiceName{slice->meta.namespace_, slice->service_name}, slice.get());
+    }
+  }
+}
+
 }  // namespace
 
 std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::string& text) {
@@ -139,21 +156,19 @@ bool NetworkServicesController::OnUpdate(const k8s::Event& event) {
   };
   switch (event.kind) {
     case k8s::ResourceKind::kService:
-      note(NameFromKey(event.key), now);
-      return true;
     case k8s::ResourceKind::kEndpointSlice: {
       bool any = false;
-      for (const auto& object : {event.old_object, event.new_object}) {
-        auto slice = As<k8s::EndpointSlice>(object);
-        if (!slice || slice->service_name.empty()) continue;
+      ForEachServiceOf(event, [&](const ServiceName& name, const k8s::EndpointSlice* slice) {
         auto when = now;
-        auto it = slice->meta.annotations.find(kAnnotationLastChangeTriggerTime);
-        if (it != slice->meta.annotations.end()) {
-          if (auto t = ParseRfc3339(it->second); t && *t <= now) when = *t;
+        if (slice) {
+          auto it = slice->meta.annotations.find(kAnnotationLastChangeTriggerTime);
+          if (it != slice->meta.annotations.end()) {
+            if (auto t = ParseRfc3339(it->second); t && *t <= now) when = *t;
+          }
         }
-        note({slice->meta.namespace_, slice->service_name}, when);
+        note(name, when);
         any = true;
-      }
+      });
       return any;
     }
     case k8s::ResourceKind::kNode: {
@@ -496,13 +511,35 @@ Status NetworkServicesController::RunExtensions(bool full, const std::set<Servic
   return first_error;
 }
 
-void NetworkServicesController::RecordLatency() {
-  if (change_times_.empty()) return;
-  auto& histogram = metrics_->GetHistogram(
+metrics::Histogram& NetworkServicesController::LatencyHistogram() {
+  return metrics_->GetHistogram(
       kMetricLatency,
       "Time from a Service or EndpointSlice change (the slice's last-change-trigger-time, else "
       "when the event arrived) until the kernel was programmed, in seconds.",
       LatencyBuckets());
+}
+
+void NetworkServicesController::OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+                                                 std::chrono::steady_clock::time_point programmed) {
+  // One observation per Service, from its oldest change, as an event sync observes it. No
+  // trigger times here: at start-up they are the objects' old changes, not this agent's work.
+  std::map<ServiceName, std::chrono::steady_clock::time_point> arrived;
+  for (const auto& a : absorbed) {
+    ForEachServiceOf(a.event, [&](const ServiceName& name, const k8s::EndpointSlice*) {
+      auto [it, inserted] = arrived.emplace(name, a.arrived);
+      if (!inserted && a.arrived < it->second) it->second = a.arrived;
+    });
+  }
+  if (arrived.empty()) return;
+  auto& histogram = LatencyHistogram();
+  for (const auto& [name, when] : arrived) {
+    histogram.Observe(std::chrono::duration<double>(programmed - when).count());
+  }
+}
+
+void NetworkServicesController::RecordLatency() {
+  if (change_times_.empty()) return;
+  auto& histogram = LatencyHistogram();
   const auto now = std::chrono::system_clock::now();
   for (const auto& [name, when] : change_times_) {
     histogram.Observe(std::chrono::duration<double>(now - when).count());

@@ -32,13 +32,13 @@ const char* ReasonName(SyncReason r) {
 
 }  // namespace
 
-void Inbox::Push(const k8s::Event& event) {
+void Inbox::Push(const k8s::Event& event, Clock::time_point arrived) {
   const uint64_t sequence = ++pushed_;
   std::string id = ObjectId(event);
   auto found = by_object_.find(id);
   if (found == by_object_.end()) {
     order_.push_back(
-        {event, sequence, syncs_started_, syncing_, event.type == k8s::EventType::kAdded});
+        {event, sequence, arrived, syncs_started_, syncing_, event.type == k8s::EventType::kAdded});
     by_object_.emplace(std::move(id), std::prev(order_.end()));
     return;
   }
@@ -86,16 +86,16 @@ void Inbox::SyncStarted() {
   syncing_ = true;
 }
 
-size_t Inbox::DropUpTo(uint64_t sequence) {
-  size_t dropped = 0;
+std::vector<AbsorbedEvent> Inbox::DropUpTo(uint64_t sequence) {
+  std::vector<AbsorbedEvent> dropped;
   for (auto it = order_.begin(); it != order_.end();) {
     if (it->last > sequence) {
       ++it;
       continue;
     }
     by_object_.erase(ObjectId(it->event));
+    dropped.push_back({std::move(it->event), it->arrived});
     it = order_.erase(it);
-    ++dropped;
   }
   return dropped;
 }
@@ -123,9 +123,10 @@ void ControllerRunner::Stop() {
 }
 
 void ControllerRunner::Post(const k8s::Event& event) {
+  const auto arrived = Clock::now();
   {
     MutexLock lock(mu_);
-    inbox_.Push(event);
+    inbox_.Push(event, arrived);
   }
   wake_.notify_one();
 }
@@ -196,20 +197,26 @@ bool ControllerRunner::RunSync(SyncReason reason) {
     // A controller bug must not take the agent down; report it like any failed sync.
     s = Status::Error(std::string("exception: ") + e.what());
   }
-  auto took = Clock::now() - start;
-  size_t absorbed = 0;
+  const auto end = Clock::now();
+  const auto took = end - start;
+  std::vector<AbsorbedEvent> absorbed;
   {
     MutexLock lock(mu_);
     ++(s.ok() ? successful_syncs_ : failed_syncs_);
     // Only a sync that succeeded programmed what it read; after a failure every event counts.
     inbox_.SyncEnded();
     if (s.ok() && full_read_) absorbed = inbox_.DropUpTo(*full_read_);
-    absorbed_events_ += absorbed;
+    absorbed_events_ += absorbed.size();
     full_read_.reset();
   }
-  if (absorbed > 0) {
-    KR_VLOG(1, "{}: {} pending event(s) already read by this {} sync", name_, absorbed,
+  if (!absorbed.empty()) {
+    KR_VLOG(1, "{}: {} pending event(s) already read by this {} sync", name_, absorbed.size(),
             ReasonName(reason));
+    try {
+      controller_->OnEventsAbsorbed(absorbed, end);
+    } catch (const std::exception& e) {
+      KR_LOG_ERROR("{}: OnEventsAbsorbed: exception: {}", name_, e.what());
+    }
   }
   if (!s.ok()) {
     KR_LOG_ERROR("{}: {} sync failed: {}", name_, ReasonName(reason), s.message());

@@ -27,6 +27,10 @@ class ForwardingController : public Controller {
   void SetFullReadMarker(std::function<void()> mark_full_read) override {
     inner_->SetFullReadMarker(std::move(mark_full_read));
   }
+  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+                        std::chrono::steady_clock::time_point programmed) override {
+    inner_->OnEventsAbsorbed(absorbed, programmed);
+  }
   Status Init() override { return inner_->Init(); }
   bool OnUpdate(const k8s::Event& event) override { return inner_->OnUpdate(event); }
   Status Sync(SyncReason reason) override { return inner_->Sync(reason); }

@@ -133,6 +133,10 @@ class NetworkServicesController : public Controller {
   void SetSyncRequester(std::function<void()> request_sync) override;
   Status Init() override;
   bool OnUpdate(const k8s::Event& event) override;
+  // A full sync's absorbed Service and slice events: each Service's latency histogram
+  // observation, from its oldest absorbed event's arrival to the end of that sync.
+  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+                        std::chrono::steady_clock::time_point programmed) override;
   Status Sync(SyncReason reason) override;
   // While a periodic verification is under way: each Sync is one of its steps.
   bool SyncContinues() const override { return verify_ != nullptr; }
@@ -266,6 +270,7 @@ class NetworkServicesController : public Controller {
   Status RunExtensions(bool full, const std::set<ServiceName>& changed,
                        const std::set<VirtualServiceId>& touched, double sync_seconds,
                        bool step = false);
+  metrics::Histogram& LatencyHistogram();
   void RecordLatency();
   void UpdateTicker();
 

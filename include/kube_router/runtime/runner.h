@@ -61,7 +61,10 @@ class SyncObserver {
 // can later drop exactly the entries whose latest change it saw (DropUpTo).
 class Inbox {
  public:
-  void Push(const k8s::Event& event);
+  using Clock = std::chrono::steady_clock;
+  // `arrived`: when the event reached the runner; a new entry keeps it (AbsorbedEvent::arrived).
+  void Push(const k8s::Event& event, Clock::time_point arrived);
+  void Push(const k8s::Event& event) { Push(event, Clock::now()); }
   std::vector<k8s::Event> TakeAll();
   size_t size() const { return order_.size(); }
   bool empty() const { return order_.empty(); }
@@ -72,13 +75,15 @@ class Inbox {
   // The controller's Sync starts / ended (it may read the caches in between).
   void SyncStarted();
   void SyncEnded() { syncing_ = false; }
-  // Drops the entries whose latest change was pushed at or before `sequence`; returns how many.
-  size_t DropUpTo(uint64_t sequence);
+  // Drops the entries whose latest change was pushed at or before `sequence`; returns them, in
+  // first-arrival order.
+  std::vector<AbsorbedEvent> DropUpTo(uint64_t sequence);
 
  private:
   struct Entry {
     k8s::Event event;
-    uint64_t last = 0;  // sequence of its latest push
+    uint64_t last = 0;          // sequence of its latest push
+    Clock::time_point arrived;  // of its first push
     // When the entry was created: how many syncs had started, and whether one was running.
     // Both unchanged at a Deleted: no sync can have read the object.
     uint64_t syncs_at_first = 0;

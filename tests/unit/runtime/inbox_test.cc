@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "kube_router/runtime/runner.h"
 
 namespace kr {
@@ -146,25 +148,34 @@ TEST(Inbox, AddedThenDeletedAroundASyncIsADeletion) {
 }
 
 // DropUpTo drops what a full read covered: entries whose latest change came at or before it.
+// It hands them back with their first arrival (the oldest change each spans), for the
+// controller's latency figures.
 TEST(Inbox, DropUpToKeepsEntriesChangedAfterTheRead) {
   Inbox inbox;
-  inbox.Push(PodEvent(EventType::kAdded, "a", "", "1"));
-  inbox.Push(PodEvent(EventType::kAdded, "b", "", "1"));
-  inbox.Push(PodEvent(EventType::kUpdated, "c", "0", "1"));
+  const Inbox::Clock::time_point t0{};
+  auto at = [&](int seconds) { return t0 + std::chrono::seconds(seconds); };
+  inbox.Push(PodEvent(EventType::kAdded, "a", "", "1"), at(1));
+  inbox.Push(PodEvent(EventType::kAdded, "b", "", "1"), at(2));
+  inbox.Push(PodEvent(EventType::kUpdated, "c", "0", "1"), at(3));
+  inbox.Push(PodEvent(EventType::kUpdated, "a", "1", "7"), at(4));  // merged: still arrived at 1
   const uint64_t read = inbox.last_sequence();
-  inbox.Push(PodEvent(EventType::kUpdated, "b", "1", "2"));  // merged: now newer than the read
-  inbox.Push(PodEvent(EventType::kAdded, "d", "", "1"));
-  EXPECT_EQ(inbox.DropUpTo(read), 2u);
+  inbox.Push(PodEvent(EventType::kUpdated, "b", "1", "2"), at(5));  // merged: newer than the read
+  inbox.Push(PodEvent(EventType::kAdded, "d", "", "1"), at(6));
+  auto dropped = inbox.DropUpTo(read);
+  ASSERT_EQ(dropped.size(), 2u);
+  EXPECT_EQ(dropped[0].event.key, "a");
+  EXPECT_EQ(Ip(dropped[0].event.new_object), "7");
+  EXPECT_EQ(dropped[0].arrived, at(1));
+  EXPECT_EQ(dropped[1].event.key, "c");
+  EXPECT_EQ(dropped[1].arrived, at(3));
   auto events = inbox.TakeAll();
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].key, "b");
   EXPECT_EQ(Ip(events[0].new_object), "2");
   EXPECT_EQ(events[1].key, "d");
-  // A dropped object is a new entry when it changes again.
-  inbox.Push(PodEvent(EventType::kUpdated, "a", "1", "5"));
-  events = inbox.TakeAll();
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].type, EventType::kUpdated);
+  // A dropped object is a new entry when it changes again, arriving anew.
+  inbox.Push(PodEvent(EventType::kUpdated, "a", "1", "5"), at(8));
+  EXPECT_EQ(inbox.DropUpTo(inbox.last_sequence()).at(0).arrived, at(8));
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "lib/netns.h"  // WaitFor
 
@@ -73,6 +75,9 @@ struct FakeState {
   std::function<void()> before_mark, after_mark;
   std::mutex mu;
   std::vector<k8s::Event> seen;  // every event OnUpdate got, in order
+  // Every OnEventsAbsorbed call: its events and its end of the sync.
+  std::vector<std::pair<std::vector<AbsorbedEvent>, std::chrono::steady_clock::time_point>>
+      absorbed;
   std::vector<k8s::Event> Seen() {
     std::lock_guard lock(mu);
     return seen;
@@ -120,6 +125,11 @@ class FakeController : public Controller {
       return Status::Error("dataplane said no");
     }
     return state_->fail_sync ? Status::Error("dataplane said no") : Status::Ok();
+  }
+  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+                        std::chrono::steady_clock::time_point programmed) override {
+    std::lock_guard lock(state_->mu);
+    state_->absorbed.emplace_back(absorbed, programmed);
   }
   void Shutdown() override { state_->shutdown_calls++; }
   Result<std::vector<std::string>> Cleanup() override { return std::vector<std::string>{}; }
@@ -311,6 +321,37 @@ TEST(ControllerRunner, FullReadAbsorbsTheEventsItCovered) {
   EXPECT_EQ(state.requested_syncs, 0);
 }
 
+// The controller hears of what was absorbed, once, after the sync: each event with when it reached
+// the runner, and when the sync that programmed it ended (its network-programming latency).
+TEST(ControllerRunner, AbsorbedEventsReachTheControllerWithArrivalAndSyncEnd) {
+  FakeState state;
+  state.marks_full_read = true;
+  state.sync_gate.Close();
+  ControllerRunner runner(Make("A", {ResourceKind::kPod}, 1h, &state), nullptr);
+  const auto before_posts = std::chrono::steady_clock::now();
+  PostInitialList(runner, 3);
+  const auto after_posts = std::chrono::steady_clock::now();
+  runner.Start();
+  ASSERT_TRUE(WaitFor([&] { return state.sync_gate.waiting() == 1; }, kDeadline));
+  const auto released = std::chrono::steady_clock::now();  // the sync cannot end before this
+  state.sync_gate.Open();
+  ASSERT_TRUE(WaitFor([&] { return runner.AbsorbedEvents() == 3; }, kDeadline));
+  runner.Stop();
+  const auto stopped = std::chrono::steady_clock::now();
+  std::lock_guard lock(state.mu);
+  ASSERT_EQ(state.absorbed.size(), 1u);
+  const auto& [events, programmed] = state.absorbed[0];
+  std::vector<std::string> keys;
+  for (const auto& a : events) {
+    keys.push_back(a.event.key);
+    EXPECT_GE(a.arrived, before_posts);
+    EXPECT_LE(a.arrived, after_posts);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"ns/p0", "ns/p1", "ns/p2"}));
+  EXPECT_GE(programmed, released);
+  EXPECT_LE(programmed, stopped);
+}
+
 // A controller that does not mark a full read keeps every event (its OnUpdate may remember
 // more than the caches say).
 TEST(ControllerRunner, WithoutAFullReadMarkEveryEventIsDelivered) {
@@ -366,6 +407,8 @@ TEST(ControllerRunner, AFailedFullSyncAbsorbsNothing) {
       StartOnInitialListThenSettle(runner, state, [&] { return state.requested_syncs == 1; }));
   EXPECT_EQ(state.events, 101);
   EXPECT_EQ(runner.AbsorbedEvents(), 0u);
+  std::lock_guard lock(state.mu);
+  EXPECT_TRUE(state.absorbed.empty());
 }
 
 TEST(EventDispatcher, RoutesEventsByWatchedKind) {
