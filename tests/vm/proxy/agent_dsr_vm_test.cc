@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <map>
 #include <regex>
 #include <string>
 
@@ -10,6 +12,26 @@
 
 namespace kr::testing::agent_vm {
 namespace {
+
+// The DSR counters a scrape of node0 (the director) must show rising with the traffic: the
+// replies leave the pods' nodes directly, so only the inbound side and the connections count.
+constexpr const char* kDsrCounters[] = {"kube_router_service_total_connections",
+                                        "kube_router_service_packets_in",
+                                        "kube_router_service_bytes_in"};
+
+// The value of `family`'s series for the DSR Service `name` at `vip` in node0's scrape; -1 when
+// the scrape fails or lacks it.
+double DsrSample(ProxyWorld& world, const char* family, const char* name, const char* vip,
+                 std::string* scrape) {
+  const std::string series = std::string("\n") + family +
+                             "{port=\"8080\",protocol=\"tcp\",service_name=\"" + name +
+                             "\",service_vip=\"" + vip + "\",svc_namespace=\"default\"} ";
+  auto out = world.Metrics(0, kMetricsPort);
+  *scrape = out.ok() ? *out : out.error();
+  const size_t at = out.ok() ? out->find(series) : std::string::npos;
+  if (at == std::string::npos) return -1;
+  return std::strtod(out->c_str() + at + series.size(), nullptr);
+}
 
 // DSR (kube-router.io/service.dsr=tunnel) through the agents. node0 is the director for both
 // external IPs: a fwmark service with an IPIP real server and no VIP on the node; the agent of the
@@ -39,6 +61,8 @@ TEST_F(ProxyAgentVmTest, DsrPodsAnswerTheOutsideClientFromTheVip) {
   auto routes = Exec({"ip", "-n", world_->ClientNs(), "route", "replace", "203.0.113.0/24", "via",
                       PodNetwork::kExternalNodeIp});
   ASSERT_TRUE(routes.ok() && routes->exit_code == 0);
+  // Each case's DSR counters before its traffic (the series exist once the fwmark service does).
+  std::map<std::string, double> before;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const auto& pod = world_->net().pod(c.pod);
@@ -58,6 +82,15 @@ TEST_F(ProxyAgentVmTest, DsrPodsAnswerTheOutsideClientFromTheVip) {
         },
         kProgrammed))
         << "the VIP inside the pod: " << in_pod;
+    for (const char* family : kDsrCounters) {
+      std::string scrape;
+      double& value = before[std::string(c.name) + " " + family];
+      EXPECT_TRUE(
+          WaitFor([&] { return (value = DsrSample(*world_, family, c.name, c.vip, &scrape)) >= 0; },
+                  kProgrammed))
+          << family << " of " << c.name << " not in:\n"
+          << scrape.substr(0, 4000);
+    }
     Answer a;
     EXPECT_TRUE(WaitAnswer(world_->ClientNs(), c.vip, 8080, Proto::kTcp, {Name(c.pod)}, &a))
         << a.ToString();
@@ -67,23 +100,22 @@ TEST_F(ProxyAgentVmTest, DsrPodsAnswerTheOutsideClientFromTheVip) {
   }
   auto shown = world_->Ipvsadm(0);
   EXPECT_NE(shown.find("FWM"), std::string::npos) << shown;
-  // node0's scrape names each fwmark service by its Service and DSR VIP (the mark its plan gave).
+  // node0's scrape names each fwmark service by its Service and DSR VIP (the mark its plan gave)
+  // and counts the traffic above: at least WaitAnswer's and the held connection, and their
+  // inbound packets and bytes.
   for (const Case& c : cases) {
-    const std::string series = std::string(
-                                   "kube_router_service_total_connections{port=\"8080\","
-                                   "protocol=\"tcp\",service_name=\"") +
-                               c.name + "\",service_vip=\"" + c.vip +
-                               "\",svc_namespace=\"default\"} ";
-    std::string metrics;
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          auto out = world_->Metrics(0, kMetricsPort);
-          metrics = out.ok() ? *out : out.error();
-          return metrics.find(series) != std::string::npos;
-        },
-        kProgrammed))
-        << series << " not in:\n"
-        << metrics.substr(0, 4000);
+    for (const char* family : kDsrCounters) {
+      const double was = before[std::string(c.name) + " " + family];
+      const double want = was + (family == kDsrCounters[0] ? 2 : 1);
+      std::string scrape;
+      double now = -1;
+      EXPECT_TRUE(WaitFor(
+          [&] { return (now = DsrSample(*world_, family, c.name, c.vip, &scrape)) >= want; },
+          kProgrammed))
+          << family << " of " << c.name << " was " << was << " before the traffic, now " << now
+          << "; scrape:\n"
+          << scrape.substr(0, 4000);
+    }
   }
   auto node_addresses = world_->NodeNs(0).Sh("ip addr show");
   ASSERT_TRUE(node_addresses.ok());
