@@ -193,7 +193,7 @@ ObjectMeta Meta(const json& obj, MetaFilter filter = {}) {
   meta.namespace_ = String(*m, "namespace", "metadata");
   String(*m, "uid", "metadata");  // checked, not kept (as every dropped field: types.h)
   meta.resource_version = String(*m, "resourceVersion", "metadata");
-  meta.labels = StringMap(*m, "labels", "metadata", filter.labels);
+  meta.labels = LabelSetPool::Default().Share(StringMap(*m, "labels", "metadata", filter.labels));
   meta.annotations = StringMap(*m, "annotations", "metadata", filter.annotations);
   meta.being_deleted = Field(*m, "deletionTimestamp") != nullptr;
   return meta;

@@ -26,7 +26,7 @@ std::string PolicyPodIp(const k8s::Pod& pod, IpFamily family) {
 namespace compiler_internal {
 
 k8s::Labels EffectiveNamespaceLabels(const std::string& name, const k8s::Namespace* ns) {
-  k8s::Labels labels = ns != nullptr ? ns->meta.labels : k8s::Labels{};
+  k8s::Labels labels = ns != nullptr ? ns->meta.labels.get() : k8s::Labels{};
   // The API server sets this label on every namespace; fakes and old servers may not.
   labels["kubernetes.io/metadata.name"] = name;
   return labels;

@@ -11,9 +11,9 @@
 #include <variant>
 #include <vector>
 
-namespace kr::k8s {
+#include "kube_router/k8s/labels.h"
 
-using Labels = std::map<std::string, std::string>;
+namespace kr::k8s {
 
 // Every cached object is paid for on every node (docs/memory.md), so these types hold only what
 // a controller reads; the decoders type-check the fields they drop (docs/k8s.md lists them). A
@@ -22,7 +22,7 @@ struct ObjectMeta {
   std::string name;
   std::string namespace_;  // empty for cluster-scoped objects
   std::string resource_version;
-  Labels labels;
+  SharedLabels labels;  // one copy per distinct set (docs/memory.md)
   Labels annotations;
   bool being_deleted = false;  // deletionTimestamp is set
 
