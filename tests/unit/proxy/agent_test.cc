@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-namespace kr::proxy {
+namespace kr::proxy::agent_test {
 namespace {
 
 Options Parse(std::vector<const char*> argv) {
@@ -34,4 +34,4 @@ TEST(ProxyAgentWiringTest, TheAgentsControllerHandlesDsr) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::agent_test

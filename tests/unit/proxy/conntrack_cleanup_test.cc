@@ -5,7 +5,7 @@
 
 #include "kube_router/netlink/fakes.h"
 
-namespace kr::proxy {
+namespace kr::proxy::conntrack_cleanup_test {
 namespace {
 
 using netlink::ConntrackFlow;
@@ -155,4 +155,4 @@ TEST(ConntrackCleanupFiltersTest, OneFilterPerVipAndNodePortWithoutDuplicates) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::conntrack_cleanup_test

@@ -5,7 +5,7 @@
 
 #include "unit/proxy/proxy_test_util.h"
 
-namespace kr::proxy {
+namespace kr::proxy::desired_state_test {
 namespace {
 
 using namespace testing;  // NOLINT
@@ -342,4 +342,4 @@ TEST(DesiredStateTest, FactsForHealthChecksAndHairpin) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::desired_state_test

@@ -8,7 +8,7 @@
 #include "kube_router/netfilter/fakes.h"
 #include "kube_router/netlink/fakes.h"
 
-namespace kr::proxy {
+namespace kr::proxy::dsr_test {
 namespace {
 
 using netlink::FakeIpvs;
@@ -265,4 +265,4 @@ TEST_F(DsrApplierTest, EndpointChangesUpdateDestinationsAndPodsInPlace) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::dsr_test

@@ -9,7 +9,7 @@
 #include "kube_router/netlink/fakes.h"
 #include "unit/proxy/proxy_test_util.h"
 
-namespace kr::proxy {
+namespace kr::proxy::extensions_test {
 namespace {
 
 using namespace testing;  // NOLINT
@@ -403,4 +403,4 @@ TEST(ProxyDsrExtension, DsrServiceHasItsMetricSeries) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::extensions_test

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace kr::proxy {
+namespace kr::proxy::ipvs_plan_test {
 namespace {
 
 using ::testing::ElementsAre;
@@ -218,4 +218,4 @@ TEST(IpvsPlanTest, ApplyingThePlanMakesTheImagesEqual) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::ipvs_plan_test

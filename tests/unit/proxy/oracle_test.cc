@@ -18,7 +18,7 @@
 #include "kube_router/proxy/extensions.h"
 #include "unit/proxy/proxy_test_util.h"
 
-namespace kr::proxy {
+namespace kr::proxy::oracle_test {
 namespace {
 
 using namespace testing;  // NOLINT
@@ -359,4 +359,4 @@ TEST(ProxyOracle, IncrementalSyncsEqualAFreshFullBuildUnderRandomChurn) {
 }
 
 }  // namespace
-}  // namespace kr::proxy
+}  // namespace kr::proxy::oracle_test
