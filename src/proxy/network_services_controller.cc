@@ -149,6 +149,15 @@ void NetworkServicesController::Shutdown() {
 
 bool NetworkServicesController::OnUpdate(const k8s::Event& event) {
   const auto now = std::chrono::system_clock::now();
+  // Without a trigger time the change counts from when it reached the runner, so the time it
+  // waited in the inbox behind a sync is part of its latency (a direct call: from now).
+  auto received = now;
+  if (event.arrived != std::chrono::steady_clock::time_point{}) {
+    auto waited = std::chrono::steady_clock::now() - event.arrived;
+    if (waited > std::chrono::steady_clock::duration::zero()) {
+      received -= std::chrono::duration_cast<std::chrono::system_clock::duration>(waited);
+    }
+  }
   auto note = [&](const ServiceName& name, std::chrono::system_clock::time_point when) {
     touched_.insert(name);
     auto [it, inserted] = change_times_.emplace(name, when);
@@ -159,7 +168,7 @@ bool NetworkServicesController::OnUpdate(const k8s::Event& event) {
     case k8s::ResourceKind::kEndpointSlice: {
       bool any = false;
       ForEachServiceOf(event, [&](const ServiceName& name, const k8s::EndpointSlice* slice) {
-        auto when = now;
+        auto when = received;
         if (slice) {
           auto it = slice->meta.annotations.find(kAnnotationLastChangeTriggerTime);
           if (it != slice->meta.annotations.end()) {

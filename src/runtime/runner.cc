@@ -75,7 +75,10 @@ void Inbox::Push(const k8s::Event& event, Clock::time_point arrived) {
 std::vector<k8s::Event> Inbox::TakeAll() {
   std::vector<k8s::Event> out;
   out.reserve(order_.size());
-  for (Entry& entry : order_) out.push_back(std::move(entry.event));
+  for (Entry& entry : order_) {
+    entry.event.arrived = entry.arrived;
+    out.push_back(std::move(entry.event));
+  }
   order_.clear();
   by_object_.clear();
   return out;
@@ -94,6 +97,7 @@ std::vector<AbsorbedEvent> Inbox::DropUpTo(uint64_t sequence) {
       continue;
     }
     by_object_.erase(ObjectId(it->event));
+    it->event.arrived = it->arrived;
     dropped.push_back({std::move(it->event), it->arrived});
     it = order_.erase(it);
   }

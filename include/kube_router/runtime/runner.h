@@ -65,6 +65,7 @@ class Inbox {
   // `arrived`: when the event reached the runner; a new entry keeps it (AbsorbedEvent::arrived).
   void Push(const k8s::Event& event, Clock::time_point arrived);
   void Push(const k8s::Event& event) { Push(event, Clock::now()); }
+  // Every pending event, in first-arrival order, each stamped with its first arrival.
   std::vector<k8s::Event> TakeAll();
   size_t size() const { return order_.size(); }
   bool empty() const { return order_.empty(); }

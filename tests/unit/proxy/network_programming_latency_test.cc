@@ -80,6 +80,23 @@ TEST_F(ProgrammingLatencyTest, AbsorbedEventsAreObservedOncePerServiceFromTheirA
   EXPECT_NEAR(Sample("_sum"), 0.208, 1e-6);
 }
 
+// An event sync counts from when the event reached the runner (k8s::Event::arrived), so a wait
+// in the inbox behind a running sync is part of the latency; an event without that stamp (a
+// direct call) counts from when the controller saw it.
+TEST_F(ProgrammingLatencyTest, AnEventCountsFromItsArrivalAtTheRunner) {
+  StandardServices();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  Upsert(Svc("web", "10.96.0.10", {Port("http", 80), Port("metrics", 9090)}));
+  k8s::Event waited = ServiceAdded("default/web");
+  waited.arrived = std::chrono::steady_clock::now() - 4s;  // queued behind a 4 s sync
+  ASSERT_TRUE(Controller().OnUpdate(waited));
+  ASSERT_TRUE(Controller().OnUpdate(ServiceAdded("kube-system/dns")));  // no stamp
+  ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  EXPECT_EQ(Sample("_count"), 2) << registry.Render();
+  EXPECT_EQ(Sample("_bucket{le=\"2.5\"}"), 1);  // dns: this sync alone; web: over 4 s
+  EXPECT_GE(Sample("_sum"), 4.0);
+}
+
 // The proxy decorated as the tests and the bench decorate it, so the runner's call must pass
 // through tests/lib's ForwardingController too.
 class SyncTimingController : public kr::testing::ForwardingController {

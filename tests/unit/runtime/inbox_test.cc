@@ -168,11 +168,14 @@ TEST(Inbox, DropUpToKeepsEntriesChangedAfterTheRead) {
   EXPECT_EQ(dropped[0].arrived, at(1));
   EXPECT_EQ(dropped[1].event.key, "c");
   EXPECT_EQ(dropped[1].arrived, at(3));
+  EXPECT_EQ(dropped[1].event.arrived, at(3));  // the event carries it too
   auto events = inbox.TakeAll();
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].key, "b");
   EXPECT_EQ(Ip(events[0].new_object), "2");
+  EXPECT_EQ(events[0].arrived, at(2));  // its first arrival, not the merged push at 5
   EXPECT_EQ(events[1].key, "d");
+  EXPECT_EQ(events[1].arrived, at(6));
   // A dropped object is a new entry when it changes again, arriving anew.
   inbox.Push(PodEvent(EventType::kUpdated, "a", "1", "5"), at(8));
   EXPECT_EQ(inbox.DropUpTo(inbox.last_sequence()).at(0).arrived, at(8));
