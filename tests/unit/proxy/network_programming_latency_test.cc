@@ -25,17 +25,6 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 constexpr char kLatency[] = "kube_router_controller_network_programming_duration_seconds";
 
-template <typename T>
-k8s::Event AddedEvent(k8s::ResourceKind kind, const std::string& key,
-                      std::shared_ptr<const T> object) {
-  k8s::Event e;
-  e.kind = kind;
-  e.type = k8s::EventType::kAdded;
-  e.key = key;
-  e.new_object = object;
-  return e;
-}
-
 class ProgrammingLatencyTest : public ProxyControllerTest {
  protected:
   // The value of one rendered sample line of the histogram (`suffix` is e.g. `_count` or

@@ -79,24 +79,14 @@ class ProxyStartupTest : public ProxyControllerTest {
       Upsert(
           Slice(Name(i), Name(i) + "-1", {{"10.1.1." + std::to_string(i + 1)}}, {{"http", 8080}}));
     }
-    initial.push_back(Added(k8s::ResourceKind::kNode, "node-a", cluster->nodes.Get("node-a")));
+    initial.push_back(AddedEvent(k8s::ResourceKind::kNode, "node-a", cluster->nodes.Get("node-a")));
     for (const auto& key : cluster->services.Keys()) {
-      initial.push_back(Added(k8s::ResourceKind::kService, key, cluster->services.Get(key)));
+      initial.push_back(AddedEvent(k8s::ResourceKind::kService, key, cluster->services.Get(key)));
     }
     for (const auto& key : cluster->endpoint_slices.Keys()) {
       initial.push_back(
-          Added(k8s::ResourceKind::kEndpointSlice, key, cluster->endpoint_slices.Get(key)));
+          AddedEvent(k8s::ResourceKind::kEndpointSlice, key, cluster->endpoint_slices.Get(key)));
     }
-  }
-  template <typename T>
-  static k8s::Event Added(k8s::ResourceKind kind, const std::string& key,
-                          std::shared_ptr<const T> object) {
-    k8s::Event e;
-    e.kind = kind;
-    e.type = k8s::EventType::kAdded;
-    e.key = key;
-    e.new_object = object;
-    return e;
   }
 
   // Starts the proxy under a runner as the agent does; `during_startup_sync` runs inside the
@@ -152,8 +142,8 @@ TEST_F(ProxyStartupTest, InitialEventsDoNotRebuildEveryServiceAgain) {
   EXPECT_EQ(counted->updates, 0);
   // The first change after start: programmed by a sync that rebuilds that one Service.
   Upsert(Slice(Name(7), Name(7) + "-1", {{"10.2.0.7"}}, {{"http", 8080}}));
-  runner->Post(Added(k8s::ResourceKind::kEndpointSlice, "default/s7-1",
-                     cluster->endpoint_slices.Get("default/s7-1")));
+  runner->Post(AddedEvent(k8s::ResourceKind::kEndpointSlice, "default/s7-1",
+                          cluster->endpoint_slices.Get("default/s7-1")));
   ASSERT_TRUE(kr::testing::WaitFor([&] { return counted->syncs == 2; }, 60s));
   runner->Stop();  // the fakes are read from here on, off the controller's thread
   EXPECT_EQ(counted->updates, 1);
@@ -169,8 +159,8 @@ TEST_F(ProxyStartupTest, ChangesDuringTheStartupSyncAreProgrammed) {
   FillCaches();
   Start([this](ControllerRunner& r) {
     Upsert(Slice(Name(7), Name(7) + "-1", {{"10.2.0.7"}}, {{"http", 8080}}));
-    k8s::Event changed = Added(k8s::ResourceKind::kEndpointSlice, "default/s7-1",
-                               cluster->endpoint_slices.Get("default/s7-1"));
+    k8s::Event changed = AddedEvent(k8s::ResourceKind::kEndpointSlice, "default/s7-1",
+                                    cluster->endpoint_slices.Get("default/s7-1"));
     changed.type = k8s::EventType::kUpdated;
     r.Post(changed);
     k8s::Event gone;

@@ -89,4 +89,16 @@ inline ProxyConfig Config(const std::string& node = "node-a") {
   return c;
 }
 
+// An Added event of `kind` for `object` as an informer posts it.
+template <typename T>
+k8s::Event AddedEvent(k8s::ResourceKind kind, const std::string& key,
+                      std::shared_ptr<const T> object) {
+  k8s::Event e;
+  e.kind = kind;
+  e.type = k8s::EventType::kAdded;
+  e.key = key;
+  e.new_object = std::move(object);
+  return e;
+}
+
 }  // namespace kr::proxy::testing
