@@ -4,7 +4,8 @@
 // state (VIP firewall, healthCheckNodePort servers, kube_router_service_* metrics) over the
 // stateful fakes (the host has no ip_vs; the fakes' own tables are measured and taken out).
 // The cluster is the guest proxy_bench's (tests/bench/proxy/proxy_bench_cluster.h): N Services
-// with one port and one EndpointSlice of 10 endpoints each.
+// with one port (--ports 2: two, 80 and 443, the shape of the guest's agent_memory_bench: 2 N
+// IPVS services) and one EndpointSlice of 10 endpoints each.
 //
 // Heap figures come from glibc's mallinfo2 (allocated bytes, all arenas):
 //   caches      the heap from connecting to the caches' first sync (Services, EndpointSlices,
@@ -18,7 +19,8 @@
 //   fakes       what destroying the fake kernel tables frees (not part of the agent).
 // Plus VmRSS/VmHWM of this process at each stage (the informers' list pages included).
 //
-//   build*/tests/bench/agent/proxy_memory_bench [--services N] [--baseline=PATH] [--exit-settled]
+//   build*/tests/bench/agent/proxy_memory_bench [--services N] [--ports 1|2] [--baseline=PATH]
+//                                               [--exit-settled]
 // With --baseline the same measurement is run by another build of this benchmark (e.g. main
 // before a change) in a child process, and the ratios are printed. Not a ctest test.
 #include <malloc.h>
@@ -123,12 +125,13 @@ void MeasureScrape(kr::metrics::Registry& registry, const std::string& p, Figure
 
 long Kib(const char* field) { return kr::testing::ProcStatusKib(getpid(), field); }
 
-// One measurement: fake-apiserver with `services` Services, the caches, the controller with
-// (`extensions`) or without the agent's stateful extensions.
-std::string Measure(int services, bool extensions, bool exit_settled, Figures& f) {
+// One measurement: fake-apiserver with `services` Services of `ports` ports, the caches, the
+// controller with (`extensions`) or without the agent's stateful extensions.
+std::string Measure(int services, int ports, bool extensions, bool exit_settled, Figures& f) {
   TempDir dir;
   std::filesystem::create_directories(dir.path() + "/manifests");
-  std::ofstream(dir.path() + "/manifests/cluster.json") << pb::ClusterManifest(services, true);
+  std::ofstream(dir.path() + "/manifests/cluster.json")
+      << pb::ClusterManifest(services, true, ports);
   const std::string kubeconfig = dir.path() + "/kubeconfig";
   Process api({kr::testing::kFakeApiServerBinary, "--listen", "127.0.0.1:0", "--manifests",
                dir.path() + "/manifests", "--kubeconfig-out", kubeconfig},
@@ -196,7 +199,8 @@ std::string Measure(int services, bool extensions, bool exit_settled, Figures& f
         return n > 0 && std::chrono::steady_clock::now() - quiet_since > 2s;
       },
       900s);
-  if (runner->SuccessfulSyncs() == 0 || proxy->programmed().services.size() != size_t(services)) {
+  if (runner->SuccessfulSyncs() == 0 ||
+      proxy->programmed().services.size() != size_t(services) * size_t(ports)) {
     return "the proxy never programmed every Service";
   }
   f[p + "rss.peak"] = static_cast<double>(Kib("VmHWM:")) * 1024;
@@ -264,6 +268,7 @@ void PrintFigures(const Figures& f, const std::string& p) {
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   int services = 10000;
+  int ports = 1;
   std::string baseline;
   bool machine = false;  // --machine: "name value" lines only (the baseline child)
   // --exit-settled: exit once the agent's set settled, without freeing (heaptrack -o F ...:
@@ -273,6 +278,8 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--services" && i + 1 < argc) {
       services = std::atoi(argv[++i]);
+    } else if (a == "--ports" && i + 1 < argc) {
+      ports = std::atoi(argv[++i]);
     } else if (a.rfind("--baseline=", 0) == 0) {
       baseline = a.substr(11);
     } else if (a == "--exit-settled") {
@@ -281,14 +288,15 @@ int main(int argc, char** argv) {
       machine = true;
     } else {
       std::fprintf(stderr,
-                   "usage: proxy_memory_bench [--services N] [--baseline=PATH] [--exit-settled]\n");
+                   "usage: proxy_memory_bench [--services N] [--ports 1|2] [--baseline=PATH] "
+                   "[--exit-settled]\n");
       return 2;
     }
   }
-  if (services < 1) return 2;
+  if (services < 1 || ports < 1 || ports > 2) return 2;
   Figures f;
   for (bool extensions : {true, false}) {  // the agent's set first: its peak is the process's
-    if (auto e = Measure(services, extensions, exit_settled, f); !e.empty()) {
+    if (auto e = Measure(services, ports, extensions, exit_settled, f); !e.empty()) {
       std::fprintf(stderr, "proxy_memory_bench: %s\n", e.c_str());
       return 1;
     }
@@ -297,13 +305,15 @@ int main(int argc, char** argv) {
     for (const auto& [k, v] : f) std::printf("%s %.0f\n", k.c_str(), v);
     return 0;
   }
-  std::printf("proxy_memory_bench: %d Services x 1 port, %d EndpointSlices x %d endpoints\n",
-              services, services, pb::kEndpointsPerService);
+  std::printf("proxy_memory_bench: %d Services x %d port%s, %d EndpointSlices x %d endpoints\n",
+              services, ports, ports > 1 ? "s" : "", services, pb::kEndpointsPerService);
   PrintFigures(f, "bare.");
   PrintFigures(f, "");
   std::printf("  extensions' share: %.1f MiB\n", MiB(f["proxy"] - f["bare.proxy"]));
   if (!baseline.empty()) {
-    std::string cmd = baseline + " --machine --services " + std::to_string(services);
+    // (--ports only when not 1: a baseline built before the option runs the one-port shape.)
+    std::string cmd = baseline + " --machine --services " + std::to_string(services) +
+                      (ports > 1 ? " --ports " + std::to_string(ports) : "");
     FILE* pipe = popen(cmd.c_str(), "r");
     if (pipe == nullptr) return 1;
     Figures b;
