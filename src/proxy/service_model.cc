@@ -60,23 +60,55 @@ std::string VirtualServiceId::ToString() const {
 
 std::string DestinationId::ToString() const { return HostPort(address, port); }
 
+Destinations::Items::Items(const Items& other)
+    : entries(other.entries),
+      thresholds(other.thresholds ? std::make_unique<std::vector<Thresholds>>(*other.thresholds)
+                                  : nullptr) {}
+
+netlink::IpvsDestination Destinations::Items::At(size_t i) const {
+  const Entry& e = entries[i];
+  netlink::IpvsDestination d;
+  d.address = e.address;
+  d.port = e.port;
+  d.forward = static_cast<netlink::IpvsForward>(e.forward);
+  d.weight = e.weight;
+  const Thresholds t = ThresholdsAt(i);
+  d.upper_threshold = t.upper;
+  d.lower_threshold = t.lower;
+  return d;
+}
+
+netlink::IpvsDestination Destinations::const_iterator::operator*() const {
+  return items_->At(static_cast<size_t>(index_));
+}
+
+Destinations::Entry Destinations::Pack(const netlink::IpvsDestination& d) {
+  static_assert(sizeof(Entry) == 24, "docs/memory.md counts 24 B per destination");
+  return {d.address, static_cast<uint8_t>(d.forward), d.port, d.weight};
+}
+
 Destinations Destinations::FromUnsorted(std::vector<netlink::IpvsDestination> items) {
   std::stable_sort(items.begin(), items.end(), IdLess);
   items.erase(std::unique(items.begin(), items.end(),
                           [](const auto& a, const auto& b) { return IdOf(a) == IdOf(b); }),
               items.end());
   Destinations out;
-  if (!items.empty()) {
-    items.shrink_to_fit();
-    out.items_ = std::make_shared<Items>(std::move(items));
+  if (items.empty()) return out;
+  out.items_ = std::make_shared<Items>();
+  out.items_->entries.reserve(items.size());
+  for (const auto& d : items) out.items_->entries.push_back(Pack(d));
+  const bool limited = std::any_of(items.begin(), items.end(), [](const auto& d) {
+    return d.upper_threshold != 0 || d.lower_threshold != 0;
+  });
+  if (limited) {
+    auto& t = *(out.items_->thresholds = std::make_unique<std::vector<Thresholds>>());
+    t.reserve(items.size());
+    for (const auto& d : items) t.push_back({d.upper_threshold, d.lower_threshold});
   }
   return out;
 }
 
-const Destinations::Items& Destinations::items() const {
-  static const Items kEmpty;
-  return items_ ? *items_ : kEmpty;
-}
+size_t Destinations::size() const { return items_ ? items_->entries.size() : 0; }
 
 Destinations::Items& Destinations::Mutable() {
   if (!items_) {
@@ -87,45 +119,89 @@ Destinations::Items& Destinations::Mutable() {
   return *items_;
 }
 
+size_t Destinations::Position(const DestinationId& id) const {
+  if (!items_) return 0;
+  const auto& all = items_->entries;
+  auto it =
+      std::lower_bound(all.begin(), all.end(), id, [](const Entry& e, const DestinationId& key) {
+        return DestinationId{e.address, e.port} < key;
+      });
+  return static_cast<size_t>(it - all.begin());
+}
+
 Destinations::const_iterator Destinations::find(const DestinationId& id) const {
-  const Items& all = items();
-  auto it = std::lower_bound(all.begin(), all.end(), id,
-                             [](const auto& d, const DestinationId& key) { return IdOf(d) < key; });
-  return it != all.end() && IdOf(*it) == id ? it : all.end();
+  const size_t i = Position(id);
+  if (i == size()) return end();
+  const Entry& e = items_->entries[i];
+  return e.address == id.address && e.port == id.port
+             ? const_iterator(items_.get(), static_cast<std::ptrdiff_t>(i))
+             : end();
 }
 
 void Destinations::Put(const netlink::IpvsDestination& destination) {
   const DestinationId id = IdOf(destination);
-  Items& all = Mutable();
+  const Thresholds limits{destination.upper_threshold, destination.lower_threshold};
   // Appending is the common case (a plan adds a service's destinations in order).
-  if (all.empty() || IdOf(all.back()) < id) {
-    all.push_back(destination);
+  const size_t n = size();
+  const size_t i =
+      n == 0 || DestinationId{items_->entries.back().address, items_->entries.back().port} < id
+          ? n
+          : Position(id);
+  const bool replace =
+      i < n && items_->entries[i].address == id.address && items_->entries[i].port == id.port;
+  Items& all = Mutable();
+  if (!all.thresholds && !(limits == Thresholds{})) {
+    all.thresholds = std::make_unique<std::vector<Thresholds>>(all.entries.size());
+  }
+  if (replace) {
+    all.entries[i] = Pack(destination);
+    if (all.thresholds) (*all.thresholds)[i] = limits;
     return;
   }
-  auto it = std::lower_bound(all.begin(), all.end(), destination, IdLess);
-  if (it != all.end() && IdOf(*it) == id) {
-    *it = destination;
-  } else {
-    all.insert(it, destination);
+  all.entries.insert(all.entries.begin() + static_cast<std::ptrdiff_t>(i), Pack(destination));
+  if (all.thresholds) {
+    all.thresholds->insert(all.thresholds->begin() + static_cast<std::ptrdiff_t>(i), limits);
   }
 }
 
 void Destinations::Erase(const DestinationId& id) {
   auto found = find(id);
   if (found == end()) return;
-  const auto offset = found - begin();  // Mutable() may clone: the iterator would be stale
+  const auto offset = found - begin();  // Mutable() may clone: positions stay valid
   Items& all = Mutable();
-  all.erase(all.begin() + offset);
-  if (all.empty()) items_.reset();
+  all.entries.erase(all.entries.begin() + offset);
+  if (all.thresholds) all.thresholds->erase(all.thresholds->begin() + offset);
+  if (all.entries.empty()) items_.reset();
 }
 
 void Destinations::Compact() {
   if (!items_) return;
-  if (items_->empty()) {
+  auto& all = *items_;  // (shared or not: the content stays the same)
+  if (all.entries.empty()) {
     items_.reset();
-  } else if (items_->capacity() - items_->size() > items_->size() / 4) {
-    items_->shrink_to_fit();  // (shared or not: the content stays the same)
+    return;
   }
+  if (all.thresholds && std::all_of(all.thresholds->begin(), all.thresholds->end(),
+                                    [](const Thresholds& t) { return t == Thresholds{}; })) {
+    all.thresholds.reset();
+  }
+  if (all.entries.capacity() - all.entries.size() > all.entries.size() / 4) {
+    all.entries.shrink_to_fit();
+    if (all.thresholds) all.thresholds->shrink_to_fit();
+  }
+}
+
+bool Destinations::operator==(const Destinations& other) const {
+  if (items_ == other.items_) return true;
+  const size_t n = size();
+  if (n != other.size()) return false;
+  if (n == 0) return true;
+  if (items_->entries != other.items_->entries) return false;
+  if (!items_->thresholds && !other.items_->thresholds) return true;
+  for (size_t i = 0; i < n; ++i) {
+    if (!(items_->ThresholdsAt(i) == other.items_->ThresholdsAt(i))) return false;
+  }
+  return true;
 }
 
 }  // namespace kr::proxy

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,42 +70,112 @@ struct DestinationId {
 
 // The real servers of one virtual service, sorted by identity (address, port), one per
 // identity. A flat vector, not a map: the proxy keeps three images of every destination (the
-// Service's, the desired and the programmed image), 100,000 of each at 10k Services, and a map
-// node costs 112 B of heap where an element here costs 44 (docs/memory.md). Copies share the
-// vector until one of them changes (copy on write), so the images hold one vector between them
-// for a virtual service programmed as wanted. Not for sharing across threads.
+// Service's, the desired and the programmed image), 200,000 of each at 10k Services with two
+// ports, and a map node costs 112 B of heap (docs/memory.md). Copies share the vector until one
+// of them changes (copy on write), so the images hold one vector between them for a virtual
+// service programmed as wanted. Not for sharing across threads.
+//
+// An element holds only what the proxy programs: identity, forwarding method and weight, 24 B
+// where a netlink::IpvsDestination is 44. Its connection counts are not kept (they are kernel
+// statistics; the drain queue asks the kernel for them). The proxy never sets thresholds, so
+// they take no room either: a kernel read-back that has them keeps them in a side vector of its
+// own, so that they still differ from the wanted ones and get repaired. Readers see
+// netlink::IpvsDestination values (the iterator builds them).
 class Destinations {
+  struct Items;
+
  public:
-  using const_iterator = std::vector<netlink::IpvsDestination>::const_iterator;
+  // A random-access position whose elements are netlink::IpvsDestination values (built on
+  // access: `const auto& d : destinations` binds to the value, `it->weight` works).
+  class const_iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = netlink::IpvsDestination;
+    using difference_type = std::ptrdiff_t;
+    using reference = netlink::IpvsDestination;
+    struct pointer {
+      netlink::IpvsDestination value;
+      const netlink::IpvsDestination* operator->() const { return &value; }
+    };
+
+    const_iterator() = default;
+    netlink::IpvsDestination operator*() const;
+    pointer operator->() const { return {**this}; }
+    const_iterator& operator++() {
+      ++index_;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      const_iterator before = *this;
+      ++index_;
+      return before;
+    }
+    const_iterator& operator--() {
+      --index_;
+      return *this;
+    }
+    const_iterator operator+(difference_type n) const { return {items_, index_ + n}; }
+    difference_type operator-(const const_iterator& other) const { return index_ - other.index_; }
+    bool operator==(const const_iterator& other) const { return index_ == other.index_; }
+
+   private:
+    friend class Destinations;
+    const_iterator(const Items* items, difference_type index) : items_(items), index_(index) {}
+    const Items* items_ = nullptr;
+    difference_type index_ = 0;
+  };
 
   Destinations() = default;
   // From any order; of several with one identity the first is kept.
   static Destinations FromUnsorted(std::vector<netlink::IpvsDestination> items);
 
-  const_iterator begin() const { return items().begin(); }
-  const_iterator end() const { return items().end(); }
-  size_t size() const { return items().size(); }
-  bool empty() const { return items().empty(); }
+  const_iterator begin() const { return {items_.get(), 0}; }
+  const_iterator end() const { return {items_.get(), static_cast<std::ptrdiff_t>(size())}; }
+  size_t size() const;
+  bool empty() const { return size() == 0; }
   const_iterator find(const DestinationId& id) const;
   bool contains(const DestinationId& id) const { return find(id) != end(); }
-  // Inserts, or replaces the one with the same identity.
+  // Inserts, or replaces the one with the same identity (connection counts are not kept).
   void Put(const netlink::IpvsDestination& destination);
   // Removes the one with that identity (none: nothing).
   void Erase(const DestinationId& id);
   // Gives spare capacity back when it is more than a quarter (Put grows by doubling).
   void Compact();
 
-  bool operator==(const Destinations& other) const {
-    return items_ == other.items_ || items() == other.items();
-  }
+  // Every element's identity, forwarding method, weight and thresholds equal.
+  bool operator==(const Destinations& other) const;
   // Whether this and `other` hold one vector (tests, the controller's sharing).
   bool SharesWith(const Destinations& other) const { return items_ && items_ == other.items_; }
 
  private:
-  using Items = std::vector<netlink::IpvsDestination>;
-  const Items& items() const;
-  Items& Mutable();               // this copy's own vector (cloned when shared)
-  std::shared_ptr<Items> items_;  // null: empty
+  // One destination as kept: 17 B of address, then the forwarding method, port and weight.
+  struct Entry {
+    IpAddress address;
+    uint8_t forward = 0;  // netlink::IpvsForward
+    uint16_t port = 0;
+    uint32_t weight = 0;
+    bool operator==(const Entry&) const = default;
+  };
+  struct Thresholds {
+    uint32_t upper = 0;
+    uint32_t lower = 0;
+    bool operator==(const Thresholds&) const = default;
+  };
+  struct Items {
+    std::vector<Entry> entries;
+    // One per entry once any entry has thresholds (a kernel read-back only); null until then.
+    std::unique_ptr<std::vector<Thresholds>> thresholds;
+
+    Items() = default;
+    Items(const Items& other);
+    Items& operator=(const Items&) = delete;
+    Thresholds ThresholdsAt(size_t i) const { return thresholds ? (*thresholds)[i] : Thresholds{}; }
+    netlink::IpvsDestination At(size_t i) const;
+  };
+  static Entry Pack(const netlink::IpvsDestination& d);
+  Items& Mutable();                                // this copy's own items (cloned when shared)
+  size_t Position(const DestinationId& id) const;  // the first not ordered before `id`
+  std::shared_ptr<Items> items_;                   // null: empty
 };
 
 inline DestinationId IdOf(const netlink::IpvsDestination& d) { return {d.address, d.port}; }

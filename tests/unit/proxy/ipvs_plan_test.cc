@@ -98,6 +98,54 @@ TEST(DestinationsTest, CopiesShareUntilOneChanges) {
   EXPECT_EQ(c, Destinations());
 }
 
+// An element keeps every attribute the proxy writes or compares (identity, forwarding method,
+// weight, and the thresholds a kernel read-back may carry), but not the kernel's connection
+// counts: they are statistics, not state the proxy wants (the drain queue reads them fresh).
+TEST(DestinationsTest, ElementsKeepEveryWritableAttributeButNotConnectionCounts) {
+  netlink::IpvsDestination tunnel = Dest("10.0.0.2", 80, 7);
+  tunnel.forward = netlink::IpvsForward::kTunnel;
+  tunnel.active_connections = 3;
+  tunnel.inactive_connections = 4;
+  netlink::IpvsDestination route = Dest("fd00::1", 8080, 0);
+  route.forward = netlink::IpvsForward::kRoute;
+  Destinations d = Destinations::FromUnsorted({route, tunnel});
+  ASSERT_EQ(d.size(), 2u);
+  netlink::IpvsDestination kept = *d.find(IdOf(tunnel));
+  EXPECT_EQ(kept.forward, netlink::IpvsForward::kTunnel);
+  EXPECT_EQ(kept.weight, 7u);
+  EXPECT_EQ(kept.active_connections + kept.inactive_connections, 0u);
+  EXPECT_TRUE(kept.SameConfig(tunnel));
+  EXPECT_EQ(*d.find(IdOf(route)), route);  // (fd00::1 sorts after 10.0.0.2)
+  EXPECT_EQ(IdOf(*d.begin()), IdOf(tunnel));
+
+  // Thresholds (only ever read back: the proxy never sets them) are kept per element, through
+  // puts, erases, copies and a compaction, so a drifted one still differs from the wanted one.
+  netlink::IpvsDestination limited = Dest("10.0.0.1", 80);
+  limited.upper_threshold = 100;
+  limited.lower_threshold = 10;
+  Destinations read = d;
+  read.Put(limited);
+  Destinations wanted = d;
+  wanted.Put(Dest("10.0.0.1", 80));
+  EXPECT_FALSE(d.contains(IdOf(limited))) << "a put into a copy changed the original";
+  EXPECT_NE(read, wanted);
+  EXPECT_FALSE((*read.find(IdOf(limited))).SameConfig(*wanted.find(IdOf(limited))));
+  EXPECT_EQ(*read.find(IdOf(limited)), limited);
+  read.Put(Dest("10.0.0.0", 80));  // before it: its thresholds move with it
+  read.Erase(IdOf(route));
+  Destinations copy = read;
+  copy.Compact();
+  EXPECT_EQ(*copy.find(IdOf(limited)), limited);
+  EXPECT_EQ(copy.find({Ip("10.0.0.0"), 80})->upper_threshold, 0u);
+  EXPECT_EQ(copy.find(IdOf(tunnel))->weight, 7u);
+  // Repaired (the wanted element put over it): equal to an image that never had thresholds.
+  read.Put(Dest("10.0.0.1", 80));
+  read.Compact();
+  Destinations plain = Destinations::FromUnsorted({Dest("10.0.0.0", 80), Dest("10.0.0.1", 80)});
+  plain.Put(tunnel);
+  EXPECT_EQ(read, plain);
+}
+
 std::vector<std::string> Ops(const ProxyPlan& plan) {
   std::vector<std::string> out;
   for (const auto& c : plan.ipvs) {

@@ -92,6 +92,41 @@ TEST_F(VerifyStepTest, AVerificationInStepsRepairsDrift) {
   EXPECT_EQ(Writes(), 0);
 }
 
+// The images keep a destination in 24 B without the thresholds the proxy never sets
+// (docs/memory.md), but a kernel read-back keeps them: thresholds set behind the proxy's back
+// are drift like a changed weight, and the verification writes the wanted ones back.
+TEST_F(VerifyStepTest, AVerificationRepairsThresholdsSetBehindItsBack) {
+  Start();
+  netlink::IpvsService web;
+  web.address = Ip("10.96.0.10");
+  web.port = 80;
+  netlink::IpvsDestination limited;
+  limited.address = Ip("10.1.0.2");
+  limited.port = 8080;
+  limited.upper_threshold = 50;
+  limited.lower_threshold = 5;
+  ASSERT_TRUE(ipvs.UpdateDestination(web, limited).ok());
+  auto thresholds = [&] {
+    auto list = ipvs.ListDestinations(web);
+    std::string out;
+    for (const auto& d : *list) {
+      out += DestinationId{d.address, d.port}.ToString() + " " + std::to_string(d.upper_threshold) +
+             "/" + std::to_string(d.lower_threshold) + " w" + std::to_string(d.weight) + ";";
+    }
+    return out;
+  };
+  ASSERT_EQ(thresholds(), "10.1.0.1:8080 0/0 w1;10.1.0.2:8080 50/5 w1;");
+
+  ASSERT_TRUE(Controller().Sync(SyncReason::kPeriodic).ok());
+  Finish();
+  EXPECT_EQ(thresholds(), "10.1.0.1:8080 0/0 w1;10.1.0.2:8080 0/0 w1;");
+  EXPECT_GT(Controller().last_full_sync().repairs, 0u);
+  ResetCounts();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kPeriodic).ok());
+  Finish();
+  EXPECT_EQ(Writes(), 0);
+}
+
 // The event comes after `GetParam()` steps: before the kernel was read, between the read and
 // the comparison of the Services it changes, or after them.
 class EventDuringVerifyTest : public VerifyStepTest, public ::testing::WithParamInterface<int> {};
