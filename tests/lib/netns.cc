@@ -158,12 +158,13 @@ std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
 
 std::string Process::Log() const { return ReadFile(log_path_); }
 
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds interval) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     if (condition()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(interval);
   }
 }
 

@@ -71,8 +71,11 @@ class Process {
   std::string log_path_;
 };
 
-// Polls `condition` every few milliseconds until it is true or `timeout` passes.
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+// Polls `condition` every `interval` until it is true or `timeout` passes. A condition that
+// starts processes or lists over TLS (a kernel dump, an API server's state) takes a longer
+// interval: at 20 ms its polls are most of a sanitized test's CPU.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds interval = std::chrono::milliseconds(20));
 
 // A fresh temporary directory removed (recursively) on destruction.
 class TempDir {

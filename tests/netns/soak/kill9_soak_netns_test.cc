@@ -50,6 +50,9 @@ using testing::WaitFor;
 constexpr uint64_t kCiSeed = 9;
 constexpr uint64_t kCiRounds = 20;
 constexpr auto kConverge = 60s;
+// A look at both nodes' state starts about a dozen processes (curl, iptables-save, ipset, ip):
+// every 250 ms while the agents converge, not every 20 (most of the test's CPU under ASan).
+constexpr auto kStatePoll = 250ms;
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);
@@ -376,7 +379,7 @@ TEST_F(Kill9Soak, RestartsAtRandomPointsConvergeToTheFreshStateAndKeepConnection
         break;
     }
     std::string diff;
-    ASSERT_TRUE(WaitFor([&] { return Converged(fresh, &diff); }, kConverge))
+    ASSERT_TRUE(WaitFor([&] { return Converged(fresh, &diff); }, kConverge, kStatePoll))
         << diff << "(KR_SOAK_SEED=" << seed << ")";
     ASSERT_TRUE(WaitFor([&] { return (mismatches = VerdictMismatches()).empty(); }, 20s))
         << mismatches;
@@ -449,7 +452,7 @@ TEST_F(Kill9Soak, ApiFaultsLeaveNoStaleRules) {
     Api("DELETE", "/apis/networking.k8s.io/v1/namespaces/sk-b/networkpolicies/" + name);
     inject(second);
     std::string diff;
-    ASSERT_TRUE(WaitFor([&] { return Converged(fresh, &diff); }, 90s))
+    ASSERT_TRUE(WaitFor([&] { return Converged(fresh, &diff); }, 90s, kStatePoll))
         << diff << "(KR_SOAK_SEED=" << seed << ")";
     Api("POST", "/_fake/settings", R"({"goneAsHttpStatus":false})");
     Api("POST", "/_fake/fail?count=0");
