@@ -8,7 +8,9 @@
 #include <sstream>
 #include <string>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#include "kube_router/base/sanitizers.h"
+
+#if KR_ASAN() || KR_TSAN()
 // The sanitizers replace malloc, and glibc's mallinfo2 then reports zeros: ask their allocator.
 extern "C" size_t __sanitizer_get_current_allocated_bytes();
 extern "C" size_t __sanitizer_get_free_bytes();
@@ -58,7 +60,7 @@ void UpdateHeapMetrics(Registry* registry) {
   // out, small ones plus mmapped large ones, and bytes it holds free); under the sanitizers their
   // allocator's own counters. The HELP texts name neither, so they stay true for both. Free bytes
   // that stay high after a sync are fragmentation the process keeps resident (docs/memory.md).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if KR_ASAN() || KR_TSAN()
   const double in_use = static_cast<double>(__sanitizer_get_current_allocated_bytes());
   const double free_bytes = static_cast<double>(__sanitizer_get_free_bytes());
 #else

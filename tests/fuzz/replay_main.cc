@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "kube_router/base/sanitizers.h"
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& input : corpus) LLVMFuzzerTestOneInput(input.data(), input.size());
   std::mt19937 rng(20261126);  // fixed seed: every run replays the same mutations
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if KR_ASAN() || KR_TSAN()
   // Sanitized code runs 10-20 times slower; the release flavour replays the full count.
   const int kMutationsPerInput = 200;
 #else

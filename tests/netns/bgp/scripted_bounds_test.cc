@@ -3,6 +3,7 @@
 // peer that still converges, and the per-peer prefix limit (RFC 4486).
 #include <map>
 
+#include "kube_router/base/sanitizers.h"
 #include "scripted_peer.h"
 
 namespace kr::bgp::testing {
@@ -45,7 +46,7 @@ TEST_F(ScriptedPeerTest, RouteRefreshFloodFromAPeerThatDoesNotReadIsBounded) {
   EXPECT_GT(sent, 500);  // the flood really happened
   EXPECT_GT(max_queued, 0u);
   EXPECT_LT(max_queued, 1u << 20) << "refreshes were not coalesced";
-#if !defined(__SANITIZE_ADDRESS__)
+#if !KR_ASAN()
   // AddressSanitizer keeps freed memory in its quarantine (up to 256 MiB), so RSS says nothing
   // there; the queue bound above holds in every build, this outward check in the release tier.
   EXPECT_LT(RssBytes(), rss_before + (64u << 20));

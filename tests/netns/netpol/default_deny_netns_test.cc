@@ -55,7 +55,7 @@ class DefaultDenyE2E : public XyzFirewallTest<Case> {
     };
     StartFirewalls(
         *world_, nullptr,
-        [this](NetpolConfig& config) {
+        [](NetpolConfig& config) {
           config.iptables_mode = GetParam().mode;
           config.default_deny = GetParam().default_deny;
           config.enable_ipv6 = GetParam().dual_stack;

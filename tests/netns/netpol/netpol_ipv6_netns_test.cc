@@ -46,7 +46,7 @@ class NetpolIpv6 : public testing::XyzFirewallTest<const char*> {
                            "net.bridge.bridge-nf-call-ip6tables=0")
                       .ok());
     }
-    StartFirewalls(*world_, nullptr, [this](NetpolConfig& config) {
+    StartFirewalls(*world_, nullptr, [](NetpolConfig& config) {
       config.iptables_mode = GetParam();
       config.enable_ipv4 = true;
       config.enable_ipv6 = true;

@@ -47,7 +47,7 @@ class NetpolE2E : public testing::XyzFirewallTest<const char*> {
                                                  {"serve-80-udp", 80, "UDP"},
                                                  {"serve-81-udp", 81, "UDP"}};
         },
-        [this](NetpolConfig& config) { config.iptables_mode = GetParam(); });
+        [](NetpolConfig& config) { config.iptables_mode = GetParam(); });
     for (auto& node : world_->nodes()) {
       EXPECT_EQ(*node.ns->Sh("cat /proc/sys/net/bridge/bridge-nf-call-iptables"), "1\n");
     }

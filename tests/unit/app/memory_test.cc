@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "kube_router/base/sanitizers.h"
+
 namespace kr::app {
 namespace {
 
@@ -42,7 +44,7 @@ TEST(TrimAfterSync, TrimsAfterFirstSyncsAndRateLimitsPeriodicOnes) {
 
 // Free pages between live blocks (what a cold start leaves) go back to the kernel.
 TEST(ReturnFreeMemory, GivesBackFreePagesBetweenLiveBlocks) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if KR_ASAN() || KR_TSAN()
   GTEST_SKIP() << "the sanitizers' allocators do not implement malloc_trim";
 #else
   ReturnFreeMemory();
@@ -63,7 +65,7 @@ TEST(ReturnFreeMemory, GivesBackFreePagesBetweenLiveBlocks) {
 // A large block (a /metrics response at 10k Services) goes back to the kernel when freed, even
 // after a larger one was freed (which, left alone, raises glibc's threshold to its size).
 TEST(ConfigureAllocator, LargeBlocksLeaveNoFreeHeapBehind) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if KR_ASAN() || KR_TSAN()
   // Cannot hold there: the sanitizers replace malloc with their own allocator, which maps
   // large blocks itself and keeps freed ones in a quarantine (ASan); libasan makes mallopt a
   // no-op, and mallinfo2 reads glibc's unused arena, so the check would pass whatever the

@@ -21,6 +21,7 @@
 
 #include "fake_apiserver_fixture.h"
 #include "kube_router/base/exec.h"
+#include "kube_router/base/sanitizers.h"
 #include "kube_router/k8s/watcher.h"
 
 namespace kr::k8s {
@@ -40,7 +41,7 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
   return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#if KR_ASAN()
 extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
@@ -48,7 +49,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();
 // freed memory in its quarantine (up to 256 MiB), so there RSS grows with every byte the test's
 // own polling allocates and frees, and says nothing about what the informers keep.
 long MemoryKiB() {
-#if defined(__SANITIZE_ADDRESS__)
+#if KR_ASAN()
   return static_cast<long>(__sanitizer_get_current_allocated_bytes() / 1024);
 #else
   std::ifstream in("/proc/self/status");

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "kube_router/base/sanitizers.h"
 #include "kube_router/net/gzip.h"
 
 namespace kr::net {
@@ -433,7 +434,7 @@ TEST(HttpClientLimitsTest, GzipBombIsRefusedWithBoundedMemory) {
   long growth = RssKiB() - before;
   // The bomb inflates to 512 MiB; AddressSanitizer's shadow memory and quarantine add their own
   // growth on top of what the client keeps, so its bound is looser (still far below the bomb).
-#if defined(__SANITIZE_ADDRESS__)
+#if KR_ASAN()
   constexpr long kBoundKiB = 160 * 1024;
 #else
   constexpr long kBoundKiB = 64 * 1024;

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "kube_router/base/sanitizers.h"
 #include "kube_router/base/unique_fd.h"
 
 namespace kr::net {
@@ -371,7 +372,7 @@ TEST(HttpServer, SlowHandlerStillDeliversItsResponse) {
 
 // accept() failing with EMFILE must pause accepting, not spin (the old loop burnt a core).
 TEST(HttpServerAttack, AcceptBacksOffWhenOutOfDescriptors) {
-#if defined(__SANITIZE_ADDRESS__)
+#if KR_ASAN()
   // The sanitizer runtime itself needs file descriptors (it checks pointers through a pipe), so
   // with the descriptor table exhausted it reports false errors. The release tier runs this.
   GTEST_SKIP() << "needs free file descriptors in the sanitizer runtime";

@@ -558,7 +558,9 @@ class World {
   int SyncPeers() {
     const auto peers = ExpectedPeers();
     int gone = 0;
-    for (const auto& [address, external] : synced_peers_) {
+    for (const auto& peer : synced_peers_) {
+      // Not a structured binding: clang 14 (the ASan flavour) cannot capture one in a lambda.
+      const auto& address = peer.first;
       if (peers.count(address)) continue;
       gone += static_cast<int>(
           std::erase_if(rib_, [&](const auto& entry) { return entry.second.from == address; }));
