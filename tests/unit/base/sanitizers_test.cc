@@ -2,9 +2,9 @@
 // compiler built it: a check that skips or shortens itself under ASan (RSS and descriptor
 // bounds, fuzz mutation counts) would otherwise run its unsanitized form there (clang 14 has no
 // __SANITIZE_ADDRESS__), or the release tier's checks would be skipped.
-#include <gtest/gtest.h>
-
 #include "kube_router/base/sanitizers.h"
+
+#include <gtest/gtest.h>
 
 // Weak: null unless the sanitizer's runtime is linked in (GCC's libasan/libtsan or clang's).
 extern "C" int __asan_address_is_poisoned(void const volatile* addr) __attribute__((weak));
