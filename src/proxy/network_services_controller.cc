@@ -528,15 +528,15 @@ metrics::Histogram& NetworkServicesController::LatencyHistogram() {
       LatencyBuckets());
 }
 
-void NetworkServicesController::OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+void NetworkServicesController::OnEventsAbsorbed(const std::vector<k8s::Event>& absorbed,
                                                  std::chrono::steady_clock::time_point programmed) {
   // One observation per Service, from its oldest change, as an event sync observes it. No
   // trigger times here: at start-up they are the objects' old changes, not this agent's work.
   std::map<ServiceName, std::chrono::steady_clock::time_point> arrived;
-  for (const auto& a : absorbed) {
-    ForEachServiceOf(a.event, [&](const ServiceName& name, const k8s::EndpointSlice*) {
-      auto [it, inserted] = arrived.emplace(name, a.arrived);
-      if (!inserted && a.arrived < it->second) it->second = a.arrived;
+  for (const auto& event : absorbed) {
+    ForEachServiceOf(event, [&](const ServiceName& name, const k8s::EndpointSlice*) {
+      auto [it, inserted] = arrived.emplace(name, event.arrived);
+      if (!inserted && event.arrived < it->second) it->second = event.arrived;
     });
   }
   if (arrived.empty()) return;

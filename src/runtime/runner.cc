@@ -38,7 +38,8 @@ void Inbox::Push(const k8s::Event& event, Clock::time_point arrived) {
   auto found = by_object_.find(id);
   if (found == by_object_.end()) {
     order_.push_back(
-        {event, sequence, arrived, syncs_started_, syncing_, event.type == k8s::EventType::kAdded});
+        {event, sequence, syncs_started_, syncing_, event.type == k8s::EventType::kAdded});
+    order_.back().event.arrived = arrived;
     by_object_.emplace(std::move(id), std::prev(order_.end()));
     return;
   }
@@ -75,10 +76,7 @@ void Inbox::Push(const k8s::Event& event, Clock::time_point arrived) {
 std::vector<k8s::Event> Inbox::TakeAll() {
   std::vector<k8s::Event> out;
   out.reserve(order_.size());
-  for (Entry& entry : order_) {
-    entry.event.arrived = entry.arrived;
-    out.push_back(std::move(entry.event));
-  }
+  for (Entry& entry : order_) out.push_back(std::move(entry.event));
   order_.clear();
   by_object_.clear();
   return out;
@@ -89,16 +87,15 @@ void Inbox::SyncStarted() {
   syncing_ = true;
 }
 
-std::vector<AbsorbedEvent> Inbox::DropUpTo(uint64_t sequence) {
-  std::vector<AbsorbedEvent> dropped;
+std::vector<k8s::Event> Inbox::DropUpTo(uint64_t sequence) {
+  std::vector<k8s::Event> dropped;
   for (auto it = order_.begin(); it != order_.end();) {
     if (it->last > sequence) {
       ++it;
       continue;
     }
     by_object_.erase(ObjectId(it->event));
-    it->event.arrived = it->arrived;
-    dropped.push_back({std::move(it->event), it->arrived});
+    dropped.push_back(std::move(it->event));
     it = order_.erase(it);
   }
   return dropped;
@@ -203,7 +200,7 @@ bool ControllerRunner::RunSync(SyncReason reason) {
   }
   const auto end = Clock::now();
   const auto took = end - start;
-  std::vector<AbsorbedEvent> absorbed;
+  std::vector<k8s::Event> absorbed;
   {
     MutexLock lock(mu_);
     ++(s.ok() ? successful_syncs_ : failed_syncs_);

@@ -27,7 +27,7 @@ class ForwardingController : public Controller {
   void SetFullReadMarker(std::function<void()> mark_full_read) override {
     inner_->SetFullReadMarker(std::move(mark_full_read));
   }
-  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+  void OnEventsAbsorbed(const std::vector<k8s::Event>& absorbed,
                         std::chrono::steady_clock::time_point programmed) override {
     inner_->OnEventsAbsorbed(absorbed, programmed);
   }

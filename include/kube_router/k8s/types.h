@@ -192,8 +192,8 @@ struct Event {
   std::string key;
   AnyObject old_object;
   AnyObject new_object;
-  // When the change reached the controller's runner (its inbox stamps it as it hands the event
-  // over; the first arrival of a coalesced one). Zero where no runner delivered it. The service
+  // When the change reached the controller's runner (its inbox stamps it at the first push; a
+  // coalesced event keeps its first arrival). Zero where no runner delivered it. The service
   // proxy measures an event's programming latency from it when the object has no trigger time.
   std::chrono::steady_clock::time_point arrived{};
 };

@@ -135,7 +135,7 @@ class NetworkServicesController : public Controller {
   bool OnUpdate(const k8s::Event& event) override;
   // A full sync's absorbed Service and slice events: each Service's latency histogram
   // observation, from its oldest absorbed event's arrival to the end of that sync.
-  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+  void OnEventsAbsorbed(const std::vector<k8s::Event>& absorbed,
                         std::chrono::steady_clock::time_point programmed) override;
   Status Sync(SyncReason reason) override;
   // While a periodic verification is under way: each Sync is one of its steps.

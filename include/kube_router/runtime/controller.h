@@ -13,14 +13,6 @@
 
 namespace kr {
 
-// A pending event that a successful full read absorbed (Controller::MarkFullRead): it never
-// reaches OnUpdate.
-struct AbsorbedEvent {
-  k8s::Event event;
-  // When it reached the runner: the first Post of its inbox entry (the oldest change it spans).
-  std::chrono::steady_clock::time_point arrived;
-};
-
 enum class SyncReason {
   kStartup,    // first sync after Init
   kRequested,  // OnUpdate asked for it (coalesced)
@@ -49,10 +41,11 @@ class Controller {
     mark_full_read_ = std::move(mark_full_read);
   }
   // The pending events that the Sync which just succeeded absorbed (it marked a full read before
-  // they were last posted), and when that Sync (or that step of a sync in steps) ended: it
-  // programmed them. Called on the controller's thread right after that Sync, only when it
-  // absorbed some. The service proxy observes their latency here (they never reach OnUpdate).
-  virtual void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+  // they were last posted; each with its first arrival in `arrived`), and when that Sync (or
+  // that step of a sync in steps) ended: it programmed them. Called on the controller's thread
+  // right after that Sync, only when it absorbed some. The service proxy observes their latency
+  // here (they never reach OnUpdate).
+  virtual void OnEventsAbsorbed(const std::vector<k8s::Event>& absorbed,
                                 std::chrono::steady_clock::time_point programmed) {
     (void)absorbed;
     (void)programmed;

@@ -62,7 +62,8 @@ class SyncObserver {
 class Inbox {
  public:
   using Clock = std::chrono::steady_clock;
-  // `arrived`: when the event reached the runner; a new entry keeps it (AbsorbedEvent::arrived).
+  // `arrived`: when the event reached the runner; a new entry keeps it in its event's `arrived`
+  // (a coalesced entry: its first arrival, the oldest change it spans).
   void Push(const k8s::Event& event, Clock::time_point arrived);
   void Push(const k8s::Event& event) { Push(event, Clock::now()); }
   // Every pending event, in first-arrival order, each stamped with its first arrival.
@@ -78,13 +79,12 @@ class Inbox {
   void SyncEnded() { syncing_ = false; }
   // Drops the entries whose latest change was pushed at or before `sequence`; returns them, in
   // first-arrival order.
-  std::vector<AbsorbedEvent> DropUpTo(uint64_t sequence);
+  std::vector<k8s::Event> DropUpTo(uint64_t sequence);
 
  private:
   struct Entry {
-    k8s::Event event;
-    uint64_t last = 0;          // sequence of its latest push
-    Clock::time_point arrived;  // of its first push
+    k8s::Event event;   // `arrived`: of its first push
+    uint64_t last = 0;  // sequence of its latest push
     // When the entry was created: how many syncs had started, and whether one was running.
     // Both unchanged at a Deleted: no sync can have read the object.
     uint64_t syncs_at_first = 0;

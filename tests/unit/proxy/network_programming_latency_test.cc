@@ -53,12 +53,16 @@ TEST_F(ProgrammingLatencyTest, AbsorbedEventsAreObservedOncePerServiceFromTheirA
   Upsert(web);
   ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
   const SteadyTime t0 = std::chrono::steady_clock::now();
-  std::vector<AbsorbedEvent> absorbed = {
-      {SliceAdded("default/web-1"), t0 + 30ms},
-      {ServiceAdded("default/web"), t0},              // web's oldest: 200 ms before the end
-      {ServiceAdded("kube-system/dns"), t0 + 192ms},  // 8 ms
-      {SliceAdded("kube-system/dns-1"), t0 + 195ms},
-      {AddedEvent(k8s::ResourceKind::kNode, "node-a", cluster->nodes.Get("node-a")), t0},
+  auto arrived = [](k8s::Event event, SteadyTime when) {
+    event.arrived = when;
+    return event;
+  };
+  std::vector<k8s::Event> absorbed = {
+      arrived(SliceAdded("default/web-1"), t0 + 30ms),
+      arrived(ServiceAdded("default/web"), t0),              // web's oldest: 200 ms before the end
+      arrived(ServiceAdded("kube-system/dns"), t0 + 192ms),  // 8 ms
+      arrived(SliceAdded("kube-system/dns-1"), t0 + 195ms),
+      arrived(AddedEvent(k8s::ResourceKind::kNode, "node-a", cluster->nodes.Get("node-a")), t0),
   };
   Controller().OnEventsAbsorbed(absorbed, t0 + 200ms);
   EXPECT_EQ(Sample("_count"), 2) << registry.Render();

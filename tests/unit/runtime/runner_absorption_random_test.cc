@@ -159,15 +159,14 @@ class ScriptedController : public Controller {
   }
   bool SyncContinues() const override { return continues_; }
 
-  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
-                        SteadyTime programmed) override {
+  void OnEventsAbsorbed(const std::vector<k8s::Event>& absorbed, SteadyTime programmed) override {
     if (!absorb_window_) {
       Fail("events absorbed outside the end of a successful full read");
       return;
     }
     std::set<int> reported;
     for (const auto& a : absorbed) {
-      const int o = std::stoi(a.event.key.substr(4));
+      const int o = std::stoi(a.key.substr(4));
       if (!reported.insert(o).second) Fail("object " + std::to_string(o) + " absorbed twice");
       const State& before = view_before_absorb_[o];
       const State& read = last_snapshot_[o];

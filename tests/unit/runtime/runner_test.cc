@@ -76,8 +76,7 @@ struct FakeState {
   std::mutex mu;
   std::vector<k8s::Event> seen;  // every event OnUpdate got, in order
   // Every OnEventsAbsorbed call: its events and its end of the sync.
-  std::vector<std::pair<std::vector<AbsorbedEvent>, std::chrono::steady_clock::time_point>>
-      absorbed;
+  std::vector<std::pair<std::vector<k8s::Event>, std::chrono::steady_clock::time_point>> absorbed;
   std::vector<k8s::Event> Seen() {
     std::lock_guard lock(mu);
     return seen;
@@ -126,7 +125,7 @@ class FakeController : public Controller {
     }
     return state_->fail_sync ? Status::Error("dataplane said no") : Status::Ok();
   }
-  void OnEventsAbsorbed(const std::vector<AbsorbedEvent>& absorbed,
+  void OnEventsAbsorbed(const std::vector<k8s::Event>& absorbed,
                         std::chrono::steady_clock::time_point programmed) override {
     std::lock_guard lock(state_->mu);
     state_->absorbed.emplace_back(absorbed, programmed);
@@ -342,10 +341,10 @@ TEST(ControllerRunner, AbsorbedEventsReachTheControllerWithArrivalAndSyncEnd) {
   ASSERT_EQ(state.absorbed.size(), 1u);
   const auto& [events, programmed] = state.absorbed[0];
   std::vector<std::string> keys;
-  for (const auto& a : events) {
-    keys.push_back(a.event.key);
-    EXPECT_GE(a.arrived, before_posts);
-    EXPECT_LE(a.arrived, after_posts);
+  for (const auto& event : events) {
+    keys.push_back(event.key);
+    EXPECT_GE(event.arrived, before_posts);
+    EXPECT_LE(event.arrived, after_posts);
   }
   EXPECT_EQ(keys, (std::vector<std::string>{"ns/p0", "ns/p1", "ns/p2"}));
   EXPECT_GE(programmed, released);
