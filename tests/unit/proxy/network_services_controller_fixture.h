@@ -185,13 +185,19 @@ class ProxyControllerTest : public ::testing::Test {
     Upsert(Slice("api", "api-1", {{"10.1.0.4"}}, {{"https", 6443}}));
   }
 
+  // The IPVS service of web's port 80 (TCP 10.96.0.10:80), as StandardServices program it.
+  static netlink::IpvsService WebPort80() {
+    netlink::IpvsService web;
+    web.address = Ip("10.96.0.10");
+    web.port = 80;
+    return web;
+  }
+
   // Changes the kernel behind the controller's back once StandardServices are programmed: web
   // loses its backend 10.1.0.1 and gets scheduler lc, the dns service goes, the api VIP's route
   // gets a source. A full reconcile repairs all of it. Call through ASSERT_NO_FATAL_FAILURE.
   void DriftStandardServices() {
-    netlink::IpvsService web;
-    web.address = Ip("10.96.0.10");
-    web.port = 80;
+    netlink::IpvsService web = WebPort80();
     netlink::IpvsDestination gone;
     gone.address = Ip("10.1.0.1");
     gone.port = 8080;

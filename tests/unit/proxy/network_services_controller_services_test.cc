@@ -105,9 +105,7 @@ TEST_F(ProxyControllerTest, GracefulTerminationDrainsThenDeletes) {
   pod.termination_grace_period_seconds = 60;
   Upsert(pod);
   ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
-  IpvsService web;
-  web.address = Ip("10.96.0.10");
-  web.port = 80;
+  const IpvsService web = WebPort80();
   IpvsDestination two;
   two.address = Ip("10.1.0.2");
   two.port = 8080;

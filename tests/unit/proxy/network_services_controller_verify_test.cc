@@ -97,9 +97,7 @@ TEST_F(VerifyStepTest, AVerificationInStepsRepairsDrift) {
 // are drift like a changed weight, and the verification writes the wanted ones back.
 TEST_F(VerifyStepTest, AVerificationRepairsThresholdsSetBehindItsBack) {
   Start();
-  netlink::IpvsService web;
-  web.address = Ip("10.96.0.10");
-  web.port = 80;
+  const netlink::IpvsService web = WebPort80();
   netlink::IpvsDestination limited;
   limited.address = Ip("10.1.0.2");
   limited.port = 8080;
