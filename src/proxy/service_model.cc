@@ -122,18 +122,15 @@ Destinations::Items& Destinations::Mutable() {
 size_t Destinations::Position(const DestinationId& id) const {
   if (!items_) return 0;
   const auto& all = items_->entries;
-  auto it =
-      std::lower_bound(all.begin(), all.end(), id, [](const Entry& e, const DestinationId& key) {
-        return DestinationId{e.address, e.port} < key;
-      });
+  auto it = std::lower_bound(all.begin(), all.end(), id,
+                             [](const Entry& e, const DestinationId& key) { return e.id() < key; });
   return static_cast<size_t>(it - all.begin());
 }
 
 Destinations::const_iterator Destinations::find(const DestinationId& id) const {
   const size_t i = Position(id);
   if (i == size()) return end();
-  const Entry& e = items_->entries[i];
-  return e.address == id.address && e.port == id.port
+  return items_->entries[i].id() == id
              ? const_iterator(items_.get(), static_cast<std::ptrdiff_t>(i))
              : end();
 }
@@ -143,12 +140,8 @@ void Destinations::Put(const netlink::IpvsDestination& destination) {
   const Thresholds limits{destination.upper_threshold, destination.lower_threshold};
   // Appending is the common case (a plan adds a service's destinations in order).
   const size_t n = size();
-  const size_t i =
-      n == 0 || DestinationId{items_->entries.back().address, items_->entries.back().port} < id
-          ? n
-          : Position(id);
-  const bool replace =
-      i < n && items_->entries[i].address == id.address && items_->entries[i].port == id.port;
+  const size_t i = n == 0 || items_->entries.back().id() < id ? n : Position(id);
+  const bool replace = i < n && items_->entries[i].id() == id;
   Items& all = Mutable();
   if (!all.thresholds && !(limits == Thresholds{})) {
     all.thresholds = std::make_unique<std::vector<Thresholds>>(all.entries.size());

@@ -155,6 +155,7 @@ class Destinations {
     uint16_t port = 0;
     uint32_t weight = 0;
     bool operator==(const Entry&) const = default;
+    DestinationId id() const { return {address, port}; }
   };
   struct Thresholds {
     uint32_t upper = 0;
