@@ -58,16 +58,45 @@ need_tools() {
   [ ${#missing[@]} = 0 ] || die "missing: ${missing[*]} (scripts/install-deps.sh installs all)"
 }
 
-# The build directory holding kube-router, fake-apiserver and sandbox-node.
+# The programs it runs: kube-router and sandbox-node from one build directory; fake-apiserver from
+# KR_FAKE_APISERVER when set (another flavour's binary: CI's ASan build runs the release build's,
+# whose instrumentation would judge only the test tool), else from that directory. The directory is
+# KR_BUILD_DIR when set (relative to the checkout or to the working directory), and then it must
+# hold them: a missing one is an error, never taken from another build (an ASan run that silently
+# started the release agent would test the wrong binary). Unset: the first of build/ and
+# build-dev/ that holds them.
 find_bin() {
-  local d
-  for d in ${KR_BUILD_DIR:+"$ROOT/$KR_BUILD_DIR" "$KR_BUILD_DIR"} "$ROOT/build" "$ROOT/build-dev"; do
-    if [ -x "$d/kube-router" ] && [ -x "$d/fake-apiserver" ] && [ -x "$d/sandbox-node" ]; then
-      BIN=$(cd "$d" && pwd)
-      return
-    fi
-  done
-  die "kube-router, fake-apiserver and sandbox-node not built: run scripts/build.sh (or set KR_BUILD_DIR)"
+  local d want=()
+  BIN= API_BIN=
+  if [ -n "${KR_FAKE_APISERVER:-}" ]; then
+    [ -x "$KR_FAKE_APISERVER" ] || die "KR_FAKE_APISERVER=$KR_FAKE_APISERVER is not an executable"
+    API_BIN=$KR_FAKE_APISERVER
+  fi
+  if [ -n "${KR_BUILD_DIR:-}" ]; then
+    for d in "$ROOT/$KR_BUILD_DIR" "$KR_BUILD_DIR"; do
+      if [ -d "$d" ]; then
+        BIN=$(cd "$d" && pwd)
+        break
+      fi
+    done
+    [ -n "$BIN" ] || die "KR_BUILD_DIR=$KR_BUILD_DIR: no such directory"
+    [ -x "$BIN/kube-router" ] || want+=(kube-router)
+    [ -x "$BIN/sandbox-node" ] || want+=(sandbox-node)
+    [ -n "$API_BIN" ] || [ -x "$BIN/fake-apiserver" ] || want+=(fake-apiserver)
+    [ ${#want[@]} = 0 ] ||
+      die "KR_BUILD_DIR=$KR_BUILD_DIR has no ${want[*]}: build it there (never taken from another build)"
+  else
+    for d in "$ROOT/build" "$ROOT/build-dev"; do
+      if [ -x "$d/kube-router" ] && [ -x "$d/sandbox-node" ] &&
+        { [ -n "$API_BIN" ] || [ -x "$d/fake-apiserver" ]; }; then
+        BIN=$(cd "$d" && pwd)
+        break
+      fi
+    done
+    [ -n "$BIN" ] ||
+      die "kube-router, fake-apiserver and sandbox-node not built: run scripts/build.sh (or set KR_BUILD_DIR)"
+  fi
+  API_BIN=${API_BIN:-$BIN/fake-apiserver}
 }
 
 our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$PREFIX-" || true; }
@@ -229,7 +258,7 @@ cmd_up() {
   done
   ip -n "$ROUTER_NS" -batch - <<<"$router_batch"
   ip netns exec "$ROUTER_NS" sysctl -qw net.ipv4.ip_forward=1
-  start_bg apiserver "$ROUTER_NS" "$BIN/fake-apiserver" --listen "0.0.0.0:$API_INNER_PORT" \
+  start_bg apiserver "$ROUTER_NS" "$API_BIN" --listen "0.0.0.0:$API_INNER_PORT" \
     --kubeconfig-out "$STATE/kubeconfig-inner" --service-cluster-ip-range "$SERVICE_CIDR" \
     --service-node-port-range "$NODE_PORTS" --graceful-pod-deletion
   for ((i = 1; i <= NODES; i++)); do

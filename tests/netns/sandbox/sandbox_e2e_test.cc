@@ -17,6 +17,7 @@
 
 #include "kube_router/base/exec.h"
 #include "lib/answer_server.h"
+#include "lib/binaries.h"
 #include "lib/files.h"
 #include "lib/free_port.h"
 #include "lib/netns.h"
@@ -50,6 +51,7 @@ class SandboxE2eTest : public ::testing::Test {
     env_ = {{"KRSB_PREFIX", prefix_},
             {"KRSB_DIR", state_},
             {"KR_BUILD_DIR", KR_BINARY_DIR},
+            {"KR_FAKE_APISERVER", testing::kFakeApiServerBinary},
             {"KUBECONFIG", state_ + "/kubeconfig"}};
   }
   void TearDown() override {
@@ -112,6 +114,25 @@ class SandboxE2eTest : public ::testing::Test {
     auto outcome = HttpGet(from.netns, to.ip, 8080, 1000ms).outcome;
     return outcome == Answer::Outcome::kRefused || outcome == Answer::Outcome::kTimeout;
   }
+  // The file the sandbox's process `name` (its pid file under $KRSB_DIR/pids) runs.
+  std::string Executable(const std::string& name) {
+    std::string pid = testing::ReadFile(state_ + "/pids/" + name);
+    std::error_code error;
+    auto exe =
+        std::filesystem::read_symlink("/proc/" + pid.substr(0, pid.find('\n')) + "/exe", error);
+    return error ? "(" + name + ": " + error.message() + ")" : exe.string();
+  }
+  // This build's agent and sandbox-node run, and the fake-apiserver it names: sandbox.sh never
+  // takes them from another build (an ASan run must not test the release agent).
+  void ExpectThisBuildsPrograms(const std::vector<std::string>& agents) {
+    auto canonical = [](const std::string& path) {
+      return std::filesystem::weakly_canonical(path).string();
+    };
+    for (const auto& agent : agents)
+      EXPECT_EQ(Executable(agent), canonical(testing::kAgentBinary)) << agent;
+    EXPECT_EQ(Executable("sandbox-node"), canonical(KR_BINARY_DIR "/sandbox-node"));
+    EXPECT_EQ(Executable("apiserver"), canonical(testing::kFakeApiServerBinary));
+  }
   std::string Routes(const std::string& node) {
     auto r = Exec({"ip", "-n", prefix_ + "-" + node, "route", "show", "proto", "17"});
     return r.ok() ? r->out : "";
@@ -128,6 +149,7 @@ TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
   ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
   EXPECT_NE(up.out.find("export KUBECONFIG=" + state_ + "/kubeconfig"), std::string::npos)
       << up.out;
+  ExpectThisBuildsPrograms({"kube-router-n1", "kube-router-n2", "kube-router-n3"});
   const bool proxy = up.out.find("service-proxy=true") != std::string::npos;
   if (!proxy) {
     EXPECT_NE(up.out.find("WITHOUT the service proxy: this kernel has no ip_vs"), std::string::npos)
@@ -249,6 +271,7 @@ TEST_F(SandboxE2eTest, ExamplesPolicyAgentRestartNodeDeletionAndCleanup) {
   auto node_agent_started = Sh("scripts/sandbox.sh agent sandbox-node start");
   ASSERT_EQ(node_agent_started.exit_code, 0) << node_agent_started.err;
   EXPECT_TRUE(WaitFor([&] { return Reaches(client, web0, "web-0"); }, kDeadline));
+  ExpectThisBuildsPrograms({"kube-router-" + web0.node});  // `agent ... start` resolves them again
   PodInfo web0_again = Pod("web-0");
   EXPECT_EQ(web0_again.ip, web0.ip);
   EXPECT_EQ(web0_again.netns, web0.netns);

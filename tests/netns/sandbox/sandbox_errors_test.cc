@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kube_router/base/exec.h"
+#include "lib/binaries.h"
 #include "lib/netns.h"
 
 namespace kr {
@@ -30,13 +31,21 @@ class SandboxErrorsTest : public ::testing::Test {
     EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/state"));
   }
   ExecResult Up(const std::string& prefix_command, const std::string& args = "") {
+    return Run(prefix_command, "up " + args);
+  }
+  // For a test whose `up` wrongly succeeded: leaves nothing behind for the next test.
+  void DownIfUp(const ExecResult& up) {
+    if (up.exit_code == 0) Run("", "down --reap");
+  }
+  ExecResult Run(const std::string& prefix_command, const std::string& command) {
     ExecOptions options;
     options.env = {{"KRSB_PREFIX", prefix_},
                    {"KRSB_DIR", dir_.path() + "/state"},
-                   {"KR_BUILD_DIR", KR_BINARY_DIR}};
+                   {"KR_BUILD_DIR", KR_BINARY_DIR},
+                   {"KR_FAKE_APISERVER", testing::kFakeApiServerBinary}};
     options.timeout = std::chrono::seconds(60);
     auto r =
-        Exec({"bash", "-c", prefix_command + " " KR_SOURCE_DIR "/scripts/sandbox.sh up " + args},
+        Exec({"bash", "-c", prefix_command + " " KR_SOURCE_DIR "/scripts/sandbox.sh " + command},
              "", options);
     return r.ok() ? *r : ExecResult{-1, "", r.error()};
   }
@@ -91,6 +100,44 @@ TEST_F(SandboxErrorsTest, ApiPortInUse) {
   close(fd);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("port " + port + " on 127.0.0.1 is in use: pass --api-port PORT"),
+            std::string::npos)
+      << r.err;
+}
+
+// KR_BUILD_DIR names the build whose agent runs: one without kube-router is refused, never made
+// up for by another build's (an ASan run would silently test the release agent; sandbox.sh fell
+// back to build/ before).
+TEST_F(SandboxErrorsTest, BuildDirWithoutTheAgentIsRefusedNotReplaced) {
+  std::string build = dir_.path() + "/build-other";
+  std::filesystem::create_directory(build);
+  std::filesystem::create_symlink(KR_BINARY_DIR "/sandbox-node", build + "/sandbox-node");
+  std::filesystem::create_symlink(testing::kFakeApiServerBinary, build + "/fake-apiserver");
+  auto r = Up("KR_BUILD_DIR=" + build + " KR_FAKE_APISERVER=");
+  DownIfUp(r);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("KR_BUILD_DIR=" + build + " has no kube-router: build it there"),
+            std::string::npos)
+      << r.err;
+}
+
+// The same for fake-apiserver, whether named on its own (KR_FAKE_APISERVER) or not.
+TEST_F(SandboxErrorsTest, MissingFakeApiServerIsRefusedNotReplaced) {
+  std::string missing = dir_.path() + "/no-such-fake-apiserver";
+  auto named = Up("KR_FAKE_APISERVER=" + missing);
+  DownIfUp(named);
+  EXPECT_NE(named.exit_code, 0);
+  EXPECT_NE(named.err.find("KR_FAKE_APISERVER=" + missing + " is not an executable"),
+            std::string::npos)
+      << named.err;
+
+  std::string build = dir_.path() + "/build-other";
+  std::filesystem::create_directory(build);
+  std::filesystem::create_symlink(testing::kAgentBinary, build + "/kube-router");
+  std::filesystem::create_symlink(KR_BINARY_DIR "/sandbox-node", build + "/sandbox-node");
+  auto r = Up("KR_BUILD_DIR=" + build + " KR_FAKE_APISERVER=");
+  DownIfUp(r);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("KR_BUILD_DIR=" + build + " has no fake-apiserver: build it there"),
             std::string::npos)
       << r.err;
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kube_router/base/exec.h"
+#include "lib/binaries.h"
 #include "lib/files.h"
 #include "lib/free_port.h"
 #include "lib/netns.h"
@@ -35,6 +36,7 @@ class SandboxFlagsTest : public ::testing::Test {
     options.env = {{"KRSB_PREFIX", prefix_},
                    {"KRSB_DIR", dir_.path() + "/state"},
                    {"KR_BUILD_DIR", KR_BINARY_DIR},
+                   {"KR_FAKE_APISERVER", testing::kFakeApiServerBinary},
                    {"KUBECONFIG", dir_.path() + "/state/kubeconfig"}};
     options.timeout = timeout;
     auto r = Exec({"bash", "-c", "cd " KR_SOURCE_DIR " && " + command}, "", options);
