@@ -10,9 +10,9 @@
 # The CI flavours compile tests with line tables only (-g1), the sanitizer ones all code (their
 # reports need file:line, not variables), and spdlog's implementation once (docs/build.md).
 # The release flavour's libraries and kube-router get full -g unless KR_RELEASE_DEBUG_INFO=lines
-# (-g1; test.sh sets it: the same machine code, a quarter less compile time). The tsan flavour's
-# tests run the fake-apiserver at KR_FAKE_APISERVER (absolute path; test.sh: the release build's)
-# instead of building a TSan one, when it is set.
+# (-g1; test.sh sets it: the same machine code, a quarter less compile time). The asan and tsan
+# flavours' tests run the fake-apiserver at KR_FAKE_APISERVER (absolute path; test.sh: the release
+# build's) instead of building a sanitized one, when it is set.
 # The dev flavour keeps the compile commands the shared ccache holds.
 # Extra arguments are passed to `cmake --build` (e.g. a target name via --target).
 set -euo pipefail
@@ -27,7 +27,8 @@ case "$flavour" in
   asan) dir=build-asan; cxx=clang++
         args=(-DCMAKE_BUILD_TYPE=Debug -DKR_SANITIZE=ON "${light[@]}"
                              -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=$cxx
-                             -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_C_FLAGS_DEBUG=-g1) ;;
+                             -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_C_FLAGS_DEBUG=-g1
+                             "-DKR_FAKE_APISERVER=${KR_FAKE_APISERVER:-}") ;;
   tsan) dir=build-tsan; args=(-DCMAKE_BUILD_TYPE=Debug -DKR_TSAN=ON "${light[@]}"
                              "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1"
                              "-DKR_FAKE_APISERVER=${KR_FAKE_APISERVER:-}") ;;

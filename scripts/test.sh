@@ -116,8 +116,14 @@ if [ $release_built -eq 1 ]; then
     --output-on-failure --no-tests=error
   release_pid=$!
 fi
+# The ASan and TSan tests run the release build's fake-apiserver (a separate process: a sanitizer
+# in it would judge only the test tool; its object store is unit-tested under ASan in process), so
+# neither sanitizer flavour compiles one. sandbox.sh takes it from KR_FAKE_APISERVER too.
+apiserver_env=()
+[ $release_built -eq 0 ] || apiserver_env=(KR_FAKE_APISERVER="$PWD/build/fake-apiserver")
 asan_built=1
-phase build-asan nice -n 10 scripts/build.sh asan || { asan_built=0; status=1; }
+phase build-asan nice -n 10 env "${apiserver_env[@]}" scripts/build.sh asan ||
+  { asan_built=0; status=1; }
 if [ -n "$release_pid" ]; then
   finish test-release $release_pid || status=1
 fi
@@ -129,11 +135,7 @@ if [ $asan_built -eq 1 ]; then
   asan_pid=$!
 fi
 tsan_built=1
-# The TSan tests run the release build's fake-apiserver (a separate process: TSan in it would
-# judge only the test tool), so the TSan flavour does not compile one.
-tsan_env=()
-[ $release_built -eq 0 ] || tsan_env=(KR_FAKE_APISERVER="$PWD/build/fake-apiserver")
-phase build-tsan nice -n 10 env "${tsan_env[@]}" scripts/build.sh tsan --target kr_tsan_tests ||
+phase build-tsan nice -n 10 env "${apiserver_env[@]}" scripts/build.sh tsan --target kr_tsan_tests ||
   { tsan_built=0; status=1; }
 if [ -n "$asan_pid" ]; then
   finish test-asan $asan_pid || status=1
