@@ -20,7 +20,7 @@
 #include "kube_router/base/sanitizers.h"
 #include "kube_router/net/gzip.h"
 
-namespace kr::net {
+namespace kr::net::http_client_test {
 namespace {
 
 // One gzip member; with `flush_every` > 0 a Z_SYNC_FLUSH after every that many input bytes
@@ -584,4 +584,4 @@ TEST(HttpClientTest, ParseUrl) {
 }
 
 }  // namespace
-}  // namespace kr::net
+}  // namespace kr::net::http_client_test

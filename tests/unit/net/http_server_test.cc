@@ -19,7 +19,7 @@
 #include "kube_router/base/sanitizers.h"
 #include "kube_router/base/unique_fd.h"
 
-namespace kr::net {
+namespace kr::net::http_server_test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -410,4 +410,4 @@ TEST(HttpServerAttack, AcceptBacksOffWhenOutOfDescriptors) {
 }
 
 }  // namespace
-}  // namespace kr::net
+}  // namespace kr::net::http_server_test
