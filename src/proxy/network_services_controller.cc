@@ -433,18 +433,77 @@ Status NetworkServicesController::FullSync() {
   }
   programmed_ = std::move(*actual);
   stats.virtual_services = programmed_.services.size();
-  t = Clock::now();
-  ProxyPlan plan = Diff(desired_, programmed_, nullptr, {config_.graceful_termination});
-  stats.diff_seconds = seconds_since(t);
-  Status status = ApplyTimed(plan, stats);
+  Status status = RepairInChunks(stats);
   programmed_valid_ = status.ok();
   if (status.ok()) {
-    TrackDrains(plan, nullptr);
-    ShareWithDesired(nullptr);
+    // Drains of virtual services neither image has any more (no chunk compared them).
+    std::erase_if(drains_, [&](const auto& entry) {
+      const VirtualServiceId& id = entry.first.first;
+      return !desired_.services.contains(id) && !programmed_.services.contains(id);
+    });
     last_full_sync_ = stats;
     ++full_syncs_;
   }
   return status;
+}
+
+Status NetworkServicesController::RepairInChunks(FullSyncStats& stats) {
+  using Clock = std::chrono::steady_clock;
+  const PlanOptions options{config_.graceful_termination};
+  const size_t chunk_size = std::max<size_t>(1, config_.full_sync_chunk);
+  // Every VIP of either image goes into the first chunk's scope; its removals are held back
+  // for the last chunk (after the services on them are gone), as in one plan.
+  DiffScope scope;
+  scope.vips.insert(desired_.vips.begin(), desired_.vips.end());
+  scope.vips.insert(programmed_.vips.begin(), programmed_.vips.end());
+  scope.vips.insert(programmed_.vips_without_route.begin(), programmed_.vips_without_route.end());
+  std::vector<IpAddress> delete_vips;
+  size_t changes = 0, add_vips = 0;
+  Status first_error;
+  // The ids of both images in order (a chunk's writes insert and erase only its own ids, so
+  // the cursors stay valid).
+  auto want = desired_.services.begin();
+  auto have = programmed_.services.begin();
+  for (bool first = true;; first = false) {
+    while (scope.services.size() < chunk_size &&
+           (want != desired_.services.end() || have != programmed_.services.end())) {
+      if (have == programmed_.services.end() ||
+          (want != desired_.services.end() && want->first < have->first)) {
+        scope.services.insert(want++->first);
+      } else if (want == desired_.services.end() || have->first < want->first) {
+        scope.services.insert(have++->first);
+      } else {
+        scope.services.insert(want->first);
+        ++want;
+        ++have;
+      }
+    }
+    const bool last = want == desired_.services.end() && have == programmed_.services.end();
+    const auto t = Clock::now();
+    ProxyPlan plan = Diff(desired_, programmed_, &scope, options);
+    stats.diff_seconds += std::chrono::duration<double>(Clock::now() - t).count();
+    if (first) delete_vips = std::move(plan.delete_vips);
+    plan.delete_vips.clear();
+    if (last) plan.delete_vips = std::move(delete_vips);
+    changes += plan.ipvs.size();
+    add_vips += plan.add_vips.size();
+    stats.largest_plan = std::max(stats.largest_plan, plan.ipvs.size());
+    Status status = ApplyTimed(plan, stats, false);
+    if (status.ok()) {
+      TrackDrains(plan, &scope);
+      ShareWithDesired(&scope);
+    } else if (first_error.ok()) {
+      first_error = status;
+    }
+    if (last) {
+      if (changes + add_vips + plan.delete_vips.size() > 0) {
+        KR_LOG_INFO("service proxy: {} IPVS change(s), {} VIP(s) to add, {} to remove", changes,
+                    add_vips, plan.delete_vips.size());
+      }
+      return first_error;
+    }
+    scope = DiffScope{};
+  }
 }
 
 void NetworkServicesController::ShareWithDesired(const DiffScope* scope) {

@@ -99,8 +99,9 @@ const char* NetworkServicesController::PhaseName(Verify::Phase phase) {
   return "?";
 }
 
-Status NetworkServicesController::ApplyTimed(const ProxyPlan& plan, FullSyncStats& stats) {
-  if (!plan.empty()) {
+Status NetworkServicesController::ApplyTimed(const ProxyPlan& plan, FullSyncStats& stats,
+                                             bool log) {
+  if (log && !plan.empty()) {
     KR_LOG_INFO("service proxy: {} IPVS change(s), {} VIP(s) to add, {} to remove",
                 plan.ipvs.size(), plan.add_vips.size(), plan.delete_vips.size());
   }

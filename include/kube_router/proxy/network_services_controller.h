@@ -113,6 +113,7 @@ struct FullSyncStats {
   size_t services = 0;          // Services rebuilt
   size_t virtual_services = 0;  // virtual services compared with the kernel
   size_t repairs = 0;           // IPVS changes and VIP adds/removals it wrote
+  size_t largest_plan = 0;      // the most IPVS changes one plan of it held (a chunk's)
 };
 
 class NetworkServicesController : public Controller {
@@ -243,7 +244,11 @@ class NetworkServicesController : public Controller {
                            FullSyncStats& stats);
   // Diff within `scope`, apply, follow the drains; a failed write distrusts the image.
   Status RepairScope(const DiffScope& scope, FullSyncStats& stats);
-  Status ApplyTimed(const ProxyPlan& plan, FullSyncStats& stats);
+  // `log`: the plan's size is logged (not for a chunk of a full sync: it logs the total).
+  Status ApplyTimed(const ProxyPlan& plan, FullSyncStats& stats, bool log = true);
+  // A full sync's diff and writes, a chunk of at most ProxyConfig::full_sync_chunk virtual
+  // services at a time: its plan and write batch hold one chunk, not every virtual service.
+  Status RepairInChunks(FullSyncStats& stats);
   Result<KernelVips> ReadKernelVips(bool for_cleanup);
   static void NoteAddress(const netlink::Address& address, KernelVips& read);
   void NoteRoute(const netlink::Route& route, KernelVips& read) const;

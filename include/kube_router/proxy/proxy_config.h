@@ -41,6 +41,11 @@ struct ProxyConfig {
   // ... and of at most about this long (checked between items; 0: items only). A Service
   // rebuilt costs several times what a VIP or virtual service compared does.
   std::chrono::microseconds verify_step_time{2000};
+  // A full sync (startup, repair) diffs and writes the virtual services in chunks of at most
+  // this many, in order: a cold start's plan and write batch hold one chunk's changes, not all
+  // of them (220,000 at 10k Services with two ports; docs/memory.md). The VIPs are added with
+  // the first chunk and removed after the last.
+  size_t full_sync_chunk = 256;
 
   bool FamilyEnabled(const IpAddress& ip) const { return ip.is_v4() ? enable_ipv4 : enable_ipv6; }
 };

@@ -64,6 +64,55 @@ TEST_F(ProxyControllerTest, IpvsChangesAreWrittenAsOneBatchPerSync) {
   EXPECT_EQ(Writes(), 3);  // one destination in, two out
 }
 
+// A full sync diffs and writes its virtual services a chunk at a time (full_sync_chunk, in id
+// order): the cold start's plan and write batch hold one chunk's changes, not all of them
+// (docs/memory.md), and the kernel ends the same. A stale service of ours and its VIP go too,
+// the VIP with the last chunk; a restart with chunks adopts the kernel without writing.
+TEST_F(ProxyControllerTest, AFullSyncDiffsAndWritesAChunkOfVirtualServicesAtATime) {
+  config.full_sync_chunk = 2;
+  StandardServices();
+  ASSERT_TRUE(links.CreateDummy(netlink::kKubeDummyName).ok());
+  ASSERT_TRUE(
+      links.AddAddress({netlink::kKubeDummyName, Ip("10.96.0.99"), 32, netlink::Scope::kLink})
+          .ok());
+  IpvsService stale = VirtualService("10.96.0.99", 80);
+  ASSERT_TRUE(ipvs.AddService(stale).ok());
+  ASSERT_TRUE(
+      ipvs.AddDestination(stale, IpvsDestination{.address = Ip("10.1.0.9"), .port = 80}).ok());
+  ResetCounts();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  using Op = netlink::FakeIpvs::Op;
+  // In id order: TCP 10.96.0.1:443 and 10.96.0.10:80 (2 + 3 changes), then UDP 10.96.0.53:53
+  // and the stale TCP 10.96.0.99:80 (2 + 1).
+  EXPECT_EQ(ipvs.failures().Calls({Op::kApply}), 2);
+  EXPECT_EQ(Controller().last_full_sync().largest_plan, 5u);
+  EXPECT_EQ(Controller().last_full_sync().repairs, 8u + 3u + 1u);  // changes, VIPs in and out
+  EXPECT_THAT(Services(), ::testing::UnorderedElementsAre("TCP 10.96.0.10:80", "UDP 10.96.0.53:53",
+                                                          "TCP 10.96.0.1:443"));
+  EXPECT_THAT(Dests("10.96.0.10", 80), ElementsAre("10.1.0.1:8080 w1", "10.1.0.2:8080 w1"));
+  EXPECT_THAT(Dests("10.96.0.53", 53, netlink::IpvsProtocol::kUdp),
+              ElementsAre("10.1.0.3:5353 w1"));
+  EXPECT_THAT(Dests("10.96.0.1", 443), ElementsAre("10.1.0.4:6443 w1"));
+  EXPECT_THAT(DummyAddresses(), ElementsAre("10.96.0.1", "10.96.0.10", "10.96.0.53"));
+  // Each chunk's programmed destinations became the wanted ones' (shared), as one plan's do.
+  size_t shared = 0;
+  for (const auto& [name, svc] : Controller().services()) {
+    for (const auto& d : svc.virtual_services) {
+      const auto& have = Controller().programmed().services.at(d.vs.id());
+      EXPECT_TRUE(have.destinations.SharesWith(d.vs.destinations)) << d.vs.id().ToString();
+      ++shared;
+    }
+  }
+  EXPECT_EQ(shared, 3u);
+
+  ResetCounts();
+  auto restarted = Make();
+  ASSERT_TRUE(restarted->Sync(SyncReason::kStartup).ok());
+  EXPECT_EQ(Writes(), 0);
+  EXPECT_EQ(restarted->last_full_sync().largest_plan, 0u);
+  EXPECT_EQ(restarted->programmed(), Controller().programmed());
+}
+
 // The VIP addresses of a sync are one batch too (AddAddresses: the netlink adapter packs them
 // like RouteTable::Apply), not one AddAddress round trip each; a refused address fails only its
 // VIP, and the next (full) sync adds it in one batch again.

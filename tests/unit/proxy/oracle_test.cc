@@ -318,6 +318,9 @@ TEST(ProxyOracle, IncrementalSyncsEqualAFreshFullBuildUnderRandomChurn) {
   // The periodic verification in steps of 3 items: its steps run between the event syncs below,
   // which must still leave exactly what a fresh controller programs.
   config.verify_step_items = 3;
+  // Full syncs (the start-up, every fresh build) diff and write in chunks of 2 virtual
+  // services: chunked, they must program what the event syncs do.
+  config.full_sync_chunk = 2;
   config.enable_ipv6 = true;
   auto cluster = k8s::MakeCluster();
   auto node_object = NodeObj("node-a", {"192.0.2.10", "fd00:2::10"});
