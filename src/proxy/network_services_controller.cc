@@ -239,7 +239,7 @@ void NetworkServicesController::RefreshDesiredEntry(const VirtualServiceId& id) 
     desired_.services.erase(id);
     return;
   }
-  for (const auto& d : services_.at(owner->second).virtual_services) {
+  for (const auto& d : owner->second->virtual_services) {
     if (d.vs.id() == id) {
       desired_.services[id] = d.vs;
       return;
@@ -261,22 +261,22 @@ std::vector<IpAddress> NetworkServicesController::VipsOf(const DesiredService& s
 void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scope) {
   auto it = services_.find(name);
   if (it == services_.end()) return;
-  DesiredService old = std::move(it->second);
-  services_.erase(it);
+  // (Erased last: the claims point at it until they are released.)
+  const DesiredService& old = it->second;
   for (const auto& d : old.virtual_services) {
     if (d.dsr && dsr_extension_) continue;
     VirtualServiceId id = d.vs.id();
     scope.services.insert(id);
     auto owner = vs_owner_.find(id);
     if (owner == vs_owner_.end()) continue;  // (a second port with the same id: done)
-    if (owner->second != name) {
+    if (owner->second != &old) {
       vs_waiting_.erase({id, name});
       continue;
     }
     // The next Service by name that wants it takes it over.
     auto next = vs_waiting_.lower_bound({id, ServiceName{}});
     if (next != vs_waiting_.end() && next->first == id) {
-      owner->second = next->second;
+      owner->second = &services_.at(next->second);
       vs_waiting_.erase(next);
     } else {
       vs_owner_.erase(owner);
@@ -291,6 +291,7 @@ void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scop
       desired_.vips.erase(vip);
     }
   }
+  services_.erase(it);
 }
 
 void NetworkServicesController::Claim(const DesiredService& service, DiffScope& scope) {
@@ -304,16 +305,16 @@ void NetworkServicesController::Claim(const DesiredService& service, DiffScope& 
     if (d.dsr && dsr_extension_) continue;
     VirtualServiceId id = d.vs.id();
     scope.services.insert(id);
-    auto [owner, inserted] = vs_owner_.emplace(id, name);
-    if (!inserted && owner->second != name) {
-      if (name < owner->second) {  // the first by name wins, stably
-        vs_waiting_.emplace(id, owner->second);
-        owner->second = name;
+    auto [owner, inserted] = vs_owner_.emplace(id, &service);
+    if (!inserted && owner->second != &service) {
+      const ServiceName& holder = owner->second->name;
+      if (name < holder) {  // the first by name wins, stably
+        vs_waiting_.emplace(id, holder);
+        owner->second = &service;
       } else {
         vs_waiting_.emplace(id, name);
         KR_LOG_WARN("service {}: IPVS service {} is also wanted by {}; {} keeps it",
-                    name.ToString(), id.ToString(), owner->second.ToString(),
-                    owner->second.ToString());
+                    name.ToString(), id.ToString(), holder.ToString(), holder.ToString());
       }
     }
     RefreshDesiredEntry(id);

@@ -294,8 +294,9 @@ class NetworkServicesController : public Controller {
   ProxyImage desired_;
   // Who wants a virtual service: the first Service by name owns it (its entry is the desired
   // one); the others wait in vs_waiting_ (rare: a shared external IP). A map of sets was 4.4 MiB
-  // at 10k Services (docs/memory.md).
-  std::map<VirtualServiceId, ServiceName> vs_owner_;
+  // at 10k Services (docs/memory.md). The owner is its entry in services_ (a map: stable while
+  // it is there; Unclaim releases the claims before erasing it), not a copy of its name.
+  std::map<VirtualServiceId, const DesiredService*> vs_owner_;
   std::set<std::pair<VirtualServiceId, ServiceName>> vs_waiting_;
   // How many Services want a VIP (each counts once: VipsOf).
   std::map<IpAddress, uint32_t> vip_claims_;
