@@ -235,10 +235,10 @@ class Builder {
   }
 
   void AddVirtualService(const IpAddress& address, IpvsProtocol protocol, uint16_t port,
-                         VipRole role, const std::string& port_name,
+                         VipRole role, uint32_t port_index,
                          const std::vector<Candidate>& candidates, bool local_only, bool dsr) {
     DesiredVirtualService d;
-    d.port_name = port_name;
+    d.port_index = port_index;
     d.role = role;
     d.dsr = dsr;
     d.vs.service.address = address;
@@ -267,6 +267,8 @@ class Builder {
     }
     auto number = static_cast<uint16_t>(port.port);
     auto candidates = Candidates(port);
+    // Its facts go in after its virtual services: at this index.
+    const auto port_index = static_cast<uint32_t>(out_.ports.size());
 
     ServicePortFacts facts;
     facts.port_name = port.name;
@@ -292,7 +294,7 @@ class Builder {
     }
 
     for (const IpAddress& vip : cluster_ips_) {
-      AddVirtualService(vip, *protocol, number, VipRole::kClusterIp, port.name, candidates,
+      AddVirtualService(vip, *protocol, number, VipRole::kClusterIp, port_index, candidates,
                         internal_local_, false);
       out_.vips.push_back(vip);
     }
@@ -307,7 +309,7 @@ class Builder {
                                             [&](const IpAddress& ip) { return ip.is_v6() == v6; });
           if (!family_present) continue;
           for (const IpAddress& address : node_.NodePortAddresses(v6)) {
-            AddVirtualService(address, *protocol, facts.node_port, VipRole::kNodePort, port.name,
+            AddVirtualService(address, *protocol, facts.node_port, VipRole::kNodePort, port_index,
                               candidates, external_local_, false);
             facts.node_port_addresses.push_back(address);
           }
@@ -315,12 +317,12 @@ class Builder {
       }
     }
     for (const IpAddress& ip : external_ips_) {
-      AddVirtualService(ip, *protocol, number, VipRole::kExternalIp, port.name, candidates,
+      AddVirtualService(ip, *protocol, number, VipRole::kExternalIp, port_index, candidates,
                         external_local_, dsr_);
       if (!dsr_) out_.vips.push_back(ip);
     }
     for (const IpAddress& ip : lb_ips_) {
-      AddVirtualService(ip, *protocol, number, VipRole::kLoadBalancer, port.name, candidates,
+      AddVirtualService(ip, *protocol, number, VipRole::kLoadBalancer, port_index, candidates,
                         external_local_, dsr_);
       if (!dsr_) out_.vips.push_back(ip);
     }

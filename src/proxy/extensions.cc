@@ -404,9 +404,8 @@ std::vector<DsrServiceInput> DsrInputsOfService(const DesiredService& svc) {
     in.flags = d.vs.service.flags;
     in.timeout = d.vs.service.timeout;
     std::set<IpAddress> local;
-    for (const auto& port : svc.ports) {
-      if (port.port_name != d.port_name) continue;
-      for (const auto& ep : port.local_endpoints) local.insert(ep.address);
+    if (d.port_index < svc.ports.size()) {
+      for (const auto& ep : svc.ports[d.port_index].local_endpoints) local.insert(ep.address);
     }
     for (const auto& dest : d.vs.destinations) {
       in.endpoints.push_back(dest.address);

@@ -193,9 +193,10 @@ struct VirtualService {
 // A virtual service some Service port wants, with where it came from.
 struct DesiredVirtualService {
   VirtualService vs;
-  // The Service port that wants it (kube-router's serviceInfo key is the DesiredService's name
-  // and this; not a copy of the name per virtual service: docs/memory.md).
-  std::string port_name;
+  // The Service port that wants it: its facts are DesiredService::ports[port_index]
+  // (kube-router's serviceInfo key is the DesiredService's name and that port's name; not a
+  // copy of the name per virtual service: docs/memory.md).
+  uint32_t port_index = 0;
   VipRole role = VipRole::kClusterIp;
   // kube-router.io/service.dsr=tunnel on an external or LoadBalancer IP: a DSR applier
   // programs it (fwmark service, tunnel destinations); the plain IPVS path skips it.

@@ -69,7 +69,9 @@ TEST(DesiredStateTest, ClusterIpPerPortAndProtocolWithPortsFromTheSliceOfTheSame
   EXPECT_EQ(http->vs.service.scheduler, "rr");
   EXPECT_EQ(http->vs.service.flags, 0u);
   EXPECT_EQ(http->role, VipRole::kClusterIp);
-  EXPECT_EQ(http->port_name, "http");
+  EXPECT_EQ(d.ports.at(http->port_index).port_name, "http");
+  EXPECT_EQ(d.ports.at(Find(d, "UDP 10.96.0.10:53")->port_index).port_name, "dns");
+  EXPECT_EQ(d.ports.at(Find(d, "SCTP 10.96.0.10:9")->port_index).port_name, "assoc");
   for (const auto& dest : http->vs.destinations) {
     EXPECT_EQ(dest.forward, netlink::IpvsForward::kMasquerade);
   }
