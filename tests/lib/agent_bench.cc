@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "lib/files.h"
 #include "lib/kubeconfig.h"
@@ -123,6 +124,69 @@ long ProcStatusKib(pid_t pid, const char* field) {
     if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
   }
   return -1;
+}
+
+ResidentByMapping ParseSmaps(const std::string& smaps, const std::string& executable) {
+  // glibc's non-main arenas are mapped HEAP_MAX_SIZE-aligned (64 MiB on 64-bit); a thread
+  // stack is an anonymous mapping whose lowest page(s) are a PROT_NONE guard of its own.
+  constexpr unsigned long kArenaAlignment = 64ul << 20;
+  constexpr unsigned long kLargestGuard = 64ul << 10;
+  ResidentByMapping out;
+  long* current = nullptr;
+  bool current_is_stack = false;
+  unsigned long previous_end = 0;
+  bool previous_was_guard = false;
+  std::istringstream in(smaps);
+  for (std::string line; std::getline(in, line);) {
+    unsigned long start = 0, end = 0;
+    char perms[8] = {};
+    int path_at = 0;
+    // A mapping's header: "start-end perms offset dev inode [path]".
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s %*s %*s %*s %n", &start, &end, perms, &path_at) >=
+            3 &&
+        path_at > 0 && line.find(':') > line.find(' ')) {
+      std::string path = line.substr(static_cast<size_t>(path_at));
+      while (!path.empty() && path.back() == ' ') path.pop_back();
+      const bool anonymous = path.empty();
+      const bool guard = anonymous && std::string(perms).rfind("---", 0) == 0;
+      current_is_stack = false;
+      if (!executable.empty() && path == executable) {
+        current = &out.binary_kib;
+      } else if (path == "[heap]") {
+        current = &out.brk_heap_kib;
+      } else if (path == "[stack]") {
+        current = &out.stacks_kib;
+      } else if (anonymous && !guard && start % kArenaAlignment == 0) {
+        current = &out.arenas_kib;
+      } else if (anonymous && !guard && previous_was_guard && previous_end == start) {
+        current = &out.stacks_kib;
+        current_is_stack = true;
+      } else if (anonymous) {
+        current = &out.other_anon_kib;
+      } else {
+        current = &out.other_kib;
+      }
+      previous_was_guard = guard && end - start <= kLargestGuard;
+      previous_end = end;
+      continue;
+    }
+    long kib = 0;
+    if (current != nullptr && std::sscanf(line.c_str(), "Rss: %ld kB", &kib) == 1) {
+      *current += kib;
+      if (current_is_stack) ++out.thread_stacks;
+    }
+  }
+  return out;
+}
+
+ResidentByMapping ReadResidentByMapping(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::error_code error;
+  const std::string executable = std::filesystem::read_symlink(proc + "/exe", error).string();
+  std::ifstream in(proc + "/smaps");
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseSmaps(text.str(), error ? "" : executable);
 }
 
 double Percentile(std::vector<double> values, double p) {

@@ -53,6 +53,27 @@ bool HttpRequest(const Netns& netns, int port, const std::string& method, const 
 // A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:"); -1 when missing.
 long ProcStatusKib(pid_t pid, const char* field);
 
+// Where a process's resident memory lives (KiB), from its /proc/<pid>/smaps: what RSS alone
+// cannot tell apart (the heap the allocator keeps, thread stacks, the binary's pages).
+struct ResidentByMapping {
+  long binary_kib = 0;      // the executable's own file mappings (code, data)
+  long brk_heap_kib = 0;    // [heap]: glibc's main arena
+  long arenas_kib = 0;      // anonymous, starting at a 64 MiB boundary: glibc's other arenas
+  long stacks_kib = 0;      // [stack] and anonymous mappings right above a guard page
+  long other_anon_kib = 0;  // other anonymous memory (blocks above the mmap threshold, ...)
+  long other_kib = 0;       // other files and kernel pages (a dynamic build's libraries, vdso)
+  int thread_stacks = 0;    // guarded anonymous mappings counted in stacks_kib
+  long total_kib() const {
+    return binary_kib + brk_heap_kib + arenas_kib + stacks_kib + other_anon_kib + other_kib;
+  }
+};
+
+// Sorts the mappings of an smaps text (`smaps`, as the kernel writes it, mappings in address
+// order) into ResidentByMapping; `executable` is the binary's path as the mappings name it.
+ResidentByMapping ParseSmaps(const std::string& smaps, const std::string& executable);
+// ParseSmaps of the running process `pid`; all zero when it cannot be read.
+ResidentByMapping ReadResidentByMapping(pid_t pid);
+
 // The p-quantile (0..1) by nearest rank; 0 for no values.
 double Percentile(std::vector<double> values, double p);
 

@@ -266,6 +266,7 @@ struct Figures {
   long peak_kib = 0;    // VmHWM: the cold start's peak
   double heap_in_use = 0, heap_free = 0, caches_heap = 0;  // bytes, from /metrics
   double learned_routes = 0;  // BGP routes installed in the kernel (kube_router_host_routes_synced)
+  kr::testing::ResidentByMapping resident;  // the steady state's RSS by mapping
 };
 
 struct RunSpec {
@@ -383,6 +384,7 @@ std::string Measure(const Shape& shape, const RunSpec& spec, const std::string& 
       std::chrono::seconds(120));
   out.rss_kib = kr::testing::ProcStatusKib(pid, "VmRSS:");
   out.peak_kib = kr::testing::ProcStatusKib(pid, "VmHWM:");
+  out.resident = kr::testing::ReadResidentByMapping(pid);
   // After the RSS figures: the scrape allocates. In the guest a scrape can wait behind a long
   // sync, hence a few attempts.
   std::string text;
@@ -427,6 +429,15 @@ void Print(const RunSpec& spec, const Figures& f) {
       static_cast<double>(f.peak_kib) / static_cast<double>(f.rss_kib),
       GaugeMiB(f.heap_in_use).c_str(), GaugeMiB(f.heap_free).c_str(),
       GaugeMiB(f.caches_heap).c_str(), f.synced_s);
+  // Where the steady state's RSS lives: the heap the allocator keeps resident (arenas) against
+  // the binary and the threads' stacks, which no heap gauge sees.
+  const auto& r = f.resident;
+  std::printf(
+      "    RSS by mapping: binary %.1f, main arena %.1f, other arenas %.1f, thread stacks %.1f "
+      "(%d),"
+      " other anonymous %.1f, other %.1f MiB\n",
+      KibToMiB(r.binary_kib), KibToMiB(r.brk_heap_kib), KibToMiB(r.arenas_kib),
+      KibToMiB(r.stacks_kib), r.thread_stacks, KibToMiB(r.other_anon_kib), KibToMiB(r.other_kib));
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "lib/netns.h"
 #include "lib/podnet.h"  // ScopedNetns
@@ -111,6 +113,63 @@ TEST(HttpRequest, AnAnswerOverTheBoundIsAnError) {
                    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 1024, 60s);
   server.join();
   EXPECT_EQ(answer.error, "answer larger than 1024 bytes");
+}
+
+// Mappings as the kernel prints them in /proc/<pid>/smaps (fields cut to what is read, plus two
+// that look like numbers): the agent's binary, the main arena, another arena at a 64 MiB
+// boundary with its PROT_NONE reserve, two thread stacks above their guard pages, a block above
+// the mmap threshold, a shared library and the main stack.
+TEST(ResidentByMapping, SortsEachMappingByWhatItHolds) {
+  const std::string smaps =
+      "55d0a0000000-55d0a0400000 r-xp 00000000 08:01 1234                       "
+      "/opt/kr/kube-router\n"
+      "Size:               4096 kB\nRss:                3000 kB\nAnonHugePages:         0 kB\n"
+      "55d0a0400000-55d0a0410000 rw-p 00400000 08:01 1234                       "
+      "/opt/kr/kube-router\n"
+      "Rss:                  64 kB\n"
+      "55d0a1000000-55d0a5000000 rw-p 00000000 00:00 0                          [heap]\n"
+      "Rss:               20000 kB\n"
+      "7f0004000000-7f0004a00000 rw-p 00000000 00:00 0 \n"
+      "Rss:               10000 kB\n"
+      "7f0004a00000-7f0008000000 ---p 00000000 00:00 0 \n"
+      "Rss:                   0 kB\n"
+      "7f0010000000-7f0010001000 ---p 00000000 00:00 0 \n"
+      "Rss:                   0 kB\n"
+      "7f0010001000-7f0010800000 rw-p 00000000 00:00 0 \n"
+      "Rss:                  24 kB\n"
+      "7f0010800000-7f0010801000 ---p 00000000 00:00 0 \n"
+      "Rss:                   0 kB\n"
+      "7f0010801000-7f0011000000 rw-p 00000000 00:00 0 \n"
+      "Rss:                  16 kB\nVmFlags: rd wr mr mw me ac sd\n"
+      "7f0020001000-7f0022001000 rw-p 00000000 00:00 0 \n"
+      "Rss:                8192 kB\n"
+      "7f0030000000-7f0030200000 r-xp 00000000 08:01 99                         "
+      "/usr/lib/libc.so.6\n"
+      "Rss:                 900 kB\n"
+      "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n"
+      "Rss:                  40 kB\n";
+  ResidentByMapping r = ParseSmaps(smaps, "/opt/kr/kube-router");
+  EXPECT_EQ(r.binary_kib, 3064);
+  EXPECT_EQ(r.brk_heap_kib, 20000);
+  EXPECT_EQ(r.arenas_kib, 10000);
+  EXPECT_EQ(r.stacks_kib, 80);
+  EXPECT_EQ(r.thread_stacks, 2);
+  EXPECT_EQ(r.other_anon_kib, 8192);
+  EXPECT_EQ(r.other_kib, 900);
+  EXPECT_EQ(r.total_kib(), 3064 + 20000 + 10000 + 80 + 8192 + 900);
+}
+
+// This process's own mappings: they add up to its RSS (within what moved between the two reads)
+// and name its binary, its heap and this thread's stack.
+TEST(ResidentByMapping, ThisProcessAddsUpToItsRss) {
+  std::vector<char> touched(8 << 20, 1);  // 8 MiB resident: above the mmap threshold
+  ResidentByMapping r = ReadResidentByMapping(getpid());
+  const long rss = ProcStatusKib(getpid(), "VmRSS:");
+  EXPECT_GT(r.binary_kib, 0);
+  EXPECT_GE(r.other_anon_kib + r.brk_heap_kib + r.arenas_kib, 8 << 10);
+  EXPECT_GT(r.stacks_kib, 0);
+  EXPECT_NEAR(static_cast<double>(r.total_kib()), static_cast<double>(rss), rss * 0.05);
+  EXPECT_EQ(touched.back(), 1);
 }
 
 }  // namespace
