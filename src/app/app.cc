@@ -92,9 +92,6 @@ class ShutdownWatchdog {
 };
 
 constexpr std::chrono::seconds kShutdownDeadline{10};
-// A daemon with a few busy threads (informers, controllers): two arenas keep lock contention
-// low without a dozen mostly-free arenas each holding pages (docs/memory.md).
-constexpr int kMaxArenas = 2;
 // Periodic full syncs return free heap at most this often (malloc_trim walks every arena).
 constexpr std::chrono::seconds kTrimInterval{60};
 
@@ -323,7 +320,7 @@ int Main(int argc, char** argv) {
     std::printf("%s\n", VersionLine().c_str());
     return kExitOk;
   }
-  ConfigureAllocator(kMaxArenas);  // before any thread exists
+  ConfigureAllocator(kAgentArenas);  // before any thread exists
   SetupLogging(options->verbosity);
   if (Status s = ValidateForRun(*options); !s.ok()) {
     KR_LOG_ERROR("{}", s.message());

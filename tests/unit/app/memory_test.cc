@@ -4,8 +4,12 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <barrier>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "kube_router/base/sanitizers.h"
@@ -84,6 +88,57 @@ TEST(ConfigureAllocator, LargeBlocksLeaveNoFreeHeapBehind) {
   fill(16 << 20).reset();
   EXPECT_LT(mallinfo2().fordblks, free_before + (1 << 20))
       << "a freed 16 MiB block stayed in the heap";
+#endif
+}
+
+// How many arenas glibc has made: malloc_info lists each as a <heap nr="N">.
+[[maybe_unused]] int Arenas() {  // unused where the sanitizers skip the test
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* out = open_memstream(&text, &size);
+  if (out == nullptr) return -1;
+  malloc_info(0, out);
+  std::fclose(out);
+  const std::string xml(text, size);
+  std::free(text);
+  int arenas = 0;
+  for (size_t at = xml.find("<heap nr="); at != std::string::npos;
+       at = xml.find("<heap nr=", at + 1)) {
+    ++arenas;
+  }
+  return arenas;
+}
+
+// The agent's threads allocate in kAgentArenas arenas, however many of them allocate at once
+// (glibc would give each new thread an arena of its own, up to eight per core). Checked in a
+// fresh process (a death test's re-executed child), which no earlier test's threads have given
+// arenas already.
+TEST(ConfigureAllocator, ThreadsAllocatingAtOnceShareTheAgentsArenas) {
+#if KR_ASAN() || KR_TSAN()
+  GTEST_SKIP() << "the sanitizers replace malloc: glibc's arenas are not used";
+#else
+  if (std::getenv("MALLOC_ARENA_MAX") != nullptr) GTEST_SKIP() << "set by the environment";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string reported = "arenas: " + std::to_string(kAgentArenas) + "\n";
+  EXPECT_EXIT(
+      {
+        ConfigureAllocator(kAgentArenas);
+        constexpr int kThreads = 4;
+        std::barrier all_allocated(kThreads);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < kThreads; ++i) {
+          threads.emplace_back([&] {
+            auto block = std::make_unique<std::vector<char> >(1000, 'x');
+            all_allocated.arrive_and_wait();  // every thread holds its block at once
+            if (block->back() != 'x') std::abort();
+          });
+        }
+        for (auto& t : threads) t.join();
+        const int arenas = Arenas();
+        std::fprintf(stderr, "arenas: %d\n", arenas);
+        std::_Exit(arenas == kAgentArenas ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), reported.c_str());
 #endif
 }
 
