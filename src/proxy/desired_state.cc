@@ -105,6 +105,12 @@ class Builder {
     lb_ips_ = Validated(lb_texts, config_.loadbalancer_ip_ranges, "LoadBalancer ingress IP",
                         "--loadbalancer-ip-range");
     for (const auto& port : svc_.ports) AddPort(port);
+    out_.cluster_ips = cluster_ips_;
+    out_.external_ips = external_ips_;
+    out_.load_balancer_ips = lb_ips_;
+    // (Grown by doubling: no spare slots kept for as long as the Service is.)
+    out_.ports.shrink_to_fit();
+    out_.virtual_services.shrink_to_fit();
     std::sort(out_.vips.begin(), out_.vips.end());
     out_.vips.erase(std::unique(out_.vips.begin(), out_.vips.end()), out_.vips.end());
     out_.vips.shrink_to_fit();
@@ -274,9 +280,6 @@ class Builder {
     facts.port_name = port.name;
     facts.protocol = *protocol;
     facts.port = number;
-    facts.cluster_ips = cluster_ips_;
-    facts.external_ips = external_ips_;
-    facts.load_balancer_ips = lb_ips_;
     facts.external_local = external_local_;
     facts.internal_local = internal_local_;
     facts.hairpin = hairpin_;

@@ -436,8 +436,8 @@ FirewallContribution FirewallContributionOf(const DesiredService& svc, const Pro
     HairpinServicePort h;
     h.annotated = port.hairpin;  // the flag or the annotation (ExpandHairpin ORs the flag)
     h.external_ips_annotated = port.hairpin_external_ips;
-    h.cluster_ips = port.cluster_ips;
-    h.external_ips = port.external_ips;
+    h.cluster_ips = svc.cluster_ips;
+    h.external_ips = svc.external_ips;
     h.node_ips = port.node_port_addresses;
     h.port = port.port;
     h.node_port = port.node_port;

@@ -208,11 +208,9 @@ struct ServicePortFacts {
   std::string port_name;  // of the DesiredService's Service ("" for an unnamed port)
   netlink::IpvsProtocol protocol = netlink::IpvsProtocol::kTcp;
   uint16_t port = 0;
-  uint16_t node_port = 0;                      // 0: none
-  uint16_t health_check_node_port = 0;         // 0: none
-  std::vector<IpAddress> cluster_ips;          // enabled families only
-  std::vector<IpAddress> external_ips;         // validated externalIPs
-  std::vector<IpAddress> load_balancer_ips;    // validated ingress IPs (not ipMode Proxy)
+  uint16_t node_port = 0;               // 0: none
+  uint16_t health_check_node_port = 0;  // 0: none
+  // (The Service's addresses are the DesiredService's: the same for every port.)
   std::vector<IpAddress> node_port_addresses;  // where the NodePort is programmed
   // Ready (not terminating) endpoints on this node, all families (healthCheckNodePort answer).
   std::vector<DestinationId> local_endpoints;
@@ -230,6 +228,10 @@ struct DesiredService {
   std::vector<DesiredVirtualService> virtual_services;
   // Addresses for kube-dummy-if (cluster, external, LB IPs; not DSR), sorted, each once.
   std::vector<IpAddress> vips;
+  // The Service's addresses, once (not a copy per port: docs/memory.md).
+  std::vector<IpAddress> cluster_ips;        // enabled families only
+  std::vector<IpAddress> external_ips;       // validated externalIPs
+  std::vector<IpAddress> load_balancer_ips;  // validated ingress IPs (not ipMode Proxy)
   std::vector<ServicePortFacts> ports;
   std::vector<std::string> problems;
   std::string skipped;  // why the proxy ignores the Service ("headless", ...); empty if not

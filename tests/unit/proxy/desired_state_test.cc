@@ -117,9 +117,11 @@ TEST(DesiredStateTest, DualStackEachFamilyGetsItsOwnEndpointsAndWrongFamilyIsSki
   EXPECT_THAT(d.problems[0], HasSubstr("service default/dual"));
   EXPECT_THAT(d.problems[0], HasSubstr("fd00:1::9"));
   EXPECT_THAT(d.problems[0], HasSubstr("EndpointSlice v4"));
+  EXPECT_THAT(d.cluster_ips, ElementsAre(Ip("10.96.0.12"), Ip("fd00:96::12")));
   // IPv6 disabled: the IPv6 cluster IP is not ours to program.
   auto v4_only = Build(svc, slices);
   EXPECT_THAT(Ids(v4_only), ElementsAre("TCP 10.96.0.12:80"));
+  EXPECT_THAT(v4_only.cluster_ips, ElementsAre(Ip("10.96.0.12")));
 }
 
 TEST(DesiredStateTest, NodePortOnTheNodeIpOfEachFamilyOrOnEveryAddress) {
@@ -180,6 +182,10 @@ TEST(DesiredStateTest, ExternalAndLoadBalancerIpsAreValidated) {
   EXPECT_EQ(Find(d, "TCP 198.51.100.5:80")->role, VipRole::kExternalIp);
   EXPECT_EQ(Find(d, "TCP 203.0.113.7:80")->role, VipRole::kLoadBalancer);
   EXPECT_THAT(d.vips, ElementsAre(Ip("10.96.0.14"), Ip("198.51.100.5"), Ip("203.0.113.7")));
+  // The validated addresses, once for the Service (not per port).
+  EXPECT_THAT(d.cluster_ips, ElementsAre(Ip("10.96.0.14")));
+  EXPECT_THAT(d.external_ips, ElementsAre(Ip("198.51.100.5")));
+  EXPECT_THAT(d.load_balancer_ips, ElementsAre(Ip("203.0.113.7")));
   std::string all;
   for (const auto& p : d.problems) all += p + "\n";
   EXPECT_EQ(d.problems.size(), 4u) << all;
