@@ -14,10 +14,6 @@ using Clock = std::chrono::steady_clock;
 // ... capped at the period, so a transient failure does not cost a whole period.
 constexpr std::chrono::milliseconds kFirstRetry{1000};
 
-std::string ObjectId(const k8s::Event& e) {
-  return std::string(k8s::ResourceKindName(e.kind)) + "/" + e.key;
-}
-
 const char* ReasonName(SyncReason r) {
   switch (r) {
     case SyncReason::kStartup:
@@ -34,13 +30,12 @@ const char* ReasonName(SyncReason r) {
 
 void Inbox::Push(const k8s::Event& event, Clock::time_point arrived) {
   const uint64_t sequence = ++pushed_;
-  std::string id = ObjectId(event);
-  auto found = by_object_.find(id);
+  auto found = by_object_.find(ObjectRef{event.kind, event.key});
   if (found == by_object_.end()) {
     order_.push_back(
         {event, sequence, syncs_started_, syncing_, event.type == k8s::EventType::kAdded});
     order_.back().event.arrived = arrived;
-    by_object_.emplace(std::move(id), std::prev(order_.end()));
+    by_object_.emplace(ObjectRef{event.kind, order_.back().event.key}, std::prev(order_.end()));
     return;
   }
   Entry& entry = *found->second;
@@ -49,9 +44,10 @@ void Inbox::Push(const k8s::Event& event, Clock::time_point arrived) {
   if (event.type == k8s::EventType::kDeleted) {
     if (entry.added_first && pending.type != k8s::EventType::kDeleted) {
       if (!entry.during_sync && entry.syncs_at_first == syncs_started_) {
-        // No sync can have seen it: drop both.
-        order_.erase(found->second);
+        // No sync can have seen it: drop both (the index first: its key views the entry).
+        const auto entry_at = found->second;
         by_object_.erase(found);
+        order_.erase(entry_at);
         return;
       }
       // A sync may have read and programmed it: the controller must hear of its end, with the
@@ -94,7 +90,7 @@ std::vector<k8s::Event> Inbox::DropUpTo(uint64_t sequence) {
       ++it;
       continue;
     }
-    by_object_.erase(ObjectId(it->event));
+    by_object_.erase(ObjectRef{it->event.kind, it->event.key});  // before the key moves
     dropped.push_back(std::move(it->event));
     it = order_.erase(it);
   }

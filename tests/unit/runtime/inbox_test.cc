@@ -48,6 +48,31 @@ TEST(Inbox, KeepsFirstArrivalOrderAcrossObjects) {
   EXPECT_TRUE(inbox.empty());
 }
 
+// The index of pending objects keys on the entry's own copy of the key (it holds no copy of its
+// own), never on the pushed event's: a caller's event reused for another object after Push
+// leaves the pending one found, and dropping or taking entries leaves none behind.
+TEST(Inbox, FindsAPendingObjectAfterThePushedEventChanged) {
+  Inbox inbox;
+  Event e = PodEvent(EventType::kAdded, "ns/a", "", "1");
+  inbox.Push(e);
+  e.key = "ns/z";  // same length: an index viewing the caller's string would now read "ns/z"
+  e.new_object = PodEvent(EventType::kAdded, "", "", "2").new_object;
+  inbox.Push(e);                                                // another object
+  inbox.Push(PodEvent(EventType::kUpdated, "ns/a", "1", "3"));  // merges into the first
+  ASSERT_EQ(inbox.size(), 2u);
+  inbox.Push(PodEvent(EventType::kDeleted, "ns/z", "2", ""));  // Added then Deleted: gone
+  ASSERT_EQ(inbox.size(), 1u);
+  EXPECT_EQ(inbox.DropUpTo(inbox.last_sequence()).size(), 1u);
+  EXPECT_TRUE(inbox.empty());
+  inbox.Push(PodEvent(EventType::kUpdated, "ns/a", "3", "4"));  // a new entry, not a stale one
+  auto events = inbox.TakeAll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, EventType::kUpdated);
+  EXPECT_EQ(Ip(events[0].new_object), "4");
+  inbox.Push(PodEvent(EventType::kAdded, "ns/a", "", "5"));
+  EXPECT_EQ(inbox.size(), 1u);
+}
+
 TEST(Inbox, CoalescesEventsOfOneObject) {
   struct Case {
     std::string name;
