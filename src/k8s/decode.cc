@@ -107,6 +107,9 @@ std::vector<std::string> StringList(const json& obj, const char* name, const std
   return out;
 }
 
+// Short strings that repeat across objects (types.h: node names), one copy per distinct value.
+SharedString Pooled(const std::string& text) { return StringPool::Default().Share(text); }
+
 // Which entries of a string map are kept (every entry is still type-checked).
 using KeyFilter = bool (*)(const std::string& key);
 bool AnyKey(const std::string&) { return true; }
@@ -282,7 +285,16 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
   s.endpoints.reserve(ArraySize(obj, "endpoints"));
   ForEachObject(obj, "endpoints", "", [&](const json& e, const std::string& path) {
     Endpoint ep;
-    ep.addresses = StringList(e, "addresses", path);
+    {
+      std::vector<std::string> addresses = StringList(e, "addresses", path);
+      for (size_t i = 0; i < addresses.size(); ++i) {
+        if (addresses[i].find('\0') != std::string::npos) {
+          Fail(Join(path, "addresses") + "[" + std::to_string(i) + "]",
+               "expected an address without NUL characters");
+        }
+      }
+      ep.addresses = EndpointAddresses(addresses);  // one string (types.h)
+    }
     if (const json* c = ObjectField(e, "conditions", path)) {
       std::string cp = Join(path, "conditions");
       ep.ready = Bool(*c, "ready", cp, true);  // nil ready means ready
@@ -290,7 +302,8 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
       ep.serving = Bool(*c, "serving", cp, ep.ready);
       ep.terminating = Bool(*c, "terminating", cp, false);
     }
-    ep.node_name = String(e, "nodeName", path);
+    // Interned: a cluster's 100,000 endpoints name its few hundred nodes (docs/memory.md).
+    ep.node_name = Pooled(String(e, "nodeName", path));
     String(e, "zone", path);
     String(e, "hostname", path);
     s.endpoints.push_back(std::move(ep));

@@ -73,4 +73,46 @@ void LabelSetPool::SweepLocked() {
   sweep_at_ = std::max<size_t>(1024, 2 * sets_.size());
 }
 
+SharedString::SharedString(std::string text) {
+  if (!text.empty()) text_ = std::make_shared<const std::string>(std::move(text));
+}
+
+const std::string& SharedString::Empty() {
+  static const std::string kEmpty;
+  return kEmpty;
+}
+
+StringPool& StringPool::Default() {
+  static StringPool* pool = new StringPool();  // never destroyed: decoders run until exit
+  return *pool;
+}
+
+SharedString StringPool::Share(std::string_view text) {
+  SharedString out;
+  if (text.empty()) return out;
+  const size_t hash = std::hash<std::string_view>()(text);
+  std::lock_guard lock(mu_);
+  auto [first, last] = strings_.equal_range(hash);
+  for (auto it = first; it != last; ++it) {
+    if (auto held = it->second.lock(); held && *held == text) {
+      out.text_ = std::move(held);
+      return out;
+    }
+  }
+  out.text_ = std::make_shared<const std::string>(text);
+  strings_.emplace(hash, out.text_);
+  if (strings_.size() >= sweep_at_) SweepLocked();
+  return out;
+}
+
+size_t StringPool::TrackedStrings() const {
+  std::lock_guard lock(mu_);
+  return strings_.size();
+}
+
+void StringPool::SweepLocked() {
+  std::erase_if(strings_, [](const auto& entry) { return entry.second.expired(); });
+  sweep_at_ = std::max<size_t>(1024, 2 * strings_.size());
+}
+
 }  // namespace kr::k8s

@@ -221,7 +221,7 @@ class Builder {
         for (const auto& text : ep.addresses) {
           auto ip = IpAddress::Parse(text);
           if (!ip || ip->is_v6() != v6) {
-            Problem("endpoint \"" + text + "\" in EndpointSlice " + slice->meta.name +
+            Problem("endpoint \"" + std::string(text) + "\" in EndpointSlice " + slice->meta.name +
                     " is not an " + slice->address_type + " address; skipped");
             continue;
           }

@@ -10,7 +10,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace kr::k8s {
@@ -86,6 +88,74 @@ class LabelSetPool {
 
   mutable std::mutex mu_;
   std::unordered_multimap<size_t, std::weak_ptr<const Labels>> sets_;  // by content hash
+  size_t sweep_at_ = 1024;
+};
+
+// An immutable string shared by the cached objects that carry the same value (an endpoint's
+// node name: 100,000 endpoints name a few hundred nodes; docs/memory.md). 16 B in the object
+// instead of std::string's 32,
+// the text once per distinct value when it comes from a StringPool. It reads as the
+// std::string it holds; assigning a new value replaces the reference, so changing one
+// object's value never changes another's.
+class SharedString {
+ public:
+  SharedString() = default;
+  // Implicit, as the std::string it replaces (`endpoint.node_name = "n1"`); not pooled.
+  SharedString(std::string text);  // NOLINT(google-explicit-constructor)
+  SharedString(const char* text) : SharedString(std::string(text)) {}  // NOLINT
+
+  const std::string& get() const { return text_ ? *text_ : Empty(); }
+  operator const std::string&() const { return get(); }  // NOLINT(google-explicit-constructor)
+  bool empty() const { return get().empty(); }
+  size_t size() const { return get().size(); }
+
+  // True when both hold the very same copy (tests of the sharing).
+  bool SharesWith(const SharedString& other) const {
+    return text_ != nullptr && text_ == other.text_;
+  }
+
+  friend bool operator==(const SharedString& a, const SharedString& b) {
+    return a.text_ == b.text_ || a.get() == b.get();
+  }
+  friend bool operator==(const SharedString& a, const std::string& b) { return a.get() == b; }
+  friend bool operator==(const SharedString& a, const char* b) { return a.get() == b; }
+  friend bool operator==(const SharedString& a, std::string_view b) { return a.get() == b; }
+  friend auto operator<=>(const SharedString& a, const SharedString& b) {
+    return a.get() <=> b.get();
+  }
+  friend auto operator<=>(const SharedString& a, const std::string& b) { return a.get() <=> b; }
+  // As std::string's (messages quoting a value).
+  friend std::string operator+(const std::string& a, const SharedString& b) { return a + b.get(); }
+  friend std::string operator+(const char* a, const SharedString& b) { return a + b.get(); }
+  friend std::string operator+(const SharedString& a, const std::string& b) { return a.get() + b; }
+  friend std::string operator+(const SharedString& a, const char* b) { return a.get() + b; }
+  friend std::ostream& operator<<(std::ostream& os, const SharedString& s) { return os << s.get(); }
+
+ private:
+  friend class StringPool;
+  static const std::string& Empty();
+
+  std::shared_ptr<const std::string> text_;  // null: the empty string
+};
+
+// Hands out one shared copy per distinct string among those still held by some object, as
+// LabelSetPool does for label sets (same sweep: entries of strings no object holds are dropped
+// whenever the table has doubled since the last sweep, so it stays within twice the live
+// values). Thread-safe.
+class StringPool {
+ public:
+  // The pool the decoders use (endpoints' node names).
+  static StringPool& Default();
+
+  SharedString Share(std::string_view text);
+  // Distinct strings the pool currently tracks (dead ones until the next sweep included).
+  size_t TrackedStrings() const;
+
+ private:
+  void SweepLocked();
+
+  mutable std::mutex mu_;
+  std::unordered_multimap<size_t, std::weak_ptr<const std::string>> strings_;  // by hash
   size_t sweep_at_ = 1024;
 };
 

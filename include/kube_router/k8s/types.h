@@ -3,12 +3,19 @@
 // here knows about JSON.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
+#include <ostream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -82,12 +89,142 @@ struct Service {
 };
 
 // ---- discovery.k8s.io/v1 EndpointSlice ----
+// An endpoint's addresses in one string (docs/memory.md, "Compact endpoints"): one IPv4 address
+// fits std::string's inline buffer, so the common endpoint allocates nothing for them (a
+// std::vector<std::string> was 24 B plus a 48 B heap chunk per endpoint). Reads as a range of
+// std::string_view; holds any list of strings without a NUL character (the decoder rejects
+// those: an address is an IP or a DNS name).
+class EndpointAddresses {
+ public:
+  class iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = std::string_view;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = std::string_view;
+
+    iterator() = default;
+    std::string_view operator*() const { return text_.substr(pos_, Length()); }
+    iterator& operator++() {
+      if (all_empty_) {
+        ++pos_;
+      } else {
+        pos_ += Length() + 1;
+      }
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator old = *this;
+      ++*this;
+      return old;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.pos_ == b.pos_; }
+
+   private:
+    friend class EndpointAddresses;
+    iterator(std::string_view text, size_t pos, bool all_empty)
+        : text_(text), pos_(pos), all_empty_(all_empty) {}
+    size_t Length() const {
+      if (all_empty_) return 0;
+      size_t end = text_.find('\0', pos_);
+      return (end == std::string_view::npos ? text_.size() : end) - pos_;
+    }
+    std::string_view text_;
+    size_t pos_ = 0;
+    bool all_empty_ = false;  // the text is N NULs: N empty addresses
+  };
+
+  EndpointAddresses() = default;
+  // Throw std::invalid_argument for an address with a NUL character.
+  EndpointAddresses(std::initializer_list<std::string_view> addresses) {
+    Assign(addresses.begin(), addresses.end());
+  }
+  explicit EndpointAddresses(const std::vector<std::string>& addresses) {
+    Assign(addresses.begin(), addresses.end());
+  }
+
+  iterator begin() const { return {text_, 0, AllEmpty()}; }
+  iterator end() const {
+    // One past the last address: the text's size plus the separator it would have (none for
+    // an empty list, and the all-empty form has no separators).
+    return {text_, text_.empty() || AllEmpty() ? text_.size() : text_.size() + 1, AllEmpty()};
+  }
+  bool empty() const { return text_.empty(); }
+  size_t size() const {
+    if (text_.empty()) return 0;
+    if (AllEmpty()) return text_.size();
+    return static_cast<size_t>(std::count(text_.begin(), text_.end(), '\0')) + 1;
+  }
+  bool contains(std::string_view address) const {
+    return std::find(begin(), end(), address) != end();
+  }
+  std::vector<std::string> ToVector() const { return {begin(), end()}; }
+  // The encoded form (tests: what it allocates).
+  const std::string& text() const { return text_; }
+
+  friend bool operator==(const EndpointAddresses&, const EndpointAddresses&) = default;
+  friend bool operator==(const EndpointAddresses& a, const std::vector<std::string>& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+  friend std::ostream& operator<<(std::ostream& os, const EndpointAddresses& a) {
+    os << "[";
+    const char* sep = "";
+    for (std::string_view address : a) {
+      os << sep << '"' << address << '"';
+      sep = ", ";
+    }
+    return os << "]";
+  }
+
+ private:
+  // Addresses joined by NULs, sized exactly; a list of N empty addresses (which would join to
+  // N-1 NULs, and to "" for one, the empty list's form) is N NULs instead. Any other list has a
+  // character that is not a NUL, so the two forms never meet.
+  template <typename It>
+  void Assign(It first, It last) {
+    size_t bytes = 0, count = 0;
+    bool all_empty = true;
+    for (It it = first; it != last; ++it) {
+      std::string_view a(*it);
+      if (a.find('\0') != std::string_view::npos) {
+        throw std::invalid_argument("an endpoint address with a NUL character");
+      }
+      bytes += a.size();
+      all_empty = all_empty && a.empty();
+      ++count;
+    }
+    if (count == 0 || all_empty) {
+      text_ = std::string(count, '\0');
+      return;
+    }
+    // Constructed at its size (reserve() on an empty string may double the request); the NULs
+    // between the addresses are the constructor's.
+    std::string text(bytes + count - 1, '\0');
+    size_t at = 0;
+    for (It it = first; it != last; ++it) {
+      std::string_view a(*it);
+      text.replace(at, a.size(), a);
+      at += a.size() + 1;
+    }
+    text_ = std::move(text);
+  }
+  bool AllEmpty() const {
+    return !text_.empty() && text_.find_first_not_of('\0') == std::string::npos;
+  }
+
+  std::string text_;
+};
+
+// 56 B (it was 64 B plus a 48 B chunk for the addresses vector, plus a chunk for a node name
+// over 15 characters): the node name is shared through StringPool::Default(), the conditions
+// are bits.
 struct Endpoint {
-  std::vector<std::string> addresses;
-  bool ready = true;  // a missing `ready` condition means ready
-  bool serving = true;
-  bool terminating = false;
-  std::string node_name;
+  EndpointAddresses addresses;
+  SharedString node_name;
+  bool ready : 1 = true;  // a missing `ready` condition means ready
+  bool serving : 1 = true;
+  bool terminating : 1 = false;
 };
 
 struct EndpointPort {

@@ -47,6 +47,51 @@ TEST(DecodeTest, FullyPopulatedEndpointSlice) {
   EXPECT_EQ(r->address_type, "addressTypeValue");
 }
 
+// An endpoint's addresses live in one string (types.h): every list comes back as it was, with
+// several addresses, IPv6 addresses longer than the inline buffer, and empty addresses (which
+// the proxy reports as problems, so they are not dropped).
+TEST(DecodeTest, EndpointAddressesSurviveTheCompactForm) {
+  const std::vector<std::vector<std::string>> lists = {
+      {},
+      {"10.0.0.1"},
+      {"255.255.255.255"},
+      {"10.0.0.1", "10.0.0.2", "10.0.0.3"},
+      {"2001:db8:85a3:1234:5678:8a2e:370:7334"},
+      {"2001:db8:85a3:1234:5678:8a2e:370:7334", "fd00:10:244:1:2:3:4:5", "10.1.2.3"},
+      {""},
+      {"", ""},
+      {"", "", ""},
+      {"10.0.0.1", ""},
+      {"", "10.0.0.1"},
+      {"", "10.0.0.1", ""},
+  };
+  json slice = json::parse(R"({"metadata":{"name":"s","namespace":"n"},"endpoints":[]})");
+  for (const auto& list : lists) slice["endpoints"].push_back({{"addresses", list}});
+  auto r = DecodeEndpointSlice(slice);
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_EQ(r->endpoints.size(), lists.size());
+  for (size_t i = 0; i < lists.size(); ++i) {
+    const EndpointAddresses& got = r->endpoints[i].addresses;
+    EXPECT_EQ(got, lists[i]) << i;
+    EXPECT_EQ(got.ToVector(), lists[i]) << i;
+    EXPECT_EQ(got.size(), lists[i].size()) << i;
+    EXPECT_EQ(got.empty(), lists[i].empty()) << i;
+    for (const auto& address : lists[i]) EXPECT_TRUE(got.contains(address)) << i << address;
+    EXPECT_FALSE(got.contains("10.9.9.9")) << i;
+    // The same list built in code is equal, and unequal to every other list.
+    for (size_t j = 0; j < lists.size(); ++j) {
+      EXPECT_EQ(EndpointAddresses(lists[j]) == got, i == j) << i << " " << j;
+    }
+  }
+  // Several addresses are one allocation of exactly their size.
+  for (size_t i : {3u, 4u, 5u}) {
+    const std::string& text = r->endpoints[i].addresses.text();
+    EXPECT_EQ(text.capacity(), text.size()) << i;
+  }
+  EXPECT_THROW(EndpointAddresses({"a", std::string_view("b\0c", 3)}), std::invalid_argument);
+  EXPECT_LE(sizeof(Endpoint), 56u);
+}
+
 TEST(DecodeTest, FullyPopulatedPodNodeNamespacePolicy) {
   auto pod = DecodePod(LoadTestdata("core.v1.Pod.json"));
   ASSERT_TRUE(pod.ok()) << pod.error();
@@ -191,6 +236,14 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
       {ResourceKind::kPod, R"({"metadata":{"name":"p","annotations":{"a":1}}})",
        "metadata.annotations[a]"},
       {ResourceKind::kPod, R"({"metadata":{"name":"p"},"status":{"hostIP":1}})", "status.hostIP"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},
+          "endpoints":[{"addresses":["10.0.0.1","10.0.0.2\u0000x"]}]})",
+       "endpoints[0].addresses[1]"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},
+          "endpoints":[{"addresses":["10.0.0.1",2]}]})",
+       "endpoints[0].addresses[1]"},
+      {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},"endpoints":[{"nodeName":1}]})",
+       "endpoints[0].nodeName"},
       {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s","labels":{"x":false}}})",
        "metadata.labels[x]"},
       {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},"endpoints":[{"zone":3}]})",
@@ -279,7 +332,9 @@ TEST(DecodeTest, VectorsAreSizedFromTheJsonArrays) {
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->endpoints.size(), 10u);
   EXPECT_EQ(r->endpoints.capacity(), 10u);
-  EXPECT_EQ(r->endpoints[9].addresses.capacity(), 1u);
+  // One address: no vector any more (types.h), and its one string stays in the inline buffer.
+  EXPECT_EQ(r->endpoints[9].addresses.size(), 1u);
+  EXPECT_EQ(r->endpoints[9].addresses.text().capacity(), std::string().capacity());
   EXPECT_EQ(r->ports.capacity(), 3u);
   auto svc = DecodeService(json::parse(R"({"metadata":{"name":"a","namespace":"n"},
       "spec":{"ports":[{"port":1},{"port":2},{"port":3}],"clusterIPs":["a","b","c"]}})"));

@@ -87,5 +87,65 @@ TEST(LabelsTest, PoolForgetsSetsNoObjectHolds) {
   }
 }
 
+// Endpoints' node names (docs/memory.md, "Compact endpoints"): decoded endpoints naming the same
+// node hold one copy of the name, in one slice and across slices; giving one endpoint another
+// node leaves every other endpoint's name alone.
+TEST(SharedStringTest, DecodedEndpointsNamingOneNodeShareItsName) {
+  // Longer than std::string's inline buffer, as real node names are (a heap chunk each before).
+  const std::string node = "ip-10-0-12-34.eu-west-1.compute.internal";
+  auto decode = [&](const std::string& name) {
+    auto r = DecodeEndpointSlice(
+        json::parse(R"({"metadata":{"name":")" + name +
+                    R"(","namespace":"n"},"endpoints":[)"
+                    R"({"addresses":["10.0.0.1"],"nodeName":")" +
+                    node +
+                    R"("},)"
+                    R"({"addresses":["10.0.0.2"],"nodeName":")" +
+                    node +
+                    R"("},)"
+                    R"({"addresses":["10.0.0.3"],"nodeName":"other-node-with-a-long-name"},)"
+                    R"({"addresses":["10.0.0.4"]}]})"));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return std::make_shared<EndpointSlice>(std::move(r).value());
+  };
+  auto a = decode("a");
+  auto b = decode("b");
+  ASSERT_EQ(a->endpoints.size(), 4u);
+  EXPECT_EQ(a->endpoints[0].node_name, node);
+  EXPECT_TRUE(a->endpoints[0].node_name.SharesWith(a->endpoints[1].node_name));
+  EXPECT_TRUE(a->endpoints[0].node_name.SharesWith(b->endpoints[1].node_name));
+  EXPECT_TRUE(a->endpoints[2].node_name.SharesWith(b->endpoints[2].node_name));
+  EXPECT_FALSE(a->endpoints[0].node_name.SharesWith(a->endpoints[2].node_name));
+  EXPECT_EQ(a->endpoints[2].node_name, "other-node-with-a-long-name");
+  EXPECT_TRUE(a->endpoints[3].node_name.empty());
+
+  // Another node for one endpoint: the others keep theirs, and the pool's copy is unchanged
+  // (a slice decoded afterwards still gets the original name, shared with the untouched ones).
+  a->endpoints[0].node_name = "moved-to-a-node-with-a-long-name";
+  EXPECT_EQ(a->endpoints[0].node_name, "moved-to-a-node-with-a-long-name");
+  EXPECT_EQ(a->endpoints[1].node_name, node);
+  EXPECT_EQ(b->endpoints[0].node_name, node);
+  auto c = decode("c");
+  EXPECT_EQ(c->endpoints[0].node_name, node);
+  EXPECT_TRUE(c->endpoints[0].node_name.SharesWith(b->endpoints[0].node_name));
+  EXPECT_FALSE(c->endpoints[0].node_name.SharesWith(a->endpoints[0].node_name));
+}
+
+// The node-name pool, like the label-set pool, tracks only names some object still holds (plus
+// dead ones until its next sweep).
+TEST(SharedStringTest, PoolForgetsStringsNoObjectHolds) {
+  StringPool pool;
+  std::vector<SharedString> live;
+  for (int i = 0; i < 100; ++i) live.push_back(pool.Share("keep-" + std::to_string(i)));
+  for (int i = 0; i < 50000; ++i) {
+    SharedString gone = pool.Share("autoscaled-node-" + std::to_string(i));
+    EXPECT_EQ(gone, "autoscaled-node-" + std::to_string(i));
+  }
+  EXPECT_LE(pool.TrackedStrings(), 2048u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_TRUE(pool.Share("keep-" + std::to_string(i)).SharesWith(live[i])) << i;
+  }
+}
+
 }  // namespace
 }  // namespace kr::k8s
