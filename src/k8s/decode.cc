@@ -107,7 +107,8 @@ std::vector<std::string> StringList(const json& obj, const char* name, const std
   return out;
 }
 
-// Short strings that repeat across objects (types.h: node names), one copy per distinct value.
+// Short strings that repeat across objects (types.h: enum-like fields, port and node names),
+// one copy per distinct value.
 SharedString Pooled(const std::string& text) { return StringPool::Default().Share(text); }
 
 // Which entries of a string map are kept (every entry is still type-checked).
@@ -228,7 +229,7 @@ Service ServiceFrom(const json& obj) {
   static const json kEmpty = json::object();
   const json* spec = ObjectField(obj, "spec", "");
   const json& sp = spec ? *spec : kEmpty;
-  s.type = String(sp, "type", "spec", "ClusterIP");
+  s.type = Pooled(String(sp, "type", "spec", "ClusterIP"));
   s.cluster_ip = String(sp, "clusterIP", "spec");
   s.cluster_ips = StringList(sp, "clusterIPs", "spec");
   StringList(sp, "ipFamilies", "spec");
@@ -236,8 +237,8 @@ Service ServiceFrom(const json& obj) {
   s.ports.reserve(ArraySize(sp, "ports"));
   ForEachObject(sp, "ports", "spec", [&](const json& p, const std::string& path) {
     ServicePort port;
-    port.name = String(p, "name", path);
-    port.protocol = String(p, "protocol", path, "TCP");
+    port.name = Pooled(String(p, "name", path));
+    port.protocol = Pooled(String(p, "protocol", path, "TCP"));
     port.port = Int32(p, "port", path);
     OptIntOrString(p, "targetPort", path);
     port.node_port = Int32(p, "nodePort", path);
@@ -248,15 +249,15 @@ Service ServiceFrom(const json& obj) {
   String(sp, "loadBalancerIP", "spec");
   String(sp, "loadBalancerClass", "spec");
   StringList(sp, "loadBalancerSourceRanges", "spec");
-  s.session_affinity = String(sp, "sessionAffinity", "spec", "None");
+  s.session_affinity = Pooled(String(sp, "sessionAffinity", "spec", "None"));
   if (const json* cfg = ObjectField(sp, "sessionAffinityConfig", "spec")) {
     if (const json* cip = ObjectField(*cfg, "clientIP", "spec.sessionAffinityConfig")) {
       s.session_affinity_timeout_seconds =
           Int32(*cip, "timeoutSeconds", "spec.sessionAffinityConfig.clientIP", 10800);
     }
   }
-  s.external_traffic_policy = String(sp, "externalTrafficPolicy", "spec", "Cluster");
-  s.internal_traffic_policy = String(sp, "internalTrafficPolicy", "spec", "Cluster");
+  s.external_traffic_policy = Pooled(String(sp, "externalTrafficPolicy", "spec", "Cluster"));
+  s.internal_traffic_policy = Pooled(String(sp, "internalTrafficPolicy", "spec", "Cluster"));
   s.health_check_node_port = Int32(sp, "healthCheckNodePort", "spec");
   if (const json* status = ObjectField(obj, "status", "")) {
     if (const json* lb = ObjectField(*status, "loadBalancer", "status")) {
@@ -281,7 +282,7 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
     if (const json* name = Field(*label, kServiceNameLabel))
       s.service_name = name->get<std::string>();
   }
-  s.address_type = String(obj, "addressType", "", "IPv4");
+  s.address_type = Pooled(String(obj, "addressType", "", "IPv4"));
   s.endpoints.reserve(ArraySize(obj, "endpoints"));
   ForEachObject(obj, "endpoints", "", [&](const json& e, const std::string& path) {
     Endpoint ep;
@@ -311,9 +312,9 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
   s.ports.reserve(ArraySize(obj, "ports"));
   ForEachObject(obj, "ports", "", [&](const json& p, const std::string& path) {
     EndpointPort port;
-    port.name = String(p, "name", path);
+    port.name = Pooled(String(p, "name", path));
     port.port = OptInt32(p, "port", path);
-    port.protocol = String(p, "protocol", path, "TCP");
+    port.protocol = Pooled(String(p, "protocol", path, "TCP"));
     s.ports.push_back(std::move(port));
   });
   return s;

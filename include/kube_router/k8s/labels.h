@@ -92,8 +92,8 @@ class LabelSetPool {
 };
 
 // An immutable string shared by the cached objects that carry the same value (an endpoint's
-// node name: 100,000 endpoints name a few hundred nodes; docs/memory.md). 16 B in the object
-// instead of std::string's 32,
+// node name: 100,000 endpoints name a few hundred nodes; a Service's type, a port's protocol and
+// name: a handful of values; docs/memory.md). 16 B in the object instead of std::string's 32,
 // the text once per distinct value when it comes from a StringPool. It reads as the
 // std::string it holds; assigning a new value replaces the reference, so changing one
 // object's value never changes another's.
@@ -144,7 +144,7 @@ class SharedString {
 // values). Thread-safe.
 class StringPool {
  public:
-  // The pool the decoders use (endpoints' node names).
+  // The pool the decoders use (node names, enum-like fields, port names).
   static StringPool& Default();
 
   SharedString Share(std::string_view text);

@@ -60,9 +60,11 @@ struct LabelSelector {
 };
 
 // ---- core/v1 Service ----
+// The short strings that repeat across objects (enum-like fields, port names, node names) are
+// SharedStrings from StringPool::Default(): 16 B, not 32 (docs/memory.md, "Compact endpoints").
 struct ServicePort {
-  std::string name;
-  std::string protocol = "TCP";
+  SharedString name;
+  SharedString protocol = "TCP";
   int32_t port = 0;  // (targetPort is not kept: the proxy takes ports from EndpointSlices)
   int32_t node_port = 0;
 };
@@ -75,15 +77,15 @@ struct LoadBalancerIngress {
 
 struct Service {
   ObjectMeta meta;
-  std::string type = "ClusterIP";        // ClusterIP, NodePort, LoadBalancer, ExternalName
+  SharedString type = "ClusterIP";       // ClusterIP, NodePort, LoadBalancer, ExternalName
   std::string cluster_ip;                // "None" for headless
   std::vector<std::string> cluster_ips;  // (the families are read from these addresses)
   std::vector<ServicePort> ports;
   std::vector<std::string> external_ips;
-  std::string session_affinity = "None";  // None, ClientIP
+  SharedString session_affinity = "None";  // None, ClientIP
   int32_t session_affinity_timeout_seconds = 10800;
-  std::string external_traffic_policy = "Cluster";  // Cluster, Local
-  std::string internal_traffic_policy = "Cluster";
+  SharedString external_traffic_policy = "Cluster";  // Cluster, Local
+  SharedString internal_traffic_policy = "Cluster";
   int32_t health_check_node_port = 0;
   std::vector<LoadBalancerIngress> load_balancer_ingress;  // status.loadBalancer.ingress
 };
@@ -228,15 +230,15 @@ struct Endpoint {
 };
 
 struct EndpointPort {
-  std::string name;
+  SharedString name;
   std::optional<int32_t> port;
-  std::string protocol = "TCP";
+  SharedString protocol = "TCP";
 };
 
 struct EndpointSlice {
   ObjectMeta meta;
-  std::string address_type = "IPv4";  // IPv4, IPv6, FQDN
-  std::string service_name;           // label kubernetes.io/service-name
+  SharedString address_type = "IPv4";  // IPv4, IPv6, FQDN
+  std::string service_name;            // label kubernetes.io/service-name
   std::vector<Endpoint> endpoints;
   std::vector<EndpointPort> ports;
 };

@@ -131,6 +131,50 @@ TEST(SharedStringTest, DecodedEndpointsNamingOneNodeShareItsName) {
   EXPECT_FALSE(c->endpoints[0].node_name.SharesWith(a->endpoints[0].node_name));
 }
 
+// A Service's enum-like fields and its ports' names and protocols, and a slice's address type and
+// ports, are one copy per distinct value across objects (types.h); unequal values stay apart.
+TEST(SharedStringTest, DecodedServicesAndSlicesShareTheirShortStrings) {
+  auto service = [](const std::string& name, const std::string& type) {
+    auto r = DecodeService(json::parse(
+        R"({"metadata":{"name":")" + name + R"(","namespace":"n"},"spec":{"type":")" + type +
+        R"(","sessionAffinity":"ClientIP","externalTrafficPolicy":"Local",)"
+        R"("ports":[{"name":"https-metrics","protocol":"TCP","port":443},)"
+        R"({"name":"dns-over-udp-port","protocol":"UDP","port":53}]}})"));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return std::move(r).value();
+  };
+  Service a = service("a", "LoadBalancer"), b = service("b", "LoadBalancer");
+  Service c = service("c", "NodePort");
+  EXPECT_TRUE(a.type.SharesWith(b.type));
+  EXPECT_FALSE(a.type.SharesWith(c.type));
+  EXPECT_EQ(c.type, "NodePort");
+  EXPECT_TRUE(a.session_affinity.SharesWith(c.session_affinity));
+  EXPECT_TRUE(a.external_traffic_policy.SharesWith(c.external_traffic_policy));
+  EXPECT_EQ(a.internal_traffic_policy, "Cluster");  // the default when absent
+  EXPECT_TRUE(a.internal_traffic_policy.SharesWith(b.internal_traffic_policy));
+  ASSERT_EQ(a.ports.size(), 2u);
+  EXPECT_TRUE(a.ports[0].name.SharesWith(b.ports[0].name));
+  EXPECT_TRUE(a.ports[1].protocol.SharesWith(c.ports[1].protocol));
+  EXPECT_FALSE(a.ports[0].protocol.SharesWith(a.ports[1].protocol));
+  EXPECT_EQ(a.ports[1].name, "dns-over-udp-port");
+  EXPECT_EQ(a.ports[1].protocol, "UDP");
+
+  auto slice = [](const std::string& name) {
+    auto r = DecodeEndpointSlice(
+        json::parse(R"({"metadata":{"name":")" + name +
+                    R"(","namespace":"n"},"addressType":"IPv6",)"
+                    R"("ports":[{"name":"https-metrics","protocol":"SCTP","port":443}]})"));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return std::move(r).value();
+  };
+  EndpointSlice x = slice("x"), y = slice("y");
+  EXPECT_TRUE(x.address_type.SharesWith(y.address_type));
+  EXPECT_EQ(x.address_type, "IPv6");
+  EXPECT_TRUE(x.ports[0].name.SharesWith(a.ports[0].name));
+  EXPECT_TRUE(x.ports[0].protocol.SharesWith(y.ports[0].protocol));
+  EXPECT_EQ(x.ports[0].protocol, "SCTP");
+}
+
 // The node-name pool, like the label-set pool, tracks only names some object still holds (plus
 // dead ones until its next sweep).
 TEST(SharedStringTest, PoolForgetsStringsNoObjectHolds) {
