@@ -90,72 +90,21 @@ std::vector<MetricTarget> ByKey(std::vector<MetricTarget> targets) {
 
 }  // namespace
 
-void ServiceMetrics::Claim(State& state, const Targets::value_type& service) {
-  const ServiceName& name = service.first;
-  for (const auto& target : service.second) {
-    const IpvsServiceKey key = KeyOf(target);
-    auto [it, inserted] = state.owners.emplace(key, &service);
-    if (inserted) continue;
-    if (name < it->second->first) {  // the first by name labels the key
-      state.others.emplace(key, it->second->first);
-      it->second = &service;
-    } else {
-      state.others.emplace(key, name);
-    }
-  }
-}
-
-void ServiceMetrics::Release(State& state, const Targets::value_type& service) {
-  const ServiceName& name = service.first;
-  for (const auto& target : service.second) {
-    const IpvsServiceKey key = KeyOf(target);
-    auto it = state.owners.find(key);
-    if (it == state.owners.end()) continue;
-    if (it->second != &service) {
-      state.others.erase({key, name});
-      continue;
-    }
-    // The next Service by name that wants the key takes it over.
-    auto next = state.others.lower_bound({key, ServiceName{}});
-    if (next == state.others.end() || next->first != key) {
-      state.owners.erase(it);
-      continue;
-    }
-    it->second = &*state.targets.find(next->second);
-    state.others.erase(next);
-  }
-}
-
 void ServiceMetrics::SetAll(std::map<ServiceName, std::vector<MetricTarget>> services) {
-  State fresh;
-  fresh.targets = std::move(services);
-  std::erase_if(fresh.targets, [](const auto& e) { return e.second.empty(); });
-  for (auto& entry : fresh.targets) {
-    entry.second = ByKey(std::move(entry.second));
-    Claim(fresh, entry);
-  }
+  std::erase_if(services, [](const auto& e) { return e.second.empty(); });
+  for (auto& entry : services) entry.second = ByKey(std::move(entry.second));
   std::lock_guard lock(mu_);
-  state_ = std::move(fresh);  // (the map nodes the owners point at move with it)
+  targets_ = std::move(services);
 }
 
 void ServiceMetrics::SetService(const ServiceName& service, std::vector<MetricTarget> targets) {
   targets = ByKey(std::move(targets));
   std::lock_guard lock(mu_);
-  auto it = state_.targets.find(service);
-  if (it != state_.targets.end()) {
-    if (it->second == targets) return;
-    Release(state_, *it);
-  }
   if (targets.empty()) {
-    if (it != state_.targets.end()) state_.targets.erase(it);
-    return;
-  }
-  if (it == state_.targets.end()) {
-    it = state_.targets.emplace(service, std::move(targets)).first;
+    targets_.erase(service);
   } else {
-    it->second = std::move(targets);
+    targets_.insert_or_assign(service, std::move(targets));
   }
-  Claim(state_, *it);
 }
 
 void ServiceMetrics::ObserveSync(double seconds, size_t ipvs_services) {
@@ -168,7 +117,25 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
   std::vector<metrics::Registry::CollectedFamily> families;
   for (const auto& f : kFamilies) families.push_back({f.name, f.help, f.counter, {}});
   std::lock_guard lock(mu_);
-  if (state_.owners.empty()) return families;  // nothing of ours: no dump
+  if (targets_.empty()) return families;  // nothing of ours: no dump
+  // Per key the Service that labels it: the first by name that wants it (targets_ is in name
+  // order and the sort is stable). Built per scrape: two pointers per target, sorted.
+  struct Owned {
+    const ServiceName* owner;
+    const MetricTarget* target;
+  };
+  std::vector<Owned> owned;
+  for (const auto& [name, targets] : targets_) {
+    for (const auto& target : targets) owned.push_back({&name, &target});
+  }
+  std::stable_sort(owned.begin(), owned.end(), [](const Owned& a, const Owned& b) {
+    return KeyOf(*a.target) < KeyOf(*b.target);
+  });
+  owned.erase(std::unique(owned.begin(), owned.end(),
+                          [](const Owned& a, const Owned& b) {
+                            return KeyOf(*a.target) == KeyOf(*b.target);
+                          }),
+              owned.end());
   auto dump = ipvs_.ListServiceStats();
   if (!dump.ok()) {
     KR_LOG_ERROR("service metrics: listing IPVS stats: {}", dump.error());
@@ -184,12 +151,11 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
   for (auto& family : families) family.indexed.reserve(dump->size());
   for (const auto& entry : *dump) {
     const IpvsServiceKey key = KeyOf(entry.service);
-    auto owner = state_.owners.find(key);
-    if (owner == state_.owners.end()) continue;  // not ours
-    const auto& [name, targets] = *owner->second;
-    auto target = std::find_if(targets.begin(), targets.end(),
-                               [&](const MetricTarget& t) { return KeyOf(t) == key; });
-    if (target == targets.end()) continue;  // (cannot happen: the owner wants the key)
+    auto it = std::lower_bound(owned.begin(), owned.end(), key,
+                               [](const Owned& o, const auto& k) { return KeyOf(*o.target) < k; });
+    if (it == owned.end() || KeyOf(*it->target) != key) continue;  // not ours
+    const ServiceName& name = *it->owner;
+    const MetricTarget* target = it->target;
     std::string text = metrics::Registry::LabelText({{"svc_namespace", name.namespace_},
                                                      {"service_name", name.name},
                                                      {"service_vip", target->vip.ToString()},

@@ -75,18 +75,11 @@ class ServiceMetrics {
   // rendered on scrape (docs/memory.md: a copy of four label strings per key was 6.6 MiB at
   // 10k Services).
   using Targets = std::map<ServiceName, std::vector<MetricTarget>>;
-  struct State {
-    Targets targets;  // per Service, sorted by key, one per key
-    // Per key the Service that labels it (the first by name of those that want it): a node of
-    // `targets` (stable while that Service has targets).
-    std::map<IpvsServiceKey, const Targets::value_type*> owners;
-    // The other Services that want a key someone owns (rare: a shared external IP).
-    std::set<std::pair<IpvsServiceKey, ServiceName>> others;
-  };
-  static void Release(State& state, const Targets::value_type& service);
-  static void Claim(State& state, const Targets::value_type& service);
-  std::mutex mu_;  // guards state_ and serialises dumps of ipvs_
-  State state_;
+  // Per Service its targets, sorted by key, one per key. Who labels a key (the first by name of
+  // the Services that want it) is worked out on scrape, not kept (docs/memory.md: a map of key ->
+  // owner was ~1.6 MiB at 10k two-port Services).
+  Targets targets_;
+  std::mutex mu_;  // guards targets_ and serialises dumps of ipvs_
   metrics::Gauge& services_gauge_;
   metrics::Histogram& sync_time_;
   metrics::Histogram& export_time_;
