@@ -113,6 +113,64 @@ TEST_F(ProxyExtensionsTest, FirewallFollowsTheProgrammedServices) {
   EXPECT_FALSE(iptables.table("filter").chains.contains(kServicesChain));
 }
 
+// Two Services with one external IP and port share its ipset entry: it stays while either wants
+// it, also when one lets go and the other takes it in the same sync, and goes with the last.
+// The counts are changed in place for an event of a few entries and merged for many (over 16):
+// both ways are taken here.
+TEST_F(ProxyExtensionsTest, ASharedExternalIpPortStaysWhileAServiceWantsIt) {
+  const std::string shared = "198.51.100.7,tcp:80";
+  auto with_external = [](const std::string& name, const std::string& cluster_ip) {
+    auto svc = Svc(name, cluster_ip, {Port("http", 80)});
+    svc.external_ips = {"198.51.100.7"};
+    return svc;
+  };
+  Put(with_external("a", "10.96.0.11"));
+  Put(with_external("b", "10.96.0.12"));
+  Build();
+  ASSERT_TRUE(controller->Sync(SyncReason::kStartup).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Contains(shared));
+
+  // A few entries (in place): "a" goes, "b" still wants the entry.
+  cluster->services.Remove("default/a");
+  Event(k8s::ResourceKind::kService, "default/a", nullptr);
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Contains(shared));
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Not(Contains("10.96.0.11,tcp:80")));
+
+  // One sync: "a" takes the entry again as "b" drops its external IP.
+  Put(with_external("a", "10.96.0.11"));
+  Put(Svc("b", "10.96.0.12", {Port("http", 80)}));
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Contains(shared));
+
+  // Many entries (merged): twenty new Services, one of them wanting the entry too.
+  for (int i = 0; i < 20; ++i) {
+    if (i == 0) {
+      Put(with_external("c0", "10.96.1.0"));
+    } else {
+      Put(Svc("c" + std::to_string(i), "10.96.1." + std::to_string(i), {Port("http", 80)}));
+    }
+  }
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Contains("10.96.1.19,tcp:80"));
+  cluster->services.Remove("default/a");
+  Event(k8s::ResourceKind::kService, "default/a", nullptr);
+  for (int i = 1; i < 20; ++i) {  // (enough entries to merge)
+    cluster->services.Remove("default/c" + std::to_string(i));
+    Event(k8s::ResourceKind::kService, "default/c" + std::to_string(i), nullptr);
+  }
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Contains(shared));  // "c0" still wants it
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Not(Contains("10.96.1.19,tcp:80")));
+
+  // The last one lets go: the entry goes.
+  cluster->services.Remove("default/c0");
+  Event(k8s::ResourceKind::kService, "default/c0", nullptr);
+  ASSERT_TRUE(controller->Sync(SyncReason::kRequested).ok());
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), Not(Contains(shared)));
+  EXPECT_THAT(Entries(ipset, kServiceIpPortsSet), ElementsAre("10.96.0.12,tcp:80"));
+}
+
 // An endpoint event does not dump the node's addresses (kube-dummy-if holds every VIP: at 10k
 // Services one dump per event was most of the event sync); a full sync does, and so does an
 // event sync after the node's facts changed. kube-router-local-ips stays right throughout.
