@@ -479,6 +479,44 @@ TEST_F(ProxyFirewallTest, IncrementalSetDeltasMatchTheFullPlanUnderRandomChanges
   EXPECT_EQ(ipset_.replaced_sets(), 6);  // created once, then only deltas
 }
 
+// The held services are a sorted vector, changed in place for a few entries and merged for many
+// (over 16): random changes of 1 to 40 entries through Update, each checked against the sets a
+// full plan of the same input wants and against CurrentInput().
+TEST_F(ProxyFirewallTest, UpdatesOfFewAndManyServicesMatchTheFullPlan) {
+  std::mt19937 random(17);
+  FirewallInput in = DualStackInput();
+  std::set<VipPort> services(in.services.begin(), in.services.end());
+  ASSERT_TRUE(firewall_.Sync(in).ok());
+  for (int step = 0; step < 60; ++step) {
+    FirewallChange change;
+    const int count = 1 + static_cast<int>(random() % 40);
+    for (int i = 0; i < count; ++i) {
+      IpAddress ip = random() % 4 == 0
+                         ? *IpAddress::Parse("fd00:96::" + std::to_string(random() % 30 + 1))
+                         : IpAddress::V4((10u << 24) | (96u << 16) | (random() % 60));
+      VipPort p{ip, IpvsProtocol::kTcp, static_cast<uint16_t>(random() % 2 + 80)};
+      if (services.contains(p)) {
+        change.remove_services.push_back(p);
+      } else {
+        change.add_services.push_back(p);
+      }
+    }
+    for (const auto& p : change.remove_services) services.erase(p);
+    for (const auto& p : change.add_services) services.insert(p);
+    change.local_ips = in.local_ips;
+    change.node_ips = in.node_ips;
+    change.pod_cidrs = in.pod_cidrs;
+    ASSERT_TRUE(firewall_.Update(change).ok()) << "step " << step;
+    in.services.assign(services.begin(), services.end());
+    EXPECT_EQ(firewall_.CurrentInput().services, in.services) << "step " << step;
+    for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+      for (const auto& set : DesiredSets(in, family)) {
+        ASSERT_EQ(ipset_.sets()[set.name].entries, set.entries) << set.name << " step " << step;
+      }
+    }
+  }
+}
+
 // The event path: a change names only what became wanted or unwanted; a VIP that loses one port
 // and gains another in the same change stays in kube-router-svip (found by the oracle test).
 TEST_F(ProxyFirewallTest, UpdateAppliesOnlyTheChangeAndKeepsAVipThatSwapsPorts) {
