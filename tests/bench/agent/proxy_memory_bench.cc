@@ -302,7 +302,7 @@ int main(int argc, char** argv) {
     }
   }
   if (machine) {
-    for (const auto& [k, v] : f) std::printf("%s %.0f\n", k.c_str(), v);
+    for (const auto& [k, v] : f) std::printf("%s %.9g\n", k.c_str(), v);  // (seconds too)
     return 0;
   }
   std::printf("proxy_memory_bench: %d Services x %d port%s, %d EndpointSlices x %d endpoints\n",
