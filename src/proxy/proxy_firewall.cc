@@ -102,21 +102,28 @@ SetPlan ProxyFirewall::ApplyToState(const FirewallChange& change) {
                           state_.services.end(), std::back_inserter(gone));
   }
   const std::vector<VipPort> fresh = Minus(adding, state_.services);
-  for (const VipPort& p : gone) {
-    EntryDelta& d = delta[FamilyOf(p.address)];
-    d.del_ports.push_back(p);
-    auto vip = state_.vip_ports.find(p.address);
-    if (vip != state_.vip_ports.end() && --vip->second == 0) {
-      state_.vip_ports.erase(vip);
-      d.del_vips.push_back(p.address);
-    }
-  }
-  for (const VipPort& p : fresh) {
+  // A VIP is in kube-router-svip while it has a port: the held services are sorted by address
+  // first, so that is a search, not a count per VIP kept beside them (docs/memory.md).
+  auto holds_vip = [this](const IpAddress& address) {
+    auto it = std::lower_bound(state_.services.begin(), state_.services.end(), address,
+                               [](const VipPort& p, const IpAddress& a) { return p.address < a; });
+    return it != state_.services.end() && it->address == address;
+  };
+  for (size_t i = 0; i < fresh.size(); ++i) {  // (sorted: a VIP's ports are adjacent)
+    const VipPort& p = fresh[i];
     EntryDelta& d = delta[FamilyOf(p.address)];
     d.add_ports.push_back(p);
-    if (++state_.vip_ports[p.address] == 1) d.add_vips.push_back(p.address);
+    const bool first_of_vip = i == 0 || fresh[i - 1].address != p.address;
+    if (first_of_vip && !holds_vip(p.address)) d.add_vips.push_back(p.address);
   }
   ChangeSorted(state_.services, gone, fresh);
+  for (size_t i = 0; i < gone.size(); ++i) {
+    const VipPort& p = gone[i];
+    EntryDelta& d = delta[FamilyOf(p.address)];
+    d.del_ports.push_back(p);
+    const bool first_of_vip = i == 0 || gone[i - 1].address != p.address;
+    if (first_of_vip && !holds_vip(p.address)) d.del_vips.push_back(p.address);
+  }
   const std::set<HairpinRule> hairpin_adding(change.add_hairpin.begin(), change.add_hairpin.end());
   for (const HairpinRule& r : change.remove_hairpin) {
     if (!hairpin_adding.contains(r)) state_.hairpin.erase(r);

@@ -69,7 +69,6 @@ class ProxyFirewall {
     bool masquerade_all = false;
     // Sorted, unique: ~20 B a virtual service, not a ~64 B set node (docs/memory.md).
     std::vector<VipPort> services;
-    std::map<IpAddress, int> vip_ports;  // VIP -> how many entries of `services` it has
     std::set<HairpinRule> hairpin;
     std::vector<IpAddress> local_ips;  // sorted, unique
     std::vector<IpAddress> node_ips;
