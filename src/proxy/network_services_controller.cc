@@ -485,7 +485,7 @@ Status NetworkServicesController::RepairInChunks(FullSyncStats& stats) {
     stats.diff_seconds += std::chrono::duration<double>(Clock::now() - t).count();
     if (first) delete_vips = std::move(plan.delete_vips);
     plan.delete_vips.clear();
-    if (last) plan.delete_vips = std::move(delete_vips);
+    if (last) plan.delete_vips.swap(delete_vips);  // (cleared above: delete_vips ends empty)
     changes += plan.ipvs.size();
     add_vips += plan.add_vips.size();
     stats.largest_plan = std::max(stats.largest_plan, plan.ipvs.size());
