@@ -324,17 +324,22 @@ Pod PodFrom(const json& obj) {
   Pod p;
   p.meta = Meta(obj, MetaFilter{.annotations = NoKey});  // no controller reads pod annotations
   if (const json* spec = ObjectField(obj, "spec", "")) {
-    p.node_name = String(*spec, "nodeName", "spec");
+    p.node_name = Pooled(String(*spec, "nodeName", "spec"));
     p.host_network = Bool(*spec, "hostNetwork", "spec", false);
     if (auto grace = OptInt64(*spec, "terminationGracePeriodSeconds", "spec")) {
       p.termination_grace_period_seconds = *grace;
     }
+    size_t ports = 0;
+    if (const json* containers = Field(*spec, "containers"); containers && containers->is_array()) {
+      for (const json& c : *containers) ports += ArraySize(c, "ports");
+    }
+    p.container_ports.reserve(ports);
     ForEachObject(*spec, "containers", "spec", [&](const json& c, const std::string& cpath) {
       ForEachObject(c, "ports", cpath, [&](const json& port, const std::string& path) {
         ContainerPort cp;
-        cp.name = String(port, "name", path);
+        cp.name = Pooled(String(port, "name", path));
         cp.container_port = Int32(port, "containerPort", path);
-        cp.protocol = String(port, "protocol", path, "TCP");
+        cp.protocol = Pooled(String(port, "protocol", path, "TCP"));
         p.container_ports.push_back(std::move(cp));
       });
     });
@@ -346,7 +351,7 @@ Pod PodFrom(const json& obj) {
       p.pod_ips.push_back(String(ip, "ip", path));
     });
     String(*status, "hostIP", "status");
-    p.phase = String(*status, "phase", "status");
+    p.phase = Pooled(String(*status, "phase", "status"));
   }
   return p;
 }

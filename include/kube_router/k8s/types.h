@@ -257,20 +257,22 @@ struct Node {
 };
 
 // ---- core/v1 Pod ----
+// The node name, the phase and the ports' names and protocols are SharedStrings from
+// StringPool::Default(), as a Service's (a port 40 B, not 72; docs/memory.md).
 struct ContainerPort {
-  std::string name;
+  SharedString name;
   int32_t container_port = 0;
-  std::string protocol = "TCP";
+  SharedString protocol = "TCP";
 };
 
 struct Pod {
   ObjectMeta meta;
-  std::string node_name;
+  SharedString node_name;
   bool host_network = false;
   std::vector<ContainerPort> container_ports;  // all containers' ports, in order
   std::string pod_ip;
   std::vector<std::string> pod_ips;
-  std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
+  SharedString phase;  // Pending, Running, Succeeded, Failed, Unknown
   // spec.terminationGracePeriodSeconds (the proxy's graceful termination); nullopt if absent.
   std::optional<int64_t> termination_grace_period_seconds;
 };

@@ -175,6 +175,47 @@ TEST(SharedStringTest, DecodedServicesAndSlicesShareTheirShortStrings) {
   EXPECT_EQ(x.ports[0].protocol, "SCTP");
 }
 
+// A Pod's node name, phase and container ports' names and protocols are one copy per distinct
+// value across pods and kinds (types.h); unequal values stay apart.
+TEST(SharedStringTest, DecodedPodsShareTheirShortStrings) {
+  auto pod = [](const std::string& name, const std::string& phase) {
+    auto r = DecodePod(json::parse(
+        R"({"metadata":{"name":")" + name +
+        R"(","namespace":"n"},"spec":{"nodeName":"ip-10-0-12-34.eu-west-1.compute.internal",)"
+        R"("containers":[{"ports":[{"name":"https-metrics","containerPort":443},)"
+        R"({"name":"dns-over-udp-port","protocol":"UDP","containerPort":53}]},)"
+        R"({"ports":[{"name":"sctp-port-name","protocol":"SCTP","containerPort":9}]}]},)"
+        R"("status":{"phase":")" +
+        phase + R"("}})"));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return std::move(r).value();
+  };
+  Pod a = pod("a", "Running"), b = pod("b", "Running"), c = pod("c", "Succeeded");
+  EXPECT_TRUE(a.node_name.SharesWith(c.node_name));
+  EXPECT_EQ(a.node_name, "ip-10-0-12-34.eu-west-1.compute.internal");
+  EXPECT_TRUE(a.phase.SharesWith(b.phase));
+  EXPECT_FALSE(a.phase.SharesWith(c.phase));
+  EXPECT_EQ(c.phase, "Succeeded");
+  ASSERT_EQ(a.container_ports.size(), 3u);
+  EXPECT_EQ(a.container_ports.capacity(), 3u);  // sized from the containers' arrays
+  for (size_t i = 0; i < a.container_ports.size(); ++i) {
+    EXPECT_TRUE(a.container_ports[i].name.SharesWith(c.container_ports[i].name)) << i;
+    EXPECT_TRUE(a.container_ports[i].protocol.SharesWith(b.container_ports[i].protocol)) << i;
+  }
+  EXPECT_EQ(a.container_ports[0].protocol, "TCP");  // the default when absent
+  EXPECT_EQ(a.container_ports[1].name, "dns-over-udp-port");
+  EXPECT_EQ(a.container_ports[2].protocol, "SCTP");
+  EXPECT_EQ(a.container_ports[2].container_port, 9);
+  EXPECT_FALSE(a.container_ports[0].name.SharesWith(a.container_ports[1].name));
+  // The same values as a Service's port: the same copy, whichever kind decoded it first.
+  auto svc =
+      DecodeService(json::parse(R"({"metadata":{"name":"s","namespace":"n"},"spec":{"ports":[)"
+                                R"({"name":"dns-over-udp-port","protocol":"UDP","port":53}]}})"));
+  ASSERT_TRUE(svc.ok()) << svc.error();
+  EXPECT_TRUE(svc->ports[0].name.SharesWith(a.container_ports[1].name));
+  EXPECT_TRUE(svc->ports[0].protocol.SharesWith(a.container_ports[1].protocol));
+}
+
 // The node-name pool, like the label-set pool, tracks only names some object still holds (plus
 // dead ones until its next sweep).
 TEST(SharedStringTest, PoolForgetsStringsNoObjectHolds) {
