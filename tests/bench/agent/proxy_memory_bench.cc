@@ -17,7 +17,9 @@
 //               is as large; a copy shares the destination vectors the images share, so
 //               those are not in the copies) and the extensions' share (with and without);
 //   fakes       what destroying the fake kernel tables frees (not part of the agent).
-// Plus VmRSS/VmHWM of this process at each stage (the informers' list pages included).
+// Plus VmRSS/VmHWM of this process at each stage (the informers' list pages included), and the
+// first (startup) full sync's time by phase (the controller's last_full_sync(): the sync period
+// is an hour, so no later full sync replaces it).
 //
 //   build*/tests/bench/agent/proxy_memory_bench [--services N] [--ports 1|2] [--baseline=PATH]
 //                                               [--exit-settled]
@@ -211,6 +213,13 @@ std::string Measure(int services, int ports, bool extensions, bool exit_settled,
   const double settled = HeapBytes();
   runner->Stop();
   (*watcher)->Stop();
+  const kr::proxy::FullSyncStats& sync = proxy->last_full_sync();
+  f[p + "sync.wall"] = sync.wall_seconds;
+  f[p + "sync.rebuild"] = sync.rebuild_seconds;
+  f[p + "sync.read"] = sync.read_seconds;
+  f[p + "sync.diff"] = sync.diff_seconds;
+  f[p + "sync.write"] = sync.write_seconds;
+  f[p + "sync.extensions"] = sync.extensions_seconds;
   MeasureScrape(registry, p, f);
   // Quiet now (no other thread allocates): the per-structure copies are exact.
   f[p + "proxy.services"] = CopySize(proxy->services());
@@ -259,6 +268,11 @@ void PrintFigures(const Figures& f, const std::string& p) {
       "response %.1f MiB; free heap left %.1f MiB\n",
       get("scrape.seconds"), MiB(get("scrape.bytes")), MiB(get("scrape.collected")),
       MiB(get("scrape.response")), MiB(get("scrape.free_left")));
+  std::printf(
+      "    first full sync %.3f s (rebuild %.3f, read %.3f, diff %.3f, write %.3f, extensions "
+      "%.3f)\n",
+      get("sync.wall"), get("sync.rebuild"), get("sync.read"), get("sync.diff"), get("sync.write"),
+      get("sync.extensions"));
   // (The process's peak is the first run's, the agent's set: the bare run comes second.)
   if (p.empty()) std::printf("    RSS peak (VmHWM) %.1f MiB\n", MiB(get("rss.peak")));
 }
@@ -341,6 +355,14 @@ int main(int argc, char** argv) {
         f["scrape.seconds"] / b["scrape.seconds"], f["scrape.seconds"], b["scrape.seconds"],
         f["scrape.collected"] / b["scrape.collected"],
         f["scrape.free_left"] / b["scrape.free_left"], f["scrape.bytes"] / b["scrape.bytes"]);
+    if (b["sync.wall"] > 0) {  // (a baseline built before the sync figures has none)
+      std::printf(
+          "  first full sync (this / baseline): %.2fx (%.3f / %.3f s), rebuild %.2fx, diff "
+          "%.2fx, write %.2fx\n",
+          f["sync.wall"] / b["sync.wall"], f["sync.wall"], b["sync.wall"],
+          f["sync.rebuild"] / b["sync.rebuild"], f["sync.diff"] / b["sync.diff"],
+          f["sync.write"] / b["sync.write"]);
+    }
   }
   return 0;
 }
