@@ -36,10 +36,14 @@ void DiffDestinations(const VirtualService& want, const VirtualService& have,
   }
 }
 
-}  // namespace
+// The wanted virtual service of a desired image's entry: its own copy, or the one it points at.
+const VirtualService& WantedOf(const VirtualService& vs) { return vs; }
+const VirtualService& WantedOf(const Wanted& wanted) { return *wanted.vs; }
 
-ProxyPlan Diff(const ProxyImage& desired, const ProxyImage& actual, const DiffScope* scope,
-               const PlanOptions& options) {
+// Both Diff forms: `Desired` is a ProxyImage or a WantedImage (services by id, vips).
+template <typename Desired>
+ProxyPlan DiffImages(const Desired& desired, const ProxyImage& actual, const DiffScope* scope,
+                     const PlanOptions& options) {
   ProxyPlan plan;
   std::set<VirtualServiceId> ids;
   std::set<IpAddress> vips;
@@ -72,20 +76,33 @@ ProxyPlan Diff(const ProxyImage& desired, const ProxyImage& actual, const DiffSc
       }
       continue;
     }
+    const VirtualService& wanted = WantedOf(want->second);
     if (have == actual.services.end()) {
-      plan.ipvs.push_back({Op::kAddService, want->second.service, {}});
-      for (const auto& dest : want->second.destinations) {
-        plan.ipvs.push_back({Op::kAddDestination, want->second.service, dest});
+      plan.ipvs.push_back({Op::kAddService, wanted.service, {}});
+      for (const auto& dest : wanted.destinations) {
+        plan.ipvs.push_back({Op::kAddDestination, wanted.service, dest});
       }
       continue;
     }
-    if (!SameServiceConfig(want->second.service, have->second.service)) {
-      plan.ipvs.push_back({Op::kUpdateService, want->second.service, {}});
+    if (!SameServiceConfig(wanted.service, have->second.service)) {
+      plan.ipvs.push_back({Op::kUpdateService, wanted.service, {}});
     }
-    DiffDestinations(want->second, have->second, options, plan);
+    DiffDestinations(wanted, have->second, options, plan);
   }
   plan.ipvs.insert(plan.ipvs.end(), deletes.begin(), deletes.end());
   return plan;
+}
+
+}  // namespace
+
+ProxyPlan Diff(const ProxyImage& desired, const ProxyImage& actual, const DiffScope* scope,
+               const PlanOptions& options) {
+  return DiffImages(desired, actual, scope, options);
+}
+
+ProxyPlan DiffWanted(const WantedImage& desired, const ProxyImage& actual, const DiffScope* scope,
+                     const PlanOptions& options) {
+  return DiffImages(desired, actual, scope, options);
 }
 
 void ApplyChange(const IpvsChange& change, ProxyImage& image) {

@@ -233,18 +233,12 @@ void NetworkServicesController::LogProblems(const ServiceName& name,
   if (logged.empty()) logged_problems_.erase(name);
 }
 
-void NetworkServicesController::RefreshDesiredEntry(const VirtualServiceId& id) {
-  auto owner = vs_owner_.find(id);
-  if (owner == vs_owner_.end()) {
-    desired_.services.erase(id);
-    return;
+const VirtualService* NetworkServicesController::WantedIn(const DesiredService& service,
+                                                          const VirtualServiceId& id) {
+  for (const auto& d : service.virtual_services) {
+    if (d.vs.id() == id) return &d.vs;
   }
-  for (const auto& d : owner->second->virtual_services) {
-    if (d.vs.id() == id) {
-      desired_.services[id] = d.vs;
-      return;
-    }
-  }
+  return nullptr;
 }
 
 std::vector<IpAddress> NetworkServicesController::VipsOf(const DesiredService& service) const {
@@ -261,27 +255,28 @@ std::vector<IpAddress> NetworkServicesController::VipsOf(const DesiredService& s
 void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scope) {
   auto it = services_.find(name);
   if (it == services_.end()) return;
-  // (Erased last: the claims point at it until they are released.)
+  // (Erased last: the wanted entries point into it until they are released.)
   const DesiredService& old = it->second;
   for (const auto& d : old.virtual_services) {
     if (d.dsr && dsr_extension_) continue;
     VirtualServiceId id = d.vs.id();
     scope.services.insert(id);
-    auto owner = vs_owner_.find(id);
-    if (owner == vs_owner_.end()) continue;  // (a second port with the same id: done)
-    if (owner->second != &old) {
+    auto wanted = desired_.services.find(id);
+    if (wanted == desired_.services.end()) continue;  // (a second port with the same id: done)
+    if (wanted->second.owner != &old) {
       vs_waiting_.erase({id, name});
       continue;
     }
-    // The next Service by name that wants it takes it over.
+    // The next Service by name that wants it takes it over: the entry points into that one's
+    // DesiredService from now on (nothing may point into `old` once it is erased).
     auto next = vs_waiting_.lower_bound({id, ServiceName{}});
     if (next != vs_waiting_.end() && next->first == id) {
-      owner->second = &services_.at(next->second);
+      const DesiredService& heir = services_.at(next->second);
+      wanted->second = {&heir, WantedIn(heir, id)};
       vs_waiting_.erase(next);
     } else {
-      vs_owner_.erase(owner);
+      desired_.services.erase(wanted);
     }
-    RefreshDesiredEntry(id);
   }
   for (const auto& vip : VipsOf(old)) {
     scope.vips.insert(vip);
@@ -305,19 +300,20 @@ void NetworkServicesController::Claim(const DesiredService& service, DiffScope& 
     if (d.dsr && dsr_extension_) continue;
     VirtualServiceId id = d.vs.id();
     scope.services.insert(id);
-    auto [owner, inserted] = vs_owner_.emplace(id, &service);
-    if (!inserted && owner->second != &service) {
-      const ServiceName& holder = owner->second->name;
+    auto [wanted, inserted] = desired_.services.try_emplace(id);
+    if (inserted) {
+      wanted->second = {&service, WantedIn(service, id)};
+    } else if (wanted->second.owner != &service) {
+      const ServiceName& holder = wanted->second.owner->name;
       if (name < holder) {  // the first by name wins, stably
         vs_waiting_.emplace(id, holder);
-        owner->second = &service;
+        wanted->second = {&service, WantedIn(service, id)};
       } else {
         vs_waiting_.emplace(id, name);
         KR_LOG_WARN("service {}: IPVS service {} is also wanted by {}; {} keeps it",
                     name.ToString(), id.ToString(), holder.ToString(), holder.ToString());
       }
     }
-    RefreshDesiredEntry(id);
   }
 }
 
@@ -386,7 +382,7 @@ Status NetworkServicesController::IncrementalSync(std::set<VirtualServiceId>& to
   std::set<ServiceName> names;
   names.swap(touched_);
   for (const auto& name : names) Rebuild(name, scope);
-  ProxyPlan plan = Diff(desired_, programmed_, &scope, {config_.graceful_termination});
+  ProxyPlan plan = DiffWanted(desired_, programmed_, &scope, {config_.graceful_termination});
   // A verification under way must not judge these by its older kernel read.
   if (verify_) {
     verify_->written.insert(scope.services.begin(), scope.services.end());
@@ -412,10 +408,9 @@ Status NetworkServicesController::FullSync() {
   stats.steps = 1;
   auto t = Clock::now();
   touched_.clear();
-  services_.clear();
-  desired_ = ProxyImage{};
-  vs_owner_.clear();
+  desired_ = WantedImage{};  // (before the Services it points into)
   vs_waiting_.clear();
+  services_.clear();
   vip_claims_.clear();
   DiffScope ignored;
   std::set<ServiceName> names;
@@ -481,7 +476,7 @@ Status NetworkServicesController::RepairInChunks(FullSyncStats& stats) {
     }
     const bool last = want == desired_.services.end() && have == programmed_.services.end();
     const auto t = Clock::now();
-    ProxyPlan plan = Diff(desired_, programmed_, &scope, options);
+    ProxyPlan plan = DiffWanted(desired_, programmed_, &scope, options);
     stats.diff_seconds += std::chrono::duration<double>(Clock::now() - t).count();
     if (first) delete_vips = std::move(plan.delete_vips);
     plan.delete_vips.clear();
@@ -523,11 +518,10 @@ void NetworkServicesController::ShareWithDesired(const DiffScope* scope) {
   };
   auto share = [&](VirtualService& have) {
     auto want = desired_.services.find(have.id());
-    if (want == desired_.services.end() ||
-        have.destinations.SharesWith(want->second.destinations) || !same(have, want->second)) {
-      return;
-    }
-    have.destinations = want->second.destinations;
+    if (want == desired_.services.end()) return;
+    const VirtualService& wanted = *want->second.vs;
+    if (have.destinations.SharesWith(wanted.destinations) || !same(have, wanted)) return;
+    have.destinations = wanted.destinations;
   };
   if (scope == nullptr) {
     for (auto& [id, have] : programmed_.services) share(have);

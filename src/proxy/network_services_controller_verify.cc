@@ -114,7 +114,7 @@ Status NetworkServicesController::ApplyTimed(const ProxyPlan& plan, FullSyncStat
 
 Status NetworkServicesController::RepairScope(const DiffScope& scope, FullSyncStats& stats) {
   const auto t = Steady::now();
-  ProxyPlan plan = Diff(desired_, programmed_, &scope, {config_.graceful_termination});
+  ProxyPlan plan = DiffWanted(desired_, programmed_, &scope, {config_.graceful_termination});
   stats.diff_seconds += SecondsSince(t);
   Status status = ApplyTimed(plan, stats);
   if (!status.ok()) {

@@ -26,6 +26,22 @@ struct ProxyImage {
   bool operator==(const ProxyImage&) const = default;
 };
 
+// One wanted virtual service, not a copy of it: the Service that owns it and its VirtualService
+// inside that Service's DesiredService::virtual_services. Both point into the owner of those
+// values (the controller's map of Services), which must not change or drop them while this
+// points at them.
+struct Wanted {
+  const DesiredService* owner = nullptr;
+  const VirtualService* vs = nullptr;
+};
+
+// The desired side of a diff as a view: what the Services want, without a second copy of each
+// virtual service (64 B of IPVS service and a map node apiece; docs/memory.md).
+struct WantedImage {
+  std::map<VirtualServiceId, Wanted> services;
+  std::set<IpAddress> vips;  // as ProxyImage::vips
+};
+
 // What a diff compares; objects outside it are left alone.
 struct DiffScope {
   std::set<VirtualServiceId> services;
@@ -70,6 +86,11 @@ struct ProxyPlan {
 // `scope` null: compare everything in either image (a full sync).
 ProxyPlan Diff(const ProxyImage& desired, const ProxyImage& actual, const DiffScope* scope,
                const PlanOptions& options);
+// The same diff with the desired side as a view (the controller's): the same plan as Diff of a
+// ProxyImage holding copies of the virtual services it points at. (Not an overload of Diff: a
+// `Diff({}, actual, ...)` must keep meaning an empty ProxyImage.)
+ProxyPlan DiffWanted(const WantedImage& desired, const ProxyImage& actual, const DiffScope* scope,
+                     const PlanOptions& options);
 
 // Applies a plan to an image (what the kernel holds after every change succeeded); the
 // controller keeps its programmed image with it and tests check Diff(d, Apply(a)) is empty.

@@ -152,6 +152,8 @@ class NetworkServicesController : public Controller {
   // Introspection for tests and the status of the other pieces.
   const ProxyImage& programmed() const { return programmed_; }
   const std::map<ServiceName, DesiredService>& services() const { return services_; }
+  // What the Services want (pointers into services()).
+  const WantedImage& desired() const { return desired_; }
   size_t draining() const { return drains_.size(); }
   // The last completed full sync and how many have completed; whether a periodic verification
   // is under way (its next step comes with the next sync).
@@ -224,7 +226,8 @@ class NetworkServicesController : public Controller {
   // The VIPs a Service puts on kube-dummy-if, each once (its DSR VIPs too without a DSR
   // extension).
   std::vector<IpAddress> VipsOf(const DesiredService& service) const;
-  void RefreshDesiredEntry(const VirtualServiceId& id);
+  // The first of `service`'s virtual services with that id (what a wanted entry points at).
+  static const VirtualService* WantedIn(const DesiredService& service, const VirtualServiceId& id);
   void LogProblems(const ServiceName& name, const std::vector<std::string>& problems);
   Status FullSync();
   // The ids it compared go into `touched`.
@@ -290,13 +293,16 @@ class NetworkServicesController : public Controller {
   Clock clock_;
 
   NodeFacts node_;
+  // Every built Service. An entry is never changed once claimed (Rebuild unclaims and erases it,
+  // then emplaces the new build), so pointers into it stay valid while it is there.
   std::map<ServiceName, DesiredService> services_;
-  ProxyImage desired_;
-  // Who wants a virtual service: the first Service by name owns it (its entry is the desired
-  // one); the others wait in vs_waiting_ (rare: a shared external IP). A map of sets was 4.4 MiB
-  // at 10k Services (docs/memory.md). The owner is its entry in services_ (a map: stable while
-  // it is there; Unclaim releases the claims before erasing it), not a copy of its name.
-  std::map<VirtualServiceId, const DesiredService*> vs_owner_;
+  // The desired image: per wanted virtual service, the Service that owns it (the first by name
+  // that wants it) and a pointer to that Service's VirtualService in services_, not a copy
+  // (docs/memory.md: the copies and a separate owner map were 2.6 MiB more at 20,000). Unclaim
+  // moves or drops every entry pointing into a Service before erasing it; FullSync clears this
+  // before services_. The other Services that want an id wait in vs_waiting_ (rare: a shared
+  // external IP); a map of sets was 4.4 MiB at 10k Services.
+  WantedImage desired_;
   std::set<std::pair<VirtualServiceId, ServiceName>> vs_waiting_;
   // How many Services want a VIP (each counts once: VipsOf).
   std::map<IpAddress, uint32_t> vip_claims_;

@@ -69,11 +69,11 @@ struct DestinationId {
 };
 
 // The real servers of one virtual service, sorted by identity (address, port), one per
-// identity. A flat vector, not a map: the proxy keeps three images of every destination (the
-// Service's, the desired and the programmed image), 200,000 of each at 10k Services with two
-// ports, and a map node costs 112 B of heap (docs/memory.md). Copies share the vector until one
-// of them changes (copy on write), so the images hold one vector between them for a virtual
-// service programmed as wanted. Not for sharing across threads.
+// identity. A flat vector, not a map: the proxy keeps two images of every destination (the
+// Service's, which the desired image points at, and the programmed image), 200,000 of each at
+// 10k Services with two ports, and a map node costs 112 B of heap (docs/memory.md). Copies share
+// the vector until one of them changes (copy on write), so the images hold one vector between
+// them for a virtual service programmed as wanted. Not for sharing across threads.
 //
 // An element holds only what the proxy programs: identity, forwarding method and weight, 24 B
 // where a netlink::IpvsDestination is 44. Its connection counts are not kept (they are kernel

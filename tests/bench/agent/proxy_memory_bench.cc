@@ -13,9 +13,11 @@
 //               and per kind a deep copy of every cached object (what the objects hold);
 //   proxy       the heap the controller and its extensions hold once the syncs settled: what
 //               destroying them frees; per structure a deep copy of the controller's
-//               Services (services()), its programmed image (programmed(); the desired image
-//               is as large; a copy shares the destination vectors the images share, so
-//               those are not in the copies) and the extensions' share (with and without);
+//               Services (services()), its programmed image (programmed(); a copy shares
+//               the destination vectors the images share, so those are not in the copies),
+//               its desired image (desired(): pointers into the Services; a baseline built
+//               before that view had a desired image as large as the programmed one) and the
+//               extensions' share (with and without);
 //   fakes       what destroying the fake kernel tables frees (not part of the agent).
 // Plus VmRSS/VmHWM of this process at each stage (the informers' list pages included), and the
 // first (startup) full sync's time by phase (the controller's last_full_sync(): the sync period
@@ -224,6 +226,7 @@ std::string Measure(int services, int ports, bool extensions, bool exit_settled,
   // Quiet now (no other thread allocates): the per-structure copies are exact.
   f[p + "proxy.services"] = CopySize(proxy->services());
   f[p + "proxy.programmed"] = CopySize(proxy->programmed());
+  f[p + "proxy.desired"] = CopySize(proxy->desired());
   const double stopped = HeapBytes();
   if (exit_settled) {
     // For a heap profiler: everything still held here is reported as leaked, by call site.
@@ -253,10 +256,15 @@ void PrintFigures(const Figures& f, const std::string& p) {
   std::printf("    proxy's heap (freed with it)  %7.1f MiB\n", MiB(get("proxy")));
   // (A copy shares the destination vectors, so they are in "rest" when the images share them.)
   std::printf("      Services (DesiredService)   %7.1f MiB\n", MiB(get("proxy.services")));
-  std::printf("      programmed image            %7.1f MiB (the desired image: as large)\n",
-              MiB(get("proxy.programmed")));
+  // (A baseline before the desired view has no "proxy.desired": its desired image was a copy
+  // as large as the programmed one.)
+  const bool view = f.contains(p + "proxy.desired");
+  const double desired = view ? get("proxy.desired") : get("proxy.programmed");
+  std::printf("      programmed image            %7.1f MiB\n", MiB(get("proxy.programmed")));
+  std::printf("      desired image               %7.1f MiB (%s)\n", MiB(desired),
+              view ? "a view into the Services" : "copies: as large as the programmed image");
   std::printf("      rest (claims, extensions, shared destination vectors) %7.1f MiB\n",
-              MiB(get("proxy") - get("proxy.services") - 2 * get("proxy.programmed")));
+              MiB(get("proxy") - get("proxy.services") - get("proxy.programmed") - desired));
   std::printf("    fakes (not in the agent)      %7.1f MiB\n", MiB(get("fakes")));
   std::printf(
       "    RSS: caches %.1f MiB, proxy settled %.1f MiB (after trim %.1f); free heap before "

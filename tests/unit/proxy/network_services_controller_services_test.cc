@@ -4,6 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "kube_router/proxy/network_services_controller.h"
 #include "unit/proxy/network_services_controller_fixture.h"
 #include "unit/proxy/proxy_test_util.h"
@@ -197,6 +202,131 @@ TEST_F(ProxyControllerTest, AVirtualServiceTwoServicesWantFollowsTheFirstByName)
   EXPECT_THAT(Services(), IsEmpty());
   EXPECT_THAT(DummyAddresses(), IsEmpty());
   EXPECT_TRUE(Controller().programmed().vips.empty());
+}
+
+// The desired image points into the Services (not copies): every wanted entry must point at the
+// live entry of its owner in services() and at that Service's own virtual service, whatever
+// replaced, removed or took over. Checked without dereferencing a pointer that is not a live
+// entry's (the ASan build reports any read of a freed Service the controller does itself).
+void ExpectDesiredPointsIntoServices(const NetworkServicesController& c) {
+  std::map<VirtualServiceId, const DesiredService*> first;  // the first Service by name per id
+  for (const auto& [name, svc] : c.services()) {
+    for (const auto& d : svc.virtual_services) first.emplace(d.vs.id(), &svc);
+  }
+  EXPECT_EQ(c.desired().services.size(), first.size());
+  for (const auto& entry : c.desired().services) {
+    const VirtualServiceId& id = entry.first;
+    const Wanted& wanted = entry.second;  // (not a structured binding: a lambda captures it)
+    SCOPED_TRACE(id.ToString());
+    auto owner = first.find(id);
+    ASSERT_NE(owner, first.end()) << "wanted by no Service";
+    ASSERT_EQ(wanted.owner, owner->second) << "not the live entry of the first Service by name";
+    const auto& vss = wanted.owner->virtual_services;
+    auto in =
+        std::find_if(vss.begin(), vss.end(), [&](const auto& d) { return &d.vs == wanted.vs; });
+    ASSERT_NE(in, vss.end()) << "not one of the owner's virtual services";
+    EXPECT_EQ(wanted.vs->id(), id);
+  }
+}
+
+// Three Services want one virtual service (the same cluster IP and port; c with scheduler lc).
+// Each is rebuilt (a new DesiredService), removed, or takes over from the waiting set, and the
+// fake kernel must hold exactly the owner's programming after every event sync, a periodic
+// verification that repairs drift and a full sync: a desired entry left pointing at a replaced
+// or removed Service would program (or, under ASan, read) the old one.
+TEST_F(ProxyControllerTest, TheDesiredViewFollowsReplacementsRemovalsAndTakeovers) {
+  auto svc = [&](const std::string& name, std::vector<k8s::ServicePort> ports,
+                 const std::string& scheduler = "") {
+    k8s::Service s = Svc(name, "10.96.0.77", std::move(ports));
+    if (!scheduler.empty()) s.meta.annotations[kAnnotationScheduler] = scheduler;
+    Upsert(s);
+  };
+  svc("a", {Port("p80", 80)});
+  Upsert(Slice("a", "a-1", {{"10.1.0.1"}}, {{"p80", 8080}}));
+  svc("b", {Port("p80", 80), Port("p81", 81)});
+  Upsert(Slice("b", "b-1", {{"10.1.0.2"}}, {{"p80", 8080}, {"p81", 8081}}));
+  svc("c", {Port("p80", 80)}, "lc");
+  Upsert(Slice("c", "c-1", {{"10.1.0.3"}, {"10.1.0.4"}}, {{"p80", 8080}}));
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  ExpectDesiredPointsIntoServices(Controller());
+  auto scheduler80 = [&] {
+    auto list = ipvs.ListServices();
+    for (const auto& s : *list) {
+      if (s.port == 80) return s.scheduler;
+    }
+    return std::string("<none>");
+  };
+  auto event = [&] {
+    ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+    ExpectDesiredPointsIntoServices(Controller());
+  };
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.1:8080 w1"));
+  EXPECT_EQ(scheduler80(), "rr");
+
+  // The owner rebuilt: b takes over while a is unclaimed, a takes it back when claimed again.
+  Upsert(Slice("a", "a-1", {{"10.1.0.5"}}, {{"p80", 8080}}));
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.5:8080 w1"));
+
+  // The owner removed: the first waiting one (b) takes over; c still waits.
+  RemoveService("default/a");
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.2:8080 w1"));
+  EXPECT_THAT(Dests("10.96.0.77", 81), ElementsAre("10.1.0.2:8081 w1"));
+
+  // The new owner rebuilt (c holds it in between), then a waiting one rebuilt.
+  Upsert(Slice("b", "b-1", {{"10.1.0.6"}}, {{"p80", 8080}, {"p81", 8081}}));
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.6:8080 w1"));
+  EXPECT_EQ(scheduler80(), "rr");
+  Upsert(Slice("c", "c-1", {{"10.1.0.3"}, {"10.1.0.7"}}, {{"p80", 8080}}));
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.6:8080 w1"));
+
+  // The owner removed again: c, the last one waiting, takes over with its scheduler.
+  RemoveService("default/b");
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Services(), ElementsAre("TCP 10.96.0.77:80"));
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.3:8080 w1", "10.1.0.7:8080 w1"));
+  EXPECT_EQ(scheduler80(), "lc");
+
+  // Drift behind the controller's back: the periodic verification compares the view with the
+  // kernel and puts c's programming back.
+  IpvsDestination gone;
+  gone.address = Ip("10.1.0.7");
+  gone.port = 8080;
+  IpvsService vs80;
+  vs80.address = Ip("10.96.0.77");
+  vs80.port = 80;
+  ASSERT_TRUE(ipvs.DeleteDestination(vs80, gone).ok());
+  vs80.scheduler = "rr";
+  ASSERT_TRUE(ipvs.UpdateService(vs80).ok());
+  ASSERT_TRUE(Controller().Sync(SyncReason::kPeriodic).ok());
+  for (int i = 0; i < 100 && Controller().verifying(); ++i) {
+    ASSERT_TRUE(Controller().Sync(SyncReason::kRequested).ok());
+  }
+  ASSERT_FALSE(Controller().verifying());
+  ExpectDesiredPointsIntoServices(Controller());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.3:8080 w1", "10.1.0.7:8080 w1"));
+  EXPECT_EQ(scheduler80(), "lc");
+
+  // A full sync rebuilds every Service (all new entries) and finds nothing to write.
+  ResetCounts();
+  ASSERT_TRUE(Controller().Sync(SyncReason::kStartup).ok());
+  ExpectDesiredPointsIntoServices(Controller());
+  EXPECT_EQ(Writes(), 0);
+
+  // And a's return after the full sync: first by name again.
+  svc("a", {Port("p80", 80)});
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Dests("10.96.0.77", 80), ElementsAre("10.1.0.5:8080 w1"));
+  EXPECT_EQ(scheduler80(), "rr");
+  RemoveService("default/a");
+  RemoveService("default/c");
+  ASSERT_NO_FATAL_FAILURE(event());
+  EXPECT_THAT(Services(), IsEmpty());
+  EXPECT_THAT(DummyAddresses(), IsEmpty());
+  EXPECT_TRUE(Controller().desired().services.empty());
 }
 
 }  // namespace
