@@ -107,6 +107,17 @@ std::vector<std::string> StringList(const json& obj, const char* name, const std
   return out;
 }
 
+// A list of addresses in one string (types.h), or a failure naming the element with a NUL
+// character (an address is an IP or a DNS name; the compact form separates them by NULs).
+AddressList Addresses(std::vector<std::string> addresses, const std::string& path) {
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (addresses[i].find('\0') != std::string::npos) {
+      Fail(path + "[" + std::to_string(i) + "]", "expected an address without NUL characters");
+    }
+  }
+  return AddressList(addresses);
+}
+
 // Short strings that repeat across objects (types.h: enum-like fields, port and node names),
 // one copy per distinct value.
 SharedString Pooled(const std::string& text) { return StringPool::Default().Share(text); }
@@ -230,8 +241,19 @@ Service ServiceFrom(const json& obj) {
   const json* spec = ObjectField(obj, "spec", "");
   const json& sp = spec ? *spec : kEmpty;
   s.type = Pooled(String(sp, "type", "spec", "ClusterIP"));
-  s.cluster_ip = String(sp, "clusterIP", "spec");
-  s.cluster_ips = StringList(sp, "clusterIPs", "spec");
+  {
+    // clusterIP is clusterIPs[0] (the API server keeps them so): one copy, the list. A server
+    // that sends only clusterIP (before dual-stack) gives a list of that one address.
+    const std::string cluster_ip = String(sp, "clusterIP", "spec");
+    std::vector<std::string> cluster_ips = StringList(sp, "clusterIPs", "spec");
+    if (cluster_ips.empty() && !cluster_ip.empty()) {
+      if (cluster_ip.find('\0') != std::string::npos) {
+        Fail("spec.clusterIP", "expected an address without NUL characters");
+      }
+      cluster_ips.push_back(cluster_ip);
+    }
+    s.cluster_ips = Addresses(std::move(cluster_ips), "spec.clusterIPs");
+  }
   StringList(sp, "ipFamilies", "spec");
   String(sp, "ipFamilyPolicy", "spec");
   s.ports.reserve(ArraySize(sp, "ports"));
@@ -286,16 +308,7 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
   s.endpoints.reserve(ArraySize(obj, "endpoints"));
   ForEachObject(obj, "endpoints", "", [&](const json& e, const std::string& path) {
     Endpoint ep;
-    {
-      std::vector<std::string> addresses = StringList(e, "addresses", path);
-      for (size_t i = 0; i < addresses.size(); ++i) {
-        if (addresses[i].find('\0') != std::string::npos) {
-          Fail(Join(path, "addresses") + "[" + std::to_string(i) + "]",
-               "expected an address without NUL characters");
-        }
-      }
-      ep.addresses = EndpointAddresses(addresses);  // one string (types.h)
-    }
+    ep.addresses = Addresses(StringList(e, "addresses", path), Join(path, "addresses"));
     if (const json* c = ObjectField(e, "conditions", path)) {
       std::string cp = Join(path, "conditions");
       ep.ready = Bool(*c, "ready", cp, true);  // nil ready means ready

@@ -72,8 +72,7 @@ class Builder {
   }
 
   DesiredService Build() {
-    std::vector<std::string> ips = svc_.cluster_ips;
-    if (ips.empty()) ips.push_back(svc_.cluster_ip);
+    std::vector<std::string> ips = svc_.cluster_ips.ToVector();  // none: skipped as headless
     out_.skipped = SkipReason(svc_, ips);
     if (!out_.skipped.empty()) return std::move(out_);
     for (const auto& text : ips) {

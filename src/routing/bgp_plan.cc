@@ -55,8 +55,7 @@ bool Advertisable(const k8s::Service& service) {
 }
 
 std::vector<std::string> ClusterIps(const k8s::Service& service) {
-  std::vector<std::string> ips = service.cluster_ips;
-  if (ips.empty() && !service.cluster_ip.empty()) ips.push_back(service.cluster_ip);
+  std::vector<std::string> ips = service.cluster_ips.ToVector();
   std::erase_if(ips, [](const std::string& ip) { return ip.empty() || ip == "None"; });
   return ips;
 }

@@ -59,44 +59,13 @@ struct LabelSelector {
   bool operator==(const LabelSelector&) const = default;
 };
 
-// ---- core/v1 Service ----
-// The short strings that repeat across objects (enum-like fields, port names, node names) are
-// SharedStrings from StringPool::Default(): 16 B, not 32 (docs/memory.md, "Compact endpoints").
-struct ServicePort {
-  SharedString name;
-  SharedString protocol = "TCP";
-  int32_t port = 0;  // (targetPort is not kept: the proxy takes ports from EndpointSlices)
-  int32_t node_port = 0;
-};
-
-struct LoadBalancerIngress {
-  std::string ip;
-  std::string hostname;
-  std::string ip_mode;  // "VIP", "Proxy" (the proxy ignores Proxy), or empty
-};
-
-struct Service {
-  ObjectMeta meta;
-  SharedString type = "ClusterIP";       // ClusterIP, NodePort, LoadBalancer, ExternalName
-  std::string cluster_ip;                // "None" for headless
-  std::vector<std::string> cluster_ips;  // (the families are read from these addresses)
-  std::vector<ServicePort> ports;
-  std::vector<std::string> external_ips;
-  SharedString session_affinity = "None";  // None, ClientIP
-  int32_t session_affinity_timeout_seconds = 10800;
-  SharedString external_traffic_policy = "Cluster";  // Cluster, Local
-  SharedString internal_traffic_policy = "Cluster";
-  int32_t health_check_node_port = 0;
-  std::vector<LoadBalancerIngress> load_balancer_ingress;  // status.loadBalancer.ingress
-};
-
-// ---- discovery.k8s.io/v1 EndpointSlice ----
-// An endpoint's addresses in one string (docs/memory.md, "Compact endpoints"): one IPv4 address
-// fits std::string's inline buffer, so the common endpoint allocates nothing for them (a
-// std::vector<std::string> was 24 B plus a 48 B heap chunk per endpoint). Reads as a range of
-// std::string_view; holds any list of strings without a NUL character (the decoder rejects
-// those: an address is an IP or a DNS name).
-class EndpointAddresses {
+// A list of addresses in one string (docs/memory.md, "Compact endpoints"): an endpoint's
+// addresses, a Service's cluster IPs. One IPv4 address fits std::string's inline buffer, so the
+// common endpoint or single-stack Service allocates nothing for them (a std::vector<std::string>
+// was 24 B plus a 48 B heap chunk per list). Reads as a range of std::string_view; holds any
+// list of strings without a NUL character (the decoder rejects those: an address is an IP or a
+// DNS name).
+class AddressList {
  public:
   class iterator {
    public:
@@ -124,7 +93,7 @@ class EndpointAddresses {
     friend bool operator==(const iterator& a, const iterator& b) { return a.pos_ == b.pos_; }
 
    private:
-    friend class EndpointAddresses;
+    friend class AddressList;
     iterator(std::string_view text, size_t pos, bool all_empty)
         : text_(text), pos_(pos), all_empty_(all_empty) {}
     size_t Length() const {
@@ -137,12 +106,12 @@ class EndpointAddresses {
     bool all_empty_ = false;  // the text is N NULs: N empty addresses
   };
 
-  EndpointAddresses() = default;
+  AddressList() = default;
   // Throw std::invalid_argument for an address with a NUL character.
-  EndpointAddresses(std::initializer_list<std::string_view> addresses) {
+  AddressList(std::initializer_list<std::string_view> addresses) {
     Assign(addresses.begin(), addresses.end());
   }
-  explicit EndpointAddresses(const std::vector<std::string>& addresses) {
+  explicit AddressList(const std::vector<std::string>& addresses) {
     Assign(addresses.begin(), addresses.end());
   }
 
@@ -165,11 +134,11 @@ class EndpointAddresses {
   // The encoded form (tests: what it allocates).
   const std::string& text() const { return text_; }
 
-  friend bool operator==(const EndpointAddresses&, const EndpointAddresses&) = default;
-  friend bool operator==(const EndpointAddresses& a, const std::vector<std::string>& b) {
+  friend bool operator==(const AddressList&, const AddressList&) = default;
+  friend bool operator==(const AddressList& a, const std::vector<std::string>& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end());
   }
-  friend std::ostream& operator<<(std::ostream& os, const EndpointAddresses& a) {
+  friend std::ostream& operator<<(std::ostream& os, const AddressList& a) {
     os << "[";
     const char* sep = "";
     for (std::string_view address : a) {
@@ -190,7 +159,7 @@ class EndpointAddresses {
     for (It it = first; it != last; ++it) {
       std::string_view a(*it);
       if (a.find('\0') != std::string_view::npos) {
-        throw std::invalid_argument("an endpoint address with a NUL character");
+        throw std::invalid_argument("an address with a NUL character");
       }
       bytes += a.size();
       all_empty = all_empty && a.empty();
@@ -218,6 +187,47 @@ class EndpointAddresses {
   std::string text_;
 };
 
+using EndpointAddresses = AddressList;  // an endpoint's addresses
+
+// ---- core/v1 Service ----
+// The short strings that repeat across objects (enum-like fields, port names, node names) are
+// SharedStrings from StringPool::Default(): 16 B, not 32 (docs/memory.md, "Compact endpoints").
+struct ServicePort {
+  SharedString name;
+  SharedString protocol = "TCP";
+  int32_t port = 0;  // (targetPort is not kept: the proxy takes ports from EndpointSlices)
+  int32_t node_port = 0;
+};
+
+struct LoadBalancerIngress {
+  std::string ip;
+  std::string hostname;
+  std::string ip_mode;  // "VIP", "Proxy" (the proxy ignores Proxy), or empty
+};
+
+struct Service {
+  ObjectMeta meta;
+  SharedString type = "ClusterIP";  // ClusterIP, NodePort, LoadBalancer, ExternalName
+  // spec.clusterIPs, or spec.clusterIP alone where the server sent no clusterIPs (the API server
+  // keeps clusterIP equal to clusterIPs[0]): "None" for headless. The families are read from
+  // these addresses. One string, not a vector beside a copy of the first (docs/memory.md).
+  AddressList cluster_ips;
+  std::vector<ServicePort> ports;
+  std::vector<std::string> external_ips;
+  SharedString session_affinity = "None";  // None, ClientIP
+  int32_t session_affinity_timeout_seconds = 10800;
+  SharedString external_traffic_policy = "Cluster";  // Cluster, Local
+  SharedString internal_traffic_policy = "Cluster";
+  int32_t health_check_node_port = 0;
+  std::vector<LoadBalancerIngress> load_balancer_ingress;  // status.loadBalancer.ingress
+
+  // spec.clusterIP: the first cluster IP, or empty.
+  std::string_view cluster_ip() const {
+    return cluster_ips.empty() ? std::string_view() : *cluster_ips.begin();
+  }
+};
+
+// ---- discovery.k8s.io/v1 EndpointSlice ----
 // 56 B (it was 64 B plus a 48 B chunk for the addresses vector, plus a chunk for a node name
 // over 15 characters): the node name is shared through StringPool::Default(), the conditions
 // are bits.

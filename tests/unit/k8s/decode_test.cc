@@ -30,6 +30,7 @@ TEST(DecodeTest, FullyPopulatedServiceFromApiRepo) {
   EXPECT_EQ(s.session_affinity_timeout_seconds, 1);
   EXPECT_EQ(s.health_check_node_port, 12);
   EXPECT_EQ(s.cluster_ips, std::vector<std::string>{"clusterIPsValue"});
+  EXPECT_EQ(s.cluster_ip(), "clusterIPsValue");  // clusterIPs[0]: what the server keeps equal
   EXPECT_EQ(s.external_ips, std::vector<std::string>{"externalIPsValue"});
   ASSERT_EQ(s.load_balancer_ingress.size(), 1u);
   EXPECT_EQ(s.load_balancer_ingress[0].ip, "ipValue");
@@ -129,6 +130,44 @@ TEST(DecodeTest, ListItemsWithoutKindAndDefaults) {
   EXPECT_EQ(r->type, "ClusterIP");
   EXPECT_EQ(r->ports[0].protocol, "TCP");
   EXPECT_EQ(r->session_affinity_timeout_seconds, 10800);
+}
+
+// A Service's cluster IPs are one compact list (types.h): clusterIPs, or clusterIP alone from a
+// server that sends no clusterIPs; cluster_ip() is the first. A single-stack Service's address
+// stays in the string's inline buffer, a dual-stack pair is one exactly-sized allocation.
+TEST(DecodeTest, ServiceClusterIpsAreOneCompactList) {
+  auto decode = [](const std::string& spec) {
+    auto r = DecodeService(
+        json::parse(R"({"metadata":{"name":"a","namespace":"n"},"spec":)" + spec + "}"));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return std::move(r).value();
+  };
+  Service v4 = decode(R"({"clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"]})");
+  EXPECT_EQ(v4.cluster_ips, std::vector<std::string>{"10.96.0.10"});
+  EXPECT_EQ(v4.cluster_ip(), "10.96.0.10");
+  EXPECT_EQ(v4.cluster_ips.text().capacity(), std::string().capacity());
+
+  Service dual = decode(R"({"clusterIP":"10.96.0.12","clusterIPs":["10.96.0.12","fd00:96::12"]})");
+  EXPECT_EQ(dual.cluster_ips, (std::vector<std::string>{"10.96.0.12", "fd00:96::12"}));
+  EXPECT_EQ(dual.cluster_ip(), "10.96.0.12");
+  EXPECT_EQ(dual.cluster_ips.text().capacity(), dual.cluster_ips.text().size());
+
+  for (const char* spec :
+       {R"({"clusterIP":"10.96.0.11"})", R"({"clusterIP":"10.96.0.11","clusterIPs":[]})",
+        R"({"clusterIP":"10.96.0.11","clusterIPs":null})"}) {
+    SCOPED_TRACE(spec);
+    Service old = decode(spec);  // a server from before dual-stack
+    EXPECT_EQ(old.cluster_ips, std::vector<std::string>{"10.96.0.11"});
+    EXPECT_EQ(old.cluster_ip(), "10.96.0.11");
+  }
+  Service headless = decode(R"({"clusterIP":"None"})");
+  EXPECT_EQ(headless.cluster_ips, std::vector<std::string>{"None"});
+  EXPECT_EQ(headless.cluster_ip(), "None");
+  Service none = decode(R"({"type":"ExternalName"})");
+  EXPECT_TRUE(none.cluster_ips.empty());
+  EXPECT_EQ(none.cluster_ip(), "");
+  // One AddressList (32 B) where a std::string and a std::vector stood (56 B).
+  EXPECT_EQ(sizeof(Service::cluster_ips), sizeof(std::string));
 }
 
 TEST(DecodeTest, ProxyFieldsIpModeAndGracePeriod) {
@@ -239,6 +278,16 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
       {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},
           "endpoints":[{"addresses":["10.0.0.1","10.0.0.2\u0000x"]}]})",
        "endpoints[0].addresses[1]"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},
+          "spec":{"clusterIPs":["10.96.0.1","fd00::1\u0000x"]}})",
+       "spec.clusterIPs[1]"},
+      {ResourceKind::kService,
+       R"({"metadata":{"name":"a"},"spec":{"clusterIP":"10.96.0.1\u0000"}})",
+       "spec.clusterIP: expected an address without NUL"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"clusterIP":["10.96.0.1"]}})",
+       "spec.clusterIP: expected a string"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"clusterIPs":[1]}})",
+       "spec.clusterIPs[0]"},
       {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},
           "endpoints":[{"addresses":["10.0.0.1",2]}]})",
        "endpoints[0].addresses[1]"},
@@ -340,7 +389,7 @@ TEST(DecodeTest, VectorsAreSizedFromTheJsonArrays) {
       "spec":{"ports":[{"port":1},{"port":2},{"port":3}],"clusterIPs":["a","b","c"]}})"));
   ASSERT_TRUE(svc.ok()) << svc.error();
   EXPECT_EQ(svc->ports.capacity(), 3u);
-  EXPECT_EQ(svc->cluster_ips.capacity(), 3u);
+  EXPECT_EQ(svc->cluster_ips.size(), 3u);  // one string (types.h): see ServiceClusterIps...
   auto node = DecodeNode(json::parse(R"({"metadata":{"name":"n"},"status":{"addresses":[
       {"type":"InternalIP","address":"a"},{"type":"Hostname","address":"b"},
       {"type":"ExternalIP","address":"c"}]}})"));

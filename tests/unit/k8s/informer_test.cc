@@ -99,7 +99,7 @@ TEST(InformerTest, SyncsEveryKindAndFollowsChanges) {
   EXPECT_EQ(c.namespaces.Get("demo")->meta.labels.at("team"), "a");
   EXPECT_EQ(c.nodes.Get("node1")->addresses.at(0).address, "192.0.2.1");
   EXPECT_EQ(c.pods.Get("demo/web-1")->pod_ip, "10.244.1.5");
-  EXPECT_EQ(c.services.Get("demo/web")->cluster_ip, "10.96.0.10");
+  EXPECT_EQ(c.services.Get("demo/web")->cluster_ip(), "10.96.0.10");
   EXPECT_EQ(c.endpoint_slices.ByIndex(kIndexServiceName, "demo/web").size(), 1u);
   EXPECT_TRUE(c.network_policies.Get("demo/deny"));
   EXPECT_EQ(h.sink.Count(EventType::kAdded, "demo/web-1"), 1u);
@@ -116,7 +116,7 @@ TEST(InformerTest, SyncsEveryKindAndFollowsChanges) {
   for (const auto& e : h.sink.Events()) {
     if (e.type == EventType::kDeleted && e.key == "demo/web") {
       auto old = std::get<std::shared_ptr<const Service>>(e.old_object);
-      EXPECT_EQ(old->cluster_ip, "10.96.0.10");  // the last known state comes along
+      EXPECT_EQ(old->cluster_ip(), "10.96.0.10");  // the last known state comes along
     }
     if (e.type == EventType::kUpdated && e.key == "demo/web-1") {
       EXPECT_EQ(std::get<std::shared_ptr<const Pod>>(e.old_object)->pod_ip, "10.244.1.5");

@@ -82,7 +82,6 @@ TEST(DesiredStateTest, SkipRules) {
   auto external_name = base;
   external_name.type = "ExternalName";
   auto headless = base;
-  headless.cluster_ip = "None";
   headless.cluster_ips = {"None"};
   auto other_proxy = base;
   other_proxy.meta.labels[kLabelServiceProxyName] = "other-proxy";

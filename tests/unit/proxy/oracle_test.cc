@@ -146,9 +146,9 @@ class Churn {
     k8s::Service svc;
     svc.meta.name = Name(i);
     svc.meta.namespace_ = i % 3 == 0 ? "kube-system" : "default";
-    svc.cluster_ip = "10.96.0." + std::to_string(10 + i);
-    svc.cluster_ips = {svc.cluster_ip};
-    if (Pick(3) == 0) svc.cluster_ips.push_back("fd00:96::" + std::to_string(10 + i));
+    std::vector<std::string> cluster_ips = {"10.96.0." + std::to_string(10 + i)};
+    if (Pick(3) == 0) cluster_ips.push_back("fd00:96::" + std::to_string(10 + i));
+    svc.cluster_ips = k8s::AddressList(cluster_ips);
     const char* types[] = {"ClusterIP", "NodePort", "LoadBalancer"};
     svc.type = types[Pick(3)];
     const char* names[] = {"http", "https", "dns"};

@@ -17,7 +17,6 @@ inline k8s::Service Svc(const std::string& name, const std::string& cluster_ip,
   k8s::Service s;
   s.meta.name = name;
   s.meta.namespace_ = ns;
-  s.cluster_ip = cluster_ip;
   s.cluster_ips = {cluster_ip};
   s.ports = std::move(ports);
   return s;

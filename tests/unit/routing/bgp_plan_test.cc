@@ -130,7 +130,6 @@ std::shared_ptr<const k8s::Service> Service(const std::string& name, const std::
   s->meta.name = name;
   s->meta.namespace_ = "default";
   s->meta.annotations = std::move(annotations);
-  s->cluster_ip = cluster_ip;
   s->cluster_ips = {cluster_ip};
   s->external_ips = std::move(external_ips);
   if (!lb_ip.empty()) {

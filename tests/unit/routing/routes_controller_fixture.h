@@ -199,8 +199,7 @@ class RoutesControllerTest : public ::testing::Test {
     auto service = std::make_shared<k8s::Service>();
     service->meta.name = name;
     service->meta.namespace_ = "default";
-    service->cluster_ip = cluster_ips.front();
-    service->cluster_ips = cluster_ips;
+    service->cluster_ips = k8s::AddressList(cluster_ips);
     cluster_->services.Upsert("default/" + name, service);
   }
   void SyncOk(SyncReason reason = SyncReason::kRequested) {
