@@ -49,28 +49,8 @@ SharedLabels LabelSetPool::Share(Labels labels) {
   SharedLabels out;
   if (labels.empty()) return out;
   const size_t hash = HashOf(labels);
-  std::lock_guard lock(mu_);
-  auto [first, last] = sets_.equal_range(hash);
-  for (auto it = first; it != last; ++it) {
-    if (auto held = it->second.lock(); held && *held == labels) {
-      out.labels_ = std::move(held);
-      return out;
-    }
-  }
-  out.labels_ = std::make_shared<const Labels>(std::move(labels));
-  sets_.emplace(hash, out.labels_);
-  if (sets_.size() >= sweep_at_) SweepLocked();
+  out.labels_ = sets_.Intern(hash, std::move(labels));
   return out;
-}
-
-size_t LabelSetPool::TrackedSets() const {
-  std::lock_guard lock(mu_);
-  return sets_.size();
-}
-
-void LabelSetPool::SweepLocked() {
-  std::erase_if(sets_, [](const auto& entry) { return entry.second.expired(); });
-  sweep_at_ = std::max<size_t>(1024, 2 * sets_.size());
 }
 
 SharedString::SharedString(std::string text) {
@@ -90,29 +70,8 @@ StringPool& StringPool::Default() {
 SharedString StringPool::Share(std::string_view text) {
   SharedString out;
   if (text.empty()) return out;
-  const size_t hash = std::hash<std::string_view>()(text);
-  std::lock_guard lock(mu_);
-  auto [first, last] = strings_.equal_range(hash);
-  for (auto it = first; it != last; ++it) {
-    if (auto held = it->second.lock(); held && *held == text) {
-      out.text_ = std::move(held);
-      return out;
-    }
-  }
-  out.text_ = std::make_shared<const std::string>(text);
-  strings_.emplace(hash, out.text_);
-  if (strings_.size() >= sweep_at_) SweepLocked();
+  out.text_ = strings_.Intern(std::hash<std::string_view>()(text), text);
   return out;
-}
-
-size_t StringPool::TrackedStrings() const {
-  std::lock_guard lock(mu_);
-  return strings_.size();
-}
-
-void StringPool::SweepLocked() {
-  std::erase_if(strings_, [](const auto& entry) { return entry.second.expired(); });
-  sweep_at_ = std::max<size_t>(1024, 2 * strings_.size());
 }
 
 }  // namespace kr::k8s

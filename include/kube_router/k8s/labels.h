@@ -5,6 +5,7 @@
 // object's labels never changes another's.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <initializer_list>
 #include <map>
@@ -14,8 +15,46 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace kr::k8s {
+
+// One shared, immutable copy per distinct value among the values some owner still holds: a table
+// of weak references by the value's hash, so the table owns nothing. Entries of values no owner
+// holds any more are dropped whenever the table has doubled since the last sweep, so it stays
+// within twice the live values (and 1024). Thread-safe. LabelSetPool and StringPool are this
+// table over label sets and over strings.
+template <typename T>
+class WeakInternTable {
+ public:
+  // The held copy equal to `value` (T == Value), or a new one made from it.
+  template <typename Value>
+  std::shared_ptr<const T> Intern(size_t hash, Value&& value) {
+    std::lock_guard lock(mu_);
+    auto [first, last] = entries_.equal_range(hash);
+    for (auto it = first; it != last; ++it) {
+      if (auto held = it->second.lock(); held && *held == value) return held;
+    }
+    auto made = std::make_shared<const T>(std::forward<Value>(value));
+    entries_.emplace(hash, made);
+    if (entries_.size() >= sweep_at_) {
+      std::erase_if(entries_, [](const auto& entry) { return entry.second.expired(); });
+      sweep_at_ = std::max<size_t>(1024, 2 * entries_.size());
+    }
+    return made;
+  }
+
+  // Distinct values tracked (dead ones until the next sweep included).
+  size_t Tracked() const {
+    std::lock_guard lock(mu_);
+    return entries_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_multimap<size_t, std::weak_ptr<const T>> entries_;  // by hash
+  size_t sweep_at_ = 1024;
+};
 
 using Labels = std::map<std::string, std::string>;
 
@@ -70,10 +109,9 @@ class SharedLabels {
   bool owned_ = false;
 };
 
-// Hands out one shared copy per distinct label set among the sets still held by some object.
-// Thread-safe (informers decode on several threads). Bounded by the sets alive: entries of
-// sets no object holds any more are dropped whenever the table has doubled since the last
-// sweep.
+// Hands out one shared copy per distinct label set among the sets still held by some object
+// (a WeakInternTable: bounded by the sets alive). Thread-safe (informers decode on several
+// threads).
 class LabelSetPool {
  public:
   // The pool the decoders use.
@@ -81,14 +119,10 @@ class LabelSetPool {
 
   SharedLabels Share(Labels labels);
   // Distinct sets the pool currently tracks (dead ones until the next sweep included).
-  size_t TrackedSets() const;
+  size_t TrackedSets() const { return sets_.Tracked(); }
 
  private:
-  void SweepLocked();
-
-  mutable std::mutex mu_;
-  std::unordered_multimap<size_t, std::weak_ptr<const Labels>> sets_;  // by content hash
-  size_t sweep_at_ = 1024;
+  WeakInternTable<Labels> sets_;  // by content hash
 };
 
 // An immutable string shared by the cached objects that carry the same value (an endpoint's
@@ -139,9 +173,7 @@ class SharedString {
 };
 
 // Hands out one shared copy per distinct string among those still held by some object, as
-// LabelSetPool does for label sets (same sweep: entries of strings no object holds are dropped
-// whenever the table has doubled since the last sweep, so it stays within twice the live
-// values). Thread-safe.
+// LabelSetPool does for label sets (the same WeakInternTable). Thread-safe.
 class StringPool {
  public:
   // The pool the decoders use (node names, enum-like fields, port names).
@@ -149,14 +181,10 @@ class StringPool {
 
   SharedString Share(std::string_view text);
   // Distinct strings the pool currently tracks (dead ones until the next sweep included).
-  size_t TrackedStrings() const;
+  size_t TrackedStrings() const { return strings_.Tracked(); }
 
  private:
-  void SweepLocked();
-
-  mutable std::mutex mu_;
-  std::unordered_multimap<size_t, std::weak_ptr<const std::string>> strings_;  // by hash
-  size_t sweep_at_ = 1024;
+  WeakInternTable<std::string> strings_;
 };
 
 }  // namespace kr::k8s
