@@ -73,8 +73,8 @@ class Builder {
 
   DesiredService Build() {
     std::vector<std::string> ips = svc_.cluster_ips.ToVector();  // none: skipped as headless
-    out_.skipped = SkipReason(svc_, ips);
-    if (!out_.skipped.empty()) return std::move(out_);
+    out_.notes.SetSkipped(SkipReason(svc_, ips));
+    if (!out_.skipped().empty()) return std::move(out_);
     for (const auto& text : ips) {
       if (text.empty() || text == "None") continue;
       auto ip = IpAddress::Parse(text);
@@ -88,7 +88,7 @@ class Builder {
       }
     }
     if (cluster_ips_.empty()) {
-      out_.skipped = "no cluster IP of an enabled family";
+      out_.notes.SetSkipped("no cluster IP of an enabled family");
       return std::move(out_);
     }
     ReadAnnotations();
@@ -122,7 +122,7 @@ class Builder {
 
  private:
   void Problem(const std::string& text) {
-    out_.problems.push_back("service " + out_.name.ToString() + ": " + text);
+    out_.notes.AddProblem("service " + out_.name.ToString() + ": " + text);
   }
 
   void ReadAnnotations() {

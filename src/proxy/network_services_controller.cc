@@ -326,9 +326,9 @@ void NetworkServicesController::Rebuild(const ServiceName& name, DiffScope& scop
   }
   auto slices = cluster_->endpoint_slices.ByIndex(k8s::kIndexServiceName, name.ToString());
   DesiredService built = BuildService(*svc, slices, node_, config_);
-  LogProblems(name, built.problems);
-  if (!built.skipped.empty()) {
-    spdlog::debug("service proxy: {} skipped: {}", name.ToString(), built.skipped);
+  LogProblems(name, built.problems());
+  if (!built.skipped().empty()) {
+    spdlog::debug("service proxy: {} skipped: {}", name.ToString(), built.skipped());
     return;
   }
   auto [it, inserted] = services_.emplace(name, std::move(built));

@@ -28,6 +28,39 @@ std::string HostPort(const IpAddress& ip, uint16_t port) {
 
 }  // namespace
 
+BuildNotes::BuildNotes(const BuildNotes& other)
+    : notes_(other.notes_ ? std::make_unique<Notes>(*other.notes_) : nullptr) {}
+
+BuildNotes& BuildNotes::operator=(const BuildNotes& other) {
+  if (this != &other) notes_ = other.notes_ ? std::make_unique<Notes>(*other.notes_) : nullptr;
+  return *this;
+}
+
+const std::vector<std::string>& BuildNotes::problems() const {
+  static const std::vector<std::string> kNone;
+  return notes_ ? notes_->problems : kNone;
+}
+
+const std::string& BuildNotes::skipped() const {
+  static const std::string kNotSkipped;
+  return notes_ ? notes_->skipped : kNotSkipped;
+}
+
+BuildNotes::Notes& BuildNotes::Mutable() {
+  if (!notes_) notes_ = std::make_unique<Notes>();
+  return *notes_;
+}
+
+void BuildNotes::AddProblem(std::string problem) {
+  Mutable().problems.push_back(std::move(problem));
+}
+
+void BuildNotes::SetSkipped(std::string why) {
+  if (why.empty() && !notes_) return;
+  Mutable().skipped = std::move(why);
+  if (notes_->skipped.empty() && notes_->problems.empty()) notes_.reset();
+}
+
 const char* VipRoleName(VipRole role) {
   switch (role) {
     case VipRole::kClusterIp:

@@ -221,6 +221,35 @@ struct ServicePortFacts {
   bool dsr = false;
 };
 
+// A Service build's problems and skip reason (DesiredService's), behind one pointer that is
+// null while both are empty: almost every Service has neither, and a vector and a string in
+// every Service were 56 B of 8 (docs/memory.md). A copy copies them.
+class BuildNotes {
+ public:
+  BuildNotes() = default;
+  BuildNotes(const BuildNotes& other);
+  BuildNotes& operator=(const BuildNotes& other);
+  BuildNotes(BuildNotes&&) noexcept = default;
+  BuildNotes& operator=(BuildNotes&&) noexcept = default;
+  ~BuildNotes() = default;
+
+  const std::vector<std::string>& problems() const;
+  const std::string& skipped() const;
+  void AddProblem(std::string problem);
+  // An empty reason: not skipped.
+  void SetSkipped(std::string why);
+  // Whether the pointer is set (tests): only while a problem or a reason is held.
+  bool allocated() const { return notes_ != nullptr; }
+
+ private:
+  struct Notes {
+    std::vector<std::string> problems;
+    std::string skipped;
+  };
+  Notes& Mutable();
+  std::unique_ptr<Notes> notes_;  // null: no problem, not skipped
+};
+
 // Everything one Service asks for. Problems name the Service and the bad field; each problem
 // skips only its own item.
 struct DesiredService {
@@ -233,8 +262,11 @@ struct DesiredService {
   std::vector<IpAddress> external_ips;       // validated externalIPs
   std::vector<IpAddress> load_balancer_ips;  // validated ingress IPs (not ipMode Proxy)
   std::vector<ServicePortFacts> ports;
-  std::vector<std::string> problems;
-  std::string skipped;  // why the proxy ignores the Service ("headless", ...); empty if not
+  BuildNotes notes;  // written by BuildService; read through problems() and skipped()
+
+  const std::vector<std::string>& problems() const { return notes.problems(); }
+  // Why the proxy ignores the Service ("headless", ...); empty if not.
+  const std::string& skipped() const { return notes.skipped(); }
 };
 
 }  // namespace kr::proxy

@@ -58,8 +58,8 @@ TEST(DesiredStateTest, ClusterIpPerPortAndProtocolWithPortsFromTheSliceOfTheSame
   auto d = Build(
       svc, {Slice("web", "web-1", {{"10.1.0.1"}}, {{"http", 8080}, {"dns", 5353}, {"assoc", 9999}}),
             Slice("web", "web-2", {{"10.1.0.2"}}, {{"http", 8081}})});
-  EXPECT_TRUE(d.skipped.empty());
-  EXPECT_THAT(d.problems, IsEmpty());
+  EXPECT_TRUE(d.skipped().empty());
+  EXPECT_THAT(d.problems(), IsEmpty());
   EXPECT_THAT(Ids(d), ElementsAre("TCP 10.96.0.10:80", "UDP 10.96.0.10:53", "SCTP 10.96.0.10:9"));
   EXPECT_THAT(Dests(Find(d, "TCP 10.96.0.10:80")), ElementsAre("10.1.0.1:8080", "10.1.0.2:8081"));
   EXPECT_THAT(Dests(Find(d, "UDP 10.96.0.10:53")), ElementsAre("10.1.0.1:5353"));
@@ -91,13 +91,13 @@ TEST(DesiredStateTest, SkipRules) {
   headless_label.meta.labels[kLabelHeadless] = "";
   for (const auto* svc : {&external_name, &headless, &other_proxy, &headless_label}) {
     auto d = Build(*svc, {Slice("s", "s-1", {{"10.1.0.1"}}, {{"", 80}})});
-    EXPECT_FALSE(d.skipped.empty());
+    EXPECT_FALSE(d.skipped().empty());
     EXPECT_THAT(d.virtual_services, IsEmpty());
     EXPECT_THAT(d.vips, IsEmpty());
   }
-  EXPECT_THAT(Build(other_proxy, {}).skipped, HasSubstr("other-proxy"));
-  EXPECT_TRUE(Build(ours, {}).skipped.empty());
-  EXPECT_TRUE(Build(base, {}).skipped.empty());
+  EXPECT_THAT(Build(other_proxy, {}).skipped(), HasSubstr("other-proxy"));
+  EXPECT_TRUE(Build(ours, {}).skipped().empty());
+  EXPECT_TRUE(Build(base, {}).skipped().empty());
 }
 
 TEST(DesiredStateTest, DualStackEachFamilyGetsItsOwnEndpointsAndWrongFamilyIsSkipped) {
@@ -112,10 +112,10 @@ TEST(DesiredStateTest, DualStackEachFamilyGetsItsOwnEndpointsAndWrongFamilyIsSki
   auto d = Build(svc, slices, config);
   EXPECT_THAT(Dests(Find(d, "TCP 10.96.0.12:80")), ElementsAre("10.1.0.1:8080"));
   EXPECT_THAT(Dests(Find(d, "TCP [fd00:96::12]:80")), ElementsAre("[fd00:1::1]:8080"));
-  ASSERT_EQ(d.problems.size(), 1u);
-  EXPECT_THAT(d.problems[0], HasSubstr("service default/dual"));
-  EXPECT_THAT(d.problems[0], HasSubstr("fd00:1::9"));
-  EXPECT_THAT(d.problems[0], HasSubstr("EndpointSlice v4"));
+  ASSERT_EQ(d.problems().size(), 1u);
+  EXPECT_THAT(d.problems()[0], HasSubstr("service default/dual"));
+  EXPECT_THAT(d.problems()[0], HasSubstr("fd00:1::9"));
+  EXPECT_THAT(d.problems()[0], HasSubstr("EndpointSlice v4"));
   EXPECT_THAT(d.cluster_ips, ElementsAre(Ip("10.96.0.12"), Ip("fd00:96::12")));
   // IPv6 disabled: the IPv6 cluster IP is not ours to program.
   auto v4_only = Build(svc, slices);
@@ -186,8 +186,8 @@ TEST(DesiredStateTest, ExternalAndLoadBalancerIpsAreValidated) {
   EXPECT_THAT(d.external_ips, ElementsAre(Ip("198.51.100.5")));
   EXPECT_THAT(d.load_balancer_ips, ElementsAre(Ip("203.0.113.7")));
   std::string all;
-  for (const auto& p : d.problems) all += p + "\n";
-  EXPECT_EQ(d.problems.size(), 4u) << all;
+  for (const auto& p : d.problems()) all += p + "\n";
+  EXPECT_EQ(d.problems().size(), 4u) << all;
   EXPECT_THAT(all, HasSubstr("externalIP 10.96.0.99 is inside --service-cluster-ip-range"));
   EXPECT_THAT(all, HasSubstr("externalIP 192.0.2.99 is outside --service-external-ip-range"));
   EXPECT_THAT(all, HasSubstr("externalIP \"bogus\" is not an IP address"));
@@ -216,7 +216,7 @@ TEST(DesiredStateTest, SchedulerAndFlagsFromAnnotations) {
   const auto& s = d.virtual_services.at(0).vs.service;
   EXPECT_EQ(s.scheduler, "mh");
   EXPECT_EQ(s.flags, netlink::ipvs_flags::kSchedFlag1 | netlink::ipvs_flags::kSchedFlag2);
-  EXPECT_THAT(d.problems, IsEmpty());
+  EXPECT_THAT(d.problems(), IsEmpty());
 
   for (const char* sched : {"rr", "lc", "dh", "sh"}) {
     svc.meta.annotations[kAnnotationScheduler] = sched;
@@ -228,9 +228,9 @@ TEST(DesiredStateTest, SchedulerAndFlagsFromAnnotations) {
   svc.meta.annotations[kAnnotationSchedFlags] = "flag-9";
   auto bad = Build(svc, {});
   EXPECT_EQ(bad.virtual_services.at(0).vs.service.scheduler, "rr");
-  ASSERT_EQ(bad.problems.size(), 2u);
-  EXPECT_THAT(bad.problems[0], HasSubstr("service default/s: unknown scheduler \"bogus\""));
-  EXPECT_THAT(bad.problems[1], HasSubstr("flag-9"));
+  ASSERT_EQ(bad.problems().size(), 2u);
+  EXPECT_THAT(bad.problems()[0], HasSubstr("service default/s: unknown scheduler \"bogus\""));
+  EXPECT_THAT(bad.problems()[1], HasSubstr("flag-9"));
 }
 
 TEST(DesiredStateTest, SessionAffinityClientIpWithItsTimeout) {
@@ -244,8 +244,8 @@ TEST(DesiredStateTest, SessionAffinityClientIpWithItsTimeout) {
   svc.session_affinity_timeout_seconds = 0;
   auto bad = Build(svc, {});
   EXPECT_EQ(bad.virtual_services.at(0).vs.service.timeout, 10800u);
-  ASSERT_EQ(bad.problems.size(), 1u);
-  EXPECT_THAT(bad.problems[0], HasSubstr("timeoutSeconds 0"));
+  ASSERT_EQ(bad.problems().size(), 1u);
+  EXPECT_THAT(bad.problems()[0], HasSubstr("timeoutSeconds 0"));
   svc.session_affinity = "None";
   EXPECT_EQ(Build(svc, {}).virtual_services.at(0).vs.service.flags, 0u);
   EXPECT_EQ(Build(svc, {}).virtual_services.at(0).vs.service.timeout, 0u);
@@ -308,19 +308,19 @@ TEST(DesiredStateTest, PortNameNoSliceHasIsAProblemOtherPortsStillWork) {
   auto d = Build(svc, {Slice("s", "s-1", {{"10.1.0.1"}}, {{"http", 8080}})});
   EXPECT_THAT(Dests(Find(d, "TCP 10.96.0.19:80")), ElementsAre("10.1.0.1:8080"));
   EXPECT_THAT(Dests(Find(d, "TCP 10.96.0.19:9090")), IsEmpty());
-  ASSERT_EQ(d.problems.size(), 1u);
-  EXPECT_THAT(d.problems[0],
+  ASSERT_EQ(d.problems().size(), 1u);
+  EXPECT_THAT(d.problems()[0],
               HasSubstr("service default/s: port \"metrics\" is in no EndpointSlice"));
   // A service without any endpoint yet is not a problem.
-  EXPECT_THAT(Build(svc, {Slice("s", "s-1", {}, {})}).problems, IsEmpty());
+  EXPECT_THAT(Build(svc, {Slice("s", "s-1", {}, {})}).problems(), IsEmpty());
 }
 
 TEST(DesiredStateTest, BadPortProtocolIsSkippedAlone) {
   auto svc = Svc("s", "10.96.0.20", {Port("a", 80, "ICMP"), Port("b", 81)});
   auto d = Build(svc, {});
   EXPECT_THAT(Ids(d), ElementsAre("TCP 10.96.0.20:81"));
-  ASSERT_EQ(d.problems.size(), 1u);
-  EXPECT_THAT(d.problems[0], HasSubstr("ICMP"));
+  ASSERT_EQ(d.problems().size(), 1u);
+  EXPECT_THAT(d.problems()[0], HasSubstr("ICMP"));
 }
 
 TEST(DesiredStateTest, DsrTunnelMarksExternalServicesAndKeepsTheirVipOffTheDummyLink) {
@@ -346,6 +346,46 @@ TEST(DesiredStateTest, FactsForHealthChecksAndHairpin) {
   EXPECT_EQ(d.ports[0].local_endpoints.size(), 1u);  // terminating ones do not count
   EXPECT_TRUE(d.ports[0].hairpin);
   EXPECT_FALSE(d.ports[0].hairpin_external_ips);
+}
+
+// A build's problems and skip reason sit behind one pointer that only a Service with either
+// allocates; copies (the extensions' snapshot copies Services) carry their own.
+TEST(DesiredStateTest, ProblemsAndTheSkipReasonAreHeldOnlyWhenThereAreAny) {
+  auto svc = Svc("s", "10.96.0.20", {Port("", 80)});
+  auto clean = Build(svc, {Slice("s", "s-1", {{"10.1.0.1"}}, {{"", 80}})});
+  EXPECT_FALSE(clean.notes.allocated());
+  EXPECT_THAT(clean.problems(), IsEmpty());
+  EXPECT_TRUE(clean.skipped().empty());
+
+  svc.meta.annotations[kAnnotationScheduler] = "bogus";
+  auto bad = Build(svc, {});
+  EXPECT_TRUE(bad.notes.allocated());
+  DesiredService copy = bad;
+  ASSERT_EQ(copy.problems().size(), 1u);
+  EXPECT_THAT(copy.problems()[0], HasSubstr("unknown scheduler \"bogus\""));
+  EXPECT_NE(&copy.problems(), &bad.problems()) << "a copy holds its own notes";
+  copy = clean;
+  EXPECT_FALSE(copy.notes.allocated());
+  EXPECT_THAT(copy.problems(), IsEmpty());
+  EXPECT_EQ(bad.problems().size(), 1u);
+
+  auto headless = Svc("h", "None", {Port("", 80)});
+  auto skipped = Build(headless, {});
+  EXPECT_TRUE(skipped.notes.allocated());
+  EXPECT_FALSE(skipped.skipped().empty());
+  EXPECT_THAT(skipped.problems(), IsEmpty());
+
+  BuildNotes notes;
+  notes.SetSkipped("");
+  EXPECT_FALSE(notes.allocated());
+  notes.SetSkipped("headless");
+  EXPECT_EQ(notes.skipped(), "headless");
+  notes.SetSkipped("");
+  EXPECT_FALSE(notes.allocated()) << "nothing held: the pointer goes";
+  notes.AddProblem("p");
+  notes.SetSkipped("");
+  EXPECT_TRUE(notes.allocated());
+  EXPECT_THAT(notes.problems(), ::testing::ElementsAre("p"));
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ TEST_F(ProxyControllerTest, BadInputSkipsOnlyItsItem) {
                                               "TCP 10.96.0.1:443", "TCP 10.96.0.50:80"));
   EXPECT_THAT(Dests("10.96.0.50", 80), ElementsAre("10.1.0.7:8080 w1"));
   const auto& svc = Controller().services().at({"default", "bad"});
-  EXPECT_EQ(svc.problems.size(), 6u);
+  EXPECT_EQ(svc.problems().size(), 6u);
 }
 
 TEST_F(ProxyControllerTest, NodePortFollowsAddressChangesWithBindOnAllIp) {
