@@ -210,7 +210,7 @@ ObjectMeta Meta(const json& obj, MetaFilter filter = {}) {
   meta.resource_version = String(*m, "resourceVersion", "metadata");
   meta.labels = LabelSetPool::Default().Share(StringMap(*m, "labels", "metadata", filter.labels));
   meta.annotations = StringMap(*m, "annotations", "metadata", filter.annotations);
-  meta.being_deleted = Field(*m, "deletionTimestamp") != nullptr;
+  // deletionTimestamp: not kept, and (as before) not checked: any value was accepted.
   return meta;
 }
 
@@ -287,7 +287,7 @@ Service ServiceFrom(const json& obj) {
                     [&](const json& in, const std::string& path) {
                       LoadBalancerIngress ing;
                       ing.ip = String(in, "ip", path);
-                      ing.hostname = String(in, "hostname", path);
+                      String(in, "hostname", path);  // checked, not kept
                       ing.ip_mode = String(in, "ipMode", path);
                       s.load_balancer_ingress.push_back(std::move(ing));
                     });

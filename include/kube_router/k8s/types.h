@@ -32,7 +32,8 @@ struct ObjectMeta {
   std::string resource_version;
   SharedLabels labels;  // one copy per distinct set (docs/memory.md)
   Labels annotations;
-  bool being_deleted = false;  // deletionTimestamp is set
+  // (deletionTimestamp is not kept: no controller reads it, and a bool after the map was 8 B of
+  // padding in every cached object.)
 
   // "namespace/name", or "name" for cluster-scoped objects: the store key.
   std::string Key() const { return namespace_.empty() ? name : namespace_ + "/" + name; }
@@ -200,8 +201,7 @@ struct ServicePort {
 };
 
 struct LoadBalancerIngress {
-  std::string ip;
-  std::string hostname;
+  std::string ip;       // (hostname is type-checked, not kept: no controller reads it)
   std::string ip_mode;  // "VIP", "Proxy" (the proxy ignores Proxy), or empty
 };
 

@@ -21,7 +21,8 @@ TEST(DecodeTest, FullyPopulatedServiceFromApiRepo) {
   const Service& s = *r;
   EXPECT_EQ(s.meta.Key(), "namespaceValue/nameValue");
   EXPECT_EQ(s.meta.resource_version, "resourceVersionValue");
-  EXPECT_TRUE(s.meta.being_deleted);
+  // deletionTimestamp and status.loadBalancer.ingress[].hostname are set in the testdata and
+  // decode (not kept: no controller reads them; docs/k8s.md).
   EXPECT_EQ(s.meta.labels.at("labelsKey"), "labelsValue");
   EXPECT_EQ(s.type, "typeValue");
   ASSERT_EQ(s.ports.size(), 1u);
@@ -170,6 +171,24 @@ TEST(DecodeTest, ServiceClusterIpsAreOneCompactList) {
   EXPECT_EQ(sizeof(Service::cluster_ips), sizeof(std::string));
 }
 
+// Fields no controller reads are decoded and not kept (docs/k8s.md, "What the caches keep"): a
+// Service's load-balancer hostname is still type-checked (MalformedObjects...), a deletion
+// timestamp is accepted as before (it never was checked); neither costs the cached objects a byte.
+TEST(DecodeTest, UnreadFieldsAreNotKept) {
+  for (const char* deletion : {R"("2009-01-01T01:01:01Z")", "5"}) {
+    SCOPED_TRACE(deletion);
+    auto r = DecodeService(json::parse(
+        std::string(R"({"metadata":{"name":"a","namespace":"n","deletionTimestamp":)") + deletion +
+        R"(},"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1","hostname":"lb.example"}]}}})"));
+    ASSERT_TRUE(r.ok()) << r.error();
+    ASSERT_EQ(r->load_balancer_ingress.size(), 1u);
+    EXPECT_EQ(r->load_balancer_ingress[0].ip, "192.0.2.1");
+  }
+  // Every cached object's metadata, an ingress entry: the kept fields and no padding.
+  EXPECT_EQ(sizeof(ObjectMeta), 3 * sizeof(std::string) + sizeof(SharedLabels) + sizeof(Labels));
+  EXPECT_EQ(sizeof(LoadBalancerIngress), 2 * sizeof(std::string));
+}
+
 TEST(DecodeTest, ProxyFieldsIpModeAndGracePeriod) {
   auto svc = DecodeService(json::parse(R"({"metadata":{"name":"a","namespace":"ns"},
       "spec":{"type":"LoadBalancer"},"status":{"loadBalancer":{"ingress":[
@@ -303,6 +322,9 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
        "spec.providerID"},
       {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ports":[{"targetPort":[]}]}})",
        "spec.ports[0].targetPort"},
+      {ResourceKind::kService, R"({"metadata":{"name":"a"},
+          "status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1","hostname":7}]}}})",
+       "status.loadBalancer.ingress[0].hostname"},
       {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ipFamilies":[4]}})",
        "spec.ipFamilies[0]"},
       {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"ipFamilyPolicy":1}})",
