@@ -40,6 +40,14 @@ void DiffDestinations(const VirtualService& want, const VirtualService& have,
 const VirtualService& WantedOf(const VirtualService& vs) { return vs; }
 const VirtualService& WantedOf(const Wanted& wanted) { return *wanted.vs; }
 
+// A VIP set's VIPs, or a VIP count map's keys.
+void InsertVips(const std::set<IpAddress>& from, std::set<IpAddress>& to) {
+  to.insert(from.begin(), from.end());
+}
+void InsertVips(const std::map<IpAddress, uint32_t>& from, std::set<IpAddress>& to) {
+  for (const auto& [vip, claims] : from) to.insert(vip);
+}
+
 // Both Diff forms: `Desired` is a ProxyImage or a WantedImage (services by id, vips).
 template <typename Desired>
 ProxyPlan DiffImages(const Desired& desired, const ProxyImage& actual, const DiffScope* scope,
@@ -53,7 +61,7 @@ ProxyPlan DiffImages(const Desired& desired, const ProxyImage& actual, const Dif
   } else {
     for (const auto& [id, vs] : desired.services) ids.insert(id);
     for (const auto& [id, vs] : actual.services) ids.insert(id);
-    vips.insert(desired.vips.begin(), desired.vips.end());
+    InsertVips(desired.vips, vips);
     vips.insert(actual.vips.begin(), actual.vips.end());
     vips.insert(actual.vips_without_route.begin(), actual.vips_without_route.end());
   }

@@ -280,11 +280,8 @@ void NetworkServicesController::Unclaim(const ServiceName& name, DiffScope& scop
   }
   for (const auto& vip : VipsOf(old)) {
     scope.vips.insert(vip);
-    auto claims = vip_claims_.find(vip);
-    if (claims != vip_claims_.end() && --claims->second == 0) {
-      vip_claims_.erase(claims);
-      desired_.vips.erase(vip);
-    }
+    auto claims = desired_.vips.find(vip);
+    if (claims != desired_.vips.end() && --claims->second == 0) desired_.vips.erase(claims);
   }
   services_.erase(it);
 }
@@ -293,8 +290,7 @@ void NetworkServicesController::Claim(const DesiredService& service, DiffScope& 
   const ServiceName& name = service.name;
   for (const auto& vip : VipsOf(service)) {
     scope.vips.insert(vip);
-    ++vip_claims_[vip];
-    desired_.vips.insert(vip);
+    ++desired_.vips[vip];
   }
   for (const auto& d : service.virtual_services) {
     if (d.dsr && dsr_extension_) continue;
@@ -411,7 +407,6 @@ Status NetworkServicesController::FullSync() {
   desired_ = WantedImage{};  // (before the Services it points into)
   vs_waiting_.clear();
   services_.clear();
-  vip_claims_.clear();
   DiffScope ignored;
   std::set<ServiceName> names;
   for (const auto& key : cluster_->services.Keys()) names.insert(NameFromKey(key));
@@ -450,7 +445,7 @@ Status NetworkServicesController::RepairInChunks(FullSyncStats& stats) {
   // Every VIP of either image goes into the first chunk's scope; its removals are held back
   // for the last chunk (after the services on them are gone), as in one plan.
   DiffScope scope;
-  scope.vips.insert(desired_.vips.begin(), desired_.vips.end());
+  for (const auto& [vip, claims] : desired_.vips) scope.vips.insert(vip);
   scope.vips.insert(programmed_.vips.begin(), programmed_.vips.end());
   scope.vips.insert(programmed_.vips_without_route.begin(), programmed_.vips_without_route.end());
   std::vector<IpAddress> delete_vips;

@@ -262,9 +262,8 @@ Result<bool> NetworkServicesController::VerifyCompareVips(Verify& v, StepBudget&
   // the read's answer for each, then the diff repairs them.
   DiffScope scope;
   while (budget.left()) {
-    std::optional<IpAddress> next;
-    for (const auto* set :
-         {&v.vips.on_dummy, &desired_.vips, &programmed_.vips, &programmed_.vips_without_route}) {
+    std::optional<IpAddress> next = NextAfter(desired_.vips, v.last_vip);
+    for (const auto* set : {&v.vips.on_dummy, &programmed_.vips, &programmed_.vips_without_route}) {
       Earliest(next, NextAfter(*set, v.last_vip));
     }
     if (!next) break;

@@ -36,10 +36,12 @@ struct Wanted {
 };
 
 // The desired side of a diff as a view: what the Services want, without a second copy of each
-// virtual service (64 B of IPVS service and a map node apiece; docs/memory.md).
+// virtual service (72 B of IPVS service and a map node apiece; docs/memory.md).
 struct WantedImage {
   std::map<VirtualServiceId, Wanted> services;
-  std::set<IpAddress> vips;  // as ProxyImage::vips
+  // The wanted VIPs (as ProxyImage::vips), each with how many Services want it (the owner's
+  // count: a VIP goes when it reaches 0), so that no second map of the same VIPs is needed.
+  std::map<IpAddress, uint32_t> vips;
 };
 
 // What a diff compares; objects outside it are left alone.

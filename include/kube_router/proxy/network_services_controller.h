@@ -303,9 +303,8 @@ class NetworkServicesController : public Controller {
   // before services_. The other Services that want an id wait in vs_waiting_ (rare: a shared
   // external IP); a map of sets was 4.4 MiB at 10k Services.
   WantedImage desired_;
+  // (desired_.vips counts how many Services want a VIP, each once: VipsOf.)
   std::set<std::pair<VirtualServiceId, ServiceName>> vs_waiting_;
-  // How many Services want a VIP (each counts once: VipsOf).
-  std::map<IpAddress, uint32_t> vip_claims_;
   ProxyImage programmed_;
   bool programmed_valid_ = false;  // programmed_ matches the kernel (last sync succeeded)
   std::set<ServiceName> touched_;

@@ -210,9 +210,12 @@ TEST_F(ProxyControllerTest, AVirtualServiceTwoServicesWantFollowsTheFirstByName)
 // entry's (the ASan build reports any read of a freed Service the controller does itself).
 void ExpectDesiredPointsIntoServices(const NetworkServicesController& c) {
   std::map<VirtualServiceId, const DesiredService*> first;  // the first Service by name per id
+  std::map<IpAddress, uint32_t> vips;                       // how many Services want a VIP
   for (const auto& [name, svc] : c.services()) {
     for (const auto& d : svc.virtual_services) first.emplace(d.vs.id(), &svc);
+    for (const auto& vip : svc.vips) ++vips[vip];
   }
+  EXPECT_EQ(c.desired().vips, vips);
   EXPECT_EQ(c.desired().services.size(), first.size());
   for (const auto& entry : c.desired().services) {
     const VirtualServiceId& id = entry.first;
