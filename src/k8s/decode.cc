@@ -358,11 +358,26 @@ Pod PodFrom(const json& obj) {
     });
   }
   if (const json* status = ObjectField(obj, "status", "")) {
-    p.pod_ip = String(*status, "podIP", "status");
-    p.pod_ips.reserve(ArraySize(*status, "podIPs"));
+    // podIP is podIPs[0] (the API server keeps them so): one list, as a Service's cluster IPs.
+    const std::string pod_ip = String(*status, "podIP", "status");
+    std::vector<std::string> pod_ips;
+    pod_ips.reserve(ArraySize(*status, "podIPs"));
     ForEachObject(*status, "podIPs", "status", [&](const json& ip, const std::string& path) {
-      p.pod_ips.push_back(String(ip, "ip", path));
+      pod_ips.push_back(String(ip, "ip", path));
     });
+    if (pod_ips.empty() && !pod_ip.empty()) {
+      if (pod_ip.find('\0') != std::string::npos) {
+        Fail("status.podIP", "expected an address without NUL characters");
+      }
+      pod_ips.push_back(pod_ip);
+    }
+    for (size_t i = 0; i < pod_ips.size(); ++i) {
+      if (pod_ips[i].find('\0') != std::string::npos) {
+        Fail("status.podIPs[" + std::to_string(i) + "].ip",
+             "expected an address without NUL characters");
+      }
+    }
+    p.pod_ips = AddressList(pod_ips);
     String(*status, "hostIP", "status");
     p.phase = Pooled(String(*status, "phase", "status"));
   }

@@ -26,9 +26,7 @@ std::unique_ptr<Cluster> MakeCluster() {
     return p.node_name.empty() ? std::vector<std::string>{} : std::vector<std::string>{p.node_name};
   });
   cluster->pods.AddIndex(kIndexPodIp, [](const Pod& p) {
-    std::vector<std::string> ips = p.pod_ips;
-    if (ips.empty() && !p.pod_ip.empty()) ips.push_back(p.pod_ip);
-    return ips;
+    return p.pod_ips.ToVector();  // podIP where the server sent no podIPs (decode.cc)
   });
   cluster->endpoint_slices.AddIndex(kIndexServiceName, [](const EndpointSlice& s) {
     if (s.service_name.empty()) return std::vector<std::string>{};

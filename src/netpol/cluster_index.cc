@@ -16,10 +16,9 @@ std::string PolicyPodIp(const k8s::Pod& pod, IpFamily family) {
     auto parsed = IpAddress::Parse(ip);
     return parsed && parsed->is_v4() == (family == IpFamily::kV4);
   };
-  for (const auto& ip : pod.pod_ips) {
-    if (matches(ip)) return IpAddress::Parse(ip)->ToString();
+  for (std::string_view ip : pod.pod_ips) {  // podIP where no podIPs were sent (decode.cc)
+    if (matches(std::string(ip))) return IpAddress::Parse(std::string(ip))->ToString();
   }
-  if (!pod.pod_ip.empty() && matches(pod.pod_ip)) return IpAddress::Parse(pod.pod_ip)->ToString();
   return "";
 }
 

@@ -99,9 +99,8 @@ bool SameExceptLabels(const k8s::Pod& a, const k8s::Pod& b) {
     }
     return out;
   };
-  return a.meta.namespace_ == b.meta.namespace_ && a.pod_ip == b.pod_ip && a.pod_ips == b.pod_ips &&
-         a.phase == b.phase && a.node_name == b.node_name && a.host_network == b.host_network &&
-         ports(a) == ports(b);
+  return a.meta.namespace_ == b.meta.namespace_ && a.pod_ips == b.pod_ips && a.phase == b.phase &&
+         a.node_name == b.node_name && a.host_network == b.host_network && ports(a) == ports(b);
 }
 
 template <typename T>

@@ -280,11 +280,17 @@ struct Pod {
   SharedString node_name;
   bool host_network = false;
   std::vector<ContainerPort> container_ports;  // all containers' ports, in order
-  std::string pod_ip;
-  std::vector<std::string> pod_ips;
+  // status.podIPs, or status.podIP alone where the server sent no podIPs (podIP is podIPs[0]):
+  // one compact list, as a Service's cluster IPs.
+  AddressList pod_ips;
   SharedString phase;  // Pending, Running, Succeeded, Failed, Unknown
   // spec.terminationGracePeriodSeconds (the proxy's graceful termination); nullopt if absent.
   std::optional<int64_t> termination_grace_period_seconds;
+
+  // status.podIP: the first pod IP, or empty.
+  std::string_view pod_ip() const {
+    return pod_ips.empty() ? std::string_view() : *pod_ips.begin();
+  }
 };
 
 // ---- core/v1 Namespace ----

@@ -82,7 +82,9 @@ class DefaultDenyE2E : public XyzFirewallTest<Case> {
 
   void PutLatePod() {
     auto pod = Pod("x", "late", net_->pod(kLatePod).ip, net_->nodes()[0].name);
-    if (!net_->pod(kLatePod).ip6.empty()) pod.pod_ips.push_back(net_->pod(kLatePod).ip6);
+    if (!net_->pod(kLatePod).ip6.empty()) {
+      pod.pod_ips = {net_->pod(kLatePod).ip, net_->pod(kLatePod).ip6};
+    }
     Put(*cluster_, pod);
     Sync(SyncReason::kRequested);
   }

@@ -100,7 +100,8 @@ TEST(DecodeTest, FullyPopulatedPodNodeNamespacePolicy) {
   EXPECT_EQ(pod->node_name, "nodeNameValue");
   EXPECT_TRUE(pod->host_network);
   EXPECT_FALSE(pod->container_ports.empty());
-  EXPECT_EQ(pod->pod_ip, "podIPValue");
+  EXPECT_EQ(pod->pod_ips, std::vector<std::string>{"ipValue"});  // podIPs; podIP is podIPs[0]
+  EXPECT_EQ(pod->pod_ip(), "ipValue");
   EXPECT_EQ(pod->phase, "phaseValue");
 
   auto node = DecodeNode(LoadTestdata("core.v1.Node.json"));
@@ -169,6 +170,35 @@ TEST(DecodeTest, ServiceClusterIpsAreOneCompactList) {
   EXPECT_EQ(none.cluster_ip(), "");
   // One AddressList (32 B) where a std::string and a std::vector stood (56 B).
   EXPECT_EQ(sizeof(Service::cluster_ips), sizeof(std::string));
+}
+
+// A Pod's addresses are one compact list as a Service's cluster IPs: podIPs, or podIP alone from
+// a server that sends no podIPs; pod_ip() is the first.
+TEST(DecodeTest, PodIpsAreOneCompactList) {
+  auto decode = [](const std::string& status) {
+    auto r = DecodePod(
+        json::parse(R"({"metadata":{"name":"p","namespace":"n"},"status":)" + status + "}"));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return std::move(r).value();
+  };
+  Pod v4 = decode(R"({"podIP":"10.244.1.5","podIPs":[{"ip":"10.244.1.5"}]})");
+  EXPECT_EQ(v4.pod_ips, std::vector<std::string>{"10.244.1.5"});
+  EXPECT_EQ(v4.pod_ip(), "10.244.1.5");
+  EXPECT_EQ(v4.pod_ips.text().capacity(), std::string().capacity());
+  Pod dual = decode(R"({"podIP":"10.244.1.6","podIPs":[{"ip":"10.244.1.6"},{"ip":"fd00::6"}]})");
+  EXPECT_EQ(dual.pod_ips, (std::vector<std::string>{"10.244.1.6", "fd00::6"}));
+  EXPECT_EQ(dual.pod_ip(), "10.244.1.6");
+  for (const char* status :
+       {R"({"podIP":"10.244.1.7"})", R"({"podIP":"10.244.1.7","podIPs":[]})"}) {
+    SCOPED_TRACE(status);
+    Pod old = decode(status);  // a server from before dual-stack
+    EXPECT_EQ(old.pod_ips, std::vector<std::string>{"10.244.1.7"});
+    EXPECT_EQ(old.pod_ip(), "10.244.1.7");
+  }
+  Pod pending = decode(R"({"phase":"Pending"})");
+  EXPECT_TRUE(pending.pod_ips.empty());
+  EXPECT_EQ(pending.pod_ip(), "");
+  EXPECT_EQ(sizeof(Pod::pod_ips), sizeof(std::string));
 }
 
 // Fields no controller reads are decoded and not kept (docs/k8s.md, "What the caches keep"): a
@@ -305,6 +335,13 @@ TEST(DecodeTest, MalformedObjectsAreErrorsNamingObjectAndField) {
        "spec.clusterIP: expected an address without NUL"},
       {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"clusterIP":["10.96.0.1"]}})",
        "spec.clusterIP: expected a string"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p"},
+          "status":{"podIPs":[{"ip":"10.0.0.1"},{"ip":"fd00::1\u0000"}]}})",
+       "status.podIPs[1].ip: expected an address"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p"},"status":{"podIP":"10.0.0.1\u0000"}})",
+       "status.podIP: expected an address"},
+      {ResourceKind::kPod, R"({"metadata":{"name":"p"},"status":{"podIP":1}})",
+       "status.podIP: expected a string"},
       {ResourceKind::kService, R"({"metadata":{"name":"a"},"spec":{"clusterIPs":[1]}})",
        "spec.clusterIPs[0]"},
       {ResourceKind::kEndpointSlice, R"({"metadata":{"name":"s"},

@@ -95,7 +95,7 @@ struct GzipHarness : WatcherHarness {
     for (int i : {0, 150, 299}) {
       auto p = cluster->pods.Get("demo/p" + std::to_string(i));
       ASSERT_TRUE(p) << i;
-      EXPECT_EQ(p->pod_ip, Pod(i)["status"]["podIP"].get<std::string>());
+      EXPECT_EQ(p->pod_ip(), Pod(i)["status"]["podIP"].get<std::string>());
     }
   }
 };
@@ -115,7 +115,7 @@ TEST(GzipInformerTest, SyncsFromGzippedListsAndFollowsChanges) {
   EXPECT_TRUE(WaitFor(
       [&] {
         auto p = h.cluster->pods.Get("demo/p7");
-        return p && p->pod_ip == "10.244.9.9";
+        return p && p->pod_ip() == "10.244.9.9";
       },
       30s));
   ASSERT_EQ(h.server->Delete("/api/v1/namespaces/demo/pods/p8"), 200);

@@ -86,7 +86,7 @@ struct Harness : WatcherHarness {
     return WaitFor(
         [&] {
           auto p = cluster->pods.Get(key);
-          return ip.empty() ? p == nullptr : (p && p->pod_ip == ip);
+          return ip.empty() ? p == nullptr : (p && p->pod_ip() == ip);
         },
         30s);
   }
@@ -98,7 +98,7 @@ TEST(InformerTest, SyncsEveryKindAndFollowsChanges) {
   auto& c = *h.cluster;
   EXPECT_EQ(c.namespaces.Get("demo")->meta.labels.at("team"), "a");
   EXPECT_EQ(c.nodes.Get("node1")->addresses.at(0).address, "192.0.2.1");
-  EXPECT_EQ(c.pods.Get("demo/web-1")->pod_ip, "10.244.1.5");
+  EXPECT_EQ(c.pods.Get("demo/web-1")->pod_ip(), "10.244.1.5");
   EXPECT_EQ(c.services.Get("demo/web")->cluster_ip(), "10.96.0.10");
   EXPECT_EQ(c.endpoint_slices.ByIndex(kIndexServiceName, "demo/web").size(), 1u);
   EXPECT_TRUE(c.network_policies.Get("demo/deny"));
@@ -119,8 +119,8 @@ TEST(InformerTest, SyncsEveryKindAndFollowsChanges) {
       EXPECT_EQ(old->cluster_ip(), "10.96.0.10");  // the last known state comes along
     }
     if (e.type == EventType::kUpdated && e.key == "demo/web-1") {
-      EXPECT_EQ(std::get<std::shared_ptr<const Pod>>(e.old_object)->pod_ip, "10.244.1.5");
-      EXPECT_EQ(std::get<std::shared_ptr<const Pod>>(e.new_object)->pod_ip, "10.244.1.6");
+      EXPECT_EQ(std::get<std::shared_ptr<const Pod>>(e.old_object)->pod_ip(), "10.244.1.5");
+      EXPECT_EQ(std::get<std::shared_ptr<const Pod>>(e.new_object)->pod_ip(), "10.244.1.6");
     }
   }
 }
@@ -227,7 +227,7 @@ void GoneScenario(bool gone_as_http_status) {
   for (const auto& e : h.sink.Events()) {
     if (e.type == EventType::kDeleted && e.key == "demo/web-1") {
       auto last = std::get<std::shared_ptr<const Pod>>(e.old_object);
-      tombstone = last && last->pod_ip == "10.244.1.5";
+      tombstone = last && last->pod_ip() == "10.244.1.5";
     }
   }
   EXPECT_TRUE(tombstone) << "the relist's delete carries the last known object";

@@ -144,8 +144,7 @@ class Walk {
         auto pod = *RandomPod();
         switch (Pick(4)) {
           case 0:
-            pod.pod_ip = "10.1.1." + std::to_string(1 + Pick(200));
-            pod.pod_ips = {pod.pod_ip};
+            pod.pod_ips = {"10.1.1." + std::to_string(1 + Pick(200))};
             break;
           case 1:
             pod.node_name = pod.node_name == kNode ? "node2" : kNode;
@@ -332,8 +331,7 @@ TEST(IncrementalCompilerTest, ALabelChangeRecompilesOnlyThePoliciesThatReadThePo
   EXPECT_EQ(compiler.state().chains, Compile(world.View(), config, IpFamily::kV4).chains);
 
   // A new address is read by the namespace peer as well.
-  pod.pod_ip = "10.0.0.9";
-  pod.pod_ips = {pod.pod_ip};
+  pod.pod_ips = {"10.0.0.9"};
   world.Set(pod);
   EXPECT_EQ(compiler.Update(world.View()).policies_compiled, 2u);  // x/cache and y/team
   EXPECT_EQ(compiler.state().sets, Compile(world.View(), config, IpFamily::kV4).sets);

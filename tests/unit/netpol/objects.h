@@ -18,7 +18,6 @@ inline k8s::Pod Pod(const std::string& ns, const std::string& name, const std::s
   pod.meta.name = name;
   pod.meta.labels = std::move(labels);
   pod.node_name = node;
-  pod.pod_ip = ip;
   if (!ip.empty()) pod.pod_ips = {ip};
   pod.phase = "Running";
   pod.container_ports = std::move(ports);

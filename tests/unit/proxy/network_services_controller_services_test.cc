@@ -105,7 +105,6 @@ TEST_F(ProxyControllerTest, GracefulTerminationDrainsThenDeletes) {
   k8s::Pod pod;
   pod.meta.name = "web-2";
   pod.meta.namespace_ = "default";
-  pod.pod_ip = "10.1.0.2";
   pod.pod_ips = {"10.1.0.2"};
   pod.termination_grace_period_seconds = 60;
   Upsert(pod);

@@ -20,7 +20,7 @@ Event PodEvent(EventType type, const std::string& key, const std::string& old_ip
   auto make = [&](const std::string& ip) -> k8s::AnyObject {
     if (ip.empty()) return std::monostate{};
     auto pod = std::make_shared<k8s::Pod>();
-    pod->pod_ip = ip;
+    pod->pod_ips = {ip};
     return std::shared_ptr<const k8s::Pod>(pod);
   };
   e.old_object = make(old_ip);
@@ -30,7 +30,7 @@ Event PodEvent(EventType type, const std::string& key, const std::string& old_ip
 
 std::string Ip(const k8s::AnyObject& o) {
   auto* pod = std::get_if<std::shared_ptr<const k8s::Pod>>(&o);
-  return pod ? (*pod)->pod_ip : "";
+  return pod ? std::string((*pod)->pod_ip()) : "";
 }
 
 TEST(Inbox, KeepsFirstArrivalOrderAcrossObjects) {

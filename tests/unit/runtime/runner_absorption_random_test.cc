@@ -55,14 +55,14 @@ std::string Key(int object) { return "ns/o" + std::to_string(object); }
 
 k8s::AnyObject PodAt(uint64_t version) {
   auto pod = std::make_shared<k8s::Pod>();
-  pod->pod_ip = std::to_string(version);
+  pod->pod_ips = {std::to_string(version)};
   return std::shared_ptr<const k8s::Pod>(pod);
 }
 
 // The version an event's object carries (0 when it carries none).
 uint64_t VersionOf(const k8s::AnyObject& object) {
   auto* pod = std::get_if<std::shared_ptr<const k8s::Pod>>(&object);
-  return pod ? std::stoull((*pod)->pod_ip) : 0;
+  return pod ? std::stoull(std::string((*pod)->pod_ip())) : 0;
 }
 
 // Records the observer's calls as words: "step", "fail", "pass:<reason>".

@@ -379,7 +379,7 @@ TEST(ControllerRunner, EventsPostedAfterTheFullReadAreDelivered) {
     k8s::Event gone = MakeEvent(ResourceKind::kPod, "ns/p9");
     gone.type = k8s::EventType::kDeleted;
     auto tombstone = std::make_shared<k8s::Pod>();
-    tombstone->pod_ip = "10.0.0.9";
+    tombstone->pod_ips = {"10.0.0.9"};
     gone.old_object = std::shared_ptr<const k8s::Pod>(tombstone);
     runner.Post(gone);
   };
@@ -391,7 +391,7 @@ TEST(ControllerRunner, EventsPostedAfterTheFullReadAreDelivered) {
   EXPECT_EQ(seen[1].type, k8s::EventType::kDeleted);
   auto* pod = std::get_if<std::shared_ptr<const k8s::Pod>>(&seen[1].old_object);
   ASSERT_NE(pod, nullptr);
-  EXPECT_EQ((*pod)->pod_ip, "10.0.0.9");
+  EXPECT_EQ((*pod)->pod_ip(), "10.0.0.9");
   EXPECT_EQ(runner.AbsorbedEvents(), 99u);  // 100 - p7 - p9 + early
 }
 
