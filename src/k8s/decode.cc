@@ -107,15 +107,34 @@ std::vector<std::string> StringList(const json& obj, const char* name, const std
   return out;
 }
 
-// A list of addresses in one string (types.h), or a failure naming the element with a NUL
-// character (an address is an IP or a DNS name; the compact form separates them by NULs).
-AddressList Addresses(std::vector<std::string> addresses, const std::string& path) {
-  for (size_t i = 0; i < addresses.size(); ++i) {
-    if (addresses[i].find('\0') != std::string::npos) {
-      Fail(path + "[" + std::to_string(i) + "]", "expected an address without NUL characters");
-    }
+// Fails naming the address when it has a NUL character (an address is an IP or a DNS name; the
+// compact form of types.h separates them by NULs).
+void CheckAddress(const std::string& address, const std::string& path) {
+  if (address.find('\0') != std::string::npos) {
+    Fail(path, "expected an address without NUL characters");
   }
+}
+
+// A list of addresses in one string (types.h); path_of(i) names element i in a failure.
+template <typename PathOf>
+AddressList Addresses(const std::vector<std::string>& addresses, PathOf path_of) {
+  for (size_t i = 0; i < addresses.size(); ++i) CheckAddress(addresses[i], path_of(i));
   return AddressList(addresses);
+}
+
+// `list`, or `single` alone where the list is empty: clusterIPs and clusterIP, podIPs and podIP.
+// The API server keeps the single field equal to the list's first (one copy is kept: the list);
+// a server from before dual-stack sends only the single one.
+template <typename PathOf>
+AddressList AddressesOr(const std::vector<std::string>& list, const std::string& single,
+                        const std::string& single_path, PathOf path_of) {
+  if (!list.empty() || single.empty()) return Addresses(list, path_of);
+  CheckAddress(single, single_path);
+  return AddressList{single};
+}
+
+std::string Index(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
 }
 
 // Short strings that repeat across objects (types.h: enum-like fields, port and node names),
@@ -241,19 +260,9 @@ Service ServiceFrom(const json& obj) {
   const json* spec = ObjectField(obj, "spec", "");
   const json& sp = spec ? *spec : kEmpty;
   s.type = Pooled(String(sp, "type", "spec", "ClusterIP"));
-  {
-    // clusterIP is clusterIPs[0] (the API server keeps them so): one copy, the list. A server
-    // that sends only clusterIP (before dual-stack) gives a list of that one address.
-    const std::string cluster_ip = String(sp, "clusterIP", "spec");
-    std::vector<std::string> cluster_ips = StringList(sp, "clusterIPs", "spec");
-    if (cluster_ips.empty() && !cluster_ip.empty()) {
-      if (cluster_ip.find('\0') != std::string::npos) {
-        Fail("spec.clusterIP", "expected an address without NUL characters");
-      }
-      cluster_ips.push_back(cluster_ip);
-    }
-    s.cluster_ips = Addresses(std::move(cluster_ips), "spec.clusterIPs");
-  }
+  s.cluster_ips =
+      AddressesOr(StringList(sp, "clusterIPs", "spec"), String(sp, "clusterIP", "spec"),
+                  "spec.clusterIP", [](size_t i) { return Index("spec.clusterIPs", i); });
   StringList(sp, "ipFamilies", "spec");
   String(sp, "ipFamilyPolicy", "spec");
   s.ports.reserve(ArraySize(sp, "ports"));
@@ -308,7 +317,8 @@ EndpointSlice EndpointSliceFrom(const json& obj) {
   s.endpoints.reserve(ArraySize(obj, "endpoints"));
   ForEachObject(obj, "endpoints", "", [&](const json& e, const std::string& path) {
     Endpoint ep;
-    ep.addresses = Addresses(StringList(e, "addresses", path), Join(path, "addresses"));
+    ep.addresses = Addresses(StringList(e, "addresses", path),
+                             [&](size_t i) { return Index(Join(path, "addresses"), i); });
     if (const json* c = ObjectField(e, "conditions", path)) {
       std::string cp = Join(path, "conditions");
       ep.ready = Bool(*c, "ready", cp, true);  // nil ready means ready
@@ -358,26 +368,13 @@ Pod PodFrom(const json& obj) {
     });
   }
   if (const json* status = ObjectField(obj, "status", "")) {
-    // podIP is podIPs[0] (the API server keeps them so): one list, as a Service's cluster IPs.
-    const std::string pod_ip = String(*status, "podIP", "status");
     std::vector<std::string> pod_ips;
     pod_ips.reserve(ArraySize(*status, "podIPs"));
     ForEachObject(*status, "podIPs", "status", [&](const json& ip, const std::string& path) {
       pod_ips.push_back(String(ip, "ip", path));
     });
-    if (pod_ips.empty() && !pod_ip.empty()) {
-      if (pod_ip.find('\0') != std::string::npos) {
-        Fail("status.podIP", "expected an address without NUL characters");
-      }
-      pod_ips.push_back(pod_ip);
-    }
-    for (size_t i = 0; i < pod_ips.size(); ++i) {
-      if (pod_ips[i].find('\0') != std::string::npos) {
-        Fail("status.podIPs[" + std::to_string(i) + "].ip",
-             "expected an address without NUL characters");
-      }
-    }
-    p.pod_ips = AddressList(pod_ips);
+    p.pod_ips = AddressesOr(pod_ips, String(*status, "podIP", "status"), "status.podIP",
+                            [](size_t i) { return Index("status.podIPs", i) + ".ip"; });
     String(*status, "hostIP", "status");
     p.phase = Pooled(String(*status, "phase", "status"));
   }
