@@ -4,10 +4,12 @@
 #include <iterator>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "kube_router/base/log.h"
 #include "kube_router/k8s/node_pod_cidrs.h"
 #include "kube_router/proxy/kernel_settings.h"
+#include "kube_router/proxy/owned_lists.h"
 #include "kube_router/proxy/proxy_firewall.h"
 
 namespace kr::proxy {
@@ -20,41 +22,40 @@ std::vector<T> SortedUnique(std::vector<T> items) {
   return items;
 }
 
-// Entries wanted by several Services, counted. Set() records a Service's entries and what changed
-// against its last ones; Commit() applies those changes to the counts and reports the entries
-// that became wanted by someone or stopped being wanted by anyone, so an event costs O(its
-// Services' entries) plus, when it changed more than a few entries, one pass over the counts.
-// The counts are a sorted vector of (entry, count): ~24 B an entry instead of a ~64 B map node
-// (docs/memory.md).
+// Entries wanted by several Services, counted. Set() records a Service's entries; Commit() takes
+// what changed against each one's last entries, applies that to the counts and reports the
+// entries that became wanted by someone or stopped being wanted by anyone, so an event costs
+// O(its Services' entries) plus, when it changed more than a few, one pass over the counts and
+// the lists. The counts are a sorted vector of (entry, count): ~24 B an entry instead of a ~64 B
+// map node; the per-Service lists an OwnedLists (docs/memory.md).
 template <typename Entry>
 class CountedEntries {
  public:
   void Set(const ServiceName& owner, std::vector<Entry> entries) {
     entries = SortedUnique(std::move(entries));
-    auto it = by_owner_.find(owner);
-    static const std::vector<Entry> kNone;
-    const std::vector<Entry>& old = it == by_owner_.end() ? kNone : it->second;
-    auto delta = std::back_inserter(pending_);
-    auto gone = [](const Entry& e) { return std::pair<Entry, int>{e, -1}; };
-    auto fresh = [](const Entry& e) { return std::pair<Entry, int>{e, 1}; };
-    std::vector<Entry> diff;
-    std::set_difference(old.begin(), old.end(), entries.begin(), entries.end(),
-                        std::back_inserter(diff));
-    std::transform(diff.begin(), diff.end(), delta, gone);
-    diff.clear();
-    std::set_difference(entries.begin(), entries.end(), old.begin(), old.end(),
-                        std::back_inserter(diff));
-    std::transform(diff.begin(), diff.end(), delta, fresh);
-    if (entries.empty()) {
-      if (it != by_owner_.end()) by_owner_.erase(it);
-    } else {
-      entries.shrink_to_fit();
-      by_owner_[owner] = std::move(entries);
-    }
+    staged_.emplace_back(owner, std::move(entries));
   }
   // Applies the changes of the Set() calls since the last Commit(): `added` gets the entries
   // nobody wanted before and someone wants now, `removed` those nobody wants any more.
   void Commit(std::vector<Entry>& added, std::vector<Entry>& removed) {
+    OwnedLists<Entry>::LastPerOwner(staged_);
+    auto delta = std::back_inserter(pending_);
+    auto gone = [](const Entry& e) { return std::pair<Entry, int>{e, -1}; };
+    auto fresh = [](const Entry& e) { return std::pair<Entry, int>{e, 1}; };
+    std::vector<Entry> diff;
+    for (const auto& [owner, entries] : staged_) {
+      const std::span<const Entry> old = by_owner_.Get(owner);
+      diff.clear();
+      std::set_difference(old.begin(), old.end(), entries.begin(), entries.end(),
+                          std::back_inserter(diff));
+      std::transform(diff.begin(), diff.end(), delta, gone);
+      diff.clear();
+      std::set_difference(entries.begin(), entries.end(), old.begin(), old.end(),
+                          std::back_inserter(diff));
+      std::transform(diff.begin(), diff.end(), delta, fresh);
+    }
+    by_owner_.Replace(std::move(staged_));
+    staged_ = {};
     auto by_entry = [](const auto& a, const auto& b) { return a.first < b.first; };
     std::sort(pending_.begin(), pending_.end(), by_entry);
     // Net change per entry (an entry one Service dropped and another took is no change).
@@ -110,16 +111,18 @@ class CountedEntries {
     counts_ = std::move(merged);
   }
   void Clear() {
-    by_owner_.clear();
+    by_owner_.Clear();
     counts_.clear();
     pending_.clear();
+    staged_.clear();
   }
 
  private:
   static constexpr size_t kInPlace = 16;
-  std::map<ServiceName, std::vector<Entry>> by_owner_;
+  OwnedLists<Entry> by_owner_;                  // per Service its entries, sorted, unique
+  typename OwnedLists<Entry>::Batch staged_;    // Set()'s lists since the last Commit()
   std::vector<std::pair<Entry, int>> counts_;   // sorted by entry, counts > 0
-  std::vector<std::pair<Entry, int>> pending_;  // Set()'s changes: (entry, +1 or -1)
+  std::vector<std::pair<Entry, int>> pending_;  // Commit()'s changes: (entry, +1 or -1)
 };
 
 class FirewallExtension : public ProxyExtension {
@@ -271,6 +274,8 @@ class MetricsExtension : public ProxyExtension {
       metrics_.SetAll(std::move(all));
     } else {
       // Only the changed Services (a key two Services want keeps the first one's labels).
+      ServiceMetrics::Batch changed;
+      changed.reserve(snapshot.changed.size());
       for (const auto& name : snapshot.changed) {
         auto it = snapshot.services->find(name);
         auto targets = it == snapshot.services->end()
@@ -278,8 +283,9 @@ class MetricsExtension : public ProxyExtension {
                            : MetricTargetsOfService(it->second, *snapshot.programmed, marks);
         with_dsr_.erase(name);
         Remember(name, targets);
-        metrics_.SetService(name, std::move(targets));
+        changed.emplace_back(name, std::move(targets));
       }
+      metrics_.SetServices(std::move(changed));
       // Collision probing may have moved the mark of an unchanged Service's DSR VIP.
       if (dsr_ && dsr_->generation != generation_) {
         for (auto& [name, targets] : with_dsr_) {

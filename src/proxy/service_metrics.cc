@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <unordered_set>
 
@@ -84,27 +85,34 @@ std::vector<MetricTarget> ByKey(std::vector<MetricTarget> targets) {
   auto same = [](const MetricTarget& a, const MetricTarget& b) { return KeyOf(a) == KeyOf(b); };
   std::stable_sort(targets.begin(), targets.end(), less);
   targets.erase(std::unique(targets.begin(), targets.end(), same), targets.end());
-  targets.shrink_to_fit();
   return targets;
 }
 
 }  // namespace
 
 void ServiceMetrics::SetAll(std::map<ServiceName, std::vector<MetricTarget>> services) {
-  std::erase_if(services, [](const auto& e) { return e.second.empty(); });
-  for (auto& entry : services) entry.second = ByKey(std::move(entry.second));
+  Batch batch;
+  batch.reserve(services.size());
+  for (auto it = services.begin(); it != services.end(); it = services.erase(it)) {
+    auto targets = ByKey(std::move(it->second));
+    if (!targets.empty()) batch.emplace_back(it->first, std::move(targets));
+  }
+  OwnedLists<MetricTarget> all;
+  all.Replace(std::move(batch));
   std::lock_guard lock(mu_);
-  targets_ = std::move(services);
+  targets_ = std::move(all);
 }
 
 void ServiceMetrics::SetService(const ServiceName& service, std::vector<MetricTarget> targets) {
-  targets = ByKey(std::move(targets));
+  Batch batch;
+  batch.emplace_back(service, std::move(targets));
+  SetServices(std::move(batch));
+}
+
+void ServiceMetrics::SetServices(Batch services) {
+  for (auto& entry : services) entry.second = ByKey(std::move(entry.second));
   std::lock_guard lock(mu_);
-  if (targets.empty()) {
-    targets_.erase(service);
-  } else {
-    targets_.insert_or_assign(service, std::move(targets));
-  }
+  targets_.Replace(std::move(services));
 }
 
 void ServiceMetrics::ObserveSync(double seconds, size_t ipvs_services) {
@@ -125,9 +133,10 @@ std::vector<metrics::Registry::CollectedFamily> ServiceMetrics::Collect() {
     const MetricTarget* target;
   };
   std::vector<Owned> owned;
-  for (const auto& [name, targets] : targets_) {
+  owned.reserve(targets_.rows());
+  targets_.ForEach([&](const ServiceName& name, std::span<const MetricTarget> targets) {
     for (const auto& target : targets) owned.push_back({&name, &target});
-  }
+  });
   std::stable_sort(owned.begin(), owned.end(), [](const Owned& a, const Owned& b) {
     return KeyOf(*a.target) < KeyOf(*b.target);
   });

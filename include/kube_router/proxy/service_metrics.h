@@ -17,6 +17,7 @@
 
 #include "kube_router/metrics/registry.h"
 #include "kube_router/netlink/ipvs.h"
+#include "kube_router/proxy/owned_lists.h"
 #include "kube_router/proxy/service_model.h"
 
 namespace kr::proxy {
@@ -61,6 +62,10 @@ class ServiceMetrics {
   void SetAll(std::map<ServiceName, std::vector<MetricTarget>> services);
   // The event path: one Service's targets now (empty: it has none any more). O(its targets).
   void SetService(const ServiceName& service, std::vector<MetricTarget> targets);
+  // Several Services' targets now, under one lock (a Service named twice: its last targets):
+  // O(their targets) for a few, one pass over all targets for many.
+  using Batch = OwnedLists<MetricTarget>::Batch;
+  void SetServices(Batch services);
   // After a sync: its duration and the number of IPVS services the proxy now owns.
   void ObserveSync(double seconds, size_t ipvs_services);
 
@@ -74,11 +79,11 @@ class ServiceMetrics {
   // Labels are not stored: they are the owner's name and the target's VIP, protocol and port,
   // rendered on scrape (docs/memory.md: a copy of four label strings per key was 6.6 MiB at
   // 10k Services).
-  using Targets = std::map<ServiceName, std::vector<MetricTarget>>;
-  // Per Service its targets, sorted by key, one per key. Who labels a key (the first by name of
-  // the Services that want it) is worked out on scrape, not kept (docs/memory.md: a map of key ->
-  // owner was ~1.6 MiB at 10k two-port Services).
-  Targets targets_;
+  // Per Service its targets, sorted by key, one per key (one flat list: docs/memory.md, a map of
+  // Service -> vector was ~1.7 MiB at 10k two-port Services). Who labels a key (the first by
+  // name of the Services that want it) is worked out on scrape, not kept (docs/memory.md: a map
+  // of key -> owner was ~1.6 MiB at 10k two-port Services).
+  OwnedLists<MetricTarget> targets_;
   std::mutex mu_;  // guards targets_ and serialises dumps of ipvs_
   metrics::Gauge& services_gauge_;
   metrics::Histogram& sync_time_;

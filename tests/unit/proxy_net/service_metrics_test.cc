@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "kube_router/base/exec.h"
 #include "kube_router/netlink/fakes.h"
@@ -265,6 +267,63 @@ TEST_F(ServiceMetricsTest, AKeyTwoServicesWantIsLabelledByTheFirstByName) {
   EXPECT_THAT(Connections(), ::testing::ElementsAre(Series("ns-z", "z", "10.96.0.10", "7")));
   metrics.SetService({"ns-z", "z"}, {});
   EXPECT_THAT(Connections(), ::testing::IsEmpty());
+}
+
+// The event path's batches: many Services at once (one merge of the lists) and a few (in place),
+// each Service named once or twice (its last targets count), while a scrape runs from another
+// thread: every scrape sees the state before or after a batch, never a mix.
+TEST_F(ServiceMetricsTest, ABatchOfServicesIsSeenWholeByAConcurrentScrape) {
+  ServiceMetrics metrics(registry_, ipvs_);
+  const MetricTarget dns = MetricTargetOf(cluster_);
+  const MetricTarget v6 = MetricTargetOf(v6_);
+  const MetricTarget node_port = MetricTargetOf(node_port_);
+  auto name = [](int i) { return ServiceName{"ns", "s" + std::to_string(100 + i)}; };
+  // A: 20 Services want the DNS and the IPv6 key (s100 labels both). B: s100 has none, the others
+  // the DNS key only (s101 labels it), s105 the NodePort (named twice: its last targets count).
+  ServiceMetrics::Batch a, b;
+  for (int i = 0; i < 20; ++i) a.emplace_back(name(i), std::vector<MetricTarget>{v6, dns});
+  b.emplace_back(name(0), std::vector<MetricTarget>{});
+  b.emplace_back(name(5), std::vector<MetricTarget>{v6});
+  for (int i = 1; i < 20; ++i) {
+    b.emplace_back(name(i),
+                   i == 5 ? std::vector<MetricTarget>{node_port} : std::vector<MetricTarget>{dns});
+  }
+  const std::vector<std::string> seen_a = {Series("ns", "s100", "10.96.0.10", "7"),
+                                           "{port=\"443\",protocol=\"tcp\",service_name=\"s100\","
+                                           "service_vip=\"fd00:96::10\",svc_namespace=\"ns\"} 0"};
+  const std::vector<std::string> seen_b = {
+      Series("ns", "s101", "10.96.0.10", "7"),
+      "{port=\"30080\",protocol=\"tcp\",service_name=\"s105\",service_vip=\"192.168.1.10\","
+      "svc_namespace=\"ns\"} 0"};
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  metrics.SetServices(a);
+  ASSERT_EQ(Connections(), sorted(seen_a));
+  metrics.SetServices(b);
+  ASSERT_EQ(Connections(), sorted(seen_b));
+  // A few Services (in place): s101 lets go of the DNS key, s102 takes it over.
+  metrics.SetServices({{name(1), {}}, {name(3), {dns}}});
+  EXPECT_THAT(Connections(), ::testing::Contains(Series("ns", "s102", "10.96.0.10", "7")));
+  metrics.SetServices({{name(1), {dns}}});
+  ASSERT_EQ(Connections(), sorted(seen_b));
+
+  std::atomic<bool> stop = false;
+  std::atomic<int> scrapes = 0, mixed = 0;
+  std::thread scraper([&] {
+    while (!stop) {
+      auto now = Connections();
+      if (now != sorted(seen_a) && now != sorted(seen_b)) ++mixed;
+      ++scrapes;
+    }
+  });
+  for (int round = 0; round < 200 || scrapes < 20; ++round) {
+    metrics.SetServices(round % 2 == 0 ? a : b);
+  }
+  stop = true;
+  scraper.join();
+  EXPECT_EQ(mixed, 0) << "of " << scrapes << " scrapes";
 }
 
 TEST_F(ServiceMetricsTest, ChangingOneServiceLeavesTheOthersSeries) {
