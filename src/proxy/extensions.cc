@@ -288,6 +288,7 @@ class MetricsExtension : public ProxyExtension {
       metrics_.SetServices(std::move(changed));
       // Collision probing may have moved the mark of an unchanged Service's DSR VIP.
       if (dsr_ && dsr_->generation != generation_) {
+        ServiceMetrics::Batch remarked;  // one batch, as the changed Services above
         for (auto& [name, targets] : with_dsr_) {
           std::vector<MetricTarget> now;
           for (MetricTarget t : targets) {
@@ -299,8 +300,9 @@ class MetricsExtension : public ProxyExtension {
             now.push_back(t);
           }
           targets = now;
-          metrics_.SetService(name, std::move(now));
+          remarked.emplace_back(name, std::move(now));
         }
+        metrics_.SetServices(std::move(remarked));
       }
     }
     if (dsr_) generation_ = dsr_->generation;

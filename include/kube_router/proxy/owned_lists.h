@@ -136,8 +136,8 @@ class OwnedLists {
       entries_.erase(entries_.begin() + from, entries_.begin() + end);
     }
     std::move(list.begin(), list.end(), entries_.begin() + static_cast<std::ptrdiff_t>(lo));
-    if (list.empty()) {
-      by_name_.erase(FindByName(name));
+    if (list.empty()) {  // (found: `pos` is still its place in the name order)
+      by_name_.erase(pos);
       Release(id);
     }
   }
@@ -148,20 +148,29 @@ class OwnedLists {
     std::vector<uint32_t> added;                                    // in name order
     std::vector<uint32_t> gone;
     changes.reserve(batch.size());
-    // Room for the new names first: a full sync's 10k names do not double the table.
+    // Each owner's id, or kNoId for an owner not held yet (by_name_ does not change until the
+    // end, so one lookup each serves both passes).
+    constexpr uint64_t kNoId = UINT64_MAX;
+    std::vector<uint64_t> held(batch.size(), kNoId);
     size_t fresh = 0;
-    for (const auto& [name, list] : batch) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const auto& [name, list] = batch[i];
       auto pos = FindByName(name);
-      if (!list.empty() && (pos == by_name_.end() || names_[*pos] != name)) ++fresh;
+      if (pos != by_name_.end() && names_[*pos] == name) {
+        held[i] = *pos;
+      } else if (!list.empty()) {
+        ++fresh;
+      }
     }
+    // Room for the new names first: a full sync's 10k names do not double the table.
     if (fresh > free_.size()) names_.reserve(names_.size() + fresh - free_.size());
-    for (auto& [name, list] : batch) {
-      auto pos = FindByName(name);
-      const bool found = pos != by_name_.end() && names_[*pos] == name;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto& [name, list] = batch[i];
+      const bool found = held[i] != kNoId;
       if (!found && list.empty()) continue;
       uint32_t id;
       if (found) {
-        id = *pos;
+        id = static_cast<uint32_t>(held[i]);
         if (list.empty()) gone.push_back(id);
       } else {
         id = NewId(name);
